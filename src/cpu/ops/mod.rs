@@ -1,0 +1,1 @@
+//! CPU op implementations on flat slices. Each file: `<op>_ref`, `<op>_fast`, and backward.

@@ -1,0 +1,2 @@
+//! Launchers: the only place that knows a kernel's grid, block and argument order.
+pub mod copy;

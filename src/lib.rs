@@ -1,0 +1,23 @@
+//! fdm: a from-scratch tensor engine (CPU + hand-written CUDA kernels) and, on it, PUT + FDM
+//! pluralistic image inpainting. Layers, bottom to top (each calls only the one below):
+//! core (`tensor`, `storage`, `shape`, `dtype`) -> backends (`cpu`, `cuda`) -> `ops` + `autograd`
+//! -> `nn` -> `model` -> `pipeline` -> the `fdm` binary. See docs/ARCHITECTURE.md.
+
+pub mod dtype;
+pub mod error;
+pub mod shape;
+pub mod storage;
+pub mod tensor;
+pub mod device;
+pub mod rng;
+pub mod params;
+pub mod cpu;
+pub mod cuda;
+pub mod ops;
+pub mod autograd;
+pub mod testing;
+
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use tensor::Tensor;
