@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod ops;
 pub mod autograd;
+pub mod nn;
 pub mod testing;
 
 pub use device::Device;

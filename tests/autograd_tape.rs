@@ -45,3 +45,15 @@ fn tape_rejects_non_scalar_loss_cpu() -> Result<()> {
     assert!(err.contains("scalar"), "{err}");
     Ok(())
 }
+
+#[test]
+fn no_grad_tape_records_nothing_cpu() -> Result<()> {
+    let t = Tape::no_grad();
+    let a = t.var(Tensor::from_vec(vec![1.0], &[1])?);
+    let b = t.var(Tensor::from_vec(vec![2.0], &[1])?);
+    let c = add_var(&t, &a, &b)?;
+    assert_eq!(c.value().to_vec_f32()?, vec![3.0]);
+    assert_eq!(t.num_nodes(), 0);
+    assert!(!a.requires_grad() && !c.requires_grad());
+    Ok(())
+}

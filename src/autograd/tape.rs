@@ -48,6 +48,7 @@ struct Node {
 pub struct Tape {
     next_id: RefCell<VarId>,
     nodes: RefCell<Vec<Node>>,
+    no_grad: bool,
 }
 
 /// Gradients by variable id, produced by `Tape::backward`.
@@ -76,6 +77,14 @@ impl Tape {
     pub fn new() -> Self {
         Tape::default()
     }
+    /// A tape on which every variable is a constant: nothing is ever recorded. Inference runs
+    /// the same model code as training on such a tape.
+    pub fn no_grad() -> Self {
+        Tape { no_grad: true, ..Tape::default() }
+    }
+    pub fn is_no_grad(&self) -> bool {
+        self.no_grad
+    }
     fn fresh_id(&self) -> VarId {
         let mut n = self.next_id.borrow_mut();
         *n += 1;
@@ -83,7 +92,7 @@ impl Tape {
     }
     /// A trainable leaf (a parameter, or an input whose gradient is wanted).
     pub fn var(&self, value: Tensor) -> Var {
-        Var { id: self.fresh_id(), value, requires_grad: true }
+        Var { id: self.fresh_id(), value, requires_grad: !self.no_grad }
     }
     /// A value that needs no gradient (data, masks, frozen weights).
     pub fn constant(&self, value: Tensor) -> Var {
