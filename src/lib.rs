@@ -16,6 +16,7 @@ pub mod cuda;
 pub mod ops;
 pub mod autograd;
 pub mod nn;
+pub mod data;
 pub mod testing;
 
 pub use device::Device;

@@ -1,0 +1,2 @@
+//! Data preparation on the host: mask generators (spec §6.7).
+pub mod masks;
