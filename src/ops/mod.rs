@@ -1,6 +1,7 @@
 //! Backend-agnostic ops on `Tensor`: shape checks, then one match on the storage that calls the
 //! CPU loops (`cpu::ops`) or the CUDA launcher (`cuda::ops`). Nothing here loops over elements.
 pub mod binary;
+pub mod index;
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;

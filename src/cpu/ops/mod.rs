@@ -1,1 +1,2 @@
 //! CPU op implementations on flat slices. Each file: `<op>_ref`, `<op>_fast`, and backward.
+pub mod index;
