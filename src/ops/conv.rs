@@ -6,6 +6,7 @@
 //!   spec §0), b [O], stride, padding) -> [N, O, (H-1)*stride - 2p + kh, ...]`
 //!   (the decoder's 4x4 stride-2 upsampling, spec §2.4);
 //! * backward pieces (input, weight, bias gradients) and `*_backward` returning all three.
+//!
 //! Shapes are checked here with errors naming the problem; the loops live in `cpu::ops`.
 
 use super::matmul::check_cpu_f32;

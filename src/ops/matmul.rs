@@ -6,6 +6,7 @@
 //! * `linear(x, w, b)`: `x [.., in]`, `w [out, in]` (PyTorch layout, spec §0), `b [out]` ->
 //!   `[.., out]`: the transformer's q/k/v/proj/MLP layers (spec §3.2) and the encoder MLP.
 //! * their backward rules (`matmul_backward`, `linear_backward` and its three pieces).
+//!
 //! Shapes are checked here with errors naming the problem; the loops live in `cpu::ops`.
 
 use crate::cpu::ops::{gemm, linear as cpu_linear};

@@ -6,6 +6,7 @@
 //! * forward: `y[:, chunk] = W [out, K] * col [K, chunk] (+ bias)`, K = in*kh*kw;
 //! * weight gradient: `dW [out, K] += g[:, chunk] * col^T`;
 //! * input gradient: `dcol = W^T * g[:, chunk]`, then col2im scatter-adds dcol into dx.
+//!
 //! A 1x1 stride-1 unpadded conv skips im2col: the image is its own column matrix.
 //! The bias is written into y first and the GEMM accumulates onto it (beta = 1).
 //!

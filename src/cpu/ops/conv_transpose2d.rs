@@ -61,51 +61,66 @@ pub fn conv_transpose2d_ref_f64(p: &ConvTranspose2dParams, x: &[f64], w: &[f64],
     conv_transpose2d_ref_generic(p, x, w, b, y, |v| v);
 }
 
-/// Backward oracle from the scatter definition `y[n,o,ih*s-p+i, iw*s-p+j] += x[n,c,ih,iw]*w[c,o,i,j]`.
+/// The output index `ih*stride - pad + k` written by input `ih` through tap `k`, if inside y.
+fn target_index(ih: usize, k: usize, stride: u32, pad: u32, out_len: u32) -> Option<usize> {
+    let o = (ih * stride as usize + k).checked_sub(pad as usize)?;
+    (o < out_len as usize).then_some(o)
+}
+
+/// One input-gradient element `dx[n,c,ih,iw]` from the scatter definition
+/// `y[n,o,ih*s-p+i, iw*s-p+j] += x[n,c,ih,iw]*w[c,o,i,j]`, in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_backward_input_ref_at(p: &ConvTranspose2dParams, w: &[f32], g: &[f32], n: usize, c: usize, ih: usize, iw: usize) -> f64 {
+    let (oc_n, oh_n, ow_n) = (p.out_channels as usize, p.out_h as usize, p.out_w as usize);
+    let (kh, kw) = (p.kernel_h as usize, p.kernel_w as usize);
+    let mut s = 0f64;
+    for i in 0..kh {
+        let Some(oh) = target_index(ih, i, p.stride_h, p.pad_h, p.out_h) else { continue };
+        for j in 0..kw {
+            let Some(ow) = target_index(iw, j, p.stride_w, p.pad_w, p.out_w) else { continue };
+            for o in 0..oc_n {
+                s += g[((n * oc_n + o) * oh_n + oh) * ow_n + ow] as f64 * w[((c * oc_n + o) * kh + i) * kw + j] as f64;
+            }
+        }
+    }
+    s
+}
+
+/// One weight-gradient element `dw[c,o,i,j]` from the scatter definition, in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_backward_weight_ref_at(p: &ConvTranspose2dParams, x: &[f32], g: &[f32], c: usize, o: usize, i: usize, j: usize) -> f64 {
+    let (c_n, oc_n, h, wd) = (p.in_channels as usize, p.out_channels as usize, p.in_h as usize, p.in_w as usize);
+    let (oh_n, ow_n) = (p.out_h as usize, p.out_w as usize);
+    let mut s = 0f64;
+    for n in 0..p.batch as usize {
+        for ih in 0..h {
+            let Some(oh) = target_index(ih, i, p.stride_h, p.pad_h, p.out_h) else { continue };
+            for iw in 0..wd {
+                let Some(ow) = target_index(iw, j, p.stride_w, p.pad_w, p.out_w) else { continue };
+                s += x[((n * c_n + c) * h + ih) * wd + iw] as f64 * g[((n * oc_n + o) * oh_n + oh) * ow_n + ow] as f64;
+            }
+        }
+    }
+    s
+}
+
+/// Backward oracle: every element of `dx`, `dw`, `db` from the scatter definition (parallel
+/// over elements only for test speed).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d_backward_ref(p: &ConvTranspose2dParams, x: &[f32], w: &[f32], g: &[f32], dx: &mut [f32], dw: &mut [f32], db: &mut [f32]) {
     let (n_n, c_n, oc_n) = (p.batch as usize, p.in_channels as usize, p.out_channels as usize);
-    let (h, wd, oh_n, ow_n) = (p.in_h as usize, p.in_w as usize, p.out_h as usize, p.out_w as usize);
+    let (h, wd, plane) = (p.in_h as usize, p.in_w as usize, (p.out_h * p.out_w) as usize);
     let (kh, kw) = (p.kernel_h as usize, p.kernel_w as usize);
-    // The output position written by input (ih, iw) through kernel tap (i, j), if inside y.
-    let target = |ih: usize, k: usize, stride: u32, pad: u32, out_len: usize| {
-        let o = (ih * stride as usize + k).checked_sub(pad as usize)?;
-        (o < out_len).then_some(o)
-    };
-    let g_at = |n: usize, o: usize, oh: usize, ow: usize| g[((n * oc_n + o) * oh_n + oh) * ow_n + ow] as f64;
-    dx[..n_n * c_n * h * wd].par_chunks_mut(h * wd).enumerate().for_each(|(idx, out)| {
-        let (n, c) = (idx / c_n, idx % c_n);
-        for (q, v) in out.iter_mut().enumerate() {
-            let (ih, iw) = (q / wd, q % wd);
-            let mut s = 0f64;
-            for o in 0..oc_n {
-                for i in 0..kh {
-                    let Some(oh) = target(ih, i, p.stride_h, p.pad_h, oh_n) else { continue };
-                    for j in 0..kw {
-                        let Some(ow) = target(iw, j, p.stride_w, p.pad_w, ow_n) else { continue };
-                        s += g_at(n, o, oh, ow) * w[((c * oc_n + o) * kh + i) * kw + j] as f64;
-                    }
-                }
-            }
-            *v = s as f32;
-        }
+    dx[..n_n * c_n * h * wd].par_iter_mut().enumerate().for_each(|(idx, v)| {
+        let (n, c, ih, iw) = (idx / (c_n * h * wd), (idx / (h * wd)) % c_n, (idx / wd) % h, idx % wd);
+        *v = conv_transpose2d_backward_input_ref_at(p, w, g, n, c, ih, iw) as f32;
     });
     dw[..p.weight_len()].par_iter_mut().enumerate().for_each(|(idx, v)| {
         let (c, o, i, j) = (idx / (oc_n * kh * kw), (idx / (kh * kw)) % oc_n, (idx / kw) % kh, idx % kw);
-        let mut s = 0f64;
-        for n in 0..n_n {
-            for ih in 0..h {
-                let Some(oh) = target(ih, i, p.stride_h, p.pad_h, oh_n) else { continue };
-                for iw in 0..wd {
-                    let Some(ow) = target(iw, j, p.stride_w, p.pad_w, ow_n) else { continue };
-                    s += x[((n * c_n + c) * h + ih) * wd + iw] as f64 * g_at(n, o, oh, ow);
-                }
-            }
-        }
-        *v = s as f32;
+        *v = conv_transpose2d_backward_weight_ref_at(p, x, g, c, o, i, j) as f32;
     });
     for (o, v) in db[..oc_n].iter_mut().enumerate() {
-        *v = (0..n_n).map(|n| (0..oh_n * ow_n).map(|q| g_at(n, o, q / ow_n, q % ow_n)).sum::<f64>()).sum::<f64>() as f32;
+        *v = (0..n_n).map(|n| g[(n * oc_n + o) * plane..][..plane].iter().map(|&e| e as f64).sum::<f64>()).sum::<f64>() as f32;
     }
 }
 
