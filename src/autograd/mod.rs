@@ -2,5 +2,7 @@
 //! `Var` and record its backward rule.
 pub mod tape;
 pub mod view;
+pub mod linear;
+pub mod conv;
 
 pub use tape::{BackwardFn, Grads, Tape, Var, VarId};

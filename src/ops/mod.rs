@@ -26,3 +26,5 @@ pub fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()>
 pub fn is_cpu(t: &Tensor) -> bool {
     matches!(t.storage(), Storage::Cpu(_))
 }
+pub mod matmul;
+pub mod conv;

@@ -1,0 +1,305 @@
+//! Single-precision GEMM on the CPU: `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`,
+//! row-major with leading dimensions and optional transposes (`params::gemm::GemmParams`), plus
+//! a batched entry. The engine's linear layers, matmuls and (through im2col) convolutions all
+//! land here (spec §2.4, §3.2, §4.1 shapes).
+//!
+//! `gemm_ref`: the triple loop with f64 accumulation (the oracle).
+//! `gemm_fast`: the classic Goto/BLIS blocking:
+//!   for each NC-wide column block of B (kept in L3)
+//!     for each KC-deep slice of k
+//!       pack op(B)[kc x nc] into NR-wide panels (shared by all threads)
+//!       for each row block of up to MO rows: pack op(A)[mo x kc] into MR-tall panels
+//!         in parallel over tiles of C (MC rows, a run of NR-panels):
+//!           for each B micro-panel (L1), for each A micro-panel (L2): 6x16 micro-kernel.
+//! The first k slice applies the caller's beta, later slices accumulate (beta = 1).
+//! Packing makes every micro-kernel read unit-stride, aligned, zero-padded panels whatever the
+//! transposes and leading dimensions are.
+
+use super::gemm_kernel::{compute_tile, MicroKernel, MR, NR};
+use crate::params::gemm::GemmParams;
+use rayon::prelude::*;
+use std::cell::Cell;
+
+/// Depth of one packed slice: a 16 x 256 B micro-panel is 16 KiB, half the L1.
+const KC: usize = 256;
+/// Rows of C per task at most: a 144 x 256 packed A block is 144 KiB, a slice of the L2.
+const MC: usize = 144;
+/// Columns of B per packed block: 3072 x 256 floats = 3 MiB, well inside the L3.
+const NC: usize = 3072;
+/// Rows of A packed at once (bounds the packed-A buffer to MO x KC floats).
+const MO: usize = 2304;
+
+/// The oracle: the triple loop, f64 accumulation; parallel over rows of C only for test speed.
+pub fn gemm_ref(p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
+    p.check(a.len(), b.len(), c.len());
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    let (ta, tb) = (p.is_trans_a(), p.is_trans_b());
+    let (lda, ldb, ldc) = (p.lda as usize, p.ldb as usize, p.ldc as usize);
+    for bi in 0..p.batch as usize {
+        let a = &a[bi * p.stride_a as usize..];
+        let b = &b[bi * p.stride_b as usize..];
+        let c = &mut c[bi * p.stride_c as usize..];
+        let rows: Vec<Vec<f32>> = (0..m)
+            .into_par_iter()
+            .map(|i| {
+                (0..n)
+                    .map(|j| {
+                        let mut s = 0f64;
+                        for q in 0..k {
+                            let av = if ta { a[q * lda + i] } else { a[i * lda + q] };
+                            let bv = if tb { b[j * ldb + q] } else { b[q * ldb + j] };
+                            s += av as f64 * bv as f64;
+                        }
+                        let old = if p.beta == 0.0 { 0.0 } else { p.beta as f64 * c[i * ldc + j] as f64 };
+                        (p.alpha as f64 * s + old) as f32
+                    })
+                    .collect()
+            })
+            .collect();
+        for (i, row) in rows.iter().enumerate() {
+            c[i * ldc..i * ldc + n].copy_from_slice(row);
+        }
+    }
+}
+
+/// The fast GEMM with the best micro-kernel for this CPU, multi-threaded (rayon).
+pub fn gemm_fast(p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
+    gemm_with(MicroKernel::detect(), true, p, a, b, c);
+}
+
+/// The fast GEMM with an explicit micro-kernel and threading choice (tests use this to cover the
+/// portable kernel on AVX2 machines). Panics if `kernel` is not available on this CPU.
+pub fn gemm_with(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(kernel.is_available(), "gemm: micro-kernel {kernel:?} not supported by this CPU");
+    p.check(a.len(), b.len(), c.len());
+    let batch = p.batch as usize;
+    let (la, lb, lc) = p.matrix_lens();
+    let (sa, sb, sc) = (p.stride_a as usize, p.stride_b as usize, p.stride_c as usize);
+    let small = (p.m as f64) * (p.n as f64) * (p.k as f64) < (1u64 << 21) as f64;
+    if parallel && batch > 1 && small && sc >= lc && lc > 0 {
+        // Many small products: one per task, each single-threaded. C matrices are disjoint
+        // because stride_c covers a whole matrix.
+        c[..(batch - 1) * sc + lc].par_chunks_mut(sc).enumerate().for_each(|(i, ci)| {
+            gemm_single(kernel, false, p, &a[i * sa..i * sa + la], &b[i * sb..i * sb + lb], ci);
+        });
+    } else {
+        for i in 0..batch {
+            gemm_single(kernel, parallel, p, &a[i * sa..i * sa + la], &b[i * sb..i * sb + lb], &mut c[i * sc..i * sc + lc]);
+        }
+    }
+}
+
+/// A raw pointer to C shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct TilePtr(*mut f32);
+unsafe impl Send for TilePtr {}
+unsafe impl Sync for TilePtr {}
+
+/// One product (batch index already applied to the slices).
+fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || p.alpha == 0.0 {
+        scale_c(c, m, n, p.ldc as usize, p.beta);
+        return;
+    }
+    let mut a_buf = take_buf(&PACK_A);
+    let mut b_buf = take_buf(&PACK_B);
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let beta = if pc == 0 { p.beta } else { 1.0 };
+            let bp = b_buf.slice(nc.div_ceil(NR) * NR * kc);
+            pack_b(parallel, p, b, pc, kc, jc, nc, bp);
+            for ic in (0..m).step_by(MO) {
+                let mo = MO.min(m - ic);
+                let ap = a_buf.slice(mo.div_ceil(MR) * MR * kc);
+                pack_a(parallel, p, a, pc, kc, ic, mo, ap);
+                let block = Block { kernel, kc, ic, mo, jc, nc, alpha: p.alpha, beta, ldc: p.ldc as usize };
+                block.compute(parallel, ap, bp, c);
+            }
+        }
+    }
+    PACK_A.set(a_buf);
+    PACK_B.set(b_buf);
+}
+
+/// C = beta * C on the m x n region (beta == 0 writes zeros without reading).
+fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
+    for i in 0..m {
+        let row = &mut c[i * ldc..i * ldc + n];
+        if beta == 0.0 {
+            row.fill(0.0);
+        } else {
+            row.iter_mut().for_each(|v| *v *= beta);
+        }
+    }
+}
+
+/// One packed (mo x kc) x (kc x nc) block product into C, split into tiles for the threads.
+struct Block {
+    kernel: MicroKernel,
+    kc: usize,
+    ic: usize,
+    mo: usize,
+    jc: usize,
+    nc: usize,
+    alpha: f32,
+    beta: f32,
+    ldc: usize,
+}
+
+impl Block {
+    fn compute(&self, parallel: bool, ap: &[f32], bp: &[f32], c: &mut [f32]) {
+        let threads = if parallel { rayon::current_num_threads() } else { 1 };
+        // Row blocks: about MC rows each, their count a multiple of the thread count so the
+        // last wave of tasks is not half empty.
+        let row_blocks = self.mo.div_ceil(MC).div_ceil(threads) * threads;
+        let mc = self.mo.div_ceil(row_blocks).div_ceil(MR) * MR;
+        let row_blocks = self.mo.div_ceil(mc);
+        // Split columns too when there are too few row blocks to feed every thread twice.
+        let panels = self.nc.div_ceil(NR);
+        let col_splits = (2 * threads).div_ceil(row_blocks).min(panels).max(1);
+        let panels_per_task = panels.div_ceil(col_splits);
+        let col_tasks = panels.div_ceil(panels_per_task);
+        let c_ptr = TilePtr(c.as_mut_ptr());
+        let c_len = c.len();
+        let task = |t: usize| {
+            let (rb, cb) = (t / col_tasks, t % col_tasks);
+            let rows = rb * mc..(rb * mc + mc).min(self.mo);
+            let cols = cb * panels_per_task..((cb + 1) * panels_per_task).min(panels);
+            self.tile_run(ap, bp, c_ptr, c_len, rows, cols);
+        };
+        if parallel && row_blocks * col_tasks > 1 {
+            (0..row_blocks * col_tasks).into_par_iter().for_each(task);
+        } else {
+            (0..row_blocks * col_tasks).for_each(task);
+        }
+    }
+
+    /// Rows `rows` of this block (relative to `ic`) times B panels `cols`: jr outer so one
+    /// B micro-panel stays in L1 while the A panels stream from L2.
+    fn tile_run(&self, ap: &[f32], bp: &[f32], c: TilePtr, c_len: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        let kc = self.kc;
+        for jp in cols {
+            let j = jp * NR;
+            let nr = NR.min(self.nc - j);
+            let b_panel = &bp[jp * NR * kc..(jp + 1) * NR * kc];
+            for i in rows.clone().step_by(MR) {
+                let mr = MR.min(self.mo - i);
+                let a_panel = &ap[(i / MR) * MR * kc..(i / MR + 1) * MR * kc];
+                let offset = (self.ic + i) * self.ldc + self.jc + j;
+                debug_assert!(offset + (mr - 1) * self.ldc + nr <= c_len);
+                // SAFETY: panels hold kc*MR / kc*NR floats; the tile lies inside C (checked by
+                // GemmParams::check) and tiles of different tasks are disjoint.
+                unsafe {
+                    compute_tile(self.kernel, kc, a_panel.as_ptr(), b_panel.as_ptr(), c.0.add(offset), self.ldc, mr, nr, self.alpha, self.beta);
+                }
+            }
+        }
+    }
+}
+
+/// Pack op(A)[ic..ic+mo, pc..pc+kc] into MR-tall panels (`dst[panel][q*MR + r]`), zero-padded.
+#[allow(clippy::too_many_arguments)]
+fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: usize, mo: usize, dst: &mut [f32]) {
+    let lda = p.lda as usize;
+    let pack_panel = |(panel, d): (usize, &mut [f32])| {
+        let i0 = ic + panel * MR;
+        let mr = MR.min(ic + mo - i0);
+        if p.is_trans_a() {
+            // Stored A is [k, lda]: each k step holds mr consecutive rows of op(A).
+            for q in 0..kc {
+                let src = &a[(pc + q) * lda + i0..][..mr];
+                let row = &mut d[q * MR..q * MR + MR];
+                row[..mr].copy_from_slice(src);
+                row[mr..].fill(0.0);
+            }
+        } else {
+            for r in 0..MR {
+                if r < mr {
+                    let src = &a[(i0 + r) * lda + pc..][..kc];
+                    for (q, &v) in src.iter().enumerate() {
+                        d[q * MR + r] = v;
+                    }
+                } else {
+                    (0..kc).for_each(|q| d[q * MR + r] = 0.0);
+                }
+            }
+        }
+    };
+    if parallel && mo > 4 * MR {
+        dst.par_chunks_mut(MR * kc).enumerate().for_each(pack_panel);
+    } else {
+        dst.chunks_mut(MR * kc).enumerate().for_each(pack_panel);
+    }
+}
+
+/// Pack op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels (`dst[panel][q*NR + j]`), zero-padded.
+#[allow(clippy::too_many_arguments)]
+fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+    let ldb = p.ldb as usize;
+    let pack_panel = |(panel, d): (usize, &mut [f32])| {
+        let j0 = jc + panel * NR;
+        let nr = NR.min(jc + nc - j0);
+        if p.is_trans_b() {
+            // Stored B is [n, ldb]: column j of op(B) is row j of the stored matrix.
+            for j in 0..NR {
+                if j < nr {
+                    let src = &b[(j0 + j) * ldb + pc..][..kc];
+                    for (q, &v) in src.iter().enumerate() {
+                        d[q * NR + j] = v;
+                    }
+                } else {
+                    (0..kc).for_each(|q| d[q * NR + j] = 0.0);
+                }
+            }
+        } else {
+            for q in 0..kc {
+                let src = &b[(pc + q) * ldb + j0..][..nr];
+                let row = &mut d[q * NR..q * NR + NR];
+                row[..nr].copy_from_slice(src);
+                row[nr..].fill(0.0);
+            }
+        }
+    };
+    if parallel && nc > 4 * NR {
+        dst.par_chunks_mut(NR * kc).enumerate().for_each(pack_panel);
+    } else {
+        dst.chunks_mut(NR * kc).enumerate().for_each(pack_panel);
+    }
+}
+
+/// 64-byte aligned storage for packed panels (aligned vector loads, no split cache lines).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([f32; 16]);
+
+#[derive(Default)]
+struct PackBuf(Vec<Line>);
+
+impl PackBuf {
+    /// A slice of `len` floats (grown on demand; contents are overwritten by packing).
+    fn slice(&mut self, len: usize) -> &mut [f32] {
+        let lines = len.div_ceil(16);
+        if self.0.len() < lines {
+            self.0.resize(lines, Line([0.0; 16]));
+        }
+        // SAFETY: Line is repr(C) [f32; 16]; the vector holds at least `len` floats.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut f32, len) }
+    }
+}
+
+thread_local! {
+    // Reused between calls to avoid page-faulting fresh megabytes on every GEMM. Taken out while
+    // in use, so a nested call on the same thread (rayon work stealing) gets its own buffer.
+    static PACK_A: Cell<PackBuf> = Cell::new(PackBuf::default());
+    static PACK_B: Cell<PackBuf> = Cell::new(PackBuf::default());
+}
+
+fn take_buf(key: &'static std::thread::LocalKey<Cell<PackBuf>>) -> PackBuf {
+    key.take()
+}
