@@ -1,5 +1,15 @@
 //! Autograd: the tape (`tape.rs`) and, per op group, functions that run the forward op on a
 //! `Var` and record its backward rule.
 pub mod tape;
+pub mod binary;
+pub mod embedding;
+pub mod layernorm;
+pub mod patch;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod shape;
+pub mod softmax;
+pub mod unary;
 
 pub use tape::{BackwardFn, Grads, Tape, Var, VarId};

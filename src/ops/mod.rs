@@ -1,6 +1,16 @@
 //! Backend-agnostic ops on `Tensor`: shape checks, then one match on the storage that calls the
 //! CPU loops (`cpu::ops`) or the CUDA launcher (`cuda::ops`). Nothing here loops over elements.
 pub mod binary;
+pub mod concat;
+pub mod embedding;
+pub mod layernorm;
+pub mod patch;
+pub mod pool;
+pub mod prep;
+pub mod reduce;
+pub mod resize;
+pub mod softmax;
+pub mod unary;
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;

@@ -1,1 +1,11 @@
 //! CPU op implementations on flat slices. Each file: `<op>_ref`, `<op>_fast`, and backward.
+pub mod binary;
+pub mod concat;
+pub mod embedding;
+pub mod layernorm;
+pub mod patch;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod softmax;
+pub mod unary;
