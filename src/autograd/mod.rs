@@ -4,5 +4,15 @@ pub mod tape;
 pub mod view;
 pub mod linear;
 pub mod conv;
+pub mod binary;
+pub mod embedding;
+pub mod layernorm;
+pub mod patch;
+pub mod pool;
+pub mod reduce;
+pub mod resize;
+pub mod shape;
+pub mod softmax;
+pub mod unary;
 
 pub use tape::{BackwardFn, Grads, Tape, Var, VarId};

@@ -2,6 +2,16 @@
 //! CPU loops (`cpu::ops`) or the CUDA launcher (`cuda::ops`). Nothing here loops over elements.
 pub mod binary;
 pub mod index;
+pub mod concat;
+pub mod embedding;
+pub mod layernorm;
+pub mod patch;
+pub mod pool;
+pub mod prep;
+pub mod reduce;
+pub mod resize;
+pub mod softmax;
+pub mod unary;
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;

@@ -1,0 +1,72 @@
+//! LayerNorm over the last dim (spec §3.2: eps 1e-5, affine weight and bias), as PyTorch
+//! `nn.LayerNorm(dim)`: `x [..., D]`, `weight [D]`, `bias [D]` -> `y [..., D]`, biased variance.
+//! `layer_norm_with_stats` also returns the per-row `mean` and `rstd` (`[rows]`, rows = numel/D)
+//! that `layer_norm_backward` uses to give `(dx, dweight, dbias)`.
+
+use super::prep::{check_u32_len, dense_f32, expect_shape};
+use crate::cpu::ops::layernorm as cpu;
+use crate::error::{Error, Result};
+use crate::params::layernorm::LayerNormParams;
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+
+const OP: &str = "layer_norm";
+
+fn params(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<LayerNormParams> {
+    let Some(&d) = x.shape().last() else {
+        return Err(Error::shape(OP, "input must have rank >= 1"));
+    };
+    expect_shape(OP, "weight", weight, &[d])?;
+    expect_shape(OP, "bias", bias, &[d])?;
+    if !(eps > 0.0) {
+        return Err(Error::msg(format!("{OP}: eps must be > 0, got {eps}")));
+    }
+    check_u32_len(OP, x.numel())?;
+    let rows = if d == 0 { 0 } else { x.numel() / d };
+    Ok(LayerNormParams::new(rows, d, eps))
+}
+
+/// `y = (x - mean) / sqrt(var + eps) * weight + bias` over the last dim.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
+    Ok(layer_norm_with_stats(x, weight, bias, eps)?.0)
+}
+
+/// `(y, mean [rows], rstd [rows])`.
+pub fn layer_norm_with_stats(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+    let p = params(x, weight, bias, eps)?;
+    super::check_same_device(OP, x, weight)?;
+    super::check_same_device(OP, x, bias)?;
+    let (x, w, b) = (dense_f32(OP, x)?, dense_f32(OP, weight)?, dense_f32(OP, bias)?);
+    match (x.storage(), w.storage(), b.storage()) {
+        (Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)) => {
+            let rows = p.rows as usize;
+            let (mut y, mut mean, mut rstd) = (vec![0f32; x.numel()], vec![0f32; rows], vec![0f32; rows]);
+            cpu::layernorm_fwd_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.cpu_f32()?, &mut y, &mut mean, &mut rstd);
+            Ok((Tensor::from_vec(y, x.shape())?, Tensor::from_vec(mean, &[rows])?, Tensor::from_vec(rstd, &[rows])?))
+        }
+        _ => Err(super::no_cuda_kernel(OP)),
+    }
+}
+
+/// `(dx, dweight, dbias)` from the input, weight, the forward's saved `mean`/`rstd` and the
+/// output gradient `g` (shape of `x`).
+pub fn layer_norm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let p = params(x, weight, weight, 1.0)?;
+    let rows = p.rows as usize;
+    expect_shape(OP, "backward: gradient", g, x.shape())?;
+    expect_shape(OP, "backward: mean", mean, &[rows])?;
+    expect_shape(OP, "backward: rstd", rstd, &[rows])?;
+    super::check_same_device(OP, x, g)?;
+    let (x, w, g) = (dense_f32(OP, x)?, dense_f32(OP, weight)?, dense_f32(OP, g)?);
+    let (mean, rstd) = (dense_f32(OP, mean)?, dense_f32(OP, rstd)?);
+    match (x.storage(), w.storage(), g.storage()) {
+        (Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)) => {
+            let d = p.dim as usize;
+            let (mut dx, mut dw, mut db) = (vec![0f32; x.numel()], vec![0f32; d], vec![0f32; d]);
+            let (xs, ws, gs) = (x.cpu_f32()?, w.cpu_f32()?, g.cpu_f32()?);
+            cpu::layernorm_bwd_fast(&p, xs, ws, mean.cpu_f32()?, rstd.cpu_f32()?, gs, &mut dx, &mut dw, &mut db);
+            Ok((Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dw, &[d])?, Tensor::from_vec(db, &[d])?))
+        }
+        _ => Err(super::no_cuda_kernel(OP)),
+    }
+}
