@@ -3,3 +3,4 @@
 pub mod tape;
 
 pub use tape::{BackwardFn, Grads, Tape, Var, VarId};
+pub mod attention;

@@ -25,3 +25,5 @@ pub fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()>
 pub fn is_cpu(t: &Tensor) -> bool {
     matches!(t.storage(), Storage::Cpu(_))
 }
+pub(crate) mod argcheck;
+pub mod attention;

@@ -1,1 +1,3 @@
 //! CPU op implementations on flat slices. Each file: `<op>_ref`, `<op>_fast`, and backward.
+pub mod attention;
+pub mod attention_backward;
