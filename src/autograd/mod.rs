@@ -4,3 +4,4 @@ pub mod tape;
 
 pub use tape::{BackwardFn, Grads, Tape, Var, VarId};
 pub mod attention;
+pub mod losses;

@@ -27,3 +27,6 @@ pub fn is_cpu(t: &Tensor) -> bool {
 }
 pub(crate) mod argcheck;
 pub mod attention;
+pub mod cross_entropy;
+pub mod image_losses;
+pub mod losses;
