@@ -30,3 +30,4 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod image_losses;
 pub mod losses;
+pub mod optim;

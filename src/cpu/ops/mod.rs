@@ -5,3 +5,4 @@ pub mod losses;
 pub mod cross_entropy;
 pub mod gram;
 pub mod image_grad;
+pub mod optim;
