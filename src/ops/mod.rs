@@ -31,3 +31,4 @@ pub mod cross_entropy;
 pub mod image_losses;
 pub mod losses;
 pub mod optim;
+pub mod codebook;

@@ -47,3 +47,13 @@ impl CodebookEmaParams {
         CodebookEmaParams { codes: codes as u32, dim: dim as u32, decay: 0.99, eps: 1e-5 }
     }
 }
+
+/// The half a position searches, from its token type (spec §1.2 / §2.3): type 1 (fully
+/// visible) -> unmasked half; types 0 and 2 (masked or partially masked) -> masked half.
+pub fn half_for_token_type(token_type: u32) -> u32 {
+    if token_type == 1 {
+        CODEBOOK_HALF_UNMASKED
+    } else {
+        CODEBOOK_HALF_MASKED
+    }
+}

@@ -6,3 +6,4 @@ pub mod cross_entropy;
 pub mod gram;
 pub mod image_grad;
 pub mod optim;
+pub mod codebook;
