@@ -23,3 +23,4 @@ pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use tensor::Tensor;
+pub mod optim;

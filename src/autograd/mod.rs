@@ -16,3 +16,5 @@ pub mod softmax;
 pub mod unary;
 
 pub use tape::{BackwardFn, Grads, Tape, Var, VarId};
+pub mod attention;
+pub mod losses;

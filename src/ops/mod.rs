@@ -38,3 +38,10 @@ pub fn is_cpu(t: &Tensor) -> bool {
 }
 pub mod matmul;
 pub mod conv;
+pub(crate) mod argcheck;
+pub mod attention;
+pub mod cross_entropy;
+pub mod image_losses;
+pub mod losses;
+pub mod optim;
+pub mod codebook;

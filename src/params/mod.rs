@@ -15,3 +15,8 @@ pub mod reduce;
 pub mod resize;
 pub mod softmax;
 pub mod unary;
+pub mod attention;
+pub mod codebook;
+pub mod losses;
+pub mod optim;
+pub mod sampling;

@@ -1,0 +1,21 @@
+//! Autograd node for the multi-head self-attention core (spec §3.2): q, k, v `[B, L, H*Dh]`
+//! in, `[B, L, H*Dh]` out. The forward keeps its output and per-row log-sum-exp so the
+//! backward rebuilds the probabilities block by block instead of storing them.
+
+use crate::autograd::{Tape, Var};
+use crate::error::Result;
+use crate::ops::attention as ops;
+
+/// softmax(q k^T / sqrt(Dh)) v with `heads` heads, recorded on the tape.
+pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+    let (out, lse) = ops::attention_with_lse(q.value(), k.value(), v.value(), heads)?;
+    let (qt, kt, vt, ot) = (q.value().clone(), k.value().clone(), v.value().clone(), out.clone());
+    Ok(tape.record(
+        out,
+        &[q, k, v],
+        Box::new(move |g| {
+            let (dq, dk, dv) = ops::attention_backward(&qt, &kt, &vt, &ot, &lse, g, heads)?;
+            Ok(vec![Some(dq), Some(dk), Some(dv)])
+        }),
+    ))
+}

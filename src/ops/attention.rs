@@ -1,0 +1,97 @@
+//! Tensor-level multi-head self-attention core (spec §3.2): q, k, v `[B, L, H*Dh]` (already
+//! projected; head h = channels h*Dh..(h+1)*Dh), scale 1/sqrt(Dh), softmax over keys, output
+//! `[B, L, H*Dh]`. The forward can also return the per-row log-sum-exp `[B, H, L]` that the
+//! backward uses to rebuild the probabilities without storing them.
+
+use super::argcheck::{expect_f32, expect_rank, expect_same_device, expect_same_shape};
+use crate::cpu::ops::{attention as cpu_fwd, attention_backward as cpu_bwd};
+use crate::error::{Error, Result};
+use crate::params::attention::AttentionParams;
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+
+const OP: &str = "attention";
+
+/// Checks shapes and builds the params of q, k, v `[B, L, heads*Dh]`.
+fn params(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<AttentionParams> {
+    expect_rank(OP, "q", q, 3)?;
+    expect_same_shape(OP, "q", q, "k", k)?;
+    expect_same_shape(OP, "q", q, "v", v)?;
+    for t in [q, k, v] {
+        expect_f32(OP, t)?;
+    }
+    expect_same_device(OP, &[q, k, v])?;
+    let (b, l, w) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+    if heads == 0 || w % heads != 0 {
+        return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
+    }
+    Ok(AttentionParams::new(b, l, heads, w / heads))
+}
+
+/// softmax(q k^T / sqrt(Dh)) v per head.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    Ok(attention_with_lse(q, k, v, heads)?.0)
+}
+
+/// The output and the log-sum-exp of every score row (`[B, heads, L]`), for the backward.
+pub fn attention_with_lse(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<(Tensor, Tensor)> {
+    let p = params(q, k, v, heads)?;
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    match q.storage() {
+        Storage::Cpu(_) => {
+            let mut out = vec![0f32; p.numel()];
+            let mut lse = vec![0f32; p.lse_numel()];
+            cpu_fwd::attention_fast(&p, q.cpu_f32()?, k.cpu_f32()?, v.cpu_f32()?, &mut out, &mut lse);
+            let lse_shape = [p.batch as usize, heads, p.seq_len as usize];
+            Ok((Tensor::from_vec(out, q.shape())?, Tensor::from_vec(lse, &lse_shape)?))
+        }
+        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+    }
+}
+
+/// Gradients (dq, dk, dv) from the forward's inputs, `out`, `lse` and the output gradient.
+pub fn attention_backward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+    lse: &Tensor,
+    dout: &Tensor,
+    heads: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    const BOP: &str = "attention_backward";
+    let p = params(q, k, v, heads)?;
+    expect_same_shape(BOP, "q", q, "out", out)?;
+    expect_same_shape(BOP, "q", q, "dout", dout)?;
+    let lse_shape = [p.batch as usize, heads, p.seq_len as usize];
+    if lse.shape() != lse_shape {
+        return Err(Error::shape(BOP, format!("lse {:?} must be {lse_shape:?}", lse.shape())));
+    }
+    for t in [out, lse, dout] {
+        expect_f32(BOP, t)?;
+    }
+    expect_same_device(BOP, &[q, out, lse, dout])?;
+    let [q, k, v, out, lse, dout] = [q, k, v, out, lse, dout].map(|t| t.contiguous());
+    let (q, k, v, out, lse, dout) = (q?, k?, v?, out?, lse?, dout?);
+    match q.storage() {
+        Storage::Cpu(_) => {
+            let n = p.numel();
+            let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+            cpu_bwd::attention_backward_fast(
+                &p,
+                q.cpu_f32()?,
+                k.cpu_f32()?,
+                v.cpu_f32()?,
+                out.cpu_f32()?,
+                lse.cpu_f32()?,
+                dout.cpu_f32()?,
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            );
+            let shape = q.shape();
+            Ok((Tensor::from_vec(dq, shape)?, Tensor::from_vec(dk, shape)?, Tensor::from_vec(dv, shape)?))
+        }
+        Storage::Cuda(_) => Err(super::no_cuda_kernel(BOP)),
+    }
+}
