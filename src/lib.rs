@@ -16,6 +16,8 @@ pub mod cuda;
 pub mod ops;
 pub mod autograd;
 pub mod testing;
+pub mod model;
+pub mod io;
 
 pub use device::Device;
 pub use dtype::DType;
