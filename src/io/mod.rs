@@ -1,6 +1,8 @@
-//! Files in and out: weights (safetensors, memory-mapped, atomic saves) and images and masks
-//! (PNG/JPEG), with typed errors callers can branch on.
+//! Files in and out: weights (safetensors, memory-mapped, atomic saves), images and masks
+//! (PNG/JPEG), and a small mask drawer; typed errors callers can branch on.
 pub mod error;
+pub mod image;
+pub mod mask_draw;
 pub mod safetensors;
 pub mod weight_store;
 
