@@ -18,6 +18,8 @@ pub mod autograd;
 pub mod nn;
 pub mod data;
 pub mod testing;
+pub mod model;
+pub mod io;
 
 pub use device::Device;
 pub use dtype::DType;

@@ -1,0 +1,128 @@
+//! Typed errors of the file layer, so callers can branch (a CLI reports a key mismatch
+//! differently from a missing file; `inpaint` refuses a mask with no hole). Both convert into
+//! the crate's `Error` (as its message) for code that only propagates them.
+
+use crate::dtype::DType;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Errors of loading or saving weights files.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// Not a readable safetensors file: truncated, bad header, inconsistent offsets.
+    #[error("{}: not a valid safetensors file: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    /// Tensors stored in a dtype the engine does not hold (it loads f32, f16, bf16, u32).
+    #[error("{}: unsupported tensor dtypes (fdm loads f32, f16, bf16, u32): {}", path.display(), list_pairs(tensors))]
+    UnsupportedDType { path: PathBuf, tensors: Vec<(String, String)> },
+    /// The `__metadata__` entry is missing what was asked for, or does not parse.
+    #[error("{}: metadata: {detail}", path.display())]
+    Metadata { path: PathBuf, detail: String },
+    /// The file's model config is not the one the caller expected.
+    #[error("{}: holds weights for config `{found}`, expected `{expected}`{detail}", path.display())]
+    ConfigMismatch { path: PathBuf, found: String, expected: String, detail: String },
+    /// Names, shapes or dtypes differ from the parameter spec (every problem listed).
+    #[error("{0}")]
+    Mismatch(SpecMismatch),
+    /// A tensor could not be built or read (e.g. a CUDA copy failed).
+    #[error(transparent)]
+    Tensor(#[from] crate::error::Error),
+}
+
+fn list_pairs(v: &[(String, String)]) -> String {
+    v.iter().map(|(a, b)| format!("{a} ({b})")).collect::<Vec<_>>().join(", ")
+}
+
+/// Every difference between a set of tensors and a `ParamSpec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SpecMismatch {
+    /// Where the tensors came from (a file path, "weight store", ...).
+    pub context: String,
+    /// (name, expected shape) of spec entries with no tensor.
+    pub missing: Vec<(String, Vec<usize>)>,
+    /// (name, shape) of tensors the spec does not have.
+    pub unexpected: Vec<(String, Vec<usize>)>,
+    /// (name, expected shape, found shape).
+    pub misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// (name, found dtype) of parameters not stored in a float dtype.
+    pub wrong_dtype: Vec<(String, DType)>,
+}
+
+impl SpecMismatch {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.misshaped.is_empty() && self.wrong_dtype.is_empty()
+    }
+    pub fn problem_count(&self) -> usize {
+        self.missing.len() + self.unexpected.len() + self.misshaped.len() + self.wrong_dtype.len()
+    }
+}
+
+impl fmt::Display for SpecMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: weights do not match the model's parameter spec ({} missing, {} unexpected, {} with the wrong shape, {} with a non-float dtype)",
+            self.context,
+            self.missing.len(),
+            self.unexpected.len(),
+            self.misshaped.len(),
+            self.wrong_dtype.len()
+        )?;
+        for (n, s) in &self.missing {
+            write!(f, "\n  missing:     {n} {s:?}")?;
+        }
+        for (n, s) in &self.unexpected {
+            write!(f, "\n  unexpected:  {n} {s:?}")?;
+        }
+        for (n, want, got) in &self.misshaped {
+            write!(f, "\n  wrong shape: {n}: expected {want:?}, found {got:?}")?;
+        }
+        for (n, d) in &self.wrong_dtype {
+            write!(f, "\n  wrong dtype: {n}: {}, expected f32/f16/bf16", d.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecMismatch {}
+
+/// Errors of reading or writing images and masks.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file could not be decoded or encoded as an image.
+    #[error("{}: {detail}", path.display())]
+    Codec { path: PathBuf, detail: String },
+    /// A tensor handed to an image function has the wrong shape.
+    #[error("{op}: {detail}")]
+    Shape { op: &'static str, detail: String },
+    /// The mask marks no pixel as a hole, so there is nothing to inpaint.
+    #[error("mask has no hole: every pixel is marked visible (white = hole; use --invert-mask if the mask marks holes in black)")]
+    NoHole,
+    /// Mask and image sizes differ.
+    #[error("mask is {mask_w}x{mask_h} but the image is {image_w}x{image_h}")]
+    SizeMismatch { mask_w: usize, mask_h: usize, image_w: usize, image_h: usize },
+    #[error(transparent)]
+    Tensor(#[from] crate::error::Error),
+}
+
+impl From<WeightsError> for crate::error::Error {
+    fn from(e: WeightsError) -> Self {
+        match e {
+            WeightsError::Tensor(inner) => inner,
+            other => crate::error::Error::Msg(other.to_string()),
+        }
+    }
+}
+
+impl From<ImageError> for crate::error::Error {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Tensor(inner) => inner,
+            other => crate::error::Error::Msg(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Images and masks in and out (PNG / JPEG through the `image` crate).
+//!
+//! * Images load as `[3, H, W]` f32 CPU tensors in [0, 255] (spec §0's dataset range), any size,
+//!   any mode: RGB as is; RGBA / grey+alpha drop the alpha channel (not composited; a note
+//!   says so); grey is replicated to three channels; 16-bit and float images keep their precision
+//!   (value * 255 / 65535, value * 255) instead of being cut to 8 bits.
+//! * Images save from `[3, H, W]` in [0, 255] by **rounding to nearest and clamping** to 0..255
+//!   (NaN is written as 0). The official code truncates when it writes uint8 (spec §9.16); this
+//!   engine rounds its own outputs, which differs by at most one grey level.
+//! * Mask files follow the official convention (spec §6.7, §9.1): **white = hole**, black =
+//!   known; the file is read as luminance (alpha ignored) and a pixel is white when its 8-bit
+//!   luma is >= 128, so anti-aliased or JPEG-compressed masks binarise cleanly. `invert` swaps
+//!   the convention (black = hole). The returned tensor is in the engine's polarity (spec §0):
+//!   `[1, H, W]` f32 with **1 = visible, 0 = hole**.
+//! * `require_hole` is the separate check `inpaint` runs: a mask with no hole is an error.
+//! * `contact_sheet` tiles several `[3, H, W]` images into one, with a small white gap.
+
+use super::error::ImageError;
+use crate::tensor::Tensor;
+use ::image::{ColorType, DynamicImage, ImageFormat, ImageReader};
+use std::path::Path;
+
+/// A loaded image and what was changed to make it `[3, H, W]`.
+#[derive(Clone, Debug)]
+pub struct LoadedImage {
+    /// `[3, H, W]` f32 in [0, 255].
+    pub tensor: Tensor,
+    pub width: usize,
+    pub height: usize,
+    /// Human-readable notes (alpha dropped, grey replicated, 16-bit kept), empty for plain RGB.
+    pub notes: Vec<String>,
+}
+
+fn codec_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
+    ImageError::Codec { path: path.to_path_buf(), detail: e.to_string() }
+}
+
+fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
+    let reader = ImageReader::open(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    let reader = reader.with_guessed_format().map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    reader.decode().map_err(|e| codec_err(path, e))
+}
+
+/// Planar `[3, H, W]` values from interleaved RGB.
+fn planar_from_interleaved(rgb: impl Iterator<Item = [f32; 3]>, w: usize, h: usize) -> Result<Tensor, ImageError> {
+    let n = w * h;
+    let mut out = vec![0.0f32; 3 * n];
+    for (i, px) in rgb.enumerate() {
+        out[i] = px[0];
+        out[n + i] = px[1];
+        out[2 * n + i] = px[2];
+    }
+    Ok(Tensor::from_vec(out, &[3, h, w])?)
+}
+
+/// Convert a decoded image to `[3, H, W]` in [0, 255], with notes on what changed.
+pub fn image_to_tensor(img: &DynamicImage) -> Result<(Tensor, Vec<String>), ImageError> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let color = img.color();
+    let mut notes = Vec::new();
+    if color.has_alpha() {
+        notes.push("alpha channel dropped (colour kept as stored, not composited)".to_string());
+    }
+    if !color.has_color() {
+        notes.push("grey image replicated to three channels".to_string());
+    }
+    let eight_bit = matches!(color, ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8);
+    let t = if eight_bit {
+        let rgb = img.to_rgb8();
+        planar_from_interleaved(rgb.pixels().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]), w, h)?
+    } else {
+        notes.push(format!("{color:?} image: values kept at full precision, scaled to [0, 255]"));
+        let rgb = img.to_rgb32f();
+        planar_from_interleaved(rgb.pixels().map(|p| [p[0] * 255.0, p[1] * 255.0, p[2] * 255.0]), w, h)?
+    };
+    Ok((t, notes))
+}
+
+/// Load a PNG or JPEG (format from the file's content) as `[3, H, W]` f32 in [0, 255].
+pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
+    let path = path.as_ref();
+    let img = decode(path)?;
+    let (tensor, notes) = image_to_tensor(&img)?;
+    Ok(LoadedImage { width: img.width() as usize, height: img.height() as usize, tensor, notes })
+}
+
+/// `[3, H, W]` in [0, 255] -> (W, H, interleaved RGB bytes), rounding and clamping.
+pub fn tensor_to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>), ImageError> {
+    let s = t.shape();
+    if s.len() != 3 || s[0] != 3 || s[1] == 0 || s[2] == 0 {
+        return Err(ImageError::Shape { op: "tensor_to_rgb8", detail: format!("expected a non-empty [3, H, W] image, got {s:?}") });
+    }
+    let (h, w) = (s[1], s[2]);
+    let v = t.to_vec_f32()?;
+    let n = h * w;
+    let mut out = vec![0u8; 3 * n];
+    for i in 0..n {
+        for c in 0..3 {
+            // `as u8` saturates and maps NaN to 0.
+            out[3 * i + c] = v[c * n + i].round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok((w as u32, h as u32, out))
+}
+
+/// Save `[3, H, W]` in [0, 255] as PNG (rounded and clamped, see module docs).
+pub fn save_png(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
+    save_image_as(t, path.as_ref(), ImageFormat::Png)
+}
+
+/// Save `[3, H, W]` in [0, 255] as PNG or JPEG (quality 95), chosen by the file extension.
+pub fn save_image(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
+    let path = path.as_ref();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("png") => save_image_as(t, path, ImageFormat::Png),
+        Some("jpg") | Some("jpeg") => save_image_as(t, path, ImageFormat::Jpeg),
+        _ => Err(codec_err(path, "unknown image extension: use .png, .jpg or .jpeg")),
+    }
+}
+
+fn save_image_as(t: &Tensor, path: &Path, format: ImageFormat) -> Result<(), ImageError> {
+    let (w, h, bytes) = tensor_to_rgb8(t)?;
+    let img = ::image::RgbImage::from_raw(w, h, bytes).expect("buffer length is 3 * W * H by construction");
+    match format {
+        ImageFormat::Jpeg => {
+            let file = std::fs::File::create(path).map_err(|source| ImageError::Io { path: path.into(), source })?;
+            let mut enc = ::image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 95);
+            enc.encode_image(&img).map_err(|e| codec_err(path, e))
+        }
+        _ => img.save_with_format(path, format).map_err(|e| codec_err(path, e)),
+    }
+}
+
+/// Engine mask `[1, H, W]` (1 = visible) from 8-bit luma in the file convention (white = hole).
+pub fn mask_from_luma(luma: &[u8], width: usize, height: usize, invert: bool) -> Result<Tensor, ImageError> {
+    if luma.len() != width * height {
+        return Err(ImageError::Shape { op: "mask_from_luma", detail: format!("{} values for {width}x{height}", luma.len()) });
+    }
+    let v = luma.iter().map(|&l| if (l >= 128) != invert { 0.0 } else { 1.0 }).collect();
+    Ok(Tensor::from_vec(v, &[1, height, width])?)
+}
+
+/// Load a mask file: white (luma >= 128) = hole unless `invert`; returns `[1, H, W]` with
+/// 1 = visible, 0 = hole (module docs).
+pub fn load_mask(path: impl AsRef<Path>, invert: bool) -> Result<Tensor, ImageError> {
+    let path = path.as_ref();
+    let luma = decode(path)?.to_luma8();
+    mask_from_luma(luma.as_raw(), luma.width() as usize, luma.height() as usize, invert)
+}
+
+/// Save an engine mask `[1, H, W]` (1 = visible) in the file convention: hole white, known black.
+pub fn save_mask_png(mask: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
+    let path = path.as_ref();
+    let (h, w) = mask_hw(mask, "save_mask_png")?;
+    let bytes = mask.to_vec_f32()?.iter().map(|&m| if m < 0.5 { 255u8 } else { 0 }).collect();
+    let img = ::image::GrayImage::from_raw(w as u32, h as u32, bytes).expect("W * H bytes by construction");
+    img.save_with_format(path, ImageFormat::Png).map_err(|e| codec_err(path, e))
+}
+
+fn mask_hw(mask: &Tensor, op: &'static str) -> Result<(usize, usize), ImageError> {
+    match mask.shape() {
+        [1, h, w] => Ok((*h, *w)),
+        s => Err(ImageError::Shape { op, detail: format!("expected a [1, H, W] mask, got {s:?}") }),
+    }
+}
+
+/// Fraction of hole pixels (value < 0.5) of an engine mask.
+pub fn hole_fraction(mask: &Tensor) -> Result<f32, ImageError> {
+    mask_hw(mask, "hole_fraction")?;
+    let v = mask.to_vec_f32()?;
+    Ok(v.iter().filter(|&&m| m < 0.5).count() as f32 / v.len().max(1) as f32)
+}
+
+/// `Err(ImageError::NoHole)` when the mask marks every pixel visible (nothing to inpaint).
+pub fn require_hole(mask: &Tensor) -> Result<(), ImageError> {
+    if hole_fraction(mask)? > 0.0 {
+        Ok(())
+    } else {
+        Err(ImageError::NoHole)
+    }
+}
+
+/// `Err(ImageError::SizeMismatch)` unless the `[1, H, W]` mask has the `[3, H, W]` image's size.
+pub fn check_mask_matches(image: &Tensor, mask: &Tensor) -> Result<(), ImageError> {
+    let (mh, mw) = mask_hw(mask, "check_mask_matches")?;
+    match image.shape() {
+        [3, h, w] if (*h, *w) == (mh, mw) => Ok(()),
+        [3, h, w] => Err(ImageError::SizeMismatch { mask_w: mw, mask_h: mh, image_w: *w, image_h: *h }),
+        s => Err(ImageError::Shape { op: "check_mask_matches", detail: format!("expected a [3, H, W] image, got {s:?}") }),
+    }
+}
+
+/// Tile `[3, H, W]` images (sizes may differ) row by row, `columns` per row, with `gap` white
+/// pixels between and around cells; each image sits at the top-left of a cell as large as the
+/// largest image. Returns `[3, H', W']` in [0, 255].
+pub fn contact_sheet(images: &[Tensor], columns: usize, gap: usize) -> Result<Tensor, ImageError> {
+    if images.is_empty() || columns == 0 {
+        return Err(ImageError::Shape { op: "contact_sheet", detail: "need at least one image and one column".into() });
+    }
+    let mut cell = (0, 0);
+    for (i, t) in images.iter().enumerate() {
+        match t.shape() {
+            [3, h, w] => cell = (cell.0.max(*h), cell.1.max(*w)),
+            s => return Err(ImageError::Shape { op: "contact_sheet", detail: format!("image {i}: expected [3, H, W], got {s:?}") }),
+        }
+    }
+    let cols = columns.min(images.len());
+    let rows = images.len().div_ceil(cols);
+    let (sh, sw) = (rows * cell.0 + (rows + 1) * gap, cols * cell.1 + (cols + 1) * gap);
+    let mut out = vec![255.0f32; 3 * sh * sw];
+    for (i, t) in images.iter().enumerate() {
+        let (h, w) = (t.shape()[1], t.shape()[2]);
+        let (y0, x0) = (gap + (i / cols) * (cell.0 + gap), gap + (i % cols) * (cell.1 + gap));
+        let v = t.to_vec_f32()?;
+        for c in 0..3 {
+            for y in 0..h {
+                let src = &v[(c * h + y) * w..(c * h + y + 1) * w];
+                let dst = (c * sh + y0 + y) * sw + x0;
+                out[dst..dst + w].copy_from_slice(src);
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, &[3, sh, sw])?)
+}
+
+/// `contact_sheet` with a 4-pixel gap, saved as PNG.
+pub fn save_contact_sheet(images: &[Tensor], columns: usize, path: impl AsRef<Path>) -> Result<(), ImageError> {
+    save_png(&contact_sheet(images, columns, 4)?, path)
+}

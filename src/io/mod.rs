@@ -1,0 +1,10 @@
+//! Files in and out: weights (safetensors, memory-mapped, atomic saves), images and masks
+//! (PNG/JPEG), and a small mask drawer; typed errors callers can branch on.
+pub mod error;
+pub mod image;
+pub mod mask_draw;
+pub mod safetensors;
+pub mod weight_store;
+
+pub use error::{ImageError, SpecMismatch, WeightsError};
+pub use weight_store::WeightStore;

@@ -1,0 +1,8 @@
+//! The models (codec, transformer, FDM) and what describes them: presets, the state-dict key
+//! table, and parameter / MAC counts.
+pub mod cost;
+pub mod param_spec;
+pub mod presets;
+
+pub use param_spec::{Module, ParamSpec, Role, TensorSpec};
+pub use presets::{CodecConfig, DiscriminatorConfig, FdmConfig, ModelConfig, TransformerConfig};

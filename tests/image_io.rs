@@ -1,0 +1,262 @@
+//! Image and mask files: the bundled photos load as planar [3, H, W] in [0, 255] (checked
+//! against the `image` crate's own interleaved decode), every colour mode converts as
+//! documented, saving rounds and clamps, masks follow white = hole with a 128 threshold and come
+//! back in the engine polarity (1 = visible), the committed test masks are what the drawer makes,
+//! and bad input gives typed errors.
+//!
+//! Regenerate `assets/masks/*.png` after changing `mask_draw::test_masks` with
+//! `FDM_BLESS=1 cargo test --release --test image_io`.
+
+use fdm::io::image::{
+    check_mask_matches, contact_sheet, hole_fraction, load_image, load_mask, mask_from_luma, require_hole,
+    save_contact_sheet, save_image, save_mask_png, save_png, tensor_to_rgb8,
+};
+use fdm::io::mask_draw::{test_masks, MaskCanvas};
+use fdm::io::ImageError;
+use fdm::Tensor;
+use std::path::{Path, PathBuf};
+
+const PHOTOS: [&str; 4] = ["dev_005.jpg", "dev_018.jpg", "dev_047.jpg", "dev_064.jpg"];
+
+fn asset(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets").join(rel)
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fdm-img-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Value of the planar [3, H, W] tensor data at (c, y, x).
+fn at(v: &[f32], h: usize, w: usize, c: usize, y: usize, x: usize) -> f32 {
+    v[(c * h + y) * w + x]
+}
+
+#[test]
+fn image_bundled_photos_load_planar_rgb_cpu() {
+    for name in PHOTOS {
+        let path = asset(&format!("photos/{name}"));
+        let img = load_image(&path).unwrap();
+        assert_eq!((img.width, img.height), (256, 256), "{name}");
+        assert_eq!(img.tensor.shape(), &[3, 256, 256]);
+        assert!(img.notes.is_empty(), "{name}: RGB JPEG needs no conversion: {:?}", img.notes);
+        let v = img.tensor.to_vec_f32().unwrap();
+        // Independent decode by the image crate, interleaved RGB: element (y, x, c).
+        let oracle = ::image::open(&path).unwrap().to_rgb8();
+        for (x, y, p) in oracle.enumerate_pixels() {
+            for c in 0..3 {
+                assert_eq!(at(&v, 256, 256, c, y as usize, x as usize), p[c] as f32, "{name} ({c},{y},{x})");
+            }
+        }
+        let mean = v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean > 20.0 && mean < 235.0, "{name}: a real photo, mean {mean}");
+    }
+}
+
+#[test]
+fn image_modes_convert_as_documented_cpu() {
+    let dir = test_dir("modes");
+    let (w, h) = (5u32, 3u32);
+    // RGBA: alpha dropped, colour kept (not composited).
+    let rgba = ::image::RgbaImage::from_fn(w, h, |x, y| ::image::Rgba([x as u8 * 50, y as u8 * 100, 7, (x * 60) as u8]));
+    rgba.save(dir.join("rgba.png")).unwrap();
+    let img = load_image(dir.join("rgba.png")).unwrap();
+    assert!(img.notes.iter().any(|n| n.contains("alpha")), "{:?}", img.notes);
+    let v = img.tensor.to_vec_f32().unwrap();
+    assert_eq!((at(&v, 3, 5, 0, 2, 4), at(&v, 3, 5, 1, 2, 4), at(&v, 3, 5, 2, 2, 4)), (200.0, 200.0, 7.0));
+    assert_eq!(at(&v, 3, 5, 0, 0, 0), 0.0, "alpha 0 pixel keeps its stored colour");
+    // Grey 8-bit: replicated.
+    let grey = ::image::GrayImage::from_fn(w, h, |x, y| ::image::Luma([(x * 40 + y) as u8]));
+    grey.save(dir.join("grey.png")).unwrap();
+    let img = load_image(dir.join("grey.png")).unwrap();
+    assert!(img.notes.iter().any(|n| n.contains("grey")), "{:?}", img.notes);
+    let v = img.tensor.to_vec_f32().unwrap();
+    for c in 0..3 {
+        assert_eq!(at(&v, 3, 5, c, 2, 3), 122.0);
+    }
+    // Grey 16-bit: full precision, v * 255 / 65535.
+    let g16 = ::image::ImageBuffer::<::image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| ::image::Luma([[257 * 10, 1000][x as usize]]));
+    g16.save(dir.join("grey16.png")).unwrap();
+    let img = load_image(dir.join("grey16.png")).unwrap();
+    let v = img.tensor.to_vec_f32().unwrap();
+    assert!((v[0] - 10.0).abs() < 1e-4, "257 * 10 -> 10, got {}", v[0]);
+    assert!((v[1] - 1000.0 * 255.0 / 65535.0).abs() < 1e-4, "1000 -> 3.891, got {}", v[1]);
+    assert_eq!(v[1], v[2 + 1], "replicated across channels");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_save_rounds_and_clamps_cpu() {
+    let vals = vec![0.4, 0.5, 0.6, 254.5, 300.0, -5.0, f32::NAN, 127.49, 1e9];
+    let mut data = vals.clone();
+    data.extend(vals.iter().map(|v| v + 1.0));
+    data.extend(std::iter::repeat_n(9.0, vals.len()));
+    let t = Tensor::from_vec(data, &[3, 1, 9]).unwrap();
+    let (w, h, bytes) = tensor_to_rgb8(&t).unwrap();
+    assert_eq!((w, h), (9, 1));
+    let red: Vec<u8> = bytes.iter().step_by(3).copied().collect();
+    let green: Vec<u8> = bytes.iter().skip(1).step_by(3).copied().collect();
+    assert_eq!(red, [0, 1, 1, 255, 255, 0, 0, 127, 255]);
+    assert_eq!(green, [1, 2, 2, 255, 255, 0, 0, 128, 255]);
+    assert!(bytes.iter().skip(2).step_by(3).all(|&b| b == 9));
+}
+
+#[test]
+fn image_png_round_trip_is_exact_cpu() {
+    let dir = test_dir("roundtrip");
+    let photo = load_image(asset("photos/dev_018.jpg")).unwrap().tensor;
+    save_png(&photo, dir.join("a.png")).unwrap();
+    let back = load_image(dir.join("a.png")).unwrap();
+    assert_eq!(back.tensor.to_vec_f32().unwrap(), photo.to_vec_f32().unwrap());
+    // JPEG by extension: lossy, but close.
+    save_image(&photo, dir.join("a.jpg")).unwrap();
+    let j = load_image(dir.join("a.jpg")).unwrap().tensor.to_vec_f32().unwrap();
+    let mad = j.iter().zip(photo.to_vec_f32().unwrap()).map(|(a, b)| (a - b).abs()).sum::<f32>() / j.len() as f32;
+    assert!(mad < 4.0, "quality-95 JPEG mean abs diff {mad}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_mask_threshold_and_polarity_cpu() {
+    // File convention: white (>= 128) = hole. Engine polarity: 1 = visible.
+    let luma = [0u8, 127, 128, 255];
+    let m = mask_from_luma(&luma, 4, 1, false).unwrap();
+    assert_eq!(m.shape(), &[1, 1, 4]);
+    assert_eq!(m.to_vec_f32().unwrap(), vec![1.0, 1.0, 0.0, 0.0]);
+    let inv = mask_from_luma(&luma, 4, 1, true).unwrap();
+    assert_eq!(inv.to_vec_f32().unwrap(), vec![0.0, 0.0, 1.0, 1.0]);
+    // Through a file, and from an RGB mask (read as luminance).
+    let dir = test_dir("mask");
+    ::image::GrayImage::from_raw(4, 1, luma.to_vec()).unwrap().save(dir.join("m.png")).unwrap();
+    assert_eq!(load_mask(dir.join("m.png"), false).unwrap().to_vec_f32().unwrap(), vec![1.0, 1.0, 0.0, 0.0]);
+    let rgb = ::image::RgbImage::from_fn(2, 1, |x, _| if x == 0 { ::image::Rgb([255, 255, 255]) } else { ::image::Rgb([10, 20, 30]) });
+    rgb.save(dir.join("rgb.png")).unwrap();
+    assert_eq!(load_mask(dir.join("rgb.png"), false).unwrap().to_vec_f32().unwrap(), vec![0.0, 1.0]);
+    // save_mask_png writes the file convention back.
+    save_mask_png(&m, dir.join("back.png")).unwrap();
+    assert_eq!(::image::open(dir.join("back.png")).unwrap().to_luma8().into_raw(), vec![0, 0, 255, 255]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_mask_rect_asset_marks_the_box_cpu() {
+    let m = load_mask(asset("masks/rect.png"), false).unwrap();
+    assert_eq!(m.shape(), &[1, 256, 256]);
+    let v = m.to_vec_f32().unwrap();
+    for y in 0..256 {
+        for x in 0..256 {
+            let hole = (84..180).contains(&x) && (100..164).contains(&y);
+            assert_eq!(v[y * 256 + x], if hole { 0.0 } else { 1.0 }, "({x},{y})");
+        }
+    }
+    assert!((hole_fraction(&m).unwrap() - 96.0 * 64.0 / 65536.0).abs() < 1e-7);
+    let inv = load_mask(asset("masks/rect.png"), true).unwrap();
+    assert!((hole_fraction(&inv).unwrap() - (1.0 - 96.0 * 64.0 / 65536.0)).abs() < 1e-6);
+}
+
+#[test]
+fn image_mask_without_hole_is_an_error_cpu() {
+    let all_visible = Tensor::full(1.0, &[1, 8, 8]);
+    let err = require_hole(&all_visible).unwrap_err();
+    assert!(matches!(err, ImageError::NoHole));
+    assert!(err.to_string().contains("mask has no hole"), "{err}");
+    let mut some = vec![1.0; 64];
+    some[10] = 0.0;
+    require_hole(&Tensor::from_vec(some, &[1, 8, 8]).unwrap()).unwrap();
+    assert!(matches!(require_hole(&Tensor::zeros(&[8, 8])), Err(ImageError::Shape { .. })));
+}
+
+#[test]
+fn image_mask_size_must_match_image_cpu() {
+    let img = Tensor::zeros(&[3, 16, 8]);
+    check_mask_matches(&img, &Tensor::zeros(&[1, 16, 8])).unwrap();
+    match check_mask_matches(&img, &Tensor::zeros(&[1, 8, 16])) {
+        Err(e @ ImageError::SizeMismatch { .. }) => assert_eq!(e.to_string(), "mask is 16x8 but the image is 8x16"),
+        other => panic!("expected SizeMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn mask_draw_geometry_literal_cpu() {
+    // A horizontal stroke of width 1 through pixel centres of row 2 covers exactly that row.
+    let mut c = MaskCanvas::new(5, 5);
+    c.stroke(&[(0.5, 2.5), (4.5, 2.5)], 1.0);
+    let row: Vec<u8> = (0..5).map(|y| c.luma[y * 5]).collect();
+    assert_eq!(row, [0, 0, 255, 0, 0]);
+    assert_eq!(c.hole_pixels(), 5);
+    // A single point of width 3 at a pixel centre: the corner pixels' centres are
+    // sqrt(2) = 1.41 <= 1.5 away, the next ring's 2 > 1.5, so exactly the 3x3 block.
+    let mut p = MaskCanvas::new(5, 5);
+    p.stroke(&[(2.5, 2.5)], 3.0);
+    assert_eq!(p.hole_pixels(), 9);
+    // Rectangles clip at the border.
+    let mut r = MaskCanvas::new(4, 4);
+    r.fill_rect(2, 3, 10, 10);
+    assert_eq!(r.hole_pixels(), 2);
+    let m = r.to_engine_mask().unwrap();
+    assert_eq!(m.to_vec_f32().unwrap()[14..16], [0.0, 0.0]);
+}
+
+#[test]
+fn mask_assets_match_the_drawer_cpu() {
+    let bless = std::env::var("FDM_BLESS").is_ok_and(|v| v == "1");
+    for (name, canvas) in test_masks() {
+        let path = asset(&format!("masks/{name}"));
+        if bless {
+            canvas.save_png(&path).unwrap();
+        }
+        let stored = ::image::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run with FDM_BLESS=1)", path.display()));
+        assert_eq!(stored.to_luma8().into_raw(), canvas.luma, "{name} differs from mask_draw::test_masks()");
+        let frac = canvas.hole_pixels() as f32 / (256.0 * 256.0);
+        assert!(frac > 0.05 && frac < 0.3, "{name}: hole fraction {frac}");
+    }
+}
+
+#[test]
+fn image_contact_sheet_tiles_with_gap_cpu() {
+    let a = Tensor::full(10.0, &[3, 2, 3]);
+    let b = Tensor::full(20.0, &[3, 1, 2]);
+    let c = Tensor::full(30.0, &[3, 2, 2]);
+    let sheet = contact_sheet(&[a, b, c], 2, 1).unwrap();
+    // Cells 2 x 3, two columns, two rows, gap 1: H = 2*2 + 3, W = 2*3 + 3.
+    assert_eq!(sheet.shape(), &[3, 7, 9]);
+    let v = sheet.to_vec_f32().unwrap();
+    let red: Vec<Vec<f32>> = (0..7).map(|y| v[y * 9..(y + 1) * 9].to_vec()).collect();
+    let w = 255.0;
+    assert_eq!(red[0], vec![w; 9]);
+    assert_eq!(red[1], vec![w, 10.0, 10.0, 10.0, w, 20.0, 20.0, w, w]);
+    assert_eq!(red[2], vec![w, 10.0, 10.0, 10.0, w, w, w, w, w]);
+    assert_eq!(red[3], vec![w; 9]);
+    assert_eq!(red[4], vec![w, 30.0, 30.0, w, w, w, w, w, w]);
+    assert_eq!(red[5], vec![w, 30.0, 30.0, w, w, w, w, w, w]);
+    assert_eq!(red[6], vec![w; 9]);
+    assert!(matches!(contact_sheet(&[], 2, 1), Err(ImageError::Shape { .. })));
+    assert!(matches!(contact_sheet(&[Tensor::zeros(&[1, 2, 2])], 2, 1), Err(ImageError::Shape { .. })));
+    // Saved: the four photos side by side.
+    let dir = test_dir("sheet");
+    let photos: Vec<Tensor> = PHOTOS.iter().map(|n| load_image(asset(&format!("photos/{n}"))).unwrap().tensor).collect();
+    save_contact_sheet(&photos, 4, dir.join("sheet.png")).unwrap();
+    let img = load_image(dir.join("sheet.png")).unwrap();
+    assert_eq!((img.width, img.height), (4 * 256 + 5 * 4, 256 + 2 * 4));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_bad_input_gives_typed_errors_cpu() {
+    let dir = test_dir("bad");
+    std::fs::write(dir.join("not-an-image.png"), b"hello, this is text").unwrap();
+    assert!(matches!(load_image(dir.join("not-an-image.png")), Err(ImageError::Codec { .. })));
+    assert!(matches!(load_mask(dir.join("not-an-image.png"), false), Err(ImageError::Codec { .. })));
+    assert!(matches!(load_image(dir.join("missing.png")), Err(ImageError::Io { .. })));
+    // Truncated JPEG.
+    let jpg = std::fs::read(asset("photos/dev_005.jpg")).unwrap();
+    std::fs::write(dir.join("cut.jpg"), &jpg[..200]).unwrap();
+    assert!(load_image(dir.join("cut.jpg")).is_err());
+    let err = save_png(&Tensor::zeros(&[4, 2, 2]), dir.join("x.png")).unwrap_err();
+    assert!(matches!(err, ImageError::Shape { .. }) && err.to_string().contains("[4, 2, 2]"), "{err}");
+    assert!(matches!(save_image(&Tensor::zeros(&[3, 2, 2]), dir.join("x.bmp")), Err(ImageError::Codec { .. })));
+    assert!(!Path::new(&dir.join("x.png")).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
