@@ -6,3 +6,13 @@ pub mod presets;
 
 pub use param_spec::{Module, ParamSpec, Role, TensorSpec};
 pub use presets::{CodecConfig, DiscriminatorConfig, FdmConfig, ModelConfig, TransformerConfig};
+pub mod blocks;
+pub mod codec;
+pub mod decoder;
+pub mod encoder;
+pub mod fdm;
+pub mod fx;
+pub mod masks;
+pub mod quantizer;
+pub mod transformer;
+pub mod inpainting;

@@ -1,0 +1,92 @@
+//! UQ-Transformer (spec §3): `emb_proj` (Linear e_dim -> D) of the un-quantised feature of every
+//! token, plus a learned, zero-initialised position embedding; pre-LN blocks
+//! `x += Attn(LN1 x)`, `x += MLP(LN2 x)` with GELU2 (x sigmoid(1.702 x)); final LayerNorm and
+//! `to_logits` (D -> 512 classes = the unmasked half of the codebook). Non-causal, no dropout.
+//! Linear weights start N(0, 0.02), biases 0 (spec §3.4).
+
+use super::fx::{add, attention, gelu2, Tape, Var};
+use super::presets::TransformerConfig;
+use crate::error::{Error, Result};
+use crate::nn::layers::{Init, LayerNorm, Linear};
+use crate::nn::{Bound, ParamId, ParamStore};
+use crate::rng::Rng;
+
+struct Block {
+    ln1: LayerNorm,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    proj: Linear,
+    ln2: LayerNorm,
+    fc: Linear,
+    out: Linear,
+}
+
+pub struct Transformer {
+    cfg: TransformerConfig,
+    emb_proj: Linear,
+    pos_emb: ParamId,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    to_logits: Linear,
+}
+
+impl Block {
+    fn new(store: &mut ParamStore, rng: &mut Rng, name: &str, c: &TransformerConfig) -> Result<Self> {
+        let d = c.n_embd;
+        let lin = |s: &mut ParamStore, r: &mut Rng, n: &str, i: usize, o: usize| Linear::new(s, r, &format!("{name}.{n}"), i, o, Init::Normal(0.02));
+        Ok(Block {
+            ln1: LayerNorm::new(store, &format!("{name}.ln1"), d)?,
+            query: lin(store, rng, "attn.query", d, d)?,
+            key: lin(store, rng, "attn.key", d, d)?,
+            value: lin(store, rng, "attn.value", d, d)?,
+            proj: lin(store, rng, "attn.proj", d, d)?,
+            ln2: LayerNorm::new(store, &format!("{name}.ln2"), d)?,
+            fc: lin(store, rng, "mlp.0", d, c.mlp_ratio * d)?,
+            out: lin(store, rng, "mlp.2", c.mlp_ratio * d, d)?,
+        })
+    }
+
+    fn forward(&self, t: &Tape, p: &Bound, x: &Var, n_head: usize) -> Result<Var> {
+        let h = self.ln1.forward(t, p, x)?;
+        let (q, k, v) = (self.query.forward(t, p, &h)?, self.key.forward(t, p, &h)?, self.value.forward(t, p, &h)?);
+        let a = self.proj.forward(t, p, &attention(t, &q, &k, &v, n_head)?)?;
+        let x = add(t, x, &a)?;
+        let h = self.ln2.forward(t, p, &x)?;
+        let m = self.out.forward(t, p, &gelu2(t, &self.fc.forward(t, p, &h)?)?)?;
+        add(t, &x, &m)
+    }
+}
+
+impl Transformer {
+    pub fn new(store: &mut ParamStore, rng: &mut Rng, name: &str, c: &TransformerConfig) -> Result<Self> {
+        let emb_proj = Linear::new(store, rng, &format!("{name}.emb_proj"), c.embed_dim, c.n_embd, Init::Normal(0.02))?;
+        let pos_emb = store.add(format!("{name}.pos_emb"), crate::Tensor::zeros(&[1, c.seq_len, c.n_embd]))?;
+        let blocks = (0..c.n_layer)
+            .map(|i| Block::new(store, rng, &format!("{name}.blocks.{i}"), c))
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::new(store, &format!("{name}.layer_norm"), c.n_embd)?;
+        let to_logits = Linear::new(store, rng, &format!("{name}.to_logits"), c.n_embd, c.vocab, Init::Normal(0.02))?;
+        Ok(Transformer { cfg: c.clone(), emb_proj, pos_emb, blocks, ln_f, to_logits })
+    }
+
+    pub fn config(&self) -> &TransformerConfig {
+        &self.cfg
+    }
+
+    /// `feat`: B x L x e_dim token features (row-major over the grid) -> logits B x L x vocab.
+    pub fn forward(&self, t: &Tape, p: &Bound, feat: &Var) -> Result<Var> {
+        let s = feat.shape();
+        if s.len() != 3 || s[1] != self.cfg.seq_len || s[2] != self.cfg.embed_dim {
+            return Err(Error::shape(
+                "Transformer",
+                format!("features {s:?}, expected B x {} x {}", self.cfg.seq_len, self.cfg.embed_dim),
+            ));
+        }
+        let mut x = add(t, &self.emb_proj.forward(t, p, feat)?, p.var(self.pos_emb))?;
+        for block in &self.blocks {
+            x = block.forward(t, p, &x, self.cfg.n_head)?;
+        }
+        self.to_logits.forward(t, p, &self.ln_f.forward(t, p, &x)?)
+    }
+}

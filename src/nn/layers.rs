@@ -1,0 +1,135 @@
+//! The layer types the models are made of. Each holds handles (`ParamId`) into the model's
+//! `ParamStore`, registered under the official state-dict key (spec §8.2), and runs on a tape
+//! with the parameters bound for this forward.
+//! Layouts: Linear weight `[out, in]`; Conv2d `[out, in, kh, kw]`; ConvTranspose2d
+//! `[in, out, kh, kw]` (PyTorch's, so converted checkpoints load without reshuffling).
+
+use super::init;
+use super::params::{Bound, ParamId, ParamStore};
+use crate::autograd::{self as ag, Tape, Var};
+use crate::error::Result;
+use crate::rng::Rng;
+
+/// How a layer's weights start when no checkpoint is loaded (spec §0, §3.4).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// PyTorch's default: U(+-1/sqrt(fan_in)) for weight and bias.
+    TorchDefault,
+    /// N(0, std) weights, zero bias (transformer, discriminator).
+    Normal(f32),
+}
+
+fn init_weight_and_bias(
+    store: &mut ParamStore,
+    rng: &mut Rng,
+    name: &str,
+    wshape: &[usize],
+    bias_len: Option<usize>,
+    how: Init,
+) -> Result<(ParamId, Option<ParamId>)> {
+    let fan = init::fan_in(wshape);
+    let w = match how {
+        Init::TorchDefault => init::torch_default(rng, wshape, fan),
+        Init::Normal(std) => init::normal(rng, wshape, 0.0, std),
+    };
+    let w = store.add(format!("{name}.weight"), w)?;
+    let b = match bias_len {
+        None => None,
+        Some(n) => {
+            let t = match how {
+                Init::TorchDefault => init::torch_default(rng, &[n], fan),
+                Init::Normal(_) => crate::Tensor::zeros(&[n]),
+            };
+            Some(store.add(format!("{name}.bias"), t)?)
+        }
+    };
+    Ok((w, b))
+}
+
+pub struct Linear {
+    pub weight: ParamId,
+    pub bias: Option<ParamId>,
+}
+
+impl Linear {
+    pub fn new(store: &mut ParamStore, rng: &mut Rng, name: &str, d_in: usize, d_out: usize, how: Init) -> Result<Self> {
+        let (weight, bias) = init_weight_and_bias(store, rng, name, &[d_out, d_in], Some(d_out), how)?;
+        Ok(Linear { weight, bias })
+    }
+    pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
+        ag::linear::linear(t, x, p.var(self.weight), self.bias.map(|b| p.var(b)))
+    }
+}
+
+pub struct Conv2d {
+    pub weight: ParamId,
+    pub bias: Option<ParamId>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: &mut ParamStore,
+        rng: &mut Rng,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        how: Init,
+    ) -> Result<Self> {
+        let (weight, bias) = init_weight_and_bias(store, rng, name, &[c_out, c_in, k, k], bias.then_some(c_out), how)?;
+        Ok(Conv2d { weight, bias, stride, padding })
+    }
+    pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
+        ag::conv::conv2d(t, x, p.var(self.weight), self.bias.map(|b| p.var(b)), self.stride, self.padding)
+    }
+}
+
+pub struct ConvTranspose2d {
+    pub weight: ParamId,
+    pub bias: Option<ParamId>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvTranspose2d {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: &mut ParamStore,
+        rng: &mut Rng,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let (weight, bias) = init_weight_and_bias(store, rng, name, &[c_in, c_out, k, k], Some(c_out), Init::TorchDefault)?;
+        Ok(ConvTranspose2d { weight, bias, stride, padding })
+    }
+    pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
+        ag::conv::conv_transpose2d(t, x, p.var(self.weight), self.bias.map(|b| p.var(b)), self.stride, self.padding)
+    }
+}
+
+pub struct LayerNorm {
+    pub weight: ParamId,
+    pub bias: ParamId,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(store: &mut ParamStore, name: &str, dim: usize) -> Result<Self> {
+        let weight = store.add(format!("{name}.weight"), crate::Tensor::full(1.0, &[dim]))?;
+        let bias = store.add(format!("{name}.bias"), crate::Tensor::zeros(&[dim]))?;
+        Ok(LayerNorm { weight, bias, eps: 1e-5 })
+    }
+    pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
+        ag::layernorm::layer_norm(t, x, p.var(self.weight), p.var(self.bias), self.eps)
+    }
+}
