@@ -22,13 +22,17 @@ use std::cmp::Ordering;
 
 /// The largest non-NaN value of a row (-inf when none).
 fn row_max(row: &[f32]) -> f32 {
-    row.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+    row.iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
 }
 
 /// Total order "better first": larger value first, then lower index. NaN ranks as -inf.
 fn better_first(a: (f32, u32), b: (f32, u32)) -> Ordering {
     let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
-    key(b.0).partial_cmp(&key(a.0)).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1))
+    key(b.0)
+        .partial_cmp(&key(a.0))
+        .unwrap_or(Ordering::Equal)
+        .then(a.1.cmp(&b.1))
 }
 
 pub fn choose_positions_ref(p: &ChoosePositionsParams, logits: &[f32], known: &[bool]) -> Vec<u32> {
@@ -38,7 +42,10 @@ pub fn choose_positions_ref(p: &ChoosePositionsParams, logits: &[f32], known: &[
         .map(|i| (row_max(&logits[i * c..][..c]), i as u32))
         .collect();
     cand.sort_by(|&a, &b| better_first(a, b));
-    cand.into_iter().take(p.k as usize).map(|(_, i)| i).collect()
+    cand.into_iter()
+        .take(p.k as usize)
+        .map(|(_, i)| i)
+        .collect()
 }
 
 /// The `k` best of `cand` under `better_first`, in that order (partial selection).
@@ -54,15 +61,32 @@ fn best_k(mut cand: Vec<(f32, u32)>, k: usize) -> Vec<(f32, u32)> {
     cand
 }
 
-pub fn choose_positions_fast(p: &ChoosePositionsParams, logits: &[f32], known: &[bool]) -> Vec<u32> {
+pub fn choose_positions_fast(
+    p: &ChoosePositionsParams,
+    logits: &[f32],
+    known: &[bool],
+) -> Vec<u32> {
     let c = p.classes as usize;
     if c == 0 {
-        return (0..p.seq_len).filter(|&i| !known[i as usize]).take(p.k as usize).collect();
+        return (0..p.seq_len)
+            .filter(|&i| !known[i as usize])
+            .take(p.k as usize)
+            .collect();
     }
-    let maxima: Vec<f32> = logits[..p.seq_len as usize * c].par_chunks(c).map(row_max).collect();
-    let cand: Vec<(f32, u32)> =
-        maxima.iter().enumerate().filter(|&(i, _)| !known[i]).map(|(i, &m)| (m, i as u32)).collect();
-    best_k(cand, p.k as usize).into_iter().map(|(_, i)| i).collect()
+    let maxima: Vec<f32> = logits[..p.seq_len as usize * c]
+        .par_chunks(c)
+        .map(row_max)
+        .collect();
+    let cand: Vec<(f32, u32)> = maxima
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !known[i])
+        .map(|(i, &m)| (m, i as u32))
+        .collect();
+    best_k(cand, p.k as usize)
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect()
 }
 
 /// The weights of the kept logits: `(index, exp((l - m)/T))`, sorted by index; None when the
@@ -73,7 +97,13 @@ fn kept_weights(kept: &[(f32, u32)], temperature: f32) -> Option<Vec<(u32, f32)>
         return None;
     }
     // A NaN logit can only be kept when fewer than K are finite; it gets weight 0.
-    let weight = |l: f32| if l.is_nan() { 0.0 } else { ((l - m) / temperature).exp() };
+    let weight = |l: f32| {
+        if l.is_nan() {
+            0.0
+        } else {
+            ((l - m) / temperature).exp()
+        }
+    };
     let mut w: Vec<(u32, f32)> = kept.iter().map(|&(l, i)| (i, weight(l))).collect();
     w.sort_by_key(|&(i, _)| i);
     Some(w)
@@ -81,7 +111,11 @@ fn kept_weights(kept: &[(f32, u32)], temperature: f32) -> Option<Vec<(u32, f32)>
 
 /// One row: keep the top `k` logits, softmax of logits / temperature, inverse-CDF draw with `u`.
 pub fn topk_sample_ref(logits: &[f32], k: usize, temperature: f32, u: f32) -> Option<u32> {
-    let mut all: Vec<(f32, u32)> = logits.iter().enumerate().map(|(i, &l)| (l, i as u32)).collect();
+    let mut all: Vec<(f32, u32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (l, i as u32))
+        .collect();
     all.sort_by(|&a, &b| better_first(a, b));
     all.truncate(k.min(logits.len()));
     let kept = kept_weights(&all, temperature)?;
@@ -95,7 +129,11 @@ pub fn topk_sample_ref(logits: &[f32], k: usize, temperature: f32, u: f32) -> Op
 /// The same draw with a partial selection and a CDF over the kept entries only (zero weights
 /// add nothing to the running sum, so the result is identical to the reference).
 fn topk_sample_row_fast(logits: &[f32], k: usize, temperature: f32, u: f32) -> Option<u32> {
-    let cand: Vec<(f32, u32)> = logits.iter().enumerate().map(|(i, &l)| (l, i as u32)).collect();
+    let cand: Vec<(f32, u32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (l, i as u32))
+        .collect();
     let kept = kept_weights(&best_k(cand, k.min(logits.len())), temperature)?;
     let weights: Vec<f32> = kept.iter().map(|&(_, w)| w).collect();
     categorical_with_uniform(&weights, u).map(|j| kept[j].0)
@@ -104,7 +142,9 @@ fn topk_sample_row_fast(logits: &[f32], k: usize, temperature: f32, u: f32) -> O
 /// Every row of `logits [rows, classes]` with its own uniform `u[row]`.
 pub fn topk_sample_rows_ref(p: &TopkSampleParams, logits: &[f32], u: &[f32]) -> Vec<Option<u32>> {
     let c = p.classes as usize;
-    (0..p.rows as usize).map(|r| topk_sample_ref(&logits[r * c..][..c], p.k as usize, p.temperature, u[r])).collect()
+    (0..p.rows as usize)
+        .map(|r| topk_sample_ref(&logits[r * c..][..c], p.k as usize, p.temperature, u[r]))
+        .collect()
 }
 
 pub fn topk_sample_rows_fast(p: &TopkSampleParams, logits: &[f32], u: &[f32]) -> Vec<Option<u32>> {
