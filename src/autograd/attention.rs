@@ -9,7 +9,12 @@ use crate::ops::attention as ops;
 /// softmax(q k^T / sqrt(Dh)) v with `heads` heads, recorded on the tape.
 pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
     let (out, lse) = ops::attention_with_lse(q.value(), k.value(), v.value(), heads)?;
-    let (qt, kt, vt, ot) = (q.value().clone(), k.value().clone(), v.value().clone(), out.clone());
+    let (qt, kt, vt, ot) = (
+        q.value().clone(),
+        k.value().clone(),
+        v.value().clone(),
+        out.clone(),
+    );
     Ok(tape.record(
         out,
         &[q, k, v],

@@ -67,7 +67,11 @@ pub fn mse_mean(tape: &Tape, y: &Var, x: &Var) -> Result<Var> {
 pub fn bce_mean(tape: &Tape, p: &Var, target: &Tensor) -> Result<Var> {
     let out = ops::bce_mean(p.value(), target)?;
     let (pt, tt) = (p.value().clone(), target.clone());
-    Ok(tape.record(out, &[p], Box::new(move |g| Ok(vec![Some(ops::bce_mean_backward(&pt, &tt, g)?)]))))
+    Ok(tape.record(
+        out,
+        &[p],
+        Box::new(move |g| Ok(vec![Some(ops::bce_mean_backward(&pt, &tt, g)?)])),
+    ))
 }
 
 /// `bce_mean` against a constant target (1 for "real", 0 for "fake").
@@ -80,7 +84,11 @@ pub fn bce_mean_with_value(tape: &Tape, p: &Var, target: f32) -> Result<Var> {
 pub fn hinge_d(tape: &Tape, d: &Var, term: HingeTerm) -> Result<Var> {
     let out = ops::hinge_mean(d.value(), term)?;
     let dt = d.value().clone();
-    Ok(tape.record(out, &[d], Box::new(move |g| Ok(vec![Some(ops::hinge_mean_backward(&dt, term, g)?)]))))
+    Ok(tape.record(
+        out,
+        &[d],
+        Box::new(move |g| Ok(vec![Some(ops::hinge_mean_backward(&dt, term, g)?)])),
+    ))
 }
 
 /// Hinge generator loss `-mean(d_fake)`.
@@ -92,29 +100,60 @@ pub fn hinge_g(tape: &Tape, d_fake: &Var) -> Result<Var> {
 pub fn mean_scaled(tape: &Tape, x: &Var, c: f32) -> Result<Var> {
     let out = ops::mean_scaled(x.value(), c)?;
     let xt = x.value().clone();
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(ops::mean_scaled_backward(&xt, c, g)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(ops::mean_scaled_backward(&xt, c, g)?)])),
+    ))
 }
 
 /// Mean cross-entropy of logits `[..., C]` against u32 targets `[...]`, rows with target
 /// `ignore_index` left out.
-pub fn cross_entropy(tape: &Tape, logits: &Var, targets: &Tensor, ignore_index: u32) -> Result<Var> {
+pub fn cross_entropy(
+    tape: &Tape,
+    logits: &Var,
+    targets: &Tensor,
+    ignore_index: u32,
+) -> Result<Var> {
     let out = ce::cross_entropy(logits.value(), targets, ignore_index)?;
     let (lt, tt) = (logits.value().clone(), targets.clone());
     Ok(tape.record(
         out,
         &[logits],
-        Box::new(move |g| Ok(vec![Some(ce::cross_entropy_backward(&lt, &tt, None, ignore_index, g)?)])),
+        Box::new(move |g| {
+            Ok(vec![Some(ce::cross_entropy_backward(
+                &lt,
+                &tt,
+                None,
+                ignore_index,
+                g,
+            )?)])
+        }),
     ))
 }
 
 /// Spec §3.5: `sum_i w_i ce_i / (sum_i w_i + 1e-18)`, w = 1 at masked/partial positions.
-pub fn cross_entropy_weighted(tape: &Tape, logits: &Var, targets: &Tensor, weights: &Tensor, ignore_index: u32) -> Result<Var> {
+pub fn cross_entropy_weighted(
+    tape: &Tape,
+    logits: &Var,
+    targets: &Tensor,
+    weights: &Tensor,
+    ignore_index: u32,
+) -> Result<Var> {
     let out = ce::cross_entropy_weighted(logits.value(), targets, weights, ignore_index)?;
     let (lt, tt, wt) = (logits.value().clone(), targets.clone(), weights.clone());
     Ok(tape.record(
         out,
         &[logits],
-        Box::new(move |g| Ok(vec![Some(ce::cross_entropy_backward(&lt, &tt, Some(&wt), ignore_index, g)?)])),
+        Box::new(move |g| {
+            Ok(vec![Some(ce::cross_entropy_backward(
+                &lt,
+                &tt,
+                Some(&wt),
+                ignore_index,
+                g,
+            )?)])
+        }),
     ))
 }
 
@@ -122,7 +161,11 @@ pub fn cross_entropy_weighted(tape: &Tape, logits: &Var, targets: &Tensor, weigh
 pub fn gram(tape: &Tape, phi: &Var) -> Result<Var> {
     let out = img::gram(phi.value())?;
     let pt = phi.value().clone();
-    Ok(tape.record(out, &[phi], Box::new(move |g| Ok(vec![Some(img::gram_backward(&pt, g)?)]))))
+    Ok(tape.record(
+        out,
+        &[phi],
+        Box::new(move |g| Ok(vec![Some(img::gram_backward(&pt, g)?)])),
+    ))
 }
 
 /// Image-gradient loss L_G of NCHW y (output) and x (target).
@@ -147,21 +190,29 @@ pub fn weighted_sum(tape: &Tape, terms: &[(&Var, f32)]) -> Result<Var> {
     let mut total = 0f64;
     for (v, w) in terms {
         if v.value().numel() != 1 {
-            return Err(Error::shape("weighted_sum", format!("term of shape {:?} is not a scalar", v.shape())));
+            return Err(Error::shape(
+                "weighted_sum",
+                format!("term of shape {:?} is not a scalar", v.shape()),
+            ));
         }
         total += *w as f64 * v.value().to_scalar()? as f64;
     }
     let device = first.value().device();
     let out = Tensor::scalar(total as f32).to_device(&device)?;
-    let parts: Vec<(Vec<usize>, crate::Device, f32)> =
-        terms.iter().map(|(v, w)| (v.shape().to_vec(), v.value().device(), *w)).collect();
+    let parts: Vec<(Vec<usize>, crate::Device, f32)> = terms
+        .iter()
+        .map(|(v, w)| (v.shape().to_vec(), v.value().device(), *w))
+        .collect();
     let inputs: Vec<&Var> = terms.iter().map(|(v, _)| *v).collect();
     Ok(tape.record(
         out,
         &inputs,
         Box::new(move |g| {
             let gv = g.to_scalar()?;
-            parts.iter().map(|(shape, dev, w)| Ok(Some(Tensor::full(gv * w, shape).to_device(dev)?))).collect()
+            parts
+                .iter()
+                .map(|(shape, dev, w)| Ok(Some(Tensor::full(gv * w, shape).to_device(dev)?)))
+                .collect()
         }),
     ))
 }
@@ -176,14 +227,24 @@ pub fn perceptual_loss(tape: &Tape, phi_y: &[Var], phi_x: &[Var]) -> Result<Var>
 /// Style loss `sum_k mean|G(phi_k(y)) - G(phi_k(x))|` (callers pass features of the
 /// hole-masked images, spec §6.5).
 pub fn style_loss(tape: &Tape, phi_y: &[Var], phi_x: &[Var]) -> Result<Var> {
-    let terms = pairwise("style_loss", phi_y, phi_x, |a, b| l1_mean(tape, &gram(tape, a)?, &gram(tape, b)?))?;
+    let terms = pairwise("style_loss", phi_y, phi_x, |a, b| {
+        l1_mean(tape, &gram(tape, a)?, &gram(tape, b)?)
+    })?;
     let refs: Vec<(&Var, f32)> = terms.iter().map(|v| (v, 1.0)).collect();
     weighted_sum(tape, &refs)
 }
 
-fn pairwise(op: &'static str, a: &[Var], b: &[Var], f: impl Fn(&Var, &Var) -> Result<Var>) -> Result<Vec<Var>> {
+fn pairwise(
+    op: &'static str,
+    a: &[Var],
+    b: &[Var],
+    f: impl Fn(&Var, &Var) -> Result<Var>,
+) -> Result<Vec<Var>> {
     if a.len() != b.len() || a.is_empty() {
-        return Err(Error::shape(op, format!("{} feature maps for y vs {} for x", a.len(), b.len())));
+        return Err(Error::shape(
+            op,
+            format!("{} feature maps for y vs {} for x", a.len(), b.len()),
+        ));
     }
     a.iter().zip(b).map(|(p, q)| f(p, q)).collect()
 }

@@ -26,16 +26,32 @@ pub(crate) fn expect_rank(op: &'static str, name: &str, t: &Tensor, rank: usize)
     if t.rank() == rank {
         Ok(())
     } else {
-        Err(Error::shape(op, format!("{name} must have rank {rank}, got shape {:?}", t.shape())))
+        Err(Error::shape(
+            op,
+            format!("{name} must have rank {rank}, got shape {:?}", t.shape()),
+        ))
     }
 }
 
 /// Err unless `b` has exactly the shape of `a`.
-pub(crate) fn expect_same_shape(op: &'static str, a_name: &str, a: &Tensor, b_name: &str, b: &Tensor) -> Result<()> {
+pub(crate) fn expect_same_shape(
+    op: &'static str,
+    a_name: &str,
+    a: &Tensor,
+    b_name: &str,
+    b: &Tensor,
+) -> Result<()> {
     if a.shape() == b.shape() {
         Ok(())
     } else {
-        Err(Error::shape(op, format!("{b_name} {:?} must have the shape of {a_name} {:?}", b.shape(), a.shape())))
+        Err(Error::shape(
+            op,
+            format!(
+                "{b_name} {:?} must have the shape of {a_name} {:?}",
+                b.shape(),
+                a.shape()
+            ),
+        ))
     }
 }
 

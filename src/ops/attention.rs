@@ -23,7 +23,10 @@ fn params(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<AttentionP
     expect_same_device(OP, &[q, k, v])?;
     let (b, l, w) = (q.shape()[0], q.shape()[1], q.shape()[2]);
     if heads == 0 || w % heads != 0 {
-        return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
+        return Err(Error::shape(
+            OP,
+            format!("width {w} is not a multiple of heads = {heads}"),
+        ));
     }
     Ok(AttentionParams::new(b, l, heads, w / heads))
 }
@@ -34,16 +37,31 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Ten
 }
 
 /// The output and the log-sum-exp of every score row (`[B, heads, L]`), for the backward.
-pub fn attention_with_lse(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<(Tensor, Tensor)> {
+pub fn attention_with_lse(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+) -> Result<(Tensor, Tensor)> {
     let p = params(q, k, v, heads)?;
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     match q.storage() {
         Storage::Cpu(_) => {
             let mut out = vec![0f32; p.numel()];
             let mut lse = vec![0f32; p.lse_numel()];
-            cpu_fwd::attention_fast(&p, q.cpu_f32()?, k.cpu_f32()?, v.cpu_f32()?, &mut out, &mut lse);
+            cpu_fwd::attention_fast(
+                &p,
+                q.cpu_f32()?,
+                k.cpu_f32()?,
+                v.cpu_f32()?,
+                &mut out,
+                &mut lse,
+            );
             let lse_shape = [p.batch as usize, heads, p.seq_len as usize];
-            Ok((Tensor::from_vec(out, q.shape())?, Tensor::from_vec(lse, &lse_shape)?))
+            Ok((
+                Tensor::from_vec(out, q.shape())?,
+                Tensor::from_vec(lse, &lse_shape)?,
+            ))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
     }
@@ -65,7 +83,10 @@ pub fn attention_backward(
     expect_same_shape(BOP, "q", q, "dout", dout)?;
     let lse_shape = [p.batch as usize, heads, p.seq_len as usize];
     if lse.shape() != lse_shape {
-        return Err(Error::shape(BOP, format!("lse {:?} must be {lse_shape:?}", lse.shape())));
+        return Err(Error::shape(
+            BOP,
+            format!("lse {:?} must be {lse_shape:?}", lse.shape()),
+        ));
     }
     for t in [out, lse, dout] {
         expect_f32(BOP, t)?;
@@ -90,7 +111,11 @@ pub fn attention_backward(
                 &mut dv,
             );
             let shape = q.shape();
-            Ok((Tensor::from_vec(dq, shape)?, Tensor::from_vec(dk, shape)?, Tensor::from_vec(dv, shape)?))
+            Ok((
+                Tensor::from_vec(dq, shape)?,
+                Tensor::from_vec(dk, shape)?,
+                Tensor::from_vec(dv, shape)?,
+            ))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(BOP)),
     }

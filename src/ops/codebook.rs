@@ -16,13 +16,24 @@ fn check_z_codebook(op: &'static str, z: &Tensor, codebook: &Tensor) -> Result<C
     expect_rank(op, "z", z, 2)?;
     expect_rank(op, "codebook", codebook, 2)?;
     if z.shape()[1] != codebook.shape()[1] {
-        return Err(Error::shape(op, format!("z {:?} and codebook {:?} differ in dim", z.shape(), codebook.shape())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "z {:?} and codebook {:?} differ in dim",
+                z.shape(),
+                codebook.shape()
+            ),
+        ));
     }
     if codebook.shape()[0] == 0 {
         return Err(Error::shape(op, "the codebook has no code"));
     }
     expect_same_device(op, &[z, codebook])?;
-    Ok(CodebookParams { n: z.shape()[0] as u32, codes: codebook.shape()[0] as u32, dim: z.shape()[1] as u32 })
+    Ok(CodebookParams {
+        n: z.shape()[0] as u32,
+        codes: codebook.shape()[0] as u32,
+        dim: z.shape()[1] as u32,
+    })
 }
 
 /// Index of the nearest code (squared Euclidean distance) within each row's half; ties go to
@@ -32,14 +43,27 @@ pub fn codebook_argmin(z: &Tensor, codebook: &Tensor, half: &Tensor) -> Result<T
     let p = check_z_codebook(OP, z, codebook)?;
     expect_u32(OP, half)?;
     if half.shape() != [p.n as usize] {
-        return Err(Error::shape(OP, format!("half selector {:?} must be [{}], one per row of z", half.shape(), p.n)));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "half selector {:?} must be [{}], one per row of z",
+                half.shape(),
+                p.n
+            ),
+        ));
     }
     expect_same_device(OP, &[z, half])?;
     let (z, codebook, half) = (z.contiguous()?, codebook.contiguous()?, half.contiguous()?);
     match z.storage() {
         Storage::Cpu(_) => {
             let mut out = vec![0u32; p.n as usize];
-            cpu::codebook_argmin_fast(&p, z.cpu_f32()?, codebook.cpu_f32()?, half.cpu_u32()?, &mut out)?;
+            cpu::codebook_argmin_fast(
+                &p,
+                z.cpu_f32()?,
+                codebook.cpu_f32()?,
+                half.cpu_u32()?,
+                &mut out,
+            )?;
             Tensor::from_u32(out, &[p.n as usize])
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
@@ -55,23 +79,47 @@ pub fn codebook_argmin_all(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
 
 /// Assignment statistics for the EMA update: (counts `[K]`, sums of assigned rows `[K, D]`).
 /// On several GPUs both are all-reduced (sum) before `codebook_ema_apply`.
-pub fn codebook_assignment_stats(z: &Tensor, idx: &Tensor, codes: usize) -> Result<(Tensor, Tensor)> {
+pub fn codebook_assignment_stats(
+    z: &Tensor,
+    idx: &Tensor,
+    codes: usize,
+) -> Result<(Tensor, Tensor)> {
     const OP: &str = "codebook_assignment_stats";
     expect_f32(OP, z)?;
     expect_rank(OP, "z", z, 2)?;
     expect_u32(OP, idx)?;
     if idx.shape() != [z.shape()[0]] {
-        return Err(Error::shape(OP, format!("indices {:?} must be [{}], one per row of z", idx.shape(), z.shape()[0])));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "indices {:?} must be [{}], one per row of z",
+                idx.shape(),
+                z.shape()[0]
+            ),
+        ));
     }
     expect_same_device(OP, &[z, idx])?;
-    let p = CodebookParams { n: z.shape()[0] as u32, codes: codes as u32, dim: z.shape()[1] as u32 };
+    let p = CodebookParams {
+        n: z.shape()[0] as u32,
+        codes: codes as u32,
+        dim: z.shape()[1] as u32,
+    };
     let (z, idx) = (z.contiguous()?, idx.contiguous()?);
     match z.storage() {
         Storage::Cpu(_) => {
             let d = p.dim as usize;
             let (mut counts, mut sums) = (vec![0f32; codes], vec![0f32; codes * d]);
-            cpu::codebook_assignment_stats(&p, z.cpu_f32()?, idx.cpu_u32()?, &mut counts, &mut sums)?;
-            Ok((Tensor::from_vec(counts, &[codes])?, Tensor::from_vec(sums, &[codes, d])?))
+            cpu::codebook_assignment_stats(
+                &p,
+                z.cpu_f32()?,
+                idx.cpu_u32()?,
+                &mut counts,
+                &mut sums,
+            )?;
+            Ok((
+                Tensor::from_vec(counts, &[codes])?,
+                Tensor::from_vec(sums, &[codes, d])?,
+            ))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
     }
@@ -89,7 +137,13 @@ pub struct CodebookEma {
 }
 
 /// One EMA step from (all-reduced) statistics; returns the updated buffers.
-pub fn codebook_ema_apply(state: &CodebookEma, counts: &Tensor, sums: &Tensor, decay: f32, eps: f32) -> Result<CodebookEma> {
+pub fn codebook_ema_apply(
+    state: &CodebookEma,
+    counts: &Tensor,
+    sums: &Tensor,
+    decay: f32,
+    eps: f32,
+) -> Result<CodebookEma> {
     const OP: &str = "codebook_ema_apply";
     let e = &state.embedding;
     expect_rank(OP, "embedding", e, 2)?;
@@ -102,17 +156,38 @@ pub fn codebook_ema_apply(state: &CodebookEma, counts: &Tensor, sums: &Tensor, d
     ] {
         expect_f32(OP, t)?;
         if t.shape() != shape.as_slice() {
-            return Err(Error::shape(OP, format!("{name} {:?} must be {shape:?}", t.shape())));
+            return Err(Error::shape(
+                OP,
+                format!("{name} {:?} must be {shape:?}", t.shape()),
+            ));
         }
     }
-    expect_same_device(OP, &[e, &state.cluster_size, &state.embedding_avg, counts, sums])?;
-    let p = CodebookEmaParams { codes: k as u32, dim: d as u32, decay, eps };
+    expect_same_device(
+        OP,
+        &[e, &state.cluster_size, &state.embedding_avg, counts, sums],
+    )?;
+    let p = CodebookEmaParams {
+        codes: k as u32,
+        dim: d as u32,
+        decay,
+        eps,
+    };
     match e.storage() {
         Storage::Cpu(_) => {
-            let (mut cs, mut avg, mut emb) =
-                (state.cluster_size.to_vec_f32()?, state.embedding_avg.to_vec_f32()?, e.to_vec_f32()?);
+            let (mut cs, mut avg, mut emb) = (
+                state.cluster_size.to_vec_f32()?,
+                state.embedding_avg.to_vec_f32()?,
+                e.to_vec_f32()?,
+            );
             let (counts, sums) = (counts.contiguous()?, sums.contiguous()?);
-            cpu::codebook_ema_apply(&p, counts.cpu_f32()?, sums.cpu_f32()?, &mut cs, &mut avg, &mut emb);
+            cpu::codebook_ema_apply(
+                &p,
+                counts.cpu_f32()?,
+                sums.cpu_f32()?,
+                &mut cs,
+                &mut avg,
+                &mut emb,
+            );
             Ok(CodebookEma {
                 cluster_size: Tensor::from_vec(cs, &[k])?,
                 embedding_avg: Tensor::from_vec(avg, &[k, d])?,

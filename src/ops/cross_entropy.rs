@@ -22,36 +22,67 @@ fn prepare(
     expect_f32(op, logits)?;
     expect_u32(op, targets)?;
     let Some((&classes, lead)) = logits.shape().split_last() else {
-        return Err(Error::shape(op, "logits must have at least one dim (the classes)"));
+        return Err(Error::shape(
+            op,
+            "logits must have at least one dim (the classes)",
+        ));
     };
     if classes == 0 {
         return Err(Error::shape(op, "logits have zero classes"));
     }
     if targets.shape() != lead {
-        return Err(Error::shape(op, format!("targets {:?} must have the leading shape {lead:?} of logits {:?}", targets.shape(), logits.shape())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "targets {:?} must have the leading shape {lead:?} of logits {:?}",
+                targets.shape(),
+                logits.shape()
+            ),
+        ));
     }
     expect_same_device(op, &[logits, targets])?;
     let weights = match weights {
         Some(w) => {
             expect_f32(op, w)?;
             if w.shape() != lead {
-                return Err(Error::shape(op, format!("weights {:?} must have the shape {lead:?} of the targets", w.shape())));
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "weights {:?} must have the shape {lead:?} of the targets",
+                        w.shape()
+                    ),
+                ));
             }
             expect_same_device(op, &[logits, w])?;
             Some(w.contiguous()?)
         }
         None => None,
     };
-    let p = CrossEntropyParams { rows: targets.numel() as u32, classes: classes as u32, ignore_index };
+    let p = CrossEntropyParams {
+        rows: targets.numel() as u32,
+        classes: classes as u32,
+        ignore_index,
+    };
     Ok((p, logits.contiguous()?, targets.contiguous()?, weights))
 }
 
-fn forward(op: &'static str, logits: &Tensor, targets: &Tensor, weights: Option<&Tensor>, ignore_index: u32) -> Result<Tensor> {
+fn forward(
+    op: &'static str,
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: Option<&Tensor>,
+    ignore_index: u32,
+) -> Result<Tensor> {
     let (p, l, t, w) = prepare(op, logits, targets, weights, ignore_index)?;
     match l.storage() {
         Storage::Cpu(_) => {
             let ws = w.as_ref().map(|w| w.cpu_f32()).transpose()?;
-            Ok(Tensor::scalar(cpu::cross_entropy_fast(&p, l.cpu_f32()?, t.cpu_u32()?, ws)?))
+            Ok(Tensor::scalar(cpu::cross_entropy_fast(
+                &p,
+                l.cpu_f32()?,
+                t.cpu_u32()?,
+                ws,
+            )?))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
     }
@@ -64,8 +95,19 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: u32) -> Re
 }
 
 /// Spec §3.5: `sum_i w_i ce_i / (sum_i w_i + 1e-18)` (w = 1 at masked/partial positions).
-pub fn cross_entropy_weighted(logits: &Tensor, targets: &Tensor, weights: &Tensor, ignore_index: u32) -> Result<Tensor> {
-    forward("cross_entropy_weighted", logits, targets, Some(weights), ignore_index)
+pub fn cross_entropy_weighted(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    ignore_index: u32,
+) -> Result<Tensor> {
+    forward(
+        "cross_entropy_weighted",
+        logits,
+        targets,
+        Some(weights),
+        ignore_index,
+    )
 }
 
 /// d loss / d logits times g, for either reduction (weights None: the plain mean).
@@ -82,7 +124,14 @@ pub fn cross_entropy_backward(
         Storage::Cpu(_) => {
             let ws = w.as_ref().map(|w| w.cpu_f32()).transpose()?;
             let mut d = vec![0f32; l.numel()];
-            cpu::cross_entropy_backward(&p, l.cpu_f32()?, t.cpu_u32()?, ws, grad_value(OP, g)?, &mut d)?;
+            cpu::cross_entropy_backward(
+                &p,
+                l.cpu_f32()?,
+                t.cpu_u32()?,
+                ws,
+                grad_value(OP, g)?,
+                &mut d,
+            )?;
             Tensor::from_vec(d, l.shape())
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),

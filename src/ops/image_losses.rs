@@ -15,7 +15,11 @@ fn gram_params(op: &'static str, phi: &Tensor) -> Result<GramParams> {
     expect_f32(op, phi)?;
     expect_rank(op, "features", phi, 4)?;
     let s = phi.shape();
-    Ok(GramParams { batch: s[0] as u32, channels: s[1] as u32, hw: (s[2] * s[3]) as u32 })
+    Ok(GramParams {
+        batch: s[0] as u32,
+        channels: s[1] as u32,
+        hw: (s[2] * s[3]) as u32,
+    })
 }
 
 /// `G_b = phi_b phi_b^T / (h*w*c)` for phi `[B, C, H, W]`; out `[B, C, C]`.
@@ -40,7 +44,10 @@ pub fn gram_backward(phi: &Tensor, dg: &Tensor) -> Result<Tensor> {
     let (b, c) = (p.batch as usize, p.channels as usize);
     expect_f32(OP, dg)?;
     if dg.shape() != [b, c, c] {
-        return Err(Error::shape(OP, format!("dG {:?} must be [{b}, {c}, {c}]", dg.shape())));
+        return Err(Error::shape(
+            OP,
+            format!("dG {:?} must be [{b}, {c}, {c}]", dg.shape()),
+        ));
     }
     expect_same_device(OP, &[phi, dg])?;
     let (phi, dg) = (phi.contiguous()?, dg.contiguous()?);
@@ -61,7 +68,12 @@ fn grad_params(op: &'static str, y: &Tensor, x: &Tensor) -> Result<ImageGradPara
     expect_same_shape(op, "y", y, "x", x)?;
     expect_same_device(op, &[y, x])?;
     let s = y.shape();
-    Ok(ImageGradParams { batch: s[0] as u32, channels: s[1] as u32, height: s[2] as u32, width: s[3] as u32 })
+    Ok(ImageGradParams {
+        batch: s[0] as u32,
+        channels: s[1] as u32,
+        height: s[2] as u32,
+        width: s[3] as u32,
+    })
 }
 
 /// L_G = (mean|gx(y) - gx(x)| + mean|gy(y) - gy(x)|) / 2 for NCHW y (output) and x (target).
@@ -69,7 +81,11 @@ pub fn image_grad_loss(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     let p = grad_params("image_grad_loss", y, x)?;
     let (y, x) = (y.contiguous()?, x.contiguous()?);
     match y.storage() {
-        Storage::Cpu(_) => Ok(Tensor::scalar(cpu_grad::image_grad_loss_fast(&p, y.cpu_f32()?, x.cpu_f32()?))),
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu_grad::image_grad_loss_fast(
+            &p,
+            y.cpu_f32()?,
+            x.cpu_f32()?,
+        ))),
         Storage::Cuda(_) => Err(super::no_cuda_kernel("image_grad_loss")),
     }
 }
@@ -82,8 +98,18 @@ pub fn image_grad_loss_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(T
     match y.storage() {
         Storage::Cpu(_) => {
             let (mut dy, mut dx) = (vec![0f32; p.numel()], vec![0f32; p.numel()]);
-            cpu_grad::image_grad_loss_backward(&p, y.cpu_f32()?, x.cpu_f32()?, grad_value(OP, g)?, &mut dy, &mut dx);
-            Ok((Tensor::from_vec(dy, y.shape())?, Tensor::from_vec(dx, y.shape())?))
+            cpu_grad::image_grad_loss_backward(
+                &p,
+                y.cpu_f32()?,
+                x.cpu_f32()?,
+                grad_value(OP, g)?,
+                &mut dy,
+                &mut dx,
+            );
+            Ok((
+                Tensor::from_vec(dy, y.shape())?,
+                Tensor::from_vec(dx, y.shape())?,
+            ))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
     }

@@ -28,7 +28,13 @@ impl HingeTerm {
 }
 
 /// Checks two same-shape f32 inputs on one device and makes them dense.
-fn pair(op: &'static str, a_name: &str, a: &Tensor, b_name: &str, b: &Tensor) -> Result<(Tensor, Tensor)> {
+fn pair(
+    op: &'static str,
+    a_name: &str,
+    a: &Tensor,
+    b_name: &str,
+    b: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     expect_f32(op, a)?;
     expect_f32(op, b)?;
     expect_same_shape(op, a_name, a, b_name, b)?;
@@ -39,7 +45,13 @@ fn pair(op: &'static str, a_name: &str, a: &Tensor, b_name: &str, b: &Tensor) ->
 /// The value of a one-element output gradient.
 pub(crate) fn grad_value(op: &'static str, g: &Tensor) -> Result<f32> {
     if g.numel() != 1 {
-        return Err(Error::shape(op, format!("gradient of a scalar loss must have one element, got {:?}", g.shape())));
+        return Err(Error::shape(
+            op,
+            format!(
+                "gradient of a scalar loss must have one element, got {:?}",
+                g.shape()
+            ),
+        ));
     }
     g.to_scalar()
 }
@@ -65,7 +77,10 @@ pub fn l1_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, T
     let (ys, xs) = cpu_pair("l1_mean_backward", &y, &x)?;
     let (mut dy, mut dx) = (vec![0f32; ys.len()], vec![0f32; ys.len()]);
     cpu::l1_mean_backward(ys, xs, grad_value("l1_mean_backward", g)?, &mut dy, &mut dx);
-    Ok((Tensor::from_vec(dy, y.shape())?, Tensor::from_vec(dx, y.shape())?))
+    Ok((
+        Tensor::from_vec(dy, y.shape())?,
+        Tensor::from_vec(dx, y.shape())?,
+    ))
 }
 
 /// `mean (y - x)^2`.
@@ -80,8 +95,17 @@ pub fn mse_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, 
     let (y, x) = pair("mse_mean_backward", "y", y, "x", x)?;
     let (ys, xs) = cpu_pair("mse_mean_backward", &y, &x)?;
     let (mut dy, mut dx) = (vec![0f32; ys.len()], vec![0f32; ys.len()]);
-    cpu::mse_mean_backward(ys, xs, grad_value("mse_mean_backward", g)?, &mut dy, &mut dx);
-    Ok((Tensor::from_vec(dy, y.shape())?, Tensor::from_vec(dx, y.shape())?))
+    cpu::mse_mean_backward(
+        ys,
+        xs,
+        grad_value("mse_mean_backward", g)?,
+        &mut dy,
+        &mut dx,
+    );
+    Ok((
+        Tensor::from_vec(dy, y.shape())?,
+        Tensor::from_vec(dx, y.shape())?,
+    ))
 }
 
 /// Binary cross-entropy of probabilities `p` against targets `t` (PyTorch's
@@ -123,7 +147,12 @@ pub fn hinge_mean_backward(d: &Tensor, term: HingeTerm, g: &Tensor) -> Result<Te
     let mut keep = None;
     let ds = single("hinge_mean_backward", d, &mut keep)?;
     let mut dd = vec![0f32; ds.len()];
-    cpu::hinge_mean_backward(ds, term.sign(), grad_value("hinge_mean_backward", g)?, &mut dd);
+    cpu::hinge_mean_backward(
+        ds,
+        term.sign(),
+        grad_value("hinge_mean_backward", g)?,
+        &mut dd,
+    );
     Tensor::from_vec(dd, d.shape())
 }
 
@@ -149,8 +178,11 @@ pub fn hole_fraction(mask: &Tensor) -> Result<f32> {
     let mut keep = None;
     let ms = single("hole_fraction", mask, &mut keep)?;
     let frac = cpu::hole_fraction(ms);
-    if !(frac > 0.0) {
-        return Err(Error::msg(format!("hole_fraction: the mask {:?} has no hole pixel; L1n is undefined", mask.shape())));
+    if frac.is_nan() || frac <= 0.0 {
+        return Err(Error::msg(format!(
+            "hole_fraction: the mask {:?} has no hole pixel; L1n is undefined",
+            mask.shape()
+        )));
     }
     Ok(frac as f32)
 }

@@ -45,3 +45,4 @@ pub mod image_losses;
 pub mod losses;
 pub mod optim;
 pub mod codebook;
+pub mod sampling;

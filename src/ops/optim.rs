@@ -19,11 +19,28 @@ fn same(op: &'static str, names: &[&str], ts: &[&Tensor]) -> Result<()> {
 }
 
 /// One Adam/AdamW update; returns (param, m, v) after the step.
-pub fn adam_step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, p: &AdamParams) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn adam_step(
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    p: &AdamParams,
+) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "adam_step";
-    same(OP, &["param", "grad", "exp_avg", "exp_avg_sq"], &[param, grad, m, v])?;
+    same(
+        OP,
+        &["param", "grad", "exp_avg", "exp_avg_sq"],
+        &[param, grad, m, v],
+    )?;
     if p.n as usize != param.numel() {
-        return Err(Error::shape(OP, format!("params built for {} elements, param has {}", p.n, param.numel())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "params built for {} elements, param has {}",
+                p.n,
+                param.numel()
+            ),
+        ));
     }
     match param.storage() {
         Storage::Cpu(_) => {
@@ -31,7 +48,11 @@ pub fn adam_step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, p: &Adam
             let g = grad.contiguous()?;
             cpu::adam_step_fast(p, &mut pv, g.cpu_f32()?, &mut mv, &mut vv);
             let s = param.shape();
-            Ok((Tensor::from_vec(pv, s)?, Tensor::from_vec(mv, s)?, Tensor::from_vec(vv, s)?))
+            Ok((
+                Tensor::from_vec(pv, s)?,
+                Tensor::from_vec(mv, s)?,
+                Tensor::from_vec(vv, s)?,
+            ))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
     }

@@ -36,11 +36,21 @@ pub struct AdamConfig {
 impl AdamConfig {
     /// `torch.optim.Adam(lr, betas)`, eps 1e-8.
     pub fn adam(lr: f64, betas: (f64, f64)) -> Self {
-        AdamConfig { lr, betas, eps: 1e-8, decoupled: false }
+        AdamConfig {
+            lr,
+            betas,
+            eps: 1e-8,
+            decoupled: false,
+        }
     }
     /// `torch.optim.AdamW(lr, betas)`, eps 1e-8.
     pub fn adamw(lr: f64, betas: (f64, f64)) -> Self {
-        AdamConfig { lr, betas, eps: 1e-8, decoupled: true }
+        AdamConfig {
+            lr,
+            betas,
+            eps: 1e-8,
+            decoupled: true,
+        }
     }
 }
 
@@ -74,7 +84,12 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(config: AdamConfig) -> Self {
-        Adam { config, lr: config.lr, group_decay: Vec::new(), slots: Vec::new() }
+        Adam {
+            config,
+            lr: config.lr,
+            group_decay: Vec::new(),
+            slots: Vec::new(),
+        }
     }
     pub fn config(&self) -> &AdamConfig {
         &self.config
@@ -87,9 +102,16 @@ impl Adam {
     /// Registers the next parameter (by shape) in `group`; returns its index in `step`'s slices.
     pub fn add_param(&mut self, group: usize, shape: &[usize]) -> Result<usize> {
         if group >= self.group_decay.len() {
-            return Err(Error::msg(format!("adam: group {group} does not exist ({} groups)", self.group_decay.len())));
+            return Err(Error::msg(format!(
+                "adam: group {group} does not exist ({} groups)",
+                self.group_decay.len()
+            )));
         }
-        self.slots.push(Slot { group, shape: shape.to_vec(), state: None });
+        self.slots.push(Slot {
+            group,
+            shape: shape.to_vec(),
+            state: None,
+        });
         Ok(self.slots.len() - 1)
     }
     pub fn num_params(&self) -> usize {
@@ -126,7 +148,12 @@ impl Adam {
         if param.shape() != slot.shape.as_slice() || grad.shape() != slot.shape.as_slice() {
             return Err(Error::shape(
                 "adam",
-                format!("parameter {i} registered as {:?}, got param {:?} grad {:?}", slot.shape, param.shape(), grad.shape()),
+                format!(
+                    "parameter {i} registered as {:?}, got param {:?} grad {:?}",
+                    slot.shape,
+                    param.shape(),
+                    grad.shape()
+                ),
             ));
         }
         let device = param.device();
@@ -134,12 +161,24 @@ impl Adam {
             Some(s) => s,
             None => {
                 let zeros = Tensor::zeros(&slot.shape).to_device(&device)?;
-                Moments { step: 0, m: zeros.clone(), v: zeros }
+                Moments {
+                    step: 0,
+                    m: zeros.clone(),
+                    v: zeros,
+                }
             }
         };
         let step = state.step + 1;
         let wd = self.group_decay[slot.group];
-        let p = AdamParams::new(param.numel(), lr, cfg.betas, cfg.eps, wd, cfg.decoupled, step);
+        let p = AdamParams::new(
+            param.numel(),
+            lr,
+            cfg.betas,
+            cfg.eps,
+            wd,
+            cfg.decoupled,
+            step,
+        );
         let (m, v) = (state.m.to_device(&device)?, state.v.to_device(&device)?);
         let (new_param, m, v) = ops::adam_step(param, grad, &m, &v, &p)?;
         *param = new_param;
@@ -154,7 +193,13 @@ impl Adam {
             .map(|s| {
                 s.state
                     .as_ref()
-                    .map(|st| Ok(AdamParamState { step: st.step, exp_avg: st.m.to_vec_f32()?, exp_avg_sq: st.v.to_vec_f32()? }))
+                    .map(|st| {
+                        Ok(AdamParamState {
+                            step: st.step,
+                            exp_avg: st.m.to_vec_f32()?,
+                            exp_avg_sq: st.v.to_vec_f32()?,
+                        })
+                    })
                     .transpose()
             })
             .collect()
@@ -164,7 +209,11 @@ impl Adam {
     /// moments live on the CPU until the next step moves them to the parameter's device.
     pub fn import_state(&mut self, state: Vec<Option<AdamParamState>>) -> Result<()> {
         if state.len() != self.slots.len() {
-            return Err(Error::msg(format!("adam: state for {} parameters, {} registered", state.len(), self.slots.len())));
+            return Err(Error::msg(format!(
+                "adam: state for {} parameters, {} registered",
+                state.len(),
+                self.slots.len()
+            )));
         }
         for (i, (slot, st)) in self.slots.iter_mut().zip(state).enumerate() {
             slot.state = match st {
@@ -172,11 +221,18 @@ impl Adam {
                 Some(st) => {
                     let n: usize = slot.shape.iter().product();
                     if st.exp_avg.len() != n || st.exp_avg_sq.len() != n {
-                        return Err(Error::shape("adam import", format!("parameter {i} has {n} elements, state {}", st.exp_avg.len())));
+                        return Err(Error::shape(
+                            "adam import",
+                            format!("parameter {i} has {n} elements, state {}", st.exp_avg.len()),
+                        ));
                     }
                     let m = Tensor::from_vec(st.exp_avg, &slot.shape)?;
                     let v = Tensor::from_vec(st.exp_avg_sq, &slot.shape)?;
-                    Some(Moments { step: st.step, m, v })
+                    Some(Moments {
+                        step: st.step,
+                        m,
+                        v,
+                    })
                 }
             };
         }

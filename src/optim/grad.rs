@@ -34,12 +34,19 @@ pub struct Ema {
 impl Ema {
     /// Starts from a copy of the current parameters.
     pub fn new(decay: f32, params: &[Tensor]) -> Self {
-        Ema { decay, shadow: params.to_vec() }
+        Ema {
+            decay,
+            shadow: params.to_vec(),
+        }
     }
     /// `ema = decay * ema + (1 - decay) * param` for every parameter.
     pub fn update(&mut self, params: &[Tensor]) -> Result<()> {
         if params.len() != self.shadow.len() {
-            return Err(Error::msg(format!("ema: {} params for {} averages", params.len(), self.shadow.len())));
+            return Err(Error::msg(format!(
+                "ema: {} params for {} averages",
+                params.len(),
+                self.shadow.len()
+            )));
         }
         for (e, p) in self.shadow.iter_mut().zip(params) {
             *e = ops::ema_update(e, p, self.decay)?;
@@ -56,7 +63,11 @@ impl Ema {
     /// Restores exported averages (same count and sizes).
     pub fn import(&mut self, values: Vec<Vec<f32>>) -> Result<()> {
         if values.len() != self.shadow.len() {
-            return Err(Error::msg(format!("ema: {} saved averages for {}", values.len(), self.shadow.len())));
+            return Err(Error::msg(format!(
+                "ema: {} saved averages for {}",
+                values.len(),
+                self.shadow.len()
+            )));
         }
         for (e, v) in self.shadow.iter_mut().zip(values) {
             *e = Tensor::from_vec(v, e.shape())?;
@@ -74,7 +85,10 @@ pub struct GradAccumulator {
 
 impl GradAccumulator {
     pub fn new(num_params: usize) -> Self {
-        GradAccumulator { sums: vec![None; num_params], micro_batches: 0 }
+        GradAccumulator {
+            sums: vec![None; num_params],
+            micro_batches: 0,
+        }
     }
     pub fn micro_batches(&self) -> usize {
         self.micro_batches
@@ -82,7 +96,11 @@ impl GradAccumulator {
     /// Adds one micro-batch's gradients (None: the parameter got no gradient this time).
     pub fn add(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
         if grads.len() != self.sums.len() {
-            return Err(Error::msg(format!("grad accumulation: {} grads for {} params", grads.len(), self.sums.len())));
+            return Err(Error::msg(format!(
+                "grad accumulation: {} grads for {} params",
+                grads.len(),
+                self.sums.len()
+            )));
         }
         for (s, g) in self.sums.iter_mut().zip(grads) {
             if let Some(g) = g {
@@ -97,7 +115,10 @@ impl GradAccumulator {
     }
     /// The sums scaled by `scale`.
     pub fn finish_scaled(self, scale: f32) -> Result<Vec<Option<Tensor>>> {
-        self.sums.into_iter().map(|s| s.map(|t| ops::scale(&t, scale)).transpose()).collect()
+        self.sums
+            .into_iter()
+            .map(|s| s.map(|t| ops::scale(&t, scale)).transpose())
+            .collect()
     }
     /// The mean over micro-batches.
     pub fn finish(self) -> Result<Vec<Option<Tensor>>> {

@@ -77,7 +77,11 @@ impl CosineAnnealingLRWithWarmup {
     }
 
     pub fn state(&self) -> ScheduleState {
-        ScheduleState { last_epoch: self.last_epoch, lr: self.lr, max_lr: self.max_lr }
+        ScheduleState {
+            last_epoch: self.last_epoch,
+            lr: self.lr,
+            max_lr: self.max_lr,
+        }
     }
 
     pub fn set_state(&mut self, s: ScheduleState) {

@@ -44,7 +44,12 @@ pub struct CodebookEmaParams {
 impl CodebookEmaParams {
     /// The official constants: decay 0.99, eps 1e-5.
     pub fn paper(codes: usize, dim: usize) -> Self {
-        CodebookEmaParams { codes: codes as u32, dim: dim as u32, decay: 0.99, eps: 1e-5 }
+        CodebookEmaParams {
+            codes: codes as u32,
+            dim: dim as u32,
+            decay: 0.99,
+            eps: 1e-5,
+        }
     }
 }
 

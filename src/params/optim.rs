@@ -27,7 +27,15 @@ pub struct AdamParams {
 
 impl AdamParams {
     /// Scalars of update number `step` (1-based, as PyTorch counts after `step += 1`).
-    pub fn new(n: usize, lr: f64, betas: (f64, f64), eps: f64, weight_decay: f64, decoupled: bool, step: u64) -> Self {
+    pub fn new(
+        n: usize,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+        decoupled: bool,
+        step: u64,
+    ) -> Self {
         let (b1, b2) = betas;
         let s = step as f64;
         let bias_correction1 = 1.0 - b1.powf(s);
@@ -40,7 +48,11 @@ impl AdamParams {
             one_minus_beta2: (1.0 - b2) as f32,
             eps: eps as f32,
             weight_decay: weight_decay as f32,
-            decay_factor: if decoupled { (1.0 - lr * weight_decay) as f32 } else { 1.0 },
+            decay_factor: if decoupled {
+                (1.0 - lr * weight_decay) as f32
+            } else {
+                1.0
+            },
             step_size: (lr / bias_correction1) as f32,
             bias_correction2_sqrt: bias_correction2.sqrt() as f32,
         }

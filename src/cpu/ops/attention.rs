@@ -33,7 +33,12 @@ pub(crate) struct Dims {
 
 impl Dims {
     pub fn of(p: &AttentionParams) -> Dims {
-        Dims { b: p.batch as usize, l: p.seq_len as usize, h: p.heads as usize, dh: p.head_dim as usize }
+        Dims {
+            b: p.batch as usize,
+            l: p.seq_len as usize,
+            h: p.heads as usize,
+            dh: p.head_dim as usize,
+        }
     }
     pub fn width(&self) -> usize {
         self.h * self.dh
@@ -59,7 +64,11 @@ pub fn attention_ref(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: 
                 let qi = &q[d.at(b, i, h)..][..d.dh];
                 for (j, s) in scores.iter_mut().enumerate() {
                     let kj = &k[d.at(b, j, h)..][..d.dh];
-                    *s = scale * qi.iter().zip(kj).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+                    *s = scale
+                        * qi.iter()
+                            .zip(kj)
+                            .map(|(&x, &y)| x as f64 * y as f64)
+                            .sum::<f64>();
                 }
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 scores.iter_mut().for_each(|s| *s = (*s - m).exp());
@@ -67,7 +76,9 @@ pub fn attention_ref(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: 
                 let mut acc = vec![0f64; d.dh];
                 for (j, &s) in scores.iter().enumerate() {
                     let vj = &v[d.at(b, j, h)..][..d.dh];
-                    acc.iter_mut().zip(vj).for_each(|(a, &x)| *a += s * x as f64);
+                    acc.iter_mut()
+                        .zip(vj)
+                        .for_each(|(a, &x)| *a += s * x as f64);
                 }
                 for (c, a) in acc.iter().enumerate() {
                     out[d.at(b, i, h) + c] = (a / total) as f32;
@@ -78,28 +89,52 @@ pub fn attention_ref(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: 
 }
 
 /// Blocked online-softmax forward. `lse` receives `[batch, heads, seq_len]`.
-pub fn attention_fast(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], lse: &mut [f32]) {
+pub fn attention_fast(
+    p: &AttentionParams,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
     let d = Dims::of(p);
     if d.b * d.h * d.l * d.dh == 0 {
         return;
     }
     let (qr, kt, vr) = (pack_rows(d, q), pack_transposed(d, k), pack_rows(d, v));
     let mut out_heads = vec![0f32; d.b * d.h * d.panel()];
-    out_heads.par_chunks_mut(d.panel()).zip(lse.par_chunks_mut(d.l)).enumerate().for_each(|(bh, (oh, lse_bh))| {
-        let (qh, kth, vh) = (&qr[bh * d.panel()..], &kt[bh * d.panel()..], &vr[bh * d.panel()..]);
-        oh.par_chunks_mut(QUERY_BLOCK * d.dh).zip(lse_bh.par_chunks_mut(QUERY_BLOCK)).enumerate().for_each(
-            |(blk, (o, ls))| {
-                let qs = &qh[blk * QUERY_BLOCK * d.dh..][..ls.len() * d.dh];
-                forward_query_block(d, p.scale, qs, kth, vh, o, ls);
-            },
-        );
-    });
+    out_heads
+        .par_chunks_mut(d.panel())
+        .zip(lse.par_chunks_mut(d.l))
+        .enumerate()
+        .for_each(|(bh, (oh, lse_bh))| {
+            let (qh, kth, vh) = (
+                &qr[bh * d.panel()..],
+                &kt[bh * d.panel()..],
+                &vr[bh * d.panel()..],
+            );
+            oh.par_chunks_mut(QUERY_BLOCK * d.dh)
+                .zip(lse_bh.par_chunks_mut(QUERY_BLOCK))
+                .enumerate()
+                .for_each(|(blk, (o, ls))| {
+                    let qs = &qh[blk * QUERY_BLOCK * d.dh..][..ls.len() * d.dh];
+                    forward_query_block(d, p.scale, qs, kth, vh, o, ls);
+                });
+        });
     scatter_heads(d, &out_heads, out);
 }
 
 /// One block of queries against every key, online softmax. `qs`: rows `[nq, dh]`; `kt`: the
 /// head's keys transposed `[dh, L]`; `vr`: its values `[L, dh]`; `o`: rows `[nq, dh]`.
-fn forward_query_block(d: Dims, scale: f32, qs: &[f32], kt: &[f32], vr: &[f32], o: &mut [f32], lse: &mut [f32]) {
+fn forward_query_block(
+    d: Dims,
+    scale: f32,
+    qs: &[f32],
+    kt: &[f32],
+    vr: &[f32],
+    o: &mut [f32],
+    lse: &mut [f32],
+) {
     let nq = lse.len();
     let mut run_max = [f32::NEG_INFINITY; QUERY_BLOCK];
     let mut run_sum = [0f32; QUERY_BLOCK];
@@ -137,7 +172,16 @@ fn forward_query_block(d: Dims, scale: f32, qs: &[f32], kt: &[f32], vr: &[f32], 
 /// `s[r][jj] = scale * sum_c a[r][c] * bt[c][j0 + jj]` for r < na, jj < nk; rows of `s` are
 /// KEY_BLOCK apart. `a`: rows `[na, dh]`; `bt`: a transposed panel `[dh, L]`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn score_tile(d: Dims, a: &[f32], na: usize, scale: f32, bt: &[f32], j0: usize, nk: usize, s: &mut [f32]) {
+pub(crate) fn score_tile(
+    d: Dims,
+    a: &[f32],
+    na: usize,
+    scale: f32,
+    bt: &[f32],
+    j0: usize,
+    nk: usize,
+    s: &mut [f32],
+) {
     for r in 0..na {
         let srow = &mut s[r * KEY_BLOCK..][..nk];
         srow.fill(0.0);
@@ -158,37 +202,43 @@ pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// Per-head row panels: `out[(b*H + h)][i][c] = x[b, i, h*dh + c]`.
 pub(crate) fn pack_rows(d: Dims, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; d.b * d.h * d.panel()];
-    out.par_chunks_mut(d.panel()).enumerate().for_each(|(bh, panel)| {
-        let (b, h) = (bh / d.h, bh % d.h);
-        for (i, row) in panel.chunks_mut(d.dh).enumerate() {
-            row.copy_from_slice(&x[d.at(b, i, h)..][..d.dh]);
-        }
-    });
+    out.par_chunks_mut(d.panel())
+        .enumerate()
+        .for_each(|(bh, panel)| {
+            let (b, h) = (bh / d.h, bh % d.h);
+            for (i, row) in panel.chunks_mut(d.dh).enumerate() {
+                row.copy_from_slice(&x[d.at(b, i, h)..][..d.dh]);
+            }
+        });
     out
 }
 
 /// Per-head transposed panels: `out[(b*H + h)][c][i] = x[b, i, h*dh + c]`.
 pub(crate) fn pack_transposed(d: Dims, x: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; d.b * d.h * d.panel()];
-    out.par_chunks_mut(d.panel()).enumerate().for_each(|(bh, panel)| {
-        let (b, h) = (bh / d.h, bh % d.h);
-        for i in 0..d.l {
-            let src = &x[d.at(b, i, h)..][..d.dh];
-            for (c, &val) in src.iter().enumerate() {
-                panel[c * d.l + i] = val;
+    out.par_chunks_mut(d.panel())
+        .enumerate()
+        .for_each(|(bh, panel)| {
+            let (b, h) = (bh / d.h, bh % d.h);
+            for i in 0..d.l {
+                let src = &x[d.at(b, i, h)..][..d.dh];
+                for (c, &val) in src.iter().enumerate() {
+                    panel[c * d.l + i] = val;
+                }
             }
-        }
-    });
+        });
     out
 }
 
 /// Inverse of `pack_rows`: per-head row panels back into `[B, L, H*dh]`.
 pub(crate) fn scatter_heads(d: Dims, heads: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(d.width()).enumerate().for_each(|(bi, token)| {
-        let (b, i) = (bi / d.l, bi % d.l);
-        for h in 0..d.h {
-            let src = &heads[((b * d.h + h) * d.l + i) * d.dh..][..d.dh];
-            token[h * d.dh..][..d.dh].copy_from_slice(src);
-        }
-    });
+    out.par_chunks_mut(d.width())
+        .enumerate()
+        .for_each(|(bi, token)| {
+            let (b, i) = (bi / d.l, bi % d.l);
+            for h in 0..d.h {
+                let src = &heads[((b * d.h + h) * d.l + i) * d.dh..][..d.dh];
+                token[h * d.dh..][..d.dh].copy_from_slice(src);
+            }
+        });
 }

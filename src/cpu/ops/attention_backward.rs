@@ -11,7 +11,9 @@
 //!   tile by tile in two parallel passes, one over query blocks (writes dq) and one over key
 //!   blocks (writes dk, dv), so no thread ever writes another's rows and no L x L matrix exists.
 
-use super::attention::{axpy, pack_rows, pack_transposed, scatter_heads, score_tile, Dims, KEY_BLOCK, QUERY_BLOCK};
+use super::attention::{
+    axpy, pack_rows, pack_transposed, scatter_heads, score_tile, Dims, KEY_BLOCK, QUERY_BLOCK,
+};
 use crate::params::attention::AttentionParams;
 use rayon::prelude::*;
 
@@ -29,7 +31,12 @@ pub fn attention_backward_ref(
 ) {
     let d = Dims::of(p);
     let scale = p.scale as f64;
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+    let dot = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| x as f64 * y as f64)
+            .sum::<f64>()
+    };
     let (mut prob, mut ds) = (vec![0f64; d.l * d.l], vec![0f64; d.l * d.l]);
     for b in 0..d.b {
         for h in 0..d.h {
@@ -55,7 +62,11 @@ pub fn attention_backward_ref(
                     ds[i * d.l + j] = pr[j] * (dp[j] - delta);
                 }
             }
-            let (mut gq, mut gk, mut gv) = (vec![0f64; d.panel()], vec![0f64; d.panel()], vec![0f64; d.panel()]);
+            let (mut gq, mut gk, mut gv) = (
+                vec![0f64; d.panel()],
+                vec![0f64; d.panel()],
+                vec![0f64; d.panel()],
+            );
             for i in 0..d.l {
                 for j in 0..d.l {
                     let (dsij, pij) = (ds[i * d.l + j], prob[i * d.l + j]);
@@ -107,22 +118,34 @@ pub fn attention_backward_fast(
         dot: pack_transposed(d, dout),
     };
     let mut dq_heads = vec![0f32; d.b * d.h * d.panel()];
-    dq_heads.par_chunks_mut(d.panel()).enumerate().for_each(|(bh, g)| {
-        let hp = panels.head(d, bh);
-        let (lse_h, delta_h) = (&lse[bh * d.l..][..d.l], &delta[bh * d.l..][..d.l]);
-        g.par_chunks_mut(QUERY_BLOCK * d.dh).enumerate().for_each(|(blk, gq)| {
-            dq_query_block(d, p.scale, blk * QUERY_BLOCK, &hp, lse_h, delta_h, gq);
+    dq_heads
+        .par_chunks_mut(d.panel())
+        .enumerate()
+        .for_each(|(bh, g)| {
+            let hp = panels.head(d, bh);
+            let (lse_h, delta_h) = (&lse[bh * d.l..][..d.l], &delta[bh * d.l..][..d.l]);
+            g.par_chunks_mut(QUERY_BLOCK * d.dh)
+                .enumerate()
+                .for_each(|(blk, gq)| {
+                    dq_query_block(d, p.scale, blk * QUERY_BLOCK, &hp, lse_h, delta_h, gq);
+                });
         });
-    });
     let mut dk_heads = vec![0f32; d.b * d.h * d.panel()];
     let mut dv_heads = vec![0f32; d.b * d.h * d.panel()];
-    dk_heads.par_chunks_mut(d.panel()).zip(dv_heads.par_chunks_mut(d.panel())).enumerate().for_each(|(bh, (gk, gv))| {
-        let hp = panels.head(d, bh);
-        let (lse_h, delta_h) = (&lse[bh * d.l..][..d.l], &delta[bh * d.l..][..d.l]);
-        gk.par_chunks_mut(KEY_BLOCK * d.dh).zip(gv.par_chunks_mut(KEY_BLOCK * d.dh)).enumerate().for_each(
-            |(blk, (gk, gv))| dkv_key_block(d, p.scale, blk * KEY_BLOCK, &hp, lse_h, delta_h, gk, gv),
-        );
-    });
+    dk_heads
+        .par_chunks_mut(d.panel())
+        .zip(dv_heads.par_chunks_mut(d.panel()))
+        .enumerate()
+        .for_each(|(bh, (gk, gv))| {
+            let hp = panels.head(d, bh);
+            let (lse_h, delta_h) = (&lse[bh * d.l..][..d.l], &delta[bh * d.l..][..d.l]);
+            gk.par_chunks_mut(KEY_BLOCK * d.dh)
+                .zip(gv.par_chunks_mut(KEY_BLOCK * d.dh))
+                .enumerate()
+                .for_each(|(blk, (gk, gv))| {
+                    dkv_key_block(d, p.scale, blk * KEY_BLOCK, &hp, lse_h, delta_h, gk, gv)
+                });
+        });
     scatter_heads(d, &dq_heads, dq);
     scatter_heads(d, &dk_heads, dk);
     scatter_heads(d, &dv_heads, dv);
@@ -135,7 +158,11 @@ fn row_dots(d: Dims, dout: &[f32], out: &[f32]) -> Vec<f32> {
         let (b, h) = (bh / d.h, bh % d.h);
         for (i, x) in dl.iter_mut().enumerate() {
             let at = d.at(b, i, h);
-            *x = dout[at..at + d.dh].iter().zip(&out[at..at + d.dh]).map(|(a, b)| a * b).sum();
+            *x = dout[at..at + d.dh]
+                .iter()
+                .zip(&out[at..at + d.dh])
+                .map(|(a, b)| a * b)
+                .sum();
         }
     });
     delta
@@ -183,9 +210,20 @@ impl Panels {
 }
 
 /// dq for queries `i0 .. i0 + gq.len()/dh` of one head: loop over key tiles.
-fn dq_query_block(d: Dims, scale: f32, i0: usize, hp: &HeadPanels, lse: &[f32], delta: &[f32], gq: &mut [f32]) {
+fn dq_query_block(
+    d: Dims,
+    scale: f32,
+    i0: usize,
+    hp: &HeadPanels,
+    lse: &[f32],
+    delta: &[f32],
+    gq: &mut [f32],
+) {
     let nq = gq.len() / d.dh;
-    let (qs, dos) = (&hp.qr[i0 * d.dh..][..nq * d.dh], &hp.dor[i0 * d.dh..][..nq * d.dh]);
+    let (qs, dos) = (
+        &hp.qr[i0 * d.dh..][..nq * d.dh],
+        &hp.dor[i0 * d.dh..][..nq * d.dh],
+    );
     let mut s = [0f32; QUERY_BLOCK * KEY_BLOCK];
     let mut dp = [0f32; QUERY_BLOCK * KEY_BLOCK];
     gq.fill(0.0);
@@ -220,7 +258,10 @@ fn dkv_key_block(
     gv: &mut [f32],
 ) {
     let nk = gk.len() / d.dh;
-    let (ks, vs) = (&hp.kr[j0 * d.dh..][..nk * d.dh], &hp.vr[j0 * d.dh..][..nk * d.dh]);
+    let (ks, vs) = (
+        &hp.kr[j0 * d.dh..][..nk * d.dh],
+        &hp.vr[j0 * d.dh..][..nk * d.dh],
+    );
     // score_tile writes rows KEY_BLOCK apart; here rows are keys and columns queries.
     let mut st = [0f32; KEY_BLOCK * KEY_BLOCK];
     let mut dpt = [0f32; KEY_BLOCK * KEY_BLOCK];

@@ -30,26 +30,38 @@ const ROW_BLOCK: usize = 8;
 fn ranges(p: &CodebookParams, half: &[u32]) -> Result<Vec<(usize, usize)>> {
     half.iter()
         .enumerate()
-        .map(|(i, &h)| {
-            match p.range(h) {
-                None => Err(Error::shape("codebook_argmin", format!("row {i}: unknown half selector {h}"))),
-                Some((lo, hi)) if lo >= hi => {
-                    Err(Error::shape("codebook_argmin", format!("row {i}: selector {h} names no code of {}", p.codes)))
-                }
-                Some(r) => Ok(r),
-            }
+        .map(|(i, &h)| match p.range(h) {
+            None => Err(Error::shape(
+                "codebook_argmin",
+                format!("row {i}: unknown half selector {h}"),
+            )),
+            Some((lo, hi)) if lo >= hi => Err(Error::shape(
+                "codebook_argmin",
+                format!("row {i}: selector {h} names no code of {}", p.codes),
+            )),
+            Some(r) => Ok(r),
         })
         .collect()
 }
 
-pub fn codebook_argmin_ref(p: &CodebookParams, z: &[f32], codebook: &[f32], half: &[u32], out: &mut [u32]) -> Result<()> {
+pub fn codebook_argmin_ref(
+    p: &CodebookParams,
+    z: &[f32],
+    codebook: &[f32],
+    half: &[u32],
+    out: &mut [u32],
+) -> Result<()> {
     let d = p.dim as usize;
     for (i, (lo, hi)) in ranges(p, half)?.into_iter().enumerate() {
         let zi = &z[i * d..][..d];
         let (mut best, mut best_dist) = (lo, f64::INFINITY);
         for k in lo..hi {
             let ek = &codebook[k * d..][..d];
-            let dist: f64 = zi.iter().zip(ek).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+            let dist: f64 = zi
+                .iter()
+                .zip(ek)
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum();
             if dist < best_dist {
                 (best, best_dist) = (k, dist);
             }
@@ -59,48 +71,60 @@ pub fn codebook_argmin_ref(p: &CodebookParams, z: &[f32], codebook: &[f32], half
     Ok(())
 }
 
-pub fn codebook_argmin_fast(p: &CodebookParams, z: &[f32], codebook: &[f32], half: &[u32], out: &mut [u32]) -> Result<()> {
+pub fn codebook_argmin_fast(
+    p: &CodebookParams,
+    z: &[f32],
+    codebook: &[f32],
+    half: &[u32],
+    out: &mut [u32],
+) -> Result<()> {
     let (d, k) = (p.dim as usize, p.codes as usize);
     let ranges = ranges(p, half)?;
     if p.n == 0 || k == 0 {
         return Ok(());
     }
-    let code_norms: Vec<f32> = (0..k).map(|c| codebook[c * d..][..d].iter().map(|x| x * x).sum()).collect();
+    let code_norms: Vec<f32> = (0..k)
+        .map(|c| codebook[c * d..][..d].iter().map(|x| x * x).sum())
+        .collect();
     let mut et = vec![0f32; d * k]; // codebook transposed: et[j * k + c] = e_c[j]
     for c in 0..k {
         for j in 0..d {
             et[j * k + c] = codebook[c * d + j];
         }
     }
-    out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, ob)| {
-        let r0 = blk * ROW_BLOCK;
-        let block_ranges = &ranges[r0..r0 + ob.len()];
-        let lo = block_ranges.iter().map(|r| r.0).min().unwrap_or(0);
-        let hi = block_ranges.iter().map(|r| r.1).max().unwrap_or(0);
-        // j outer, rows inner: each codebook column segment is loaded once per row block.
-        let mut dots = vec![0f32; ob.len() * (hi - lo)];
-        for j in 0..d {
-            let col = &et[j * k + lo..j * k + hi];
-            for (r, drow) in dots.chunks_mut(hi - lo).enumerate() {
-                let zj = z[(r0 + r) * d + j];
-                drow.iter_mut().zip(col).for_each(|(acc, &e)| *acc += zj * e);
-            }
-        }
-        for (r, o) in ob.iter_mut().enumerate() {
-            let zr = &z[(r0 + r) * d..][..d];
-            let z_norm: f32 = zr.iter().map(|x| x * x).sum();
-            let (rlo, rhi) = block_ranges[r];
-            let drow = &dots[r * (hi - lo)..][..hi - lo];
-            let (mut best, mut best_dist) = (rlo, f32::INFINITY);
-            for c in rlo..rhi {
-                let dist = (z_norm + code_norms[c]) - 2.0 * drow[c - lo];
-                if dist < best_dist {
-                    (best, best_dist) = (c, dist);
+    out.par_chunks_mut(ROW_BLOCK)
+        .enumerate()
+        .for_each(|(blk, ob)| {
+            let r0 = blk * ROW_BLOCK;
+            let block_ranges = &ranges[r0..r0 + ob.len()];
+            let lo = block_ranges.iter().map(|r| r.0).min().unwrap_or(0);
+            let hi = block_ranges.iter().map(|r| r.1).max().unwrap_or(0);
+            // j outer, rows inner: each codebook column segment is loaded once per row block.
+            let mut dots = vec![0f32; ob.len() * (hi - lo)];
+            for j in 0..d {
+                let col = &et[j * k + lo..j * k + hi];
+                for (r, drow) in dots.chunks_mut(hi - lo).enumerate() {
+                    let zj = z[(r0 + r) * d + j];
+                    drow.iter_mut()
+                        .zip(col)
+                        .for_each(|(acc, &e)| *acc += zj * e);
                 }
             }
-            *o = best as u32;
-        }
-    });
+            for (r, o) in ob.iter_mut().enumerate() {
+                let zr = &z[(r0 + r) * d..][..d];
+                let z_norm: f32 = zr.iter().map(|x| x * x).sum();
+                let (rlo, rhi) = block_ranges[r];
+                let drow = &dots[r * (hi - lo)..][..hi - lo];
+                let (mut best, mut best_dist) = (rlo, f32::INFINITY);
+                for c in rlo..rhi {
+                    let dist = (z_norm + code_norms[c]) - 2.0 * drow[c - lo];
+                    if dist < best_dist {
+                        (best, best_dist) = (c, dist);
+                    }
+                }
+                *o = best as u32;
+            }
+        });
     Ok(())
 }
 
@@ -114,16 +138,24 @@ pub fn codebook_assignment_stats(
 ) -> Result<()> {
     let (d, k) = (p.dim as usize, p.codes as usize);
     if let Some(i) = idx.iter().position(|&c| c as usize >= k) {
-        return Err(Error::shape("codebook_assignment_stats", format!("index {} at row {i} is not below {k} codes", idx[i])));
+        return Err(Error::shape(
+            "codebook_assignment_stats",
+            format!("index {} at row {i} is not below {k} codes", idx[i]),
+        ));
     }
     let mut c64 = vec![0f64; k];
     let mut s64 = vec![0f64; k * d];
     for (i, &c) in idx.iter().enumerate() {
         c64[c as usize] += 1.0;
         let srow = &mut s64[c as usize * d..][..d];
-        srow.iter_mut().zip(&z[i * d..][..d]).for_each(|(s, &x)| *s += x as f64);
+        srow.iter_mut()
+            .zip(&z[i * d..][..d])
+            .for_each(|(s, &x)| *s += x as f64);
     }
-    counts.iter_mut().zip(&c64).for_each(|(o, &v)| *o = v as f32);
+    counts
+        .iter_mut()
+        .zip(&c64)
+        .for_each(|(o, &v)| *o = v as f32);
     sums.iter_mut().zip(&s64).for_each(|(o, &v)| *o = v as f32);
     Ok(())
 }
@@ -139,13 +171,21 @@ pub fn codebook_ema_apply(
 ) {
     let (d, k) = (p.dim as usize, p.codes as usize);
     let keep = 1.0 - p.decay;
-    cluster_size.iter_mut().zip(counts).for_each(|(c, &n)| *c = *c * p.decay + keep * n);
-    embedding_avg.iter_mut().zip(sums).for_each(|(a, &s)| *a = *a * p.decay + keep * s);
+    cluster_size
+        .iter_mut()
+        .zip(counts)
+        .for_each(|(c, &n)| *c = *c * p.decay + keep * n);
+    embedding_avg
+        .iter_mut()
+        .zip(sums)
+        .for_each(|(a, &s)| *a = *a * p.decay + keep * s);
     let total = cluster_size.iter().map(|&c| c as f64).sum::<f64>() as f32;
     let denom = total + (k as f64 * p.eps as f64) as f32;
     for c in 0..k {
         let smoothed = (cluster_size[c] + p.eps) / denom * total;
         let (avg, emb) = (&embedding_avg[c * d..][..d], &mut embedding[c * d..][..d]);
-        emb.iter_mut().zip(avg).for_each(|(e, &a)| *e = a / smoothed);
+        emb.iter_mut()
+            .zip(avg)
+            .for_each(|(e, &a)| *e = a / smoothed);
     }
 }

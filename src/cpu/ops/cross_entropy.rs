@@ -22,10 +22,16 @@ pub const WEIGHTED_CE_EPS: f64 = 1e-18;
 
 /// Err for a target that is neither a class nor the ignore index.
 fn check_targets(p: &CrossEntropyParams, targets: &[u32]) -> Result<()> {
-    match targets.iter().position(|&t| t >= p.classes && t != p.ignore_index) {
+    match targets
+        .iter()
+        .position(|&t| t >= p.classes && t != p.ignore_index)
+    {
         Some(i) => Err(Error::shape(
             "cross_entropy",
-            format!("target {} at row {i} is out of range for {} classes", targets[i], p.classes),
+            format!(
+                "target {} at row {i} is out of range for {} classes",
+                targets[i], p.classes
+            ),
         )),
         None => Ok(()),
     }
@@ -59,16 +65,30 @@ fn weight(weights: Option<&[f32]>, i: usize) -> f64 {
     weights.map_or(1.0, |w| w[i] as f64)
 }
 
-pub fn cross_entropy_ref(p: &CrossEntropyParams, logits: &[f32], targets: &[u32], weights: Option<&[f32]>) -> Result<f32> {
+pub fn cross_entropy_ref(
+    p: &CrossEntropyParams,
+    logits: &[f32],
+    targets: &[u32],
+    weights: Option<&[f32]>,
+) -> Result<f32> {
     check_targets(p, targets)?;
-    let num: f64 = (0..p.rows as usize).map(|i| weight(weights, i) * row_ce(p, logits, targets, i)).sum();
+    let num: f64 = (0..p.rows as usize)
+        .map(|i| weight(weights, i) * row_ce(p, logits, targets, i))
+        .sum();
     Ok((num / denominator(p, targets, weights)) as f32)
 }
 
-pub fn cross_entropy_fast(p: &CrossEntropyParams, logits: &[f32], targets: &[u32], weights: Option<&[f32]>) -> Result<f32> {
+pub fn cross_entropy_fast(
+    p: &CrossEntropyParams,
+    logits: &[f32],
+    targets: &[u32],
+    weights: Option<&[f32]>,
+) -> Result<f32> {
     check_targets(p, targets)?;
-    let per_row: Vec<f64> =
-        (0..p.rows as usize).into_par_iter().map(|i| weight(weights, i) * row_ce(p, logits, targets, i)).collect();
+    let per_row: Vec<f64> = (0..p.rows as usize)
+        .into_par_iter()
+        .map(|i| weight(weights, i) * row_ce(p, logits, targets, i))
+        .collect();
     Ok((per_row.iter().sum::<f64>() / denominator(p, targets, weights)) as f32)
 }
 
@@ -86,7 +106,11 @@ pub fn cross_entropy_backward(
     let scale = g as f64 / denominator(p, targets, weights);
     dlogits.par_chunks_mut(c).enumerate().for_each(|(i, drow)| {
         let t = targets[i];
-        let share = if t == p.ignore_index { 0.0 } else { scale * weight(weights, i) };
+        let share = if t == p.ignore_index {
+            0.0
+        } else {
+            scale * weight(weights, i)
+        };
         if share == 0.0 {
             drow.fill(0.0);
             return;

@@ -23,7 +23,9 @@ pub fn gram_ref(p: &GramParams, phi: &[f32], out: &mut [f32]) {
         let f = &phi[bb * c * hw..][..c * hw];
         for i in 0..c {
             for j in 0..c {
-                let s: f64 = (0..hw).map(|t| f[i * hw + t] as f64 * f[j * hw + t] as f64).sum();
+                let s: f64 = (0..hw)
+                    .map(|t| f[i * hw + t] as f64 * f[j * hw + t] as f64)
+                    .sum();
                 out[(bb * c + i) * c + j] = (s / norm) as f32;
             }
         }
@@ -36,7 +38,12 @@ fn dot_chunked(a: &[f32], b: &[f32]) -> f64 {
     for (ca, cb) in a.chunks(512).zip(b.chunks(512)) {
         let mut lanes = [0f32; 8];
         let (ea, eb) = (ca.chunks_exact(8), cb.chunks_exact(8));
-        let tail: f32 = ea.remainder().iter().zip(eb.remainder()).map(|(x, y)| x * y).sum();
+        let tail: f32 = ea
+            .remainder()
+            .iter()
+            .zip(eb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
         for (xa, xb) in ea.zip(eb) {
             for l in 0..8 {
                 lanes[l] += xa[l] * xb[l];
@@ -76,7 +83,9 @@ pub fn gram_backward_ref(p: &GramParams, phi: &[f32], dg: &[f32], dphi: &mut [f3
         let (f, g) = (&phi[bb * c * hw..][..c * hw], &dg[bb * c * c..][..c * c]);
         for i in 0..c {
             for t in 0..hw {
-                let s: f64 = (0..c).map(|j| (g[i * c + j] as f64 + g[j * c + i] as f64) * f[j * hw + t] as f64).sum();
+                let s: f64 = (0..c)
+                    .map(|j| (g[i * c + j] as f64 + g[j * c + i] as f64) * f[j * hw + t] as f64)
+                    .sum();
                 dphi[(bb * c + i) * hw + t] = (s / norm) as f32;
             }
         }

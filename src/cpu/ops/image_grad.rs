@@ -52,7 +52,9 @@ fn plane(p: &ImageGradParams) -> (usize, usize, usize) {
 pub fn image_grad_loss_ref(p: &ImageGradParams, y: &[f32], x: &[f32]) -> f32 {
     let (h, w, hw) = plane(p);
     let planes = (p.batch * p.channels) as usize;
-    let s: f64 = (0..planes).map(|k| plane_sum(h, w, &y[k * hw..][..hw], &x[k * hw..][..hw])).sum();
+    let s: f64 = (0..planes)
+        .map(|k| plane_sum(h, w, &y[k * hw..][..hw], &x[k * hw..][..hw]))
+        .sum();
     (s / (2.0 * p.numel() as f64)) as f32
 }
 
@@ -61,7 +63,11 @@ pub fn image_grad_loss_fast(p: &ImageGradParams, y: &[f32], x: &[f32]) -> f32 {
     if hw == 0 {
         return f32::NAN; // mean of nothing, as PyTorch
     }
-    let partial: Vec<f64> = y.par_chunks(hw).zip(x.par_chunks(hw)).map(|(yp, xp)| plane_sum(h, w, yp, xp)).collect();
+    let partial: Vec<f64> = y
+        .par_chunks(hw)
+        .zip(x.par_chunks(hw))
+        .map(|(yp, xp)| plane_sum(h, w, yp, xp))
+        .collect();
     (partial.iter().sum::<f64>() / (2.0 * p.numel() as f64)) as f32
 }
 
@@ -78,14 +84,27 @@ fn pair_backward(c: f32, y: &[f32], x: &[f32], a: usize, b: usize, dy: &mut [f32
 }
 
 /// Gradients w.r.t. y and x, scaled by the output gradient `g`.
-pub fn image_grad_loss_backward(p: &ImageGradParams, y: &[f32], x: &[f32], g: f32, dy: &mut [f32], dx: &mut [f32]) {
+pub fn image_grad_loss_backward(
+    p: &ImageGradParams,
+    y: &[f32],
+    x: &[f32],
+    g: f32,
+    dy: &mut [f32],
+    dx: &mut [f32],
+) {
     let (h, w, hw) = plane(p);
     if hw == 0 {
         return;
     }
     let c = (g as f64 / (2.0 * p.numel() as f64)) as f32;
-    (dy.par_chunks_mut(hw), dx.par_chunks_mut(hw), y.par_chunks(hw), x.par_chunks(hw)).into_par_iter().for_each(
-        |(dyp, dxp, yp, xp)| {
+    (
+        dy.par_chunks_mut(hw),
+        dx.par_chunks_mut(hw),
+        y.par_chunks(hw),
+        x.par_chunks(hw),
+    )
+        .into_par_iter()
+        .for_each(|(dyp, dxp, yp, xp)| {
             dyp.fill(0.0);
             dxp.fill(0.0);
             for i in 0..h {
@@ -99,6 +118,5 @@ pub fn image_grad_loss_backward(p: &ImageGradParams, y: &[f32], x: &[f32], g: f3
                     }
                 }
             }
-        },
-    );
+        });
 }

@@ -24,8 +24,10 @@ pub(crate) fn sum_ref(n: usize, f: impl Fn(usize) -> f64) -> f64 {
 /// Sum of `f(i)` for i < n: f64 partial sums over fixed chunks, in parallel, added in order.
 pub(crate) fn sum_fast(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     let chunks = n.div_ceil(CHUNK);
-    let partial: Vec<f64> =
-        (0..chunks).into_par_iter().map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(&f).sum()).collect();
+    let partial: Vec<f64> = (0..chunks)
+        .into_par_iter()
+        .map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(&f).sum())
+        .collect();
     partial.iter().sum()
 }
 
@@ -46,7 +48,13 @@ pub fn l1_mean_backward(y: &[f32], x: &[f32], g: f32, dy: &mut [f32], dx: &mut [
     let c = g / y.len() as f32;
     (dy, dx, y, x).into_par_iter().for_each(|(dy, dx, &y, &x)| {
         let d = y - x;
-        let s = if d > 0.0 { c } else if d < 0.0 { -c } else { 0.0 };
+        let s = if d > 0.0 {
+            c
+        } else if d < 0.0 {
+            -c
+        } else {
+            0.0
+        };
         *dy = s;
         *dx = -s;
     });
@@ -123,7 +131,9 @@ pub fn hinge_mean_fast(x: &[f32], sign: f32) -> f32 {
 /// d/dx = g sign / n where 1 + sign x > 0, else 0.
 pub fn hinge_mean_backward(x: &[f32], sign: f32, g: f32, dx: &mut [f32]) {
     let c = g * sign / x.len() as f32;
-    (dx, x).into_par_iter().for_each(|(dx, &x)| *dx = if 1.0 + sign * x > 0.0 { c } else { 0.0 });
+    (dx, x)
+        .into_par_iter()
+        .for_each(|(dx, &x)| *dx = if 1.0 + sign * x > 0.0 { c } else { 0.0 });
 }
 
 /// `c * mean(x)`.

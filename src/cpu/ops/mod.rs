@@ -24,3 +24,4 @@ pub mod gram;
 pub mod image_grad;
 pub mod optim;
 pub mod codebook;
+pub mod sampling;

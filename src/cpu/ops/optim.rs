@@ -45,14 +45,31 @@ fn adam_element(p: &AdamParams, param: &mut f32, grad: f32, m: &mut f32, v: &mut
     *param += (-p.step_size) * *m / denom;
 }
 
-pub fn adam_step_ref(p: &AdamParams, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
+pub fn adam_step_ref(
+    p: &AdamParams,
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
     for i in 0..param.len() {
         adam_element(p, &mut param[i], grad[i], &mut m[i], &mut v[i]);
     }
 }
 
-pub fn adam_step_fast(p: &AdamParams, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-    (param.par_chunks_mut(CHUNK), grad.par_chunks(CHUNK), m.par_chunks_mut(CHUNK), v.par_chunks_mut(CHUNK))
+pub fn adam_step_fast(
+    p: &AdamParams,
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    (
+        param.par_chunks_mut(CHUNK),
+        grad.par_chunks(CHUNK),
+        m.par_chunks_mut(CHUNK),
+        v.par_chunks_mut(CHUNK),
+    )
         .into_par_iter()
         .for_each(|(pc, gc, mc, vc)| adam_step_ref(p, pc, gc, mc, vc));
 }
@@ -70,20 +87,27 @@ pub fn sq_norm_fast(x: &[f32]) -> f64 {
 
 /// x *= s.
 pub fn scale_in_place(x: &mut [f32], s: f32) {
-    x.par_chunks_mut(CHUNK).for_each(|c| c.iter_mut().for_each(|a| *a *= s));
+    x.par_chunks_mut(CHUNK)
+        .for_each(|c| c.iter_mut().for_each(|a| *a *= s));
 }
 
 /// ema = decay * ema + (1 - decay) * param.
 pub fn ema_update(ema: &mut [f32], param: &[f32], decay: f32) {
     let keep = 1.0 - decay;
-    (ema.par_chunks_mut(CHUNK), param.par_chunks(CHUNK)).into_par_iter().for_each(|(e, p)| {
-        e.iter_mut().zip(p).for_each(|(e, &p)| *e = decay * *e + keep * p);
-    });
+    (ema.par_chunks_mut(CHUNK), param.par_chunks(CHUNK))
+        .into_par_iter()
+        .for_each(|(e, p)| {
+            e.iter_mut()
+                .zip(p)
+                .for_each(|(e, &p)| *e = decay * *e + keep * p);
+        });
 }
 
 /// acc += g.
 pub fn accumulate(acc: &mut [f32], g: &[f32]) {
-    (acc.par_chunks_mut(CHUNK), g.par_chunks(CHUNK)).into_par_iter().for_each(|(a, g)| {
-        a.iter_mut().zip(g).for_each(|(a, &g)| *a += g);
-    });
+    (acc.par_chunks_mut(CHUNK), g.par_chunks(CHUNK))
+        .into_par_iter()
+        .for_each(|(a, g)| {
+            a.iter_mut().zip(g).for_each(|(a, &g)| *a += g);
+        });
 }
