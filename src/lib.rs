@@ -17,6 +17,7 @@ pub mod ops;
 pub mod autograd;
 pub mod nn;
 pub mod data;
+pub mod pipeline;
 pub mod testing;
 pub mod model;
 pub mod io;

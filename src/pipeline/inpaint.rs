@@ -1,0 +1,132 @@
+//! One inpainting at the model's resolution (spec §5.1): features of the masked image, token
+//! sampling (or replay of given tokens, spec §5.6), FDM on the sampled features (unless the PUT
+//! baseline is asked for), decoding with the masked image as reference, and compositing so that
+//! known pixels are exactly the input (the official code does not composite, spec §9.16; we do,
+//! and keep the raw decoder output too). `n` samples of one image run as one batch.
+
+use super::sampler::{sample, Sampled, SamplerInput, SamplerOptions};
+use crate::autograd::Tape;
+use crate::error::{Error, Result};
+use crate::model::codec::feature_rows;
+use crate::model::inpainting::InpaintingModel;
+use crate::model::masks;
+use crate::ops;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+#[derive(Clone, Debug)]
+pub struct InpaintOptions {
+    pub sampler: SamplerOptions,
+    /// Samples drawn for the image, run as one batch.
+    pub samples: usize,
+    /// Apply FDM (false = the PUT baseline: codebook features decoded as they are).
+    pub use_fdm: bool,
+    pub seed: u64,
+}
+
+impl Default for InpaintOptions {
+    fn default() -> Self {
+        InpaintOptions { sampler: SamplerOptions::default(), samples: 1, use_fdm: true, seed: 0 }
+    }
+}
+
+pub struct Inpainted {
+    /// Per sample, 3 x H x W in [0, 255]: decoder output at holes, input pixels elsewhere.
+    pub images: Vec<Tensor>,
+    /// Per sample, the raw decoder output 3 x H x W in [0, 255] (not composited).
+    pub raw: Vec<Tensor>,
+    /// Per sample, the L tokens (row-major grid).
+    pub tokens: Vec<Vec<u32>>,
+    /// Transformer passes run (0 in token-replay mode).
+    pub passes: usize,
+    /// Number of masked patches (token type != 1).
+    pub masked_patches: usize,
+}
+
+/// Inpaint `image` (3 x S x S in [0, 255], S = the model's image size) under `mask`
+/// (1 x S x S, 1 = visible). `tokens`: replay these (one L-vector per sample) instead of sampling.
+pub fn inpaint(
+    model: &InpaintingModel,
+    image: &Tensor,
+    mask: &Tensor,
+    opts: &InpaintOptions,
+    tokens: Option<&[Vec<u32>]>,
+    on_pass: &mut dyn FnMut(usize, usize),
+) -> Result<Inpainted> {
+    let s = model.cfg.image_size;
+    if image.shape() != [3, s, s] || mask.shape() != [1, s, s] {
+        return Err(Error::shape("inpaint", format!("image {:?} and mask {:?}, expected [3, {s}, {s}] and [1, {s}, {s}]", image.shape(), mask.shape())));
+    }
+    if opts.samples == 0 {
+        return Err(Error::msg("the number of samples must be at least 1"));
+    }
+    let n = opts.samples;
+    let device = model.device();
+    let images = image.reshape(&[1, 3, s, s])?.broadcast_as(&[n, 3, s, s])?.contiguous()?.to_device(&device)?;
+    let masks_b = mask.reshape(&[1, 1, s, s])?.broadcast_as(&[n, 1, s, s])?.contiguous()?.to_device(&device)?;
+    let tape = Tape::no_grad();
+    let params = model.store.bind(&tape, |_| false);
+    let feats = model.codec.get_features(&tape, &params, &model.store, &images, Some(&masks_b))?;
+    let (e, g) = (model.cfg.codec.e_dim, model.cfg.grid());
+    let l = g * g;
+    let masked_patches = feats.visible[..l].iter().filter(|v| !**v).count();
+    if masked_patches == 0 {
+        return Err(Error::msg("the mask has no hole: nothing to inpaint"));
+    }
+    let table = feature_rows(feats.feature.value())?.reshape(&[n, l, e])?;
+    let sampled = match tokens {
+        Some(t) => replay(model, t, &table, &feats.visible, n, l)?,
+        None => {
+            let mut rng = Rng::new(opts.seed);
+            let input = SamplerInput { model, tape: &tape, params: &params, table, tokens: feats.tokens.clone(), visible: feats.visible.clone() };
+            sample(input, &opts.sampler, &mut rng, on_pass)?
+        }
+    };
+    let generated = sampled.table.reshape(&[n, g, g, e])?.permute(&[0, 3, 1, 2])?.contiguous()?;
+    let m = masks::masked_patch_indicator(&masks_b, model.cfg.codec.patch)?;
+    let feature = if opts.use_fdm {
+        model.fdm.apply(&tape, &params, &tape.constant(generated), &feats.feature, &tape.constant(m))?.v
+    } else {
+        tape.constant(generated)
+    };
+    let out = masks::denormalise(model.codec.decode(&tape, &params, &feature, &images, &masks_b)?.value())?;
+    let composited = composite(&out, &images, &masks_b)?;
+    let split = |t: &Tensor| -> Result<Vec<Tensor>> { (0..n).map(|i| t.narrow(0, i, 1)?.reshape(&[3, s, s])?.to_device(&crate::Device::Cpu)).collect() };
+    Ok(Inpainted {
+        images: split(&composited)?,
+        raw: split(&out)?,
+        tokens: sampled.tokens.chunks(l).map(|c| c.to_vec()).collect(),
+        passes: sampled.passes,
+        masked_patches,
+    })
+}
+
+/// `out` at holes, `input` at visible pixels: `out (1 - m) + input m`, exact at binary m.
+pub fn composite(out: &Tensor, input: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    ops::binary::add(&ops::binary::mul(out, &masks::one_minus(mask)?)?, &ops::binary::mul(input, mask)?)
+}
+
+/// Token replay (spec §5.6): codebook rows at masked positions from the given tokens; visible
+/// positions keep the encoder features (what `apply_fdm` restores in the official code).
+fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visible: &[bool], n: usize, l: usize) -> Result<Sampled> {
+    let vocab = model.cfg.transformer.vocab as u32;
+    if tokens.len() != n || tokens.iter().any(|t| t.len() != l) {
+        return Err(Error::msg(format!("token replay needs {n} token vectors of {l} tokens")));
+    }
+    let flat: Vec<u32> = tokens.concat();
+    let mut idx = Vec::new();
+    let mut picked = Vec::new();
+    for (i, (&tok, &vis)) in flat.iter().zip(visible).enumerate() {
+        if !vis {
+            if tok >= vocab {
+                return Err(Error::msg(format!("token {tok} at position {} is not in the unmasked half (< {vocab})", i % l)));
+            }
+            idx.push(i as u32);
+            picked.push(tok);
+        }
+    }
+    let e = table.shape()[2];
+    let rows = model.codec.quantizer.rows(&model.store, &picked)?;
+    let t = ops::index::scatter_rows(&table.reshape(&[n * l, e])?, &idx, &rows)?.reshape(&[n, l, e])?;
+    Ok(Sampled { table: t, tokens: flat, passes: 0, fill_order: vec![Vec::new(); n] })
+}

@@ -1,0 +1,3 @@
+//! The user-level algorithms on the models: the token sampler and inpainting.
+pub mod inpaint;
+pub mod sampler;

@@ -1,0 +1,212 @@
+//! The token sampler of spec §5.2 (paper mode by default) and what goes beyond it.
+//!
+//! State per image: a feature table (L x C rows: continuous encoder features, replaced by the
+//! codebook row of each sampled token), the tokens, and the known flags (true at fully visible
+//! patches). Each pass runs the transformer on the full sequence of every image that still has
+//! unknown positions, picks the `tokens_per_pass` unknown positions with the largest raw logit
+//! (ties: lowest position), draws each token from the top-K softmax of its logits / temperature
+//! with one host-drawn uniform (so every backend draws the same tokens from one seed), and writes
+//! the codebook rows into the table. The number of passes is `ceil(masked / tokens_per_pass)`.
+//!
+//! Gibbs sweeps (beyond the paper, off by default): after filling, each sweep revisits the
+//! masked positions in the order they were filled, `tokens_per_pass` at a time. The revisited
+//! positions get their initial (encoder) features back, so the transformer sees every other token
+//! but not the one being re-drawn; the new tokens are drawn with the same top-K rule and written
+//! back. One sweep costs as many passes as the fill did.
+//!
+//! Inference runs on a no-grad tape: nothing is recorded and no gradient buffer exists.
+
+use crate::autograd::Tape;
+use crate::error::{Error, Result};
+use crate::model::inpainting::InpaintingModel;
+use crate::nn::Bound;
+use crate::ops;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// Sampling knobs; the defaults are the paper's (spec §5.5).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerOptions {
+    pub tokens_per_pass: usize,
+    pub top_k: usize,
+    pub temperature: f32,
+    pub gibbs_sweeps: usize,
+}
+
+impl Default for SamplerOptions {
+    fn default() -> Self {
+        SamplerOptions { tokens_per_pass: 1, top_k: 50, temperature: 1.0, gibbs_sweeps: 0 }
+    }
+}
+
+impl SamplerOptions {
+    pub fn validate(&self, vocab: usize) -> Result<()> {
+        if self.tokens_per_pass == 0 {
+            return Err(Error::msg("tokens per pass must be at least 1"));
+        }
+        if self.top_k == 0 || self.top_k > vocab {
+            return Err(Error::msg(format!("top-k must be in 1..={vocab}, got {}", self.top_k)));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(Error::msg(format!("temperature must be positive and finite, got {}", self.temperature)));
+        }
+        Ok(())
+    }
+}
+
+/// What the sampler produced for a batch of B images.
+pub struct Sampled {
+    /// B x L x C: encoder features at visible patches, codebook rows at masked ones.
+    pub table: Tensor,
+    /// B*L tokens (visible positions keep their initial unmasked-half token).
+    pub tokens: Vec<u32>,
+    /// Transformer passes run (fill + sweeps).
+    pub passes: usize,
+    /// Per image, the masked positions in the order they were filled.
+    pub fill_order: Vec<Vec<u32>>,
+}
+
+/// Everything one sampling run reads.
+pub struct SamplerInput<'a> {
+    pub model: &'a InpaintingModel,
+    pub tape: &'a Tape,
+    pub params: &'a Bound,
+    /// B x L x C initial feature table (continuous encoder features of the masked image).
+    pub table: Tensor,
+    pub tokens: Vec<u32>,
+    pub visible: Vec<bool>,
+}
+
+/// Run the sampling loop. `on_pass(done, total)` is called after every pass.
+pub fn sample(input: SamplerInput<'_>, opts: &SamplerOptions, rng: &mut Rng, on_pass: &mut dyn FnMut(usize, usize)) -> Result<Sampled> {
+    let SamplerInput { model, tape, params, table, mut tokens, visible } = input;
+    let vocab = model.cfg.transformer.vocab;
+    opts.validate(vocab)?;
+    let [b, l, c] = table.shape()[..] else {
+        return Err(Error::shape("sample", format!("feature table must be B x L x C, got {:?}", table.shape())));
+    };
+    if visible.len() != b * l || tokens.len() != b * l {
+        return Err(Error::shape("sample", format!("{} flags and {} tokens for {b} x {l} positions", visible.len(), tokens.len())));
+    }
+    let masked_per_image: Vec<usize> = (0..b).map(|i| visible[i * l..(i + 1) * l].iter().filter(|v| !**v).count()).collect();
+    let fill_passes = masked_per_image.iter().map(|m| m.div_ceil(opts.tokens_per_pass)).max().unwrap_or(0);
+    let total = fill_passes * (1 + opts.gibbs_sweeps);
+    let initial = table.clone();
+    let mut st = LoopState { table, known: visible, passes: 0, fill_order: vec![Vec::new(); b] };
+    let run = |x: &Tensor| -> Result<Tensor> { Ok(model.transformer.forward(tape, params, &tape.constant(x.clone()))?.value().clone()) };
+
+    while st.known.iter().any(|k| !k) {
+        let active: Vec<usize> = (0..b).filter(|&i| st.known[i * l..(i + 1) * l].iter().any(|k| !k)).collect();
+        let logits = run(&st.rows_of(&active, l, c)?)?;
+        let known_active: Vec<bool> = active.iter().flat_map(|&i| st.known[i * l..(i + 1) * l].iter().copied()).collect();
+        let chosen = ops::sampling::choose_positions(&logits, &known_active, opts.tokens_per_pass)?;
+        let mut picks = Vec::new(); // (active slot, image, position)
+        for (slot, (&img, positions)) in active.iter().zip(&chosen).enumerate() {
+            for &pos in positions {
+                if !st.known[img * l + pos as usize] {
+                    picks.push((slot, img, pos as usize));
+                }
+            }
+        }
+        let drawn = draw(model, &logits, &picks, l, opts, rng)?;
+        st.write(model, &picks, &drawn, l, &mut tokens)?;
+        for &(_, img, pos) in &picks {
+            st.known[img * l + pos] = true;
+            st.fill_order[img].push(pos as u32);
+        }
+        st.passes += 1;
+        on_pass(st.passes, total);
+    }
+    for _ in 0..opts.gibbs_sweeps {
+        gibbs_sweep(&mut st, &initial, &run, model, opts, rng, &mut tokens, (b, l, c), &mut |p| on_pass(p, total))?;
+    }
+    Ok(Sampled { table: st.table, tokens, passes: st.passes, fill_order: st.fill_order })
+}
+
+struct LoopState {
+    table: Tensor,
+    known: Vec<bool>,
+    passes: usize,
+    fill_order: Vec<Vec<u32>>,
+}
+
+impl LoopState {
+    /// The feature rows of the given images as an A x L x C tensor (the table itself when all).
+    fn rows_of(&self, images: &[usize], l: usize, c: usize) -> Result<Tensor> {
+        let b = self.table.shape()[0];
+        if images.len() == b {
+            return Ok(self.table.clone());
+        }
+        let idx: Vec<u32> = images.iter().map(|&i| i as u32).collect();
+        ops::index::gather_rows(&self.table.reshape(&[b, l * c])?, &idx)?.reshape(&[images.len(), l, c])
+    }
+
+    /// Write the codebook rows of `drawn` tokens at the picked positions.
+    fn write(&mut self, model: &InpaintingModel, picks: &[(usize, usize, usize)], drawn: &[u32], l: usize, tokens: &mut [u32]) -> Result<()> {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let shape = self.table.shape().to_vec();
+        let rows = model.codec.quantizer.rows(&model.store, drawn)?;
+        let idx: Vec<u32> = picks.iter().map(|&(_, img, pos)| (img * l + pos) as u32).collect();
+        let flat = self.table.reshape(&[shape[0] * shape[1], shape[2]])?;
+        self.table = ops::index::scatter_rows(&flat, &idx, &rows)?.reshape(&shape)?;
+        for (&(_, img, pos), &tok) in picks.iter().zip(drawn) {
+            tokens[img * l + pos] = tok;
+        }
+        Ok(())
+    }
+}
+
+/// One token per pick from the logits of its (active slot, position) row, uniforms drawn in
+/// pick order.
+fn draw(model: &InpaintingModel, logits: &Tensor, picks: &[(usize, usize, usize)], l: usize, opts: &SamplerOptions, rng: &mut Rng) -> Result<Vec<u32>> {
+    if picks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let v = model.cfg.transformer.vocab;
+    let rows: Vec<u32> = picks.iter().map(|&(slot, _, pos)| (slot * l + pos) as u32).collect();
+    let a = logits.shape()[0];
+    let selected = ops::index::gather_rows(&logits.reshape(&[a * l, v])?, &rows)?;
+    let u: Vec<f32> = picks.iter().map(|_| rng.uniform()).collect();
+    ops::sampling::topk_sample(&selected, &u, opts.top_k, opts.temperature)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gibbs_sweep(
+    st: &mut LoopState,
+    initial: &Tensor,
+    run: &dyn Fn(&Tensor) -> Result<Tensor>,
+    model: &InpaintingModel,
+    opts: &SamplerOptions,
+    rng: &mut Rng,
+    tokens: &mut [u32],
+    (b, l, c): (usize, usize, usize),
+    on_pass: &mut dyn FnMut(usize),
+) -> Result<()> {
+    let steps = st.fill_order.iter().map(|o| o.len().div_ceil(opts.tokens_per_pass)).max().unwrap_or(0);
+    let init_flat = initial.reshape(&[b * l, c])?;
+    for step in 0..steps {
+        let chunk = |img: usize| -> &[u32] {
+            let o = &st.fill_order[img];
+            let lo = (step * opts.tokens_per_pass).min(o.len());
+            &o[lo..(lo + opts.tokens_per_pass).min(o.len())]
+        };
+        let active: Vec<usize> = (0..b).filter(|&i| !chunk(i).is_empty()).collect();
+        let mut picks = Vec::new();
+        for (slot, &img) in active.iter().enumerate() {
+            picks.extend(chunk(img).iter().map(|&p| (slot, img, p as usize)));
+        }
+        // Hide the revisited tokens: their rows go back to the encoder features.
+        let idx: Vec<u32> = picks.iter().map(|&(_, img, pos)| (img * l + pos) as u32).collect();
+        let hidden = ops::index::gather_rows(&init_flat, &idx)?;
+        let shape = st.table.shape().to_vec();
+        st.table = ops::index::scatter_rows(&st.table.reshape(&[b * l, c])?, &idx, &hidden)?.reshape(&shape)?;
+        let logits = run(&st.rows_of(&active, l, c)?)?;
+        let drawn = draw(model, &logits, &picks, l, opts, rng)?;
+        st.write(model, &picks, &drawn, l, tokens)?;
+        st.passes += 1;
+        on_pass(st.passes);
+    }
+    Ok(())
+}
