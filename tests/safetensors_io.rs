@@ -269,3 +269,23 @@ fn weight_store_insert_replace_remove_keep_order_cpu() {
     assert_eq!(s.numel(), 6);
     assert_eq!(s.iter().map(|(n, t)| (n.to_string(), t.numel())).collect::<Vec<_>>(), [("x".to_string(), 2), ("z".to_string(), 4)]);
 }
+
+/// `weights-tools/fixtures/mini.safetensors` is written by the Python checkpoint converter
+/// (`weights-tools/test_convert.py` regenerates and compares it): the two writers and readers
+/// agree on the format and the metadata keys.
+#[test]
+fn safetensors_reads_the_python_converter_output_cpu() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights-tools/fixtures/mini.safetensors");
+    let (store, meta) = load(&path).unwrap();
+    assert_eq!(store.names().collect::<Vec<_>>(), ["temp", "fdm.mix.0.weight", "fdm.mix.0.bias"]);
+    assert_eq!(store.get("temp").unwrap().to_vec_f32().unwrap(), vec![0.0]);
+    let w = store.get("fdm.mix.0.weight").unwrap();
+    assert_eq!((w.shape(), w.dtype()), (&[2usize, 3, 1, 1][..], DType::F32));
+    assert_eq!(w.to_vec_f32().unwrap(), vec![-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]);
+    assert_eq!(store.get("fdm.mix.0.bias").unwrap().to_vec_f32().unwrap(), vec![3.25, -0.125]);
+    assert_eq!(meta.get("format").map(String::as_str), Some("fdm-weights"));
+    assert_eq!(meta.get("preset").map(String::as_str), Some("mini"));
+    assert_eq!(meta.get("source").map(String::as_str), Some("fdm=mini.pth"));
+    // Its config (`{"preset":"mini"}`) is not a model config: a metadata error, not a panic.
+    assert!(matches!(config_from_metadata(&meta, &path), Err(WeightsError::Metadata { .. })));
+}
