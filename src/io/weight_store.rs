@@ -85,7 +85,10 @@ impl WeightStore {
     /// Every difference from `spec` (empty when the store holds exactly the spec's tensors with
     /// its shapes, in float dtypes). `context` names the source in the report.
     pub fn mismatch_with(&self, spec: &ParamSpec, context: &str) -> SpecMismatch {
-        let mut m = SpecMismatch { context: context.to_string(), ..Default::default() };
+        let mut m = SpecMismatch {
+            context: context.to_string(),
+            ..Default::default()
+        };
         for e in &spec.entries {
             match self.get(&e.name) {
                 None => m.missing.push((e.name.clone(), e.shape.clone())),
