@@ -331,6 +331,12 @@ fn weight_store_insert_replace_remove_keep_order_cpu() {
     assert_eq!(s.names().collect::<Vec<_>>(), ["x", "z"]);
     assert_eq!(s.get("z").unwrap().shape(), &[4]);
     assert_eq!(s.numel(), 6);
+    // to_dtype converts floats only and refuses a non-float target.
+    s.insert("idx", Tensor::from_u32(vec![1, 2], &[2]).unwrap());
+    let h = s.to_dtype(DType::F16).unwrap();
+    assert_eq!((h.get("x").unwrap().dtype(), h.get("idx").unwrap().dtype()), (DType::F16, DType::U32));
+    assert!(s.to_dtype(DType::U32).is_err());
+    s.remove("idx");
     assert_eq!(
         s.iter().map(|(n, t)| (n.to_string(), t.numel())).collect::<Vec<_>>(),
         [("x".to_string(), 2), ("z".to_string(), 4)]
