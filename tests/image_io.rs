@@ -41,13 +41,21 @@ fn image_bundled_photos_load_planar_rgb_cpu() {
         let img = load_image(&path).unwrap();
         assert_eq!((img.width, img.height), (256, 256), "{name}");
         assert_eq!(img.tensor.shape(), &[3, 256, 256]);
-        assert!(img.notes.is_empty(), "{name}: RGB JPEG needs no conversion: {:?}", img.notes);
+        assert!(
+            img.notes.is_empty(),
+            "{name}: RGB JPEG needs no conversion: {:?}",
+            img.notes
+        );
         let v = img.tensor.to_vec_f32().unwrap();
         // Independent decode by the image crate, interleaved RGB: element (y, x, c).
         let oracle = ::image::open(&path).unwrap().to_rgb8();
         for (x, y, p) in oracle.enumerate_pixels() {
             for c in 0..3 {
-                assert_eq!(at(&v, 256, 256, c, y as usize, x as usize), p[c] as f32, "{name} ({c},{y},{x})");
+                assert_eq!(
+                    at(&v, 256, 256, c, y as usize, x as usize),
+                    p[c] as f32,
+                    "{name} ({c},{y},{x})"
+                );
             }
         }
         let mean = v.iter().sum::<f32>() / v.len() as f32;
@@ -60,12 +68,17 @@ fn image_modes_convert_as_documented_cpu() {
     let dir = test_dir("modes");
     let (w, h) = (5u32, 3u32);
     // RGBA: alpha dropped, colour kept (not composited).
-    let rgba = ::image::RgbaImage::from_fn(w, h, |x, y| ::image::Rgba([x as u8 * 50, y as u8 * 100, 7, (x * 60) as u8]));
+    let rgba = ::image::RgbaImage::from_fn(w, h, |x, y| {
+        ::image::Rgba([x as u8 * 50, y as u8 * 100, 7, (x * 60) as u8])
+    });
     rgba.save(dir.join("rgba.png")).unwrap();
     let img = load_image(dir.join("rgba.png")).unwrap();
     assert!(img.notes.iter().any(|n| n.contains("alpha")), "{:?}", img.notes);
     let v = img.tensor.to_vec_f32().unwrap();
-    assert_eq!((at(&v, 3, 5, 0, 2, 4), at(&v, 3, 5, 1, 2, 4), at(&v, 3, 5, 2, 2, 4)), (200.0, 200.0, 7.0));
+    assert_eq!(
+        (at(&v, 3, 5, 0, 2, 4), at(&v, 3, 5, 1, 2, 4), at(&v, 3, 5, 2, 2, 4)),
+        (200.0, 200.0, 7.0)
+    );
     assert_eq!(at(&v, 3, 5, 0, 0, 0), 0.0, "alpha 0 pixel keeps its stored colour");
     // Grey 8-bit: replicated.
     let grey = ::image::GrayImage::from_fn(w, h, |x, y| ::image::Luma([(x * 40 + y) as u8]));
@@ -77,12 +90,18 @@ fn image_modes_convert_as_documented_cpu() {
         assert_eq!(at(&v, 3, 5, c, 2, 3), 122.0);
     }
     // Grey 16-bit: full precision, v * 255 / 65535.
-    let g16 = ::image::ImageBuffer::<::image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| ::image::Luma([[257 * 10, 1000][x as usize]]));
+    let g16 = ::image::ImageBuffer::<::image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| {
+        ::image::Luma([[257 * 10, 1000][x as usize]])
+    });
     g16.save(dir.join("grey16.png")).unwrap();
     let img = load_image(dir.join("grey16.png")).unwrap();
     let v = img.tensor.to_vec_f32().unwrap();
     assert!((v[0] - 10.0).abs() < 1e-4, "257 * 10 -> 10, got {}", v[0]);
-    assert!((v[1] - 1000.0 * 255.0 / 65535.0).abs() < 1e-4, "1000 -> 3.891, got {}", v[1]);
+    assert!(
+        (v[1] - 1000.0 * 255.0 / 65535.0).abs() < 1e-4,
+        "1000 -> 3.891, got {}",
+        v[1]
+    );
     assert_eq!(v[1], v[2 + 1], "replicated across channels");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -113,7 +132,12 @@ fn image_png_round_trip_is_exact_cpu() {
     // JPEG by extension: lossy, but close.
     save_image(&photo, dir.join("a.jpg")).unwrap();
     let j = load_image(dir.join("a.jpg")).unwrap().tensor.to_vec_f32().unwrap();
-    let mad = j.iter().zip(photo.to_vec_f32().unwrap()).map(|(a, b)| (a - b).abs()).sum::<f32>() / j.len() as f32;
+    let mad = j
+        .iter()
+        .zip(photo.to_vec_f32().unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .sum::<f32>()
+        / j.len() as f32;
     assert!(mad < 4.0, "quality-95 JPEG mean abs diff {mad}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -129,14 +153,32 @@ fn image_mask_threshold_and_polarity_cpu() {
     assert_eq!(inv.to_vec_f32().unwrap(), vec![0.0, 0.0, 1.0, 1.0]);
     // Through a file, and from an RGB mask (read as luminance).
     let dir = test_dir("mask");
-    ::image::GrayImage::from_raw(4, 1, luma.to_vec()).unwrap().save(dir.join("m.png")).unwrap();
-    assert_eq!(load_mask(dir.join("m.png"), false).unwrap().to_vec_f32().unwrap(), vec![1.0, 1.0, 0.0, 0.0]);
-    let rgb = ::image::RgbImage::from_fn(2, 1, |x, _| if x == 0 { ::image::Rgb([255, 255, 255]) } else { ::image::Rgb([10, 20, 30]) });
+    ::image::GrayImage::from_raw(4, 1, luma.to_vec())
+        .unwrap()
+        .save(dir.join("m.png"))
+        .unwrap();
+    assert_eq!(
+        load_mask(dir.join("m.png"), false).unwrap().to_vec_f32().unwrap(),
+        vec![1.0, 1.0, 0.0, 0.0]
+    );
+    let rgb = ::image::RgbImage::from_fn(2, 1, |x, _| {
+        if x == 0 {
+            ::image::Rgb([255, 255, 255])
+        } else {
+            ::image::Rgb([10, 20, 30])
+        }
+    });
     rgb.save(dir.join("rgb.png")).unwrap();
-    assert_eq!(load_mask(dir.join("rgb.png"), false).unwrap().to_vec_f32().unwrap(), vec![0.0, 1.0]);
+    assert_eq!(
+        load_mask(dir.join("rgb.png"), false).unwrap().to_vec_f32().unwrap(),
+        vec![0.0, 1.0]
+    );
     // save_mask_png writes the file convention back.
     save_mask_png(&m, dir.join("back.png")).unwrap();
-    assert_eq!(::image::open(dir.join("back.png")).unwrap().to_luma8().into_raw(), vec![0, 0, 255, 255]);
+    assert_eq!(
+        ::image::open(dir.join("back.png")).unwrap().to_luma8().into_raw(),
+        vec![0, 0, 255, 255]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -165,7 +207,10 @@ fn image_mask_without_hole_is_an_error_cpu() {
     let mut some = vec![1.0; 64];
     some[10] = 0.0;
     require_hole(&Tensor::from_vec(some, &[1, 8, 8]).unwrap()).unwrap();
-    assert!(matches!(require_hole(&Tensor::zeros(&[8, 8])), Err(ImageError::Shape { .. })));
+    assert!(matches!(
+        require_hole(&Tensor::zeros(&[8, 8])),
+        Err(ImageError::Shape { .. })
+    ));
 }
 
 #[test]
@@ -208,7 +253,11 @@ fn mask_assets_match_the_drawer_cpu() {
             canvas.save_png(&path).unwrap();
         }
         let stored = ::image::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run with FDM_BLESS=1)", path.display()));
-        assert_eq!(stored.to_luma8().into_raw(), canvas.luma, "{name} differs from mask_draw::test_masks()");
+        assert_eq!(
+            stored.to_luma8().into_raw(),
+            canvas.luma,
+            "{name} differs from mask_draw::test_masks()"
+        );
         let frac = canvas.hole_pixels() as f32 / (256.0 * 256.0);
         assert!(frac > 0.05 && frac < 0.3, "{name}: hole fraction {frac}");
     }
@@ -233,10 +282,16 @@ fn image_contact_sheet_tiles_with_gap_cpu() {
     assert_eq!(red[5], vec![w, 30.0, 30.0, w, w, w, w, w, w]);
     assert_eq!(red[6], vec![w; 9]);
     assert!(matches!(contact_sheet(&[], 2, 1), Err(ImageError::Shape { .. })));
-    assert!(matches!(contact_sheet(&[Tensor::zeros(&[1, 2, 2])], 2, 1), Err(ImageError::Shape { .. })));
+    assert!(matches!(
+        contact_sheet(&[Tensor::zeros(&[1, 2, 2])], 2, 1),
+        Err(ImageError::Shape { .. })
+    ));
     // Saved: the four photos side by side.
     let dir = test_dir("sheet");
-    let photos: Vec<Tensor> = PHOTOS.iter().map(|n| load_image(asset(&format!("photos/{n}"))).unwrap().tensor).collect();
+    let photos: Vec<Tensor> = PHOTOS
+        .iter()
+        .map(|n| load_image(asset(&format!("photos/{n}"))).unwrap().tensor)
+        .collect();
     save_contact_sheet(&photos, 4, dir.join("sheet.png")).unwrap();
     let img = load_image(dir.join("sheet.png")).unwrap();
     assert_eq!((img.width, img.height), (4 * 256 + 5 * 4, 256 + 2 * 4));
@@ -247,16 +302,31 @@ fn image_contact_sheet_tiles_with_gap_cpu() {
 fn image_bad_input_gives_typed_errors_cpu() {
     let dir = test_dir("bad");
     std::fs::write(dir.join("not-an-image.png"), b"hello, this is text").unwrap();
-    assert!(matches!(load_image(dir.join("not-an-image.png")), Err(ImageError::Codec { .. })));
-    assert!(matches!(load_mask(dir.join("not-an-image.png"), false), Err(ImageError::Codec { .. })));
-    assert!(matches!(load_image(dir.join("missing.png")), Err(ImageError::Io { .. })));
+    assert!(matches!(
+        load_image(dir.join("not-an-image.png")),
+        Err(ImageError::Codec { .. })
+    ));
+    assert!(matches!(
+        load_mask(dir.join("not-an-image.png"), false),
+        Err(ImageError::Codec { .. })
+    ));
+    assert!(matches!(
+        load_image(dir.join("missing.png")),
+        Err(ImageError::Io { .. })
+    ));
     // Truncated JPEG.
     let jpg = std::fs::read(asset("photos/dev_005.jpg")).unwrap();
     std::fs::write(dir.join("cut.jpg"), &jpg[..200]).unwrap();
     assert!(load_image(dir.join("cut.jpg")).is_err());
     let err = save_png(&Tensor::zeros(&[4, 2, 2]), dir.join("x.png")).unwrap_err();
-    assert!(matches!(err, ImageError::Shape { .. }) && err.to_string().contains("[4, 2, 2]"), "{err}");
-    assert!(matches!(save_image(&Tensor::zeros(&[3, 2, 2]), dir.join("x.bmp")), Err(ImageError::Codec { .. })));
+    assert!(
+        matches!(err, ImageError::Shape { .. }) && err.to_string().contains("[4, 2, 2]"),
+        "{err}"
+    );
+    assert!(matches!(
+        save_image(&Tensor::zeros(&[3, 2, 2]), dir.join("x.bmp")),
+        Err(ImageError::Codec { .. })
+    ));
     assert!(!Path::new(&dir.join("x.png")).exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

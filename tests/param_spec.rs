@@ -6,7 +6,7 @@ use fdm::model::cost::{
     decoder_macs, discriminator_macs, discriminator_output_side, encoder_macs, fdm_macs, quant_conv_macs,
     softmax_exps_per_pass, transformer_pass_macs, vq_distance_macs,
 };
-use fdm::model::{Module, ModelConfig, ParamSpec, Role};
+use fdm::model::{ModelConfig, Module, ParamSpec, Role};
 use std::collections::HashSet;
 
 fn paper() -> (ModelConfig, ParamSpec) {
@@ -29,8 +29,16 @@ fn param_spec_paper_module_counts_match_spec_cpu() {
     assert_eq!(s.numel_with_prefix("generator.blocks."), 110_333_440, "35 blocks");
     assert_eq!(s.model_total(), 122_723_331, "learnable + codebook");
     assert_eq!(s.numel_of_role(Role::Dummy), 1, "temp");
-    assert_eq!(s.numel_of_role(Role::Codebook) + s.numel_of_role(Role::EmaState), 525_312, "quantizer buffers");
-    assert_eq!(s.learnable(Module::Quantizer), 0, "EMA codebook has no learnable parameters");
+    assert_eq!(
+        s.numel_of_role(Role::Codebook) + s.numel_of_role(Role::EmaState),
+        525_312,
+        "quantizer buffers"
+    );
+    assert_eq!(
+        s.learnable(Module::Quantizer),
+        0,
+        "EMA codebook has no learnable parameters"
+    );
 }
 
 #[test]
@@ -69,15 +77,25 @@ fn param_spec_paper_submodule_counts_match_spec_cpu() {
 fn param_spec_paper_keys_and_shapes_follow_spec_table_cpu() {
     let (_, s) = paper();
     let mut want: Vec<(String, Vec<usize>)> = vec![("temp".into(), vec![1])];
-    let mut wb = |w: &mut Vec<(String, Vec<usize>)>, name: &str, ws: &[usize], bs: &[usize]| {
+    let wb = |w: &mut Vec<(String, Vec<usize>)>, name: &str, ws: &[usize], bs: &[usize]| {
         w.push((format!("{name}.weight"), ws.to_vec()));
         w.push((format!("{name}.bias"), bs.to_vec()));
     };
     let cc = "content_codec";
     wb(&mut want, &format!("{cc}.encoder.pre_layers.0"), &[256, 192], &[256]);
     for i in 0..8 {
-        wb(&mut want, &format!("{cc}.encoder.res_layers.{i}.layers.0"), &[128, 256], &[128]);
-        wb(&mut want, &format!("{cc}.encoder.res_layers.{i}.layers.2"), &[256, 128], &[256]);
+        wb(
+            &mut want,
+            &format!("{cc}.encoder.res_layers.{i}.layers.0"),
+            &[128, 256],
+            &[128],
+        );
+        wb(
+            &mut want,
+            &format!("{cc}.encoder.res_layers.{i}.layers.2"),
+            &[256, 128],
+            &[256],
+        );
     }
     wb(&mut want, &format!("{cc}.encoder.post_layers.0"), &[256, 256], &[256]);
     wb(&mut want, &format!("{cc}.quant_conv"), &[256, 256, 1, 1], &[256]);
@@ -85,18 +103,68 @@ fn param_spec_paper_keys_and_shapes_follow_spec_table_cpu() {
     want.push((format!("{cc}.quantize.cluster_size"), vec![1024]));
     want.push((format!("{cc}.quantize.embedding_avg"), vec![1024, 256]));
     wb(&mut want, &format!("{cc}.post_quant_conv"), &[256, 256, 1, 1], &[256]);
-    wb(&mut want, &format!("{cc}.decoder.pre_layers.0"), &[256, 256, 3, 3], &[256]);
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.pre_layers.0"),
+        &[256, 256, 3, 3],
+        &[256],
+    );
     for i in 0..8 {
-        wb(&mut want, &format!("{cc}.decoder.res_layers.{i}.conv.0"), &[128, 256, 3, 3], &[128]);
-        wb(&mut want, &format!("{cc}.decoder.res_layers.{i}.conv.2"), &[256, 128, 1, 1], &[256]);
+        wb(
+            &mut want,
+            &format!("{cc}.decoder.res_layers.{i}.conv.0"),
+            &[128, 256, 3, 3],
+            &[128],
+        );
+        wb(
+            &mut want,
+            &format!("{cc}.decoder.res_layers.{i}.conv.2"),
+            &[256, 128, 1, 1],
+            &[256],
+        );
     }
-    wb(&mut want, &format!("{cc}.decoder.up_layers.0.deconv"), &[256, 256, 4, 4], &[256]);
-    wb(&mut want, &format!("{cc}.decoder.up_layers.1.deconv"), &[256, 128, 4, 4], &[128]);
-    wb(&mut want, &format!("{cc}.decoder.up_layers.2.deconv"), &[128, 64, 4, 4], &[64]);
-    wb(&mut want, &format!("{cc}.decoder.encoder.layers.0"), &[64, 3, 3, 3], &[64]);
-    wb(&mut want, &format!("{cc}.decoder.encoder.layers.1"), &[128, 64, 4, 4], &[128]);
-    wb(&mut want, &format!("{cc}.decoder.encoder.layers.2"), &[256, 128, 4, 4], &[256]);
-    wb(&mut want, &format!("{cc}.decoder.encoder.layers.3"), &[256, 256, 4, 4], &[256]);
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.up_layers.0.deconv"),
+        &[256, 256, 4, 4],
+        &[256],
+    );
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.up_layers.1.deconv"),
+        &[256, 128, 4, 4],
+        &[128],
+    );
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.up_layers.2.deconv"),
+        &[128, 64, 4, 4],
+        &[64],
+    );
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.encoder.layers.0"),
+        &[64, 3, 3, 3],
+        &[64],
+    );
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.encoder.layers.1"),
+        &[128, 64, 4, 4],
+        &[128],
+    );
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.encoder.layers.2"),
+        &[256, 128, 4, 4],
+        &[256],
+    );
+    wb(
+        &mut want,
+        &format!("{cc}.decoder.encoder.layers.3"),
+        &[256, 256, 4, 4],
+        &[256],
+    );
     wb(&mut want, &format!("{cc}.decoder.post_layers.0"), &[3, 64, 3, 3], &[3]);
     wb(&mut want, "fdm.mix.0", &[256, 257, 3, 3], &[256]);
     for j in 2..10 {
@@ -133,7 +201,9 @@ fn param_spec_tiny_uses_paper_names_cpu() {
     // layer that is mix.10 in paper.
     for e in &t.entries {
         let name = e.name.replace("fdm.mix.4.", "fdm.mix.10.");
-        let pe = p.get(&name).unwrap_or_else(|| panic!("tiny key {} is not a paper key", e.name));
+        let pe = p
+            .get(&name)
+            .unwrap_or_else(|| panic!("tiny key {} is not a paper key", e.name));
         assert_eq!(pe.shape.len(), e.shape.len(), "{}: rank", e.name);
         assert_eq!((pe.module, pe.role), (e.module, e.role), "{}: module/role", e.name);
     }
@@ -178,11 +248,27 @@ fn discriminator_paper_matches_spec_cpu() {
     let cfg = ModelConfig::paper();
     let d = ParamSpec::discriminator(&cfg);
     assert_eq!(d.numel_of_role(Role::Learnable), 2_763_776);
-    let shapes: Vec<Vec<usize>> =
-        d.entries.iter().filter(|e| e.role == Role::Learnable).map(|e| e.shape.clone()).collect();
-    assert_eq!(shapes, vec![vec![64, 3, 4, 4], vec![128, 64, 4, 4], vec![256, 128, 4, 4], vec![512, 256, 4, 4], vec![1, 512, 4, 4]]);
+    let shapes: Vec<Vec<usize>> = d
+        .entries
+        .iter()
+        .filter(|e| e.role == Role::Learnable)
+        .map(|e| e.shape.clone())
+        .collect();
+    assert_eq!(
+        shapes,
+        vec![
+            vec![64, 3, 4, 4],
+            vec![128, 64, 4, 4],
+            vec![256, 128, 4, 4],
+            vec![512, 256, 4, 4],
+            vec![1, 512, 4, 4]
+        ]
+    );
     assert_eq!(d.get("loss.discriminator.conv5.0.weight_u").unwrap().shape, vec![1]);
-    assert_eq!(d.get("loss.discriminator.conv2.0.weight_v").unwrap().shape, vec![64 * 16]);
+    assert_eq!(
+        d.get("loss.discriminator.conv2.0.weight_v").unwrap().shape,
+        vec![64 * 16]
+    );
     assert_eq!(discriminator_output_side(&cfg), 30);
     assert!(discriminator_macs(&cfg).total() > 0);
 }
@@ -197,7 +283,10 @@ fn config_validate_lists_every_problem_cpu() {
     for needle in ["n_head 3", "vocab 100", "up_channels"] {
         assert!(err.contains(needle), "error should mention {needle}: {err}");
     }
-    assert!(ModelConfig::by_name("huge").unwrap_err().to_string().contains("unknown preset"));
+    assert!(ModelConfig::by_name("huge")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown preset"));
 }
 
 #[test]
@@ -207,4 +296,37 @@ fn config_json_round_trip_cpu() {
         assert_eq!(back, cfg);
     }
     assert!(ModelConfig::from_json("{\"preset\": 1}").is_err());
+}
+
+/// The key table the checkpoint converter reads (`weights-tools/paper_keys.json`) is this
+/// crate's paper spec, byte for byte. Regenerate with
+/// `FDM_BLESS=1 cargo test --release --test param_spec`.
+#[test]
+fn param_spec_paper_keys_json_is_current_cpu() {
+    let cfg = ModelConfig::paper();
+    let spec = ParamSpec::inference(&cfg);
+    let config_json = serde_json::to_string(&cfg).unwrap();
+    let mut text = String::from("{\n");
+    text.push_str("  \"about\": \"Inference state-dict keys and shapes of the paper preset (spec 8.2), generated by tests/param_spec.rs from src/model/param_spec.rs; do not edit.\",\n");
+    text.push_str("  \"preset\": \"paper\",\n");
+    text.push_str(&format!("  \"config\": {config_json},\n"));
+    text.push_str("  \"tensors\": [\n");
+    for (i, e) in spec.entries.iter().enumerate() {
+        let sep = if i + 1 == spec.len() { "" } else { "," };
+        text.push_str(&format!("    [\"{}\", {:?}, \"{:?}\"]{sep}\n", e.name, e.shape, e.role));
+    }
+    text.push_str("  ]\n}\n");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights-tools/paper_keys.json");
+    if std::env::var("FDM_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let stored = std::fs::read_to_string(&path).expect("weights-tools/paper_keys.json exists (FDM_BLESS=1 writes it)");
+    assert!(
+        stored == text,
+        "weights-tools/paper_keys.json differs from the paper spec: rerun with FDM_BLESS=1"
+    );
+    // The file is valid JSON holding the same config.
+    let v: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(ModelConfig::from_json(&v["config"].to_string()).unwrap(), cfg);
+    assert_eq!(v["tensors"].as_array().unwrap().len(), spec.len());
 }

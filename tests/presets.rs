@@ -36,12 +36,22 @@ fn doc_path() -> PathBuf {
 /// Replace (bless) or check the block between `<!-- generated:NAME -->` and `<!-- end:NAME -->`.
 fn check_block(doc: &mut String, name: &str, body: &str, bless: bool) {
     let (open, close) = (format!("<!-- generated:{name} -->\n"), format!("<!-- end:{name} -->"));
-    let start = doc.find(&open).unwrap_or_else(|| panic!("docs/PRESETS.md lacks the marker {open:?}")) + open.len();
-    let end = start + doc[start..].find(&close).unwrap_or_else(|| panic!("docs/PRESETS.md lacks {close:?}"));
+    let start = doc
+        .find(&open)
+        .unwrap_or_else(|| panic!("docs/PRESETS.md lacks the marker {open:?}"))
+        + open.len();
+    let end = start
+        + doc[start..]
+            .find(&close)
+            .unwrap_or_else(|| panic!("docs/PRESETS.md lacks {close:?}"));
     if bless {
         doc.replace_range(start..end, body);
     } else {
-        assert_eq!(&doc[start..end], body, "docs/PRESETS.md table `{name}` is stale: rerun with FDM_BLESS=1");
+        assert_eq!(
+            &doc[start..end],
+            body,
+            "docs/PRESETS.md table `{name}` is stale: rerun with FDM_BLESS=1"
+        );
     }
 }
 
@@ -49,8 +59,18 @@ fn check_block(doc: &mut String, name: &str, body: &str, bless: bool) {
 fn presets_doc_tables_match_computed_counts_cpu() {
     let bless = std::env::var("FDM_BLESS").is_ok_and(|v| v == "1");
     let mut doc = std::fs::read_to_string(doc_path()).expect("docs/PRESETS.md exists");
-    check_block(&mut doc, "presets", &summary_markdown(&[ModelConfig::paper(), ModelConfig::tiny()], PASSES), bless);
-    check_block(&mut doc, "alternatives", &summary_markdown(&alternatives(), PASSES), bless);
+    check_block(
+        &mut doc,
+        "presets",
+        &summary_markdown(&[ModelConfig::paper(), ModelConfig::tiny()], PASSES),
+        bless,
+    );
+    check_block(
+        &mut doc,
+        "alternatives",
+        &summary_markdown(&alternatives(), PASSES),
+        bless,
+    );
     if bless {
         std::fs::write(doc_path(), doc).expect("write docs/PRESETS.md");
     }
@@ -61,5 +81,9 @@ fn presets_paper_inpainting_cost_matches_paper_table2_cpu() {
     // Spec §3.6: the paper's 59.331 T "FLOPs" (really MACs) for PUT inference is ~394 passes.
     let total = fdm::model::cost::inpainting_macs(&ModelConfig::paper(), 394);
     let rel = (total as f64 - 59.331e12).abs() / 59.331e12;
-    assert!(rel < 0.005, "394 passes give {total} MACs, {:.2} % from 59.331 T", rel * 100.0);
+    assert!(
+        rel < 0.005,
+        "394 passes give {total} MACs, {:.2} % from 59.331 T",
+        rel * 100.0
+    );
 }

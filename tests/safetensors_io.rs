@@ -26,7 +26,12 @@ fn store_for(spec: &ParamSpec, seed: u64) -> WeightStore {
     spec.entries
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.name.clone(), Tensor::from_vec(random_vec(seed + i as u64, e.numel(), -1.0, 1.0), &e.shape).unwrap()))
+        .map(|(i, e)| {
+            (
+                e.name.clone(),
+                Tensor::from_vec(random_vec(seed + i as u64, e.numel(), -1.0, 1.0), &e.shape).unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -35,7 +40,10 @@ fn cpu_storage(t: &Tensor) -> CpuStorage {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     v.sort();
     v
 }
@@ -45,9 +53,15 @@ fn safetensors_round_trip_all_dtypes_cpu() {
     let dir = test_dir("round-trip");
     let f = random_vec(1, 12, -3.0, 3.0);
     let mut store = WeightStore::new();
-    store.insert("b.f16", Tensor::from_cpu(CpuStorage::F16(f.iter().map(|&x| f16::from_f32(x)).collect()), &[3, 4]).unwrap());
+    store.insert(
+        "b.f16",
+        Tensor::from_cpu(CpuStorage::F16(f.iter().map(|&x| f16::from_f32(x)).collect()), &[3, 4]).unwrap(),
+    );
     store.insert("a.f32", Tensor::from_vec(f.clone(), &[2, 3, 2]).unwrap());
-    store.insert("c.bf16", Tensor::from_cpu(CpuStorage::BF16(f.iter().map(|&x| bf16::from_f32(x)).collect()), &[12]).unwrap());
+    store.insert(
+        "c.bf16",
+        Tensor::from_cpu(CpuStorage::BF16(f.iter().map(|&x| bf16::from_f32(x)).collect()), &[12]).unwrap(),
+    );
     store.insert("d.u32", Tensor::from_u32(vec![0, 7, u32::MAX, 511], &[2, 2]).unwrap());
     store.insert("e.scalar", Tensor::scalar(0.25));
     // A strided view is written as its dense values.
@@ -60,7 +74,9 @@ fn safetensors_round_trip_all_dtypes_cpu() {
     assert!(meta.is_empty());
     assert_eq!(back.len(), store.len());
     for (name, t) in store.iter() {
-        let b = back.get(name).unwrap_or_else(|| panic!("{name} missing after round trip"));
+        let b = back
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing after round trip"));
         assert_eq!(b.shape(), t.shape(), "{name} shape");
         assert_eq!(b.dtype(), t.dtype(), "{name} dtype");
         match (cpu_storage(b), cpu_storage(t)) {
@@ -71,7 +87,10 @@ fn safetensors_round_trip_all_dtypes_cpu() {
             _ => unreachable!("dtypes compared above"),
         }
     }
-    assert_eq!(back.get("f.transposed").unwrap().to_vec_f32().unwrap(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+    assert_eq!(
+        back.get("f.transposed").unwrap().to_vec_f32().unwrap(),
+        vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+    );
     // File order: 4-byte dtypes first (store order among them), then 2-byte ones.
     let order: Vec<&str> = back.names().collect();
     assert_eq!(order, ["a.f32", "d.u32", "e.scalar", "f.transposed", "b.f16", "c.bf16"]);
@@ -118,13 +137,21 @@ fn safetensors_metadata_round_trip_cpu() {
     let mut other = cfg.clone();
     other.transformer.n_layer = 5;
     match load_model(&path, Some(&other)) {
-        Err(WeightsError::ConfigMismatch { found, expected, detail, .. }) => {
+        Err(WeightsError::ConfigMismatch {
+            found,
+            expected,
+            detail,
+            ..
+        }) => {
             assert_eq!((found.as_str(), expected.as_str()), ("tiny", "tiny"));
             assert!(detail.contains("different shapes"));
         }
         other => panic!("expected ConfigMismatch, got {other:?}"),
     }
-    assert!(matches!(load_model(&path, Some(&ModelConfig::paper())), Err(WeightsError::ConfigMismatch { .. })));
+    assert!(matches!(
+        load_model(&path, Some(&ModelConfig::paper())),
+        Err(WeightsError::ConfigMismatch { .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -138,7 +165,10 @@ fn safetensors_strict_load_lists_every_problem_cpu() {
     store.remove("fdm.mix.4.bias").unwrap();
     store.insert("lip.mix.0.weight", Tensor::zeros(&[2, 2]));
     store.insert("content_codec.quant_conv.weight", Tensor::zeros(&[64, 64])); // should be [64,64,1,1]
-    store.insert("generator.pos_emb", Tensor::from_u32(vec![0; 1024 * 64], &[1, 1024, 64]).unwrap());
+    store.insert(
+        "generator.pos_emb",
+        Tensor::from_u32(vec![0; 1024 * 64], &[1, 1024, 64]).unwrap(),
+    );
     let path = dir.join("bad.safetensors");
     save(&path, &store, &fdm::io::safetensors::model_metadata(&cfg)).unwrap();
 
@@ -149,20 +179,36 @@ fn safetensors_strict_load_lists_every_problem_cpu() {
             let missing: Vec<&str> = m.missing.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(missing, ["fdm.mix.4.bias", "generator.blocks.2.attn.key.weight"]);
             assert_eq!(m.unexpected, vec![("lip.mix.0.weight".to_string(), vec![2, 2])]);
-            assert_eq!(m.misshaped, vec![("content_codec.quant_conv.weight".to_string(), vec![64, 64, 1, 1], vec![64, 64])]);
+            assert_eq!(
+                m.misshaped,
+                vec![(
+                    "content_codec.quant_conv.weight".to_string(),
+                    vec![64, 64, 1, 1],
+                    vec![64, 64]
+                )]
+            );
             assert_eq!(m.wrong_dtype, vec![("generator.pos_emb".to_string(), DType::U32)]);
             assert_eq!(m.problem_count(), 5);
         }
         other => panic!("expected WeightsError::Mismatch, got {other:?}"),
     }
-    for name in ["fdm.mix.4.bias", "generator.blocks.2.attn.key.weight", "lip.mix.0.weight", "content_codec.quant_conv.weight", "generator.pos_emb"] {
+    for name in [
+        "fdm.mix.4.bias",
+        "generator.blocks.2.attn.key.weight",
+        "lip.mix.0.weight",
+        "content_codec.quant_conv.weight",
+        "generator.pos_emb",
+    ] {
         assert!(msg.contains(name), "the one error message names {name}:\n{msg}");
     }
     // load_model goes through the same check.
     assert!(matches!(load_model(&path, None), Err(WeightsError::Mismatch(_))));
     // And an incomplete model is never written by save_model.
     let target = dir.join("never.safetensors");
-    assert!(matches!(save_model(&target, &store, &cfg, &FileMetadata::new()), Err(WeightsError::Mismatch(_))));
+    assert!(matches!(
+        save_model(&target, &store, &cfg, &FileMetadata::new()),
+        Err(WeightsError::Mismatch(_))
+    ));
     assert!(!target.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -181,7 +227,10 @@ fn safetensors_damaged_files_give_errors_not_panics_cpu() {
         ("extra-bytes", [bytes.as_slice(), &[0u8; 4]].concat()),
         ("empty", Vec::new()),
         ("three-bytes", vec![1, 2, 3]),
-        ("header-too-long", [&(1u64 << 40).to_le_bytes()[..], &bytes[8..]].concat()),
+        (
+            "header-too-long",
+            [&(1u64 << 40).to_le_bytes()[..], &bytes[8..]].concat(),
+        ),
         ("garbage-header", {
             let mut b = bytes.clone();
             b[9] = b'#';
@@ -198,9 +247,15 @@ fn safetensors_damaged_files_give_errors_not_panics_cpu() {
             }
             other => panic!("{name}: expected Corrupt, got {other:?}"),
         }
-        assert!(matches!(read_metadata(&p), Err(WeightsError::Corrupt { .. })), "{name}: read_metadata");
+        assert!(
+            matches!(read_metadata(&p), Err(WeightsError::Corrupt { .. })),
+            "{name}: read_metadata"
+        );
     }
-    assert!(matches!(load(dir.join("absent.safetensors")), Err(WeightsError::Io { .. })));
+    assert!(matches!(
+        load(dir.join("absent.safetensors")),
+        Err(WeightsError::Io { .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -244,11 +299,18 @@ fn safetensors_save_replaces_whole_file_atomically_cpu() {
     let (back, _) = load(&path).unwrap();
     assert_eq!(back.names().collect::<Vec<_>>(), ["b"]);
     assert_eq!(back.get("b").unwrap().to_vec_f32().unwrap(), vec![3.0; 10]);
-    assert_eq!(reader.metadata().unwrap().len(), old_len, "the old file was replaced, not rewritten in place");
+    assert_eq!(
+        reader.metadata().unwrap().len(),
+        old_len,
+        "the old file was replaced, not rewritten in place"
+    );
     assert_eq!(files_in(&dir), ["w.safetensors"]);
     // A target in a missing directory is an IO error naming the path, and leaves nothing.
     let missing = dir.join("no-such-dir").join("w.safetensors");
-    assert!(matches!(save(&missing, &small, &FileMetadata::new()), Err(WeightsError::Io { .. })));
+    assert!(matches!(
+        save(&missing, &small, &FileMetadata::new()),
+        Err(WeightsError::Io { .. })
+    ));
     assert_eq!(files_in(&dir), ["w.safetensors"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -259,7 +321,9 @@ fn weight_store_insert_replace_remove_keep_order_cpu() {
     assert!(s.insert("x", Tensor::zeros(&[2])).is_none());
     s.insert("y", Tensor::zeros(&[3]));
     s.insert("z", Tensor::zeros(&[4]));
-    let old = s.insert("x", Tensor::full(1.0, &[2])).expect("replacing returns the old tensor");
+    let old = s
+        .insert("x", Tensor::full(1.0, &[2]))
+        .expect("replacing returns the old tensor");
     assert_eq!(old.to_vec_f32().unwrap(), vec![0.0, 0.0]);
     assert_eq!(s.names().collect::<Vec<_>>(), ["x", "y", "z"]);
     assert!(s.remove("y").is_some());
@@ -267,5 +331,43 @@ fn weight_store_insert_replace_remove_keep_order_cpu() {
     assert_eq!(s.names().collect::<Vec<_>>(), ["x", "z"]);
     assert_eq!(s.get("z").unwrap().shape(), &[4]);
     assert_eq!(s.numel(), 6);
-    assert_eq!(s.iter().map(|(n, t)| (n.to_string(), t.numel())).collect::<Vec<_>>(), [("x".to_string(), 2), ("z".to_string(), 4)]);
+    // to_dtype converts floats only and refuses a non-float target.
+    s.insert("idx", Tensor::from_u32(vec![1, 2], &[2]).unwrap());
+    let h = s.to_dtype(DType::F16).unwrap();
+    assert_eq!((h.get("x").unwrap().dtype(), h.get("idx").unwrap().dtype()), (DType::F16, DType::U32));
+    assert!(s.to_dtype(DType::U32).is_err());
+    s.remove("idx");
+    assert_eq!(
+        s.iter().map(|(n, t)| (n.to_string(), t.numel())).collect::<Vec<_>>(),
+        [("x".to_string(), 2), ("z".to_string(), 4)]
+    );
+}
+
+/// `weights-tools/fixtures/mini.safetensors` is written by the Python checkpoint converter
+/// (`weights-tools/test_convert.py` regenerates and compares it): the two writers and readers
+/// agree on the format and the metadata keys.
+#[test]
+fn safetensors_reads_the_python_converter_output_cpu() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weights-tools/fixtures/mini.safetensors");
+    let (store, meta) = load(&path).unwrap();
+    assert_eq!(
+        store.names().collect::<Vec<_>>(),
+        ["temp", "fdm.mix.0.weight", "fdm.mix.0.bias"]
+    );
+    assert_eq!(store.get("temp").unwrap().to_vec_f32().unwrap(), vec![0.0]);
+    let w = store.get("fdm.mix.0.weight").unwrap();
+    assert_eq!((w.shape(), w.dtype()), (&[2usize, 3, 1, 1][..], DType::F32));
+    assert_eq!(w.to_vec_f32().unwrap(), vec![-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]);
+    assert_eq!(
+        store.get("fdm.mix.0.bias").unwrap().to_vec_f32().unwrap(),
+        vec![3.25, -0.125]
+    );
+    assert_eq!(meta.get("format").map(String::as_str), Some("fdm-weights"));
+    assert_eq!(meta.get("preset").map(String::as_str), Some("mini"));
+    assert_eq!(meta.get("source").map(String::as_str), Some("fdm=mini.pth"));
+    // Its config (`{"preset":"mini"}`) is not a model config: a metadata error, not a panic.
+    assert!(matches!(
+        config_from_metadata(&meta, &path),
+        Err(WeightsError::Metadata { .. })
+    ));
 }

@@ -16,13 +16,21 @@ pub enum WeightsError {
     Corrupt { path: PathBuf, detail: String },
     /// Tensors stored in a dtype the engine does not hold (it loads f32, f16, bf16, u32).
     #[error("{}: unsupported tensor dtypes (fdm loads f32, f16, bf16, u32): {}", path.display(), list_pairs(tensors))]
-    UnsupportedDType { path: PathBuf, tensors: Vec<(String, String)> },
+    UnsupportedDType {
+        path: PathBuf,
+        tensors: Vec<(String, String)>,
+    },
     /// The `__metadata__` entry is missing what was asked for, or does not parse.
     #[error("{}: metadata: {detail}", path.display())]
     Metadata { path: PathBuf, detail: String },
     /// The file's model config is not the one the caller expected.
     #[error("{}: holds weights for config `{found}`, expected `{expected}`{detail}", path.display())]
-    ConfigMismatch { path: PathBuf, found: String, expected: String, detail: String },
+    ConfigMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+        detail: String,
+    },
     /// Names, shapes or dtypes differ from the parameter spec (every problem listed).
     #[error("{0}")]
     Mismatch(SpecMismatch),
@@ -32,7 +40,10 @@ pub enum WeightsError {
 }
 
 fn list_pairs(v: &[(String, String)]) -> String {
-    v.iter().map(|(a, b)| format!("{a} ({b})")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|(a, b)| format!("{a} ({b})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every difference between a set of tensors and a `ParamSpec`.
@@ -52,7 +63,10 @@ pub struct SpecMismatch {
 
 impl SpecMismatch {
     pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.misshaped.is_empty() && self.wrong_dtype.is_empty()
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.misshaped.is_empty()
+            && self.wrong_dtype.is_empty()
     }
     pub fn problem_count(&self) -> usize {
         self.missing.len() + self.unexpected.len() + self.misshaped.len() + self.wrong_dtype.len()
@@ -104,7 +118,12 @@ pub enum ImageError {
     NoHole,
     /// Mask and image sizes differ.
     #[error("mask is {mask_w}x{mask_h} but the image is {image_w}x{image_h}")]
-    SizeMismatch { mask_w: usize, mask_h: usize, image_w: usize, image_h: usize },
+    SizeMismatch {
+        mask_w: usize,
+        mask_h: usize,
+        image_w: usize,
+        image_h: usize,
+    },
     #[error(transparent)]
     Tensor(#[from] crate::error::Error),
 }

@@ -32,12 +32,21 @@ pub struct LoadedImage {
 }
 
 fn codec_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
-    ImageError::Codec { path: path.to_path_buf(), detail: e.to_string() }
+    ImageError::Codec {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
 }
 
 fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
-    let reader = ImageReader::open(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
-    let reader = reader.with_guessed_format().map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    let reader = ImageReader::open(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = reader.with_guessed_format().map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     reader.decode().map_err(|e| codec_err(path, e))
 }
 
@@ -64,12 +73,17 @@ pub fn image_to_tensor(img: &DynamicImage) -> Result<(Tensor, Vec<String>), Imag
     if !color.has_color() {
         notes.push("grey image replicated to three channels".to_string());
     }
-    let eight_bit = matches!(color, ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8);
+    let eight_bit = matches!(
+        color,
+        ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8
+    );
     let t = if eight_bit {
         let rgb = img.to_rgb8();
         planar_from_interleaved(rgb.pixels().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]), w, h)?
     } else {
-        notes.push(format!("{color:?} image: values kept at full precision, scaled to [0, 255]"));
+        notes.push(format!(
+            "{color:?} image: values kept at full precision, scaled to [0, 255]"
+        ));
         let rgb = img.to_rgb32f();
         planar_from_interleaved(rgb.pixels().map(|p| [p[0] * 255.0, p[1] * 255.0, p[2] * 255.0]), w, h)?
     };
@@ -81,14 +95,22 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
     let path = path.as_ref();
     let img = decode(path)?;
     let (tensor, notes) = image_to_tensor(&img)?;
-    Ok(LoadedImage { width: img.width() as usize, height: img.height() as usize, tensor, notes })
+    Ok(LoadedImage {
+        width: img.width() as usize,
+        height: img.height() as usize,
+        tensor,
+        notes,
+    })
 }
 
 /// `[3, H, W]` in [0, 255] -> (W, H, interleaved RGB bytes), rounding and clamping.
 pub fn tensor_to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>), ImageError> {
     let s = t.shape();
     if s.len() != 3 || s[0] != 3 || s[1] == 0 || s[2] == 0 {
-        return Err(ImageError::Shape { op: "tensor_to_rgb8", detail: format!("expected a non-empty [3, H, W] image, got {s:?}") });
+        return Err(ImageError::Shape {
+            op: "tensor_to_rgb8",
+            detail: format!("expected a non-empty [3, H, W] image, got {s:?}"),
+        });
     }
     let (h, w) = (s[1], s[2]);
     let v = t.to_vec_f32()?;
@@ -124,7 +146,10 @@ fn save_image_as(t: &Tensor, path: &Path, format: ImageFormat) -> Result<(), Ima
     let img = ::image::RgbImage::from_raw(w, h, bytes).expect("buffer length is 3 * W * H by construction");
     match format {
         ImageFormat::Jpeg => {
-            let file = std::fs::File::create(path).map_err(|source| ImageError::Io { path: path.into(), source })?;
+            let file = std::fs::File::create(path).map_err(|source| ImageError::Io {
+                path: path.into(),
+                source,
+            })?;
             let mut enc = ::image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 95);
             enc.encode_image(&img).map_err(|e| codec_err(path, e))
         }
@@ -135,9 +160,15 @@ fn save_image_as(t: &Tensor, path: &Path, format: ImageFormat) -> Result<(), Ima
 /// Engine mask `[1, H, W]` (1 = visible) from 8-bit luma in the file convention (white = hole).
 pub fn mask_from_luma(luma: &[u8], width: usize, height: usize, invert: bool) -> Result<Tensor, ImageError> {
     if luma.len() != width * height {
-        return Err(ImageError::Shape { op: "mask_from_luma", detail: format!("{} values for {width}x{height}", luma.len()) });
+        return Err(ImageError::Shape {
+            op: "mask_from_luma",
+            detail: format!("{} values for {width}x{height}", luma.len()),
+        });
     }
-    let v = luma.iter().map(|&l| if (l >= 128) != invert { 0.0 } else { 1.0 }).collect();
+    let v = luma
+        .iter()
+        .map(|&l| if (l >= 128) != invert { 0.0 } else { 1.0 })
+        .collect();
     Ok(Tensor::from_vec(v, &[1, height, width])?)
 }
 
@@ -153,15 +184,23 @@ pub fn load_mask(path: impl AsRef<Path>, invert: bool) -> Result<Tensor, ImageEr
 pub fn save_mask_png(mask: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
     let path = path.as_ref();
     let (h, w) = mask_hw(mask, "save_mask_png")?;
-    let bytes = mask.to_vec_f32()?.iter().map(|&m| if m < 0.5 { 255u8 } else { 0 }).collect();
+    let bytes = mask
+        .to_vec_f32()?
+        .iter()
+        .map(|&m| if m < 0.5 { 255u8 } else { 0 })
+        .collect();
     let img = ::image::GrayImage::from_raw(w as u32, h as u32, bytes).expect("W * H bytes by construction");
-    img.save_with_format(path, ImageFormat::Png).map_err(|e| codec_err(path, e))
+    img.save_with_format(path, ImageFormat::Png)
+        .map_err(|e| codec_err(path, e))
 }
 
 fn mask_hw(mask: &Tensor, op: &'static str) -> Result<(usize, usize), ImageError> {
     match mask.shape() {
         [1, h, w] => Ok((*h, *w)),
-        s => Err(ImageError::Shape { op, detail: format!("expected a [1, H, W] mask, got {s:?}") }),
+        s => Err(ImageError::Shape {
+            op,
+            detail: format!("expected a [1, H, W] mask, got {s:?}"),
+        }),
     }
 }
 
@@ -186,8 +225,16 @@ pub fn check_mask_matches(image: &Tensor, mask: &Tensor) -> Result<(), ImageErro
     let (mh, mw) = mask_hw(mask, "check_mask_matches")?;
     match image.shape() {
         [3, h, w] if (*h, *w) == (mh, mw) => Ok(()),
-        [3, h, w] => Err(ImageError::SizeMismatch { mask_w: mw, mask_h: mh, image_w: *w, image_h: *h }),
-        s => Err(ImageError::Shape { op: "check_mask_matches", detail: format!("expected a [3, H, W] image, got {s:?}") }),
+        [3, h, w] => Err(ImageError::SizeMismatch {
+            mask_w: mw,
+            mask_h: mh,
+            image_w: *w,
+            image_h: *h,
+        }),
+        s => Err(ImageError::Shape {
+            op: "check_mask_matches",
+            detail: format!("expected a [3, H, W] image, got {s:?}"),
+        }),
     }
 }
 
@@ -196,13 +243,21 @@ pub fn check_mask_matches(image: &Tensor, mask: &Tensor) -> Result<(), ImageErro
 /// largest image. Returns `[3, H', W']` in [0, 255].
 pub fn contact_sheet(images: &[Tensor], columns: usize, gap: usize) -> Result<Tensor, ImageError> {
     if images.is_empty() || columns == 0 {
-        return Err(ImageError::Shape { op: "contact_sheet", detail: "need at least one image and one column".into() });
+        return Err(ImageError::Shape {
+            op: "contact_sheet",
+            detail: "need at least one image and one column".into(),
+        });
     }
     let mut cell = (0, 0);
     for (i, t) in images.iter().enumerate() {
         match t.shape() {
             [3, h, w] => cell = (cell.0.max(*h), cell.1.max(*w)),
-            s => return Err(ImageError::Shape { op: "contact_sheet", detail: format!("image {i}: expected [3, H, W], got {s:?}") }),
+            s => {
+                return Err(ImageError::Shape {
+                    op: "contact_sheet",
+                    detail: format!("image {i}: expected [3, H, W], got {s:?}"),
+                })
+            }
         }
     }
     let cols = columns.min(images.len());

@@ -22,7 +22,11 @@ pub struct MaskCanvas {
 fn dist2_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let len2 = dx * dx + dy * dy;
-    let t = if len2 == 0.0 { 0.0 } else { (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0) };
+    let t = if len2 == 0.0 {
+        0.0
+    } else {
+        (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0)
+    };
     let (qx, qy) = (a.0 + t * dx - p.0, a.1 + t * dy - p.1);
     qx * qx + qy * qy
 }
@@ -30,7 +34,11 @@ fn dist2_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
 impl MaskCanvas {
     /// An all-known (black) canvas.
     pub fn new(width: usize, height: usize) -> Self {
-        MaskCanvas { width, height, luma: vec![0; width * height] }
+        MaskCanvas {
+            width,
+            height,
+            luma: vec![0; width * height],
+        }
     }
 
     /// Mark the pixels with x0 <= x < x1, y0 <= y < y1 as hole (clipped to the canvas).
@@ -52,8 +60,14 @@ impl MaskCanvas {
         };
         for (a, b) in segs {
             // Only visit the segment's bounding box grown by the radius.
-            let xs = ((a.0.min(b.0) - r).floor().max(0.0) as usize, ((a.0.max(b.0) + r).ceil().max(0.0) as usize).min(self.width));
-            let ys = ((a.1.min(b.1) - r).floor().max(0.0) as usize, ((a.1.max(b.1) + r).ceil().max(0.0) as usize).min(self.height));
+            let xs = (
+                (a.0.min(b.0) - r).floor().max(0.0) as usize,
+                ((a.0.max(b.0) + r).ceil().max(0.0) as usize).min(self.width),
+            );
+            let ys = (
+                (a.1.min(b.1) - r).floor().max(0.0) as usize,
+                ((a.1.max(b.1) + r).ceil().max(0.0) as usize).min(self.height),
+            );
             for y in ys.0..ys.1 {
                 for x in xs.0..xs.1 {
                     if dist2_to_segment((x as f32 + 0.5, y as f32 + 0.5), a, b) <= r * r {
@@ -81,7 +95,10 @@ impl MaskCanvas {
         let img = ::image::GrayImage::from_raw(self.width as u32, self.height as u32, self.luma.clone())
             .expect("W * H bytes by construction");
         img.save_with_format(path, ::image::ImageFormat::Png)
-            .map_err(|e| ImageError::Codec { path: path.to_path_buf(), detail: e.to_string() })
+            .map_err(|e| ImageError::Codec {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -93,7 +110,16 @@ pub fn test_masks() -> Vec<(&'static str, MaskCanvas)> {
     rect.fill_rect(84, 100, 180, 164);
     let mut stroke = MaskCanvas::new(256, 256);
     // A free-form brush stroke of width 18 across the image, plus a short second stroke.
-    stroke.stroke(&[(30.0, 60.0), (90.0, 40.0), (150.0, 110.0), (200.0, 90.0), (225.0, 170.0)], 18.0);
+    stroke.stroke(
+        &[
+            (30.0, 60.0),
+            (90.0, 40.0),
+            (150.0, 110.0),
+            (200.0, 90.0),
+            (225.0, 170.0),
+        ],
+        18.0,
+    );
     stroke.stroke(&[(60.0, 200.0), (120.0, 225.0)], 12.0);
     vec![("rect.png", rect), ("stroke.png", stroke)]
 }

@@ -31,7 +31,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 // The raw data is written and read as native-endian slices; safetensors is little-endian.
-const _: () = assert!(cfg!(target_endian = "little"), "fdm weights IO assumes a little-endian host");
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "fdm weights IO assumes a little-endian host"
+);
 
 /// `__metadata__` key naming the file format, and its value.
 pub const META_FORMAT: &str = "format";
@@ -45,7 +48,10 @@ pub const META_CONFIG: &str = "config";
 pub type FileMetadata = BTreeMap<String, String>;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WeightsError + '_ {
-    move |source| WeightsError::Io { path: path.to_path_buf(), source }
+    move |source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn to_st_dtype(d: DType) -> StDtype {
@@ -79,9 +85,14 @@ pub fn model_metadata(cfg: &ModelConfig) -> FileMetadata {
 /// The model config a file's metadata describes: the `config` JSON when present, else the
 /// preset named by `preset`; `None` when the metadata has neither.
 pub fn config_from_metadata(meta: &FileMetadata, path: &Path) -> Result<Option<ModelConfig>, WeightsError> {
-    let bad = |detail: String| WeightsError::Metadata { path: path.to_path_buf(), detail };
+    let bad = |detail: String| WeightsError::Metadata {
+        path: path.to_path_buf(),
+        detail,
+    };
     if let Some(json) = meta.get(META_CONFIG) {
-        return ModelConfig::from_json(json).map(Some).map_err(|e| bad(format!("`{META_CONFIG}` entry: {e}")));
+        return ModelConfig::from_json(json)
+            .map(Some)
+            .map_err(|e| bad(format!("`{META_CONFIG}` entry: {e}")));
     }
     match meta.get(META_PRESET) {
         Some(name) => ModelConfig::by_name(name).map(Some).map_err(|e| bad(e.to_string())),
@@ -94,7 +105,10 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, WeightsError> {
     let file = std::fs::File::open(path).map_err(io_err(path))?;
     let len = file.metadata().map_err(io_err(path))?.len();
     if len < 8 {
-        return Err(WeightsError::Corrupt { path: path.into(), detail: format!("file is {len} bytes, shorter than the 8-byte header length") });
+        return Err(WeightsError::Corrupt {
+            path: path.into(),
+            detail: format!("file is {len} bytes, shorter than the 8-byte header length"),
+        });
     }
     // SAFETY: the map is read-only and dropped before this module returns; the data is copied
     // into owned tensors. Concurrent truncation of the file by another process is the one
@@ -129,7 +143,11 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<Parsed<'a>, WeightsError> {
         })
         .collect();
     let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
-    Ok(Parsed { metadata, infos, data: &bytes[8 + n..] })
+    Ok(Parsed {
+        metadata,
+        infos,
+        data: &bytes[8 + n..],
+    })
 }
 
 /// Copy one tensor's bytes into an owned CPU tensor (the data may be unaligned in the map).
@@ -152,7 +170,10 @@ fn read_tensors(path: &Path, p: &Parsed, keep: impl Fn(&str) -> bool) -> Result<
         .map(|(n, i)| (n.clone(), format!("{:?}", i.dtype)))
         .collect();
     if !unsupported.is_empty() {
-        return Err(WeightsError::UnsupportedDType { path: path.into(), tensors: unsupported });
+        return Err(WeightsError::UnsupportedDType {
+            path: path.into(),
+            tensors: unsupported,
+        });
     }
     let mut store = WeightStore::new();
     for (name, info) in p.infos.iter().filter(|(n, _)| keep(n)) {
@@ -191,7 +212,10 @@ pub fn load_strict(path: impl AsRef<Path>, spec: &ParamSpec) -> Result<(WeightSt
 
 /// Compare the header (names, shapes, dtypes) with the spec before copying any data.
 fn check_header(path: &Path, p: &Parsed, spec: &ParamSpec) -> Result<(), WeightsError> {
-    let mut m = super::error::SpecMismatch { context: path.display().to_string(), ..Default::default() };
+    let mut m = super::error::SpecMismatch {
+        context: path.display().to_string(),
+        ..Default::default()
+    };
     let by_name: HashMap<&str, &TensorInfo> = p.infos.iter().map(|(n, i)| (n.as_str(), i)).collect();
     for e in &spec.entries {
         match by_name.get(e.name.as_str()) {
@@ -218,7 +242,10 @@ fn check_header(path: &Path, p: &Parsed, spec: &ParamSpec) -> Result<(), Weights
 
 /// Load a model's weights: the config comes from the file's metadata (or `expected` when the
 /// file has none); when both exist they must be equal. Strict against that config's spec.
-pub fn load_model(path: impl AsRef<Path>, expected: Option<&ModelConfig>) -> Result<(WeightStore, ModelConfig), WeightsError> {
+pub fn load_model(
+    path: impl AsRef<Path>,
+    expected: Option<&ModelConfig>,
+) -> Result<(WeightStore, ModelConfig), WeightsError> {
     let path = path.as_ref();
     let meta = read_metadata(path)?;
     let cfg = match (config_from_metadata(&meta, path)?, expected) {
@@ -227,7 +254,11 @@ pub fn load_model(path: impl AsRef<Path>, expected: Option<&ModelConfig>) -> Res
                 path: path.into(),
                 found: found.preset.clone(),
                 expected: want.preset.clone(),
-                detail: if found.preset == want.preset { " (same name, different shapes)".into() } else { String::new() },
+                detail: if found.preset == want.preset {
+                    " (same name, different shapes)".into()
+                } else {
+                    String::new()
+                },
             })
         }
         (Some(found), _) => found,
@@ -264,20 +295,38 @@ fn tensor_bytes(t: &Tensor) -> Result<Cow<'_, [u8]>, WeightsError> {
 }
 
 /// Header bytes (JSON padded with spaces to a multiple of 8) for tensors in `order`.
-fn header_bytes(path: &Path, store: &WeightStore, order: &[usize], metadata: &FileMetadata) -> Result<Vec<u8>, WeightsError> {
+fn header_bytes(
+    path: &Path,
+    store: &WeightStore,
+    order: &[usize],
+    metadata: &FileMetadata,
+) -> Result<Vec<u8>, WeightsError> {
     let entries: Vec<(&str, &Tensor)> = store.iter().collect();
     let mut offset = 0;
     let mut infos = Vec::with_capacity(order.len());
     for &i in order {
         let (name, t) = entries[i];
         let n = t.numel() * t.dtype().size_in_bytes();
-        infos.push((name.to_string(), TensorInfo { dtype: to_st_dtype(t.dtype()), shape: t.shape().to_vec(), data_offsets: (offset, offset + n) }));
+        infos.push((
+            name.to_string(),
+            TensorInfo {
+                dtype: to_st_dtype(t.dtype()),
+                shape: t.shape().to_vec(),
+                data_offsets: (offset, offset + n),
+            },
+        ));
         offset += n;
     }
     let meta_map: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let header = Metadata::new(Some(meta_map), infos).map_err(|e| WeightsError::Corrupt { path: path.into(), detail: e.to_string() })?;
+    let header = Metadata::new(Some(meta_map), infos).map_err(|e| WeightsError::Corrupt {
+        path: path.into(),
+        detail: e.to_string(),
+    })?;
     let mut bytes = serde_json::to_string(&header)
-        .map_err(|e| WeightsError::Metadata { path: path.into(), detail: e.to_string() })?
+        .map_err(|e| WeightsError::Metadata {
+            path: path.into(),
+            detail: e.to_string(),
+        })?
         .into_bytes();
     bytes.resize(bytes.len().next_multiple_of(8), b' ');
     Ok(bytes)
@@ -305,7 +354,8 @@ pub fn save(path: impl AsRef<Path>, store: &WeightStore, metadata: &FileMetadata
     let write = || -> Result<(), WeightsError> {
         let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
-        w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
+        w.write_all(&(header.len() as u64).to_le_bytes())
+            .map_err(io_err(&tmp))?;
         w.write_all(&header).map_err(io_err(&tmp))?;
         for &i in &order {
             w.write_all(&tensor_bytes(entries[i])?).map_err(io_err(&tmp))?;
@@ -329,10 +379,17 @@ pub fn save(path: impl AsRef<Path>, store: &WeightStore, metadata: &FileMetadata
 
 /// Save a model's weights with its config in the metadata, after checking the store against the
 /// config's spec (an incomplete model is never written). `extra` adds metadata entries.
-pub fn save_model(path: impl AsRef<Path>, store: &WeightStore, cfg: &ModelConfig, extra: &FileMetadata) -> Result<(), WeightsError> {
+pub fn save_model(
+    path: impl AsRef<Path>,
+    store: &WeightStore,
+    cfg: &ModelConfig,
+    extra: &FileMetadata,
+) -> Result<(), WeightsError> {
     let path = path.as_ref();
     let spec = ParamSpec::inference(cfg);
-    store.check_against(&spec, "weights to save").map_err(WeightsError::Mismatch)?;
+    store
+        .check_against(&spec, "weights to save")
+        .map_err(WeightsError::Mismatch)?;
     let mut meta = model_metadata(cfg);
     meta.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     save(path, &store.reordered_like(&spec), &meta)

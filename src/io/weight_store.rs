@@ -73,11 +73,15 @@ impl WeightStore {
     pub fn numel(&self) -> usize {
         self.tensors.iter().map(Tensor::numel).sum()
     }
-    /// Every tensor converted to `dtype` (floats between f32/f16/bf16; same order).
+    /// Every float tensor converted to the float dtype `dtype` (f32/f16/bf16), same order;
+    /// u32 (index) tensors are kept as they are.
     pub fn to_dtype(&self, dtype: DType) -> Result<WeightStore> {
+        if !dtype.is_float() {
+            return Err(crate::error::Error::DType { op: "WeightStore::to_dtype", dtype });
+        }
         let mut out = WeightStore::new();
         for (n, t) in self.iter() {
-            out.insert(n, t.to_dtype(dtype)?);
+            out.insert(n, if t.dtype().is_float() { t.to_dtype(dtype)? } else { t.clone() });
         }
         Ok(out)
     }
@@ -85,7 +89,10 @@ impl WeightStore {
     /// Every difference from `spec` (empty when the store holds exactly the spec's tensors with
     /// its shapes, in float dtypes). `context` names the source in the report.
     pub fn mismatch_with(&self, spec: &ParamSpec, context: &str) -> SpecMismatch {
-        let mut m = SpecMismatch { context: context.to_string(), ..Default::default() };
+        let mut m = SpecMismatch {
+            context: context.to_string(),
+            ..Default::default()
+        };
         for e in &spec.entries {
             match self.get(&e.name) {
                 None => m.missing.push((e.name.clone(), e.shape.clone())),

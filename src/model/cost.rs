@@ -29,7 +29,11 @@ impl CostReport {
     }
     /// MACs of the layers whose name starts with `prefix`.
     pub fn with_prefix(&self, prefix: &str) -> u64 {
-        self.entries.iter().filter(|e| e.name.starts_with(prefix)).map(|e| e.macs).sum()
+        self.entries
+            .iter()
+            .filter(|e| e.name.starts_with(prefix))
+            .map(|e| e.macs)
+            .sum()
     }
 }
 
@@ -41,7 +45,10 @@ struct Counter<'a> {
 
 impl<'a> Counter<'a> {
     fn new(spec: &'a ParamSpec) -> Self {
-        Counter { spec, report: CostReport::default() }
+        Counter {
+            spec,
+            report: CostReport::default(),
+        }
     }
     /// A layer whose weight `{layer}.weight` (or `.weight_orig`) is applied at `positions` places.
     fn layer(&mut self, layer: &str, positions: usize) {
@@ -50,10 +57,16 @@ impl<'a> Counter<'a> {
             .get(&format!("{layer}.weight"))
             .or_else(|| self.spec.get(&format!("{layer}.weight_orig")))
             .unwrap_or_else(|| panic!("cost: no weight for layer {layer} in the spec of this config"));
-        self.report.entries.push(CostEntry { name: layer.to_string(), macs: (w.numel() * positions) as u64 });
+        self.report.entries.push(CostEntry {
+            name: layer.to_string(),
+            macs: (w.numel() * positions) as u64,
+        });
     }
     fn raw(&mut self, name: String, macs: usize) {
-        self.report.entries.push(CostEntry { name, macs: macs as u64 });
+        self.report.entries.push(CostEntry {
+            name,
+            macs: macs as u64,
+        });
     }
 }
 
@@ -164,7 +177,10 @@ pub fn discriminator_macs(cfg: &ModelConfig) -> CostReport {
 
 /// Side of the discriminator's output map (30 at 256x256).
 pub fn discriminator_output_side(cfg: &ModelConfig) -> usize {
-    cfg.discriminator.convs().iter().fold(cfg.image_size, |s, &(_, _, stride)| (s + 2 - 4) / stride + 1)
+    cfg.discriminator
+        .convs()
+        .iter()
+        .fold(cfg.image_size, |s, &(_, _, stride)| (s + 2 - 4) / stride + 1)
 }
 
 /// One inpainting of one image with `passes` transformer passes: encoder, quant_conv, one
@@ -187,25 +203,41 @@ pub fn summary_markdown(cfgs: &[ModelConfig], passes: u64) -> String {
         rows.push((label.to_string(), (0..cfgs.len()).map(f).collect()));
     };
     use super::param_spec::{Module, Role};
-    row("encoder params", &|i| thousands(specs[i].learnable(Module::Encoder) as u64));
+    row("encoder params", &|i| {
+        thousands(specs[i].learnable(Module::Encoder) as u64)
+    });
     row("quant_conv + post_quant_conv params", &|i| {
         thousands((specs[i].learnable(Module::QuantConv) + specs[i].learnable(Module::PostQuantConv)) as u64)
     });
-    row("decoder params", &|i| thousands(specs[i].learnable(Module::Decoder) as u64));
-    row("codebook values (n_e x e_dim)", &|i| thousands(specs[i].numel_of_role(Role::Codebook) as u64));
+    row("decoder params", &|i| {
+        thousands(specs[i].learnable(Module::Decoder) as u64)
+    });
+    row("codebook values (n_e x e_dim)", &|i| {
+        thousands(specs[i].numel_of_role(Role::Codebook) as u64)
+    });
     row("FDM params", &|i| thousands(specs[i].learnable(Module::Fdm) as u64));
-    row("transformer params", &|i| thousands(specs[i].learnable(Module::Transformer) as u64));
-    row("**total (learnable + codebook)**", &|i| format!("**{}**", thousands(specs[i].model_total() as u64)));
-    row("discriminator params (training)", &|i| thousands(discs[i].numel_of_role(Role::Learnable) as u64));
+    row("transformer params", &|i| {
+        thousands(specs[i].learnable(Module::Transformer) as u64)
+    });
+    row("**total (learnable + codebook)**", &|i| {
+        format!("**{}**", thousands(specs[i].model_total() as u64))
+    });
+    row("discriminator params (training)", &|i| {
+        thousands(discs[i].numel_of_role(Role::Learnable) as u64)
+    });
     row("encoder MACs", &|i| thousands(encoder_macs(&cfgs[i]).total()));
     row("decoder MACs", &|i| thousands(decoder_macs(&cfgs[i]).total()));
     row("FDM MACs", &|i| thousands(fdm_macs(&cfgs[i]).total()));
-    row("transformer MACs per pass", &|i| thousands(transformer_pass_macs(&cfgs[i]).total()));
+    row("transformer MACs per pass", &|i| {
+        thousands(transformer_pass_macs(&cfgs[i]).total())
+    });
     row("softmax exps per pass", &|i| thousands(softmax_exps_per_pass(&cfgs[i])));
     row(&format!("**one inpainting, {passes} passes (MACs)**"), &|i| {
         format!("**{}**", thousands(inpainting_macs(&cfgs[i], passes)))
     });
-    row("discriminator MACs (training)", &|i| thousands(discriminator_macs(&cfgs[i]).total()));
+    row("discriminator MACs (training)", &|i| {
+        thousands(discriminator_macs(&cfgs[i]).total())
+    });
     let mut s = String::from("| quantity |");
     cfgs.iter().for_each(|c| s.push_str(&format!(" {} |", c.preset)));
     s.push_str("\n|---|");
@@ -224,7 +256,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

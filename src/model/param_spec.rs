@@ -34,7 +34,10 @@ pub enum Module {
 impl Module {
     /// True for the codec's submodules (state-dict prefix `content_codec.`).
     pub fn is_codec(self) -> bool {
-        matches!(self, Module::Encoder | Module::QuantConv | Module::Quantizer | Module::PostQuantConv | Module::Decoder)
+        matches!(
+            self,
+            Module::Encoder | Module::QuantConv | Module::Quantizer | Module::PostQuantConv | Module::Decoder
+        )
     }
 }
 
@@ -83,7 +86,12 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn push(&mut self, name: &str, shape: &[usize], role: Role) {
-        self.out.push(TensorSpec { name: format!("{}{name}", self.prefix), shape: shape.to_vec(), module: self.module, role });
+        self.out.push(TensorSpec {
+            name: format!("{}{name}", self.prefix),
+            shape: shape.to_vec(),
+            module: self.module,
+            role,
+        });
     }
     /// Linear `[out, in]` + bias `[out]`.
     fn linear(&mut self, name: &str, fan_in: usize, out: usize) {
@@ -112,7 +120,11 @@ impl Builder<'_> {
 }
 
 fn builder<'a>(out: &'a mut Vec<TensorSpec>, module: Module, prefix: &str) -> Builder<'a> {
-    Builder { out, module, prefix: prefix.to_string() }
+    Builder {
+        out,
+        module,
+        prefix: prefix.to_string(),
+    }
 }
 
 fn push_encoder(out: &mut Vec<TensorSpec>, cfg: &ModelConfig) {
@@ -190,7 +202,12 @@ impl ParamSpec {
     /// must hold, training-only `loss.*` keys excluded), in table order.
     pub fn inference(cfg: &ModelConfig) -> ParamSpec {
         let mut e = Vec::new();
-        e.push(TensorSpec { name: "temp".into(), shape: vec![1], module: Module::Temp, role: Role::Dummy });
+        e.push(TensorSpec {
+            name: "temp".into(),
+            shape: vec![1],
+            module: Module::Temp,
+            role: Role::Dummy,
+        });
         push_encoder(&mut e, cfg);
         let c = &cfg.codec;
         builder(&mut e, Module::QuantConv, "content_codec.").conv("quant_conv", c.e_dim, c.e_dim, 1);

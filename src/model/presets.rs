@@ -144,7 +144,13 @@ impl DiscriminatorConfig {
     /// (in, out, stride) of conv1..conv5.
     pub fn convs(&self) -> [(usize, usize, usize); 5] {
         let b = self.base_width;
-        [(self.in_ch, b, 2), (b, 2 * b, 2), (2 * b, 4 * b, 2), (4 * b, 8 * b, 1), (8 * b, 1, 1)]
+        [
+            (self.in_ch, b, 2),
+            (b, 2 * b, 2),
+            (2 * b, 4 * b, 2),
+            (4 * b, 8 * b, 1),
+            (8 * b, 1, 1),
+        ]
     }
 }
 
@@ -177,8 +183,15 @@ impl ModelConfig {
                 seq_len: 1024,
                 embed_dim: 256,
             },
-            fdm: FdmConfig { width: 256, res_blocks: 8, res_hidden: 128 },
-            discriminator: DiscriminatorConfig { in_ch: 3, base_width: 64 },
+            fdm: FdmConfig {
+                width: 256,
+                res_blocks: 8,
+                res_hidden: 128,
+            },
+            discriminator: DiscriminatorConfig {
+                in_ch: 3,
+                base_width: 64,
+            },
         }
     }
 
@@ -210,8 +223,15 @@ impl ModelConfig {
                 seq_len: 1024,
                 embed_dim: 64,
             },
-            fdm: FdmConfig { width: 64, res_blocks: 2, res_hidden: 32 },
-            discriminator: DiscriminatorConfig { in_ch: 3, base_width: 32 },
+            fdm: FdmConfig {
+                width: 64,
+                res_blocks: 2,
+                res_hidden: 32,
+            },
+            discriminator: DiscriminatorConfig {
+                in_ch: 3,
+                base_width: 32,
+            },
         }
     }
 
@@ -220,7 +240,10 @@ impl ModelConfig {
         match name {
             "paper" => Ok(Self::paper()),
             "tiny" => Ok(Self::tiny()),
-            _ => Err(Error::msg(format!("unknown preset `{name}` (known: {})", PRESET_NAMES.join(", ")))),
+            _ => Err(Error::msg(format!(
+                "unknown preset `{name}` (known: {})",
+                PRESET_NAMES.join(", ")
+            ))),
         }
     }
 
@@ -258,30 +281,62 @@ impl ModelConfig {
         for (name, v) in positive {
             need(v > 0, format!("{name} must be positive"));
         }
-        need(c.patch > 0 && self.image_size % c.patch == 0, format!("image_size {} is not a multiple of patch {}", self.image_size, c.patch));
+        need(
+            c.patch > 0 && self.image_size.is_multiple_of(c.patch),
+            format!("image_size {} is not a multiple of patch {}", self.image_size, c.patch),
+        );
         match c.up_steps() {
             Some(n) => need(
                 c.up_channels.len() == n && c.up_channels.iter().all(|&x| x > 0),
-                format!("codec.up_channels {:?}: need log2(patch) = {n} positive entries", c.up_channels),
+                format!(
+                    "codec.up_channels {:?}: need log2(patch) = {n} positive entries",
+                    c.up_channels
+                ),
             ),
             None => need(false, format!("codec.patch {} must be a power of two >= 2", c.patch)),
         }
         need(
             c.masked_embed_start > 0 && c.masked_embed_start < c.n_e,
-            format!("codec.masked_embed_start {} must split n_e {} into two non-empty halves", c.masked_embed_start, c.n_e),
+            format!(
+                "codec.masked_embed_start {} must split n_e {} into two non-empty halves",
+                c.masked_embed_start, c.n_e
+            ),
         );
-        need(t.n_head > 0 && t.n_embd % t.n_head == 0, format!("transformer.n_embd {} not divisible by n_head {}", t.n_embd, t.n_head));
-        need(t.seq_len == self.grid() * self.grid(), format!("transformer.seq_len {} != grid^2 = {}", t.seq_len, self.grid() * self.grid()));
-        need(t.embed_dim == c.e_dim, format!("transformer.embed_dim {} != codec.e_dim {}", t.embed_dim, c.e_dim));
+        need(
+            t.n_head > 0 && t.n_embd % t.n_head == 0,
+            format!("transformer.n_embd {} not divisible by n_head {}", t.n_embd, t.n_head),
+        );
+        need(
+            t.seq_len == self.grid() * self.grid(),
+            format!(
+                "transformer.seq_len {} != grid^2 = {}",
+                t.seq_len,
+                self.grid() * self.grid()
+            ),
+        );
+        need(
+            t.embed_dim == c.e_dim,
+            format!("transformer.embed_dim {} != codec.e_dim {}", t.embed_dim, c.e_dim),
+        );
         need(
             t.vocab == c.masked_embed_start,
-            format!("transformer.vocab {} != codec.masked_embed_start {} (the unmasked half)", t.vocab, c.masked_embed_start),
+            format!(
+                "transformer.vocab {} != codec.masked_embed_start {} (the unmasked half)",
+                t.vocab, c.masked_embed_start
+            ),
         );
-        need(self.discriminator.in_ch == c.in_ch, "discriminator.in_ch != codec.in_ch".into());
+        need(
+            self.discriminator.in_ch == c.in_ch,
+            "discriminator.in_ch != codec.in_ch".into(),
+        );
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(Error::msg(format!("invalid model config `{}`: {}", self.preset, bad.join("; "))))
+            Err(Error::msg(format!(
+                "invalid model config `{}`: {}",
+                self.preset,
+                bad.join("; ")
+            )))
         }
     }
 
