@@ -1,3 +1,4 @@
 //! The user-level algorithms on the models: the token sampler and inpainting.
 pub mod inpaint;
+pub mod photo;
 pub mod sampler;

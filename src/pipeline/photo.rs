@@ -1,0 +1,72 @@
+//! Inpainting a photo of any size: the model works at S x S (256), so the image is resized for
+//! the model (bilinear), the mask conservatively (a model pixel is a hole when any photo pixel
+//! it covers is a hole, so thin holes are never lost), and each sample is resized back and
+//! composited at full resolution: known pixels are exactly the input's.
+
+use super::inpaint::{composite, inpaint, InpaintOptions, Inpainted};
+use crate::error::{Error, Result};
+use crate::model::inpainting::InpaintingModel;
+use crate::ops;
+use crate::tensor::Tensor;
+
+pub struct PhotoResult {
+    /// Per sample, 3 x H x W in [0, 255] at the photo's size.
+    pub images: Vec<Tensor>,
+    pub tokens: Vec<Vec<u32>>,
+    pub passes: usize,
+    pub masked_patches: usize,
+}
+
+/// `image` [3, H, W] in [0, 255], `mask` [1, H, W] with 1 = visible.
+pub fn inpaint_photo(
+    model: &InpaintingModel,
+    image: &Tensor,
+    mask: &Tensor,
+    opts: &InpaintOptions,
+    tokens: Option<&[Vec<u32>]>,
+    on_pass: &mut dyn FnMut(usize, usize),
+) -> Result<PhotoResult> {
+    let [3, h, w] = image.shape()[..] else {
+        return Err(Error::shape("inpaint", format!("image must be [3, H, W], got {:?}", image.shape())));
+    };
+    if mask.shape() != [1, h, w] {
+        return Err(Error::shape("inpaint", format!("mask {:?} does not match image {:?}", mask.shape(), image.shape())));
+    }
+    let s = model.cfg.image_size;
+    if (h, w) == (s, s) {
+        let out: Inpainted = inpaint(model, image, mask, opts, tokens, on_pass)?;
+        return Ok(PhotoResult { images: out.images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches });
+    }
+    let small = ops::resize::resize_bilinear(&image.reshape(&[1, 3, h, w])?, (s, s))?.reshape(&[3, s, s])?;
+    let small = ops::unary::clamp(&small, 0.0, 255.0)?;
+    let small_mask = conservative_mask(mask, s)?;
+    let out = inpaint(model, &small, &small_mask, opts, tokens, on_pass)?;
+    let images = out
+        .images
+        .iter()
+        .map(|t| {
+            let up = ops::resize::resize_bilinear(&t.reshape(&[1, 3, s, s])?, (h, w))?.reshape(&[3, h, w])?;
+            composite(&ops::unary::clamp(&up, 0.0, 255.0)?, image, mask)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PhotoResult { images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches })
+}
+
+/// Resize a binary mask [1, H, W] to [1, s, s]: hole wherever any covered source pixel is a hole.
+pub fn conservative_mask(mask: &Tensor, s: usize) -> Result<Tensor> {
+    let (h, w) = (mask.shape()[1], mask.shape()[2]);
+    let src = mask.to_vec_f32()?;
+    let span = |i: usize, n: usize| (i * n / s, ((i + 1) * n).div_ceil(s).max(i * n / s + 1).min(n));
+    let mut out = vec![1.0f32; s * s];
+    for y in 0..s {
+        let (y0, y1) = span(y, h);
+        for x in 0..s {
+            let (x0, x1) = span(x, w);
+            let hole = (y0..y1).any(|sy| src[sy * w + x0..sy * w + x1].iter().any(|&v| v < 0.5));
+            if hole {
+                out[y * s + x] = 0.0;
+            }
+        }
+    }
+    Tensor::from_vec(out, &[1, s, s])
+}
