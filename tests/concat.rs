@@ -18,9 +18,15 @@ fn concat_literal_cpu() -> Result<()> {
     let c = t(&[7., 8., 9., 10., 11., 12.], &[2, 3]);
     let along1 = concat(&[&a, &b, &c], 1)?;
     assert_eq!(along1.shape(), &[2, 6]);
-    assert_eq!(vals(&along1), [1., 2., 5., 7., 8., 9., 3., 4., 6., 10., 11., 12.]);
+    assert_eq!(
+        vals(&along1),
+        [1., 2., 5., 7., 8., 9., 3., 4., 6., 10., 11., 12.]
+    );
     let along0 = concat(&[&a, &t(&[9., 9.], &[1, 2])], 0)?;
-    assert_eq!((along0.shape(), vals(&along0)), (&[3usize, 2][..], vec![1., 2., 3., 4., 9., 9.]));
+    assert_eq!(
+        (along0.shape(), vals(&along0)),
+        (&[3usize, 2][..], vec![1., 2., 3., 4., 9., 9.])
+    );
     // A strided (transposed) input is read in its logical order.
     let at = a.transpose(0, 1)?;
     assert_eq!(vals(&concat(&[&at, &b], 1)?), [1., 3., 5., 2., 4., 6.]);
@@ -47,14 +53,25 @@ fn concat_copy_fast_matches_ref_cpu() {
 
 #[test]
 fn concat_and_narrow_gradients_match_finite_diff_cpu() {
-    let s = [(random_vec(1, 6, -1.0, 1.0), vec![2, 1, 3]), (random_vec(2, 12, -1.0, 1.0), vec![2, 2, 3])];
+    let s = [
+        (random_vec(1, 6, -1.0, 1.0), vec![2, 1, 3]),
+        (random_vec(2, 12, -1.0, 1.0), vec![2, 2, 3]),
+    ];
     check_grads(
         "concat dim 1",
         &s,
         |tape: &Tape, v: &[Var]| ag::concat(tape, &[&v[0], &v[1]], 1),
         |xs| {
             // [2,1,3] ++ [2,2,3] along dim 1, by hand.
-            (0..2).flat_map(|b| xs[0][b * 3..b * 3 + 3].iter().chain(&xs[1][b * 6..b * 6 + 6]).copied().collect::<Vec<_>>()).collect()
+            (0..2)
+                .flat_map(|b| {
+                    xs[0][b * 3..b * 3 + 3]
+                        .iter()
+                        .chain(&xs[1][b * 6..b * 6 + 6])
+                        .copied()
+                        .collect::<Vec<_>>()
+                })
+                .collect()
         },
     );
     check_grads(
@@ -73,7 +90,10 @@ fn concat_view_op_gradients_cpu() -> Result<()> {
     let w = rand(2, &[4, 2, 3], -1.0, 1.0);
     let p = ag::permute(&tape, &x, &[2, 0, 1])?;
     let g = tape.backward_with(&p, w.clone())?;
-    assert_eq!(vals(g.expect(&x, "x")?), vals(&w.permute(&[1, 2, 0])?.contiguous()?));
+    assert_eq!(
+        vals(g.expect(&x, "x")?),
+        vals(&w.permute(&[1, 2, 0])?.contiguous()?)
+    );
 
     let r = ag::reshape(&tape, &x, &[6, 4])?;
     let w2 = rand(3, &[6, 4], -1.0, 1.0);
@@ -83,7 +103,10 @@ fn concat_view_op_gradients_cpu() -> Result<()> {
     let tr = ag::transpose(&tape, &x, 0, 2)?;
     let w3 = rand(4, &[4, 3, 2], -1.0, 1.0);
     let g = tape.backward_with(&tr, w3.clone())?;
-    assert_eq!(vals(g.expect(&x, "x")?), vals(&w3.transpose(0, 2)?.contiguous()?));
+    assert_eq!(
+        vals(g.expect(&x, "x")?),
+        vals(&w3.transpose(0, 2)?.contiguous()?)
+    );
 
     // broadcast_as [3, 1] -> [2, 3, 4]: gradient summed over dims 0 and 2.
     let b = tape.var(t(&[1., 2., 3.], &[3, 1]));
@@ -99,12 +122,18 @@ fn concat_rejects_bad_inputs_cpu() -> Result<()> {
     let a = rand(1, &[2, 3], 0.0, 1.0);
     let b = rand(2, &[3, 3], 0.0, 1.0);
     let err = concat(&[&a, &b], 1).unwrap_err().to_string();
-    assert!(err.contains("input 1") && err.contains("[3, 3]") && err.contains("dim 1"), "{err}");
+    assert!(
+        err.contains("input 1") && err.contains("[3, 3]") && err.contains("dim 1"),
+        "{err}"
+    );
     assert!(concat(&[&a, &b], 0).is_ok());
     let err = concat(&[&a], 2).unwrap_err().to_string();
     assert!(err.contains("dim 2 out of range"), "{err}");
     let none: [&Tensor; 0] = [];
-    assert!(concat(&none, 0).unwrap_err().to_string().contains("no tensors"));
+    assert!(concat(&none, 0)
+        .unwrap_err()
+        .to_string()
+        .contains("no tensors"));
     let err = narrow_backward(&a, &[2, 4], 1, 2).unwrap_err().to_string();
     assert!(err.contains("does not fit"), "{err}");
     Ok(())

@@ -5,7 +5,9 @@ mod elementwise_common;
 use elementwise_common::*;
 
 use fdm::autograd::{embedding as ag, Tape};
-use fdm::cpu::ops::embedding::{embedding_bwd_fast, embedding_bwd_ref, embedding_fwd_fast, embedding_fwd_ref};
+use fdm::cpu::ops::embedding::{
+    embedding_bwd_fast, embedding_bwd_ref, embedding_fwd_fast, embedding_fwd_ref,
+};
 use fdm::ops::embedding::{embedding, embedding_backward};
 use fdm::params::embedding::EmbeddingParams;
 use fdm::rng::Rng;
@@ -14,15 +16,27 @@ use fdm::{Result, Tensor};
 
 #[test]
 fn embedding_literal_cpu() -> Result<()> {
-    let table = t(&[0., 1., 2., 10., 11., 12., 20., 21., 22., 30., 31., 32.], &[4, 3]);
+    let table = t(
+        &[0., 1., 2., 10., 11., 12., 20., 21., 22., 30., 31., 32.],
+        &[4, 3],
+    );
     let idx = Tensor::from_u32(vec![1, 3, 1, 0], &[2, 2])?;
     let out = embedding(&table, &idx)?;
     assert_eq!(out.shape(), &[2, 2, 3]);
-    assert_eq!(vals(&out), [10., 11., 12., 30., 31., 32., 10., 11., 12., 0., 1., 2.]);
+    assert_eq!(
+        vals(&out),
+        [10., 11., 12., 30., 31., 32., 10., 11., 12., 0., 1., 2.]
+    );
     // Backward: row 1 is read twice, its gradients add; row 2 is never read.
-    let g = t(&[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.], &[2, 2, 3]);
+    let g = t(
+        &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+        &[2, 2, 3],
+    );
     let dt = embedding_backward(&idx, &g, 4)?;
-    assert_eq!(vals(&dt), [10., 11., 12., 8., 10., 12., 0., 0., 0., 4., 5., 6.]);
+    assert_eq!(
+        vals(&dt),
+        [10., 11., 12., 8., 10., 12., 0., 0., 0., 4., 5., 6.]
+    );
     Ok(())
 }
 
@@ -55,20 +69,37 @@ fn embedding_backward_matches_finite_diff_cpu() {
         "embedding",
         &[(random_vec(4, vocab * d, -1.0, 1.0), vec![vocab, d])],
         move |tape: &Tape, v| ag::embedding(tape, &v[0], &idx_t),
-        move |xs| idx.iter().flat_map(|&i| xs[0][i as usize * d..][..d].to_vec()).collect(),
+        move |xs| {
+            idx.iter()
+                .flat_map(|&i| xs[0][i as usize * d..][..d].to_vec())
+                .collect()
+        },
     );
 }
 
 #[test]
 fn embedding_rejects_bad_inputs_cpu() -> Result<()> {
     let table = rand(1, &[4, 3], 0.0, 1.0);
-    let err = embedding(&table, &Tensor::from_u32(vec![0, 7, 1], &[3])?).unwrap_err().to_string();
-    assert!(err.contains("index 7") && err.contains("position 1") && err.contains("4 rows"), "{err}");
+    let err = embedding(&table, &Tensor::from_u32(vec![0, 7, 1], &[3])?)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("index 7") && err.contains("position 1") && err.contains("4 rows"),
+        "{err}"
+    );
     let err = embedding(&table, &t(&[0.0], &[1])).unwrap_err().to_string();
     assert!(err.contains("F32") && err.contains("embedding"), "{err}");
-    let err = embedding(&rand(1, &[12], 0.0, 1.0), &Tensor::from_u32(vec![0], &[1])?).unwrap_err().to_string();
+    let err = embedding(&rand(1, &[12], 0.0, 1.0), &Tensor::from_u32(vec![0], &[1])?)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[vocab, dim]"), "{err}");
-    let err = embedding_backward(&Tensor::from_u32(vec![0, 9], &[2])?, &rand(2, &[2, 3], 0.0, 1.0), 4).unwrap_err().to_string();
+    let err = embedding_backward(
+        &Tensor::from_u32(vec![0, 9], &[2])?,
+        &rand(2, &[2, 3], 0.0, 1.0),
+        4,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("index 9"), "{err}");
     Ok(())
 }

@@ -6,14 +6,18 @@ use elementwise_common::*;
 
 use fdm::autograd::{reduce as ag, Tape};
 use fdm::cpu::ops::reduce::{argreduce_fast, argreduce_ref, reduce_fast, reduce_ref};
-use fdm::ops::reduce::{argmax, argmin, max, max_all, mean, mean_all, min, sum, sum_all, sum_to_shape};
+use fdm::ops::reduce::{
+    argmax, argmin, max, max_all, mean, mean_all, min, sum, sum_all, sum_to_shape,
+};
 use fdm::params::reduce::{ArgReduceOp, ArgReduceParams, ReduceOp, ReduceParams};
 use fdm::testing::{assert_close, random_vec, TOL_CPU_F32};
 use fdm::{Result, Tensor};
 
 /// x = (np.arange(24, dtype=np.float32).reshape(2,3,4) * 0.5 - 3.0) ** 2 - 4.0
 fn literal_x() -> Tensor {
-    let v: Vec<f32> = (0..24).map(|i| (i as f32 * 0.5 - 3.0).powi(2) - 4.0).collect();
+    let v: Vec<f32> = (0..24)
+        .map(|i| (i as f32 * 0.5 - 3.0).powi(2) - 4.0)
+        .collect();
     t(&v, &[2, 3, 4])
 }
 
@@ -24,17 +28,28 @@ fn reduce_literal_cpu() -> Result<()> {
     let x = literal_x();
     let s1 = sum(&x, &[1], false)?;
     assert_eq!(s1.shape(), &[2, 4]);
-    assert_eq!(vals(&s1), [-1.0, -3.25, -4.0, -3.25, 71.0, 86.75, 104.0, 122.75]);
+    assert_eq!(
+        vals(&s1),
+        [-1.0, -3.25, -4.0, -3.25, 71.0, 86.75, 104.0, 122.75]
+    );
     assert_eq!(vals(&sum(&x, &[0, 2], false)?), [47.0, 103.0, 223.0]);
     let m2 = mean(&x, &[2], true)?;
     assert_eq!(m2.shape(), &[2, 3, 1]);
     assert_eq!(vals(&m2), [1.375, -3.625, -0.625, 10.375, 29.375, 56.375]);
     assert_eq!(vals(&max(&x, &[2, 0], false)?), [16.25, 38.25, 68.25]);
-    assert_eq!(vals(&min(&x, &[0], false)?), [5.0, 2.25, 0.0, -1.75, -3.0, -3.75, -4.0, -3.75, -3.0, -1.75, 0.0, 2.25]);
+    assert_eq!(
+        vals(&min(&x, &[0], false)?),
+        [5.0, 2.25, 0.0, -1.75, -3.0, -3.75, -4.0, -3.75, -3.0, -1.75, 0.0, 2.25]
+    );
     let s = sum_all(&x)?;
     assert_eq!(s.shape(), &[] as &[usize]);
     assert_eq!(s.to_scalar()?, 373.0);
-    assert_close(&[mean_all(&x)?.to_scalar()?], &[15.541667], TOL_CPU_F32, "mean_all");
+    assert_close(
+        &[mean_all(&x)?.to_scalar()?],
+        &[15.541667],
+        TOL_CPU_F32,
+        "mean_all",
+    );
     assert_eq!(max_all(&x)?.to_scalar()?, 68.25);
     assert_eq!(argmax(&x)?.to_vec_u32()?, [0, 0, 3, 3, 3, 3]);
     assert_eq!(argmin(&x)?.to_vec_u32()?, [3, 2, 0, 0, 0, 0]);
@@ -46,7 +61,9 @@ fn reduce_literal_cpu() -> Result<()> {
 /// Independent reduction in f64 over any dim set (multi-index walk), keepdim shape.
 fn naive(op: ReduceOp, x: &Tensor, dims: &[usize]) -> Vec<f32> {
     let shape = x.shape();
-    let keep: Vec<usize> = (0..shape.len()).map(|d| if dims.contains(&d) { 1 } else { shape[d] }).collect();
+    let keep: Vec<usize> = (0..shape.len())
+        .map(|d| if dims.contains(&d) { 1 } else { shape[d] })
+        .collect();
     let n_out: usize = keep.iter().product();
     let mut acc: Vec<Option<f64>> = vec![None; n_out];
     let xv = vals(x);
@@ -62,7 +79,15 @@ fn naive(op: ReduceOp, x: &Tensor, dims: &[usize]) -> Vec<f32> {
         });
     }
     let count: usize = dims.iter().map(|&d| shape[d]).product();
-    acc.iter().map(|a| (if op == ReduceOp::Mean { a.unwrap() / count as f64 } else { a.unwrap() }) as f32).collect()
+    acc.iter()
+        .map(|a| {
+            (if op == ReduceOp::Mean {
+                a.unwrap() / count as f64
+            } else {
+                a.unwrap()
+            }) as f32
+        })
+        .collect()
 }
 
 #[test]
@@ -86,7 +111,12 @@ fn reduce_ops_match_naive_on_real_shapes_cpu() -> Result<()> {
                 ReduceOp::Max => max(&x, dims, true)?,
                 ReduceOp::Min => min(&x, dims, true)?,
             };
-            assert_close(&vals(&got), &naive(op, &x, dims), TOL_CPU_F32, &format!("{op:?} {shape:?} over {dims:?}"));
+            assert_close(
+                &vals(&got),
+                &naive(op, &x, dims),
+                TOL_CPU_F32,
+                &format!("{op:?} {shape:?} over {dims:?}"),
+            );
         }
     }
     Ok(())
@@ -96,7 +126,14 @@ fn reduce_ops_match_naive_on_real_shapes_cpu() -> Result<()> {
 fn reduce_fast_matches_ref_cpu() {
     // [outer, reduce, inner] forms: rows (inner 1), middle dims, one long row split across threads
     // (8 x 1024 x 1024 = 8M elements: the size of the attention probabilities of one layer).
-    let forms = [(1024, 512, 1), (1, 1024, 512), (2, 256, 1024), (1, 8 * 1024 * 1024, 1), (3, 5, 7), (64, 3, 300)];
+    let forms = [
+        (1024, 512, 1),
+        (1, 1024, 512),
+        (2, 256, 1024),
+        (1, 8 * 1024 * 1024, 1),
+        (3, 5, 7),
+        (64, 3, 300),
+    ];
     for (k, &(o, r, i)) in forms.iter().enumerate() {
         let x = random_vec(k as u64 + 11, o * r * i, -1.0, 1.0);
         for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
@@ -141,7 +178,10 @@ fn reduce_argmax_argmin_ties_and_nan_cpu() -> Result<()> {
 fn reduce_argmax_fast_matches_ref_cpu() {
     // Real shape: 1024 tokens x 512 logits; values quantised to force many ties.
     for op in [ArgReduceOp::ArgMax, ArgReduceOp::ArgMin] {
-        let x: Vec<f32> = random_vec(5, 1024 * 512, 0.0, 8.0).iter().map(|v| v.floor()).collect();
+        let x: Vec<f32> = random_vec(5, 1024 * 512, 0.0, 8.0)
+            .iter()
+            .map(|v| v.floor())
+            .collect();
         let p = ArgReduceParams::new(op, 1024, 512);
         let (mut a, mut b) = (vec![0u32; 1024], vec![0u32; 1024]);
         argreduce_ref(&p, &x, &mut a);
@@ -160,11 +200,31 @@ fn reduce_argmax_fast_matches_ref_cpu() {
 fn reduce_sum_to_shape_cpu() -> Result<()> {
     let g = rand(9, &[2, 3, 4], -1.0, 1.0);
     let to = |shape: &[usize]| -> Result<Tensor> { sum_to_shape(&g, shape) };
-    assert_close(&vals(&to(&[3, 1])?), &naive(ReduceOp::Sum, &g, &[0, 2]), TOL_CPU_F32, "[3,1]");
-    assert_close(&vals(&to(&[4])?), &naive(ReduceOp::Sum, &g, &[0, 1]), TOL_CPU_F32, "[4]");
-    assert_close(&vals(&to(&[2, 1, 4])?), &naive(ReduceOp::Sum, &g, &[1]), TOL_CPU_F32, "[2,1,4]");
+    assert_close(
+        &vals(&to(&[3, 1])?),
+        &naive(ReduceOp::Sum, &g, &[0, 2]),
+        TOL_CPU_F32,
+        "[3,1]",
+    );
+    assert_close(
+        &vals(&to(&[4])?),
+        &naive(ReduceOp::Sum, &g, &[0, 1]),
+        TOL_CPU_F32,
+        "[4]",
+    );
+    assert_close(
+        &vals(&to(&[2, 1, 4])?),
+        &naive(ReduceOp::Sum, &g, &[1]),
+        TOL_CPU_F32,
+        "[2,1,4]",
+    );
     assert_eq!(to(&[])?.shape(), &[] as &[usize]);
-    assert_close(&vals(&to(&[1, 1, 1])?), &naive(ReduceOp::Sum, &g, &[0, 1, 2]), TOL_CPU_F32, "[1,1,1]");
+    assert_close(
+        &vals(&to(&[1, 1, 1])?),
+        &naive(ReduceOp::Sum, &g, &[0, 1, 2]),
+        TOL_CPU_F32,
+        "[1,1,1]",
+    );
     assert_eq!(vals(&to(&[2, 3, 4])?), vals(&g));
     let err = to(&[5]).unwrap_err().to_string();
     assert!(err.contains("[5]") && err.contains("[2, 3, 4]"), "{err}");
@@ -174,7 +234,9 @@ fn reduce_sum_to_shape_cpu() -> Result<()> {
 
 /// f64 twin: reduce flat `x` of `shape` over `dims` (keepdim order).
 fn twin(op: ReduceOp, shape: &[usize], dims: &[usize], x: &[f64]) -> Vec<f64> {
-    let keep: Vec<usize> = (0..shape.len()).map(|d| if dims.contains(&d) { 1 } else { shape[d] }).collect();
+    let keep: Vec<usize> = (0..shape.len())
+        .map(|d| if dims.contains(&d) { 1 } else { shape[d] })
+        .collect();
     let mut acc: Vec<Option<f64>> = vec![None; keep.iter().product()];
     for (i, &v) in x.iter().enumerate() {
         let o = broadcast_source(&unravel(i, shape), &keep);
@@ -186,7 +248,15 @@ fn twin(op: ReduceOp, shape: &[usize], dims: &[usize], x: &[f64]) -> Vec<f64> {
         });
     }
     let count: usize = dims.iter().map(|&d| shape[d]).product();
-    acc.into_iter().map(|a| if op == ReduceOp::Mean { a.unwrap() / count as f64 } else { a.unwrap() }).collect()
+    acc.into_iter()
+        .map(|a| {
+            if op == ReduceOp::Mean {
+                a.unwrap() / count as f64
+            } else {
+                a.unwrap()
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -240,8 +310,13 @@ fn reduce_rejects_bad_dims_cpu() -> Result<()> {
     assert!(err.contains("repeat"), "{err}");
     let err = argmax(&Tensor::scalar(1.0)).unwrap_err().to_string();
     assert!(err.contains("argmax") && err.contains("rank >= 1"), "{err}");
-    let err = max(&Tensor::zeros(&[2, 0]), &[1], false).unwrap_err().to_string();
+    let err = max(&Tensor::zeros(&[2, 0]), &[1], false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty"), "{err}");
-    assert_eq!(vals(&sum(&Tensor::zeros(&[2, 0]), &[1], false)?), [0.0, 0.0]);
+    assert_eq!(
+        vals(&sum(&Tensor::zeros(&[2, 0]), &[1], false)?),
+        [0.0, 0.0]
+    );
     Ok(())
 }

@@ -16,10 +16,34 @@ fn softmax_literal_and_stable_cpu() -> Result<()> {
     // numpy: s = np.array([[1,2,3],[-1,0,1000]]); e = np.exp(s - s.max(-1, keepdims=True))
     //        e / e.sum(-1, keepdims=True);  s - s.max(-1, keepdims=True) - np.log(e.sum(-1, keepdims=True))
     let s = t(&[1., 2., 3., -1., 0., 1000.], &[2, 3]);
-    let sm = [0.09003057317038046, 0.24472847105479764, 0.6652409557748218, 0.0, 0.0, 1.0];
-    let lsm = [-2.4076059644443806, -1.4076059644443804, -0.4076059644443804, -1001.0, -1000.0, 0.0];
-    assert_close(&vals(&softmax(&s)?), &sm.map(|v| v as f32), TOL_CPU_F32, "softmax");
-    assert_close(&vals(&log_softmax(&s)?), &lsm.map(|v| v as f32), TOL_CPU_F32, "log_softmax");
+    let sm = [
+        0.09003057317038046,
+        0.24472847105479764,
+        0.6652409557748218,
+        0.0,
+        0.0,
+        1.0,
+    ];
+    let lsm = [
+        -2.4076059644443806,
+        -1.4076059644443804,
+        -0.4076059644443804,
+        -1001.0,
+        -1000.0,
+        0.0,
+    ];
+    assert_close(
+        &vals(&softmax(&s)?),
+        &sm.map(|v| v as f32),
+        TOL_CPU_F32,
+        "softmax",
+    );
+    assert_close(
+        &vals(&log_softmax(&s)?),
+        &lsm.map(|v| v as f32),
+        TOL_CPU_F32,
+        "log_softmax",
+    );
     Ok(())
 }
 
@@ -31,11 +55,21 @@ fn check_fast_vs_ref(rows: usize, len: usize, seed: u64, log: bool) {
     let (mut yr, mut yf) = (vec![0f32; rows * len], vec![0f32; rows * len]);
     softmax_ref(&p, &x, &mut yr);
     softmax_fast(&p, &x, &mut yf);
-    assert_close(&yf, &yr, TOL_CPU_F32, &format!("forward {rows}x{len} log={log}"));
+    assert_close(
+        &yf,
+        &yr,
+        TOL_CPU_F32,
+        &format!("forward {rows}x{len} log={log}"),
+    );
     let (mut dr, mut df) = (vec![0f32; rows * len], vec![0f32; rows * len]);
     softmax_bwd_ref(&p, &yr, &g, &mut dr);
     softmax_bwd_fast(&p, &yr, &g, &mut df);
-    assert_close(&df, &dr, TOL_CPU_F32, &format!("backward {rows}x{len} log={log}"));
+    assert_close(
+        &df,
+        &dr,
+        TOL_CPU_F32,
+        &format!("backward {rows}x{len} log={log}"),
+    );
 }
 
 #[test]
@@ -65,7 +99,15 @@ fn twin(len: usize, log: bool, x: &[f64]) -> Vec<f64> {
         .flat_map(|r| {
             let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let z: f64 = r.iter().map(|v| (v - m).exp()).sum();
-            r.iter().map(move |v| if log { v - m - z.ln() } else { (v - m).exp() / z }).collect::<Vec<_>>()
+            r.iter()
+                .map(move |v| {
+                    if log {
+                        v - m - z.ln()
+                    } else {
+                        (v - m).exp() / z
+                    }
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -73,8 +115,18 @@ fn twin(len: usize, log: bool, x: &[f64]) -> Vec<f64> {
 #[test]
 fn softmax_backward_matches_finite_diff_cpu() {
     let x = random_vec(5, 12, -3.0, 3.0);
-    check_grads("softmax", &[(x.clone(), vec![3, 4])], |tape, v| ag::softmax(tape, &v[0]), |xs| twin(4, false, &xs[0]));
-    check_grads("log_softmax", &[(x, vec![3, 4])], |tape, v| ag::log_softmax(tape, &v[0]), |xs| twin(4, true, &xs[0]));
+    check_grads(
+        "softmax",
+        &[(x.clone(), vec![3, 4])],
+        |tape, v| ag::softmax(tape, &v[0]),
+        |xs| twin(4, false, &xs[0]),
+    );
+    check_grads(
+        "log_softmax",
+        &[(x, vec![3, 4])],
+        |tape, v| ag::log_softmax(tape, &v[0]),
+        |xs| twin(4, true, &xs[0]),
+    );
 }
 
 #[test]
@@ -82,7 +134,9 @@ fn softmax_rejects_bad_inputs_cpu() -> Result<()> {
     let err = softmax(&Tensor::scalar(1.0)).unwrap_err().to_string();
     assert!(err.contains("rank >= 1"), "{err}");
     let y = rand(1, &[2, 3], 0.0, 1.0);
-    let err = softmax_backward(&y, &rand(2, &[3, 2], 0.0, 1.0)).unwrap_err().to_string();
+    let err = softmax_backward(&y, &rand(2, &[3, 2], 0.0, 1.0))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gradient") && err.contains("[3, 2]"), "{err}");
     Ok(())
 }
