@@ -11,7 +11,14 @@ use fdm::shape::broadcast_shape;
 use fdm::testing::{assert_close, TOL_CPU_F32};
 use fdm::{Result, Tensor};
 
-const OPS: [BinaryOp; 6] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Maximum, BinaryOp::Minimum];
+const OPS: [BinaryOp; 6] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Maximum,
+    BinaryOp::Minimum,
+];
 
 #[test]
 fn binary_literal_broadcast_cpu() -> Result<()> {
@@ -25,14 +32,22 @@ fn binary_literal_broadcast_cpu() -> Result<()> {
     assert_eq!(vals(&add(&a, &b)?), [11.0, -18.0, 3.5, 14.0, -15.0, 6.5]);
     assert_eq!(vals(&sub(&a, &b)?), [-9.0, 22.0, 2.5, -6.0, 25.0, 5.5]);
     assert_eq!(vals(&mul(&a, &b)?), [10.0, -40.0, 1.5, 40.0, -100.0, 3.0]);
-    assert_close(&vals(&div(&a, &b)?), &[0.1, -0.1, 6.0, 0.4, -0.25, 12.0], TOL_CPU_F32, "div");
+    assert_close(
+        &vals(&div(&a, &b)?),
+        &[0.1, -0.1, 6.0, 0.4, -0.25, 12.0],
+        TOL_CPU_F32,
+        "div",
+    );
     let (c, d) = (t(&[2., 5.], &[2, 1]), t(&[1., 3., 6.], &[1, 3]));
     let m = maximum(&c, &d)?;
     assert_eq!(m.shape(), &[2, 3]);
     assert_eq!(vals(&m), [2.0, 3.0, 6.0, 5.0, 5.0, 6.0]);
     assert_eq!(vals(&minimum(&c, &d)?), [1.0, 2.0, 2.0, 1.0, 3.0, 5.0]);
     // A rank-0 scalar broadcasts against anything.
-    assert_eq!(vals(&mul(&Tensor::scalar(2.0), &a)?), [2., 4., 6., 8., 10., 12.]);
+    assert_eq!(
+        vals(&mul(&Tensor::scalar(2.0), &a)?),
+        [2., 4., 6., 8., 10., 12.]
+    );
     Ok(())
 }
 
@@ -44,7 +59,10 @@ fn naive(op: BinaryOp, a: &Tensor, b: &Tensor) -> Vec<f32> {
     (0..shape.iter().product::<usize>())
         .map(|i| {
             let idx = unravel(i, &shape);
-            let (x, y) = (av[broadcast_source(&idx, a.shape())], bv[broadcast_source(&idx, b.shape())]);
+            let (x, y) = (
+                av[broadcast_source(&idx, a.shape())],
+                bv[broadcast_source(&idx, b.shape())],
+            );
             apply_f64(op, x as f64, y as f64) as f32
         })
         .collect()
@@ -70,13 +88,23 @@ fn binary_fast_matches_ref_cpu() -> Result<()> {
         for op in OPS {
             let got = ops::binary(op, &a, &b)?;
             let want = naive(op, &a, &b);
-            assert_close(&vals(&got), &want, TOL_CPU_F32, &format!("{op:?} {sa:?} {sb:?} vs naive"));
+            assert_close(
+                &vals(&got),
+                &want,
+                TOL_CPU_F32,
+                &format!("{op:?} {sa:?} {sb:?} vs naive"),
+            );
             let p = BinaryParams::new(op, got.shape(), sa, sb)?;
             let mut r = vec![0f32; got.numel()];
             binary_ref(&p, &vals(&a), &vals(&b), &mut r);
             let mut f = vec![0f32; got.numel()];
             binary_fast(&p, &vals(&a), &vals(&b), &mut f);
-            assert_close(&f, &r, TOL_CPU_F32, &format!("{op:?} {sa:?} {sb:?} fast vs ref"));
+            assert_close(
+                &f,
+                &r,
+                TOL_CPU_F32,
+                &format!("{op:?} {sa:?} {sb:?} fast vs ref"),
+            );
         }
     }
     Ok(())
@@ -85,14 +113,41 @@ fn binary_fast_matches_ref_cpu() -> Result<()> {
 #[test]
 fn binary_common_broadcasts_collapse_cpu() -> Result<()> {
     // The fast paths rely on these collapsed forms (params/binary.rs).
-    let p = BinaryParams::new(BinaryOp::Add, &[2, 1024, 512], &[2, 1024, 512], &[2, 1024, 512])?;
-    assert_eq!((p.rank, p.shape[0], p.a_strides[0], p.b_strides[0]), (1, 2 * 1024 * 512, 1, 1));
+    let p = BinaryParams::new(
+        BinaryOp::Add,
+        &[2, 1024, 512],
+        &[2, 1024, 512],
+        &[2, 1024, 512],
+    )?;
+    assert_eq!(
+        (p.rank, p.shape[0], p.a_strides[0], p.b_strides[0]),
+        (1, 2 * 1024 * 512, 1, 1)
+    );
     let p = BinaryParams::new(BinaryOp::Add, &[2, 1024, 512], &[2, 1024, 512], &[512])?;
-    assert_eq!((p.rank, &p.shape[..2], &p.b_strides[..2]), (2, &[2048u32, 512][..], &[0u32, 1][..]));
-    let p = BinaryParams::new(BinaryOp::Mul, &[2, 256, 32, 32], &[2, 256, 32, 32], &[1, 256, 1, 1])?;
-    assert_eq!((p.rank, &p.shape[..3], &p.b_strides[..3]), (3, &[2u32, 256, 1024][..], &[0u32, 1, 0][..]));
-    let p = BinaryParams::new(BinaryOp::Mul, &[2, 256, 32, 32], &[2, 256, 32, 32], &[2, 1, 32, 32])?;
-    assert_eq!((p.rank, &p.shape[..3], &p.b_strides[..3]), (3, &[2u32, 256, 1024][..], &[1024u32, 0, 1][..]));
+    assert_eq!(
+        (p.rank, &p.shape[..2], &p.b_strides[..2]),
+        (2, &[2048u32, 512][..], &[0u32, 1][..])
+    );
+    let p = BinaryParams::new(
+        BinaryOp::Mul,
+        &[2, 256, 32, 32],
+        &[2, 256, 32, 32],
+        &[1, 256, 1, 1],
+    )?;
+    assert_eq!(
+        (p.rank, &p.shape[..3], &p.b_strides[..3]),
+        (3, &[2u32, 256, 1024][..], &[0u32, 1, 0][..])
+    );
+    let p = BinaryParams::new(
+        BinaryOp::Mul,
+        &[2, 256, 32, 32],
+        &[2, 256, 32, 32],
+        &[2, 1, 32, 32],
+    )?;
+    assert_eq!(
+        (p.rank, &p.shape[..3], &p.b_strides[..3]),
+        (3, &[2u32, 256, 1024][..], &[1024u32, 0, 1][..])
+    );
     Ok(())
 }
 
@@ -114,20 +169,32 @@ fn twin(op: BinaryOp, sa: &[usize], sb: &[usize], a: &[f64], b: &[f64]) -> Vec<f
     (0..shape.iter().product::<usize>())
         .map(|i| {
             let idx = unravel(i, &shape);
-            apply_f64(op, a[broadcast_source(&idx, sa)], b[broadcast_source(&idx, sb)])
+            apply_f64(
+                op,
+                a[broadcast_source(&idx, sa)],
+                b[broadcast_source(&idx, sb)],
+            )
         })
         .collect()
 }
 
 #[test]
 fn binary_backward_matches_finite_diff_cpu() {
-    let shapes: [(&[usize], &[usize]); 4] = [(&[2, 3, 4], &[3, 1]), (&[3], &[2, 3]), (&[2, 3], &[2, 3]), (&[2, 1, 4], &[])];
+    let shapes: [(&[usize], &[usize]); 4] = [
+        (&[2, 3, 4], &[3, 1]),
+        (&[3], &[2, 3]),
+        (&[2, 3], &[2, 3]),
+        (&[2, 1, 4], &[]),
+    ];
     for (sa, sb) in shapes {
         let na: usize = sa.iter().product();
         let nb: usize = sb.iter().product();
         // a in [-2, -1.2] U ... : values spread so maximum/minimum never tie within the FD step.
         let a: Vec<f32> = (0..na).map(|i| -2.0 + 0.37 * i as f32).collect();
-        let b: Vec<f32> = fdm::testing::random_vec(7, nb, 0.6, 1.9).iter().map(|v| v + 0.013).collect();
+        let b: Vec<f32> = fdm::testing::random_vec(7, nb, 0.6, 1.9)
+            .iter()
+            .map(|v| v + 0.013)
+            .collect();
         for op in OPS {
             let ag_op = move |tape: &Tape, v: &[fdm::autograd::Var]| match op {
                 BinaryOp::Add => ag::add(tape, &v[0], &v[1]),
@@ -178,8 +245,13 @@ fn binary_maximum_propagates_nan_cpu() -> Result<()> {
 
 #[test]
 fn binary_rejects_bad_inputs_cpu() -> Result<()> {
-    let err = add(&t(&[0.; 6], &[2, 3]), &t(&[0.; 4], &[4])).unwrap_err().to_string();
-    assert!(err.contains("cannot broadcast") && err.contains("[2, 3]"), "{err}");
+    let err = add(&t(&[0.; 6], &[2, 3]), &t(&[0.; 4], &[4]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot broadcast") && err.contains("[2, 3]"),
+        "{err}"
+    );
     let idx = Tensor::from_u32(vec![1, 2], &[2])?;
     let err = mul(&idx, &t(&[1., 2.], &[2])).unwrap_err().to_string();
     assert!(err.contains("U32") && err.contains("mul"), "{err}");

@@ -12,7 +12,11 @@ use crate::ops::unary::neg;
 use crate::tensor::Tensor;
 
 /// `f(g)` summed back to `shape`, when `needed`.
-fn grad_for(needed: bool, shape: &[usize], f: impl FnOnce() -> Result<Tensor>) -> Result<Option<Tensor>> {
+fn grad_for(
+    needed: bool,
+    shape: &[usize],
+    f: impl FnOnce() -> Result<Tensor>,
+) -> Result<Option<Tensor>> {
     if needed {
         Ok(Some(sum_to_shape(&f()?, shape)?))
     } else {
@@ -29,7 +33,11 @@ struct Inputs {
 
 impl Inputs {
     fn of(a: &Var, b: &Var) -> Inputs {
-        Inputs { a: a.value().clone(), b: b.value().clone(), need: (a.requires_grad(), b.requires_grad()) }
+        Inputs {
+            a: a.value().clone(),
+            b: b.value().clone(),
+            need: (a.requires_grad(), b.requires_grad()),
+        }
     }
 }
 
@@ -39,7 +47,12 @@ pub fn add(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
     Ok(tape.record(
         out,
         &[a, b],
-        Box::new(move |g| Ok(vec![grad_for(i.need.0, i.a.shape(), || Ok(g.clone()))?, grad_for(i.need.1, i.b.shape(), || Ok(g.clone()))?])),
+        Box::new(move |g| {
+            Ok(vec![
+                grad_for(i.need.0, i.a.shape(), || Ok(g.clone()))?,
+                grad_for(i.need.1, i.b.shape(), || Ok(g.clone()))?,
+            ])
+        }),
     ))
 }
 
@@ -49,7 +62,12 @@ pub fn sub(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
     Ok(tape.record(
         out,
         &[a, b],
-        Box::new(move |g| Ok(vec![grad_for(i.need.0, i.a.shape(), || Ok(g.clone()))?, grad_for(i.need.1, i.b.shape(), || neg(g))?])),
+        Box::new(move |g| {
+            Ok(vec![
+                grad_for(i.need.0, i.a.shape(), || Ok(g.clone()))?,
+                grad_for(i.need.1, i.b.shape(), || neg(g))?,
+            ])
+        }),
     ))
 }
 
@@ -60,7 +78,10 @@ pub fn mul(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
         out,
         &[a, b],
         Box::new(move |g| {
-            Ok(vec![grad_for(i.need.0, i.a.shape(), || ops::mul(g, &i.b))?, grad_for(i.need.1, i.b.shape(), || ops::mul(g, &i.a))?])
+            Ok(vec![
+                grad_for(i.need.0, i.a.shape(), || ops::mul(g, &i.b))?,
+                grad_for(i.need.1, i.b.shape(), || ops::mul(g, &i.a))?,
+            ])
         }),
     ))
 }
@@ -76,7 +97,9 @@ pub fn div(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
             Ok(vec![
                 grad_for(i.need.0, i.a.shape(), || ops::div(g, &i.b))?,
                 // d(a/b)/db = -a/b^2 = -(a/b)/b.
-                grad_for(i.need.1, i.b.shape(), || neg(&ops::mul(g, &ops::div(&quotient, &i.b)?)?))?,
+                grad_for(i.need.1, i.b.shape(), || {
+                    neg(&ops::mul(g, &ops::div(&quotient, &i.b)?)?)
+                })?,
             ])
         }),
     ))
@@ -90,8 +113,12 @@ pub fn maximum(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
         &[a, b],
         Box::new(move |g| {
             Ok(vec![
-                grad_for(i.need.0, i.a.shape(), || ops::mul(g, &ops::maximum_grad_share(&i.a, &i.b)?))?,
-                grad_for(i.need.1, i.b.shape(), || ops::mul(g, &ops::maximum_grad_share(&i.b, &i.a)?))?,
+                grad_for(i.need.0, i.a.shape(), || {
+                    ops::mul(g, &ops::maximum_grad_share(&i.a, &i.b)?)
+                })?,
+                grad_for(i.need.1, i.b.shape(), || {
+                    ops::mul(g, &ops::maximum_grad_share(&i.b, &i.a)?)
+                })?,
             ])
         }),
     ))
@@ -106,8 +133,12 @@ pub fn minimum(tape: &Tape, a: &Var, b: &Var) -> Result<Var> {
         Box::new(move |g| {
             // `a` wins minimum(a, b) exactly where `b` wins maximum(b, a).
             Ok(vec![
-                grad_for(i.need.0, i.a.shape(), || ops::mul(g, &ops::maximum_grad_share(&i.b, &i.a)?))?,
-                grad_for(i.need.1, i.b.shape(), || ops::mul(g, &ops::maximum_grad_share(&i.a, &i.b)?))?,
+                grad_for(i.need.0, i.a.shape(), || {
+                    ops::mul(g, &ops::maximum_grad_share(&i.b, &i.a)?)
+                })?,
+                grad_for(i.need.1, i.b.shape(), || {
+                    ops::mul(g, &ops::maximum_grad_share(&i.a, &i.b)?)
+                })?,
             ])
         }),
     ))

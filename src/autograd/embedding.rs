@@ -9,5 +9,9 @@ use crate::tensor::Tensor;
 pub fn embedding(tape: &Tape, table: &Var, indices: &Tensor) -> Result<Var> {
     let out = ops::embedding(table.value(), indices)?;
     let (idx, vocab) = (indices.clone(), table.shape()[0]);
-    Ok(tape.record(out, &[table], Box::new(move |g| Ok(vec![Some(ops::embedding_backward(&idx, g, vocab)?)]))))
+    Ok(tape.record(
+        out,
+        &[table],
+        Box::new(move |g| Ok(vec![Some(ops::embedding_backward(&idx, g, vocab)?)])),
+    ))
 }

@@ -9,11 +9,19 @@ use crate::ops::patch as ops;
 pub fn patch_unfold(tape: &Tape, x: &Var, p: usize) -> Result<Var> {
     let out = ops::patch_unfold(x.value(), p)?;
     let hw = (x.shape()[2], x.shape()[3]);
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(ops::patch_fold(g, p, hw)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(ops::patch_fold(g, p, hw)?)])),
+    ))
 }
 
 /// `[B, (H/p)*(W/p), C*p*p]` -> `[B, C, H, W]`.
 pub fn patch_fold(tape: &Tape, tokens: &Var, p: usize, image_hw: (usize, usize)) -> Result<Var> {
     let out = ops::patch_fold(tokens.value(), p, image_hw)?;
-    Ok(tape.record(out, &[tokens], Box::new(move |g| Ok(vec![Some(ops::patch_unfold(g, p)?)]))))
+    Ok(tape.record(
+        out,
+        &[tokens],
+        Box::new(move |g| Ok(vec![Some(ops::patch_unfold(g, p)?)])),
+    ))
 }

@@ -11,16 +11,36 @@ pub fn max_pool2d(tape: &Tape, x: &Var, kernel: usize, stride: usize, pad: usize
     Ok(tape.record(
         out,
         &[x],
-        Box::new(move |g| Ok(vec![Some(ops::max_pool2d_backward(g, &idx, &in_shape, kernel, stride, pad)?)])),
+        Box::new(move |g| {
+            Ok(vec![Some(ops::max_pool2d_backward(
+                g, &idx, &in_shape, kernel, stride, pad,
+            )?)])
+        }),
     ))
 }
 
-pub fn avg_pool2d(tape: &Tape, x: &Var, kernel: usize, stride: usize, pad: usize, count_include_pad: bool) -> Result<Var> {
+pub fn avg_pool2d(
+    tape: &Tape,
+    x: &Var,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    count_include_pad: bool,
+) -> Result<Var> {
     let out = ops::avg_pool2d(x.value(), kernel, stride, pad, count_include_pad)?;
     let in_shape = x.shape().to_vec();
     Ok(tape.record(
         out,
         &[x],
-        Box::new(move |g| Ok(vec![Some(ops::avg_pool2d_backward(g, &in_shape, kernel, stride, pad, count_include_pad)?)])),
+        Box::new(move |g| {
+            Ok(vec![Some(ops::avg_pool2d_backward(
+                g,
+                &in_shape,
+                kernel,
+                stride,
+                pad,
+                count_include_pad,
+            )?)])
+        }),
     ))
 }

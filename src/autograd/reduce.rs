@@ -13,7 +13,11 @@ fn all_dims(x: &Var) -> Vec<usize> {
 pub fn sum(tape: &Tape, x: &Var, dims: &[usize], keepdim: bool) -> Result<Var> {
     let out = ops::sum(x.value(), dims, keepdim)?;
     let (shape, dims) = (x.shape().to_vec(), dims.to_vec());
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(ops::expand_reduced(g, &shape, &dims, 1.0)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(ops::expand_reduced(g, &shape, &dims, 1.0)?)])),
+    ))
 }
 
 pub fn mean(tape: &Tape, x: &Var, dims: &[usize], keepdim: bool) -> Result<Var> {
@@ -21,13 +25,25 @@ pub fn mean(tape: &Tape, x: &Var, dims: &[usize], keepdim: bool) -> Result<Var> 
     let (shape, dims) = (x.shape().to_vec(), dims.to_vec());
     let count: usize = dims.iter().map(|&d| shape[d]).product();
     let scale = 1.0 / count as f32;
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(ops::expand_reduced(g, &shape, &dims, scale)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(ops::expand_reduced(g, &shape, &dims, scale)?)])),
+    ))
 }
 
 fn extreme(tape: &Tape, x: &Var, dims: &[usize], keepdim: bool, is_max: bool) -> Result<Var> {
-    let out = if is_max { ops::max(x.value(), dims, keepdim)? } else { ops::min(x.value(), dims, keepdim)? };
+    let out = if is_max {
+        ops::max(x.value(), dims, keepdim)?
+    } else {
+        ops::min(x.value(), dims, keepdim)?
+    };
     let (xv, dims) = (x.value().clone(), dims.to_vec());
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(ops::extreme_backward(&xv, &dims, g, is_max)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(ops::extreme_backward(&xv, &dims, g, is_max)?)])),
+    ))
 }
 
 pub fn max(tape: &Tape, x: &Var, dims: &[usize], keepdim: bool) -> Result<Var> {

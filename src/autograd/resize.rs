@@ -8,7 +8,11 @@ use crate::params::resize::ResizeMode;
 pub fn resize(tape: &Tape, x: &Var, mode: ResizeMode, out_hw: (usize, usize)) -> Result<Var> {
     let out = ops::resize(x.value(), mode, out_hw)?;
     let in_shape = x.shape().to_vec();
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(ops::resize_backward(g, mode, &in_shape)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(ops::resize_backward(g, mode, &in_shape)?)])),
+    ))
 }
 
 pub fn resize_nearest(tape: &Tape, x: &Var, out_hw: (usize, usize)) -> Result<Var> {

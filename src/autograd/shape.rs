@@ -13,7 +13,11 @@ use crate::ops::reduce::sum_to_shape;
 pub fn reshape(tape: &Tape, x: &Var, shape: &[usize]) -> Result<Var> {
     let out = x.value().reshape(shape)?;
     let in_shape = x.shape().to_vec();
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(g.reshape(&in_shape)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(g.reshape(&in_shape)?)])),
+    ))
 }
 
 /// A permuted view; its gradient is permuted back and made dense.
@@ -23,7 +27,11 @@ pub fn permute(tape: &Tape, x: &Var, dims: &[usize]) -> Result<Var> {
     for (i, &d) in dims.iter().enumerate() {
         inverse[d] = i;
     }
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(g.permute(&inverse)?.contiguous()?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(g.permute(&inverse)?.contiguous()?)])),
+    ))
 }
 
 pub fn transpose(tape: &Tape, x: &Var, a: usize, b: usize) -> Result<Var> {
@@ -40,14 +48,22 @@ pub fn transpose(tape: &Tape, x: &Var, a: usize, b: usize) -> Result<Var> {
 pub fn narrow(tape: &Tape, x: &Var, dim: usize, start: usize, len: usize) -> Result<Var> {
     let out = x.value().narrow(dim, start, len)?;
     let in_shape = x.shape().to_vec();
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(narrow_backward(g, &in_shape, dim, start)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(narrow_backward(g, &in_shape, dim, start)?)])),
+    ))
 }
 
 /// `x` broadcast (numpy rules) to `shape`; the gradient is summed back.
 pub fn broadcast_as(tape: &Tape, x: &Var, shape: &[usize]) -> Result<Var> {
     let out = x.value().broadcast_as(shape)?;
     let in_shape = x.shape().to_vec();
-    Ok(tape.record(out, &[x], Box::new(move |g| Ok(vec![Some(sum_to_shape(g, &in_shape)?)]))))
+    Ok(tape.record(
+        out,
+        &[x],
+        Box::new(move |g| Ok(vec![Some(sum_to_shape(g, &in_shape)?)])),
+    ))
 }
 
 /// Concatenate along `dim`.
@@ -70,7 +86,13 @@ pub fn concat(tape: &Tape, xs: &[&Var], dim: usize) -> Result<Var> {
         Box::new(move |g| {
             pieces
                 .iter()
-                .map(|&(start, len, needed)| if needed { g.narrow(dim, start, len)?.contiguous().map(Some) } else { Ok(None) })
+                .map(|&(start, len, needed)| {
+                    if needed {
+                        g.narrow(dim, start, len)?.contiguous().map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                })
                 .collect()
         }),
     ))

@@ -12,7 +12,15 @@ use crate::params::unary::UnaryOp;
 pub fn unary(tape: &Tape, op: UnaryOp, x: &Var, alpha: f32, beta: f32) -> Result<Var> {
     let y = ops::unary(op, x.value(), alpha, beta)?;
     let (xv, yv) = (x.value().clone(), y.clone());
-    Ok(tape.record(y, &[x], Box::new(move |g| Ok(vec![Some(ops::unary_backward(op, &xv, &yv, g, alpha, beta)?)]))))
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |g| {
+            Ok(vec![Some(ops::unary_backward(
+                op, &xv, &yv, g, alpha, beta,
+            )?)])
+        }),
+    ))
 }
 
 pub fn neg(tape: &Tape, x: &Var) -> Result<Var> {
@@ -56,7 +64,20 @@ pub fn clamp(tape: &Tape, x: &Var, min: f32, max: f32) -> Result<Var> {
     // Validate the bounds through the op's own check before recording.
     let y = ops::clamp(x.value(), min, max)?;
     let (xv, yv) = (x.value().clone(), y.clone());
-    Ok(tape.record(y, &[x], Box::new(move |g| Ok(vec![Some(ops::unary_backward(UnaryOp::Clamp, &xv, &yv, g, min, max)?)]))))
+    Ok(tape.record(
+        y,
+        &[x],
+        Box::new(move |g| {
+            Ok(vec![Some(ops::unary_backward(
+                UnaryOp::Clamp,
+                &xv,
+                &yv,
+                g,
+                min,
+                max,
+            )?)])
+        }),
+    ))
 }
 pub fn add_scalar(tape: &Tape, x: &Var, s: f32) -> Result<Var> {
     unary(tape, UnaryOp::AddScalar, x, s, 0.0)

@@ -11,9 +11,21 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 /// Write dense `src` into `dst` (dense, shape `dst_shape`) at offset `start` along `dim`.
-fn copy_into(op: &'static str, src: &Tensor, dst: &mut [f32], dst_shape: &[usize], dim: usize, start: usize) -> Result<()> {
+fn copy_into(
+    op: &'static str,
+    src: &Tensor,
+    dst: &mut [f32],
+    dst_shape: &[usize],
+    dim: usize,
+    start: usize,
+) -> Result<()> {
     let rest = numel(&dst_shape[dim + 1..]);
-    let p = BlockCopyParams::new(numel(&dst_shape[..dim]), src.shape()[dim] * rest, dst_shape[dim] * rest, start * rest);
+    let p = BlockCopyParams::new(
+        numel(&dst_shape[..dim]),
+        src.shape()[dim] * rest,
+        dst_shape[dim] * rest,
+        start * rest,
+    );
     match src.storage() {
         Storage::Cpu(_) => {
             cpu::copy_block_fast(&p, src.cpu_f32()?, dst);
@@ -31,14 +43,25 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
     };
     let rank = first.rank();
     if dim >= rank {
-        return Err(Error::shape(OP, format!("dim {dim} out of range for rank {rank}")));
+        return Err(Error::shape(
+            OP,
+            format!("dim {dim} out of range for rank {rank}"),
+        ));
     }
     let mut shape = first.shape().to_vec();
     shape[dim] = 0;
     for (i, x) in xs.iter().enumerate() {
-        let same_elsewhere = x.rank() == rank && (0..rank).all(|d| d == dim || x.shape()[d] == first.shape()[d]);
+        let same_elsewhere =
+            x.rank() == rank && (0..rank).all(|d| d == dim || x.shape()[d] == first.shape()[d]);
         if !same_elsewhere {
-            return Err(Error::shape(OP, format!("input {i} has shape {:?}, input 0 has {:?} (may differ only in dim {dim})", x.shape(), first.shape())));
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "input {i} has shape {:?}, input 0 has {:?} (may differ only in dim {dim})",
+                    x.shape(),
+                    first.shape()
+                ),
+            ));
         }
         super::check_same_device(OP, first, x)?;
         shape[dim] += x.shape()[dim];
@@ -58,14 +81,25 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
 
 /// Backward of `x.narrow(dim, start, len)`: zeros of `full_shape` with `g` (the slice's
 /// gradient, shape of the slice) written at `start` along `dim`.
-pub fn narrow_backward(g: &Tensor, full_shape: &[usize], dim: usize, start: usize) -> Result<Tensor> {
+pub fn narrow_backward(
+    g: &Tensor,
+    full_shape: &[usize],
+    dim: usize,
+    start: usize,
+) -> Result<Tensor> {
     const OP: &str = "narrow backward";
     let fits = dim < full_shape.len()
         && g.rank() == full_shape.len()
         && start + g.shape()[dim] <= full_shape[dim]
         && (0..g.rank()).all(|d| d == dim || g.shape()[d] == full_shape[d]);
     if !fits {
-        return Err(Error::shape(OP, format!("gradient {:?} at {start} along dim {dim} does not fit in {full_shape:?}", g.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gradient {:?} at {start} along dim {dim} does not fit in {full_shape:?}",
+                g.shape()
+            ),
+        ));
     }
     check_u32_len(OP, numel(full_shape))?;
     let g = dense_f32(OP, g)?;

@@ -13,7 +13,10 @@ const OP: &str = "embedding";
 
 fn check_indices(idx: &[u32], vocab: usize) -> Result<()> {
     match cpu::first_out_of_range(idx, vocab) {
-        Some((pos, i)) => Err(Error::shape(OP, format!("index {i} at position {pos} is out of range for a table of {vocab} rows"))),
+        Some((pos, i)) => Err(Error::shape(
+            OP,
+            format!("index {i} at position {pos} is out of range for a table of {vocab} rows"),
+        )),
         None => Ok(()),
     }
 }
@@ -21,7 +24,10 @@ fn check_indices(idx: &[u32], vocab: usize) -> Result<()> {
 /// `out[..., :] = table[indices[...], :]`.
 pub fn embedding(table: &Tensor, indices: &Tensor) -> Result<Tensor> {
     let &[vocab, dim] = table.shape() else {
-        return Err(Error::shape(OP, format!("table must be [vocab, dim], got {:?}", table.shape())));
+        return Err(Error::shape(
+            OP,
+            format!("table must be [vocab, dim], got {:?}", table.shape()),
+        ));
     };
     super::check_same_device(OP, table, indices)?;
     let (table, idx) = (dense_f32(OP, table)?, dense_u32(OP, indices)?);
@@ -49,7 +55,14 @@ pub fn embedding_backward(indices: &Tensor, g: &Tensor, vocab: usize) -> Result<
         return Err(Error::shape(OP, "gradient must have rank >= 1"));
     };
     if lead != indices.shape() {
-        return Err(Error::shape(OP, format!("gradient {:?} does not match indices {:?} + [dim]", g.shape(), indices.shape())));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "gradient {:?} does not match indices {:?} + [dim]",
+                g.shape(),
+                indices.shape()
+            ),
+        ));
     }
     super::check_same_device(OP, indices, g)?;
     let (idx, g) = (dense_u32(OP, indices)?, dense_f32(OP, g)?);

@@ -18,11 +18,11 @@ fn params(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<LayerN
     };
     expect_shape(OP, "weight", weight, &[d])?;
     expect_shape(OP, "bias", bias, &[d])?;
-    if !(eps > 0.0) {
+    if eps.is_nan() || eps <= 0.0 {
         return Err(Error::msg(format!("{OP}: eps must be > 0, got {eps}")));
     }
     check_u32_len(OP, x.numel())?;
-    let rows = if d == 0 { 0 } else { x.numel() / d };
+    let rows = x.numel().checked_div(d).unwrap_or(0);
     Ok(LayerNormParams::new(rows, d, eps))
 }
 
@@ -32,17 +32,39 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Resul
 }
 
 /// `(y, mean [rows], rstd [rows])`.
-pub fn layer_norm_with_stats(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn layer_norm_with_stats(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let p = params(x, weight, bias, eps)?;
     super::check_same_device(OP, x, weight)?;
     super::check_same_device(OP, x, bias)?;
-    let (x, w, b) = (dense_f32(OP, x)?, dense_f32(OP, weight)?, dense_f32(OP, bias)?);
+    let (x, w, b) = (
+        dense_f32(OP, x)?,
+        dense_f32(OP, weight)?,
+        dense_f32(OP, bias)?,
+    );
     match (x.storage(), w.storage(), b.storage()) {
         (Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)) => {
             let rows = p.rows as usize;
-            let (mut y, mut mean, mut rstd) = (vec![0f32; x.numel()], vec![0f32; rows], vec![0f32; rows]);
-            cpu::layernorm_fwd_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.cpu_f32()?, &mut y, &mut mean, &mut rstd);
-            Ok((Tensor::from_vec(y, x.shape())?, Tensor::from_vec(mean, &[rows])?, Tensor::from_vec(rstd, &[rows])?))
+            let (mut y, mut mean, mut rstd) =
+                (vec![0f32; x.numel()], vec![0f32; rows], vec![0f32; rows]);
+            cpu::layernorm_fwd_fast(
+                &p,
+                x.cpu_f32()?,
+                w.cpu_f32()?,
+                b.cpu_f32()?,
+                &mut y,
+                &mut mean,
+                &mut rstd,
+            );
+            Ok((
+                Tensor::from_vec(y, x.shape())?,
+                Tensor::from_vec(mean, &[rows])?,
+                Tensor::from_vec(rstd, &[rows])?,
+            ))
         }
         _ => Err(super::no_cuda_kernel(OP)),
     }
@@ -50,7 +72,13 @@ pub fn layer_norm_with_stats(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f3
 
 /// `(dx, dweight, dbias)` from the input, weight, the forward's saved `mean`/`rstd` and the
 /// output gradient `g` (shape of `x`).
-pub fn layer_norm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn layer_norm_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let p = params(x, weight, weight, 1.0)?;
     let rows = p.rows as usize;
     expect_shape(OP, "backward: gradient", g, x.shape())?;
@@ -64,8 +92,22 @@ pub fn layer_norm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Te
             let d = p.dim as usize;
             let (mut dx, mut dw, mut db) = (vec![0f32; x.numel()], vec![0f32; d], vec![0f32; d]);
             let (xs, ws, gs) = (x.cpu_f32()?, w.cpu_f32()?, g.cpu_f32()?);
-            cpu::layernorm_bwd_fast(&p, xs, ws, mean.cpu_f32()?, rstd.cpu_f32()?, gs, &mut dx, &mut dw, &mut db);
-            Ok((Tensor::from_vec(dx, x.shape())?, Tensor::from_vec(dw, &[d])?, Tensor::from_vec(db, &[d])?))
+            cpu::layernorm_bwd_fast(
+                &p,
+                xs,
+                ws,
+                mean.cpu_f32()?,
+                rstd.cpu_f32()?,
+                gs,
+                &mut dx,
+                &mut dw,
+                &mut db,
+            );
+            Ok((
+                Tensor::from_vec(dx, x.shape())?,
+                Tensor::from_vec(dw, &[d])?,
+                Tensor::from_vec(db, &[d])?,
+            ))
         }
         _ => Err(super::no_cuda_kernel(OP)),
     }

@@ -12,8 +12,11 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 fn check_geometry(op: &'static str, h: usize, w: usize, p: usize) -> Result<()> {
-    if p == 0 || h % p != 0 || w % p != 0 {
-        return Err(Error::shape(op, format!("image {h}x{w} is not a whole number of {p}x{p} patches")));
+    if p == 0 || !h.is_multiple_of(p) || !w.is_multiple_of(p) {
+        return Err(Error::shape(
+            op,
+            format!("image {h}x{w} is not a whole number of {p}x{p} patches"),
+        ));
     }
     Ok(())
 }
@@ -22,7 +25,10 @@ fn check_geometry(op: &'static str, h: usize, w: usize, p: usize) -> Result<()> 
 pub fn patch_unfold(x: &Tensor, p: usize) -> Result<Tensor> {
     const OP: &str = "patch_unfold";
     let &[b, c, h, w] = x.shape() else {
-        return Err(Error::shape(OP, format!("expected an NCHW image [B, C, H, W], got {:?}", x.shape())));
+        return Err(Error::shape(
+            OP,
+            format!("expected an NCHW image [B, C, H, W], got {:?}", x.shape()),
+        ));
     };
     check_geometry(OP, h, w, p)?;
     check_u32_len(OP, x.numel())?;
@@ -45,12 +51,20 @@ pub fn patch_fold(tokens: &Tensor, p: usize, image_hw: (usize, usize)) -> Result
     let (h, w) = image_hw;
     check_geometry(OP, h, w, p)?;
     let &[b, l, k] = tokens.shape() else {
-        return Err(Error::shape(OP, format!("expected tokens [B, L, C*p*p], got {:?}", tokens.shape())));
+        return Err(Error::shape(
+            OP,
+            format!("expected tokens [B, L, C*p*p], got {:?}", tokens.shape()),
+        ));
     };
     if l != (h / p) * (w / p) || k % (p * p) != 0 {
         return Err(Error::shape(
             OP,
-            format!("tokens {:?} do not fold into {h}x{w} with {p}x{p} patches (need L = {}, C*{})", tokens.shape(), (h / p) * (w / p), p * p),
+            format!(
+                "tokens {:?} do not fold into {h}x{w} with {p}x{p} patches (need L = {}, C*{})",
+                tokens.shape(),
+                (h / p) * (w / p),
+                p * p
+            ),
         ));
     }
     check_u32_len(OP, tokens.numel())?;

@@ -14,22 +14,42 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 /// Params and output shape of pooling `in_shape` (`[..., H, W]`).
-fn params(op: &'static str, in_shape: &[usize], kernel: usize, stride: usize, pad: usize, count_include_pad: bool) -> Result<(Pool2dParams, Vec<usize>)> {
+fn params(
+    op: &'static str,
+    in_shape: &[usize],
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    count_include_pad: bool,
+) -> Result<(Pool2dParams, Vec<usize>)> {
     if in_shape.len() < 2 {
-        return Err(Error::shape(op, format!("needs [..., H, W], got {in_shape:?}")));
+        return Err(Error::shape(
+            op,
+            format!("needs [..., H, W], got {in_shape:?}"),
+        ));
     }
     if kernel == 0 || stride == 0 {
-        return Err(Error::msg(format!("{op}: kernel ({kernel}) and stride ({stride}) must be >= 1")));
+        return Err(Error::msg(format!(
+            "{op}: kernel ({kernel}) and stride ({stride}) must be >= 1"
+        )));
     }
     if pad > kernel / 2 {
-        return Err(Error::msg(format!("{op}: padding {pad} must be at most half the kernel {kernel}")));
+        return Err(Error::msg(format!(
+            "{op}: padding {pad} must be at most half the kernel {kernel}"
+        )));
     }
     let (lead, hw) = in_shape.split_at(in_shape.len() - 2);
     let (h, w) = (hw[0], hw[1]);
     if h + 2 * pad < kernel || w + 2 * pad < kernel {
-        return Err(Error::shape(op, format!("kernel {kernel} larger than the padded input {h}x{w} (+{pad})")));
+        return Err(Error::shape(
+            op,
+            format!("kernel {kernel} larger than the padded input {h}x{w} (+{pad})"),
+        ));
     }
-    let (oh, ow) = ((h + 2 * pad - kernel) / stride + 1, (w + 2 * pad - kernel) / stride + 1);
+    let (oh, ow) = (
+        (h + 2 * pad - kernel) / stride + 1,
+        (w + 2 * pad - kernel) / stride + 1,
+    );
     let mut out_shape = lead.to_vec();
     out_shape.extend([oh, ow]);
     check_u32_len(op, numel(in_shape).max(numel(&out_shape)))?;
@@ -48,7 +68,12 @@ fn params(op: &'static str, in_shape: &[usize], kernel: usize, stride: usize, pa
 }
 
 /// Max pooling; also returns the u32 plane index of each output's (first) maximum.
-pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize, stride: usize, pad: usize) -> Result<(Tensor, Tensor)> {
+pub fn max_pool2d_with_indices(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<(Tensor, Tensor)> {
     const OP: &str = "max_pool2d";
     let (p, out_shape) = params(OP, x.shape(), kernel, stride, pad, true)?;
     let x = dense_f32(OP, x)?;
@@ -57,7 +82,10 @@ pub fn max_pool2d_with_indices(x: &Tensor, kernel: usize, stride: usize, pad: us
             let n = numel(&out_shape);
             let (mut y, mut idx) = (vec![0f32; n], vec![0u32; n]);
             cpu::max_pool2d_fwd_fast(&p, x.cpu_f32()?, &mut y, &mut idx);
-            Ok((Tensor::from_vec(y, &out_shape)?, Tensor::from_u32(idx, &out_shape)?))
+            Ok((
+                Tensor::from_vec(y, &out_shape)?,
+                Tensor::from_u32(idx, &out_shape)?,
+            ))
         }
         Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
     }
@@ -70,7 +98,14 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, pad: usize) -> Resul
 
 /// Gradient of the input (shape `in_shape`) of max pooling from the output gradient `g` and the
 /// forward's `indices`.
-pub fn max_pool2d_backward(g: &Tensor, indices: &Tensor, in_shape: &[usize], kernel: usize, stride: usize, pad: usize) -> Result<Tensor> {
+pub fn max_pool2d_backward(
+    g: &Tensor,
+    indices: &Tensor,
+    in_shape: &[usize],
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
     const OP: &str = "max_pool2d backward";
     let (p, out_shape) = params(OP, in_shape, kernel, stride, pad, true)?;
     expect_shape(OP, "gradient", g, &out_shape)?;
@@ -81,7 +116,10 @@ pub fn max_pool2d_backward(g: &Tensor, indices: &Tensor, in_shape: &[usize], ker
         (Storage::Cpu(_), Storage::Cpu(_)) => {
             let ids = idx.cpu_u32()?;
             if let Some(bad) = cpu::first_index_outside(ids, p.in_plane()) {
-                return Err(Error::shape(OP, format!("index {bad} outside the {}x{} plane", p.in_h, p.in_w)));
+                return Err(Error::shape(
+                    OP,
+                    format!("index {bad} outside the {}x{} plane", p.in_h, p.in_w),
+                ));
             }
             let mut dx = vec![0f32; numel(in_shape)];
             cpu::max_pool2d_bwd(&p, ids, g.cpu_f32()?, &mut dx);
@@ -92,7 +130,13 @@ pub fn max_pool2d_backward(g: &Tensor, indices: &Tensor, in_shape: &[usize], ker
 }
 
 /// Average pooling.
-pub fn avg_pool2d(x: &Tensor, kernel: usize, stride: usize, pad: usize, count_include_pad: bool) -> Result<Tensor> {
+pub fn avg_pool2d(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    count_include_pad: bool,
+) -> Result<Tensor> {
     const OP: &str = "avg_pool2d";
     let (p, out_shape) = params(OP, x.shape(), kernel, stride, pad, count_include_pad)?;
     let x = dense_f32(OP, x)?;
@@ -107,7 +151,14 @@ pub fn avg_pool2d(x: &Tensor, kernel: usize, stride: usize, pad: usize, count_in
 }
 
 /// Gradient of the input (shape `in_shape`) of average pooling from the output gradient `g`.
-pub fn avg_pool2d_backward(g: &Tensor, in_shape: &[usize], kernel: usize, stride: usize, pad: usize, count_include_pad: bool) -> Result<Tensor> {
+pub fn avg_pool2d_backward(
+    g: &Tensor,
+    in_shape: &[usize],
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    count_include_pad: bool,
+) -> Result<Tensor> {
     const OP: &str = "avg_pool2d backward";
     let (p, out_shape) = params(OP, in_shape, kernel, stride, pad, count_include_pad)?;
     expect_shape(OP, "gradient", g, &out_shape)?;

@@ -34,7 +34,10 @@ fn check_dims(op: &'static str, rank: usize, dims: &[usize]) -> Result<Vec<usize
     let mut d = dims.to_vec();
     d.sort_unstable();
     if let Some(&bad) = d.iter().find(|&&x| x >= rank) {
-        return Err(Error::shape(op, format!("dim {bad} out of range for rank {rank}")));
+        return Err(Error::shape(
+            op,
+            format!("dim {bad} out of range for rank {rank}"),
+        ));
     }
     if d.windows(2).any(|w| w[0] == w[1]) {
         return Err(Error::shape(op, format!("dims {dims:?} repeat a dim")));
@@ -45,20 +48,40 @@ fn check_dims(op: &'static str, rank: usize, dims: &[usize]) -> Result<Vec<usize
 fn plan(op: &'static str, shape: &[usize], dims: &[usize]) -> Result<Plan> {
     let d = check_dims(op, shape.len(), dims)?;
     let reduced = |i: usize| d.binary_search(&i).is_ok();
-    let keep_shape: Vec<usize> = (0..shape.len()).map(|i| if reduced(i) { 1 } else { shape[i] }).collect();
-    let drop_shape: Vec<usize> = (0..shape.len()).filter(|&i| !reduced(i)).map(|i| shape[i]).collect();
+    let keep_shape: Vec<usize> = (0..shape.len())
+        .map(|i| if reduced(i) { 1 } else { shape[i] })
+        .collect();
+    let drop_shape: Vec<usize> = (0..shape.len())
+        .filter(|&i| !reduced(i))
+        .map(|i| shape[i])
+        .collect();
     let reduce = d.iter().map(|&i| shape[i]).product();
     let adjacent = d.is_empty() || d[d.len() - 1] - d[0] + 1 == d.len();
     let (perm, outer, inner) = if adjacent {
-        let (first, last) = if d.is_empty() { (shape.len(), shape.len()) } else { (d[0], d[d.len() - 1] + 1) };
+        let (first, last) = if d.is_empty() {
+            (shape.len(), shape.len())
+        } else {
+            (d[0], d[d.len() - 1] + 1)
+        };
         (None, numel(&shape[..first]), numel(&shape[last..]))
     } else {
         let kept: Vec<usize> = (0..shape.len()).filter(|&i| !reduced(i)).collect();
         let outer = kept.iter().map(|&i| shape[i]).product();
-        (Some(kept.into_iter().chain(d.iter().copied()).collect()), outer, 1)
+        (
+            Some(kept.into_iter().chain(d.iter().copied()).collect()),
+            outer,
+            1,
+        )
     };
     check_u32_len(op, numel(shape))?;
-    Ok(Plan { perm, outer, reduce, inner, keep_shape, drop_shape })
+    Ok(Plan {
+        perm,
+        outer,
+        reduce,
+        inner,
+        keep_shape,
+        drop_shape,
+    })
 }
 
 /// `x` dense f32, permuted per the plan so the reduced dims form the middle block.
@@ -73,12 +96,19 @@ fn arranged(op: &'static str, x: &Tensor, plan: &Plan) -> Result<Tensor> {
 fn reduce(op: ReduceOp, x: &Tensor, dims: &[usize], keepdim: bool) -> Result<Tensor> {
     let name = op.name();
     let plan = plan(name, x.shape(), dims)?;
-    let out_shape = if keepdim { &plan.keep_shape } else { &plan.drop_shape };
+    let out_shape = if keepdim {
+        &plan.keep_shape
+    } else {
+        &plan.drop_shape
+    };
     if plan.reduce == 0 {
         return match op {
             ReduceOp::Sum => Ok(Tensor::zeros(out_shape)),
             ReduceOp::Mean => Ok(Tensor::full(f32::NAN, out_shape)),
-            _ => Err(Error::shape(name, format!("reduction over an empty dim of {:?}", x.shape()))),
+            _ => Err(Error::shape(
+                name,
+                format!("reduction over an empty dim of {:?}", x.shape()),
+            )),
         };
     }
     let xa = arranged(name, x, &plan)?;
@@ -135,7 +165,10 @@ fn arg_reduce(op: ArgReduceOp, name: &'static str, x: &Tensor) -> Result<Tensor>
         return Err(Error::shape(name, "needs a tensor of rank >= 1"));
     };
     if len == 0 {
-        return Err(Error::shape(name, format!("last dim of {:?} is empty", x.shape())));
+        return Err(Error::shape(
+            name,
+            format!("last dim of {:?} is empty", x.shape()),
+        ));
     }
     let x = dense_f32(name, x)?;
     check_u32_len(name, x.numel())?;
@@ -166,21 +199,41 @@ pub fn sum_to_shape(grad: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if grad.shape() == shape {
         return Ok(grad.clone());
     }
-    let fits = shape.len() <= grad.rank() && broadcast_shape("sum_to_shape", shape, grad.shape())? == grad.shape();
+    let fits = shape.len() <= grad.rank()
+        && broadcast_shape("sum_to_shape", shape, grad.shape())? == grad.shape();
     if !fits {
-        return Err(Error::shape("sum_to_shape", format!("{shape:?} does not broadcast to gradient {:?}", grad.shape())));
+        return Err(Error::shape(
+            "sum_to_shape",
+            format!(
+                "{shape:?} does not broadcast to gradient {:?}",
+                grad.shape()
+            ),
+        ));
     }
     let lead = grad.rank() - shape.len();
-    let dims: Vec<usize> = (0..grad.rank()).filter(|&i| i < lead || (shape[i - lead] == 1 && grad.shape()[i] != 1)).collect();
+    let dims: Vec<usize> = (0..grad.rank())
+        .filter(|&i| i < lead || (shape[i - lead] == 1 && grad.shape()[i] != 1))
+        .collect();
     sum(grad, &dims, true)?.reshape(shape)
 }
 
 /// Backward of `sum` / `mean` over `dims`: the output gradient `g` (with or without the reduced
 /// dims kept) broadcast back to `in_shape`, times `scale` (1 for sum, 1/count for mean).
-pub fn expand_reduced(g: &Tensor, in_shape: &[usize], dims: &[usize], scale: f32) -> Result<Tensor> {
+pub fn expand_reduced(
+    g: &Tensor,
+    in_shape: &[usize],
+    dims: &[usize],
+    scale: f32,
+) -> Result<Tensor> {
     let plan = plan("reduce backward", in_shape, dims)?;
     if g.numel() != numel(&plan.keep_shape) {
-        return Err(Error::shape("reduce backward", format!("gradient {:?} for a reduction of {in_shape:?} over {dims:?}", g.shape())));
+        return Err(Error::shape(
+            "reduce backward",
+            format!(
+                "gradient {:?} for a reduction of {in_shape:?} over {dims:?}",
+                g.shape()
+            ),
+        ));
     }
     let full = g.reshape(&plan.keep_shape)?.broadcast_as(in_shape)?;
     if scale == 1.0 {
@@ -193,10 +246,21 @@ pub fn expand_reduced(g: &Tensor, in_shape: &[usize], dims: &[usize], scale: f32
 /// Backward of `max`/`min` (`is_max` picks which) over `dims`: zero except at the first extreme
 /// element of each reduced group, which gets the group's gradient `g` (keepdim or not).
 pub fn extreme_backward(x: &Tensor, dims: &[usize], g: &Tensor, is_max: bool) -> Result<Tensor> {
-    let name = if is_max { "max backward" } else { "min backward" };
+    let name = if is_max {
+        "max backward"
+    } else {
+        "min backward"
+    };
     let plan = plan(name, x.shape(), dims)?;
     if g.numel() != plan.outer * plan.inner {
-        return Err(Error::shape(name, format!("gradient {:?} for a reduction of {:?} over {dims:?}", g.shape(), x.shape())));
+        return Err(Error::shape(
+            name,
+            format!(
+                "gradient {:?} for a reduction of {:?} over {dims:?}",
+                g.shape(),
+                x.shape()
+            ),
+        ));
     }
     super::check_same_device(name, x, g)?;
     let xa = arranged(name, x, &plan)?;

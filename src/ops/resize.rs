@@ -20,18 +20,32 @@ fn op_name(mode: ResizeMode) -> &'static str {
 }
 
 /// Params and the output shape for resizing `in_shape` to `out_hw`.
-fn params(op: &'static str, mode: ResizeMode, in_shape: &[usize], out_hw: (usize, usize)) -> Result<(ResizeParams, Vec<usize>)> {
+fn params(
+    op: &'static str,
+    mode: ResizeMode,
+    in_shape: &[usize],
+    out_hw: (usize, usize),
+) -> Result<(ResizeParams, Vec<usize>)> {
     if in_shape.len() < 2 {
-        return Err(Error::shape(op, format!("needs [..., H, W], got {in_shape:?}")));
+        return Err(Error::shape(
+            op,
+            format!("needs [..., H, W], got {in_shape:?}"),
+        ));
     }
     let (lead, hw) = in_shape.split_at(in_shape.len() - 2);
     if hw.contains(&0) || out_hw.0 == 0 || out_hw.1 == 0 {
-        return Err(Error::shape(op, format!("empty image: {in_shape:?} -> {out_hw:?}")));
+        return Err(Error::shape(
+            op,
+            format!("empty image: {in_shape:?} -> {out_hw:?}"),
+        ));
     }
     let mut out_shape = lead.to_vec();
     out_shape.extend([out_hw.0, out_hw.1]);
     check_u32_len(op, numel(in_shape).max(numel(&out_shape)))?;
-    Ok((ResizeParams::new(mode, numel(lead), (hw[0], hw[1]), out_hw), out_shape))
+    Ok((
+        ResizeParams::new(mode, numel(lead), (hw[0], hw[1]), out_hw),
+        out_shape,
+    ))
 }
 
 /// Resize `[..., H, W]` to `[..., out_h, out_w]`.
@@ -64,7 +78,10 @@ pub fn resize_bilinear(x: &Tensor, out_hw: (usize, usize)) -> Result<Tensor> {
 pub fn resize_backward(g: &Tensor, mode: ResizeMode, in_shape: &[usize]) -> Result<Tensor> {
     let op = op_name(mode);
     let Some(&[gh, gw]) = g.shape().get(g.rank().saturating_sub(2)..) else {
-        return Err(Error::shape(op, format!("gradient must be [..., H, W], got {:?}", g.shape())));
+        return Err(Error::shape(
+            op,
+            format!("gradient must be [..., H, W], got {:?}", g.shape()),
+        ));
     };
     let (p, out_shape) = params(op, mode, in_shape, (gh, gw))?;
     expect_shape(op, "backward: gradient", g, &out_shape)?;

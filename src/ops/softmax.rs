@@ -14,7 +14,11 @@ fn params(name: &'static str, x: &Tensor, log: bool) -> Result<SoftmaxParams> {
         return Err(Error::shape(name, "input must have rank >= 1"));
     };
     check_u32_len(name, x.numel())?;
-    Ok(SoftmaxParams::new(if len == 0 { 0 } else { x.numel() / len }, len, log))
+    Ok(SoftmaxParams::new(
+        x.numel().checked_div(len).unwrap_or(0),
+        len,
+        log,
+    ))
 }
 
 fn forward(name: &'static str, x: &Tensor, log: bool) -> Result<Tensor> {

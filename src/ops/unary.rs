@@ -28,12 +28,23 @@ pub fn unary(op: UnaryOp, x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
 
 /// `dx = g * f'(x)` from the input `x`, the forward output `y = f(x)` and the output gradient `g`
 /// (all the same shape).
-pub fn unary_backward(op: UnaryOp, x: &Tensor, y: &Tensor, g: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
+pub fn unary_backward(
+    op: UnaryOp,
+    x: &Tensor,
+    y: &Tensor,
+    g: &Tensor,
+    alpha: f32,
+    beta: f32,
+) -> Result<Tensor> {
     let name = op.name();
     expect_shape(name, "backward: output", y, x.shape())?;
     expect_shape(name, "backward: gradient", g, x.shape())?;
     super::check_same_device(name, x, g)?;
-    let (x, y, g) = (dense_f32(name, x)?, dense_f32(name, y)?, dense_f32(name, g)?);
+    let (x, y, g) = (
+        dense_f32(name, x)?,
+        dense_f32(name, y)?,
+        dense_f32(name, g)?,
+    );
     let p = UnaryParams::new(op, x.numel(), alpha, beta);
     match (x.storage(), y.storage(), g.storage()) {
         (Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)) => {
@@ -87,7 +98,7 @@ pub fn gelu2(x: &Tensor) -> Result<Tensor> {
 }
 /// `min(max(x, min), max)`; an error when `min > max` or a bound is NaN.
 pub fn clamp(x: &Tensor, min: f32, max: f32) -> Result<Tensor> {
-    if !(min <= max) {
+    if min.is_nan() || max.is_nan() || min > max {
         return Err(Error::msg(format!("clamp: min {min} must be <= max {max}")));
     }
     unary(UnaryOp::Clamp, x, min, max)

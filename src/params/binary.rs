@@ -32,7 +32,9 @@ pub enum BinaryOp {
 impl BinaryOp {
     pub fn from_u32(op: u32) -> Option<BinaryOp> {
         use BinaryOp::*;
-        [Add, Sub, Mul, Div, Maximum, Minimum, MaxGradShare].into_iter().find(|o| *o as u32 == op)
+        [Add, Sub, Mul, Div, Maximum, Minimum, MaxGradShare]
+            .into_iter()
+            .find(|o| *o as u32 == op)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -61,7 +63,12 @@ pub struct BinaryParams {
 impl BinaryParams {
     /// Collapsed description of `a (shape a_shape) op b (shape b_shape)` producing `out_shape`
     /// (which must be their broadcast shape; checked by the caller).
-    pub fn new(op: BinaryOp, out_shape: &[usize], a_shape: &[usize], b_shape: &[usize]) -> Result<Self> {
+    pub fn new(
+        op: BinaryOp,
+        out_shape: &[usize],
+        a_shape: &[usize],
+        b_shape: &[usize],
+    ) -> Result<Self> {
         let sa = broadcast_strides(a_shape, out_shape);
         let sb = broadcast_strides(b_shape, out_shape);
         // Walk dims from the innermost outwards, merging into the current innermost group.
@@ -86,7 +93,10 @@ impl BinaryParams {
             ));
         }
         if out_shape.iter().product::<usize>() > u32::MAX as usize {
-            return Err(Error::shape(op.name(), format!("output {out_shape:?} has more than 2^32 elements")));
+            return Err(Error::shape(
+                op.name(),
+                format!("output {out_shape:?} has more than 2^32 elements"),
+            ));
         }
         dims.reverse();
         let mut p = BinaryParams {
@@ -108,7 +118,10 @@ impl BinaryParams {
         self.rank as usize
     }
     pub fn numel(&self) -> usize {
-        self.shape[..self.rank()].iter().map(|&n| n as usize).product()
+        self.shape[..self.rank()]
+            .iter()
+            .map(|&n| n as usize)
+            .product()
     }
 }
 
@@ -117,6 +130,12 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let dense = contiguous_strides(shape);
     let lead = out.len() - shape.len();
     (0..out.len())
-        .map(|i| if i < lead || shape[i - lead] == 1 { 0 } else { dense[i - lead] })
+        .map(|i| {
+            if i < lead || shape[i - lead] == 1 {
+                0
+            } else {
+                dense[i - lead]
+            }
+        })
         .collect()
 }

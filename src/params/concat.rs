@@ -15,9 +15,19 @@ pub struct BlockCopyParams {
 
 impl BlockCopyParams {
     pub fn new(outer: usize, src_inner: usize, dst_inner: usize, dst_offset: usize) -> Self {
-        BlockCopyParams { outer: outer as u32, src_inner: src_inner as u32, dst_inner: dst_inner as u32, dst_offset: dst_offset as u32 }
+        BlockCopyParams {
+            outer: outer as u32,
+            src_inner: src_inner as u32,
+            dst_inner: dst_inner as u32,
+            dst_offset: dst_offset as u32,
+        }
     }
     pub fn dims(&self) -> (usize, usize, usize, usize) {
-        (self.outer as usize, self.src_inner as usize, self.dst_inner as usize, self.dst_offset as usize)
+        (
+            self.outer as usize,
+            self.src_inner as usize,
+            self.dst_inner as usize,
+            self.dst_offset as usize,
+        )
     }
 }

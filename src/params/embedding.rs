@@ -10,7 +10,11 @@ pub struct EmbeddingParams {
 
 impl EmbeddingParams {
     pub fn new(n: usize, vocab: usize, dim: usize) -> Self {
-        EmbeddingParams { n: n as u32, vocab: vocab as u32, dim: dim as u32 }
+        EmbeddingParams {
+            n: n as u32,
+            vocab: vocab as u32,
+            dim: dim as u32,
+        }
     }
     pub fn dims(&self) -> (usize, usize, usize) {
         (self.n as usize, self.vocab as usize, self.dim as usize)

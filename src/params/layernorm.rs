@@ -11,7 +11,11 @@ pub struct LayerNormParams {
 
 impl LayerNormParams {
     pub fn new(rows: usize, dim: usize, eps: f32) -> Self {
-        LayerNormParams { rows: rows as u32, dim: dim as u32, eps }
+        LayerNormParams {
+            rows: rows as u32,
+            dim: dim as u32,
+            eps,
+        }
     }
     pub fn dims(&self) -> (usize, usize) {
         (self.rows as usize, self.dim as usize)

@@ -16,7 +16,9 @@ pub enum ReduceOp {
 
 impl ReduceOp {
     pub fn from_u32(op: u32) -> Option<ReduceOp> {
-        [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min].into_iter().find(|o| *o as u32 == op)
+        [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min]
+            .into_iter()
+            .find(|o| *o as u32 == op)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -39,13 +41,22 @@ pub struct ReduceParams {
 
 impl ReduceParams {
     pub fn new(op: ReduceOp, outer: usize, reduce: usize, inner: usize) -> Self {
-        ReduceParams { op: op as u32, outer: outer as u32, reduce: reduce as u32, inner: inner as u32 }
+        ReduceParams {
+            op: op as u32,
+            outer: outer as u32,
+            reduce: reduce as u32,
+            inner: inner as u32,
+        }
     }
     pub fn kind(&self) -> ReduceOp {
         ReduceOp::from_u32(self.op).expect("ReduceParams built from a ReduceOp")
     }
     pub fn dims(&self) -> (usize, usize, usize) {
-        (self.outer as usize, self.reduce as usize, self.inner as usize)
+        (
+            self.outer as usize,
+            self.reduce as usize,
+            self.inner as usize,
+        )
     }
 }
 
@@ -66,7 +77,11 @@ pub struct ArgReduceParams {
 
 impl ArgReduceParams {
     pub fn new(op: ArgReduceOp, rows: usize, len: usize) -> Self {
-        ArgReduceParams { op: op as u32, rows: rows as u32, len: len as u32 }
+        ArgReduceParams {
+            op: op as u32,
+            rows: rows as u32,
+            len: len as u32,
+        }
     }
     pub fn is_argmax(&self) -> bool {
         self.op == ArgReduceOp::ArgMax as u32

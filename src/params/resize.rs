@@ -22,7 +22,12 @@ pub struct ResizeParams {
 }
 
 impl ResizeParams {
-    pub fn new(mode: ResizeMode, planes: usize, in_hw: (usize, usize), out_hw: (usize, usize)) -> Self {
+    pub fn new(
+        mode: ResizeMode,
+        planes: usize,
+        in_hw: (usize, usize),
+        out_hw: (usize, usize),
+    ) -> Self {
         ResizeParams {
             planes: planes as u32,
             in_h: in_hw.0 as u32,

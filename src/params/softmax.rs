@@ -11,7 +11,11 @@ pub struct SoftmaxParams {
 
 impl SoftmaxParams {
     pub fn new(rows: usize, len: usize, log: bool) -> Self {
-        SoftmaxParams { rows: rows as u32, len: len as u32, log: log as u32 }
+        SoftmaxParams {
+            rows: rows as u32,
+            len: len as u32,
+            log: log as u32,
+        }
     }
     pub fn dims(&self) -> (usize, usize) {
         (self.rows as usize, self.len as usize)

@@ -85,7 +85,12 @@ pub struct UnaryParams {
 
 impl UnaryParams {
     pub fn new(op: UnaryOp, n: usize, alpha: f32, beta: f32) -> Self {
-        UnaryParams { op: op as u32, n: n as u32, alpha, beta }
+        UnaryParams {
+            op: op as u32,
+            n: n as u32,
+            alpha,
+            beta,
+        }
     }
     pub fn kind(&self) -> UnaryOp {
         UnaryOp::from_u32(self.op).expect("UnaryParams built from a UnaryOp")

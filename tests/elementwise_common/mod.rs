@@ -41,7 +41,9 @@ pub fn check_grads(
     let vars: Vec<Var> = inputs.iter().map(|(v, s)| tape.var(t(v, s))).collect();
     let out = op(&tape, &vars).expect("forward");
     let w = random_vec(0xC0FFEE, out.value().numel(), -1.0, 1.0);
-    let grads = tape.backward_with(&out, t(&w, out.shape())).expect("backward");
+    let grads = tape
+        .backward_with(&out, t(&w, out.shape()))
+        .expect("backward");
     let w64 = to64(&w);
     let x64: Vec<Vec<f64>> = inputs.iter().map(|(v, _)| to64(v)).collect();
     // The twin must agree with the forward itself, or the gradient check means nothing.
@@ -49,7 +51,10 @@ pub fn check_grads(
     let y32 = vals(out.value());
     assert_eq!(y64.len(), y32.len(), "{what}: twin output length");
     for (i, (&a, &b)) in y32.iter().zip(&y64).enumerate() {
-        assert!((a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()), "{what}: forward[{i}] {a} vs twin {b}");
+        assert!(
+            (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "{what}: forward[{i}] {a} vs twin {b}"
+        );
     }
     for (k, var) in vars.iter().enumerate() {
         let analytic = to64(&vals(grads.expect(var, what).expect("gradient")));

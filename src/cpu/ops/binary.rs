@@ -22,8 +22,20 @@ fn apply_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
         // `a > b || a is NaN` keeps a NaN in either input (b NaN: a > b is false -> b).
-        BinaryOp::Maximum => if a > b || a.is_nan() { a } else { b },
-        BinaryOp::Minimum => if a < b || a.is_nan() { a } else { b },
+        BinaryOp::Maximum => {
+            if a > b || a.is_nan() {
+                a
+            } else {
+                b
+            }
+        }
+        BinaryOp::Minimum => {
+            if a < b || a.is_nan() {
+                a
+            } else {
+                b
+            }
+        }
         BinaryOp::MaxGradShare => max_grad_share(a, b),
     }
 }
@@ -35,8 +47,20 @@ pub fn apply_f64(op: BinaryOp, a: f64, b: f64) -> f64 {
         BinaryOp::Sub => a - b,
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
-        BinaryOp::Maximum => if a > b || a.is_nan() { a } else { b },
-        BinaryOp::Minimum => if a < b || a.is_nan() { a } else { b },
+        BinaryOp::Maximum => {
+            if a > b || a.is_nan() {
+                a
+            } else {
+                b
+            }
+        }
+        BinaryOp::Minimum => {
+            if a < b || a.is_nan() {
+                a
+            } else {
+                b
+            }
+        }
         BinaryOp::MaxGradShare => max_grad_share(a as f32, b as f32) as f64,
     }
 }
@@ -96,7 +120,13 @@ pub fn binary_fast(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
     }
 }
 
-fn run<F: Fn(f32, f32) -> f32 + Sync + Copy>(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32], f: F) {
+fn run<F: Fn(f32, f32) -> f32 + Sync + Copy>(
+    p: &BinaryParams,
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    f: F,
+) {
     let r = p.rank();
     let inner = p.shape[r - 1] as usize;
     let (sa, sb) = (p.a_strides[r - 1] as usize, p.b_strides[r - 1] as usize);
@@ -122,10 +152,21 @@ fn run<F: Fn(f32, f32) -> f32 + Sync + Copy>(p: &BinaryParams, a: &[f32], b: &[f
 
 /// One output row. The three common stride pairs get their own loop so they vectorise.
 #[inline(always)]
-fn inner_loop<F: Fn(f32, f32) -> f32>(out: &mut [f32], a: &[f32], b: &[f32], sa: usize, sb: usize, f: F) {
+fn inner_loop<F: Fn(f32, f32) -> f32>(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    sa: usize,
+    sb: usize,
+    f: F,
+) {
     let n = out.len();
     match (sa, sb) {
-        (1, 1) => out.iter_mut().zip(&a[..n]).zip(&b[..n]).for_each(|((o, &x), &y)| *o = f(x, y)),
+        (1, 1) => out
+            .iter_mut()
+            .zip(&a[..n])
+            .zip(&b[..n])
+            .for_each(|((o, &x), &y)| *o = f(x, y)),
         (1, 0) => {
             let y = b[0];
             out.iter_mut().zip(&a[..n]).for_each(|(o, &x)| *o = f(x, y));
@@ -134,6 +175,9 @@ fn inner_loop<F: Fn(f32, f32) -> f32>(out: &mut [f32], a: &[f32], b: &[f32], sa:
             let x = a[0];
             out.iter_mut().zip(&b[..n]).for_each(|(o, &y)| *o = f(x, y));
         }
-        _ => out.iter_mut().enumerate().for_each(|(i, o)| *o = f(a[i * sa], b[i * sb])),
+        _ => out
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = f(a[i * sa], b[i * sb])),
     }
 }

@@ -24,7 +24,8 @@ pub fn copy_block_fast(p: &BlockCopyParams, src: &[f32], dst: &mut [f32]) {
     if si == 0 || outer == 0 {
         return;
     }
-    let copy = |(o, row): (usize, &mut [f32])| row[off..off + si].copy_from_slice(&src[o * si..][..si]);
+    let copy =
+        |(o, row): (usize, &mut [f32])| row[off..off + si].copy_from_slice(&src[o * si..][..si]);
     if outer * si >= PAR_MIN {
         dst.par_chunks_mut(di).enumerate().for_each(copy);
     } else {

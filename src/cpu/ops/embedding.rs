@@ -12,7 +12,10 @@ const PAR_MIN: usize = 1 << 15;
 
 /// The first (position, index) with index >= vocab, if any.
 pub fn first_out_of_range(idx: &[u32], vocab: usize) -> Option<(usize, u32)> {
-    idx.iter().enumerate().find(|(_, &i)| i as usize >= vocab).map(|(p, &i)| (p, i))
+    idx.iter()
+        .enumerate()
+        .find(|(_, &i)| i as usize >= vocab)
+        .map(|(p, &i)| (p, i))
 }
 
 /// The oracle lookup.
@@ -32,7 +35,8 @@ pub fn embedding_fwd_fast(p: &EmbeddingParams, table: &[f32], idx: &[u32], out: 
     if d == 0 {
         return;
     }
-    let copy = |(i, row): (usize, &mut [f32])| row.copy_from_slice(&table[idx[i] as usize * d..][..d]);
+    let copy =
+        |(i, row): (usize, &mut [f32])| row.copy_from_slice(&table[idx[i] as usize * d..][..d]);
     if out.len() >= PAR_MIN {
         out.par_chunks_mut(d).enumerate().for_each(copy);
     } else {
@@ -50,7 +54,10 @@ pub fn embedding_bwd_ref(p: &EmbeddingParams, idx: &[u32], g: &[f32], dtable: &m
             acc[v * d + j] += g[i * d + j] as f64;
         }
     }
-    dtable.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+    dtable
+        .iter_mut()
+        .zip(&acc)
+        .for_each(|(o, &a)| *o = a as f32);
 }
 
 /// What runs: positions grouped by vocabulary row, rows summed in parallel. `dtable` is
@@ -77,7 +84,9 @@ pub fn embedding_bwd_fast(p: &EmbeddingParams, idx: &[u32], g: &[f32], dtable: &
     let row = |(v, dst): (usize, &mut [f32])| {
         dst.fill(0.0);
         for &i in &order[start[v]..start[v + 1]] {
-            dst.iter_mut().zip(&g[i * d..][..d]).for_each(|(a, &b)| *a += b);
+            dst.iter_mut()
+                .zip(&g[i * d..][..d])
+                .for_each(|(a, &b)| *a += b);
         }
     };
     if n * d >= PAR_MIN {

@@ -25,7 +25,15 @@ fn row_stats(row: &[f32], eps: f32) -> (f64, f64) {
 }
 
 /// The oracle forward (f64).
-pub fn layernorm_fwd_ref(p: &LayerNormParams, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]) {
+pub fn layernorm_fwd_ref(
+    p: &LayerNormParams,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+) {
     let (rows, d) = p.dims();
     for r in 0..rows {
         let row = &x[r * d..][..d];
@@ -39,7 +47,15 @@ pub fn layernorm_fwd_ref(p: &LayerNormParams, x: &[f32], w: &[f32], b: &[f32], y
 }
 
 /// What runs: rows in parallel.
-pub fn layernorm_fwd_fast(p: &LayerNormParams, x: &[f32], w: &[f32], b: &[f32], y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]) {
+pub fn layernorm_fwd_fast(
+    p: &LayerNormParams,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    y: &mut [f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+) {
     let (_, d) = p.dims();
     if d == 0 {
         return;
@@ -59,7 +75,15 @@ pub fn layernorm_fwd_fast(p: &LayerNormParams, x: &[f32], w: &[f32], b: &[f32], 
 }
 
 /// The oracle backward (f64, statistics recomputed from `x`).
-pub fn layernorm_bwd_ref(p: &LayerNormParams, x: &[f32], w: &[f32], g: &[f32], dx: &mut [f32], dw: &mut [f32], db: &mut [f32]) {
+pub fn layernorm_bwd_ref(
+    p: &LayerNormParams,
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
     let (rows, d) = p.dims();
     let mut dw64 = vec![0f64; d];
     let mut db64 = vec![0f64; d];

@@ -72,10 +72,15 @@ pub fn unfold_fast(p: &PatchParams, img: &[f32], tokens: &mut [f32]) {
     if block == 0 {
         return;
     }
-    tokens.par_chunks_mut(block).enumerate().for_each(|(bg, dst)| {
-        let (b, gy) = (bg / gh, bg % gh);
-        for_runs(p, b, gy, |t, i| dst[t..t + ps].copy_from_slice(&img[i..i + ps]));
-    });
+    tokens
+        .par_chunks_mut(block)
+        .enumerate()
+        .for_each(|(bg, dst)| {
+            let (b, gy) = (bg / gh, bg % gh);
+            for_runs(p, b, gy, |t, i| {
+                dst[t..t + ps].copy_from_slice(&img[i..i + ps])
+            });
+        });
 }
 
 /// What runs: fold. Each (batch, grid row) owns whole image rows `gy*p .. gy*p + p` of every

@@ -7,24 +7,24 @@
 //!   the result (the first NaN wins).
 //! * avg: window sum over the valid pixels divided by the padded window size
 //!   (`count_include_pad = 1`, PyTorch's default) or by the number of valid pixels (0).
+//!
 //! `_ref` loops per output pixel (f64 sums); `_fast` runs planes in parallel.
 
 use crate::params::pool::Pool2dParams;
 use rayon::prelude::*;
 
+/// One axis of a window: input range `[lo, hi)` and the padded window length (avg divisor).
+type Span = (usize, usize, usize);
+
 /// Max over one window: (value, plane index of the first maximum).
 #[inline]
-fn window_max(p: &Pool2dParams, xp: &[f32], oy: usize, ox: usize) -> (f32, u32) {
-    let (iw, ih) = (p.in_w as usize, p.in_h as usize);
-    let (y0, y1, _) = p.window(oy, ih);
-    let (x0, x1, _) = p.window(ox, iw);
-    let (mut best, mut at) = (f32::NEG_INFINITY, y0 * iw + x0);
-    'scan: for iy in y0..y1 {
-        for ix in x0..x1 {
+fn window_max(xp: &[f32], iw: usize, wy: Span, wx: Span) -> (f32, u32) {
+    let (mut best, mut at) = (f32::NEG_INFINITY, wy.0 * iw + wx.0);
+    for iy in wy.0..wy.1 {
+        for ix in wx.0..wx.1 {
             let v = xp[iy * iw + ix];
             if v.is_nan() {
-                (best, at) = (v, iy * iw + ix);
-                break 'scan;
+                return (v, (iy * iw + ix) as u32);
             }
             if v > best {
                 (best, at) = (v, iy * iw + ix);
@@ -36,18 +36,19 @@ fn window_max(p: &Pool2dParams, xp: &[f32], oy: usize, ox: usize) -> (f32, u32) 
 
 /// Average over one window in f64 (shared by ref and fast: a window is at most kernel^2 values).
 #[inline]
-fn window_avg(p: &Pool2dParams, xp: &[f32], oy: usize, ox: usize) -> f32 {
-    let (iw, ih) = (p.in_w as usize, p.in_h as usize);
-    let (y0, y1, ph) = p.window(oy, ih);
-    let (x0, x1, pw) = p.window(ox, iw);
+fn window_avg(p: &Pool2dParams, xp: &[f32], wy: Span, wx: Span) -> f32 {
+    let iw = p.in_w as usize;
     let mut s = 0f64;
-    for iy in y0..y1 {
-        s += xp[iy * iw + x0..iy * iw + x1].iter().map(|&v| v as f64).sum::<f64>();
+    for iy in wy.0..wy.1 {
+        s += xp[iy * iw + wx.0..iy * iw + wx.1]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>();
     }
-    (s / divisor(p, (y0, y1, ph), (x0, x1, pw)) as f64) as f32
+    (s / divisor(p, wy, wx) as f64) as f32
 }
 
-fn divisor(p: &Pool2dParams, wy: (usize, usize, usize), wx: (usize, usize, usize)) -> f32 {
+fn divisor(p: &Pool2dParams, wy: Span, wx: Span) -> f32 {
     if p.count_include_pad != 0 {
         (wy.2 * wx.2) as f32
     } else {
@@ -55,12 +56,25 @@ fn divisor(p: &Pool2dParams, wy: (usize, usize, usize), wx: (usize, usize, usize
     }
 }
 
+/// Window spans of every output row and column, computed once per call by the fast paths.
+fn span_tables(p: &Pool2dParams) -> (Vec<Span>, Vec<Span>) {
+    let ys = (0..p.out_h as usize)
+        .map(|o| p.window(o, p.in_h as usize))
+        .collect();
+    let xs = (0..p.out_w as usize)
+        .map(|o| p.window(o, p.in_w as usize))
+        .collect();
+    (ys, xs)
+}
+
 /// The oracle max-pool forward: values and argmax indices.
 pub fn max_pool2d_fwd_ref(p: &Pool2dParams, x: &[f32], y: &mut [f32], idx: &mut [u32]) {
     let (ip, op, ow) = (p.in_plane(), p.out_plane(), p.out_w as usize);
     for n in 0..p.planes as usize {
         for o in 0..op {
-            let (v, i) = window_max(p, &x[n * ip..][..ip], o / ow, o % ow);
+            let wy = p.window(o / ow, p.in_h as usize);
+            let wx = p.window(o % ow, p.in_w as usize);
+            let (v, i) = window_max(&x[n * ip..][..ip], p.in_w as usize, wy, wx);
             y[n * op + o] = v;
             idx[n * op + o] = i;
         }
@@ -69,16 +83,25 @@ pub fn max_pool2d_fwd_ref(p: &Pool2dParams, x: &[f32], y: &mut [f32], idx: &mut 
 
 /// What runs: planes in parallel.
 pub fn max_pool2d_fwd_fast(p: &Pool2dParams, x: &[f32], y: &mut [f32], idx: &mut [u32]) {
-    let (ip, op, ow) = (p.in_plane(), p.out_plane(), p.out_w as usize);
+    let (ip, op, ow, iw) = (
+        p.in_plane(),
+        p.out_plane(),
+        p.out_w as usize,
+        p.in_w as usize,
+    );
     if op == 0 {
         return;
     }
-    y.par_chunks_mut(op).zip(idx.par_chunks_mut(op)).enumerate().for_each(|(n, (yp, ipl))| {
-        let xp = &x[n * ip..][..ip];
-        for o in 0..op {
-            (yp[o], ipl[o]) = window_max(p, xp, o / ow, o % ow);
-        }
-    });
+    let (ys, xs) = span_tables(p);
+    y.par_chunks_mut(op)
+        .zip(idx.par_chunks_mut(op))
+        .enumerate()
+        .for_each(|(n, (yp, ipl))| {
+            let xp = &x[n * ip..][..ip];
+            for o in 0..op {
+                (yp[o], ipl[o]) = window_max(xp, iw, ys[o / ow], xs[o % ow]);
+            }
+        });
 }
 
 /// The first saved index that does not address a pixel of a `plane`-sized input plane, if any
@@ -107,7 +130,9 @@ pub fn avg_pool2d_fwd_ref(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
     let (ip, op, ow) = (p.in_plane(), p.out_plane(), p.out_w as usize);
     for n in 0..p.planes as usize {
         for o in 0..op {
-            y[n * op + o] = window_avg(p, &x[n * ip..][..ip], o / ow, o % ow);
+            let wy = p.window(o / ow, p.in_h as usize);
+            let wx = p.window(o % ow, p.in_w as usize);
+            y[n * op + o] = window_avg(p, &x[n * ip..][..ip], wy, wx);
         }
     }
 }
@@ -118,17 +143,23 @@ pub fn avg_pool2d_fwd_fast(p: &Pool2dParams, x: &[f32], y: &mut [f32]) {
     if op == 0 {
         return;
     }
+    let (ys, xs) = span_tables(p);
     y.par_chunks_mut(op).enumerate().for_each(|(n, yp)| {
         let xp = &x[n * ip..][..ip];
         for (o, v) in yp.iter_mut().enumerate() {
-            *v = window_avg(p, xp, o / ow, o % ow);
+            *v = window_avg(p, xp, ys[o / ow], xs[o % ow]);
         }
     });
 }
 
 /// The oracle average-pool backward (f64 accumulation); `dx` overwritten.
 pub fn avg_pool2d_bwd_ref(p: &Pool2dParams, g: &[f32], dx: &mut [f32]) {
-    let (ip, op, ow, iw) = (p.in_plane(), p.out_plane(), p.out_w as usize, p.in_w as usize);
+    let (ip, op, ow, iw) = (
+        p.in_plane(),
+        p.out_plane(),
+        p.out_w as usize,
+        p.in_w as usize,
+    );
     let mut acc = vec![0f64; dx.len()];
     for n in 0..p.planes as usize {
         for o in 0..op {
@@ -147,18 +178,25 @@ pub fn avg_pool2d_bwd_ref(p: &Pool2dParams, g: &[f32], dx: &mut [f32]) {
 
 /// What runs: planes in parallel; `dx` overwritten.
 pub fn avg_pool2d_bwd_fast(p: &Pool2dParams, g: &[f32], dx: &mut [f32]) {
-    let (ip, op, ow, iw) = (p.in_plane(), p.out_plane(), p.out_w as usize, p.in_w as usize);
+    let (ip, op, ow, iw) = (
+        p.in_plane(),
+        p.out_plane(),
+        p.out_w as usize,
+        p.in_w as usize,
+    );
     if ip == 0 {
         return;
     }
+    let (ys, xs) = span_tables(p);
     dx.par_chunks_mut(ip).enumerate().for_each(|(n, dp)| {
         dp.fill(0.0);
         for o in 0..op {
-            let wy = p.window(o / ow, p.in_h as usize);
-            let wx = p.window(o % ow, iw);
+            let (wy, wx) = (ys[o / ow], xs[o % ow]);
             let share = g[n * op + o] / divisor(p, wy, wx);
             for iy in wy.0..wy.1 {
-                dp[iy * iw + wx.0..iy * iw + wx.1].iter_mut().for_each(|d| *d += share);
+                dp[iy * iw + wx.0..iy * iw + wx.1]
+                    .iter_mut()
+                    .for_each(|d| *d += share);
             }
         }
     });

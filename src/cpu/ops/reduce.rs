@@ -40,7 +40,11 @@ pub fn reduce_ref(p: &ReduceParams, x: &[f32], out: &mut [f32]) {
             out[o * inner + i] = match op {
                 ReduceOp::Sum | ReduceOp::Mean => {
                     let s: f64 = (0..red).map(|r| at(r) as f64).sum();
-                    (if op == ReduceOp::Mean { s / red as f64 } else { s }) as f32
+                    (if op == ReduceOp::Mean {
+                        s / red as f64
+                    } else {
+                        s
+                    }) as f32
                 }
                 ReduceOp::Max | ReduceOp::Min => {
                     let mut best = at(0);
@@ -70,7 +74,10 @@ fn sum_f64(xs: &[f32]) -> f64 {
 }
 
 fn extreme(is_max: bool, xs: &[f32]) -> f32 {
-    xs[1..].iter().fold(xs[0], |best, &v| if replaces(is_max, v, best) { v } else { best })
+    xs[1..].iter().fold(
+        xs[0],
+        |best, &v| if replaces(is_max, v, best) { v } else { best },
+    )
 }
 
 /// Reduce one contiguous row (the `inner == 1` case), splitting a long row across threads.
@@ -78,13 +85,24 @@ fn reduce_row(op: ReduceOp, row: &[f32], split: bool) -> f32 {
     let is_max = op == ReduceOp::Max;
     match op {
         ReduceOp::Sum | ReduceOp::Mean => {
-            let s = if split { row.par_chunks(ROW_PIECE).map(sum_f64).sum() } else { sum_f64(row) };
-            (if op == ReduceOp::Mean { s / row.len() as f64 } else { s }) as f32
+            let s = if split {
+                row.par_chunks(ROW_PIECE).map(sum_f64).sum()
+            } else {
+                sum_f64(row)
+            };
+            (if op == ReduceOp::Mean {
+                s / row.len() as f64
+            } else {
+                s
+            }) as f32
         }
         ReduceOp::Max | ReduceOp::Min => {
             if split {
                 // Pieces are combined in order, so "first extreme / first NaN wins" still holds.
-                let parts: Vec<f32> = row.par_chunks(ROW_PIECE).map(|c| extreme(is_max, c)).collect();
+                let parts: Vec<f32> = row
+                    .par_chunks(ROW_PIECE)
+                    .map(|c| extreme(is_max, c))
+                    .collect();
                 extreme(is_max, &parts)
             } else {
                 extreme(is_max, row)
@@ -94,7 +112,15 @@ fn reduce_row(op: ReduceOp, row: &[f32], split: bool) -> f32 {
 }
 
 /// Reduce columns `[c0, c0 + out.len())` of group `o` over the middle dim.
-fn reduce_cols(op: ReduceOp, x: &[f32], o: usize, red: usize, inner: usize, c0: usize, out: &mut [f32]) {
+fn reduce_cols(
+    op: ReduceOp,
+    x: &[f32],
+    o: usize,
+    red: usize,
+    inner: usize,
+    c0: usize,
+    out: &mut [f32],
+) {
     let w = out.len();
     let base = o * red * inner + c0;
     match op {
@@ -104,8 +130,14 @@ fn reduce_cols(op: ReduceOp, x: &[f32], o: usize, red: usize, inner: usize, c0: 
                 let src = &x[base + r * inner..][..w];
                 acc.iter_mut().zip(src).for_each(|(a, &v)| *a += v as f64);
             }
-            let scale = if op == ReduceOp::Mean { 1.0 / red as f64 } else { 1.0 };
-            out.iter_mut().zip(&acc).for_each(|(d, &a)| *d = (a * scale) as f32);
+            let scale = if op == ReduceOp::Mean {
+                1.0 / red as f64
+            } else {
+                1.0
+            };
+            out.iter_mut()
+                .zip(&acc)
+                .for_each(|(d, &a)| *d = (a * scale) as f32);
         }
         ReduceOp::Max | ReduceOp::Min => {
             let is_max = op == ReduceOp::Max;
@@ -130,19 +162,27 @@ pub fn reduce_fast(p: &ReduceParams, x: &[f32], out: &mut [f32]) {
     if inner == 1 {
         let split = big && outer < 4 && red >= 2 * ROW_PIECE;
         if big && !split {
-            out.par_iter_mut().enumerate().for_each(|(o, d)| *d = reduce_row(op, &x[o * red..][..red], false));
+            out.par_iter_mut()
+                .enumerate()
+                .for_each(|(o, d)| *d = reduce_row(op, &x[o * red..][..red], false));
         } else {
-            out.iter_mut().enumerate().for_each(|(o, d)| *d = reduce_row(op, &x[o * red..][..red], split));
+            out.iter_mut()
+                .enumerate()
+                .for_each(|(o, d)| *d = reduce_row(op, &x[o * red..][..red], split));
         }
         return;
     }
     let task = |o: usize, c0: usize, dst: &mut [f32]| reduce_cols(op, x, o, red, inner, c0, dst);
     if big {
         out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
-            row.par_chunks_mut(COL_BLOCK).enumerate().for_each(|(b, dst)| task(o, b * COL_BLOCK, dst));
+            row.par_chunks_mut(COL_BLOCK)
+                .enumerate()
+                .for_each(|(b, dst)| task(o, b * COL_BLOCK, dst));
         });
     } else {
-        out.chunks_mut(inner).enumerate().for_each(|(o, row)| task(o, 0, row));
+        out.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(o, row)| task(o, 0, row));
     }
 }
 
@@ -169,9 +209,13 @@ pub fn reduce_extreme_backward(p: &ReduceParams, x: &[f32], g: &[f32], dx: &mut 
         }
     };
     if dx.len() >= PAR_MIN {
-        dx.par_chunks_mut(red * inner).enumerate().for_each(|(o, dxo)| group(o, dxo));
+        dx.par_chunks_mut(red * inner)
+            .enumerate()
+            .for_each(|(o, dxo)| group(o, dxo));
     } else {
-        dx.chunks_mut(red * inner).enumerate().for_each(|(o, dxo)| group(o, dxo));
+        dx.chunks_mut(red * inner)
+            .enumerate()
+            .for_each(|(o, dxo)| group(o, dxo));
     }
 }
 
@@ -194,7 +238,11 @@ pub fn argreduce_ref(p: &ArgReduceParams, x: &[f32], out: &mut [u32]) {
         let row = &x[r * len..][..len];
         let mut best = 0;
         for i in 1..len {
-            let better = if p.is_argmax() { row[i] > row[best] } else { row[i] < row[best] };
+            let better = if p.is_argmax() {
+                row[i] > row[best]
+            } else {
+                row[i] < row[best]
+            };
             if !row[best].is_nan() && (row[i].is_nan() || better) {
                 best = i;
             }
@@ -208,8 +256,12 @@ pub fn argreduce_fast(p: &ArgReduceParams, x: &[f32], out: &mut [u32]) {
     let len = p.len as usize;
     let is_max = p.is_argmax();
     if out.len() * len >= PAR_MIN {
-        out.par_iter_mut().enumerate().for_each(|(r, o)| *o = arg_extreme(is_max, &x[r * len..][..len]));
+        out.par_iter_mut()
+            .enumerate()
+            .for_each(|(r, o)| *o = arg_extreme(is_max, &x[r * len..][..len]));
     } else {
-        out.iter_mut().enumerate().for_each(|(r, o)| *o = arg_extreme(is_max, &x[r * len..][..len]));
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(r, o)| *o = arg_extreme(is_max, &x[r * len..][..len]));
     }
 }

@@ -7,6 +7,7 @@
 //! * bilinear, align_corners=False, no antialias: source coordinate
 //!   `s = max((i + 0.5) * (in/out) - 0.5, 0)`, `i0 = floor(s)`, `i1 = min(i0 + 1, in - 1)`,
 //!   weights `(1 - (s - i0), s - i0)`, separably in y and x. Backward scatters with the same weights.
+//!
 //! `_ref` walks output pixels one by one (f64 weights and sums); `_fast` precomputes the per-axis
 //! tables and runs planes in parallel (each plane's scatter stays on one thread: deterministic).
 
@@ -42,9 +43,17 @@ fn bilinear_taps_f32(i: usize, in_len: usize, out_len: usize) -> (usize, usize, 
 
 /// Source taps of one output pixel as (input offset in the plane, weight) pairs, f64.
 fn taps_ref(p: &ResizeParams, oy: usize, ox: usize) -> Vec<(usize, f64)> {
-    let (ih, iw, oh, ow) = (p.in_h as usize, p.in_w as usize, p.out_h as usize, p.out_w as usize);
+    let (ih, iw, oh, ow) = (
+        p.in_h as usize,
+        p.in_w as usize,
+        p.out_h as usize,
+        p.out_w as usize,
+    );
     if p.is_nearest() {
-        return vec![(nearest_source(oy, ih, oh) * iw + nearest_source(ox, iw, ow), 1.0)];
+        return vec![(
+            nearest_source(oy, ih, oh) * iw + nearest_source(ox, iw, ow),
+            1.0,
+        )];
     }
     let (y0, y1, ly) = bilinear_taps_f64(oy, ih, oh);
     let (x0, x1, lx) = bilinear_taps_f64(ox, iw, ow);
@@ -61,7 +70,10 @@ pub fn resize_fwd_ref(p: &ResizeParams, x: &[f32], y: &mut [f32]) {
     let (ip, op, ow) = (p.in_plane(), p.out_plane(), p.out_w as usize);
     for n in 0..p.planes as usize {
         for o in 0..op {
-            let v: f64 = taps_ref(p, o / ow, o % ow).iter().map(|&(i, w)| w * x[n * ip + i] as f64).sum();
+            let v: f64 = taps_ref(p, o / ow, o % ow)
+                .iter()
+                .map(|&(i, w)| w * x[n * ip + i] as f64)
+                .sum();
             y[n * op + o] = v as f32;
         }
     }

@@ -17,7 +17,11 @@ pub fn softmax_ref(p: &SoftmaxParams, x: &[f32], y: &mut [f32]) {
         let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
         for j in 0..len {
             let shifted = row[j] as f64 - m;
-            y[r * len + j] = if p.is_log() { shifted - z.ln() } else { shifted.exp() / z } as f32;
+            y[r * len + j] = if p.is_log() {
+                shifted - z.ln()
+            } else {
+                shifted.exp() / z
+            } as f32;
         }
     }
 }
@@ -46,7 +50,9 @@ pub fn softmax_fast(p: &SoftmaxParams, x: &[f32], y: &mut [f32]) {
         return;
     }
     let log = p.is_log();
-    y.par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(yr, xr)| row_fwd(log, xr, yr));
+    y.par_chunks_mut(len)
+        .zip(x.par_chunks(len))
+        .for_each(|(yr, xr)| row_fwd(log, xr, yr));
 }
 
 /// The oracle backward (f64) from the saved output `y` and the output gradient `g`.
@@ -75,17 +81,23 @@ pub fn softmax_bwd_fast(p: &SoftmaxParams, y: &[f32], g: &[f32], dx: &mut [f32])
         return;
     }
     let log = p.is_log();
-    dx.par_chunks_mut(len).zip(y.par_chunks(len).zip(g.par_chunks(len))).for_each(|(dr, (yr, gr))| {
-        if log {
-            let sg = gr.iter().map(|&v| v as f64).sum::<f64>() as f32;
-            for j in 0..len {
-                dr[j] = gr[j] - yr[j].exp() * sg;
+    dx.par_chunks_mut(len)
+        .zip(y.par_chunks(len).zip(g.par_chunks(len)))
+        .for_each(|(dr, (yr, gr))| {
+            if log {
+                let sg = gr.iter().map(|&v| v as f64).sum::<f64>() as f32;
+                for j in 0..len {
+                    dr[j] = gr[j] - yr[j].exp() * sg;
+                }
+            } else {
+                let dot = yr
+                    .iter()
+                    .zip(gr)
+                    .map(|(&a, &b)| (a * b) as f64)
+                    .sum::<f64>() as f32;
+                for j in 0..len {
+                    dr[j] = yr[j] * (gr[j] - dot);
+                }
             }
-        } else {
-            let dot = yr.iter().zip(gr).map(|(&a, &b)| (a * b) as f64).sum::<f64>() as f32;
-            for j in 0..len {
-                dr[j] = yr[j] * (gr[j] - dot);
-            }
-        }
-    });
+        });
 }
