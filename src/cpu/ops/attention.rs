@@ -12,7 +12,8 @@
 //!   (`[batch, heads, seq_len]`), which the backward uses to rebuild `p_ij` block by block.
 //!
 //! Heads are first packed into per-head contiguous panels (rows `[L, Dh]` or transposed
-//! `[Dh, L]`) so every inner loop is a unit-stride axpy the compiler vectorises.
+//! `[Dh, L]`) so the two tile kernels (`score_tile`: Q K^T, `tile_times_panel`: P V) read
+//! unit-stride rows and keep a 4 x 8 block of results in registers.
 
 use crate::params::attention::AttentionParams;
 use rayon::prelude::*;
@@ -21,6 +22,9 @@ use rayon::prelude::*;
 pub(crate) const QUERY_BLOCK: usize = 32;
 /// Key columns scored at once (the width of one score tile).
 pub(crate) const KEY_BLOCK: usize = 64;
+/// Rows x columns of the register block of the tile kernels.
+const MR: usize = 4;
+const NR: usize = 8;
 
 /// Sizes of one attention call as usize.
 #[derive(Clone, Copy)]
@@ -155,12 +159,12 @@ fn forward_query_block(
                 orow.iter_mut().for_each(|x| *x *= corr);
                 run_max[r] = new_max;
             }
-            for (jj, &x) in srow.iter().enumerate() {
-                let e = (x - new_max).exp();
-                run_sum[r] += e;
-                axpy(e, &vr[(j0 + jj) * d.dh..][..d.dh], orow);
+            for x in srow.iter_mut() {
+                *x = (*x - new_max).exp();
+                run_sum[r] += *x;
             }
         }
+        tile_times_panel(d, &s, nq, nk, &vr[j0 * d.dh..][..nk * d.dh], o);
     }
     for r in 0..nq {
         let inv = 1.0 / run_sum[r];
@@ -171,6 +175,7 @@ fn forward_query_block(
 
 /// `s[r][jj] = scale * sum_c a[r][c] * bt[c][j0 + jj]` for r < na, jj < nk; rows of `s` are
 /// KEY_BLOCK apart. `a`: rows `[na, dh]`; `bt`: a transposed panel `[dh, L]`.
+/// Register-blocked: a 4 x 8 block of `s` stays in registers over the whole `c` loop.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn score_tile(
     d: Dims,
@@ -182,20 +187,78 @@ pub(crate) fn score_tile(
     nk: usize,
     s: &mut [f32],
 ) {
-    for r in 0..na {
-        let srow = &mut s[r * KEY_BLOCK..][..nk];
-        srow.fill(0.0);
-        for c in 0..d.dh {
-            axpy(a[r * d.dh + c] * scale, &bt[c * d.l + j0..][..nk], srow);
+    for r0 in (0..na).step_by(MR) {
+        let mr = MR.min(na - r0);
+        for c0 in (0..nk).step_by(NR) {
+            let nr = NR.min(nk - c0);
+            let mut acc = [[0f32; NR]; MR];
+            if mr == MR && nr == NR {
+                for c in 0..d.dh {
+                    let b: &[f32; NR] = bt[c * d.l + j0 + c0..][..NR]
+                        .try_into()
+                        .expect("NR columns");
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let av = a[(r0 + r) * d.dh + c] * scale;
+                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
+                    }
+                }
+            } else {
+                for c in 0..d.dh {
+                    let b = &bt[c * d.l + j0 + c0..][..nr];
+                    for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
+                        let av = a[(r0 + r) * d.dh + c] * scale;
+                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate().take(mr) {
+                s[(r0 + r) * KEY_BLOCK + c0..][..nr].copy_from_slice(&acc_r[..nr]);
+            }
         }
     }
 }
 
-/// y += alpha * x (unit stride; vectorised by the compiler).
-#[inline]
-pub(crate) fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
+/// `out[r][c] += sum_t tile[r][t] * panel[t][c]` for r < rows, t < inner, c < dh: a tile
+/// (rows KEY_BLOCK apart) times a row panel (`[inner, dh]`), accumulated into row-major
+/// `out` `[rows, dh]`. Register-blocked like `score_tile`.
+pub(crate) fn tile_times_panel(
+    d: Dims,
+    tile: &[f32],
+    rows: usize,
+    inner: usize,
+    panel: &[f32],
+    out: &mut [f32],
+) {
+    for r0 in (0..rows).step_by(MR) {
+        let mr = MR.min(rows - r0);
+        for c0 in (0..d.dh).step_by(NR) {
+            let nr = NR.min(d.dh - c0);
+            let mut acc = [[0f32; NR]; MR];
+            for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
+                acc_r[..nr].copy_from_slice(&out[(r0 + r) * d.dh + c0..][..nr]);
+            }
+            if mr == MR && nr == NR {
+                for t in 0..inner {
+                    let b: &[f32; NR] =
+                        panel[t * d.dh + c0..][..NR].try_into().expect("NR columns");
+                    for (r, acc_r) in acc.iter_mut().enumerate() {
+                        let av = tile[(r0 + r) * KEY_BLOCK + t];
+                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
+                    }
+                }
+            } else {
+                for t in 0..inner {
+                    let b = &panel[t * d.dh + c0..][..nr];
+                    for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
+                        let av = tile[(r0 + r) * KEY_BLOCK + t];
+                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
+                    }
+                }
+            }
+            for (r, acc_r) in acc.iter().enumerate().take(mr) {
+                out[(r0 + r) * d.dh + c0..][..nr].copy_from_slice(&acc_r[..nr]);
+            }
+        }
     }
 }
 

@@ -12,7 +12,8 @@
 //!   blocks (writes dk, dv), so no thread ever writes another's rows and no L x L matrix exists.
 
 use super::attention::{
-    axpy, pack_rows, pack_transposed, scatter_heads, score_tile, Dims, KEY_BLOCK, QUERY_BLOCK,
+    pack_rows, pack_transposed, scatter_heads, score_tile, tile_times_panel, Dims, KEY_BLOCK,
+    QUERY_BLOCK,
 };
 use crate::params::attention::AttentionParams;
 use rayon::prelude::*;
@@ -233,13 +234,13 @@ fn dq_query_block(
         score_tile(d, dos, nq, 1.0, hp.vt, j0, nk, &mut dp);
         for r in 0..nq {
             let (li, di) = (lse[i0 + r], delta[i0 + r]);
-            let grow = &mut gq[r * d.dh..][..d.dh];
             for jj in 0..nk {
-                let prob = (s[r * KEY_BLOCK + jj] - li).exp();
-                let dsc = prob * (dp[r * KEY_BLOCK + jj] - di);
-                axpy(dsc, &hp.kr[(j0 + jj) * d.dh..][..d.dh], grow);
+                let at = r * KEY_BLOCK + jj;
+                let prob = (s[at] - li).exp();
+                dp[at] = prob * (dp[at] - di); // ds
             }
         }
+        tile_times_panel(d, &dp, nq, nk, &hp.kr[j0 * d.dh..][..nk * d.dh], gq);
     }
     gq.iter_mut().for_each(|x| *x *= scale);
 }
@@ -272,15 +273,15 @@ fn dkv_key_block(
         score_tile(d, ks, nk, scale, hp.qt, i0, nq, &mut st);
         score_tile(d, vs, nk, 1.0, hp.dot, i0, nq, &mut dpt);
         for r in 0..nk {
-            let (gkrow, gvrow) = (&mut gk[r * d.dh..][..d.dh], &mut gv[r * d.dh..][..d.dh]);
             for ii in 0..nq {
-                let i = i0 + ii;
-                let prob = (st[r * KEY_BLOCK + ii] - lse[i]).exp();
-                let dsc = prob * (dpt[r * KEY_BLOCK + ii] - delta[i]);
-                axpy(prob, &hp.dor[i * d.dh..][..d.dh], gvrow);
-                axpy(dsc, &hp.qr[i * d.dh..][..d.dh], gkrow);
+                let (at, i) = (r * KEY_BLOCK + ii, i0 + ii);
+                let prob = (st[at] - lse[i]).exp();
+                st[at] = prob;
+                dpt[at] = prob * (dpt[at] - delta[i]); // ds, transposed
             }
         }
+        tile_times_panel(d, &st, nk, nq, &hp.dor[i0 * d.dh..][..nq * d.dh], gv);
+        tile_times_panel(d, &dpt, nk, nq, &hp.qr[i0 * d.dh..][..nq * d.dh], gk);
     }
     gk.iter_mut().for_each(|x| *x *= scale);
 }
