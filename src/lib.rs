@@ -18,6 +18,7 @@ pub mod autograd;
 pub mod nn;
 pub mod data;
 pub mod pipeline;
+pub mod cli;
 pub mod testing;
 pub mod model;
 pub mod io;

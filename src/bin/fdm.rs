@@ -1,5 +1,14 @@
-//! The `fdm` command line.
-use clap::{Parser, Subcommand};
+//! The `fdm` command line: argument parsing only; the work is in `fdm::cli` and below.
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fdm::cli::inpaint::{paired_jobs, InpaintRun, Job};
+use fdm::model::inpainting::InpaintingModel;
+use fdm::pipeline::inpaint::InpaintOptions;
+use fdm::pipeline::sampler::SamplerOptions;
+use std::path::PathBuf;
+
+/// The bundled tiny model, trained by `fdm train` on the bundled photos (see README).
+const BUNDLED_WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
 
 #[derive(Parser)]
 #[command(name = "fdm", version, about = "PUT + FDM pluralistic image inpainting on a from-scratch tensor engine")]
@@ -10,18 +19,129 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fill the holes of photos: several different completions per photo.
+    Inpaint(InpaintArgs),
     /// Check the engine on this machine: which device is used, and a small autograd run.
     Selfcheck,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Args)]
+struct InpaintArgs {
+    /// Photos to inpaint (PNG/JPEG, any size; RGBA and grey are converted with a note).
+    images: Vec<PathBuf>,
+    /// Mask for the photos: white = hole to fill, black = keep (grey thresholded at 128).
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Folder of photos, paired by file stem with --mask-dir (skips finished outputs).
+    #[arg(long, requires = "mask_dir", conflicts_with_all = ["images", "mask"])]
+    image_dir: Option<PathBuf>,
+    /// Folder of masks named like the photos in --image-dir.
+    #[arg(long, requires = "image_dir")]
+    mask_dir: Option<PathBuf>,
+    /// Output folder: <stem>_<k>.png per sample and <stem>_sheet.png.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Samples per photo, drawn as one batch.
+    #[arg(short = 'n', long = "samples", default_value_t = 1)]
+    samples: usize,
+    /// Weights file (safetensors from `fdm train` or weights-tools/convert_pth.py).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Seed of the token draws: the same seed on the same device gives identical output.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Positions filled per transformer pass (paper: 1).
+    #[arg(long, default_value_t = 1)]
+    tokens_per_pass: usize,
+    /// Top-K filter of the token draw (paper: 50).
+    #[arg(long, default_value_t = 50)]
+    top_k: usize,
+    /// Softmax temperature of the token draw (paper: 1).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Re-sampling sweeps over the filled tokens after the fill (paper: 0).
+    #[arg(long, default_value_t = 0)]
+    gibbs_sweeps: usize,
+    /// Decode without FDM (the PUT baseline).
+    #[arg(long)]
+    no_fdm: bool,
+    /// Masks use black = hole instead.
+    #[arg(long)]
+    invert_mask: bool,
+    /// Also write the sampled tokens as <stem>_<k>.txt.
+    #[arg(long)]
+    save_tokens: bool,
+    /// Replay these token files (one per sample) instead of sampling.
+    #[arg(long, num_args = 1..)]
+    tokens: Vec<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Inpaint(a) => inpaint(a),
         Command::Selfcheck => selfcheck(),
     }
 }
 
-fn selfcheck() -> anyhow::Result<()> {
+fn pick_device(d: DeviceArg) -> Result<fdm::Device> {
+    match d {
+        DeviceArg::Cpu => Ok(fdm::Device::Cpu),
+        DeviceArg::Cuda => fdm::cuda::probe().map(fdm::Device::Cuda).map_err(|why| anyhow::anyhow!("--device cuda: {why}")),
+        DeviceArg::Auto => {
+            let (dev, why) = fdm::Device::best();
+            println!("device: {why}");
+            Ok(dev)
+        }
+    }
+}
+
+fn inpaint(a: InpaintArgs) -> Result<()> {
+    let jobs = match (&a.image_dir, &a.mask_dir) {
+        (Some(i), Some(m)) => paired_jobs(i, m)?,
+        _ => {
+            if a.images.is_empty() {
+                bail!("give photos to inpaint (or --image-dir with --mask-dir)");
+            }
+            let mask = a.mask.clone().context("--mask is required with photos (white = hole)")?;
+            a.images.iter().map(|p| Job { image: p.clone(), mask: mask.clone() }).collect()
+        }
+    };
+    let weights = a.weights.clone().unwrap_or_else(|| PathBuf::from(BUNDLED_WEIGHTS));
+    if !weights.exists() {
+        bail!("weights file {} not found (pass --weights FILE)", weights.display());
+    }
+    let device = pick_device(a.device)?;
+    let mut model = InpaintingModel::load(&weights, None).with_context(|| format!("loading weights {}", weights.display()))?;
+    model.to_device(&device)?;
+    let opts = InpaintOptions {
+        sampler: SamplerOptions { tokens_per_pass: a.tokens_per_pass, top_k: a.top_k, temperature: a.temperature, gibbs_sweeps: a.gibbs_sweeps },
+        samples: a.samples,
+        use_fdm: !a.no_fdm,
+        seed: a.seed,
+    };
+    let run = InpaintRun {
+        jobs,
+        out: a.out,
+        opts,
+        invert_mask: a.invert_mask,
+        save_tokens: a.save_tokens,
+        replay: a.tokens,
+        resume: a.image_dir.is_some(),
+    };
+    println!("model: {} preset from {}", model.cfg.preset, weights.display());
+    fdm::cli::inpaint::run(&model, &run, &device)
+}
+
+fn selfcheck() -> Result<()> {
     let (_device, why) = fdm::Device::best();
     println!("device: {why}");
     let tape = fdm::autograd::Tape::new();

@@ -1,0 +1,168 @@
+//! `fdm inpaint`: photos + masks in, `<out>/<stem>_<k>.png` samples and a contact sheet
+//! `<out>/<stem>_sheet.png` out. Two ways to name the inputs: images with one `--mask` for all,
+//! or `--image-dir` with a paired `--mask-dir` (same file stem; the official `inference.py`
+//! layout), which skips samples whose output already exists, so an interrupted run resumes.
+
+use crate::device::Device;
+use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, save_contact_sheet, save_png};
+use crate::model::inpainting::InpaintingModel;
+use crate::pipeline::inpaint::InpaintOptions;
+use crate::pipeline::photo::inpaint_photo;
+use crate::tensor::Tensor;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One image to inpaint and the mask that goes with it.
+pub struct Job {
+    pub image: PathBuf,
+    pub mask: PathBuf,
+}
+
+pub struct InpaintRun {
+    pub jobs: Vec<Job>,
+    pub out: PathBuf,
+    pub opts: InpaintOptions,
+    pub invert_mask: bool,
+    pub save_tokens: bool,
+    /// Token files to replay, one per sample (only with a single image).
+    pub replay: Vec<PathBuf>,
+    /// Skip samples whose output file exists (folder mode).
+    pub resume: bool,
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
+}
+
+/// Pair `<image-dir>/<stem>.*` with `<mask-dir>/<stem>.*` (PNG/JPEG); unpaired images are an error.
+pub fn paired_jobs(image_dir: &Path, mask_dir: &Path) -> Result<Vec<Job>> {
+    let list = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+            .with_context(|| format!("reading folder {}", d.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(), Some("png" | "jpg" | "jpeg")))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let (images, masks) = (list(image_dir)?, list(mask_dir)?);
+    if images.is_empty() {
+        bail!("no PNG/JPEG images in {}", image_dir.display());
+    }
+    let mut missing = Vec::new();
+    let jobs: Vec<Job> = images
+        .into_iter()
+        .filter_map(|image| match masks.iter().find(|m| stem(m) == stem(&image)) {
+            Some(m) => Some(Job { mask: m.clone(), image }),
+            None => {
+                missing.push(stem(&image));
+                None
+            }
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!("no mask in {} for: {}", mask_dir.display(), missing.join(", "));
+    }
+    Ok(jobs)
+}
+
+/// Read a token file of spec §5.6 (whitespace-separated integers).
+pub fn read_tokens(path: &Path, expected: usize) -> Result<Vec<u32>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading token file {}", path.display()))?;
+    let tokens: Vec<u32> = text
+        .split_whitespace()
+        .map(|w| w.parse::<u32>().with_context(|| format!("{}: `{w}` is not a token index", path.display())))
+        .collect::<Result<_>>()?;
+    if tokens.len() != expected {
+        bail!("{}: {} tokens, expected {expected}", path.display(), tokens.len());
+    }
+    Ok(tokens)
+}
+
+/// Write tokens in the official format: space-separated, a trailing space, a newline.
+pub fn write_tokens(path: &Path, tokens: &[u32]) -> Result<()> {
+    let mut s: String = tokens.iter().map(|t| format!("{t} ")).collect();
+    s.push('\n');
+    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The input with holes painted white, for the contact sheet.
+fn holes_shown(image: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (img, m) = (image.to_vec_f32()?, mask.to_vec_f32()?);
+    let n = m.len();
+    let v: Vec<f32> = img.iter().enumerate().map(|(i, &x)| if m[i % n] < 0.5 { 255.0 } else { x }).collect();
+    Ok(Tensor::from_vec(v, image.shape())?)
+}
+
+/// The mask as an RGB picture in the file convention (hole white).
+fn mask_picture(mask: &Tensor) -> Result<Tensor> {
+    let v: Vec<f32> = mask.to_vec_f32()?.iter().map(|&m| if m < 0.5 { 255.0 } else { 0.0 }).collect();
+    let n = v.len();
+    let (h, w) = (mask.shape()[1], mask.shape()[2]);
+    Ok(Tensor::from_vec(v.iter().cycle().take(3 * n).copied().collect(), &[3, h, w])?)
+}
+
+pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result<()> {
+    std::fs::create_dir_all(&run.out).with_context(|| format!("creating output folder {}", run.out.display()))?;
+    let l = model.cfg.grid() * model.cfg.grid();
+    let replay: Option<Vec<Vec<u32>>> = if run.replay.is_empty() {
+        None
+    } else {
+        if run.jobs.len() != 1 || run.replay.len() != run.opts.samples {
+            bail!("--tokens replays one image: give one token file per sample (-n {})", run.opts.samples);
+        }
+        Some(run.replay.iter().map(|p| read_tokens(p, l)).collect::<Result<_>>()?)
+    };
+    let started = Instant::now();
+    let mut done = 0usize;
+    for job in &run.jobs {
+        let name = stem(&job.image);
+        let outputs: Vec<PathBuf> = (0..run.opts.samples).map(|k| run.out.join(format!("{name}_{k}.png"))).collect();
+        if run.resume && outputs.iter().all(|p| p.exists()) {
+            println!("{name}: outputs exist, skipped");
+            continue;
+        }
+        let loaded = load_image(&job.image).with_context(|| format!("loading image {}", job.image.display()))?;
+        for note in &loaded.notes {
+            println!("{name}: note: {note}");
+        }
+        let mask = load_mask(&job.mask, run.invert_mask).with_context(|| format!("loading mask {}", job.mask.display()))?;
+        check_mask_matches(&loaded.tensor, &mask).with_context(|| format!("{} vs {}", job.mask.display(), job.image.display()))?;
+        require_hole(&mask).with_context(|| format!("mask {}", job.mask.display()))?;
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} passes {per_sec} {elapsed}").expect("valid template").progress_chars("=> "),
+        );
+        bar.set_prefix(name.clone());
+        let t0 = Instant::now();
+        let res = inpaint_photo(model, &loaded.tensor, &mask, &run.opts, replay.as_deref(), &mut |p, total| {
+            bar.set_length(total as u64);
+            bar.set_position(p as u64);
+        })
+        .with_context(|| format!("inpainting {}", job.image.display()))?;
+        bar.finish_and_clear();
+        for (k, img) in res.images.iter().enumerate() {
+            save_png(img, &outputs[k]).with_context(|| format!("writing {}", outputs[k].display()))?;
+            if run.save_tokens {
+                write_tokens(&run.out.join(format!("{name}_{k}.txt")), &res.tokens[k])?;
+            }
+        }
+        let mut sheet = vec![holes_shown(&loaded.tensor, &mask)?, mask_picture(&mask)?];
+        sheet.extend(res.images.iter().cloned());
+        let sheet_path = run.out.join(format!("{name}_sheet.png"));
+        save_contact_sheet(&sheet, sheet.len(), &sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
+        println!(
+            "{name}: {} sample(s), {} masked patches, {} passes in {:.2} s -> {}",
+            res.images.len(),
+            res.masked_patches,
+            res.passes,
+            t0.elapsed().as_secs_f64(),
+            sheet_path.display()
+        );
+        done += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("done: {done} image(s) on {} in {secs:.2} s ({:.2} s per image)", device.name(), secs / done.max(1) as f64);
+    Ok(())
+}

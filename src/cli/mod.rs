@@ -1,0 +1,2 @@
+//! The command-line front ends; `src/bin/fdm.rs` parses arguments and calls these.
+pub mod inpaint;
