@@ -10,6 +10,7 @@ pub mod storage;
 pub mod tensor;
 pub mod device;
 pub mod rng;
+pub mod profile;
 pub mod params;
 pub mod cpu;
 pub mod cuda;

@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Fill the holes of photos: several different completions per photo.
     Inpaint(InpaintArgs),
+    /// Time one inpainting per layer and stage (MACs, GFLOP/s, FDM's share of the whole).
+    Profile(ProfileArgs),
     /// Check the engine on this machine: which device is used, and a small autograd run.
     Selfcheck,
 }
@@ -85,9 +87,39 @@ struct InpaintArgs {
     tokens: Vec<PathBuf>,
 }
 
+#[derive(Args)]
+struct ProfileArgs {
+    /// Photo to inpaint (defaults to a bundled photo).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Mask (white = hole; defaults to the bundled rectangle mask).
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Weights file (default: the bundled tiny model).
+    #[arg(long, conflicts_with = "random_init")]
+    weights: Option<PathBuf>,
+    /// Profile freshly initialised weights of this preset (timing and MACs only).
+    #[arg(long, value_parser = ["tiny", "paper"])]
+    random_init: Option<String>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Profile the PUT baseline (no FDM).
+    #[arg(long)]
+    no_fdm: bool,
+    /// Write the aggregated table as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write every timed op as a Chrome trace (chrome://tracing, Perfetto).
+    #[arg(long)]
+    chrome_trace: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Inpaint(a) => inpaint(a),
+        Command::Profile(a) => profile(a),
         Command::Selfcheck => selfcheck(),
     }
 }
@@ -139,6 +171,53 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
     };
     println!("model: {} preset from {}", model.cfg.preset, weights.display());
     fdm::cli::inpaint::run(&model, &run, &device)
+}
+
+fn load_model(weights: Option<PathBuf>, random_init: Option<&str>, device: &fdm::Device) -> Result<InpaintingModel> {
+    let mut model = match random_init {
+        Some(preset) => InpaintingModel::new(&fdm::model::presets::ModelConfig::by_name(preset)?, 0)?,
+        None => {
+            let w = weights.unwrap_or_else(|| PathBuf::from(BUNDLED_WEIGHTS));
+            if !w.exists() {
+                bail!("weights file {} not found (pass --weights FILE)", w.display());
+            }
+            InpaintingModel::load(&w, None).with_context(|| format!("loading weights {}", w.display()))?
+        }
+    };
+    model.to_device(device)?;
+    Ok(model)
+}
+
+fn profile(a: ProfileArgs) -> Result<()> {
+    use fdm::cli::profile as prof;
+    let asset = |p: &str| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/")).join(p);
+    let image = a.image.unwrap_or_else(|| asset("photos/dev_005.jpg"));
+    let mask = a.mask.unwrap_or_else(|| asset("masks/rect.png"));
+    let device = pick_device(a.device)?;
+    let model = load_model(a.weights, a.random_init.as_deref(), &device)?;
+    let img = fdm::io::image::load_image(&image).with_context(|| format!("loading {}", image.display()))?;
+    let m = fdm::io::image::load_mask(&mask, false).with_context(|| format!("loading {}", mask.display()))?;
+    fdm::io::image::check_mask_matches(&img.tensor, &m)?;
+    let opts = InpaintOptions { use_fdm: !a.no_fdm, seed: a.seed, ..Default::default() };
+    let bar = indicatif::ProgressBar::new(0);
+    let (events, passes) = prof::record(|| {
+        let r = fdm::pipeline::photo::inpaint_photo(&model, &img.tensor, &m, &opts, None, &mut |p, t| {
+            bar.set_length(t as u64);
+            bar.set_position(p as u64);
+        })?;
+        Ok(r.passes)
+    })?;
+    bar.finish_and_clear();
+    let report = prof::aggregate(&events, &device.name(), passes);
+    println!("model: {} preset; image {}; mask {}", model.cfg.preset, image.display(), mask.display());
+    prof::print(&report);
+    if let Some(p) = &a.json {
+        prof::write_json(&report, p)?;
+    }
+    if let Some(p) = &a.chrome_trace {
+        prof::write_chrome_trace(&events, p)?;
+    }
+    Ok(())
 }
 
 fn selfcheck() -> Result<()> {

@@ -1,2 +1,3 @@
 //! The command-line front ends; `src/bin/fdm.rs` parses arguments and calls these.
 pub mod inpaint;
+pub mod profile;

@@ -1,9 +1,46 @@
 //! The handful of autograd functions the model code uses, under one short name each, so the
-//! model files read like the spec's equations.
+//! model files read like the spec's equations; each reports to the profiler.
 
-pub use crate::autograd::attention::attention;
-pub use crate::autograd::binary::{add, mul};
-pub use crate::autograd::patch::patch_unfold;
-pub use crate::autograd::shape::{concat, permute, reshape};
-pub use crate::autograd::unary::{gelu2, relu};
 pub use crate::autograd::{Tape, Var};
+use crate::autograd::{attention as att, binary, patch, shape, unary};
+use crate::error::Result;
+use crate::profile::op;
+
+/// Multi-head self-attention core on projected q, k, v (B x L x H*Dh).
+pub fn attention(t: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+    let s = q.shape();
+    let macs = 2 * (s[0] * s[1] * s[1] * s[2]) as u64; // Q K^T and P V
+    op("attention", || att::attention(t, q, k, v, heads), |_| macs)
+}
+
+pub fn add(t: &Tape, a: &Var, b: &Var) -> Result<Var> {
+    op("add", || binary::add(t, a, b), |_| 0)
+}
+
+pub fn mul(t: &Tape, a: &Var, b: &Var) -> Result<Var> {
+    op("mul", || binary::mul(t, a, b), |_| 0)
+}
+
+pub fn relu(t: &Tape, x: &Var) -> Result<Var> {
+    op("relu", || unary::relu(t, x), |_| 0)
+}
+
+pub fn gelu2(t: &Tape, x: &Var) -> Result<Var> {
+    op("gelu2", || unary::gelu2(t, x), |_| 0)
+}
+
+pub fn concat(t: &Tape, xs: &[&Var], dim: usize) -> Result<Var> {
+    op("concat", || shape::concat(t, xs, dim), |_| 0)
+}
+
+pub fn patch_unfold(t: &Tape, x: &Var, p: usize) -> Result<Var> {
+    op("patch_unfold", || patch::patch_unfold(t, x, p), |_| 0)
+}
+
+pub fn permute(t: &Tape, x: &Var, dims: &[usize]) -> Result<Var> {
+    op("permute", || shape::permute(t, x, dims), |_| 0)
+}
+
+pub fn reshape(t: &Tape, x: &Var, dims: &[usize]) -> Result<Var> {
+    shape::reshape(t, x, dims)
+}

@@ -63,7 +63,9 @@ impl Quantizer {
             })
             .collect();
         let sel = Tensor::from_u32(sel, &[halves.len()])?.to_device(&rows.device())?;
-        ops::codebook::codebook_argmin(rows, store.get(self.embedding), &sel)?.to_vec_u32()
+        let cb = store.get(self.embedding);
+        let macs = (rows.shape()[0] * self.n_e / 2 * self.e_dim) as u64; // one half per row
+        crate::profile::op("codebook_argmin", || ops::codebook::codebook_argmin(rows, cb, &sel), |_| macs)?.to_vec_u32()
     }
 
     /// Codebook rows of the given tokens: N -> N x e_dim.

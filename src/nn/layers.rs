@@ -8,6 +8,7 @@ use super::init;
 use super::params::{Bound, ParamId, ParamStore};
 use crate::autograd::{self as ag, Tape, Var};
 use crate::error::Result;
+use crate::profile;
 use crate::rng::Rng;
 
 /// How a layer's weights start when no checkpoint is loaded (spec §0, §3.4).
@@ -57,7 +58,9 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
     pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
-        ag::linear::linear(t, x, p.var(self.weight), self.bias.map(|b| p.var(b)))
+        let w = p.var(self.weight);
+        let k = w.shape()[1] as u64;
+        profile::op("linear", || ag::linear::linear(t, x, w, self.bias.map(|b| p.var(b))), |y| macs(y, k))
     }
 }
 
@@ -86,7 +89,9 @@ impl Conv2d {
         Ok(Conv2d { weight, bias, stride, padding })
     }
     pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
-        ag::conv::conv2d(t, x, p.var(self.weight), self.bias.map(|b| p.var(b)), self.stride, self.padding)
+        let w = p.var(self.weight);
+        let k = (w.shape()[1] * w.shape()[2] * w.shape()[3]) as u64; // MACs per output element
+        profile::op("conv2d", || ag::conv::conv2d(t, x, w, self.bias.map(|b| p.var(b)), self.stride, self.padding), |y| macs(y, k))
     }
 }
 
@@ -113,7 +118,11 @@ impl ConvTranspose2d {
         Ok(ConvTranspose2d { weight, bias, stride, padding })
     }
     pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
-        ag::conv::conv_transpose2d(t, x, p.var(self.weight), self.bias.map(|b| p.var(b)), self.stride, self.padding)
+        let w = p.var(self.weight);
+        // Each input element meets out * kh * kw weights.
+        let per_input = (w.shape()[1] * w.shape()[2] * w.shape()[3]) as u64;
+        let n_in = x.value().numel() as u64;
+        profile::op("conv_transpose2d", || ag::conv::conv_transpose2d(t, x, w, self.bias.map(|b| p.var(b)), self.stride, self.padding), |_| n_in * per_input)
     }
 }
 
@@ -130,6 +139,11 @@ impl LayerNorm {
         Ok(LayerNorm { weight, bias, eps: 1e-5 })
     }
     pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
-        ag::layernorm::layer_norm(t, x, p.var(self.weight), p.var(self.bias), self.eps)
+        profile::op("layer_norm", || ag::layernorm::layer_norm(t, x, p.var(self.weight), p.var(self.bias), self.eps), |_| 0)
     }
+}
+
+/// Multiply-accumulates of a layer whose every output element costs `per_output` of them.
+fn macs(y: &Result<Var>, per_output: u64) -> u64 {
+    y.as_ref().map(|v| v.value().numel() as u64 * per_output).unwrap_or(0)
 }

@@ -11,6 +11,7 @@ use crate::model::codec::feature_rows;
 use crate::model::inpainting::InpaintingModel;
 use crate::model::masks;
 use crate::ops;
+use crate::profile;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -66,7 +67,7 @@ pub fn inpaint(
     let masks_b = mask.reshape(&[1, 1, s, s])?.broadcast_as(&[n, 1, s, s])?.contiguous()?.to_device(&device)?;
     let tape = Tape::no_grad();
     let params = model.store.bind(&tape, |_| false);
-    let feats = model.codec.get_features(&tape, &params, &model.store, &images, Some(&masks_b))?;
+    let feats = profile::stage("encode", || model.codec.get_features(&tape, &params, &model.store, &images, Some(&masks_b)))?;
     let (e, g) = (model.cfg.codec.e_dim, model.cfg.grid());
     let l = g * g;
     let masked_patches = feats.visible[..l].iter().filter(|v| !**v).count();
@@ -74,23 +75,23 @@ pub fn inpaint(
         return Err(Error::msg("the mask has no hole: nothing to inpaint"));
     }
     let table = feature_rows(feats.feature.value())?.reshape(&[n, l, e])?;
-    let sampled = match tokens {
-        Some(t) => replay(model, t, &table, &feats.visible, n, l)?,
+    let sampled = profile::stage("sample", || match tokens {
+        Some(t) => replay(model, t, &table, &feats.visible, n, l),
         None => {
             let mut rng = Rng::new(opts.seed);
             let input = SamplerInput { model, tape: &tape, params: &params, table, tokens: feats.tokens.clone(), visible: feats.visible.clone() };
-            sample(input, &opts.sampler, &mut rng, on_pass)?
+            sample(input, &opts.sampler, &mut rng, on_pass)
         }
-    };
+    })?;
     let generated = sampled.table.reshape(&[n, g, g, e])?.permute(&[0, 3, 1, 2])?.contiguous()?;
     let m = masks::masked_patch_indicator(&masks_b, model.cfg.codec.patch)?;
     let feature = if opts.use_fdm {
-        model.fdm.apply(&tape, &params, &tape.constant(generated), &feats.feature, &tape.constant(m))?.v
+        profile::stage("fdm", || model.fdm.apply(&tape, &params, &tape.constant(generated), &feats.feature, &tape.constant(m)))?.v
     } else {
         tape.constant(generated)
     };
-    let out = masks::denormalise(model.codec.decode(&tape, &params, &feature, &images, &masks_b)?.value())?;
-    let composited = composite(&out, &images, &masks_b)?;
+    let out = profile::stage("decode", || masks::denormalise(model.codec.decode(&tape, &params, &feature, &images, &masks_b)?.value()))?;
+    let composited = profile::stage("composite", || composite(&out, &images, &masks_b))?;
     let split = |t: &Tensor| -> Result<Vec<Tensor>> { (0..n).map(|i| t.narrow(0, i, 1)?.reshape(&[3, s, s])?.to_device(&crate::Device::Cpu)).collect() };
     Ok(Inpainted {
         images: split(&composited)?,

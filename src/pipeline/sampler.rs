@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::nn::Bound;
 use crate::ops;
+use crate::profile;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 
@@ -99,7 +100,7 @@ pub fn sample(input: SamplerInput<'_>, opts: &SamplerOptions, rng: &mut Rng, on_
         let active: Vec<usize> = (0..b).filter(|&i| st.known[i * l..(i + 1) * l].iter().any(|k| !k)).collect();
         let logits = run(&st.rows_of(&active, l, c)?)?;
         let known_active: Vec<bool> = active.iter().flat_map(|&i| st.known[i * l..(i + 1) * l].iter().copied()).collect();
-        let chosen = ops::sampling::choose_positions(&logits, &known_active, opts.tokens_per_pass)?;
+        let chosen = profile::op("choose_positions", || ops::sampling::choose_positions(&logits, &known_active, opts.tokens_per_pass), |_| 0)?;
         let mut picks = Vec::new(); // (active slot, image, position)
         for (slot, (&img, positions)) in active.iter().zip(&chosen).enumerate() {
             for &pos in positions {
@@ -169,7 +170,7 @@ fn draw(model: &InpaintingModel, logits: &Tensor, picks: &[(usize, usize, usize)
     let a = logits.shape()[0];
     let selected = ops::index::gather_rows(&logits.reshape(&[a * l, v])?, &rows)?;
     let u: Vec<f32> = picks.iter().map(|_| rng.uniform()).collect();
-    ops::sampling::topk_sample(&selected, &u, opts.top_k, opts.temperature)
+    profile::op("topk_sample", || ops::sampling::topk_sample(&selected, &u, opts.top_k, opts.temperature), |_| 0)
 }
 
 #[allow(clippy::too_many_arguments)]

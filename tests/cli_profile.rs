@@ -1,0 +1,64 @@
+//! `fdm profile`: stage aggregation on synthetic events, and the command end to end on the tiny
+//! preset (fresh weights) with a small hole, JSON and Chrome trace outputs.
+use fdm::cli::profile::aggregate;
+use fdm::io::image::save_mask_png;
+use fdm::profile::Event;
+use fdm::Tensor;
+use std::process::Command;
+
+fn ev(stage: &'static str, op: &'static str, dur_us: f64, macs: u64) -> Event {
+    Event { stage, op, start_us: 0.0, dur_us, macs }
+}
+
+#[test]
+fn aggregate_groups_by_stage_and_computes_shares_cpu() {
+    let events = vec![
+        ev("encode", "linear", 100.0, 1_000_000),
+        ev("encode", "(stage)", 200.0, 0),
+        ev("sample", "attention", 500.0, 4_000_000),
+        ev("sample", "attention", 500.0, 4_000_000),
+        ev("sample", "(stage)", 1500.0, 0),
+        ev("fdm", "conv2d", 250.0, 2_000_000),
+        ev("fdm", "(stage)", 300.0, 0),
+    ];
+    let r = aggregate(&events, "cpu", 2);
+    assert_eq!(r.total_ms, 2.0);
+    assert_eq!(r.fdm_ms, 0.3);
+    assert!((r.fdm_fraction - 0.15).abs() < 1e-12);
+    let names: Vec<&str> = r.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(names, ["encode", "sample", "fdm"]);
+    let att = r.ops.iter().find(|o| o.op == "attention").unwrap();
+    assert_eq!((att.calls, att.macs), (2, 8_000_000));
+    assert!((att.ms - 1.0).abs() < 1e-12 && (att.share - 0.5).abs() < 1e-12);
+    // 2 x 8e6 FLOP in 1 ms = 16 GFLOP/s.
+    assert!((att.gflops - 16.0).abs() < 1e-9);
+}
+
+#[test]
+fn profile_command_writes_table_json_and_trace_cpu() {
+    let dir = std::env::temp_dir().join(format!("fdm-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = vec![1.0; 256 * 256];
+    for y in 96..104 {
+        m[y * 256 + 96..y * 256 + 104].iter_mut().for_each(|v| *v = 0.0);
+    }
+    let mask = dir.join("m.png");
+    save_mask_png(&Tensor::from_vec(m, &[1, 256, 256]).unwrap(), &mask).unwrap();
+    let (json, trace) = (dir.join("p.json"), dir.join("t.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args(["profile", "--random-init", "tiny", "--device", "cpu", "--mask", mask.to_str().unwrap()])
+        .args(["--json", json.to_str().unwrap(), "--chrome-trace", trace.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    for s in ["encode", "sample", "fdm", "decode", "attention", "1 transformer passes"] {
+        assert!(log.contains(s), "missing {s}: {log}");
+    }
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["passes"], 1);
+    assert!(j["fdm_fraction"].as_f64().unwrap() > 0.0);
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    assert!(t["traceEvents"].as_array().unwrap().len() > 10);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
