@@ -1,3 +1,4 @@
 //! The command-line front ends; `src/bin/fdm.rs` parses arguments and calls these.
 pub mod inpaint;
 pub mod profile;
+pub mod reproduce;

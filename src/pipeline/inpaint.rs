@@ -42,6 +42,13 @@ pub struct Inpainted {
     pub passes: usize,
     /// Number of masked patches (token type != 1).
     pub masked_patches: usize,
+    /// B x C x h x w features given to the decoder before FDM (codebook rows at masked
+    /// patches, encoder features elsewhere): what PUT decodes.
+    pub generated: Tensor,
+    /// The same after FDM (`v = qv + FDM(qv, M)`), when FDM ran.
+    pub dequantized: Option<Tensor>,
+    /// B*h*w flags: true at fully visible patches.
+    pub visible: Vec<bool>,
 }
 
 /// Inpaint `image` (3 x S x S in [0, 255], S = the model's image size) under `mask`
@@ -86,9 +93,9 @@ pub fn inpaint(
     let generated = sampled.table.reshape(&[n, g, g, e])?.permute(&[0, 3, 1, 2])?.contiguous()?;
     let m = masks::masked_patch_indicator(&masks_b, model.cfg.codec.patch)?;
     let feature = if opts.use_fdm {
-        profile::stage("fdm", || model.fdm.apply(&tape, &params, &tape.constant(generated), &feats.feature, &tape.constant(m)))?.v
+        profile::stage("fdm", || model.fdm.apply(&tape, &params, &tape.constant(generated.clone()), &feats.feature, &tape.constant(m)))?.v
     } else {
-        tape.constant(generated)
+        tape.constant(generated.clone())
     };
     let out = profile::stage("decode", || masks::denormalise(model.codec.decode(&tape, &params, &feature, &images, &masks_b)?.value()))?;
     let composited = profile::stage("composite", || composite(&out, &images, &masks_b))?;
@@ -99,6 +106,9 @@ pub fn inpaint(
         tokens: sampled.tokens.chunks(l).map(|c| c.to_vec()).collect(),
         passes: sampled.passes,
         masked_patches,
+        dequantized: opts.use_fdm.then(|| feature.value().clone()),
+        generated,
+        visible: feats.visible,
     })
 }
 
