@@ -152,8 +152,13 @@ pub fn table2(model: &InpaintingModel, photos: &[(String, Tensor)], masks: &[Ten
     })
 }
 
+/// MACs in the paper's unit (T) when large, else in G so small counts stay visible.
 fn tera(m: u64) -> String {
-    format!("{:.3}T", m as f64 / 1e12)
+    if m >= 1_000_000_000_000 {
+        format!("{:.3}T", m as f64 / 1e12)
+    } else {
+        format!("{:.3}G", m as f64 / 1e9)
+    }
 }
 
 pub fn table2_markdown(t: &Table2) -> String {
