@@ -12,12 +12,15 @@ struct Cli {
 enum Command {
     /// Check the engine on this machine: which device is used, and a small autograd run.
     Selfcheck,
+    /// Train one phase (phase1a, phase1b, phase2, phase3) on a folder of photos.
+    Train(fdm::train::cli::TrainArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Selfcheck => selfcheck(),
+        Command::Train(args) => Ok(fdm::train::cli::main(&args)?),
     }
 }
 
