@@ -27,6 +27,8 @@ enum Command {
     Reproduce(ReproduceArgs),
     /// Check the engine on this machine: which device is used, and a small autograd run.
     Selfcheck,
+    /// Train one phase (phase1a, phase1b, phase2, phase3) on a folder of photos.
+    Train(fdm::train::cli::TrainArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,6 +160,7 @@ fn main() -> Result<()> {
         Command::Profile(a) => profile(a),
         Command::Reproduce(a) => reproduce(a),
         Command::Selfcheck => selfcheck(),
+        Command::Train(args) => Ok(fdm::train::cli::main(&args)?),
     }
 }
 

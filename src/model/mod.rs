@@ -9,6 +9,7 @@ pub use presets::{CodecConfig, DiscriminatorConfig, FdmConfig, ModelConfig, Tran
 pub mod blocks;
 pub mod codec;
 pub mod decoder;
+pub mod discriminator;
 pub mod encoder;
 pub mod fdm;
 pub mod fx;

@@ -1,0 +1,388 @@
+//! The training data pipeline (spec §6.6, §6.7): a folder of photos, per-epoch seeded shuffling,
+//! resize + random crop + horizontal flip, the phase's masks, and background decoding.
+//!
+//! * `Dataset::scan` lists every PNG/JPEG under a folder (recursively, sorted by path) and reads
+//!   each file's header; unreadable files are skipped and counted, and more than
+//!   `max_unreadable_fraction` of them (10 % by default) is an error, as is an empty folder.
+//! * Order: epoch `e` visits the images in the permutation drawn by
+//!   `Rng::new(seed).fork(ORDER).fork(e)`; with `drop_last` an epoch has floor(N / B) batches
+//!   (spec §6.0). Every random choice of a sample (crop, flip, masks) comes from
+//!   `Rng::new(seed).fork(SAMPLE).fork(e).fork(position in epoch)`. So batch `s` is a pure
+//!   function of (seed, s): prefetching, threads and resuming cannot change what is trained on.
+//! * Augmentation (albumentations `SmallestMaxSize` + `RandomCrop` + `HorizontalFlip`): the shorter
+//!   side is resized to `load_size` with the `image` crate's bilinear (Triangle) filter (skipped
+//!   when it already has that size), a `crop_size` square is cut at a random offset, and the crop
+//!   is mirrored with p = 0.5. Masks are drawn independently of the augmentation.
+//! * Masks (spec §6.7 table, engine polarity 1 = visible): see `MaskSampler`.
+//! * Background decoding: `Loader` runs on its own thread, decodes the samples of a batch in
+//!   parallel with rayon and keeps `prefetch` batches ready while the model trains.
+//!
+//! A file that passes the header check but fails to decode later is replaced by the next file of
+//! the sorted list (deterministically) and counted; the run stops when such failures exceed the
+//! same fraction of the dataset.
+
+use super::config::{MaskConfig, Phase, TrainConfig};
+use crate::data::masks as gen;
+use crate::error::{Error, Result};
+use crate::io::image as img_io;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use ::image::imageops::FilterType;
+use ::image::DynamicImage;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+const ORDER_STREAM: u64 = 0x0D0E_0001;
+const SAMPLE_STREAM: u64 = 0x5A3B_0002;
+
+/// The photos of a training run.
+#[derive(Debug)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Files skipped at scan time, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+fn is_photo(p: &Path) -> bool {
+    let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::msg(format!("cannot read data folder {}: {e}", dir.display())))?;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if is_photo(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads only the header: format and dimensions.
+fn probe(path: &Path) -> std::result::Result<(u32, u32), String> {
+    let reader = ::image::ImageReader::open(path).map_err(|e| e.to_string())?;
+    let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
+    let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
+    if w == 0 || h == 0 {
+        return Err("zero-sized image".into());
+    }
+    Ok((w, h))
+}
+
+impl Dataset {
+    /// Every readable PNG/JPEG under `root` (module docs).
+    pub fn scan(root: &Path, max_unreadable_fraction: f32) -> Result<Dataset> {
+        if !root.is_dir() {
+            return Err(Error::msg(format!("data folder {} does not exist or is not a folder", root.display())));
+        }
+        let mut found = Vec::new();
+        walk(root, &mut found)?;
+        found.sort();
+        if found.is_empty() {
+            return Err(Error::msg(format!("no training photos (.png, .jpg, .jpeg) found under {}", root.display())));
+        }
+        let checks: Vec<_> = found.par_iter().map(|p| probe(p)).collect();
+        let (mut files, mut skipped) = (Vec::new(), Vec::new());
+        for (p, c) in found.into_iter().zip(checks) {
+            match c {
+                Ok(_) => files.push(p),
+                Err(why) => skipped.push((p, why)),
+            }
+        }
+        let total = files.len() + skipped.len();
+        let frac = skipped.len() as f32 / total as f32;
+        if files.is_empty() || frac > max_unreadable_fraction {
+            let first = skipped.first().map(|(p, w)| format!("; first: {}: {w}", p.display())).unwrap_or_default();
+            return Err(Error::msg(format!(
+                "{} of {total} photos under {} are unreadable ({:.0} %, the limit is {:.0} %){first}",
+                skipped.len(),
+                root.display(),
+                100.0 * frac,
+                100.0 * max_unreadable_fraction
+            )));
+        }
+        Ok(Dataset { root: root.to_path_buf(), files, skipped })
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// The visiting order of epoch `epoch`: a seeded permutation of 0..n.
+pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng::new(seed).fork(ORDER_STREAM).fork(epoch).shuffle(&mut order);
+    order
+}
+
+/// Draws the masks of a phase (spec §6.7), in the engine's polarity (1 = visible), size x size.
+pub struct MaskSampler {
+    cfg: MaskConfig,
+    size: usize,
+    patch: usize,
+    /// Mask files (white = hole) standing for the PConv masks, when a folder was given.
+    files: Vec<PathBuf>,
+}
+
+impl MaskSampler {
+    pub fn new(cfg: &MaskConfig, size: usize, patch: usize) -> Result<Self> {
+        let mut files = Vec::new();
+        if let Some(dir) = &cfg.mask_dir {
+            walk(dir, &mut files)?;
+            files.retain(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::msg(format!("no mask PNGs found under {}", dir.display())));
+            }
+        }
+        Ok(MaskSampler { cfg: cfg.clone(), size, patch, files })
+    }
+
+    /// A "provided" mask: a random file, or a generated mask whose hole ratio lies in a bucket
+    /// of `ratio_range` (0.1 wide, drawn uniformly, as the 2,000-mask PConv buckets are).
+    fn provided(&self, rng: &mut Rng) -> Result<Vec<f32>> {
+        if !self.files.is_empty() {
+            let path = &self.files[rng.below(self.files.len() as u64) as usize];
+            let m = img_io::load_mask(path, false).map_err(|e| Error::msg(e.to_string()))?;
+            let (h, w) = (m.shape()[1], m.shape()[2]);
+            let v = m.to_vec_f32()?;
+            let s = self.size;
+            // Nearest resize, source index floor(i * in / out) (spec §1.5, OpenCV INTER_NEAREST).
+            return Ok((0..s * s).map(|i| v[(i / s * h / s) * w + (i % s) * w / s]).collect());
+        }
+        let (lo, hi) = self.cfg.ratio_range;
+        let buckets = (((hi - lo) / 0.1).round() as u64).max(1);
+        let b = rng.below(buckets) as f32;
+        let (blo, bhi) = (lo + b * (hi - lo) / buckets as f32, lo + (b + 1.0) * (hi - lo) / buckets as f32);
+        Ok(match gen::bucketed_mask(rng, self.size, blo, bhi, 64) {
+            Some(m) => m,
+            None => centred_rect(self.size, 0.5 * (blo + bhi)),
+        })
+    }
+
+    /// Provided with probability `provided_p`, else a free-form stroke mask.
+    fn mixed(&self, rng: &mut Rng) -> Result<Vec<f32>> {
+        if rng.bernoulli(self.cfg.provided_p) {
+            self.provided(rng)
+        } else {
+            Ok(gen::stroke_mask(rng, self.size, &gen::StrokeConfig::default()))
+        }
+    }
+
+    /// (mask, erase mask) of one sample; the erase mask is all ones unless erasing was drawn.
+    pub fn draw(&self, rng: &mut Rng) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut mask = self.mixed(rng)?;
+        if rng.bernoulli(self.cfg.low_to_high_p) {
+            mask = gen::low_to_high(&mask, self.size, self.patch);
+        }
+        if rng.bernoulli(self.cfg.zero_mask_p) {
+            mask.iter_mut().for_each(|v| *v = 0.0);
+        }
+        let erase = if rng.bernoulli(self.cfg.erase_p) { self.mixed(rng)? } else { vec![1.0; self.size * self.size] };
+        Ok((mask, erase))
+    }
+}
+
+/// A square hole of the given area ratio in the middle (fallback when rejection sampling misses).
+fn centred_rect(size: usize, ratio: f32) -> Vec<f32> {
+    let side = ((ratio.clamp(0.0, 1.0) * (size * size) as f32).sqrt().round() as usize).clamp(1, size);
+    let o = (size - side) / 2;
+    (0..size * size).map(|i| if (o..o + side).contains(&(i / size)) && (o..o + side).contains(&(i % size)) { 0.0 } else { 1.0 }).collect()
+}
+
+/// One training batch (all CPU tensors).
+pub struct Batch {
+    /// Global step this batch belongs to.
+    pub step: u64,
+    pub epoch: u64,
+    /// B x 3 x S x S in [0, 255]; in phase 1a already erased (`image * erase_mask`).
+    pub images: Tensor,
+    /// B x 1 x S x S, 1 = visible.
+    pub masks: Tensor,
+    /// B x 1 x S x S, 1 = kept (all ones unless the sample was erased).
+    pub erase_masks: Tensor,
+    /// Dataset indices of the samples.
+    pub indices: Vec<usize>,
+}
+
+/// Turns (seed, step) into a batch (module docs).
+pub struct BatchSource {
+    dataset: Arc<Dataset>,
+    masks: MaskSampler,
+    seed: u64,
+    batch: usize,
+    load_size: usize,
+    crop: usize,
+    erase: bool,
+    iters_per_epoch: u64,
+    max_failures: usize,
+    failures: AtomicUsize,
+}
+
+struct Sample {
+    image: Vec<f32>,
+    mask: Vec<f32>,
+    erase: Vec<f32>,
+}
+
+impl BatchSource {
+    pub fn new(dataset: Arc<Dataset>, cfg: &TrainConfig, patch: usize) -> Result<Self> {
+        let iters_per_epoch = cfg.iterations_per_epoch(dataset.len());
+        if iters_per_epoch == 0 {
+            return Err(Error::msg(format!("{} photos are fewer than one batch of {}", dataset.len(), cfg.batch_size)));
+        }
+        Ok(BatchSource {
+            masks: MaskSampler::new(&cfg.masks, cfg.crop_size, patch)?,
+            max_failures: (cfg.max_unreadable_fraction * dataset.len() as f32) as usize,
+            dataset,
+            seed: cfg.seed,
+            batch: cfg.batch_size,
+            load_size: cfg.load_size,
+            crop: cfg.crop_size,
+            erase: cfg.phase == Phase::Phase1a,
+            iters_per_epoch,
+            failures: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn iters_per_epoch(&self) -> u64 {
+        self.iters_per_epoch
+    }
+
+    /// Decode failures seen so far (files that passed the header check).
+    pub fn failures(&self) -> usize {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The batch of global step `step`.
+    pub fn batch(&self, step: u64) -> Result<Batch> {
+        let (epoch, pos) = (step / self.iters_per_epoch, (step % self.iters_per_epoch) as usize);
+        let order = epoch_order(self.seed, epoch, self.dataset.len());
+        let indices: Vec<usize> = order[pos * self.batch..(pos + 1) * self.batch].to_vec();
+        let samples: Vec<Result<Sample>> = indices
+            .par_iter()
+            .enumerate()
+            .map(|(k, &idx)| {
+                let mut rng = Rng::new(self.seed).fork(SAMPLE_STREAM).fork(epoch).fork((pos * self.batch + k) as u64);
+                self.sample(idx, &mut rng)
+            })
+            .collect();
+        let s = self.crop;
+        let (b, n) = (indices.len(), s * s);
+        let (mut images, mut masks, mut erases) = (Vec::with_capacity(b * 3 * n), Vec::with_capacity(b * n), Vec::with_capacity(b * n));
+        for sample in samples {
+            let Sample { image, mask, erase } = sample?;
+            images.extend(image.chunks(n).flat_map(|ch| ch.iter().zip(&erase).map(|(p, e)| p * e)));
+            masks.extend(mask);
+            erases.extend(erase);
+        }
+        Ok(Batch {
+            step,
+            epoch,
+            images: Tensor::from_vec(images, &[b, 3, s, s])?,
+            masks: Tensor::from_vec(masks, &[b, 1, s, s])?,
+            erase_masks: Tensor::from_vec(erases, &[b, 1, s, s])?,
+            indices,
+        })
+    }
+
+    fn sample(&self, idx: usize, rng: &mut Rng) -> Result<Sample> {
+        let n = self.dataset.len();
+        let mut last_err = String::new();
+        for attempt in 0..n {
+            let path = &self.dataset.files[(idx + attempt) % n];
+            match decode(path) {
+                Ok(img) => {
+                    let image = augment(&img, self.load_size, self.crop, rng)?;
+                    let (mask, erase) = self.masks.draw(rng)?;
+                    let erase = if self.erase { erase } else { vec![1.0; mask.len()] };
+                    return Ok(Sample { image, mask, erase });
+                }
+                Err(e) => {
+                    last_err = format!("{}: {e}", path.display());
+                    let seen = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                    if seen > self.max_failures {
+                        return Err(Error::msg(format!("{seen} photos failed to decode during training (limit {}); last: {last_err}", self.max_failures)));
+                    }
+                }
+            }
+        }
+        Err(Error::msg(format!("no photo could be decoded; last: {last_err}")))
+    }
+}
+
+fn decode(path: &Path) -> std::result::Result<DynamicImage, String> {
+    let reader = ::image::ImageReader::open(path).map_err(|e| e.to_string())?;
+    reader.with_guessed_format().map_err(|e| e.to_string())?.decode().map_err(|e| e.to_string())
+}
+
+/// SmallestMaxSize(load) + RandomCrop(crop) + HorizontalFlip(0.5) -> planar 3 x crop x crop.
+fn augment(img: &DynamicImage, load: usize, crop: usize, rng: &mut Rng) -> Result<Vec<f32>> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let short = w.min(h);
+    let resized;
+    let img = if short == load {
+        img
+    } else {
+        let (nw, nh) = if w <= h { (load, (h * load + short / 2) / short) } else { ((w * load + short / 2) / short, load) };
+        resized = img.resize_exact(nw as u32, nh as u32, FilterType::Triangle);
+        &resized
+    };
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let y0 = rng.below((h - crop + 1) as u64) as u32;
+    let x0 = rng.below((w - crop + 1) as u64) as u32;
+    let mut cropped = img.crop_imm(x0, y0, crop as u32, crop as u32);
+    if rng.bernoulli(0.5) {
+        cropped = cropped.fliph();
+    }
+    let (t, _) = img_io::image_to_tensor(&cropped).map_err(|e| Error::msg(e.to_string()))?;
+    t.to_vec_f32()
+}
+
+/// Background batch producer: batches `first..end` in order, `prefetch` ahead of the consumer.
+pub struct Loader {
+    rx: Option<Receiver<Result<Batch>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Loader {
+    pub fn start(source: Arc<BatchSource>, first: u64, end: u64, prefetch: usize) -> Loader {
+        let (tx, rx) = sync_channel(prefetch.max(1));
+        let handle = std::thread::spawn(move || {
+            for step in first..end {
+                if tx.send(source.batch(step)).is_err() {
+                    break; // the trainer stopped
+                }
+            }
+        });
+        Loader { rx: Some(rx), handle: Some(handle) }
+    }
+
+    /// The next batch, in step order.
+    pub fn next_batch(&mut self) -> Result<Batch> {
+        let rx = self.rx.as_ref().expect("receiver lives until drop");
+        rx.recv().map_err(|_| Error::msg("the data loader stopped early"))?
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Dropping the receiver makes the producer's next send fail, so it ends after the batch
+        // it is decoding.
+        self.rx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

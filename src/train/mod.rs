@@ -1,0 +1,30 @@
+//! Training (spec §6): the four phases of the paper with the official losses, optimisers and
+//! schedules, the data pipeline, checkpoints with bit-exact resume, and the `fdm train` driver.
+//! This is a pipeline-level module: it drives the models through `model`, `nn`, `autograd`,
+//! `optim` and `io`.
+//!
+//! * `config`: `TrainConfig` (the `paper` and `tiny` presets per phase);
+//! * `data`: photos, augmentation, masks, background batches;
+//! * `losses`: the image losses of spec §6.5 and the VGG hook;
+//! * `optimizer`: one Adam/AdamW + warmup-cosine schedule + start iteration;
+//! * `trainer`: the shared state and the discriminator step; `phase1a`..`phase3`: one step each;
+//! * `checkpoint`: atomic checkpoints and resume; `runner`: the loop, progress, CSV, samples;
+//! * `cli`: `fdm train ...`.
+//!
+//! Multi-GPU data parallelism (`--gpus N`, N > 1) is not supported in this build; training runs
+//! on the CPU.
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod losses;
+pub mod optimizer;
+pub mod phase1a;
+pub mod phase1b;
+pub mod phase2;
+pub mod phase3;
+pub mod runner;
+pub mod trainer;
+
+pub use config::{Phase, TrainConfig};
+pub use trainer::Trainer;

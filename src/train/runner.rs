@@ -1,0 +1,186 @@
+//! The training loop around `Trainer::train_step`: background batches, a progress bar (step,
+//! losses, steps/s, ETA), a CSV row of every loss per step (`losses.csv`), sample grids,
+//! periodic and final checkpoints, and the two ways a run stops early:
+//! * a NaN / Inf loss: the step's error names the step; nothing of that step was applied and no
+//!   checkpoint is written, so the last checkpoint on disk is the last good state;
+//! * a stop request (Ctrl-C in the CLI sets the flag): a checkpoint of the completed steps is
+//!   written before returning.
+//! On resume the CSV keeps its rows of the steps before the checkpoint and drops later ones (a
+//! killed run may have logged steps that the checkpoint does not contain).
+
+use super::checkpoint;
+use super::config::Phase;
+use super::data::{Batch, BatchSource, Loader};
+use super::trainer::Trainer;
+use crate::error::{Error, Result};
+use crate::io::image as img_io;
+use crate::ops;
+use crate::pipeline::inpaint::{inpaint, InpaintOptions};
+use crate::tensor::Tensor;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// Draw the progress bar (stderr).
+    pub progress: bool,
+    /// Set from outside (Ctrl-C) to stop after the current step with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+#[derive(Debug)]
+pub struct RunSummary {
+    /// Steps completed in total (the global step reached).
+    pub step: u64,
+    /// Steps run by this call.
+    pub steps_run: u64,
+    pub seconds: f64,
+    pub last_terms: Vec<(&'static str, f32)>,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+    /// The final weights (`<phase>.safetensors`) when the run reached its end.
+    pub final_weights: Option<PathBuf>,
+    pub stopped_early: bool,
+}
+
+impl RunSummary {
+    pub fn steps_per_second(&self) -> f64 {
+        self.steps_run as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Train until the configured end (or a stop request).
+pub fn run(tr: &mut Trainer, source: Arc<BatchSource>, images: usize, opts: &RunOptions) -> Result<RunSummary> {
+    let end = tr.cfg.total_steps(images);
+    let start = tr.step;
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::msg(format!("{}: {e}", opts.out_dir.display())))?;
+    let mut csv = CsvLog::open(&opts.out_dir.join("losses.csv"), &tr.term_names(), start)?;
+    let bar = progress_bar(opts.progress, start, end);
+    let mut loader = Loader::start(source, start, end, tr.cfg.prefetch);
+    let mut last_ckpt = checkpoint::list(&opts.out_dir).pop();
+    let mut last_terms = Vec::new();
+    let t0 = Instant::now();
+    let mut stopped_early = false;
+    while tr.step < end {
+        if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            stopped_early = true;
+            break;
+        }
+        let batch = loader.next_batch()?;
+        let step = tr.step;
+        let (lr, lr_d) = (tr.gen.lr(), tr.dis.as_ref().map(|d| d.lr()));
+        let out = tr.train_step(&batch).map_err(|e| {
+            let keep = last_ckpt.as_ref().map(|p| format!("the last good checkpoint is {}", p.display())).unwrap_or_else(|| "no checkpoint was written yet".into());
+            Error::msg(format!("training failed at step {step}: {e}; {keep}"))
+        })?;
+        csv.row(step, batch.epoch, lr, lr_d, &out.terms)?;
+        let sps = (tr.step - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(tr.step);
+        bar.set_message(format!("{} | {sps:.2} steps/s", format_terms(&out.terms)));
+        if tr.cfg.sample_every > 0 && tr.step % tr.cfg.sample_every == 0 {
+            let path = opts.out_dir.join("samples").join(format!("step_{:08}.png", tr.step));
+            write_samples(tr, &batch, out.preview.as_ref(), &path)?;
+        }
+        last_terms = out.terms;
+        if tr.cfg.checkpoint_every > 0 && tr.step % tr.cfg.checkpoint_every == 0 && tr.step < end {
+            last_ckpt = Some(checkpoint::save(tr, &opts.out_dir)?);
+        }
+    }
+    drop(loader);
+    bar.finish_and_clear();
+    if tr.step > start || last_ckpt.is_none() || stopped_early {
+        last_ckpt = Some(checkpoint::save(tr, &opts.out_dir)?);
+    }
+    let final_weights = if tr.step >= end {
+        let path = opts.out_dir.join(format!("{}.safetensors", tr.phase().name()));
+        tr.model.save(&path)?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok(RunSummary { step: tr.step, steps_run: tr.step - start, seconds: t0.elapsed().as_secs_f64(), last_terms, checkpoint: last_ckpt, final_weights, stopped_early })
+}
+
+fn format_terms(terms: &[(&str, f32)]) -> String {
+    terms.iter().filter(|(_, v)| *v != 0.0).map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ")
+}
+
+fn progress_bar(show: bool, start: u64, end: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(end);
+    let style = indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} eta {eta} {msg}").expect("valid template");
+    bar.set_style(style);
+    bar.set_position(start);
+    bar.reset_eta();
+    bar
+}
+
+/// `losses.csv`: step, epoch, lr of each optimiser, then the phase's terms.
+struct CsvLog {
+    file: std::fs::File,
+}
+
+impl CsvLog {
+    fn open(path: &Path, terms: &[&str], resume_step: u64) -> Result<CsvLog> {
+        let err = |e: std::io::Error| Error::msg(format!("{}: {e}", path.display()));
+        let header = format!("step,epoch,lr,lr_discriminator,{}", terms.join(","));
+        let mut kept = vec![header.clone()];
+        if resume_step > 0 {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                let mut lines = text.lines();
+                if lines.next() == Some(header.as_str()) {
+                    kept.extend(lines.filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s < resume_step)).map(String::from));
+                }
+            }
+        }
+        let mut file = std::fs::File::create(path).map_err(err)?;
+        writeln!(file, "{}", kept.join("\n")).map_err(err)?;
+        Ok(CsvLog { file })
+    }
+
+    fn row(&mut self, step: u64, epoch: u64, lr: f64, lr_d: Option<f64>, terms: &[(&str, f32)]) -> Result<()> {
+        let values: Vec<String> = terms.iter().map(|(_, v)| format!("{v}")).collect();
+        let lr_d = lr_d.map(|l| format!("{l}")).unwrap_or_default();
+        writeln!(self.file, "{step},{epoch},{lr},{lr_d},{}", values.join(",")).map_err(|e| Error::msg(format!("losses.csv: {e}")))
+    }
+}
+
+/// One image of a batch as [3, S, S].
+fn pick(t: &Tensor, i: usize) -> Result<Tensor> {
+    let s = t.shape();
+    t.narrow(0, i, 1)?.reshape(&s[1..])?.contiguous()
+}
+
+/// A contact sheet for the current batch: phase 1a rows = (encoder input, decoder reference,
+/// reconstruction); other phases = (masked input, inpainting by the full pipeline, ground truth)
+/// for the first image, plus the decoded training output in phase 3.
+fn write_samples(tr: &Trainer, batch: &Batch, preview: Option<&Tensor>, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?;
+    }
+    let masked = ops::binary::mul(&batch.images, &batch.masks)?;
+    let mut cells = Vec::new();
+    let columns;
+    if tr.phase() == Phase::Phase1a {
+        let rec = preview.ok_or_else(|| Error::msg("phase 1a produced no reconstruction"))?;
+        for i in 0..batch.images.shape()[0] {
+            cells.extend([pick(&batch.images, i)?, pick(&masked, i)?, pick(rec, i)?]);
+        }
+        columns = 3;
+    } else {
+        let (image, mask) = (pick(&batch.images, 0)?, pick(&batch.masks, 0)?);
+        let result = inpaint(&tr.model, &image, &mask, &InpaintOptions { seed: tr.cfg.seed, ..Default::default() }, None, &mut |_, _| {})?;
+        cells.extend([pick(&masked, 0)?, result.images[0].clone()]);
+        if let Some(p) = preview {
+            cells.push(pick(p, 0)?);
+        }
+        cells.push(image);
+        columns = cells.len();
+    }
+    img_io::save_contact_sheet(&cells, columns, path).map_err(|e| Error::msg(e.to_string()))
+}

@@ -1,0 +1,156 @@
+//! The state of a training run shared by the four phases: the model, the discriminator (phases
+//! 1a and 3), the optimisers, the global step, the step-level random generator and the optional
+//! VGG hook; plus the pieces every phase uses (the discriminator step, the finite-loss guard).
+//!
+//! One `step` = one iteration of spec §6.0: the generator-side optimiser ("generator",
+//! "transformer" or "fdm") first, then the discriminator, each skipped before its start
+//! iteration. Everything a step reads is either in this struct (and checkpointed) or a pure
+//! function of (seed, step) (the batch), so a resumed run repeats an uninterrupted one exactly.
+//!
+//! Device: training runs on the CPU (the CUDA backend has no training kernels yet).
+
+use super::config::{Phase, TrainConfig};
+use super::data::Batch;
+use super::losses::{discriminator_loss, Terms, VggHook};
+use super::optimizer::OptimSlot;
+use super::{phase1a, phase1b, phase2, phase3};
+use crate::error::{Error, Result};
+use crate::model::discriminator::Discriminator;
+use crate::model::inpainting::InpaintingModel;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// Stream of the step-level generator (random_quantize), derived from the seed.
+const STEP_STREAM: u64 = 0x57E9_0003;
+/// Stream of the discriminator's initialisation.
+const DISC_STREAM: u64 = 0xD15C_0004;
+
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub model: InpaintingModel,
+    pub disc: Option<Discriminator>,
+    /// The phase's main optimiser.
+    pub gen: OptimSlot,
+    pub dis: Option<OptimSlot>,
+    /// Steps completed (= the global iteration the next step runs).
+    pub step: u64,
+    pub rng: Rng,
+    pub vgg: Option<Box<dyn VggHook>>,
+    pub iters_per_epoch: u64,
+    /// Test hook: the loss of this global step is replaced by NaN (the run must stop cleanly).
+    pub inject_nan_at: Option<u64>,
+}
+
+/// What one step reports.
+pub struct StepOutput {
+    /// Named, unweighted loss terms (the total first), in the phase's fixed column order.
+    pub terms: Terms,
+    /// The step's decoded images B x 3 x S x S in [0, 255] where the phase decodes (1a, 3).
+    pub preview: Option<Tensor>,
+}
+
+impl Trainer {
+    /// A run at step 0. `images` = dataset size (for iterations per epoch and the schedule).
+    pub fn new(cfg: TrainConfig, model: InpaintingModel, images: usize, vgg: Option<Box<dyn VggHook>>) -> Result<Self> {
+        cfg.validate()?;
+        if !model.device().is_cpu() {
+            return Err(Error::msg("training runs on the CPU in this build; load the model on the CPU"));
+        }
+        if cfg.crop_size != model.cfg.image_size {
+            return Err(Error::msg(format!("crop_size {} differs from the model's image size {}", cfg.crop_size, model.cfg.image_size)));
+        }
+        let iters_per_epoch = cfg.iterations_per_epoch(images);
+        if iters_per_epoch == 0 {
+            return Err(Error::msg(format!("{images} photos are fewer than one batch of {}", cfg.batch_size)));
+        }
+        let t_max = cfg.epochs * iters_per_epoch;
+        let phase = cfg.phase;
+        let params = model.store.iter().filter(|(_, n, _)| phase.trains(n)).map(|(id, _, _)| id).collect();
+        let gen = OptimSlot::new(phase.name(), &cfg.generator, &model.store, params, t_max)?;
+        let (disc, dis) = match &cfg.discriminator {
+            Some(dc) => {
+                let seed = Rng::new(cfg.seed).fork(DISC_STREAM).next_u64();
+                let d = Discriminator::new(&model.cfg, seed)?;
+                let slot = OptimSlot::new("discriminator", dc, &d.store, d.learnable(), t_max)?;
+                (Some(d), Some(slot))
+            }
+            None => (None, None),
+        };
+        let rng = Rng::new(cfg.seed).fork(STEP_STREAM);
+        Ok(Trainer { cfg, model, disc, gen, dis, step: 0, rng, vgg, iters_per_epoch, inject_nan_at: None })
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.cfg.phase
+    }
+
+    /// Total number of steps the nominal schedule spans.
+    pub fn t_max(&self) -> u64 {
+        self.cfg.epochs * self.iters_per_epoch
+    }
+
+    /// Run one training step on `batch` (which must be the batch of `self.step`).
+    pub fn train_step(&mut self, batch: &Batch) -> Result<StepOutput> {
+        if batch.step != self.step {
+            return Err(Error::msg(format!("batch of step {} given at step {}", batch.step, self.step)));
+        }
+        let out = match self.cfg.phase {
+            Phase::Phase1a => phase1a::step(self, batch)?,
+            Phase::Phase1b => phase1b::step(self, batch)?,
+            Phase::Phase2 => phase2::step(self, batch)?,
+            Phase::Phase3 => phase3::step(self, batch)?,
+        };
+        self.step += 1;
+        Ok(out)
+    }
+
+    /// Column names of `StepOutput::terms` for this phase.
+    pub fn term_names(&self) -> Vec<&'static str> {
+        match self.cfg.phase {
+            Phase::Phase1a => phase1a::TERMS.to_vec(),
+            Phase::Phase1b => phase1b::TERMS.to_vec(),
+            Phase::Phase2 => phase2::TERMS.to_vec(),
+            Phase::Phase3 => phase3::TERMS.to_vec(),
+        }
+    }
+
+    /// An error (and no update) when a loss is NaN or infinite, or at the injected step.
+    pub fn guard(&self, what: &str, value: f32) -> Result<()> {
+        let value = if self.inject_nan_at == Some(self.step) { f32::NAN } else { value };
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(Error::msg(format!("the {what} loss is {value} at step {}; training stopped before updating any weight", self.step)))
+        }
+    }
+
+    /// The discriminator step of phases 1a / 3 on ([0, 1] real, detached [0, 1] fake).
+    /// Returns the loss (0 before `disc_start`, None while the optimiser has not started).
+    pub fn discriminator_step(&mut self, real: &Tensor, fake: &Tensor) -> Result<Option<f32>> {
+        let step = self.step;
+        let (Some(disc), Some(opt)) = (self.disc.as_mut(), self.dis.as_mut()) else { return Ok(None) };
+        if !opt.active(step) {
+            return Ok(None);
+        }
+        if step < self.cfg.losses.disc_start {
+            // The official D loss is multiplied by 0 here: the gradients are exactly zero and
+            // Adam still counts the step. The forwards are skipped (their result is unused), so
+            // the spectral-norm vectors do not iterate during this stretch.
+            let zeros = opt.zero_grads(&disc.store);
+            opt.update(&mut disc.store, &zeros)?;
+            return Ok(Some(0.0));
+        }
+        let tape = crate::autograd::Tape::new();
+        let (loss, bound) = discriminator_loss(&tape, disc, real, fake)?;
+        let value = loss.value().to_scalar()?;
+        let value = if self.inject_nan_at == Some(step) { f32::NAN } else { value };
+        if !value.is_finite() {
+            return Err(Error::msg(format!("the discriminator loss is {value} at step {step}; training stopped")));
+        }
+        let grads = tape.backward(&loss)?;
+        let all = disc.store.grads_of(&bound, &grads);
+        let g = opt.select(&all);
+        opt.update(&mut disc.store, &g)?;
+        Ok(Some(value))
+    }
+}
