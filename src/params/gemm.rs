@@ -31,13 +31,18 @@ pub struct GemmParams {
     pub stride_c: u32,
 }
 
+/// A size as u32, panicking with its name when it does not fit (the kernels index in u32).
+fn to_u32(v: usize, what: &str) -> u32 {
+    u32::try_from(v).unwrap_or_else(|_| panic!("gemm: {what} = {v} does not fit in u32"))
+}
+
 impl GemmParams {
     /// Dense row-major `C = A * B` with no transposes, alpha 1, beta 0, batch 1.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
         GemmParams {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
+            m: to_u32(m, "m"),
+            n: to_u32(n, "n"),
+            k: to_u32(k, "k"),
             lda: k as u32,
             ldb: n as u32,
             ldc: n as u32,
@@ -46,9 +51,10 @@ impl GemmParams {
             alpha: 1.0,
             beta: 0.0,
             batch: 1,
-            stride_a: (m * k) as u32,
-            stride_b: (k * n) as u32,
-            stride_c: (m * n) as u32,
+            // Unused while batch == 1 (`batched` sets real strides, checked).
+            stride_a: (m * k).min(u32::MAX as usize) as u32,
+            stride_b: (k * n).min(u32::MAX as usize) as u32,
+            stride_c: (m * n).min(u32::MAX as usize) as u32,
         }
     }
     /// Dense operands with the given transposes: leading dimensions follow the stored shapes.
@@ -70,17 +76,17 @@ impl GemmParams {
         self
     }
     pub fn leading_dims(mut self, lda: usize, ldb: usize, ldc: usize) -> Self {
-        self.lda = lda as u32;
-        self.ldb = ldb as u32;
-        self.ldc = ldc as u32;
+        self.lda = to_u32(lda, "lda");
+        self.ldb = to_u32(ldb, "ldb");
+        self.ldc = to_u32(ldc, "ldc");
         self
     }
     /// `batch` products with the given element strides between consecutive matrices.
     pub fn batched(mut self, batch: usize, stride_a: usize, stride_b: usize, stride_c: usize) -> Self {
-        self.batch = batch as u32;
-        self.stride_a = stride_a as u32;
-        self.stride_b = stride_b as u32;
-        self.stride_c = stride_c as u32;
+        self.batch = to_u32(batch, "batch");
+        self.stride_a = to_u32(stride_a, "stride_a");
+        self.stride_b = to_u32(stride_b, "stride_b");
+        self.stride_c = to_u32(stride_c, "stride_c");
         self
     }
 

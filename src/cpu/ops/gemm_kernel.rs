@@ -155,11 +155,13 @@ mod avx2 {
                 pb = pb.add(NR);
             }};
         }
+        // Prefetch B 8 steps ahead (wrapping_add: the address may run past the panel, which a
+        // prefetch tolerates but `add` would not).
         for _ in 0..kc / 4 {
-            _mm_prefetch::<_MM_HINT_T0>(pb.add(8 * NR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(8 * NR) as *const i8);
             step!();
             step!();
-            _mm_prefetch::<_MM_HINT_T0>(pb.add(8 * NR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(pb.wrapping_add(8 * NR) as *const i8);
             step!();
             step!();
         }
