@@ -3,7 +3,9 @@
 
 use fdm::autograd::Tape;
 use fdm::io::image as img_io;
-use fdm::model::discriminator::{power_iteration_step, sigma_of, spectral_normalise, Discriminator};
+use fdm::model::discriminator::{
+    power_iteration_step, sigma_of, spectral_normalise, Discriminator,
+};
 use fdm::model::inpainting::InpaintingModel;
 use fdm::model::{ModelConfig, ParamSpec, Role};
 use fdm::rng::Rng;
@@ -33,18 +35,35 @@ fn discriminator_keys_shapes_and_output_cpu() {
     let cfg = ModelConfig::tiny();
     let mut d = Discriminator::new(&cfg, 0).unwrap();
     let spec = ParamSpec::discriminator(&cfg);
-    let keys: Vec<_> = d.store.iter().map(|(_, n, t)| (n.to_string(), t.shape().to_vec())).collect();
+    let keys: Vec<_> = d
+        .store
+        .iter()
+        .map(|(_, n, t)| (n.to_string(), t.shape().to_vec()))
+        .collect();
     assert_eq!(keys, spec.key_shapes());
     // Paper: 2,763,776 learnable values (spec §10).
-    assert_eq!(ParamSpec::discriminator(&ModelConfig::paper()).numel_where(|e| e.role == Role::Learnable), 2_763_776);
+    assert_eq!(
+        ParamSpec::discriminator(&ModelConfig::paper()).numel_where(|e| e.role == Role::Learnable),
+        2_763_776
+    );
     let tape = Tape::no_grad();
     let p = d.bind(&tape, false);
-    let x = Tensor::from_vec(random_vec(1, 2 * 3 * 256 * 256, 0.0, 1.0), &[2, 3, 256, 256]).unwrap();
+    let x = Tensor::from_vec(
+        random_vec(1, 2 * 3 * 256 * 256, 0.0, 1.0),
+        &[2, 3, 256, 256],
+    )
+    .unwrap();
     let y = d.forward(&tape, &p, &tape.constant(x), true).unwrap();
     assert_eq!(y.shape(), &[2, 1, 30, 30]);
     let probs = y.value().to_vec_f32().unwrap();
-    assert!(probs.iter().all(|&v| (0.0..=1.0).contains(&v)), "sigmoid outputs");
-    assert!(probs.iter().any(|&v| v > 0.0 && v < 1.0), "not all saturated");
+    assert!(
+        probs.iter().all(|&v| (0.0..=1.0).contains(&v)),
+        "sigmoid outputs"
+    );
+    assert!(
+        probs.iter().any(|&v| v > 0.0 && v < 1.0),
+        "not all saturated"
+    );
     // Saved and restored weights give the same store.
     let w = d.weights().unwrap();
     let mut d2 = Discriminator::new(&cfg, 9).unwrap();
@@ -59,8 +78,12 @@ fn sigma_max_f64(w: &[f32], r: usize, c: usize) -> f64 {
     let mut v = vec![1.0f64; c];
     let mut s = 0.0;
     for _ in 0..2000 {
-        let wv: Vec<f64> = (0..r).map(|i| (0..c).map(|j| w[i * c + j] as f64 * v[j]).sum()).collect();
-        let wtwv: Vec<f64> = (0..c).map(|j| (0..r).map(|i| w[i * c + j] as f64 * wv[i]).sum()).collect();
+        let wv: Vec<f64> = (0..r)
+            .map(|i| (0..c).map(|j| w[i * c + j] as f64 * v[j]).sum())
+            .collect();
+        let wtwv: Vec<f64> = (0..c)
+            .map(|j| (0..r).map(|i| w[i * c + j] as f64 * wv[i]).sum())
+            .collect();
         let n = wtwv.iter().map(|x| x * x).sum::<f64>().sqrt();
         v = wtwv.iter().map(|x| x / n).collect();
         s = n.sqrt();
@@ -73,20 +96,45 @@ fn discriminator_power_iteration_finds_the_spectral_norm_cpu() {
     // conv1 of the tiny preset: W [32, 3*16]. Training forwards iterate u, v; sigma = u^T W v
     // approaches the largest singular value (f64 reference above).
     let mut d = Discriminator::new(&ModelConfig::tiny(), 3).unwrap();
-    let w = d.store.get(d.store.id_of("loss.discriminator.conv1.0.weight_orig").unwrap()).clone();
+    let w = d
+        .store
+        .get(
+            d.store
+                .id_of("loss.discriminator.conv1.0.weight_orig")
+                .unwrap(),
+        )
+        .clone();
     let want = sigma_max_f64(&w.to_vec_f32().unwrap(), 32, 48);
     let x = Tensor::from_vec(random_vec(2, 3 * 64 * 64, 0.0, 1.0), &[1, 3, 64, 64]).unwrap();
     for _ in 0..60 {
         let tape = Tape::no_grad();
         let p = d.bind(&tape, false);
-        d.forward(&tape, &p, &tape.constant(x.clone()), true).unwrap();
+        d.forward(&tape, &p, &tape.constant(x.clone()), true)
+            .unwrap();
     }
     let got = d.sigma(0).unwrap() as f64;
-    assert!((got - want).abs() <= 1e-4 * want, "sigma {got} vs largest singular value {want}");
+    assert!(
+        (got - want).abs() <= 1e-4 * want,
+        "sigma {got} vs largest singular value {want}"
+    );
     // The stored vectors are unit length and one more step barely moves sigma (the vectors
     // themselves converge more slowly when the top singular values are close).
-    let u = d.store.get(d.store.id_of("loss.discriminator.conv1.0.weight_u").unwrap()).clone();
-    let v = d.store.get(d.store.id_of("loss.discriminator.conv1.0.weight_v").unwrap()).clone();
+    let u = d
+        .store
+        .get(
+            d.store
+                .id_of("loss.discriminator.conv1.0.weight_u")
+                .unwrap(),
+        )
+        .clone();
+    let v = d
+        .store
+        .get(
+            d.store
+                .id_of("loss.discriminator.conv1.0.weight_v")
+                .unwrap(),
+        )
+        .clone();
     for t in [&u, &v] {
         let n: f32 = t.to_vec_f32().unwrap().iter().map(|x| x * x).sum();
         assert!((n - 1.0).abs() < 1e-5, "unit vector, |x|^2 = {n}");
@@ -111,18 +159,40 @@ fn discriminator_spectral_norm_gradient_matches_finite_differences_cpu() {
     let v = norm((0..k).map(|_| rng.normal()).collect());
     let tape = Tape::new();
     let w = tape.var(Tensor::from_vec(w0.clone(), &[o, k / 4, 2, 2]).unwrap());
-    let (ut, vt) = (Tensor::from_vec(u.clone(), &[o]).unwrap(), Tensor::from_vec(v.clone(), &[k]).unwrap());
+    let (ut, vt) = (
+        Tensor::from_vec(u.clone(), &[o]).unwrap(),
+        Tensor::from_vec(v.clone(), &[k]).unwrap(),
+    );
     let wn = spectral_normalise(&tape, &w, &ut, &vt).unwrap();
-    let weighted = fdm::autograd::binary::mul(&tape, &wn, &tape.constant(Tensor::from_vec(r.clone(), &[o, k / 4, 2, 2]).unwrap())).unwrap();
+    let weighted = fdm::autograd::binary::mul(
+        &tape,
+        &wn,
+        &tape.constant(Tensor::from_vec(r.clone(), &[o, k / 4, 2, 2]).unwrap()),
+    )
+    .unwrap();
     let loss = fdm::autograd::reduce::sum_all(&tape, &weighted).unwrap();
     let g = tape.backward(&loss).unwrap();
-    let analytic: Vec<f64> = g.get(&w).unwrap().to_vec_f32().unwrap().iter().map(|&x| x as f64).collect();
+    let analytic: Vec<f64> = g
+        .get(&w)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap()
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
     let f = |wx: &[f64]| {
-        let sigma: f64 = (0..o).map(|i| u[i] as f64 * (0..k).map(|j| wx[i * k + j] * v[j] as f64).sum::<f64>()).sum();
+        let sigma: f64 = (0..o)
+            .map(|i| u[i] as f64 * (0..k).map(|j| wx[i * k + j] * v[j] as f64).sum::<f64>())
+            .sum();
         wx.iter().zip(&r).map(|(a, b)| a * *b as f64).sum::<f64>() / sigma
     };
     let x64: Vec<f64> = w0.iter().map(|&x| x as f64).collect();
-    assert_grad_close(&analytic, &finite_diff(&x64, 1e-6, f), 1e-3, "spectral norm dL/dW");
+    assert_grad_close(
+        &analytic,
+        &finite_diff(&x64, 1e-6, f),
+        1e-3,
+        "spectral norm dL/dW",
+    );
 }
 
 // ---- data ----------------------------------------------------------------------------------
@@ -149,14 +219,26 @@ fn source(phase: Phase, batch: usize) -> (Arc<BatchSource>, Arc<Dataset>) {
 fn data_batches_are_a_function_of_seed_and_step_cpu() {
     let (src, ds) = source(Phase::Phase1a, 2);
     let mut loader = Loader::start(src.clone(), 0, 4, 2);
-    let originals: Vec<Vec<f32>> = ds.files.iter().map(|p| img_io::load_image(p).unwrap().tensor.to_vec_f32().unwrap()).collect();
+    let originals: Vec<Vec<f32>> = ds
+        .files
+        .iter()
+        .map(|p| img_io::load_image(p).unwrap().tensor.to_vec_f32().unwrap())
+        .collect();
     let (mut plain, mut mirrored) = (0, 0);
     for step in 0..4 {
         let prefetched = loader.next_batch().unwrap();
         let direct = src.batch(step).unwrap();
         assert_eq!(prefetched.step, step);
-        for (a, b) in [(&prefetched.images, &direct.images), (&prefetched.masks, &direct.masks), (&prefetched.erase_masks, &direct.erase_masks)] {
-            assert_eq!(a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap(), "step {step}");
+        for (a, b) in [
+            (&prefetched.images, &direct.images),
+            (&prefetched.masks, &direct.masks),
+            (&prefetched.erase_masks, &direct.erase_masks),
+        ] {
+            assert_eq!(
+                a.to_vec_f32().unwrap(),
+                b.to_vec_f32().unwrap(),
+                "step {step}"
+            );
         }
         // Each epoch visits every photo once (2 batches of 2 out of 4).
         if step % 2 == 1 {
@@ -185,14 +267,19 @@ fn data_batches_are_a_function_of_seed_and_step_cpu() {
             }
         }
     }
-    assert!(plain > 0 && mirrored > 0, "flips: {plain} plain, {mirrored} mirrored");
+    assert!(
+        plain > 0 && mirrored > 0,
+        "flips: {plain} plain, {mirrored} mirrored"
+    );
 }
 
 #[test]
 fn data_resizes_the_shorter_side_and_crops_cpu() {
     let dir = scratch("resize");
     for (i, (w, h)) in [(400u32, 300u32), (300, 520)].into_iter().enumerate() {
-        let img = ::image::RgbImage::from_fn(w, h, |x, y| ::image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+        let img = ::image::RgbImage::from_fn(w, h, |x, y| {
+            ::image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
         img.save(dir.join(format!("p{i}.png"))).unwrap();
     }
     let mut cfg = TrainConfig::tiny(Phase::Phase2);
@@ -204,7 +291,9 @@ fn data_resizes_the_shorter_side_and_crops_cpu() {
     assert!(v.iter().all(|&x| (0.0..=255.0).contains(&x)));
     // Blue is constant 128 in the source and stays so through bilinear resizing.
     let n = 256 * 256;
-    assert!((0..2).all(|k| v[k * 3 * n + 2 * n..k * 3 * n + 3 * n].iter().all(|&x| x == 128.0)));
+    assert!((0..2).all(|k| v[k * 3 * n + 2 * n..k * 3 * n + 3 * n]
+        .iter()
+        .all(|&x| x == 128.0)));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -216,15 +305,26 @@ fn data_masks_follow_each_phase_cpu() {
     let hole = |m: &[f32]| m.iter().filter(|&&v| v == 0.0).count() as f32 / m.len() as f32;
     let draws = |phase: Phase| {
         let s = MaskSampler::new(&TrainConfig::tiny(phase).masks, 256, 8).unwrap();
-        (0..200).map(|i| s.draw(&mut Rng::new(i)).unwrap()).collect::<Vec<_>>()
+        (0..200)
+            .map(|i| s.draw(&mut Rng::new(i)).unwrap())
+            .collect::<Vec<_>>()
     };
     let a = draws(Phase::Phase1a);
     let zero = a.iter().filter(|(m, _)| hole(m) == 1.0).count();
     let erased = a.iter().filter(|(_, e)| hole(e) > 0.0).count();
-    assert!((40..=80).contains(&zero), "1a zero masks: {zero}/200 (p 0.3)");
-    assert!((22..=58).contains(&erased), "1a erase masks: {erased}/200 (p 0.2)");
+    assert!(
+        (40..=80).contains(&zero),
+        "1a zero masks: {zero}/200 (p 0.3)"
+    );
+    assert!(
+        (22..=58).contains(&erased),
+        "1a erase masks: {erased}/200 (p 0.2)"
+    );
     for (m, e) in draws(Phase::Phase1b) {
-        assert!(hole(&m) < 1.0 && hole(&m) > 0.0, "1b masks have holes and visible pixels");
+        assert!(
+            hole(&m) < 1.0 && hole(&m) > 0.0,
+            "1b masks have holes and visible pixels"
+        );
         assert!(e.iter().all(|&v| v == 1.0), "no erasing in 1b");
     }
     for (m, _) in draws(Phase::Phase2) {
@@ -238,7 +338,11 @@ fn data_masks_follow_each_phase_cpu() {
 fn data_unreadable_files_are_skipped_up_to_a_limit_cpu() {
     let dir = scratch("unreadable");
     for i in 0..3 {
-        for f in std::fs::read_dir(photos()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")) {
+        for f in std::fs::read_dir(photos())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        {
             let sub = dir.join(format!("copy{i}"));
             std::fs::create_dir_all(&sub).unwrap();
             std::fs::copy(&f, sub.join(f.file_name().unwrap())).unwrap();
@@ -259,17 +363,63 @@ fn data_unreadable_files_are_skipped_up_to_a_limit_cpu() {
 fn train_presets_follow_the_spec_table_cpu() {
     let a = TrainConfig::paper(Phase::Phase1a);
     let d = a.discriminator.as_ref().unwrap();
-    assert_eq!((a.generator.betas, a.generator.warmup_lr, a.generator.warmup, a.generator.min_lr, a.batch_size, a.epochs), ((0.0, 0.9), 2e-4, 150, 1e-6, 10, 100));
+    assert_eq!(
+        (
+            a.generator.betas,
+            a.generator.warmup_lr,
+            a.generator.warmup,
+            a.generator.min_lr,
+            a.batch_size,
+            a.epochs
+        ),
+        ((0.0, 0.9), 2e-4, 150, 1e-6, 10, 100)
+    );
     assert_eq!((d.warmup_lr, d.warmup, d.start_iter), (2e-5, 300, 300));
-    assert_eq!((a.losses.disc_start, a.losses.feature_losses_start), (300, 150));
-    assert_eq!((a.losses.l1, a.losses.gradient, a.losses.adversarial, a.losses.perceptual, a.losses.style), (1.0, 5.0, 0.1, 0.1, 250.0));
+    assert_eq!(
+        (a.losses.disc_start, a.losses.feature_losses_start),
+        (300, 150)
+    );
+    assert_eq!(
+        (
+            a.losses.l1,
+            a.losses.gradient,
+            a.losses.adversarial,
+            a.losses.perceptual,
+            a.losses.style
+        ),
+        (1.0, 5.0, 0.1, 0.1, 250.0)
+    );
     let b = TrainConfig::paper(Phase::Phase1b);
     assert!(b.generator.adamw && b.discriminator.is_none());
-    assert_eq!((b.generator.betas, b.generator.weight_decay, b.generator.warmup_lr, b.generator.warmup, b.generator.min_lr, b.batch_size, b.epochs), ((0.9, 0.95), 0.01, 3e-4, 2000, 1e-5, 2, 300));
+    assert_eq!(
+        (
+            b.generator.betas,
+            b.generator.weight_decay,
+            b.generator.warmup_lr,
+            b.generator.warmup,
+            b.generator.min_lr,
+            b.batch_size,
+            b.epochs
+        ),
+        ((0.9, 0.95), 0.01, 3e-4, 2000, 1e-5, 2, 300)
+    );
     let p2 = TrainConfig::paper(Phase::Phase2);
-    assert_eq!((p2.generator.warmup, p2.masks.provided_p, p2.masks.ratio_range), (300, 1.0, (0.2, 0.6)));
+    assert_eq!(
+        (
+            p2.generator.warmup,
+            p2.masks.provided_p,
+            p2.masks.ratio_range
+        ),
+        (300, 1.0, (0.2, 0.6))
+    );
     let p3 = TrainConfig::paper(Phase::Phase3);
-    assert_eq!((p3.generator.warmup, p3.discriminator.as_ref().unwrap().start_iter), (150, 300));
+    assert_eq!(
+        (
+            p3.generator.warmup,
+            p3.discriminator.as_ref().unwrap().start_iter
+        ),
+        (150, 300)
+    );
     for phase in [Phase::Phase1a, Phase::Phase1b, Phase::Phase2, Phase::Phase3] {
         for c in [TrainConfig::paper(phase), TrainConfig::tiny(phase)] {
             assert_eq!(TrainConfig::from_json(&c.to_json()).unwrap(), c);
@@ -285,11 +435,23 @@ fn train_presets_follow_the_spec_table_cpu() {
 #[test]
 fn train_phase_parameters_and_decay_groups_cpu() {
     let m = InpaintingModel::new(&ModelConfig::tiny(), 0).unwrap();
-    let names: Vec<(String, Tensor)> = m.store.iter().map(|(_, n, t)| (n.to_string(), t.clone())).collect();
+    let names: Vec<(String, Tensor)> = m
+        .store
+        .iter()
+        .map(|(_, n, t)| (n.to_string(), t.clone()))
+        .collect();
     let trained = |p: Phase| names.iter().filter(|(n, _)| p.trains(n)).count();
-    assert!(names.iter().all(|(n, _)| !Phase::Phase1a.trains(n) || n.starts_with("content_codec.") && !n.contains(".quantize.")));
-    assert_eq!(trained(Phase::Phase1b), names.iter().filter(|(n, _)| n.starts_with("generator.")).count());
-    assert!(!names.iter().any(|(n, _)| Phase::Phase3.trains(n) && (n.contains(".encoder.pre") || n.contains("quant_conv.") && !n.contains("post_quant"))));
+    assert!(names.iter().all(|(n, _)| !Phase::Phase1a.trains(n)
+        || n.starts_with("content_codec.") && !n.contains(".quantize.")));
+    assert_eq!(
+        trained(Phase::Phase1b),
+        names
+            .iter()
+            .filter(|(n, _)| n.starts_with("generator."))
+            .count()
+    );
+    assert!(!names.iter().any(|(n, _)| Phase::Phase3.trains(n)
+        && (n.contains(".encoder.pre") || n.contains("quant_conv.") && !n.contains("post_quant"))));
     // AdamW decay group of phase 1b: Linear weights only (spec §6.1).
     for (n, t) in names.iter().filter(|(n, _)| n.starts_with("generator.")) {
         let want = n.ends_with(".weight") && !n.contains(".ln") && !n.contains("layer_norm");

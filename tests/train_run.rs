@@ -25,7 +25,15 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn args(phase: &str, out: &Path) -> TrainArgs {
-    TrainArgs { phase: phase.into(), data: photos(), preset: "tiny".into(), out: Some(out.to_path_buf()), gpus: 1, no_progress: true, ..Default::default() }
+    TrainArgs {
+        phase: phase.into(),
+        data: photos(),
+        preset: "tiny".into(),
+        out: Some(out.to_path_buf()),
+        gpus: 1,
+        no_progress: true,
+        ..Default::default()
+    }
 }
 
 fn write_config(cfg: &TrainConfig, path: &Path) -> PathBuf {
@@ -38,7 +46,12 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap().split(',').map(String::from).collect();
-    (header, lines.map(|l| l.split(',').map(String::from).collect()).collect())
+    (
+        header,
+        lines
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect(),
+    )
 }
 
 fn assert_finite_losses(csv: &Path, steps: usize) {
@@ -70,35 +83,63 @@ fn train_each_phase_runs_with_finite_losses_cpu() {
     let dir = scratch("phases");
     // 1a with sample grids; D and every term active from step 1.
     let cfg = write_config(&early_disc(Phase::Phase1a, 1), &dir.join("1a.json"));
-    let a = TrainArgs { config: Some(cfg), steps: Some(2), sample_every: Some(2), ..args("phase1a", &dir.join("1a")) };
+    let a = TrainArgs {
+        config: Some(cfg),
+        steps: Some(2),
+        sample_every: Some(2),
+        ..args("phase1a", &dir.join("1a"))
+    };
     let s = run(&a, None).unwrap();
     assert_eq!((s.step, s.steps_run), (2, 2));
     assert_finite_losses(&dir.join("1a/losses.csv"), 2);
     assert!(dir.join("1a/samples/step_00000002.png").is_file());
     let w1a = s.final_weights.unwrap();
     // 1b, 2 from the previous phase's weights.
-    let b = TrainArgs { init: Some(w1a), steps: Some(2), batch: Some(1), ..args("phase1b", &dir.join("1b")) };
+    let b = TrainArgs {
+        init: Some(w1a),
+        steps: Some(2),
+        batch: Some(1),
+        ..args("phase1b", &dir.join("1b"))
+    };
     let w1b = run(&b, None).unwrap().final_weights.unwrap();
     assert_finite_losses(&dir.join("1b/losses.csv"), 2);
-    let c = TrainArgs { init: Some(w1b), steps: Some(2), ..args("phase2", &dir.join("2")) };
+    let c = TrainArgs {
+        init: Some(w1b),
+        steps: Some(2),
+        ..args("phase2", &dir.join("2"))
+    };
     let w2 = run(&c, None).unwrap().final_weights.unwrap();
     assert_finite_losses(&dir.join("2/losses.csv"), 2);
     // 3 with the discriminator active from step 0.
     let cfg3 = write_config(&early_disc(Phase::Phase3, 0), &dir.join("3.json"));
-    let d = TrainArgs { init: Some(w2.clone()), config: Some(cfg3), steps: Some(2), batch: Some(1), ..args("phase3", &dir.join("3")) };
+    let d = TrainArgs {
+        init: Some(w2.clone()),
+        config: Some(cfg3),
+        steps: Some(2),
+        batch: Some(1),
+        ..args("phase3", &dir.join("3"))
+    };
     let s3 = run(&d, None).unwrap();
     assert_finite_losses(&dir.join("3/losses.csv"), 2);
     let (header, rows) = read_csv(&dir.join("3/losses.csv"));
     let col = |n: &str| header.iter().position(|h| h == n).unwrap();
     let d_loss: f32 = rows[1][col("discriminator")].parse().unwrap();
     let adv: f32 = rows[1][col("adversarial")].parse().unwrap();
-    assert!(d_loss > 0.0 && adv > 0.0, "discriminator {d_loss}, adversarial {adv} must be active");
+    assert!(
+        d_loss > 0.0 && adv > 0.0,
+        "discriminator {d_loss}, adversarial {adv} must be active"
+    );
     // Phase 3 trains FDM + decoder + post_quant_conv and leaves the encoder and transformer alone.
     let (before, _) = st::load(&w2).unwrap();
     let (after, _) = st::load(s3.final_weights.unwrap()).unwrap();
     for (name, t) in before.iter() {
         let same = t.to_vec_f32().unwrap() == after.get(name).unwrap().to_vec_f32().unwrap();
-        assert_eq!(same, !Phase::Phase3.trains(name), "{name}: changed = {}", !same);
+        assert_eq!(
+            same,
+            !Phase::Phase3.trains(name),
+            "{name}: changed = {}",
+            !same
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -115,7 +156,13 @@ fn train_phase1a_fits_a_fixed_batch_cpu() {
     let ds = Arc::new(Dataset::scan(&photos(), 0.1).unwrap());
     let n = ds.len();
     let src = BatchSource::new(ds, &cfg, 8).unwrap();
-    let mut tr = Trainer::new(cfg, InpaintingModel::new(&ModelConfig::tiny(), 0).unwrap(), n, None).unwrap();
+    let mut tr = Trainer::new(
+        cfg,
+        InpaintingModel::new(&ModelConfig::tiny(), 0).unwrap(),
+        n,
+        None,
+    )
+    .unwrap();
     let mut batch = src.batch(0).unwrap();
     let mut losses = Vec::new();
     for _ in 0..30 {
@@ -125,12 +172,20 @@ fn train_phase1a_fits_a_fixed_batch_cpu() {
     let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len() as f32;
     let (early, late) = (mean(&losses[1..6]), mean(&losses[25..30]));
     assert!(losses.iter().all(|l| l.is_finite()));
-    assert!(late <= 0.5 * early, "phase 1a loss did not fall: early {early}, late {late}: {losses:?}");
+    assert!(
+        late <= 0.5 * early,
+        "phase 1a loss did not fall: early {early}, late {late}: {losses:?}"
+    );
 }
 
 fn tensors_equal(a: &Path, b: &Path) {
     let ((sa, _), (sb, _)) = (st::load(a).unwrap(), st::load(b).unwrap());
-    assert_eq!(sa.names().collect::<Vec<_>>(), sb.names().collect::<Vec<_>>(), "{}", a.display());
+    assert_eq!(
+        sa.names().collect::<Vec<_>>(),
+        sb.names().collect::<Vec<_>>(),
+        "{}",
+        a.display()
+    );
     for (name, ta) in sa.iter() {
         let tb = sb.get(name).unwrap();
         assert_eq!(ta.shape(), tb.shape(), "{name}");
@@ -147,19 +202,53 @@ fn train_resume_is_bit_exact_cpu() {
     // data order all cross the interruption.
     let dir = scratch("resume");
     let cfg = write_config(&early_disc(Phase::Phase1a, 2), &dir.join("cfg.json"));
-    let base = |out: &str| TrainArgs { config: Some(cfg.clone()), batch: Some(1), checkpoint_every: Some(0), ..args("phase1a", &dir.join(out)) };
-    run(&TrainArgs { steps: Some(6), ..base("straight") }, None).unwrap();
-    run(&TrainArgs { steps: Some(3), ..base("split") }, None).unwrap();
-    let resume = TrainArgs { resume: Some(dir.join("split")), steps: Some(6), ..args("phase1a", &dir.join("split")) };
+    let base = |out: &str| TrainArgs {
+        config: Some(cfg.clone()),
+        batch: Some(1),
+        checkpoint_every: Some(0),
+        ..args("phase1a", &dir.join(out))
+    };
+    run(
+        &TrainArgs {
+            steps: Some(6),
+            ..base("straight")
+        },
+        None,
+    )
+    .unwrap();
+    run(
+        &TrainArgs {
+            steps: Some(3),
+            ..base("split")
+        },
+        None,
+    )
+    .unwrap();
+    let resume = TrainArgs {
+        resume: Some(dir.join("split")),
+        steps: Some(6),
+        ..args("phase1a", &dir.join("split"))
+    };
     let s = run(&resume, None).unwrap();
     assert_eq!((s.step, s.steps_run), (6, 3));
-    let (a, b) = (dir.join("straight/ckpt-00000006"), dir.join("split/ckpt-00000006"));
-    for f in ["model.safetensors", "discriminator.safetensors", "optimizer.safetensors"] {
+    let (a, b) = (
+        dir.join("straight/ckpt-00000006"),
+        dir.join("split/ckpt-00000006"),
+    );
+    for f in [
+        "model.safetensors",
+        "discriminator.safetensors",
+        "optimizer.safetensors",
+    ] {
         tensors_equal(&a.join(f), &b.join(f));
     }
     let state = |d: &Path| std::fs::read_to_string(d.join("state.json")).unwrap();
     assert_eq!(state(&a), state(&b), "checkpoint states differ");
-    assert_eq!(read_csv(&dir.join("straight/losses.csv")), read_csv(&dir.join("split/losses.csv")), "per-step losses differ");
+    assert_eq!(
+        read_csv(&dir.join("straight/losses.csv")),
+        read_csv(&dir.join("split/losses.csv")),
+        "per-step losses differ"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -167,16 +256,36 @@ fn train_resume_is_bit_exact_cpu() {
 fn train_nan_loss_stops_and_keeps_last_checkpoint_cpu() {
     let dir = scratch("nan");
     let init = dir.join("init.safetensors");
-    InpaintingModel::new(&ModelConfig::tiny(), 1).unwrap().save(&init).unwrap();
-    let a = TrainArgs { init: Some(init), steps: Some(6), batch: Some(1), checkpoint_every: Some(2), inject_nan_at: Some(3), ..args("phase2", &dir.join("run")) };
+    InpaintingModel::new(&ModelConfig::tiny(), 1)
+        .unwrap()
+        .save(&init)
+        .unwrap();
+    let a = TrainArgs {
+        init: Some(init),
+        steps: Some(6),
+        batch: Some(1),
+        checkpoint_every: Some(2),
+        inject_nan_at: Some(3),
+        ..args("phase2", &dir.join("run"))
+    };
     let err = run(&a, None).unwrap_err().to_string();
     assert!(err.contains("at step 3") && err.contains("NaN"), "{err}");
-    assert!(err.contains("ckpt-00000002"), "the error must name the last good checkpoint: {err}");
+    assert!(
+        err.contains("ckpt-00000002"),
+        "the error must name the last good checkpoint: {err}"
+    );
     let ckpts = fdm::train::checkpoint::list(&dir.join("run"));
     assert_eq!(ckpts, vec![dir.join("run/ckpt-00000002")]);
-    assert!(!dir.join("run/phase2.safetensors").exists(), "no final weights after a failed run");
+    assert!(
+        !dir.join("run/phase2.safetensors").exists(),
+        "no final weights after a failed run"
+    );
     // The kept checkpoint resumes.
-    let r = TrainArgs { resume: Some(dir.join("run")), steps: Some(3), ..args("phase2", &dir.join("run")) };
+    let r = TrainArgs {
+        resume: Some(dir.join("run")),
+        steps: Some(3),
+        ..args("phase2", &dir.join("run"))
+    };
     assert_eq!(run(&r, None).unwrap().step, 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -188,11 +297,24 @@ fn train_lr_follows_the_warmup_cosine_schedule_cpu() {
     // 4 photos, batch 1 -> 4 iterations per epoch, 3 epochs -> T = 12; W = 3.
     let dir = scratch("lr");
     let init = dir.join("init.safetensors");
-    InpaintingModel::new(&ModelConfig::tiny(), 2).unwrap().save(&init).unwrap();
+    InpaintingModel::new(&ModelConfig::tiny(), 2)
+        .unwrap()
+        .save(&init)
+        .unwrap();
     let mut cfg = TrainConfig::tiny(Phase::Phase2);
-    (cfg.epochs, cfg.batch_size, cfg.generator.warmup, cfg.generator.warmup_lr, cfg.generator.min_lr) = (3, 1, 3, 2e-4, 1e-6);
+    (
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.generator.warmup,
+        cfg.generator.warmup_lr,
+        cfg.generator.min_lr,
+    ) = (3, 1, 3, 2e-4, 1e-6);
     let cfg = write_config(&cfg, &dir.join("cfg.json"));
-    let a = TrainArgs { init: Some(init), config: Some(cfg), ..args("phase2", &dir.join("run")) };
+    let a = TrainArgs {
+        init: Some(init),
+        config: Some(cfg),
+        ..args("phase2", &dir.join("run"))
+    };
     assert_eq!(run(&a, None).unwrap().step, 12);
     let (header, rows) = read_csv(&dir.join("run/losses.csv"));
     let lr_col = header.iter().position(|h| h == "lr").unwrap();
@@ -210,7 +332,10 @@ fn train_lr_follows_the_warmup_cosine_schedule_cpu() {
                 (max_lr * 0.5 * (1.0 + (std::f64::consts::PI * (e - w) / (t - w)).cos())).max(min)
             }
         };
-        assert!((got - want).abs() <= 1e-12 * want.abs().max(1e-6), "step {k}: lr {got}, expected {want}");
+        assert!(
+            (got - want).abs() <= 1e-12 * want.abs().max(1e-6),
+            "step {k}: lr {got}, expected {want}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -220,15 +345,74 @@ fn train_bad_inputs_are_clear_errors_cpu() {
     let dir = scratch("bad");
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let e = run(&TrainArgs { data: empty.clone(), ..args("phase1a", &dir.join("o")) }, None).unwrap_err().to_string();
-    assert!(e.contains("no training photos") && e.contains("empty"), "{e}");
-    let e = run(&TrainArgs { gpus: 2, ..args("phase1a", &dir.join("o")) }, None).unwrap_err().to_string();
-    assert!(e.contains("multi-GPU") && e.contains("not supported"), "{e}");
-    let e = run(&args("phase2", &dir.join("o")), None).unwrap_err().to_string();
+    let e = run(
+        &TrainArgs {
+            data: empty.clone(),
+            ..args("phase1a", &dir.join("o"))
+        },
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("no training photos") && e.contains("empty"),
+        "{e}"
+    );
+    let e = run(
+        &TrainArgs {
+            gpus: 2,
+            ..args("phase1a", &dir.join("o"))
+        },
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("multi-GPU") && e.contains("not supported"),
+        "{e}"
+    );
+    let e = run(&args("phase2", &dir.join("o")), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--init"), "{e}");
-    let e = run(&args("phase4", &dir.join("o")), None).unwrap_err().to_string();
+    let e = run(&args("phase4", &dir.join("o")), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown phase"), "{e}");
-    let e = run(&TrainArgs { resume: Some(dir.join("nothing")), ..args("phase1a", &dir.join("o")) }, None).unwrap_err().to_string();
+    let e = run(
+        &TrainArgs {
+            resume: Some(dir.join("nothing")),
+            ..args("phase1a", &dir.join("o"))
+        },
+        None,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("checkpoint"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_stop_request_writes_a_checkpoint_cpu() {
+    // The CLI's Ctrl-C handler sets this flag; the loop checks it before each step and writes a
+    // checkpoint of the completed steps. Here it is set before the resumed run's first step.
+    let dir = scratch("stop");
+    let init = dir.join("init.safetensors");
+    InpaintingModel::new(&ModelConfig::tiny(), 3).unwrap().save(&init).unwrap();
+    let a = TrainArgs {
+        init: Some(init),
+        steps: Some(2),
+        batch: Some(1),
+        checkpoint_every: Some(0),
+        ..args("phase2", &dir.join("run"))
+    };
+    run(&a, None).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = TrainArgs { resume: Some(dir.join("run")), steps: Some(5), ..args("phase2", &dir.join("run")) };
+    let s = run(&r, Some(stop)).unwrap();
+    assert!(s.stopped_early && s.steps_run == 0 && s.final_weights.is_none());
+    assert_eq!(s.checkpoint, Some(dir.join("run/ckpt-00000002")));
+    let state = fdm::train::checkpoint::read_state(&dir.join("run/ckpt-00000002")).unwrap();
+    assert_eq!((state.step, state.config.max_steps), (2, Some(5)));
     let _ = std::fs::remove_dir_all(&dir);
 }

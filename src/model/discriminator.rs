@@ -57,14 +57,27 @@ impl Discriminator {
         let mut convs = Vec::new();
         for (k, (cin, cout, stride)) in cfg.discriminator.convs().into_iter().enumerate() {
             let p = format!("loss.discriminator.conv{}.0", k + 1);
-            let weight = store.add(format!("{p}.weight_orig"), init::normal(&mut rng, &[cout, cin, 4, 4], 0.0, 0.02))?;
+            let weight = store.add(
+                format!("{p}.weight_orig"),
+                init::normal(&mut rng, &[cout, cin, 4, 4], 0.0, 0.02),
+            )?;
             let u = normalize(&init::normal(&mut rng, &[cout], 0.0, 1.0))?;
             let v = normalize(&init::normal(&mut rng, &[cin * 16], 0.0, 1.0))?;
             let u = store.add(format!("{p}.weight_u"), u)?;
             let v = store.add(format!("{p}.weight_v"), v)?;
-            convs.push(SnConv { weight, u, v, stride });
+            convs.push(SnConv {
+                weight,
+                u,
+                v,
+                stride,
+            });
         }
-        Ok(Discriminator { cfg: cfg.discriminator.clone(), store, convs, spec: ParamSpec::discriminator(cfg) })
+        Ok(Discriminator {
+            cfg: cfg.discriminator.clone(),
+            store,
+            convs,
+            spec: ParamSpec::discriminator(cfg),
+        })
     }
 
     /// The learnable tensors (`weight_orig` of each conv), in order.
@@ -74,24 +87,41 @@ impl Discriminator {
 
     /// Bind the parameters on `tape`; `trainable` makes the weights tape variables.
     pub fn bind(&self, tape: &Tape, trainable: bool) -> Bound {
-        self.store.bind(tape, |n| trainable && n.ends_with(".weight_orig"))
+        self.store
+            .bind(tape, |n| trainable && n.ends_with(".weight_orig"))
     }
 
     /// Probabilities B x 1 x 30 x 30 for images B x 3 x 256 x 256 in [0, 1]. With
     /// `power_iteration` (training mode) the spectral-norm vectors are updated in the store.
-    pub fn forward(&mut self, tape: &Tape, p: &Bound, x: &Var, power_iteration: bool) -> Result<Var> {
+    pub fn forward(
+        &mut self,
+        tape: &Tape,
+        p: &Bound,
+        x: &Var,
+        power_iteration: bool,
+    ) -> Result<Var> {
         let mut h = x.clone();
         let n = self.convs.len();
         for i in 0..n {
             let w = self.normalised_weight(tape, p, i, power_iteration)?;
             h = conv::conv2d(tape, &h, &w, None, self.convs[i].stride, 1)?;
-            h = if i + 1 < n { unary::leaky_relu(tape, &h, LEAKY_SLOPE)? } else { unary::sigmoid(tape, &h)? };
+            h = if i + 1 < n {
+                unary::leaky_relu(tape, &h, LEAKY_SLOPE)?
+            } else {
+                unary::sigmoid(tape, &h)?
+            };
         }
         Ok(h)
     }
 
     /// `W / sigma` of conv `i` as a tape node, after one power iteration when training.
-    fn normalised_weight(&mut self, tape: &Tape, p: &Bound, i: usize, power_iteration: bool) -> Result<Var> {
+    fn normalised_weight(
+        &mut self,
+        tape: &Tape,
+        p: &Bound,
+        i: usize,
+        power_iteration: bool,
+    ) -> Result<Var> {
         let c = &self.convs[i];
         let w = p.var(c.weight).clone();
         let (mut u, mut v) = (self.store.get(c.u).clone(), self.store.get(c.v).clone());
@@ -101,13 +131,18 @@ impl Discriminator {
             self.store.set(uid, u.clone())?;
             self.store.set(vid, v.clone())?;
         }
-        spectral_normalise(tape, &w, &u, &v).map_err(|e| Error::msg(format!("discriminator conv{}: {e}", i + 1)))
+        spectral_normalise(tape, &w, &u, &v)
+            .map_err(|e| Error::msg(format!("discriminator conv{}: {e}", i + 1)))
     }
 
     /// `sigma = u^T W v` of conv `i` (0-based) with the stored vectors.
     pub fn sigma(&self, i: usize) -> Result<f32> {
         let c = &self.convs[i];
-        sigma_of(self.store.get(c.weight), self.store.get(c.u), self.store.get(c.v))
+        sigma_of(
+            self.store.get(c.weight),
+            self.store.get(c.u),
+            self.store.get(c.v),
+        )
     }
 
     /// Every tensor under its official key, in spec order.
@@ -121,10 +156,18 @@ impl Discriminator {
 
     /// Replace every tensor from `weights` (strict: the keys and shapes of the spec).
     pub fn set_weights(&mut self, weights: &WeightStore) -> Result<()> {
-        weights.check_against(&self.spec, "discriminator").map_err(|m| Error::msg(format!("{m}")))?;
-        let ids: Vec<_> = self.store.iter().map(|(id, n, _)| (id, n.to_string())).collect();
+        weights
+            .check_against(&self.spec, "discriminator")
+            .map_err(|m| Error::msg(format!("{m}")))?;
+        let ids: Vec<_> = self
+            .store
+            .iter()
+            .map(|(id, n, _)| (id, n.to_string()))
+            .collect();
         for (id, name) in ids {
-            let t = weights.get(&name).ok_or_else(|| Error::msg(format!("discriminator: missing {name}")))?;
+            let t = weights
+                .get(&name)
+                .ok_or_else(|| Error::msg(format!("discriminator: missing {name}")))?;
             self.store.set(id, t.to_dtype(crate::DType::F32)?)?;
         }
         Ok(())
@@ -169,14 +212,18 @@ pub fn spectral_normalise(tape: &Tape, w: &Var, u: &Tensor, v: &Tensor) -> Resul
     }
     let (rows, k) = (u.numel(), v.numel());
     let out = ops::unary::mul_scalar(&wt, 1.0 / sigma)?;
-    let uv = ops::matmul::matmul(&u.reshape(&[rows, 1])?, &v.reshape(&[1, k])?)?.reshape(wt.shape())?;
+    let uv =
+        ops::matmul::matmul(&u.reshape(&[rows, 1])?, &v.reshape(&[1, k])?)?.reshape(wt.shape())?;
     Ok(tape.record(
         out,
         &[w],
         Box::new(move |g| {
             let inner = ops::reduce::sum_all(&ops::binary::mul(g, &wt)?)?.to_scalar()?;
             let corr = ops::unary::mul_scalar(&uv, inner / sigma)?;
-            Ok(vec![Some(ops::unary::mul_scalar(&ops::binary::sub(g, &corr)?, 1.0 / sigma)?)])
+            Ok(vec![Some(ops::unary::mul_scalar(
+                &ops::binary::sub(g, &corr)?,
+                1.0 / sigma,
+            )?)])
         }),
     ))
 }

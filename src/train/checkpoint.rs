@@ -84,14 +84,27 @@ fn optim_records(tr: &Trainer, moments: &mut WeightStore) -> Result<Vec<OptimRec
     let mut out = Vec::new();
     for (slot, store) in slots {
         let (sched, adam) = slot.export()?;
-        let params: Vec<String> = slot.params.iter().map(|&id| store.name(id).to_string()).collect();
+        let params: Vec<String> = slot
+            .params
+            .iter()
+            .map(|&id| store.name(id).to_string())
+            .collect();
         let mut steps = Vec::new();
         for (name, st) in params.iter().zip(adam) {
             steps.push(st.as_ref().map(|s| s.step));
             if let Some(s) = st {
-                let shape = store.get(store.id_of(name).expect("registered")).shape().to_vec();
-                moments.insert(format!("{}.{name}.exp_avg", slot.name), Tensor::from_vec(s.exp_avg, &shape)?);
-                moments.insert(format!("{}.{name}.exp_avg_sq", slot.name), Tensor::from_vec(s.exp_avg_sq, &shape)?);
+                let shape = store
+                    .get(store.id_of(name).expect("registered"))
+                    .shape()
+                    .to_vec();
+                moments.insert(
+                    format!("{}.{name}.exp_avg", slot.name),
+                    Tensor::from_vec(s.exp_avg, &shape)?,
+                );
+                moments.insert(
+                    format!("{}.{name}.exp_avg_sq", slot.name),
+                    Tensor::from_vec(s.exp_avg_sq, &shape)?,
+                );
             }
         }
         out.push(OptimRecord {
@@ -160,10 +173,17 @@ pub fn save(tr: &Trainer, out_dir: &Path) -> Result<PathBuf> {
 
 /// Checkpoint directories under `out_dir`, oldest first.
 pub fn list(out_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(out_dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(out_dir) else {
+        return Vec::new();
+    };
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("ckpt-")) && p.join(STATE_FILE).is_file())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ckpt-"))
+                && p.join(STATE_FILE).is_file()
+        })
         .collect();
     dirs.sort();
     dirs
@@ -182,15 +202,25 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     if path.join(STATE_FILE).is_file() {
         return Ok(path.to_path_buf());
     }
-    list(path).pop().ok_or_else(|| Error::msg(format!("{} is neither a checkpoint nor a folder holding one (ckpt-*/state.json)", path.display())))
+    list(path).pop().ok_or_else(|| {
+        Error::msg(format!(
+            "{} is neither a checkpoint nor a folder holding one (ckpt-*/state.json)",
+            path.display()
+        ))
+    })
 }
 
 pub fn read_state(dir: &Path) -> Result<CheckpointState> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+    let state: CheckpointState =
+        serde_json::from_str(&text).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
     if state.format != FORMAT {
-        return Err(Error::msg(format!("{}: unknown checkpoint format `{}`", path.display(), state.format)));
+        return Err(Error::msg(format!(
+            "{}: unknown checkpoint format `{}`",
+            path.display(),
+            state.format
+        )));
     }
     Ok(state)
 }
@@ -219,11 +249,18 @@ pub fn restore(tr: &mut Trainer, dir: &Path, state: &CheckpointState) -> Result<
         slots.push(o);
     }
     if slots.len() != state.optimizers.len() {
-        return Err(Error::msg(format!("checkpoint has {} optimisers, the phase has {}", state.optimizers.len(), slots.len())));
+        return Err(Error::msg(format!(
+            "checkpoint has {} optimisers, the phase has {}",
+            state.optimizers.len(),
+            slots.len()
+        )));
     }
     for (slot, rec) in slots.into_iter().zip(&state.optimizers) {
         if rec.name != slot.name || rec.adam_steps.len() != slot.params.len() {
-            return Err(Error::msg(format!("checkpoint optimiser `{}` does not match `{}`", rec.name, slot.name)));
+            return Err(Error::msg(format!(
+                "checkpoint optimiser `{}` does not match `{}`",
+                rec.name, slot.name
+            )));
         }
         let mut adam = Vec::new();
         for (name, steps) in rec.params.iter().zip(&rec.adam_steps) {
@@ -232,13 +269,24 @@ pub fn restore(tr: &mut Trainer, dir: &Path, state: &CheckpointState) -> Result<
                 Some(step) => {
                     let get = |k: &str| -> Result<Vec<f32>> {
                         let key = format!("{}.{name}.{k}", rec.name);
-                        moments.get(&key).ok_or_else(|| Error::msg(format!("optimizer state lacks {key}")))?.to_vec_f32()
+                        moments
+                            .get(&key)
+                            .ok_or_else(|| Error::msg(format!("optimizer state lacks {key}")))?
+                            .to_vec_f32()
                     };
-                    Some(AdamParamState { step: *step, exp_avg: get("exp_avg")?, exp_avg_sq: get("exp_avg_sq")? })
+                    Some(AdamParamState {
+                        step: *step,
+                        exp_avg: get("exp_avg")?,
+                        exp_avg_sq: get("exp_avg_sq")?,
+                    })
                 }
             });
         }
-        let sched = ScheduleState { last_epoch: rec.last_epoch, lr: f64::from_bits(rec.lr_bits), max_lr: f64::from_bits(rec.max_lr_bits) };
+        let sched = ScheduleState {
+            last_epoch: rec.last_epoch,
+            lr: f64::from_bits(rec.lr_bits),
+            max_lr: f64::from_bits(rec.max_lr_bits),
+        };
         slot.import(sched, adam)?;
     }
     tr.step = state.step;

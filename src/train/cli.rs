@@ -92,10 +92,16 @@ pub fn vgg_loader() -> Option<VggLoader> {
 fn configure(args: &TrainArgs, phase: Phase) -> Result<TrainConfig> {
     let mut cfg = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
             let c = TrainConfig::from_json(&text)?;
             if c.phase != phase {
-                return Err(Error::msg(format!("{} is a {} config, not {}", path.display(), c.phase.name(), phase.name())));
+                return Err(Error::msg(format!(
+                    "{} is a {} config, not {}",
+                    path.display(),
+                    c.phase.name(),
+                    phase.name()
+                )));
             }
             c
         }
@@ -145,17 +151,31 @@ fn load_vgg(cfg: &TrainConfig) -> Result<Option<Box<dyn VggHook>>> {
 pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary> {
     let phase = Phase::parse(&args.phase)?;
     if args.gpus != 1 {
-        return Err(Error::msg(format!("--gpus {}: multi-GPU training is not supported in this build (one process, CPU)", args.gpus)));
+        return Err(Error::msg(format!(
+            "--gpus {}: multi-GPU training is not supported in this build (one process, CPU)",
+            args.gpus
+        )));
     }
     let resumed = match &args.resume {
         Some(path) => {
-            if args.config.is_some() || args.batch.is_some() || args.seed.is_some() || args.init.is_some() || args.masks.is_some() || args.vgg.is_some() {
+            if args.config.is_some()
+                || args.batch.is_some()
+                || args.seed.is_some()
+                || args.init.is_some()
+                || args.masks.is_some()
+                || args.vgg.is_some()
+            {
                 return Err(Error::msg("--resume continues the checkpoint's configuration: --config, --batch, --seed, --init, --masks and --vgg cannot be changed"));
             }
             let dir = checkpoint::resolve(path)?;
             let state = checkpoint::read_state(&dir)?;
             if state.config.phase != phase {
-                return Err(Error::msg(format!("{} is a {} checkpoint, not {}", dir.display(), state.config.phase.name(), phase.name())));
+                return Err(Error::msg(format!(
+                    "{} is a {} checkpoint, not {}",
+                    dir.display(),
+                    state.config.phase.name(),
+                    phase.name()
+                )));
             }
             Some((dir, state))
         }
@@ -168,13 +188,26 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     apply_loop_options(&mut cfg, args);
     let model = match (&resumed, &args.init) {
         (Some((dir, state)), _) => checkpoint::load_model(dir, state)?,
-        (None, Some(path)) => InpaintingModel::load(path, Some(&ModelConfig::by_name(&cfg.model_preset)?))?,
-        (None, None) if phase == Phase::Phase1a => InpaintingModel::new(&ModelConfig::by_name(&cfg.model_preset)?, cfg.seed)?,
-        (None, None) => return Err(Error::msg(format!("{} starts from the previous phase's weights: pass --init <weights>", phase.name()))),
+        (None, Some(path)) => {
+            InpaintingModel::load(path, Some(&ModelConfig::by_name(&cfg.model_preset)?))?
+        }
+        (None, None) if phase == Phase::Phase1a => {
+            InpaintingModel::new(&ModelConfig::by_name(&cfg.model_preset)?, cfg.seed)?
+        }
+        (None, None) => {
+            return Err(Error::msg(format!(
+                "{} starts from the previous phase's weights: pass --init <weights>",
+                phase.name()
+            )))
+        }
     };
     let dataset = Arc::new(Dataset::scan(&args.data, cfg.max_unreadable_fraction)?);
     if !dataset.skipped.is_empty() {
-        eprintln!("note: skipped {} unreadable file(s) under {}", dataset.skipped.len(), args.data.display());
+        eprintln!(
+            "note: skipped {} unreadable file(s) under {}",
+            dataset.skipped.len(),
+            args.data.display()
+        );
     }
     let images = dataset.len();
     let source = Arc::new(BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?);
@@ -184,7 +217,10 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     if let Some((dir, state)) = &resumed {
         checkpoint::restore(&mut tr, dir, state)?;
     }
-    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(phase.name()));
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(phase.name()));
     if args.compare_sampler {
         return compare(&mut tr, &source);
     }
@@ -197,7 +233,16 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         tr.t_max(),
         out_dir.display()
     );
-    run_loop(&mut tr, source, images, &RunOptions { out_dir, progress: !args.no_progress, stop })
+    run_loop(
+        &mut tr,
+        source,
+        images,
+        &RunOptions {
+            out_dir,
+            progress: !args.no_progress,
+            stop,
+        },
+    )
 }
 
 fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
@@ -213,7 +258,15 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
         c.passes,
         c.ratio()
     );
-    Ok(RunSummary { step: tr.step, steps_run: 1, seconds: c.step_seconds, last_terms: Vec::new(), checkpoint: None, final_weights: None, stopped_early: true })
+    Ok(RunSummary {
+        step: tr.step,
+        steps_run: 1,
+        seconds: c.step_seconds,
+        last_terms: Vec::new(),
+        checkpoint: None,
+        final_weights: None,
+        stopped_early: true,
+    })
 }
 
 /// The binary's entry: installs a Ctrl-C handler (first press: checkpoint and stop after the
@@ -230,8 +283,19 @@ pub fn main(args: &TrainArgs) -> Result<()> {
     .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
     let s = run(args, Some(stop))?;
     if s.steps_run > 0 && !args.compare_sampler {
-        let terms: Vec<String> = s.last_terms.iter().map(|(n, v)| format!("{n}={v:.5}")).collect();
-        println!("{} steps in {:.1} s ({:.3} steps/s), step {}; last: {}", s.steps_run, s.seconds, s.steps_per_second(), s.step, terms.join(" "));
+        let terms: Vec<String> = s
+            .last_terms
+            .iter()
+            .map(|(n, v)| format!("{n}={v:.5}"))
+            .collect();
+        println!(
+            "{} steps in {:.1} s ({:.3} steps/s), step {}; last: {}",
+            s.steps_run,
+            s.seconds,
+            s.steps_per_second(),
+            s.step,
+            terms.join(" ")
+        );
     }
     if let Some(c) = &s.checkpoint {
         println!("checkpoint: {}", c.display());
@@ -240,7 +304,13 @@ pub fn main(args: &TrainArgs) -> Result<()> {
         println!("weights: {}", w.display());
     }
     if s.stopped_early && !args.compare_sampler {
-        println!("stopped early; continue with --resume {}", s.checkpoint.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+        println!(
+            "stopped early; continue with --resume {}",
+            s.checkpoint
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -52,7 +52,9 @@ impl Phase {
             "phase1b" => Ok(Phase::Phase1b),
             "phase2" => Ok(Phase::Phase2),
             "phase3" => Ok(Phase::Phase3),
-            _ => Err(Error::msg(format!("unknown phase `{s}` (phase1a, phase1b, phase2, phase3)"))),
+            _ => Err(Error::msg(format!(
+                "unknown phase `{s}` (phase1a, phase1b, phase2, phase3)"
+            ))),
         }
     }
     /// Phases that train a discriminator beside the generator.
@@ -63,7 +65,9 @@ impl Phase {
     /// params"; the codebook buffers are updated by EMA in 1a, never by the optimiser).
     pub fn trains(self, key: &str) -> bool {
         match self {
-            Phase::Phase1a => key.starts_with("content_codec.") && !key.starts_with("content_codec.quantize."),
+            Phase::Phase1a => {
+                key.starts_with("content_codec.") && !key.starts_with("content_codec.quantize.")
+            }
             Phase::Phase1b => key.starts_with("generator."),
             Phase::Phase2 => key.starts_with("fdm."),
             Phase::Phase3 => {
@@ -94,7 +98,15 @@ pub struct OptimConfig {
 
 impl OptimConfig {
     fn adam(warmup_lr: f64, warmup: u64, min_lr: f64, start_iter: u64) -> Self {
-        OptimConfig { adamw: false, betas: (0.0, 0.9), weight_decay: 0.0, warmup_lr, warmup, min_lr, start_iter }
+        OptimConfig {
+            adamw: false,
+            betas: (0.0, 0.9),
+            weight_decay: 0.0,
+            warmup_lr,
+            warmup,
+            min_lr,
+            start_iter,
+        }
     }
 }
 
@@ -202,7 +214,14 @@ fn masks_for(phase: Phase) -> MaskConfig {
         Phase::Phase1b => (0.8, 0.0, 0.05, 0.0),
         Phase::Phase2 | Phase::Phase3 => (1.0, 0.0, 0.0, 0.0),
     };
-    MaskConfig { provided_p, ratio_range: (0.2, 0.6), zero_mask_p, low_to_high_p, erase_p, mask_dir: None }
+    MaskConfig {
+        provided_p,
+        ratio_range: (0.2, 0.6),
+        zero_mask_p,
+        low_to_high_p,
+        erase_p,
+        mask_dir: None,
+    }
 }
 
 impl TrainConfig {
@@ -216,7 +235,15 @@ impl TrainConfig {
                 100,
             ),
             Phase::Phase1b => (
-                OptimConfig { adamw: true, betas: (0.9, 0.95), weight_decay: 0.01, warmup_lr: 3e-4, warmup: 2000, min_lr: 1e-5, start_iter: 0 },
+                OptimConfig {
+                    adamw: true,
+                    betas: (0.9, 0.95),
+                    weight_decay: 0.01,
+                    warmup_lr: 3e-4,
+                    warmup: 2000,
+                    min_lr: 1e-5,
+                    start_iter: 0,
+                },
                 None,
                 2,
                 300,
@@ -226,7 +253,13 @@ impl TrainConfig {
         let mut losses = paper_losses();
         if phase == Phase::Phase2 {
             // Spec §6.3: only L_qe; every image term is off.
-            for w in [&mut losses.l1, &mut losses.gradient, &mut losses.adversarial, &mut losses.perceptual, &mut losses.style] {
+            for w in [
+                &mut losses.l1,
+                &mut losses.gradient,
+                &mut losses.adversarial,
+                &mut losses.perceptual,
+                &mut losses.style,
+            ] {
                 *w = 0.0;
             }
         }
@@ -278,7 +311,9 @@ impl TrainConfig {
         match name {
             "paper" => Ok(Self::paper(phase)),
             "tiny" => Ok(Self::tiny(phase)),
-            _ => Err(Error::msg(format!("unknown training preset `{name}` (paper, tiny)"))),
+            _ => Err(Error::msg(format!(
+                "unknown training preset `{name}` (paper, tiny)"
+            ))),
         }
     }
 
@@ -292,7 +327,10 @@ impl TrainConfig {
             bad.push("epochs must be at least 1".to_string());
         }
         if self.crop_size == 0 || self.load_size < self.crop_size {
-            bad.push(format!("load_size {} must be >= crop_size {} > 0", self.load_size, self.crop_size));
+            bad.push(format!(
+                "load_size {} must be >= crop_size {} > 0",
+                self.load_size, self.crop_size
+            ));
         }
         let mut optims = vec![("generator", &self.generator)];
         if let Some(d) = &self.discriminator {
@@ -307,16 +345,34 @@ impl TrainConfig {
             }
         }
         if self.phase.has_discriminator() != self.discriminator.is_some() {
-            bad.push(format!("{} {} a discriminator", self.phase.name(), if self.phase.has_discriminator() { "needs" } else { "has no" }));
+            bad.push(format!(
+                "{} {} a discriminator",
+                self.phase.name(),
+                if self.phase.has_discriminator() {
+                    "needs"
+                } else {
+                    "has no"
+                }
+            ));
         }
         let m = &self.masks;
-        for (name, p) in [("provided_p", m.provided_p), ("zero_mask_p", m.zero_mask_p), ("low_to_high_p", m.low_to_high_p), ("erase_p", m.erase_p), ("random_quantize", self.random_quantize)] {
+        for (name, p) in [
+            ("provided_p", m.provided_p),
+            ("zero_mask_p", m.zero_mask_p),
+            ("low_to_high_p", m.low_to_high_p),
+            ("erase_p", m.erase_p),
+            ("random_quantize", self.random_quantize),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 bad.push(format!("{name} = {p} is not a probability"));
             }
         }
-        if !(0.0 <= m.ratio_range.0 && m.ratio_range.0 < m.ratio_range.1 && m.ratio_range.1 <= 1.0) {
-            bad.push(format!("masks.ratio_range {:?} must satisfy 0 <= lo < hi <= 1", m.ratio_range));
+        if !(0.0 <= m.ratio_range.0 && m.ratio_range.0 < m.ratio_range.1 && m.ratio_range.1 <= 1.0)
+        {
+            bad.push(format!(
+                "masks.ratio_range {:?} must satisfy 0 <= lo < hi <= 1",
+                m.ratio_range
+            ));
         }
         if !(0.0..1.0).contains(&self.max_unreadable_fraction) {
             bad.push("max_unreadable_fraction must be in [0, 1)".to_string());
@@ -324,7 +380,10 @@ impl TrainConfig {
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(Error::msg(format!("invalid training config: {}", bad.join("; "))))
+            Err(Error::msg(format!(
+                "invalid training config: {}",
+                bad.join("; ")
+            )))
         }
     }
 
@@ -333,7 +392,8 @@ impl TrainConfig {
     }
 
     pub fn from_json(s: &str) -> Result<Self> {
-        let c: TrainConfig = serde_json::from_str(s).map_err(|e| Error::msg(format!("training config JSON: {e}")))?;
+        let c: TrainConfig = serde_json::from_str(s)
+            .map_err(|e| Error::msg(format!("training config JSON: {e}")))?;
         c.validate()?;
         Ok(c)
     }

@@ -48,14 +48,20 @@ pub struct Dataset {
 }
 
 fn is_photo(p: &Path) -> bool {
-    let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = p
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::msg(format!("cannot read data folder {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::msg(format!("cannot read data folder {}: {e}", dir.display())))?;
     for entry in entries {
-        let path = entry.map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?.path();
+        let path = entry
+            .map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?
+            .path();
         if path.is_dir() {
             walk(&path, out)?;
         } else if is_photo(&path) {
@@ -80,13 +86,19 @@ impl Dataset {
     /// Every readable PNG/JPEG under `root` (module docs).
     pub fn scan(root: &Path, max_unreadable_fraction: f32) -> Result<Dataset> {
         if !root.is_dir() {
-            return Err(Error::msg(format!("data folder {} does not exist or is not a folder", root.display())));
+            return Err(Error::msg(format!(
+                "data folder {} does not exist or is not a folder",
+                root.display()
+            )));
         }
         let mut found = Vec::new();
         walk(root, &mut found)?;
         found.sort();
         if found.is_empty() {
-            return Err(Error::msg(format!("no training photos (.png, .jpg, .jpeg) found under {}", root.display())));
+            return Err(Error::msg(format!(
+                "no training photos (.png, .jpg, .jpeg) found under {}",
+                root.display()
+            )));
         }
         let checks: Vec<_> = found.par_iter().map(|p| probe(p)).collect();
         let (mut files, mut skipped) = (Vec::new(), Vec::new());
@@ -99,7 +111,10 @@ impl Dataset {
         let total = files.len() + skipped.len();
         let frac = skipped.len() as f32 / total as f32;
         if files.is_empty() || frac > max_unreadable_fraction {
-            let first = skipped.first().map(|(p, w)| format!("; first: {}: {w}", p.display())).unwrap_or_default();
+            let first = skipped
+                .first()
+                .map(|(p, w)| format!("; first: {}: {w}", p.display()))
+                .unwrap_or_default();
             return Err(Error::msg(format!(
                 "{} of {total} photos under {} are unreadable ({:.0} %, the limit is {:.0} %){first}",
                 skipped.len(),
@@ -108,7 +123,11 @@ impl Dataset {
                 100.0 * max_unreadable_fraction
             )));
         }
-        Ok(Dataset { root: root.to_path_buf(), files, skipped })
+        Ok(Dataset {
+            root: root.to_path_buf(),
+            files,
+            skipped,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -122,7 +141,10 @@ impl Dataset {
 /// The visiting order of epoch `epoch`: a seeded permutation of 0..n.
 pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    Rng::new(seed).fork(ORDER_STREAM).fork(epoch).shuffle(&mut order);
+    Rng::new(seed)
+        .fork(ORDER_STREAM)
+        .fork(epoch)
+        .shuffle(&mut order);
     order
 }
 
@@ -143,10 +165,18 @@ impl MaskSampler {
             files.retain(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")));
             files.sort();
             if files.is_empty() {
-                return Err(Error::msg(format!("no mask PNGs found under {}", dir.display())));
+                return Err(Error::msg(format!(
+                    "no mask PNGs found under {}",
+                    dir.display()
+                )));
             }
         }
-        Ok(MaskSampler { cfg: cfg.clone(), size, patch, files })
+        Ok(MaskSampler {
+            cfg: cfg.clone(),
+            size,
+            patch,
+            files,
+        })
     }
 
     /// A "provided" mask: a random file, or a generated mask whose hole ratio lies in a bucket
@@ -159,12 +189,17 @@ impl MaskSampler {
             let v = m.to_vec_f32()?;
             let s = self.size;
             // Nearest resize, source index floor(i * in / out) (spec §1.5, OpenCV INTER_NEAREST).
-            return Ok((0..s * s).map(|i| v[(i / s * h / s) * w + (i % s) * w / s]).collect());
+            return Ok((0..s * s)
+                .map(|i| v[(i / s * h / s) * w + (i % s) * w / s])
+                .collect());
         }
         let (lo, hi) = self.cfg.ratio_range;
         let buckets = (((hi - lo) / 0.1).round() as u64).max(1);
         let b = rng.below(buckets) as f32;
-        let (blo, bhi) = (lo + b * (hi - lo) / buckets as f32, lo + (b + 1.0) * (hi - lo) / buckets as f32);
+        let (blo, bhi) = (
+            lo + b * (hi - lo) / buckets as f32,
+            lo + (b + 1.0) * (hi - lo) / buckets as f32,
+        );
         Ok(match gen::bucketed_mask(rng, self.size, blo, bhi, 64) {
             Some(m) => m,
             None => centred_rect(self.size, 0.5 * (blo + bhi)),
@@ -176,7 +211,11 @@ impl MaskSampler {
         if rng.bernoulli(self.cfg.provided_p) {
             self.provided(rng)
         } else {
-            Ok(gen::stroke_mask(rng, self.size, &gen::StrokeConfig::default()))
+            Ok(gen::stroke_mask(
+                rng,
+                self.size,
+                &gen::StrokeConfig::default(),
+            ))
         }
     }
 
@@ -189,16 +228,31 @@ impl MaskSampler {
         if rng.bernoulli(self.cfg.zero_mask_p) {
             mask.iter_mut().for_each(|v| *v = 0.0);
         }
-        let erase = if rng.bernoulli(self.cfg.erase_p) { self.mixed(rng)? } else { vec![1.0; self.size * self.size] };
+        let erase = if rng.bernoulli(self.cfg.erase_p) {
+            self.mixed(rng)?
+        } else {
+            vec![1.0; self.size * self.size]
+        };
         Ok((mask, erase))
     }
 }
 
 /// A square hole of the given area ratio in the middle (fallback when rejection sampling misses).
 fn centred_rect(size: usize, ratio: f32) -> Vec<f32> {
-    let side = ((ratio.clamp(0.0, 1.0) * (size * size) as f32).sqrt().round() as usize).clamp(1, size);
+    let side = ((ratio.clamp(0.0, 1.0) * (size * size) as f32)
+        .sqrt()
+        .round() as usize)
+        .clamp(1, size);
     let o = (size - side) / 2;
-    (0..size * size).map(|i| if (o..o + side).contains(&(i / size)) && (o..o + side).contains(&(i % size)) { 0.0 } else { 1.0 }).collect()
+    (0..size * size)
+        .map(|i| {
+            if (o..o + side).contains(&(i / size)) && (o..o + side).contains(&(i % size)) {
+                0.0
+            } else {
+                1.0
+            }
+        })
+        .collect()
 }
 
 /// One training batch (all CPU tensors).
@@ -240,7 +294,11 @@ impl BatchSource {
     pub fn new(dataset: Arc<Dataset>, cfg: &TrainConfig, patch: usize) -> Result<Self> {
         let iters_per_epoch = cfg.iterations_per_epoch(dataset.len());
         if iters_per_epoch == 0 {
-            return Err(Error::msg(format!("{} photos are fewer than one batch of {}", dataset.len(), cfg.batch_size)));
+            return Err(Error::msg(format!(
+                "{} photos are fewer than one batch of {}",
+                dataset.len(),
+                cfg.batch_size
+            )));
         }
         Ok(BatchSource {
             masks: MaskSampler::new(&cfg.masks, cfg.crop_size, patch)?,
@@ -267,23 +325,37 @@ impl BatchSource {
 
     /// The batch of global step `step`.
     pub fn batch(&self, step: u64) -> Result<Batch> {
-        let (epoch, pos) = (step / self.iters_per_epoch, (step % self.iters_per_epoch) as usize);
+        let (epoch, pos) = (
+            step / self.iters_per_epoch,
+            (step % self.iters_per_epoch) as usize,
+        );
         let order = epoch_order(self.seed, epoch, self.dataset.len());
         let indices: Vec<usize> = order[pos * self.batch..(pos + 1) * self.batch].to_vec();
         let samples: Vec<Result<Sample>> = indices
             .par_iter()
             .enumerate()
             .map(|(k, &idx)| {
-                let mut rng = Rng::new(self.seed).fork(SAMPLE_STREAM).fork(epoch).fork((pos * self.batch + k) as u64);
+                let mut rng = Rng::new(self.seed)
+                    .fork(SAMPLE_STREAM)
+                    .fork(epoch)
+                    .fork((pos * self.batch + k) as u64);
                 self.sample(idx, &mut rng)
             })
             .collect();
         let s = self.crop;
         let (b, n) = (indices.len(), s * s);
-        let (mut images, mut masks, mut erases) = (Vec::with_capacity(b * 3 * n), Vec::with_capacity(b * n), Vec::with_capacity(b * n));
+        let (mut images, mut masks, mut erases) = (
+            Vec::with_capacity(b * 3 * n),
+            Vec::with_capacity(b * n),
+            Vec::with_capacity(b * n),
+        );
         for sample in samples {
             let Sample { image, mask, erase } = sample?;
-            images.extend(image.chunks(n).flat_map(|ch| ch.iter().zip(&erase).map(|(p, e)| p * e)));
+            images.extend(
+                image
+                    .chunks(n)
+                    .flat_map(|ch| ch.iter().zip(&erase).map(|(p, e)| p * e)),
+            );
             masks.extend(mask);
             erases.extend(erase);
         }
@@ -306,7 +378,11 @@ impl BatchSource {
                 Ok(img) => {
                     let image = augment(&img, self.load_size, self.crop, rng)?;
                     let (mask, erase) = self.masks.draw(rng)?;
-                    let erase = if self.erase { erase } else { vec![1.0; mask.len()] };
+                    let erase = if self.erase {
+                        erase
+                    } else {
+                        vec![1.0; mask.len()]
+                    };
                     return Ok(Sample { image, mask, erase });
                 }
                 Err(e) => {
@@ -318,13 +394,19 @@ impl BatchSource {
                 }
             }
         }
-        Err(Error::msg(format!("no photo could be decoded; last: {last_err}")))
+        Err(Error::msg(format!(
+            "no photo could be decoded; last: {last_err}"
+        )))
     }
 }
 
 fn decode(path: &Path) -> std::result::Result<DynamicImage, String> {
     let reader = ::image::ImageReader::open(path).map_err(|e| e.to_string())?;
-    reader.with_guessed_format().map_err(|e| e.to_string())?.decode().map_err(|e| e.to_string())
+    reader
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?
+        .decode()
+        .map_err(|e| e.to_string())
 }
 
 /// SmallestMaxSize(load) + RandomCrop(crop) + HorizontalFlip(0.5) -> planar 3 x crop x crop.
@@ -335,7 +417,11 @@ fn augment(img: &DynamicImage, load: usize, crop: usize, rng: &mut Rng) -> Resul
     let img = if short == load {
         img
     } else {
-        let (nw, nh) = if w <= h { (load, (h * load + short / 2) / short) } else { ((w * load + short / 2) / short, load) };
+        let (nw, nh) = if w <= h {
+            (load, (h * load + short / 2) / short)
+        } else {
+            ((w * load + short / 2) / short, load)
+        };
         resized = img.resize_exact(nw as u32, nh as u32, FilterType::Triangle);
         &resized
     };
@@ -366,13 +452,17 @@ impl Loader {
                 }
             }
         });
-        Loader { rx: Some(rx), handle: Some(handle) }
+        Loader {
+            rx: Some(rx),
+            handle: Some(handle),
+        }
     }
 
     /// The next batch, in step order.
     pub fn next_batch(&mut self) -> Result<Batch> {
         let rx = self.rx.as_ref().expect("receiver lives until drop");
-        rx.recv().map_err(|_| Error::msg("the data loader stopped early"))?
+        rx.recv()
+            .map_err(|_| Error::msg("the data loader stopped early"))?
     }
 }
 

@@ -7,6 +7,7 @@
 //!   `feature_losses_start`;
 //! * L_A = `BCE(D(y), 1)` from `disc_start` (D's weights constant here; its spectral-norm vectors
 //!   still take their power iteration, as in PyTorch's training mode).
+//!
 //! Terms whose weight is 0 or whose start step has not come are not computed at all and are
 //! reported as 0. The discriminator loss is `(BCE(D(x), 1) + BCE(D(sg y), 0)) / 2`.
 //!
@@ -55,13 +56,24 @@ pub const REC_TERMS: [&str; 5] = ["l1", "gradient", "adversarial", "perceptual",
 /// `clamp((x + 1) * 127.5, 0, 255) / 255`, i.e. the official de-normalise + clamp then / 255.
 pub fn to_unit_range(tape: &Tape, out: &Var) -> Result<Var> {
     use crate::autograd::unary::{add_scalar, clamp, mul_scalar};
-    let px = clamp(tape, &mul_scalar(tape, &add_scalar(tape, out, 1.0)?, 127.5)?, 0.0, 255.0)?;
+    let px = clamp(
+        tape,
+        &mul_scalar(tape, &add_scalar(tape, out, 1.0)?, 127.5)?,
+        0.0,
+        255.0,
+    )?;
     mul_scalar(tape, &px, 1.0 / 255.0)
 }
 
 /// `L_rec(y, x)` (module docs); `y` on the tape, `x` the [0, 1] target, `mask` 1 = visible.
 /// Returns the weighted total and the unweighted terms.
-pub fn reconstruction_loss(tape: &Tape, y: &Var, x: &Tensor, mask: &Tensor, ctx: RecContext<'_>) -> Result<(Var, Terms)> {
+pub fn reconstruction_loss(
+    tape: &Tape,
+    y: &Var,
+    x: &Tensor,
+    mask: &Tensor,
+    ctx: RecContext<'_>,
+) -> Result<(Var, Terms)> {
     let w = ctx.weights;
     let x = tape.constant(x.clone());
     let features_on = ctx.step >= w.feature_losses_start;
@@ -73,7 +85,12 @@ pub fn reconstruction_loss(tape: &Tape, y: &Var, x: &Tensor, mask: &Tensor, ctx:
         Ok(())
     };
     if w.l1 != 0.0 {
-        push(0, al::l1_hole_normalised(tape, y, &x, mask)?, w.l1, &mut parts)?;
+        push(
+            0,
+            al::l1_hole_normalised(tape, y, &x, mask)?,
+            w.l1,
+            &mut parts,
+        )?;
     }
     if w.gradient != 0.0 && features_on {
         push(1, al::image_grad_loss(tape, y, &x)?, w.gradient, &mut parts)?;
@@ -82,33 +99,61 @@ pub fn reconstruction_loss(tape: &Tape, y: &Var, x: &Tensor, mask: &Tensor, ctx:
         if w.adversarial != 0.0 && ctx.step >= w.disc_start {
             let bound = d.bind(tape, false);
             let p = d.forward(tape, &bound, y, true)?;
-            push(2, al::bce_mean_with_value(tape, &p, 1.0)?, w.adversarial, &mut parts)?;
+            push(
+                2,
+                al::bce_mean_with_value(tape, &p, 1.0)?,
+                w.adversarial,
+                &mut parts,
+            )?;
         }
     }
     if let Some(vgg) = ctx.vgg {
         if w.perceptual != 0.0 && features_on {
-            let (fy, fx) = (vgg.activations(tape, y, &PERCEPTUAL_LAYERS)?, vgg.activations(tape, &x, &PERCEPTUAL_LAYERS)?);
-            push(3, al::perceptual_loss(tape, &fy, &fx)?, w.perceptual, &mut parts)?;
+            let (fy, fx) = (
+                vgg.activations(tape, y, &PERCEPTUAL_LAYERS)?,
+                vgg.activations(tape, &x, &PERCEPTUAL_LAYERS)?,
+            );
+            push(
+                3,
+                al::perceptual_loss(tape, &fy, &fx)?,
+                w.perceptual,
+                &mut parts,
+            )?;
         }
         if w.style != 0.0 && features_on {
             let h = tape.constant(masks::one_minus(mask)?);
             let (yh, xh) = (binary::mul(tape, y, &h)?, binary::mul(tape, &x, &h)?);
-            let (fy, fx) = (vgg.activations(tape, &yh, &STYLE_LAYERS)?, vgg.activations(tape, &xh, &STYLE_LAYERS)?);
+            let (fy, fx) = (
+                vgg.activations(tape, &yh, &STYLE_LAYERS)?,
+                vgg.activations(tape, &xh, &STYLE_LAYERS)?,
+            );
             push(4, al::style_loss(tape, &fy, &fx)?, w.style, &mut parts)?;
         }
     }
     let refs: Vec<(&Var, f32)> = parts.iter().map(|(v, w)| (v, *w)).collect();
-    let total = if refs.is_empty() { tape.constant(Tensor::scalar(0.0)) } else { al::weighted_sum(tape, &refs)? };
+    let total = if refs.is_empty() {
+        tape.constant(Tensor::scalar(0.0))
+    } else {
+        al::weighted_sum(tape, &refs)?
+    };
     Ok((total, terms))
 }
 
 /// Discriminator loss `(BCE(D(x), 1) + BCE(D(y), 0)) / 2` with `y` detached; two training
 /// forwards (each with its power iteration). Returns the loss and D's bound parameters.
-pub fn discriminator_loss(tape: &Tape, disc: &mut Discriminator, real: &Tensor, fake: &Tensor) -> Result<(Var, crate::nn::Bound)> {
+pub fn discriminator_loss(
+    tape: &Tape,
+    disc: &mut Discriminator,
+    real: &Tensor,
+    fake: &Tensor,
+) -> Result<(Var, crate::nn::Bound)> {
     let bound = disc.bind(tape, true);
     let p_real = disc.forward(tape, &bound, &tape.constant(real.clone()), true)?;
     let real_loss = al::bce_mean_with_value(tape, &p_real, 1.0)?;
     let p_fake = disc.forward(tape, &bound, &tape.constant(fake.clone()), true)?;
     let fake_loss = al::bce_mean_with_value(tape, &p_fake, 0.0)?;
-    Ok((al::weighted_sum(tape, &[(&real_loss, 0.5), (&fake_loss, 0.5)])?, bound))
+    Ok((
+        al::weighted_sum(tape, &[(&real_loss, 0.5), (&fake_loss, 0.5)])?,
+        bound,
+    ))
 }

@@ -29,17 +29,42 @@ pub fn decays(name: &str, t: &Tensor) -> bool {
 
 impl OptimSlot {
     /// `t_max = epochs * iterations_per_epoch` (the cosine spans the nominal run).
-    pub fn new(name: &'static str, cfg: &OptimConfig, store: &ParamStore, params: Vec<ParamId>, t_max: u64) -> Result<Self> {
-        let base = if cfg.adamw { AdamConfig::adamw(0.0, cfg.betas) } else { AdamConfig::adam(0.0, cfg.betas) };
+    pub fn new(
+        name: &'static str,
+        cfg: &OptimConfig,
+        store: &ParamStore,
+        params: Vec<ParamId>,
+        t_max: u64,
+    ) -> Result<Self> {
+        let base = if cfg.adamw {
+            AdamConfig::adamw(0.0, cfg.betas)
+        } else {
+            AdamConfig::adam(0.0, cfg.betas)
+        };
         let mut adam = Adam::new(base);
-        let (decay, no_decay) = if cfg.weight_decay != 0.0 { (adam.add_group(cfg.weight_decay), adam.add_group(0.0)) } else { (adam.add_group(0.0), 0) };
+        let (decay, no_decay) = if cfg.weight_decay != 0.0 {
+            (adam.add_group(cfg.weight_decay), adam.add_group(0.0))
+        } else {
+            (adam.add_group(0.0), 0)
+        };
         for &id in &params {
             let t = store.get(id);
-            let group = if cfg.weight_decay != 0.0 && !decays(store.name(id), t) { no_decay } else { decay };
+            let group = if cfg.weight_decay != 0.0 && !decays(store.name(id), t) {
+                no_decay
+            } else {
+                decay
+            };
             adam.add_param(group, t.shape())?;
         }
-        let sched = CosineAnnealingLRWithWarmup::new(0.0, t_max, cfg.warmup, cfg.warmup_lr, cfg.min_lr)?;
-        Ok(OptimSlot { name, cfg: cfg.clone(), adam, sched, params })
+        let sched =
+            CosineAnnealingLRWithWarmup::new(0.0, t_max, cfg.warmup, cfg.warmup_lr, cfg.min_lr)?;
+        Ok(OptimSlot {
+            name,
+            cfg: cfg.clone(),
+            adam,
+            sched,
+            params,
+        })
     }
 
     /// The optimiser runs at global iteration `step` (spec §6.0: skipped before `start_iter`).
@@ -59,15 +84,27 @@ impl OptimSlot {
 
     /// Zero gradients for every parameter (a loss multiplied by 0 before its start step).
     pub fn zero_grads(&self, store: &ParamStore) -> Vec<Option<Tensor>> {
-        self.params.iter().map(|&id| Some(Tensor::zeros(store.get(id).shape()))).collect()
+        self.params
+            .iter()
+            .map(|&id| Some(Tensor::zeros(store.get(id).shape())))
+            .collect()
     }
 
     /// One update with `grads` (one per parameter of this slot), then one schedule step.
     pub fn update(&mut self, store: &mut ParamStore, grads: &[Option<Tensor>]) -> Result<()> {
         if grads.len() != self.params.len() {
-            return Err(Error::msg(format!("{}: {} gradients for {} parameters", self.name, grads.len(), self.params.len())));
+            return Err(Error::msg(format!(
+                "{}: {} gradients for {} parameters",
+                self.name,
+                grads.len(),
+                self.params.len()
+            )));
         }
-        let mut values: Vec<Tensor> = self.params.iter().map(|&id| store.get(id).clone()).collect();
+        let mut values: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|&id| store.get(id).clone())
+            .collect();
         self.adam.set_lr(self.sched.lr());
         self.adam.step(&mut values, grads)?;
         for (&id, v) in self.params.iter().zip(values) {
@@ -81,7 +118,11 @@ impl OptimSlot {
         Ok((self.sched.state(), self.adam.export_state()?))
     }
 
-    pub fn import(&mut self, sched: ScheduleState, adam: Vec<Option<AdamParamState>>) -> Result<()> {
+    pub fn import(
+        &mut self,
+        sched: ScheduleState,
+        adam: Vec<Option<AdamParamState>>,
+    ) -> Result<()> {
         self.sched.set_state(sched);
         self.adam.import_state(adam)
     }

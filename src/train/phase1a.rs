@@ -13,6 +13,7 @@
 //!    `codebook_ema_apply`, decay 0.99, eps 1e-5), written back into the store (the buffers
 //!    `embedding`, `cluster_size`, `embedding_avg`);
 //! 6. discriminator step on (`image/255`, `rec/255` detached).
+//!
 //! Nothing is updated when the loss is not finite.
 
 use super::config::Phase;
@@ -28,7 +29,16 @@ use crate::ops;
 use crate::ops::codebook::CodebookEma;
 use crate::tensor::Tensor;
 
-pub const TERMS: [&str; 8] = ["total", "l1", "gradient", "adversarial", "perceptual", "style", "quantize", "discriminator"];
+pub const TERMS: [&str; 8] = [
+    "total",
+    "l1",
+    "gradient",
+    "adversarial",
+    "perceptual",
+    "style",
+    "quantize",
+    "discriminator",
+];
 
 pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     let (cfg, model) = (&tr.cfg, &tr.model);
@@ -40,17 +50,30 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
 
     // Quantise with the erase mask's token types (spec §6.2 step 2).
     let erase_m = masks::masked_patch_indicator(&batch.erase_masks, codec.cfg.patch)?;
-    let halves: Vec<Half> = masks::visible_tokens(&erase_m)?.iter().map(|&v| if v { Half::Unmasked } else { Half::Masked }).collect();
+    let halves: Vec<Half> = masks::visible_tokens(&erase_m)?
+        .iter()
+        .map(|&v| if v { Half::Unmasked } else { Half::Masked })
+        .collect();
     let rows = feature_rows(f.value())?;
     let idx = codec.quantizer.nearest(&model.store, &rows, &halves)?;
-    let zq = codec.quantizer.rows(&model.store, &idx)?.reshape(&[b, h, w, c])?.permute(&[0, 3, 1, 2])?.contiguous()?;
+    let zq = codec
+        .quantizer
+        .rows(&model.store, &idx)?
+        .reshape(&[b, h, w, c])?
+        .permute(&[0, 3, 1, 2])?
+        .contiguous()?;
     let commit = al::mse_mean(&tape, &f, &tape.constant(zq.clone()))?;
     let zq_st = Quantizer::straight_through(&tape, &f, zq);
 
     let out = codec.decode(&tape, &p, &zq_st, &batch.images, &batch.masks)?;
     let y = to_unit_range(&tape, &out)?;
     let x01 = ops::unary::mul_scalar(&batch.images, 1.0 / 255.0)?;
-    let ctx = RecContext { weights: &cfg.losses, step: tr.step, disc: tr.disc.as_mut(), vgg: tr.vgg.as_deref() };
+    let ctx = RecContext {
+        weights: &cfg.losses,
+        step: tr.step,
+        disc: tr.disc.as_mut(),
+        vgg: tr.vgg.as_deref(),
+    };
     let (rec, rec_terms) = reconstruction_loss(&tape, &y, &x01, &batch.masks, ctx)?;
     let total = al::weighted_sum(&tape, &[(&rec, 1.0), (&commit, cfg.losses.quantize)])?;
     let total_value = total.value().to_scalar()?;
@@ -67,7 +90,10 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     terms.extend(rec_terms);
     terms.push(("quantize", commit.value().to_scalar()?));
     terms.push(("discriminator", d_loss.unwrap_or(0.0)));
-    Ok(StepOutput { terms, preview: Some(ops::unary::mul_scalar(&fake, 255.0)?) })
+    Ok(StepOutput {
+        terms,
+        preview: Some(ops::unary::mul_scalar(&fake, 255.0)?),
+    })
 }
 
 /// The EMA codebook update of spec §2.3 from this step's rows and assignments.
@@ -80,18 +106,39 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
 /// Once a half has been used, the official rule applies unchanged.
 fn ema_update(tr: &mut Trainer, rows: &Tensor, idx: Vec<u32>) -> Result<()> {
     let q = &tr.model.codec.quantizer;
-    let (emb_id, cs_id, avg_id, n_e, half) = (q.embedding, q.cluster_size, q.embedding_avg, q.n_e, q.masked_start);
+    let (emb_id, cs_id, avg_id, n_e, half) = (
+        q.embedding,
+        q.cluster_size,
+        q.embedding_avg,
+        q.n_e,
+        q.masked_start,
+    );
     let n = idx.len();
-    let (counts, sums) = ops::codebook::codebook_assignment_stats(rows, &Tensor::from_u32(idx, &[n])?, n_e)?;
+    let (counts, sums) =
+        ops::codebook::codebook_assignment_stats(rows, &Tensor::from_u32(idx, &[n])?, n_e)?;
     let store = &mut tr.model.store;
-    let old = CodebookEma { cluster_size: store.get(cs_id).clone(), embedding_avg: store.get(avg_id).clone(), embedding: store.get(emb_id).clone() };
-    let mut new = ops::codebook::codebook_ema_apply(&old, &counts, &sums, tr.cfg.codebook_decay, tr.cfg.codebook_eps)?;
+    let old = CodebookEma {
+        cluster_size: store.get(cs_id).clone(),
+        embedding_avg: store.get(avg_id).clone(),
+        embedding: store.get(emb_id).clone(),
+    };
+    let mut new = ops::codebook::codebook_ema_apply(
+        &old,
+        &counts,
+        &sums,
+        tr.cfg.codebook_decay,
+        tr.cfg.codebook_eps,
+    )?;
     let (cs_old, cnt) = (old.cluster_size.to_vec_f32()?, counts.to_vec_f32()?);
     for (start, len) in [(0, half), (half, n_e - half)] {
         let unused = |v: &[f32]| v[start..start + len].iter().all(|&x| x == 0.0);
         if unused(&cs_old) && unused(&cnt) {
             let keep = |new_t: &Tensor, old_t: &Tensor| -> Result<Tensor> {
-                let parts = [new_t.narrow(0, 0, start)?, old_t.narrow(0, start, len)?, new_t.narrow(0, start + len, n_e - start - len)?];
+                let parts = [
+                    new_t.narrow(0, 0, start)?,
+                    old_t.narrow(0, start, len)?,
+                    new_t.narrow(0, start + len, n_e - start - len)?,
+                ];
                 let nonempty: Vec<&Tensor> = parts.iter().filter(|t| t.shape()[0] > 0).collect();
                 ops::concat::concat(&nonempty, 0)
             };

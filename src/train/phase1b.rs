@@ -9,6 +9,7 @@
 //! * logits = transformer(features); loss = cross-entropy over masked/partial positions only,
 //!   `sum_i w_i ce_i / (sum_i w_i + 1e-18)` with `w = 1[type != 1]`;
 //! * AdamW (0.9, 0.95), decay 0.01 on Linear weights only.
+//!
 //! The codec gets no gradient and no EMA update.
 
 use super::config::Phase;
@@ -36,17 +37,39 @@ pub fn prepare(tr: &mut Trainer, batch: &Batch) -> Result<TransformerInput> {
     let model = &tr.model;
     let ng = Tape::no_grad();
     let p = model.store.bind(&ng, |_| false);
-    let feats = model.codec.get_features(&ng, &p, &model.store, &batch.images, Some(&batch.masks))?;
-    let gt = model.codec.get_features(&ng, &p, &model.store, &batch.images, None)?;
+    let feats =
+        model
+            .codec
+            .get_features(&ng, &p, &model.store, &batch.images, Some(&batch.masks))?;
+    let gt = model
+        .codec
+        .get_features(&ng, &p, &model.store, &batch.images, None)?;
     let rows = feature_rows(feats.feature.value())?;
     let (n, c) = (rows.shape()[0], rows.shape()[1]);
     let quantised = model.codec.quantizer.rows(&model.store, &feats.tokens)?;
     let prob = tr.cfg.random_quantize;
-    let picked: Vec<u32> = feats.visible.iter().enumerate().filter_map(|(i, &vis)| (tr.rng.uniform() < prob && vis).then_some(i as u32)).collect();
-    let features = if picked.is_empty() { rows } else { ops::index::scatter_rows(&rows, &picked, &ops::index::gather_rows(&quantised, &picked)?)? };
+    let picked: Vec<u32> = feats
+        .visible
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &vis)| (tr.rng.uniform() < prob && vis).then_some(i as u32))
+        .collect();
+    let features = if picked.is_empty() {
+        rows
+    } else {
+        ops::index::scatter_rows(
+            &rows,
+            &picked,
+            &ops::index::gather_rows(&quantised, &picked)?,
+        )?
+    };
     let b = batch.images.shape()[0];
     let l = n / b;
-    let weights: Vec<f32> = feats.visible.iter().map(|&v| if v { 0.0 } else { 1.0 }).collect();
+    let weights: Vec<f32> = feats
+        .visible
+        .iter()
+        .map(|&v| if v { 0.0 } else { 1.0 })
+        .collect();
     let masked = weights.iter().filter(|&&w| w > 0.0).count();
     Ok(TransformerInput {
         features: features.reshape(&[b, l, c])?,
@@ -61,12 +84,27 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     let model = &tr.model;
     let tape = Tape::new();
     let p = model.store.bind(&tape, |n| Phase::Phase1b.trains(n));
-    let logits = model.transformer.forward(&tape, &p, &tape.constant(input.features))?;
-    let loss = al::cross_entropy_weighted(&tape, &logits, &input.targets, &input.weights, CROSS_ENTROPY_NO_IGNORE)?;
+    let logits = model
+        .transformer
+        .forward(&tape, &p, &tape.constant(input.features))?;
+    let loss = al::cross_entropy_weighted(
+        &tape,
+        &logits,
+        &input.targets,
+        &input.weights,
+        CROSS_ENTROPY_NO_IGNORE,
+    )?;
     let value = loss.value().to_scalar()?;
     tr.guard("transformer", value)?;
     let grads = tape.backward(&loss)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
     tr.gen.update(&mut tr.model.store, &g)?;
-    Ok(StepOutput { terms: vec![("total", value), ("cross_entropy", value), ("masked_positions", input.masked as f32)], preview: None })
+    Ok(StepOutput {
+        terms: vec![
+            ("total", value),
+            ("cross_entropy", value),
+            ("masked_positions", input.masked as f32),
+        ],
+        preview: None,
+    })
 }

@@ -7,6 +7,7 @@
 //! 3. `qv = f' (1 - M) + f'_q M`, `pv = FDM(qv, M)` (already multiplied by M);
 //! 4. target `gt = (f' - f'_q) M` (the code's target, not the paper's formula);
 //! 5. `L_qe = mean|pv - gt|` over all elements (zeros at visible patches included).
+//!
 //! Valid because the encoder is per-patch: `f'` at visible patches equals what inference sees.
 //!
 //! `sampler_comparison` times this step against what training with the sampler would need for
@@ -35,7 +36,12 @@ pub struct FdmStep {
 }
 
 /// Steps 1-4 of the module docs (shared with phase 3).
-pub fn fdm_forward(tr: &Trainer, tape: &Tape, p: &crate::nn::Bound, batch: &Batch) -> Result<FdmStep> {
+pub fn fdm_forward(
+    tr: &Trainer,
+    tape: &Tape,
+    p: &crate::nn::Bound,
+    batch: &Batch,
+) -> Result<FdmStep> {
     let model = &tr.model;
     let codec = &model.codec;
     let ng = Tape::no_grad();
@@ -46,8 +52,17 @@ pub fn fdm_forward(tr: &Trainer, tape: &Tape, p: &crate::nn::Bound, batch: &Batc
     let fq = codec.codebook_features(&model.store, &ideal.tokens, s[0], (s[2], s[3]))?;
     let m = masks::masked_patch_indicator(&batch.masks, codec.cfg.patch)?;
     let target = ops::binary::mul(&ops::binary::sub(&f, &fq)?, &m)?;
-    let out = model.fdm.apply(tape, p, &tape.constant(fq), &tape.constant(f), &tape.constant(m))?;
-    Ok(FdmStep { out, target: tape.constant(target) })
+    let out = model.fdm.apply(
+        tape,
+        p,
+        &tape.constant(fq),
+        &tape.constant(f),
+        &tape.constant(m),
+    )?;
+    Ok(FdmStep {
+        out,
+        target: tape.constant(target),
+    })
 }
 
 pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
@@ -61,7 +76,10 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     let grads = tape.backward(&total)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
     tr.gen.update(&mut tr.model.store, &g)?;
-    Ok(StepOutput { terms: vec![("total", value), ("feature", l_qe.value().to_scalar()?)], preview: None })
+    Ok(StepOutput {
+        terms: vec![("total", value), ("feature", l_qe.value().to_scalar()?)],
+        preview: None,
+    })
 }
 
 /// Seconds of one phase-2 step vs. the sampling a sampler-based training would run for the
@@ -88,11 +106,30 @@ pub fn sampler_comparison(tr: &mut Trainer, batch: &Batch) -> Result<SamplerComp
     let t1 = Instant::now();
     let ng = Tape::no_grad();
     let p = model.store.bind(&ng, |_| false);
-    let feats = model.codec.get_features(&ng, &p, &model.store, &batch.images, Some(&batch.masks))?;
+    let feats =
+        model
+            .codec
+            .get_features(&ng, &p, &model.store, &batch.images, Some(&batch.masks))?;
     let rows = feature_rows(feats.feature.value())?;
     let b = batch.images.shape()[0];
     let table = rows.reshape(&[b, rows.shape()[0] / b, rows.shape()[1]])?;
-    let input = SamplerInput { model, tape: &ng, params: &p, table, tokens: feats.tokens.clone(), visible: feats.visible.clone() };
-    let sampled = sample(input, &SamplerOptions::default(), &mut Rng::new(tr.cfg.seed), &mut |_, _| {})?;
-    Ok(SamplerComparison { step_seconds, sampler_seconds: t1.elapsed().as_secs_f64(), passes: sampled.passes })
+    let input = SamplerInput {
+        model,
+        tape: &ng,
+        params: &p,
+        table,
+        tokens: feats.tokens.clone(),
+        visible: feats.visible.clone(),
+    };
+    let sampled = sample(
+        input,
+        &SamplerOptions::default(),
+        &mut Rng::new(tr.cfg.seed),
+        &mut |_, _| {},
+    )?;
+    Ok(SamplerComparison {
+        step_seconds,
+        sampler_seconds: t1.elapsed().as_secs_f64(),
+        passes: sampled.passes,
+    })
 }

@@ -16,16 +16,33 @@ use crate::autograd::{losses as al, Tape};
 use crate::error::Result;
 use crate::ops;
 
-pub const TERMS: [&str; 8] = ["total", "l1", "gradient", "adversarial", "perceptual", "style", "feature", "discriminator"];
+pub const TERMS: [&str; 8] = [
+    "total",
+    "l1",
+    "gradient",
+    "adversarial",
+    "perceptual",
+    "style",
+    "feature",
+    "discriminator",
+];
 
 pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     let tape = Tape::new();
     let p = tr.model.store.bind(&tape, |n| Phase::Phase3.trains(n));
     let fs = fdm_forward(tr, &tape, &p, batch)?;
-    let out = tr.model.codec.decode(&tape, &p, &fs.out.v, &batch.images, &batch.masks)?;
+    let out = tr
+        .model
+        .codec
+        .decode(&tape, &p, &fs.out.v, &batch.images, &batch.masks)?;
     let y = to_unit_range(&tape, &out)?;
     let x01 = ops::unary::mul_scalar(&batch.images, 1.0 / 255.0)?;
-    let ctx = RecContext { weights: &tr.cfg.losses, step: tr.step, disc: tr.disc.as_mut(), vgg: tr.vgg.as_deref() };
+    let ctx = RecContext {
+        weights: &tr.cfg.losses,
+        step: tr.step,
+        disc: tr.disc.as_mut(),
+        vgg: tr.vgg.as_deref(),
+    };
     let (rec, rec_terms) = reconstruction_loss(&tape, &y, &x01, &batch.masks, ctx)?;
     let l_qe = al::l1_mean(&tape, &fs.out.pv, &fs.target)?;
     let total = al::weighted_sum(&tape, &[(&rec, 1.0), (&l_qe, tr.cfg.losses.feature)])?;
@@ -42,5 +59,8 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     terms.extend(rec_terms);
     terms.push(("feature", l_qe.value().to_scalar()?));
     terms.push(("discriminator", d_loss.unwrap_or(0.0)));
-    Ok(StepOutput { terms, preview: Some(ops::unary::mul_scalar(&fake, 255.0)?) })
+    Ok(StepOutput {
+        terms,
+        preview: Some(ops::unary::mul_scalar(&fake, 255.0)?),
+    })
 }

@@ -5,6 +5,7 @@
 //!   checkpoint is written, so the last checkpoint on disk is the last good state;
 //! * a stop request (Ctrl-C in the CLI sets the flag): a checkpoint of the completed steps is
 //!   written before returning.
+//!
 //! On resume the CSV keeps its rows of the steps before the checkpoint and drops later ones (a
 //! killed run may have logged steps that the checkpoint does not contain).
 
@@ -53,10 +54,16 @@ impl RunSummary {
 }
 
 /// Train until the configured end (or a stop request).
-pub fn run(tr: &mut Trainer, source: Arc<BatchSource>, images: usize, opts: &RunOptions) -> Result<RunSummary> {
+pub fn run(
+    tr: &mut Trainer,
+    source: Arc<BatchSource>,
+    images: usize,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
     let end = tr.cfg.total_steps(images);
     let start = tr.step;
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::msg(format!("{}: {e}", opts.out_dir.display())))?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| Error::msg(format!("{}: {e}", opts.out_dir.display())))?;
     let mut csv = CsvLog::open(&opts.out_dir.join("losses.csv"), &tr.term_names(), start)?;
     let bar = progress_bar(opts.progress, start, end);
     let mut loader = Loader::start(source, start, end, tr.cfg.prefetch);
@@ -73,19 +80,28 @@ pub fn run(tr: &mut Trainer, source: Arc<BatchSource>, images: usize, opts: &Run
         let step = tr.step;
         let (lr, lr_d) = (tr.gen.lr(), tr.dis.as_ref().map(|d| d.lr()));
         let out = tr.train_step(&batch).map_err(|e| {
-            let keep = last_ckpt.as_ref().map(|p| format!("the last good checkpoint is {}", p.display())).unwrap_or_else(|| "no checkpoint was written yet".into());
+            let keep = last_ckpt
+                .as_ref()
+                .map(|p| format!("the last good checkpoint is {}", p.display()))
+                .unwrap_or_else(|| "no checkpoint was written yet".into());
             Error::msg(format!("training failed at step {step}: {e}; {keep}"))
         })?;
         csv.row(step, batch.epoch, lr, lr_d, &out.terms)?;
         let sps = (tr.step - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(tr.step);
         bar.set_message(format!("{} | {sps:.2} steps/s", format_terms(&out.terms)));
-        if tr.cfg.sample_every > 0 && tr.step % tr.cfg.sample_every == 0 {
-            let path = opts.out_dir.join("samples").join(format!("step_{:08}.png", tr.step));
+        if tr.cfg.sample_every > 0 && tr.step.is_multiple_of(tr.cfg.sample_every) {
+            let path = opts
+                .out_dir
+                .join("samples")
+                .join(format!("step_{:08}.png", tr.step));
             write_samples(tr, &batch, out.preview.as_ref(), &path)?;
         }
         last_terms = out.terms;
-        if tr.cfg.checkpoint_every > 0 && tr.step % tr.cfg.checkpoint_every == 0 && tr.step < end {
+        if tr.cfg.checkpoint_every > 0
+            && tr.step.is_multiple_of(tr.cfg.checkpoint_every)
+            && tr.step < end
+        {
             last_ckpt = Some(checkpoint::save(tr, &opts.out_dir)?);
         }
     }
@@ -95,17 +111,32 @@ pub fn run(tr: &mut Trainer, source: Arc<BatchSource>, images: usize, opts: &Run
         last_ckpt = Some(checkpoint::save(tr, &opts.out_dir)?);
     }
     let final_weights = if tr.step >= end {
-        let path = opts.out_dir.join(format!("{}.safetensors", tr.phase().name()));
+        let path = opts
+            .out_dir
+            .join(format!("{}.safetensors", tr.phase().name()));
         tr.model.save(&path)?;
         Some(path)
     } else {
         None
     };
-    Ok(RunSummary { step: tr.step, steps_run: tr.step - start, seconds: t0.elapsed().as_secs_f64(), last_terms, checkpoint: last_ckpt, final_weights, stopped_early })
+    Ok(RunSummary {
+        step: tr.step,
+        steps_run: tr.step - start,
+        seconds: t0.elapsed().as_secs_f64(),
+        last_terms,
+        checkpoint: last_ckpt,
+        final_weights,
+        stopped_early,
+    })
 }
 
 fn format_terms(terms: &[(&str, f32)]) -> String {
-    terms.iter().filter(|(_, v)| *v != 0.0).map(|(n, v)| format!("{n} {v:.4}")).collect::<Vec<_>>().join(" ")
+    terms
+        .iter()
+        .filter(|(_, v)| *v != 0.0)
+        .map(|(n, v)| format!("{n} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn progress_bar(show: bool, start: u64, end: u64) -> indicatif::ProgressBar {
@@ -113,7 +144,9 @@ fn progress_bar(show: bool, start: u64, end: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(end);
-    let style = indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} eta {eta} {msg}").expect("valid template");
+    let style =
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} eta {eta} {msg}")
+            .expect("valid template");
     bar.set_style(style);
     bar.set_position(start);
     bar.reset_eta();
@@ -134,7 +167,16 @@ impl CsvLog {
             if let Ok(text) = std::fs::read_to_string(path) {
                 let mut lines = text.lines();
                 if lines.next() == Some(header.as_str()) {
-                    kept.extend(lines.filter(|l| l.split(',').next().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s < resume_step)).map(String::from));
+                    kept.extend(
+                        lines
+                            .filter(|l| {
+                                l.split(',')
+                                    .next()
+                                    .and_then(|s| s.parse::<u64>().ok())
+                                    .is_some_and(|s| s < resume_step)
+                            })
+                            .map(String::from),
+                    );
                 }
             }
         }
@@ -143,10 +185,18 @@ impl CsvLog {
         Ok(CsvLog { file })
     }
 
-    fn row(&mut self, step: u64, epoch: u64, lr: f64, lr_d: Option<f64>, terms: &[(&str, f32)]) -> Result<()> {
+    fn row(
+        &mut self,
+        step: u64,
+        epoch: u64,
+        lr: f64,
+        lr_d: Option<f64>,
+        terms: &[(&str, f32)],
+    ) -> Result<()> {
         let values: Vec<String> = terms.iter().map(|(_, v)| format!("{v}")).collect();
         let lr_d = lr_d.map(|l| format!("{l}")).unwrap_or_default();
-        writeln!(self.file, "{step},{epoch},{lr},{lr_d},{}", values.join(",")).map_err(|e| Error::msg(format!("losses.csv: {e}")))
+        writeln!(self.file, "{step},{epoch},{lr},{lr_d},{}", values.join(","))
+            .map_err(|e| Error::msg(format!("losses.csv: {e}")))
     }
 }
 
@@ -165,22 +215,31 @@ fn write_samples(tr: &Trainer, batch: &Batch, preview: Option<&Tensor>, path: &P
     }
     let masked = ops::binary::mul(&batch.images, &batch.masks)?;
     let mut cells = Vec::new();
-    let columns;
-    if tr.phase() == Phase::Phase1a {
+    let columns = if tr.phase() == Phase::Phase1a {
         let rec = preview.ok_or_else(|| Error::msg("phase 1a produced no reconstruction"))?;
         for i in 0..batch.images.shape()[0] {
             cells.extend([pick(&batch.images, i)?, pick(&masked, i)?, pick(rec, i)?]);
         }
-        columns = 3;
+        3
     } else {
         let (image, mask) = (pick(&batch.images, 0)?, pick(&batch.masks, 0)?);
-        let result = inpaint(&tr.model, &image, &mask, &InpaintOptions { seed: tr.cfg.seed, ..Default::default() }, None, &mut |_, _| {})?;
+        let result = inpaint(
+            &tr.model,
+            &image,
+            &mask,
+            &InpaintOptions {
+                seed: tr.cfg.seed,
+                ..Default::default()
+            },
+            None,
+            &mut |_, _| {},
+        )?;
         cells.extend([pick(&masked, 0)?, result.images[0].clone()]);
         if let Some(p) = preview {
             cells.push(pick(p, 0)?);
         }
         cells.push(image);
-        columns = cells.len();
-    }
+        cells.len()
+    };
     img_io::save_contact_sheet(&cells, columns, path).map_err(|e| Error::msg(e.to_string()))
 }

@@ -51,21 +51,39 @@ pub struct StepOutput {
 
 impl Trainer {
     /// A run at step 0. `images` = dataset size (for iterations per epoch and the schedule).
-    pub fn new(cfg: TrainConfig, model: InpaintingModel, images: usize, vgg: Option<Box<dyn VggHook>>) -> Result<Self> {
+    pub fn new(
+        cfg: TrainConfig,
+        model: InpaintingModel,
+        images: usize,
+        vgg: Option<Box<dyn VggHook>>,
+    ) -> Result<Self> {
         cfg.validate()?;
         if !model.device().is_cpu() {
-            return Err(Error::msg("training runs on the CPU in this build; load the model on the CPU"));
+            return Err(Error::msg(
+                "training runs on the CPU in this build; load the model on the CPU",
+            ));
         }
         if cfg.crop_size != model.cfg.image_size {
-            return Err(Error::msg(format!("crop_size {} differs from the model's image size {}", cfg.crop_size, model.cfg.image_size)));
+            return Err(Error::msg(format!(
+                "crop_size {} differs from the model's image size {}",
+                cfg.crop_size, model.cfg.image_size
+            )));
         }
         let iters_per_epoch = cfg.iterations_per_epoch(images);
         if iters_per_epoch == 0 {
-            return Err(Error::msg(format!("{images} photos are fewer than one batch of {}", cfg.batch_size)));
+            return Err(Error::msg(format!(
+                "{images} photos are fewer than one batch of {}",
+                cfg.batch_size
+            )));
         }
         let t_max = cfg.epochs * iters_per_epoch;
         let phase = cfg.phase;
-        let params = model.store.iter().filter(|(_, n, _)| phase.trains(n)).map(|(id, _, _)| id).collect();
+        let params = model
+            .store
+            .iter()
+            .filter(|(_, n, _)| phase.trains(n))
+            .map(|(id, _, _)| id)
+            .collect();
         let gen = OptimSlot::new(phase.name(), &cfg.generator, &model.store, params, t_max)?;
         let (disc, dis) = match &cfg.discriminator {
             Some(dc) => {
@@ -77,7 +95,18 @@ impl Trainer {
             None => (None, None),
         };
         let rng = Rng::new(cfg.seed).fork(STEP_STREAM);
-        Ok(Trainer { cfg, model, disc, gen, dis, step: 0, rng, vgg, iters_per_epoch, inject_nan_at: None })
+        Ok(Trainer {
+            cfg,
+            model,
+            disc,
+            gen,
+            dis,
+            step: 0,
+            rng,
+            vgg,
+            iters_per_epoch,
+            inject_nan_at: None,
+        })
     }
 
     pub fn phase(&self) -> Phase {
@@ -92,7 +121,10 @@ impl Trainer {
     /// Run one training step on `batch` (which must be the batch of `self.step`).
     pub fn train_step(&mut self, batch: &Batch) -> Result<StepOutput> {
         if batch.step != self.step {
-            return Err(Error::msg(format!("batch of step {} given at step {}", batch.step, self.step)));
+            return Err(Error::msg(format!(
+                "batch of step {} given at step {}",
+                batch.step, self.step
+            )));
         }
         let out = match self.cfg.phase {
             Phase::Phase1a => phase1a::step(self, batch)?,
@@ -116,7 +148,11 @@ impl Trainer {
 
     /// An error (and no update) when a loss is NaN or infinite, or at the injected step.
     pub fn guard(&self, what: &str, value: f32) -> Result<()> {
-        let value = if self.inject_nan_at == Some(self.step) { f32::NAN } else { value };
+        let value = if self.inject_nan_at == Some(self.step) {
+            f32::NAN
+        } else {
+            value
+        };
         if value.is_finite() {
             Ok(())
         } else {
@@ -128,7 +164,9 @@ impl Trainer {
     /// Returns the loss (0 before `disc_start`, None while the optimiser has not started).
     pub fn discriminator_step(&mut self, real: &Tensor, fake: &Tensor) -> Result<Option<f32>> {
         let step = self.step;
-        let (Some(disc), Some(opt)) = (self.disc.as_mut(), self.dis.as_mut()) else { return Ok(None) };
+        let (Some(disc), Some(opt)) = (self.disc.as_mut(), self.dis.as_mut()) else {
+            return Ok(None);
+        };
         if !opt.active(step) {
             return Ok(None);
         }
@@ -143,9 +181,15 @@ impl Trainer {
         let tape = crate::autograd::Tape::new();
         let (loss, bound) = discriminator_loss(&tape, disc, real, fake)?;
         let value = loss.value().to_scalar()?;
-        let value = if self.inject_nan_at == Some(step) { f32::NAN } else { value };
+        let value = if self.inject_nan_at == Some(step) {
+            f32::NAN
+        } else {
+            value
+        };
         if !value.is_finite() {
-            return Err(Error::msg(format!("the discriminator loss is {value} at step {step}; training stopped")));
+            return Err(Error::msg(format!(
+                "the discriminator loss is {value} at step {step}; training stopped"
+            )));
         }
         let grads = tape.backward(&loss)?;
         let all = disc.store.grads_of(&bound, &grads);
