@@ -27,3 +27,4 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use tensor::Tensor;
 pub mod optim;
+pub mod metrics;
