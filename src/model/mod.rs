@@ -16,3 +16,4 @@ pub mod masks;
 pub mod quantizer;
 pub mod transformer;
 pub mod inpainting;
+pub mod vgg;
