@@ -12,12 +12,15 @@ struct Cli {
 enum Command {
     /// Check the engine on this machine: which device is used, and a small autograd run.
     Selfcheck,
+    /// Score generated images against ground truth: PSNR, SSIM, MAE, L1, LPIPS, diversity.
+    Eval(fdm::metrics::eval::EvalArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Selfcheck => selfcheck(),
+        Command::Eval(args) => fdm::metrics::eval::run(&args).map(|_| ()).map_err(Into::into),
     }
 }
 

@@ -275,7 +275,7 @@ pub fn diversity_pairs(n: usize, how: DiversityPairs, rng: &mut Rng) -> Vec<(usi
 }
 
 /// Result of a diversity computation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Diversity {
     /// Mean LPIPS over all scored pairs.
     pub mean: f64,

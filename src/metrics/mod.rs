@@ -7,10 +7,12 @@
 //! `io::image::load_image` returns them. Pixel metrics are host-side f64 computations that
 //! reproduce the reference numbers (scikit-image / numpy) to ~1e-12; LPIPS runs its backbone on
 //! the engine.
+pub mod eval;
+pub mod folders;
 pub mod lpips;
 pub mod pixel;
 pub mod ssim;
 
+pub use lpips::{diversity, Diversity, DiversityPairs, Lpips, LpipsNet};
 pub use pixel::{l1, mae, mse, psnr, psnr_from_mse, PSNR_CAP};
 pub use ssim::{rgb_to_gray_opencv, ssim, ssim_gray, to_gray_u8, GrayU8};
-pub use lpips::{diversity, Diversity, DiversityPairs, Lpips, LpipsNet};
