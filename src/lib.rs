@@ -30,3 +30,4 @@ pub use error::{Error, Result};
 pub use tensor::Tensor;
 pub mod optim;
 pub mod train;
+pub mod metrics;

@@ -29,6 +29,8 @@ enum Command {
     Selfcheck,
     /// Train one phase (phase1a, phase1b, phase2, phase3) on a folder of photos.
     Train(fdm::train::cli::TrainArgs),
+    /// Score generated images against ground truth: PSNR, SSIM, MAE, L1, LPIPS, diversity.
+    Eval(fdm::metrics::eval::EvalArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -161,6 +163,7 @@ fn main() -> Result<()> {
         Command::Reproduce(a) => reproduce(a),
         Command::Selfcheck => selfcheck(),
         Command::Train(args) => Ok(fdm::train::cli::main(&args)?),
+        Command::Eval(args) => fdm::metrics::eval::run(&args).map(|_| ()).map_err(Into::into),
     }
 }
 

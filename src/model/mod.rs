@@ -17,3 +17,4 @@ pub mod masks;
 pub mod quantizer;
 pub mod transformer;
 pub mod inpainting;
+pub mod vgg;
