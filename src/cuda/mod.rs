@@ -3,9 +3,14 @@
 //! Nothing here may panic on a machine without CUDA: cudarc's context constructors panic when
 //! libcuda is absent, so `probe()` checks `is_culib_present()` first.
 
+pub mod emu;
+pub mod launch;
+pub mod module;
 pub mod ops;
+pub mod ptxas;
 
 use crate::dtype::DType;
+use crate::error::{Error, Result};
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use std::sync::Arc;
 
@@ -35,6 +40,17 @@ impl CudaDevice {
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
+    /// An uninitialised buffer of `n` elements of `dtype` (kernels write every element of their
+    /// outputs before anything reads them).
+    pub fn alloc(&self, dtype: DType, n: usize) -> Result<CudaStorage> {
+        let bytes = n * dtype.size_in_bytes();
+        let buf = unsafe { self.stream.alloc::<u8>(bytes) }.map_err(|e| Error::Cuda(format!("allocating {bytes} bytes: {e:?}")))?;
+        Ok(CudaStorage { buf, dtype, device: self.clone() })
+    }
+    /// Wait for every kernel queued on this device's stream.
+    pub fn synchronize(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| Error::Cuda(format!("synchronize: {e:?}")))
+    }
 }
 
 /// Device memory of one tensor: raw bytes plus the element dtype.
@@ -57,11 +73,18 @@ impl CudaStorage {
     pub fn device(&self) -> &CudaDevice {
         &self.device
     }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.buf.len() / self.dtype.size_in_bytes()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Find a usable CUDA device 0: driver library present, a device, NVRTC present.
 /// Returns the reason as text when any piece is missing. Never panics.
-pub fn probe() -> Result<CudaDevice, String> {
+pub fn probe() -> std::result::Result<CudaDevice, String> {
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("no CUDA driver library (libcuda) found".into());
     }

@@ -1,2 +1,3 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
 pub mod copy;
+pub mod elementwise;
