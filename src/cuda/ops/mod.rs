@@ -1,3 +1,4 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
 pub mod copy;
 pub mod elementwise;
+pub mod selftest;
