@@ -5,10 +5,11 @@
 // avoids the signal-mask syscall of swapcontext (about 10x faster, toolchain.md §7). A fiber loops
 // over blocks: when its thread of one block returns, it parks as Done and is resumed for the same
 // thread of the next block, so stacks and contexts are set up once per worker per launch.
-// Scheduling: the block scheduler runs every runnable fiber until it blocks (barrier or warp op)
-// or exits, alternating forward and reverse order between passes so code that forgets a barrier
-// sees its neighbours' writes in an unfavourable order; then it releases whatever barrier is
-// complete, or reports a deadlock.
+// Scheduling: between two block barriers the scheduler runs one warp at a time as far as it can
+// go (through its shuffles and votes) before starting the next, alternating forward and reverse
+// order between barrier phases, so code that forgets a barrier sees its neighbours' shared-memory
+// writes in an unfavourable order. When every thread waits, it releases the block barrier or
+// reports a deadlock.
 
 #include "cuda_emu.h"
 
@@ -111,74 +112,85 @@ std::string block_name() {
          std::to_string(tl_block_idx.z) + ")";
 }
 
-// Release every lane whose warp operation is complete: all live lanes named in its mask have
-// arrived. Values are exchanged here, before any released lane runs. Returns lanes released, or
-// -1 after recording an error.
-int release_warp_ops(Worker* w) {
-  int released = 0;
+// Release every lane of the warp starting at thread `base` whose warp operation is complete: all
+// live lanes named in its mask have arrived. Values are exchanged here, before any released lane
+// runs. Returns the number of lanes released, or -1 after recording an error.
+int release_warp(Worker* w, unsigned base) {
   const unsigned n = (unsigned)w->fibers.size();
-  for (unsigned base = 0; base < n; base += 32) {
-    unsigned width = n - base < 32 ? n - base : 32;
-    unsigned arrived = 0, live = 0;
-    for (unsigned l = 0; l < width; ++l) {
-      const Fiber& f = w->fibers[base + l];
-      if (f.state != State::Done) live |= 1u << l;
-      if (f.state == State::AtWarpOp) arrived |= 1u << l;
-    }
-    if (!arrived) continue;
-    unsigned ready = 0;
-    for (unsigned l = 0; l < width; ++l) {
-      if (!(arrived >> l & 1)) continue;
-      unsigned need = w->fibers[base + l].mask & live;
-      if ((need & ~arrived) == 0) ready |= 1u << l;
-    }
-    for (unsigned l = 0; l < width; ++l) {
-      if (!(ready >> l & 1)) continue;
-      Fiber& f = w->fibers[base + l];
-      unsigned group = ready & f.mask;
-      for (unsigned j = 0; j < width; ++j) {
-        if ((group >> j & 1) && w->fibers[base + j].op != f.op) {
-          w->block_error = "lanes " + std::to_string(l) + " and " + std::to_string(j) + " of warp " +
-                           std::to_string(base / 32) + " in " + block_name() +
-                           " are at different warp operations (shuffle/vote/syncwarp mismatch)";
-          return -1;
-        }
-      }
-      if (f.op == WARP_SHFL) {
-        f.result = (f.src < width && (group >> f.src & 1)) ? w->fibers[base + f.src].value : f.value;
-      } else if (f.op == WARP_BALLOT) {
-        unsigned bits = 0;
-        for (unsigned j = 0; j < width; ++j)
-          if ((group >> j & 1) && w->fibers[base + j].value) bits |= 1u << j;
-        f.result = ((uint64_t)group << 32) | bits;
-      } else {
-        f.result = 0;
-      }
-    }
-    for (unsigned l = 0; l < width; ++l)
-      if (ready >> l & 1) {
-        w->fibers[base + l].state = State::Runnable;
-        ++released;
-      }
+  const unsigned width = n - base < 32 ? n - base : 32;
+  unsigned arrived = 0, live = 0;
+  for (unsigned l = 0; l < width; ++l) {
+    const Fiber& f = w->fibers[base + l];
+    if (f.state != State::Done) live |= 1u << l;
+    if (f.state == State::AtWarpOp) arrived |= 1u << l;
   }
+  if (!arrived) return 0;
+  unsigned ready = 0;
+  for (unsigned l = 0; l < width; ++l) {
+    if (!(arrived >> l & 1)) continue;
+    unsigned need = w->fibers[base + l].mask & live;
+    if ((need & ~arrived) == 0) ready |= 1u << l;
+  }
+  for (unsigned l = 0; l < width; ++l) {
+    if (!(ready >> l & 1)) continue;
+    Fiber& f = w->fibers[base + l];
+    unsigned group = ready & f.mask;
+    for (unsigned j = 0; j < width; ++j) {
+      if ((group >> j & 1) && w->fibers[base + j].op != f.op) {
+        w->block_error = "lanes " + std::to_string(l) + " and " + std::to_string(j) + " of warp " +
+                         std::to_string(base / 32) + " in " + block_name() +
+                         " are at different warp operations (shuffle/vote/syncwarp mismatch)";
+        return -1;
+      }
+    }
+    if (f.op == WARP_SHFL) {
+      f.result = (f.src < width && (group >> f.src & 1)) ? w->fibers[base + f.src].value : f.value;
+    } else if (f.op == WARP_BALLOT) {
+      unsigned bits = 0;
+      for (unsigned j = 0; j < width; ++j)
+        if ((group >> j & 1) && w->fibers[base + j].value) bits |= 1u << j;
+      f.result = ((uint64_t)group << 32) | bits;
+    } else {
+      f.result = 0;
+    }
+  }
+  int released = 0;
+  for (unsigned l = 0; l < width; ++l)
+    if (ready >> l & 1) {
+      w->fibers[base + l].state = State::Runnable;
+      ++released;
+    }
   return released;
 }
 
+// Run one warp as far as it can go alone: until every lane waits at __syncthreads, waits on a
+// lane that exited, or has exited. Draining one warp before the next maximises the skew between
+// warps, so a missing __syncthreads between warps shows up as a wrong result.
+bool drain_warp(Worker* w, unsigned base, bool reverse) {
+  const unsigned n = (unsigned)w->fibers.size();
+  const unsigned width = n - base < 32 ? n - base : 32;
+  for (;;) {
+    for (unsigned k = 0; k < width; ++k) {
+      Fiber* f = &w->fibers[base + (reverse ? width - 1 - k : k)];
+      if (f->state == State::Runnable) run_fiber(w, f);
+      if (f->state == State::Failed) return false;
+    }
+    int released = release_warp(w, base);
+    if (released < 0) return false;
+    if (released == 0) return true;
+  }
+}
+
 bool run_block(Worker* w) {
-  const size_t n = w->fibers.size();
+  const unsigned n = (unsigned)w->fibers.size(), nwarps = (n + 31) / 32;
   for (Fiber& f : w->fibers) f.state = State::Runnable;
   // CUDA does not clear shared memory; poison it so reads before writes show up as NaNs.
   if (w->launch->smem_bytes) std::memset(w->smem, 0xff, w->launch->smem_bytes);
   for (unsigned pass = 0;; ++pass) {
+    // Alternate the order of warps (and of lanes within a warp) between barrier phases.
     const bool reverse = pass & 1;
-    for (size_t k = 0; k < n; ++k) {
-      Fiber* f = &w->fibers[reverse ? n - 1 - k : k];
-      if (f->state == State::Runnable) run_fiber(w, f);
-      if (f->state == State::Failed) return false;
-    }
-    int released = release_warp_ops(w);
-    if (released < 0) return false;
-    if (released > 0) continue;
+    for (unsigned k = 0; k < nwarps; ++k)
+      if (!drain_warp(w, 32 * (reverse ? nwarps - 1 - k : k), reverse)) return false;
     size_t done = 0, at_block = 0, at_warp = 0;
     for (const Fiber& f : w->fibers) {
       done += f.state == State::Done;

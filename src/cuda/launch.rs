@@ -76,6 +76,33 @@ impl LaunchCfg {
     }
 }
 
+/// Threads per block for the one-block-per-row kernels (softmax, layernorm): about four elements
+/// per thread, a multiple of 32 between 32 and 256 (rows supply the parallelism).
+pub fn row_block_threads(cols: usize) -> u32 {
+    (cols.div_ceil(4).div_ceil(32) * 32).clamp(32, 256) as u32
+}
+
+/// Blocks for a one-block-per-row kernel: one per row up to a cap, then the kernel loops.
+pub fn row_blocks(rows: usize) -> u32 {
+    rows.clamp(1, 1 << 20) as u32
+}
+
+/// A kernel-argument count that must fit the kernels' 32-bit sizes.
+pub fn u32_arg(what: &'static str, n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::shape(what, format!("{n} does not fit the kernel's 32-bit size")))
+}
+
+/// Checks before a launcher reads `n` f32 elements of a device buffer.
+pub fn check_f32(op: &'static str, s: &CudaStorage, n: usize) -> Result<()> {
+    if s.dtype() != crate::dtype::DType::F32 {
+        return Err(Error::DType { op, dtype: s.dtype() });
+    }
+    if s.len() < n {
+        return Err(Error::shape(op, format!("buffer of {} elements, {n} needed", s.len())));
+    }
+    Ok(())
+}
+
 /// Everything needed to launch one kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Launch {

@@ -1,3 +1,74 @@
 //! Plain reference loops for the CUDA kernels' semantics (f64 accumulation for long sums).
 //! They will be replaced by the CPU backend's `x_ref` functions once those land.
 #![allow(dead_code)]
+
+/// Softmax over the last dim of [rows, cols].
+pub fn softmax_ref(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut y = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let s: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        for c in 0..cols {
+            y[r * cols + c] = ((row[c] as f64 - m).exp() / s) as f32;
+        }
+    }
+    y
+}
+
+/// dx = y * (dy - sum(dy * y)) per row.
+pub fn softmax_bwd_ref(y: &[f32], dy: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        let base = r * cols;
+        let dot: f64 = (0..cols).map(|c| dy[base + c] as f64 * y[base + c] as f64).sum();
+        for c in 0..cols {
+            dx[base + c] = (y[base + c] as f64 * (dy[base + c] as f64 - dot)) as f32;
+        }
+    }
+    dx
+}
+
+/// LayerNorm forward: (y, mean, rstd) with the biased variance.
+pub fn layernorm_ref(x: &[f32], gamma: Option<&[f32]>, beta: Option<&[f32]>, rows: usize, cols: usize, eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mut y, mut means, mut rstds) = (vec![0.0f32; rows * cols], vec![0.0f32; rows], vec![0.0f32; rows]);
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let rstd = 1.0 / (var + eps as f64).sqrt();
+        for c in 0..cols {
+            let mut h = (row[c] as f64 - mean) * rstd;
+            if let Some(g) = gamma {
+                h *= g[c] as f64;
+            }
+            if let Some(b) = beta {
+                h += b[c] as f64;
+            }
+            y[r * cols + c] = h as f32;
+        }
+        means[r] = mean as f32;
+        rstds[r] = rstd as f32;
+    }
+    (y, means, rstds)
+}
+
+/// LayerNorm backward: (dx, dgamma, dbeta) given the forward input and its (mean, rstd).
+pub fn layernorm_bwd_ref(dy: &[f32], x: &[f32], mean: &[f32], rstd: &[f32], gamma: Option<&[f32]>, rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0.0f32; rows * cols];
+    let (mut dgamma, mut dbeta) = (vec![0.0f64; cols], vec![0.0f64; cols]);
+    for r in 0..rows {
+        let base = r * cols;
+        let (mu, rs) = (mean[r] as f64, rstd[r] as f64);
+        let xhat: Vec<f64> = (0..cols).map(|c| (x[base + c] as f64 - mu) * rs).collect();
+        let g: Vec<f64> = (0..cols).map(|c| dy[base + c] as f64 * gamma.map_or(1.0, |g| g[c] as f64)).collect();
+        let mean_g = g.iter().sum::<f64>() / cols as f64;
+        let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / cols as f64;
+        for c in 0..cols {
+            dx[base + c] = (rs * (g[c] - mean_g - xhat[c] * mean_gx)) as f32;
+            dgamma[c] += dy[base + c] as f64 * xhat[c];
+            dbeta[c] += dy[base + c] as f64;
+        }
+    }
+    (dx, dgamma.iter().map(|&v| v as f32).collect(), dbeta.iter().map(|&v| v as f32).collect())
+}

@@ -4,7 +4,7 @@
 //! emulator tests); the functions without the suffix run them on a device buffer.
 //! All f32 buffers are flat and dense unless a `StridedIndex` says otherwise.
 
-use crate::cuda::launch::{device_ptr, run_on_device, KArg, Launch, LaunchCfg};
+use crate::cuda::launch::{check_f32, device_ptr, run_on_device, KArg, Launch, LaunchCfg};
 use crate::cuda::CudaStorage;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -135,16 +135,6 @@ pub fn activation_fwd_launch(act: Activation, out: u64, x: u64, n: usize) -> Lau
 pub fn activation_bwd_launch(act: Activation, dx: u64, saved: u64, dy: u64, n: usize) -> Launch {
     let args = vec![KArg::Ptr(dx), KArg::Ptr(saved), KArg::Ptr(dy), KArg::U32(n32(n))];
     Launch { module: MODULE, kernel: act.bwd_kernel(), cfg: grid(n), args }
-}
-
-fn check_f32(op: &'static str, s: &CudaStorage, n: usize) -> Result<()> {
-    if s.dtype() != DType::F32 {
-        return Err(Error::DType { op, dtype: s.dtype() });
-    }
-    if s.len() < n {
-        return Err(Error::shape(op, format!("buffer of {} elements, {n} needed", s.len())));
-    }
-    Ok(())
 }
 
 /// A new f32 buffer of n elements, all `value`.

@@ -1,4 +1,6 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
 pub mod copy;
 pub mod elementwise;
+pub mod layernorm;
 pub mod selftest;
+pub mod softmax;
