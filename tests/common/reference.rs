@@ -72,3 +72,10 @@ pub fn layernorm_bwd_ref(dy: &[f32], x: &[f32], mean: &[f32], rstd: &[f32], gamm
     }
     (dx, dgamma.iter().map(|&v| v as f32).collect(), dbeta.iter().map(|&v| v as f32).collect())
 }
+
+/// Squared distances in f64 from row r of z [n, d] to every code of a [k, d] codebook.
+pub fn sq_dists_ref(z: &[f32], codebook: &[f32], r: usize, k: usize, d: usize) -> Vec<f64> {
+    (0..k)
+        .map(|c| (0..d).map(|j| (z[r * d + j] as f64 - codebook[c * d + j] as f64).powi(2)).sum())
+        .collect()
+}

@@ -1,4 +1,5 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
+pub mod codebook;
 pub mod copy;
 pub mod elementwise;
 pub mod layernorm;
