@@ -79,3 +79,48 @@ pub fn sq_dists_ref(z: &[f32], codebook: &[f32], r: usize, k: usize, d: usize) -
         .map(|c| (0..d).map(|j| (z[r * d + j] as f64 - codebook[c * d + j] as f64).powi(2)).sum())
         .collect()
 }
+
+/// The marker for "no position / no token" of the sampling kernels.
+pub const NONE: u32 = u32::MAX;
+
+/// Max of each row of [rows, cols].
+pub fn row_max_ref(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..rows).map(|r| x[r * cols..(r + 1) * cols].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))).collect()
+}
+
+/// Per image: the n unknown positions with the largest score (ties: lowest position), padded
+/// with NONE.
+pub fn select_positions_ref(score: &[f32], known: &[u32], b: usize, l: usize, n: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(b * n);
+    for img in 0..b {
+        let mut cand: Vec<usize> = (0..l).filter(|&p| known[img * l + p] == 0).collect();
+        cand.sort_by(|&p, &q| score[img * l + q].total_cmp(&score[img * l + p]).then(p.cmp(&q)));
+        out.extend((0..n).map(|j| cand.get(j).map_or(NONE, |&p| p as u32)));
+    }
+    out
+}
+
+/// Top-k draw from one row of logits by inverse CDF with the uniform u (f64 weights).
+/// Returns (class, margin): margin is how far u * total lies from the nearest boundary between
+/// candidates, relative to the total; a kernel working in f32 may pick a neighbour only when the
+/// margin is within its rounding.
+pub fn topk_sample_ref(row: &[f32], k: usize, inv_temperature: f32, u: f32) -> (u32, f64) {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    order.truncate(k);
+    let top = row[order[0]] as f64;
+    let w: Vec<f64> = order.iter().map(|&c| ((row[c] as f64 - top) * inv_temperature as f64).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let target = u as f64 * total;
+    let (mut run, mut margin) = (0.0, f64::INFINITY);
+    let mut pick = None;
+    for (r, &wr) in w.iter().enumerate() {
+        run += wr;
+        margin = margin.min((run - target).abs() / total);
+        if pick.is_none() && target < run {
+            pick = Some(r);
+        }
+    }
+    let last_live = w.iter().rposition(|&x| x > 0.0).unwrap_or(0);
+    (order[pick.unwrap_or(last_live)] as u32, margin)
+}

@@ -3,5 +3,6 @@ pub mod codebook;
 pub mod copy;
 pub mod elementwise;
 pub mod layernorm;
+pub mod sampling;
 pub mod selftest;
 pub mod softmax;
