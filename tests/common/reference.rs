@@ -124,3 +124,15 @@ pub fn topk_sample_ref(row: &[f32], k: usize, inv_temperature: f32, u: f32) -> (
     let last_live = w.iter().rposition(|&x| x > 0.0).unwrap_or(0);
     (order[pick.unwrap_or(last_live)] as u32, margin)
 }
+
+/// C[m, n] = alpha * sum_k A(m, k) * B(n, k) (+ bias[n]) (+ beta * c0[m, n]) in f64, with the
+/// operands given as element accessors.
+pub fn gemm_ref(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b: impl Fn(usize, usize) -> f32) -> Vec<f64> {
+    let mut c = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a(i, p) as f64 * b(j, p) as f64).sum();
+        }
+    }
+    c
+}

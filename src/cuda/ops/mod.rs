@@ -2,6 +2,7 @@
 pub mod codebook;
 pub mod copy;
 pub mod elementwise;
+pub mod gemm;
 pub mod layernorm;
 pub mod sampling;
 pub mod selftest;
