@@ -1,27 +1,32 @@
-//! Tier 3: `kernels/sampling.cu` (spec §5.2: confidence = max raw logit, the most confident unknown
-//! positions, top-K inverse-CDF draw with host uniforms) on the CPU emulator, launched by the GPU
-//! launchers, against reference loops. Integer outputs are exact; ties are forced and must go to
+//! `kernels/sampling.cu` (spec §5.2: confidence = max raw logit, the most confident unknown
+//! positions, top-K inverse-CDF draw with host uniforms), launched by its launchers, against
+//! reference loops, on the CPU emulator (`emu::*`) and a real GPU (`cuda::*`, skipped without one). Integer outputs are exact; ties are forced and must go to
 //! the lowest index. A draw may differ from the f64 reference only when the uniform lands within
 //! f32 rounding (1e-5 of the total) of a boundary between two candidates.
 
 mod common;
 
+use common::backend::Backend;
 use common::reference::{row_max_ref, select_positions_ref, topk_sample_ref, NONE};
-use fdm::cuda::emu::{self, host_ptr, host_ptr_mut};
 use fdm::cuda::ops::sampling::{row_max_launch, select_positions_launch, topk_sample_launch, TopkParams};
 use fdm::rng::Rng;
 use fdm::testing::random_vec;
 
-fn run(l: &fdm::cuda::launch::Launch) {
-    unsafe { emu::run(l) }.unwrap_or_else(|e| panic!("{e}"));
-}
+backend_tests!(
+    row_max_matches_reference,
+    select_positions_with_forced_ties_and_padding,
+    topk_draws_match_reference_at_the_model_shape,
+    tied_logits_rank_by_lowest_class,
+    top1_is_greedy_and_masked_logits_are_never_drawn,
+    sampling_at_selected_positions,
+);
 
-fn sample_rows(logits: &[f32], uniforms: &[f32], v: usize, k: usize, inv_t: f32) -> Vec<u32> {
+fn sample_rows<B: Backend>(be: &B, logits: &[f32], uniforms: &[f32], v: usize, k: usize, inv_t: f32) -> Vec<u32> {
     let rows = uniforms.len();
     let p = TopkParams { rows: rows as u32, vocab: v as u32, k: k as u32, seq_len: 0, per_image: 0, inv_temperature: inv_t };
-    let mut tokens = vec![0xdead_beefu32; rows];
-    run(&topk_sample_launch(host_ptr_mut(&mut tokens), host_ptr(logits), host_ptr(uniforms), 0, &p));
-    tokens
+    let (lb, ub, tokens) = (be.f32s(logits), be.f32s(uniforms), be.u32s(&vec![0xdead_beef; rows]));
+    be.run(&topk_sample_launch(be.ptr(&tokens), be.ptr(&lb), be.ptr(&ub), 0, &p));
+    be.get_u32(&tokens)
 }
 
 fn check_draws(logits: &[f32], uniforms: &[f32], v: usize, k: usize, inv_t: f32, tokens: &[u32]) {
@@ -38,17 +43,15 @@ fn check_draws(logits: &[f32], uniforms: &[f32], v: usize, k: usize, inv_t: f32,
     }
 }
 
-#[test]
-fn row_max_matches_reference_emu() {
+fn row_max_matches_reference<B: Backend>(be: &B) {
     let (rows, cols) = (2 * 1024 + 3, 512);
     let x = random_vec(1, rows * cols, -10.0, 10.0);
-    let mut out = vec![f32::NAN; rows];
-    run(&row_max_launch(host_ptr_mut(&mut out), host_ptr(&x), rows, cols));
-    assert_eq!(out, row_max_ref(&x, rows, cols));
+    let (xb, out) = (be.f32s(&x), be.f32s(&vec![f32::NAN; rows]));
+    be.run(&row_max_launch(be.ptr(&out), be.ptr(&xb), rows, cols));
+    assert_eq!(be.get_f32(&out), row_max_ref(&x, rows, cols));
 }
 
-#[test]
-fn select_positions_with_forced_ties_and_padding_emu() {
+fn select_positions_with_forced_ties_and_padding<B: Backend>(be: &B) {
     let (b, l) = (4usize, 1024usize);
     let mut rng = Rng::new(2);
     // Scores on a coarse grid (many exact ties); about 70% of positions known.
@@ -59,39 +62,38 @@ fn select_positions_with_forced_ties_and_padding_emu() {
         known[2 * l + p] = (p != 5 && p != 900) as u32;
         known[3 * l + p] = 1;
     }
+    let (sb, kb) = (be.f32s(&score), be.u32s(&known));
     for n in [1usize, 5, 40] {
-        let mut positions = vec![0xdead_beefu32; b * n];
-        run(&select_positions_launch(host_ptr_mut(&mut positions), host_ptr(&score), host_ptr(&known), b, l, n));
+        let pb = be.u32s(&vec![0xdead_beef; b * n]);
+        be.run(&select_positions_launch(be.ptr(&pb), be.ptr(&sb), be.ptr(&kb), b, l, n));
+        let positions = be.get_u32(&pb);
         assert_eq!(positions, select_positions_ref(&score, &known, b, l, n), "n = {n}");
         assert_eq!(positions[3 * n], NONE);
     }
 }
 
-#[test]
-fn topk_draws_match_reference_at_the_model_shape_emu() {
+fn topk_draws_match_reference_at_the_model_shape<B: Backend>(be: &B) {
     // 512 classes, top-50, temperature 1 (the paper's defaults), 64 rows.
     let (rows, v, k) = (64, 512, 50);
     let logits = random_vec(3, rows * v, -6.0, 6.0);
     let uniforms = random_vec(4, rows, 0.0, 1.0);
-    let tokens = sample_rows(&logits, &uniforms, v, k, 1.0);
+    let tokens = sample_rows(be, &logits, &uniforms, v, k, 1.0);
     check_draws(&logits, &uniforms, v, k, 1.0, &tokens);
     // A sharper temperature (multiplier 2) and a wider top-K.
-    let tokens = sample_rows(&logits, &uniforms, v, 200, 2.0);
+    let tokens = sample_rows(be, &logits, &uniforms, v, 200, 2.0);
     check_draws(&logits, &uniforms, v, 200, 2.0, &tokens);
 }
 
-#[test]
-fn tied_logits_rank_by_lowest_class_emu() {
+fn tied_logits_rank_by_lowest_class<B: Backend>(be: &B) {
     // All 512 logits equal: the top 50 are classes 0..49 with equal weight, so u picks rank
     // floor(50 u): u = 0 -> class 0, 0.5 -> 25, 0.999 -> 49 (exact in f32).
     let v = 512;
     let logits = vec![0.0f32; 3 * v];
-    let tokens = sample_rows(&logits, &[0.0, 0.5, 0.999], v, 50, 1.0);
+    let tokens = sample_rows(be, &logits, &[0.0, 0.5, 0.999], v, 50, 1.0);
     assert_eq!(tokens, vec![0, 25, 49]);
 }
 
-#[test]
-fn top1_is_greedy_and_masked_logits_are_never_drawn_emu() {
+fn top1_is_greedy_and_masked_logits_are_never_drawn<B: Backend>(be: &B) {
     let v = 512;
     let mut logits = random_vec(5, 2 * v, -1.0, 1.0);
     logits[300] = 5.0; // row 0: the argmax, twice (the lower index wins)
@@ -102,16 +104,15 @@ fn top1_is_greedy_and_masked_logits_are_never_drawn_emu() {
             logits[v + c] = f32::NEG_INFINITY;
         }
     }
-    assert_eq!(sample_rows(&logits[..v], &[0.999], v, 1, 1.0), vec![300]);
+    assert_eq!(sample_rows(be, &logits[..v], &[0.999], v, 1, 1.0), vec![300]);
     let uniforms = random_vec(6, 200, 0.0, 1.0);
     let many: Vec<f32> = (0..200).flat_map(|_| logits[v..].to_vec()).collect();
-    let tokens = sample_rows(&many, &uniforms, v, 50, 1.0);
+    let tokens = sample_rows(be, &many, &uniforms, v, 50, 1.0);
     assert!(tokens.iter().all(|t| (7..10).contains(t)), "{tokens:?}");
     assert!((7..10).all(|c| tokens.contains(&c)), "200 draws should reach all three classes");
 }
 
-#[test]
-fn sampling_at_selected_positions_emu() {
+fn sampling_at_selected_positions<B: Backend>(be: &B) {
     // The full step: confidence per position, the 3 most confident unknown positions per image,
     // a draw at each; one image has only 2 unknown positions (its third slot stays empty).
     let (b, l, v, n, k) = (2usize, 64usize, 40usize, 3usize, 5usize);
@@ -121,13 +122,15 @@ fn sampling_at_selected_positions_emu() {
         known[l + p] = (p != 10 && p != 20) as u32;
     }
     let uniforms = random_vec(8, b * n, 0.0, 1.0);
-    let mut score = vec![f32::NAN; b * l];
-    run(&row_max_launch(host_ptr_mut(&mut score), host_ptr(&logits), b * l, v));
-    let mut positions = vec![0u32; b * n];
-    run(&select_positions_launch(host_ptr_mut(&mut positions), host_ptr(&score), host_ptr(&known), b, l, n));
+    let (lb, kb, ub) = (be.f32s(&logits), be.u32s(&known), be.f32s(&uniforms));
+    let score = be.f32s(&vec![f32::NAN; b * l]);
+    be.run(&row_max_launch(be.ptr(&score), be.ptr(&lb), b * l, v));
+    let pb = be.u32s(&vec![0; b * n]);
+    be.run(&select_positions_launch(be.ptr(&pb), be.ptr(&score), be.ptr(&kb), b, l, n));
     let p = TopkParams { rows: (b * n) as u32, vocab: v as u32, k: k as u32, seq_len: l as u32, per_image: n as u32, inv_temperature: 1.0 };
-    let mut tokens = vec![0u32; b * n];
-    run(&topk_sample_launch(host_ptr_mut(&mut tokens), host_ptr(&logits), host_ptr(&uniforms), host_ptr(&positions), &p));
+    let tb = be.u32s(&vec![0; b * n]);
+    be.run(&topk_sample_launch(be.ptr(&tb), be.ptr(&lb), be.ptr(&ub), be.ptr(&pb), &p));
+    let (positions, tokens) = (be.get_u32(&pb), be.get_u32(&tb));
 
     let want_pos = select_positions_ref(&row_max_ref(&logits, b * l, v), &known, b, l, n);
     assert_eq!(positions, want_pos);

@@ -11,6 +11,7 @@ pub mod ptxas;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::storage::CpuStorage;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use std::sync::Arc;
 
@@ -47,6 +48,17 @@ impl CudaDevice {
         let buf = unsafe { self.stream.alloc::<u8>(bytes) }.map_err(|e| Error::Cuda(format!("allocating {bytes} bytes: {e:?}")))?;
         Ok(CudaStorage { buf, dtype, device: self.clone() })
     }
+    /// Copy host data to a new device buffer of the same dtype.
+    pub fn upload(&self, host: &CpuStorage) -> Result<CudaStorage> {
+        let bytes: &[u8] = match host {
+            CpuStorage::F32(v) => bytemuck::cast_slice(v),
+            CpuStorage::F16(v) => bytemuck::cast_slice(v),
+            CpuStorage::BF16(v) => bytemuck::cast_slice(v),
+            CpuStorage::U32(v) => bytemuck::cast_slice(v),
+        };
+        let buf = self.stream.clone_htod(bytes).map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
+        Ok(CudaStorage { buf, dtype: host.dtype(), device: self.clone() })
+    }
     /// Wait for every kernel queued on this device's stream.
     pub fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(|e| Error::Cuda(format!("synchronize: {e:?}")))
@@ -72,6 +84,16 @@ impl CudaStorage {
     }
     pub fn device(&self) -> &CudaDevice {
         &self.device
+    }
+    /// Copy the buffer back to the host (waits for the kernels that write it).
+    pub fn download(&self) -> Result<CpuStorage> {
+        let bytes: Vec<u8> = self.device.stream.clone_dtoh(&self.buf).map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?;
+        Ok(match self.dtype {
+            DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(&bytes)),
+            DType::F16 => CpuStorage::F16(bytemuck::pod_collect_to_vec(&bytes)),
+            DType::BF16 => CpuStorage::BF16(bytemuck::pod_collect_to_vec(&bytes)),
+            DType::U32 => CpuStorage::U32(bytemuck::pod_collect_to_vec(&bytes)),
+        })
     }
     /// Number of elements.
     pub fn len(&self) -> usize {

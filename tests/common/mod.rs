@@ -2,6 +2,7 @@
 //! (`cuda_*.rs`), so both tiers check the kernels against the same reference loops.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod reference;
 
 /// What `selftest_warp_ops` must write for thread `t` of a 64-thread block, by the CUDA rules:
