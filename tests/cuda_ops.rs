@@ -154,3 +154,21 @@ fn linear_entry_point_cuda() {
     }
     assert!(gemm::linear_fwd(&up(&dev, &x[..10]), &up(&dev, &w), None, m, out, inp).is_err());
 }
+
+#[test]
+fn caching_allocator_reuses_freed_buffers_cuda() {
+    let Some(dev) = cuda_device_or_skip("caching_allocator_reuses_freed_buffers_cuda") else { return };
+    dev.allocator().empty_cache();
+    let before = dev.allocator().stats();
+    for _ in 0..10 {
+        let a = dev.alloc(fdm::DType::F32, 1024 * 512).unwrap();
+        let b = dev.alloc(fdm::DType::F32, 1000).unwrap();
+        assert_eq!((a.len(), b.len()), (1024 * 512, 1000), "logical lengths, not bucket sizes");
+    }
+    let after = dev.allocator().stats();
+    assert_eq!(after.misses - before.misses, 2, "only the first pass goes to the driver");
+    assert_eq!(after.hits - before.hits, 18);
+    // Round trip through a pooled buffer larger than its contents.
+    let v: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+    assert_eq!(down(&up(&dev, &v)), v);
+}

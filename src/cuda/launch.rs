@@ -6,7 +6,7 @@
 
 use super::{module, CudaDevice, CudaStorage};
 use crate::error::{Error, Result};
-use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 use std::ffi::c_void;
 
 /// One kernel argument, as the kernel's parameter list sees it.
@@ -118,8 +118,7 @@ pub struct Launch {
 /// The kernels of this crate all run on the device's one stream, in order, so the read/write
 /// events cudarc records for multi-stream use are not needed here.
 pub fn device_ptr(s: &CudaStorage, elem_offset: usize) -> u64 {
-    let (ptr, _record) = s.buf.device_ptr(s.device.stream());
-    ptr + (elem_offset * s.dtype.size_in_bytes()) as u64
+    s.buf.device_address(s.device.stream()) + (elem_offset * s.dtype.size_in_bytes()) as u64
 }
 
 /// Launch on a real GPU, on the device's stream (asynchronously, like every CUDA launch).

@@ -1,8 +1,12 @@
-//! CUDA backend: the probe, the device handle and device storage. Kernels live in `kernels/*.cu`
-//! and are compiled by NVRTC at first use; launchers in `cuda/ops/`.
+//! CUDA backend: the probe, the device handle (context, its one stream, its caching allocator)
+//! and device storage. Kernels live in `kernels/*.cu` and are compiled by NVRTC at first use
+//! (`module`); the launchers in `ops/` describe each launch as data (`launch`), which runs on a GPU
+//! or, in tests, on the CPU emulator of the CUDA execution model (`emu`); `ptxas` reads the
+//! register/spill report of the kernel compile tier; `alloc` is the caching allocator.
 //! Nothing here may panic on a machine without CUDA: cudarc's context constructors panic when
 //! libcuda is absent, so `probe()` checks `is_culib_present()` first.
 
+pub mod alloc;
 pub mod emu;
 pub mod launch;
 pub mod module;
@@ -12,13 +16,15 @@ pub mod ptxas;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::storage::CpuStorage;
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+use alloc::{DeviceAllocator, PooledBuf};
+use cudarc::driver::{CudaContext, CudaStream};
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct CudaDevice {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    allocator: DeviceAllocator,
 }
 
 impl std::fmt::Debug for CudaDevice {
@@ -41,12 +47,15 @@ impl CudaDevice {
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
-    /// An uninitialised buffer of `n` elements of `dtype` (kernels write every element of their
-    /// outputs before anything reads them).
+    /// An uninitialised buffer of `n` elements of `dtype` from the device's caching allocator
+    /// (kernels write every element of their outputs before anything reads them).
     pub fn alloc(&self, dtype: DType, n: usize) -> Result<CudaStorage> {
-        let bytes = n * dtype.size_in_bytes();
-        let buf = unsafe { self.stream.alloc::<u8>(bytes) }.map_err(|e| Error::Cuda(format!("allocating {bytes} bytes: {e:?}")))?;
+        let buf = self.allocator.alloc(&self.stream, n * dtype.size_in_bytes())?;
         Ok(CudaStorage { buf, dtype, device: self.clone() })
+    }
+    /// The caching allocator of this device (statistics, `empty_cache`).
+    pub fn allocator(&self) -> &DeviceAllocator {
+        &self.allocator
     }
     /// Copy host data to a new device buffer of the same dtype.
     pub fn upload(&self, host: &CpuStorage) -> Result<CudaStorage> {
@@ -56,7 +65,8 @@ impl CudaDevice {
             CpuStorage::BF16(v) => bytemuck::cast_slice(v),
             CpuStorage::U32(v) => bytemuck::cast_slice(v),
         };
-        let buf = self.stream.clone_htod(bytes).map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
+        let mut buf = self.allocator.alloc(&self.stream, bytes.len())?;
+        self.stream.memcpy_htod(bytes, &mut buf.view_mut()).map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
         Ok(CudaStorage { buf, dtype: host.dtype(), device: self.clone() })
     }
     /// Wait for every kernel queued on this device's stream.
@@ -67,7 +77,7 @@ impl CudaDevice {
 
 /// Device memory of one tensor: raw bytes plus the element dtype.
 pub struct CudaStorage {
-    pub(crate) buf: CudaSlice<u8>,
+    pub(crate) buf: PooledBuf,
     pub(crate) dtype: DType,
     pub(crate) device: CudaDevice,
 }
@@ -87,7 +97,7 @@ impl CudaStorage {
     }
     /// Copy the buffer back to the host (waits for the kernels that write it).
     pub fn download(&self) -> Result<CpuStorage> {
-        let bytes: Vec<u8> = self.device.stream.clone_dtoh(&self.buf).map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?;
+        let bytes: Vec<u8> = self.device.stream.clone_dtoh(&self.buf.view()).map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?;
         Ok(match self.dtype {
             DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(&bytes)),
             DType::F16 => CpuStorage::F16(bytemuck::pod_collect_to_vec(&bytes)),
@@ -115,5 +125,6 @@ pub fn probe() -> std::result::Result<CudaDevice, String> {
     }
     let ctx = CudaContext::new(0).map_err(|e| format!("no usable CUDA device: {e:?}"))?;
     let stream = ctx.default_stream();
-    Ok(CudaDevice { ctx, stream })
+    let allocator = DeviceAllocator::for_ordinal(ctx.ordinal());
+    Ok(CudaDevice { ctx, stream, allocator })
 }
