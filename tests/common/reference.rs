@@ -136,3 +136,36 @@ pub fn gemm_ref(m: usize, n: usize, k: usize, a: impl Fn(usize, usize) -> f32, b
     }
     c
 }
+
+/// Direct 2-D convolution in f64: x [n,c,h,w], w [o,c,kh,kw], zero padding; returns
+/// [n,o,oh,ow] given the output size. Only output channels that are multiples of `o_step` are
+/// computed (the others are NaN), so large shapes can be spot-checked quickly.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_ref(x: &[f32], w: &[f32], bias: Option<&[f32]>, input: [usize; 4], weight: [usize; 4], out_hw: (usize, usize), stride: (usize, usize), pad: (usize, usize), dil: (usize, usize), o_step: usize) -> Vec<f32> {
+    let [n, c, h, wd] = input;
+    let [o, _, kh, kw] = weight;
+    let (oh, ow) = out_hw;
+    let mut y = vec![f32::NAN; n * o * oh * ow];
+    for ni in 0..n {
+        for oi in (0..o).step_by(o_step) {
+            for y0 in 0..oh {
+                for x0 in 0..ow {
+                    let mut s = bias.map_or(0.0, |b| b[oi] as f64);
+                    for ci in 0..c {
+                        for a in 0..kh {
+                            for b in 0..kw {
+                                let ih = (y0 * stride.0 + a * dil.0) as isize - pad.0 as isize;
+                                let iw = (x0 * stride.1 + b * dil.1) as isize - pad.1 as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < wd {
+                                    s += x[((ni * c + ci) * h + ih as usize) * wd + iw as usize] as f64 * w[((oi * c + ci) * kh + a) * kw + b] as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[((ni * o + oi) * oh + y0) * ow + x0] = s as f32;
+                }
+            }
+        }
+    }
+    y
+}
