@@ -172,3 +172,28 @@ fn caching_allocator_reuses_freed_buffers_cuda() {
     let v: Vec<f32> = (0..1000).map(|i| i as f32).collect();
     assert_eq!(down(&up(&dev, &v)), v);
 }
+
+#[test]
+fn conv2d_and_attention_entry_points_cuda() {
+    use common::reference::{attention_row_ref, conv2d_ref};
+    use fdm::cuda::ops::{attention, conv2d};
+    let Some(dev) = cuda_device_or_skip("conv2d_and_attention_entry_points_cuda") else { return };
+    let p = conv2d::Conv2dParams::new([2, 16, 20, 20], [24, 16, 3, 3], (1, 1), (1, 1), (1, 1)).unwrap();
+    let x = random_vec(13, p.input_len(), -1.0, 1.0);
+    let w = random_vec(14, p.weight_len(), -0.2, 0.2);
+    let y = down(&conv2d::conv2d_fwd(&up(&dev, &x), &up(&dev, &w), None, &p).unwrap());
+    let want = conv2d_ref(&x, &w, None, [2, 16, 20, 20], [24, 16, 3, 3], (20, 20), (1, 1), (1, 1), (1, 1), 1);
+    assert_close(&y, &want, TOL_CUDA_F32, "conv2d");
+
+    let (b, l, h) = (2, 300, 8);
+    let n = b * l * h * attention::HEAD_DIM;
+    let (q, k, v) = (random_vec(15, n, -1.0, 1.0), random_vec(16, n, -1.0, 1.0), random_vec(17, n, -1.0, 1.0));
+    let (o, _) = attention::attention_fwd(&up(&dev, &q), &up(&dev, &k), &up(&dev, &v), b, l, h).unwrap();
+    let o = down(&o);
+    for (bi, hi, qi) in [(0, 0, 0), (1, 7, 299), (1, 3, 150)] {
+        let (want, _) = attention_row_ref(&q, &k, &v, l, h, 64, bi, hi, qi);
+        let start = (bi * l + qi) * h * 64 + hi * 64;
+        assert_close(&o[start..start + 64], &want, TOL_CUDA_F32, "attention row");
+    }
+    assert!(attention::attention_fwd(&up(&dev, &q[..10]), &up(&dev, &k), &up(&dev, &v), b, l, h).is_err());
+}

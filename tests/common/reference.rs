@@ -169,3 +169,16 @@ pub fn conv2d_ref(x: &[f32], w: &[f32], bias: Option<&[f32]>, input: [usize; 4],
     }
     y
 }
+
+/// Multi-head attention in f64 for one (batch, head, query) of dense [B, L, H*D] q, k, v:
+/// returns (output row of D values, log-sum-exp of the scaled scores).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_row_ref(q: &[f32], k: &[f32], v: &[f32], l: usize, h: usize, d: usize, bi: usize, hi: usize, qi: usize) -> (Vec<f32>, f32) {
+    let at = |x: &[f32], t: usize, c: usize| x[(bi * l + t) * h * d + hi * d + c] as f64;
+    let scale = 1.0 / (d as f64).sqrt();
+    let s: Vec<f64> = (0..l).map(|j| (0..d).map(|c| at(q, qi, c) * at(k, j, c)).sum::<f64>() * scale).collect();
+    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let z: f64 = s.iter().map(|x| (x - m).exp()).sum();
+    let out = (0..d).map(|c| (0..l).map(|j| (s[j] - m).exp() / z * at(v, j, c)).sum::<f64>() as f32).collect();
+    (out, (m + z.ln()) as f32)
+}

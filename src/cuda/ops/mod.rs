@@ -1,4 +1,5 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
+pub mod attention;
 pub mod codebook;
 pub mod conv2d;
 pub mod copy;
