@@ -10,7 +10,10 @@ use common::reference::attention_row_ref;
 use fdm::cuda::ops::attention::{attention_fwd_launch, AttentionParams, HEAD_DIM};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
-backend_tests!(attention_matches_reference_with_partial_tiles, attention_at_the_model_shape);
+backend_tests!(
+    attention_matches_reference_with_partial_tiles,
+    attention_at_the_model_shape
+);
 
 /// Runs the kernel on dense [b, l, h*64] inputs and checks the query rows `rows` of every (b, h).
 fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f32, rows: &[usize]) {
@@ -19,8 +22,18 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
     let k = random_vec(seed + 1, n, -spread, spread);
     let v = random_vec(seed + 2, n, -1.0, 1.0);
     let (qb, kb, vb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v));
-    let (o, lse) = (be.f32s(&vec![f32::NAN; n]), be.f32s(&vec![f32::NAN; b * h * l]));
-    be.run(&attention_fwd_launch(be.ptr(&o), be.ptr(&lse), be.ptr(&qb), be.ptr(&kb), be.ptr(&vb), &AttentionParams::dense(b, l, h)));
+    let (o, lse) = (
+        be.f32s(&vec![f32::NAN; n]),
+        be.f32s(&vec![f32::NAN; b * h * l]),
+    );
+    be.run(&attention_fwd_launch(
+        be.ptr(&o),
+        be.ptr(&lse),
+        be.ptr(&qb),
+        be.ptr(&kb),
+        be.ptr(&vb),
+        &AttentionParams::dense(b, l, h),
+    ));
     let (o, lse) = (be.get_f32(&o), be.get_f32(&lse));
     for bi in 0..b {
         for hi in 0..h {
@@ -29,7 +42,12 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
                 let start = (bi * l + qi) * h * HEAD_DIM + hi * HEAD_DIM;
                 let what = format!("b{bi} h{hi} query {qi} of {l}");
                 assert_close(&o[start..start + HEAD_DIM], &want, TOL_CUDA_F32, &what);
-                assert_close(&[lse[(bi * h + hi) * l + qi]], &[want_lse], TOL_CUDA_F32, &format!("{what} lse"));
+                assert_close(
+                    &[lse[(bi * h + hi) * l + qi]],
+                    &[want_lse],
+                    TOL_CUDA_F32,
+                    &format!("{what} lse"),
+                );
             }
         }
     }

@@ -46,7 +46,12 @@ fn act_grad_ref(act: Activation, x: f32, y: f32) -> f32 {
     }
 }
 
-const ACTS: [Activation; 4] = [Activation::Relu, Activation::Gelu2, Activation::Sigmoid, Activation::Tanh];
+const ACTS: [Activation; 4] = [
+    Activation::Relu,
+    Activation::Gelu2,
+    Activation::Sigmoid,
+    Activation::Tanh,
+];
 
 fn fill_covers_every_element_past_the_grid_cap<B: Backend>(be: &B) {
     // 4096 blocks x 256 threads = 1,048,576 threads, so the grid-stride loop must take a second lap.
@@ -63,7 +68,13 @@ fn fill_covers_every_element_past_the_grid_cap<B: Backend>(be: &B) {
 fn affine_matches_reference<B: Backend>(be: &B) {
     let x = random_vec(1, 70_001, -3.0, 3.0);
     let (xb, out) = (be.f32s(&x), be.f32s(&vec![f32::NAN; x.len()]));
-    be.run(&ew::affine_launch(be.ptr(&out), be.ptr(&xb), x.len(), 0.5, -1.25));
+    be.run(&ew::affine_launch(
+        be.ptr(&out),
+        be.ptr(&xb),
+        x.len(),
+        0.5,
+        -1.25,
+    ));
     let want: Vec<f32> = x.iter().map(|v| v * 0.5 - 1.25).collect();
     assert_close(&be.get_f32(&out), &want, be.tol(), "affine");
 }
@@ -74,9 +85,19 @@ fn activations_forward_match_reference<B: Backend>(be: &B) {
     let xb = be.f32s(&x);
     for act in ACTS {
         let out = be.f32s(&vec![f32::NAN; x.len()]);
-        be.run(&ew::activation_fwd_launch(act, be.ptr(&out), be.ptr(&xb), x.len()));
+        be.run(&ew::activation_fwd_launch(
+            act,
+            be.ptr(&out),
+            be.ptr(&xb),
+            x.len(),
+        ));
         let want: Vec<f32> = x.iter().map(|&v| act_ref(act, v)).collect();
-        assert_close(&be.get_f32(&out), &want, be.tol(), &format!("{act:?} forward"));
+        assert_close(
+            &be.get_f32(&out),
+            &want,
+            be.tol(),
+            &format!("{act:?} forward"),
+        );
     }
 }
 
@@ -88,9 +109,22 @@ fn activations_backward_match_reference<B: Backend>(be: &B) {
         let y: Vec<f32> = x.iter().map(|&v| act_ref(act, v)).collect();
         let saved = be.f32s(if act.bwd_uses_input() { &x } else { &y });
         let dx = be.f32s(&vec![f32::NAN; x.len()]);
-        be.run(&ew::activation_bwd_launch(act, be.ptr(&dx), be.ptr(&saved), be.ptr(&dyb), x.len()));
-        let want: Vec<f32> = (0..x.len()).map(|i| dy[i] * act_grad_ref(act, x[i], y[i])).collect();
-        assert_close(&be.get_f32(&dx), &want, be.tol(), &format!("{act:?} backward"));
+        be.run(&ew::activation_bwd_launch(
+            act,
+            be.ptr(&dx),
+            be.ptr(&saved),
+            be.ptr(&dyb),
+            x.len(),
+        ));
+        let want: Vec<f32> = (0..x.len())
+            .map(|i| dy[i] * act_grad_ref(act, x[i], y[i]))
+            .collect();
+        assert_close(
+            &be.get_f32(&dx),
+            &want,
+            be.tol(),
+            &format!("{act:?} backward"),
+        );
     }
 }
 
@@ -105,20 +139,37 @@ fn binary_ref(op: BinaryOp, a: f32, b: f32) -> f32 {
     }
 }
 
-const OPS: [BinaryOp; 6] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min];
+const OPS: [BinaryOp; 6] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Max,
+    BinaryOp::Min,
+];
 
 fn binary_broadcast_matches_reference<B: Backend>(be: &B) {
     // a: [4,1,5] broadcast to [4,3,5]; b: [3,1] broadcast to [4,3,5].
     let out_shape = [4usize, 3, 5];
     let a = random_vec(5, 20, -2.0, 2.0);
     let b = random_vec(6, 3, 0.5, 2.0);
-    let la = Layout::contiguous(&[4, 1, 5]).broadcast_as(&out_shape).unwrap();
-    let lb = Layout::contiguous(&[3, 1]).broadcast_as(&out_shape).unwrap();
+    let la = Layout::contiguous(&[4, 1, 5])
+        .broadcast_as(&out_shape)
+        .unwrap();
+    let lb = Layout::contiguous(&[3, 1])
+        .broadcast_as(&out_shape)
+        .unwrap();
     let idx = StridedIndex::new(&out_shape, [&la.strides, &lb.strides]).unwrap();
     let (ab, bb) = (be.f32s(&a), be.f32s(&b));
     for op in OPS {
         let out = be.f32s(&[f32::NAN; 60]);
-        be.run(&ew::binary_launch(op, be.ptr(&out), be.ptr(&ab), be.ptr(&bb), &idx));
+        be.run(&ew::binary_launch(
+            op,
+            be.ptr(&out),
+            be.ptr(&ab),
+            be.ptr(&bb),
+            &idx,
+        ));
         let mut want = Vec::new();
         for i in 0..4 {
             for j in 0..3 {
@@ -127,7 +178,12 @@ fn binary_broadcast_matches_reference<B: Backend>(be: &B) {
                 }
             }
         }
-        assert_close(&be.get_f32(&out), &want, be.tol(), &format!("{op:?} broadcast"));
+        assert_close(
+            &be.get_f32(&out),
+            &want,
+            be.tol(),
+            &format!("{op:?} broadcast"),
+        );
     }
 }
 
@@ -137,13 +193,31 @@ fn binary_reads_transposed_and_offset_views<B: Backend>(be: &B) {
     let base_a = random_vec(7, 42, -1.0, 1.0);
     let base_b = random_vec(8, 30, -1.0, 1.0);
     let at = Layout::contiguous(&[6, 7]).permute(&[1, 0]).unwrap(); // [7,6]
-    let la = Layout { shape: vec![7, 1, 6], strides: vec![at.strides[0], 0, at.strides[1]], offset: 0 };
+    let la = Layout {
+        shape: vec![7, 1, 6],
+        strides: vec![at.strides[0], 0, at.strides[1]],
+        offset: 0,
+    };
     let la = la.broadcast_as(&[7, 3, 6]).unwrap();
-    let lb = Layout::contiguous(&[5, 6]).narrow(0, 1, 3).unwrap().broadcast_as(&[7, 3, 6]).unwrap();
+    let lb = Layout::contiguous(&[5, 6])
+        .narrow(0, 1, 3)
+        .unwrap()
+        .broadcast_as(&[7, 3, 6])
+        .unwrap();
     let idx = StridedIndex::new(&[7, 3, 6], [&la.strides, &lb.strides]).unwrap();
-    let (ab, bb, out) = (be.f32s(&base_a), be.f32s(&base_b), be.f32s(&[f32::NAN; 126]));
+    let (ab, bb, out) = (
+        be.f32s(&base_a),
+        be.f32s(&base_b),
+        be.f32s(&[f32::NAN; 126]),
+    );
     let pb = be.ptr(&bb) + (lb.offset * 4) as u64;
-    be.run(&ew::binary_launch(BinaryOp::Mul, be.ptr(&out), be.ptr(&ab), pb, &idx));
+    be.run(&ew::binary_launch(
+        BinaryOp::Mul,
+        be.ptr(&out),
+        be.ptr(&ab),
+        pb,
+        &idx,
+    ));
     let mut want = Vec::new();
     for i in 0..7 {
         for j in 0..3 {
@@ -152,7 +226,12 @@ fn binary_reads_transposed_and_offset_views<B: Backend>(be: &B) {
             }
         }
     }
-    assert_close(&be.get_f32(&out), &want, be.tol(), "mul of transposed and narrowed views");
+    assert_close(
+        &be.get_f32(&out),
+        &want,
+        be.tol(),
+        "mul of transposed and narrowed views",
+    );
 }
 
 fn binary_contig_matches_reference<B: Backend>(be: &B) {
@@ -161,9 +240,24 @@ fn binary_contig_matches_reference<B: Backend>(be: &B) {
     let (ab, bb) = (be.f32s(&a), be.f32s(&b));
     for op in OPS {
         let out = be.f32s(&vec![f32::NAN; a.len()]);
-        be.run(&ew::binary_contig_launch(op, be.ptr(&out), be.ptr(&ab), be.ptr(&bb), a.len()));
-        let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| binary_ref(op, x, y)).collect();
-        assert_close(&be.get_f32(&out), &want, be.tol(), &format!("{op:?} contiguous"));
+        be.run(&ew::binary_contig_launch(
+            op,
+            be.ptr(&out),
+            be.ptr(&ab),
+            be.ptr(&bb),
+            a.len(),
+        ));
+        let want: Vec<f32> = a
+            .iter()
+            .zip(&b)
+            .map(|(&x, &y)| binary_ref(op, x, y))
+            .collect();
+        assert_close(
+            &be.get_f32(&out),
+            &want,
+            be.tol(),
+            &format!("{op:?} contiguous"),
+        );
     }
 }
 
@@ -181,6 +275,8 @@ fn strided_copy_makes_permuted_u32_view_dense<B: Backend>(be: &B) {
 #[test]
 fn strided_index_rejects_rank_above_six() {
     let shape = [1usize; 7];
-    let err = StridedIndex::new(&shape, [&shape, &shape]).unwrap_err().to_string();
+    let err = StridedIndex::new(&shape, [&shape, &shape])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rank at most 6"), "{err}");
 }

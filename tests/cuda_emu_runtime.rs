@@ -26,7 +26,11 @@ fn warp_shuffles_and_votes_follow_cuda_rules<B: Backend>(be: &B) {
     be.run(&selftest::warp_ops_launch(be.ptr(&out), 2));
     let out: Vec<i32> = be.get_u32(&out).into_iter().map(|v| v as i32).collect();
     for t in 0..128 {
-        assert_eq!(out[t * 8..t * 8 + 8], common::warp_ops_expected(t % 64), "thread {t}");
+        assert_eq!(
+            out[t * 8..t * 8 + 8],
+            common::warp_ops_expected(t % 64),
+            "thread {t}"
+        );
     }
 }
 
@@ -36,10 +40,19 @@ fn block_sum_with_shared_memory_and_float_atomics<B: Backend>(be: &B) {
     let xb = be.f32s(&x);
     for (blocks, threads) in [(1, 32), (7, 96), (40, 256), (3, 1024)] {
         let out = be.f32s(&[0.0]);
-        be.run(&selftest::block_sum_launch(be.ptr(&out), be.ptr(&xb), x.len(), blocks, threads));
+        be.run(&selftest::block_sum_launch(
+            be.ptr(&out),
+            be.ptr(&xb),
+            x.len(),
+            blocks,
+            threads,
+        ));
         let got = be.get_f32(&out)[0] as f64;
         // 100k terms of size <= 1 in f32: the partial sums stay below ~300, so |error| < 1e-2.
-        assert!((got - want).abs() < 1e-2, "{blocks}x{threads}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-2,
+            "{blocks}x{threads}: {got} vs {want}"
+        );
     }
 }
 
@@ -47,7 +60,12 @@ fn dynamic_shared_memory_is_per_block<B: Backend>(be: &B) {
     let (blocks, threads) = (5u32, 128usize);
     let x: Vec<f32> = (0..blocks as usize * threads).map(|i| i as f32).collect();
     let (xb, out) = (be.f32s(&x), be.f32s(&vec![f32::NAN; x.len()]));
-    be.run(&selftest::reverse_dyn_launch(be.ptr(&out), be.ptr(&xb), blocks, threads as u32));
+    be.run(&selftest::reverse_dyn_launch(
+        be.ptr(&out),
+        be.ptr(&xb),
+        blocks,
+        threads as u32,
+    ));
     let out = be.get_f32(&out);
     for b in 0..blocks as usize {
         for t in 0..threads {
@@ -66,7 +84,12 @@ fn three_d_grid_and_block_coordinates<B: Backend>(be: &B) {
 
 fn atomics_are_exact_across_concurrent_blocks<B: Backend>(be: &B) {
     let (counter, maxv) = (be.u32s(&[0]), be.u32s(&[0]));
-    be.run(&selftest::atomics_launch(be.ptr(&counter), be.ptr(&maxv), 50, 128));
+    be.run(&selftest::atomics_launch(
+        be.ptr(&counter),
+        be.ptr(&maxv),
+        50,
+        128,
+    ));
     assert_eq!(be.get_u32(&counter), vec![6400]);
     assert_eq!(be.get_u32(&maxv), vec![6399]);
 }
@@ -81,21 +104,29 @@ fn half_warp_shuffle_with_partial_mask<B: Backend>(be: &B) {
 }
 
 fn run_err(l: &fdm::cuda::launch::Launch) -> String {
-    Emu.try_run(l).expect_err("the emulator should refuse this launch").to_string()
+    Emu.try_run(l)
+        .expect_err("the emulator should refuse this launch")
+        .to_string()
 }
 
 #[test]
 fn shuffle_against_a_barrier_is_reported_as_deadlock_emu() {
     let out = Emu.u32s(&[0; 128]);
     let err = run_err(&selftest::misuse_launch(Emu.ptr(&out), 1));
-    assert!(err.contains("deadlock") && err.contains("selftest_misuse"), "{err}");
+    assert!(
+        err.contains("deadlock") && err.contains("selftest_misuse"),
+        "{err}"
+    );
 }
 
 #[test]
 fn shuffle_mask_without_the_caller_is_reported_emu() {
     let out = Emu.u32s(&[0; 128]);
     let err = run_err(&selftest::misuse_launch(Emu.ptr(&out), 2));
-    assert!(err.contains("mask does not include the calling lane"), "{err}");
+    assert!(
+        err.contains("mask does not include the calling lane"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -108,7 +139,11 @@ fn argument_list_is_checked_against_the_kernel_signature_emu() {
     l.args.truncate(2);
     let err = run_err(&l);
     assert!(err.contains("takes 3 arguments"), "{err}");
-    assert_eq!(Emu.get_f32(&out), vec![0.0; 4], "a refused launch must not run");
+    assert_eq!(
+        Emu.get_f32(&out),
+        vec![0.0; 4],
+        "a refused launch must not run"
+    );
 }
 
 #[test]

@@ -8,7 +8,9 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::{row_max_ref, select_positions_ref, topk_sample_ref, NONE};
-use fdm::cuda::ops::sampling::{row_max_launch, select_positions_launch, topk_sample_launch, TopkParams};
+use fdm::cuda::ops::sampling::{
+    row_max_launch, select_positions_launch, topk_sample_launch, TopkParams,
+};
 use fdm::rng::Rng;
 use fdm::testing::random_vec;
 
@@ -21,11 +23,35 @@ backend_tests!(
     sampling_at_selected_positions,
 );
 
-fn sample_rows<B: Backend>(be: &B, logits: &[f32], uniforms: &[f32], v: usize, k: usize, inv_t: f32) -> Vec<u32> {
+fn sample_rows<B: Backend>(
+    be: &B,
+    logits: &[f32],
+    uniforms: &[f32],
+    v: usize,
+    k: usize,
+    inv_t: f32,
+) -> Vec<u32> {
     let rows = uniforms.len();
-    let p = TopkParams { rows: rows as u32, vocab: v as u32, k: k as u32, seq_len: 0, per_image: 0, inv_temperature: inv_t };
-    let (lb, ub, tokens) = (be.f32s(logits), be.f32s(uniforms), be.u32s(&vec![0xdead_beef; rows]));
-    be.run(&topk_sample_launch(be.ptr(&tokens), be.ptr(&lb), be.ptr(&ub), 0, &p));
+    let p = TopkParams {
+        rows: rows as u32,
+        vocab: v as u32,
+        k: k as u32,
+        seq_len: 0,
+        per_image: 0,
+        inv_temperature: inv_t,
+    };
+    let (lb, ub, tokens) = (
+        be.f32s(logits),
+        be.f32s(uniforms),
+        be.u32s(&vec![0xdead_beef; rows]),
+    );
+    be.run(&topk_sample_launch(
+        be.ptr(&tokens),
+        be.ptr(&lb),
+        be.ptr(&ub),
+        0,
+        &p,
+    ));
     be.get_u32(&tokens)
 }
 
@@ -38,7 +64,10 @@ fn check_draws(logits: &[f32], uniforms: &[f32], v: usize, k: usize, inv_t: f32,
         } else {
             let mut order: Vec<usize> = (0..v).collect();
             order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-            assert!(order[..k].contains(&(tok as usize)), "row {q}: {tok} is not in the top {k}");
+            assert!(
+                order[..k].contains(&(tok as usize)),
+                "row {q}: {tok} is not in the top {k}"
+            );
         }
     }
 }
@@ -65,9 +94,20 @@ fn select_positions_with_forced_ties_and_padding<B: Backend>(be: &B) {
     let (sb, kb) = (be.f32s(&score), be.u32s(&known));
     for n in [1usize, 5, 40] {
         let pb = be.u32s(&vec![0xdead_beef; b * n]);
-        be.run(&select_positions_launch(be.ptr(&pb), be.ptr(&sb), be.ptr(&kb), b, l, n));
+        be.run(&select_positions_launch(
+            be.ptr(&pb),
+            be.ptr(&sb),
+            be.ptr(&kb),
+            b,
+            l,
+            n,
+        ));
         let positions = be.get_u32(&pb);
-        assert_eq!(positions, select_positions_ref(&score, &known, b, l, n), "n = {n}");
+        assert_eq!(
+            positions,
+            select_positions_ref(&score, &known, b, l, n),
+            "n = {n}"
+        );
         assert_eq!(positions[3 * n], NONE);
     }
 }
@@ -104,12 +144,18 @@ fn top1_is_greedy_and_masked_logits_are_never_drawn<B: Backend>(be: &B) {
             logits[v + c] = f32::NEG_INFINITY;
         }
     }
-    assert_eq!(sample_rows(be, &logits[..v], &[0.999], v, 1, 1.0), vec![300]);
+    assert_eq!(
+        sample_rows(be, &logits[..v], &[0.999], v, 1, 1.0),
+        vec![300]
+    );
     let uniforms = random_vec(6, 200, 0.0, 1.0);
     let many: Vec<f32> = (0..200).flat_map(|_| logits[v..].to_vec()).collect();
     let tokens = sample_rows(be, &many, &uniforms, v, 50, 1.0);
     assert!(tokens.iter().all(|t| (7..10).contains(t)), "{tokens:?}");
-    assert!((7..10).all(|c| tokens.contains(&c)), "200 draws should reach all three classes");
+    assert!(
+        (7..10).all(|c| tokens.contains(&c)),
+        "200 draws should reach all three classes"
+    );
 }
 
 fn sampling_at_selected_positions<B: Backend>(be: &B) {
@@ -126,10 +172,30 @@ fn sampling_at_selected_positions<B: Backend>(be: &B) {
     let score = be.f32s(&vec![f32::NAN; b * l]);
     be.run(&row_max_launch(be.ptr(&score), be.ptr(&lb), b * l, v));
     let pb = be.u32s(&vec![0; b * n]);
-    be.run(&select_positions_launch(be.ptr(&pb), be.ptr(&score), be.ptr(&kb), b, l, n));
-    let p = TopkParams { rows: (b * n) as u32, vocab: v as u32, k: k as u32, seq_len: l as u32, per_image: n as u32, inv_temperature: 1.0 };
+    be.run(&select_positions_launch(
+        be.ptr(&pb),
+        be.ptr(&score),
+        be.ptr(&kb),
+        b,
+        l,
+        n,
+    ));
+    let p = TopkParams {
+        rows: (b * n) as u32,
+        vocab: v as u32,
+        k: k as u32,
+        seq_len: l as u32,
+        per_image: n as u32,
+        inv_temperature: 1.0,
+    };
     let tb = be.u32s(&vec![0; b * n]);
-    be.run(&topk_sample_launch(be.ptr(&tb), be.ptr(&lb), be.ptr(&ub), be.ptr(&pb), &p));
+    be.run(&topk_sample_launch(
+        be.ptr(&tb),
+        be.ptr(&lb),
+        be.ptr(&ub),
+        be.ptr(&pb),
+        &p,
+    ));
     let (positions, tokens) = (be.get_u32(&pb), be.get_u32(&tb));
 
     let want_pos = select_positions_ref(&row_max_ref(&logits, b * l, v), &known, b, l, n);

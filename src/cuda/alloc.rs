@@ -58,7 +58,10 @@ pub struct BucketPool<B> {
 
 impl<B> Default for BucketPool<B> {
     fn default() -> Self {
-        BucketPool { free: BTreeMap::new(), stats: AllocStats::default() }
+        BucketPool {
+            free: BTreeMap::new(),
+            stats: AllocStats::default(),
+        }
     }
 }
 
@@ -97,7 +100,10 @@ impl<B> BucketPool<B> {
     /// Every cached block, emptying the free lists (to be freed by the caller).
     pub fn drain(&mut self) -> Vec<B> {
         self.stats.cached_bytes = 0;
-        std::mem::take(&mut self.free).into_values().flatten().collect()
+        std::mem::take(&mut self.free)
+            .into_values()
+            .flatten()
+            .collect()
     }
     pub fn stats(&self) -> AllocStats {
         self.stats
@@ -116,8 +122,13 @@ impl DeviceAllocator {
     /// The allocator of device `ordinal`, shared by every `CudaDevice` handle of that device.
     pub fn for_ordinal(ordinal: usize) -> Self {
         static POOLS: OnceLock<Mutex<HashMap<usize, SharedPool>>> = OnceLock::new();
-        let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-        DeviceAllocator { pool: pools.entry(ordinal).or_default().clone() }
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        DeviceAllocator {
+            pool: pools.entry(ordinal).or_default().clone(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BucketPool<CudaSlice<u8>>> {
@@ -128,18 +139,29 @@ impl DeviceAllocator {
     pub fn alloc(&self, stream: &Arc<CudaStream>, bytes: usize) -> Result<PooledBuf> {
         let bucket = bucket_size(bytes);
         if let Some(slice) = self.lock().take(bucket) {
-            return Ok(PooledBuf { slice: Some(slice), len: bytes, bucket, pool: self.pool.clone() });
+            return Ok(PooledBuf {
+                slice: Some(slice),
+                len: bytes,
+                bucket,
+                pool: self.pool.clone(),
+            });
         }
         let slice = match unsafe { stream.alloc::<u8>(bucket) } {
             Ok(s) => s,
             Err(_) => {
                 // Out of memory (or close): give the cache back to the driver and try once more.
                 drop(self.lock().drain());
-                unsafe { stream.alloc::<u8>(bucket) }.map_err(|e| Error::Cuda(format!("allocating {bytes} bytes: {e:?}")))?
+                unsafe { stream.alloc::<u8>(bucket) }
+                    .map_err(|e| Error::Cuda(format!("allocating {bytes} bytes: {e:?}")))?
             }
         };
         self.lock().note_fresh(bucket);
-        Ok(PooledBuf { slice: Some(slice), len: bytes, bucket, pool: self.pool.clone() })
+        Ok(PooledBuf {
+            slice: Some(slice),
+            len: bytes,
+            bucket,
+            pool: self.pool.clone(),
+        })
     }
 
     /// Free every cached (unused) block.
@@ -170,7 +192,9 @@ impl PooledBuf {
         self.len == 0
     }
     fn slice(&self) -> &CudaSlice<u8> {
-        self.slice.as_ref().expect("a PooledBuf holds its block until dropped")
+        self.slice
+            .as_ref()
+            .expect("a PooledBuf holds its block until dropped")
     }
     /// The logical bytes as a view (for copies).
     pub fn view(&self) -> CudaView<'_, u8> {
@@ -179,7 +203,10 @@ impl PooledBuf {
     /// The logical bytes as a mutable view (for uploads).
     pub fn view_mut(&mut self) -> CudaViewMut<'_, u8> {
         let len = self.len;
-        self.slice.as_mut().expect("a PooledBuf holds its block until dropped").slice_mut(0..len)
+        self.slice
+            .as_mut()
+            .expect("a PooledBuf holds its block until dropped")
+            .slice_mut(0..len)
     }
     /// The device address of the first byte.
     pub fn device_address(&self, stream: &CudaStream) -> u64 {
@@ -197,7 +224,10 @@ impl std::fmt::Debug for PooledBuf {
 impl Drop for PooledBuf {
     fn drop(&mut self) {
         if let Some(slice) = self.slice.take() {
-            self.pool.lock().unwrap_or_else(|e| e.into_inner()).give(self.bucket, slice);
+            self.pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .give(self.bucket, slice);
         }
     }
 }
@@ -226,14 +256,32 @@ mod tests {
         p.note_fresh(512);
         assert_eq!(p.take(1024), None);
         p.note_fresh(1024);
-        assert_eq!(p.stats(), AllocStats { hits: 0, misses: 2, in_use_bytes: 1536, peak_in_use_bytes: 1536, cached_bytes: 0 });
+        assert_eq!(
+            p.stats(),
+            AllocStats {
+                hits: 0,
+                misses: 2,
+                in_use_bytes: 1536,
+                peak_in_use_bytes: 1536,
+                cached_bytes: 0
+            }
+        );
         p.give(512, 7);
         assert_eq!(p.stats().cached_bytes, 512);
         assert_eq!(p.take(1024), None, "no cross-bucket reuse");
         p.note_fresh(1024);
         assert_eq!(p.take(512), Some(7));
         let s = p.stats();
-        assert_eq!((s.hits, s.misses, s.in_use_bytes, s.peak_in_use_bytes, s.cached_bytes), (1, 3, 2560, 2560, 0));
+        assert_eq!(
+            (
+                s.hits,
+                s.misses,
+                s.in_use_bytes,
+                s.peak_in_use_bytes,
+                s.cached_bytes
+            ),
+            (1, 3, 2560, 2560, 0)
+        );
     }
 
     #[test]
@@ -260,7 +308,11 @@ mod tests {
     fn steady_state_loop_allocates_from_the_driver_only_once() {
         // A pass that allocates three buffers and frees them, repeated: misses only in pass one.
         let mut p: BucketPool<usize> = BucketPool::default();
-        let sizes = [bucket_size(1024 * 512 * 4), bucket_size(1024 * 4), bucket_size(1024 * 2048 * 4)];
+        let sizes = [
+            bucket_size(1024 * 512 * 4),
+            bucket_size(1024 * 4),
+            bucket_size(1024 * 2048 * 4),
+        ];
         for pass in 0..400 {
             let blocks: Vec<(usize, usize)> = sizes
                 .iter()

@@ -71,6 +71,13 @@ pub unsafe fn run(launch: &Launch) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }
-    let msg: Vec<u8> = err.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    Err(Error::Cuda(format!("emulator: {}", String::from_utf8_lossy(&msg))))
+    let msg: Vec<u8> = err
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Err(Error::Cuda(format!(
+        "emulator: {}",
+        String::from_utf8_lossy(&msg)
+    )))
 }

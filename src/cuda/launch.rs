@@ -66,7 +66,11 @@ pub struct LaunchCfg {
 impl LaunchCfg {
     /// A 1-D grid of `blocks` blocks of `threads` threads.
     pub fn linear(blocks: u32, threads: u32, smem_bytes: u32) -> Self {
-        LaunchCfg { grid: (blocks, 1, 1), block: (threads, 1, 1), smem_bytes }
+        LaunchCfg {
+            grid: (blocks, 1, 1),
+            block: (threads, 1, 1),
+            smem_bytes,
+        }
     }
     /// Enough 1-D blocks of `threads` threads to give each of `n` elements a thread, capped at
     /// `max_blocks` (the kernels loop grid-stride over what is left).
@@ -89,16 +93,23 @@ pub fn row_blocks(rows: usize) -> u32 {
 
 /// A kernel-argument count that must fit the kernels' 32-bit sizes.
 pub fn u32_arg(what: &'static str, n: usize) -> Result<u32> {
-    u32::try_from(n).map_err(|_| Error::shape(what, format!("{n} does not fit the kernel's 32-bit size")))
+    u32::try_from(n)
+        .map_err(|_| Error::shape(what, format!("{n} does not fit the kernel's 32-bit size")))
 }
 
 /// Checks before a launcher reads `n` f32 elements of a device buffer.
 pub fn check_f32(op: &'static str, s: &CudaStorage, n: usize) -> Result<()> {
     if s.dtype() != crate::dtype::DType::F32 {
-        return Err(Error::DType { op, dtype: s.dtype() });
+        return Err(Error::DType {
+            op,
+            dtype: s.dtype(),
+        });
     }
     if s.len() < n {
-        return Err(Error::shape(op, format!("buffer of {} elements, {n} needed", s.len())));
+        return Err(Error::shape(
+            op,
+            format!("buffer of {} elements, {n} needed", s.len()),
+        ));
     }
     Ok(())
 }
@@ -136,8 +147,15 @@ pub fn run_on_device(dev: &CudaDevice, launch: &Launch) -> Result<()> {
             KArg::Struct(bytes) => builder.arg(&bytes[0]),
         };
     }
-    let cfg = LaunchConfig { grid_dim: launch.cfg.grid, block_dim: launch.cfg.block, shared_mem_bytes: launch.cfg.smem_bytes };
-    unsafe { builder.launch(cfg) }
-        .map(|_| ())
-        .map_err(|e| Error::Cuda(format!("launching {} ({}.cu) with {:?}: {e:?}", launch.kernel, launch.module, launch.cfg)))
+    let cfg = LaunchConfig {
+        grid_dim: launch.cfg.grid,
+        block_dim: launch.cfg.block,
+        shared_mem_bytes: launch.cfg.smem_bytes,
+    };
+    unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| {
+        Error::Cuda(format!(
+            "launching {} ({}.cu) with {:?}: {e:?}",
+            launch.kernel, launch.module, launch.cfg
+        ))
+    })
 }

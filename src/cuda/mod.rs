@@ -50,8 +50,14 @@ impl CudaDevice {
     /// An uninitialised buffer of `n` elements of `dtype` from the device's caching allocator
     /// (kernels write every element of their outputs before anything reads them).
     pub fn alloc(&self, dtype: DType, n: usize) -> Result<CudaStorage> {
-        let buf = self.allocator.alloc(&self.stream, n * dtype.size_in_bytes())?;
-        Ok(CudaStorage { buf, dtype, device: self.clone() })
+        let buf = self
+            .allocator
+            .alloc(&self.stream, n * dtype.size_in_bytes())?;
+        Ok(CudaStorage {
+            buf,
+            dtype,
+            device: self.clone(),
+        })
     }
     /// The caching allocator of this device (statistics, `empty_cache`).
     pub fn allocator(&self) -> &DeviceAllocator {
@@ -66,12 +72,20 @@ impl CudaDevice {
             CpuStorage::U32(v) => bytemuck::cast_slice(v),
         };
         let mut buf = self.allocator.alloc(&self.stream, bytes.len())?;
-        self.stream.memcpy_htod(bytes, &mut buf.view_mut()).map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
-        Ok(CudaStorage { buf, dtype: host.dtype(), device: self.clone() })
+        self.stream
+            .memcpy_htod(bytes, &mut buf.view_mut())
+            .map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
+        Ok(CudaStorage {
+            buf,
+            dtype: host.dtype(),
+            device: self.clone(),
+        })
     }
     /// Wait for every kernel queued on this device's stream.
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| Error::Cuda(format!("synchronize: {e:?}")))
+        self.stream
+            .synchronize()
+            .map_err(|e| Error::Cuda(format!("synchronize: {e:?}")))
     }
 }
 
@@ -97,7 +111,11 @@ impl CudaStorage {
     }
     /// Copy the buffer back to the host (waits for the kernels that write it).
     pub fn download(&self) -> Result<CpuStorage> {
-        let bytes: Vec<u8> = self.device.stream.clone_dtoh(&self.buf.view()).map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?;
+        let bytes: Vec<u8> = self
+            .device
+            .stream
+            .clone_dtoh(&self.buf.view())
+            .map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?;
         Ok(match self.dtype {
             DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(&bytes)),
             DType::F16 => CpuStorage::F16(bytemuck::pod_collect_to_vec(&bytes)),
@@ -126,5 +144,9 @@ pub fn probe() -> std::result::Result<CudaDevice, String> {
     let ctx = CudaContext::new(0).map_err(|e| format!("no usable CUDA device: {e:?}"))?;
     let stream = ctx.default_stream();
     let allocator = DeviceAllocator::for_ordinal(ctx.ordinal());
-    Ok(CudaDevice { ctx, stream, allocator })
+    Ok(CudaDevice {
+        ctx,
+        stream,
+        allocator,
+    })
 }

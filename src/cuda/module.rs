@@ -26,7 +26,10 @@ pub const PRELUDE: &str = include_str!("../../kernels/common.cuh");
 
 /// The source text of `kernels/<module>.cu`.
 pub fn kernel_source(module: &str) -> Option<&'static str> {
-    KERNEL_SOURCES.iter().find(|(name, _)| *name == module).map(|(_, src)| *src)
+    KERNEL_SOURCES
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|(_, src)| *src)
 }
 
 /// What NVRTC compiles for `kernels/<module>.cu`: the prelude, then the file, with line numbers
@@ -92,7 +95,11 @@ pub struct Compiled {
 }
 
 fn c_chars_to_string(v: &[c_char]) -> String {
-    let bytes: Vec<u8> = v.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    let bytes: Vec<u8> = v
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -100,19 +107,30 @@ fn c_chars_to_string(v: &[c_char]) -> String {
 /// ...) with extra options. An error carries the file name, the options and NVRTC's log.
 pub fn compile(module: &str, src: &str, arch: &str, extra_options: &[&str]) -> Result<Compiled> {
     if !nvrtc_available() {
-        return Err(Error::Cuda("NVRTC library (libnvrtc.so.13/.12) not found on the loader path".into()));
+        return Err(Error::Cuda(
+            "NVRTC library (libnvrtc.so.13/.12) not found on the loader path".into(),
+        ));
     }
     let full = CString::new(full_source(module, src))
         .map_err(|_| Error::Cuda(format!("kernels/{module}.cu contains a NUL byte")))?;
     let name = CString::new(format!("{module}.cu")).expect("module names have no NUL");
     let mut options: Vec<String> = vec![format!("--gpu-architecture={arch}"), "--std=c++17".into()];
-    options.extend(include_dirs().into_iter().map(|d| format!("--include-path={d}")));
+    options.extend(
+        include_dirs()
+            .into_iter()
+            .map(|d| format!("--include-path={d}")),
+    );
     options.extend(extra_options.iter().map(|s| s.to_string()));
 
-    let fail = |what: &str, e: nvrtc::NvrtcError| Error::Cuda(format!("kernels/{module}.cu: {what}: {e:?}"));
-    let prog = nvrtc::create_program(&full, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?;
+    let fail = |what: &str, e: nvrtc::NvrtcError| {
+        Error::Cuda(format!("kernels/{module}.cu: {what}: {e:?}"))
+    };
+    let prog =
+        nvrtc::create_program(&full, Some(&name)).map_err(|e| fail("nvrtcCreateProgram", e))?;
     let compiled = unsafe { nvrtc::compile_program(prog, &options) };
-    let log = unsafe { nvrtc::get_program_log(prog) }.map(|l| c_chars_to_string(&l)).unwrap_or_default();
+    let log = unsafe { nvrtc::get_program_log(prog) }
+        .map(|l| c_chars_to_string(&l))
+        .unwrap_or_default();
     let result = match compiled {
         Err(e) => Err(Error::Cuda(format!(
             "NVRTC failed to compile kernels/{module}.cu for {arch} ({e:?}), options {options:?}:\n{log}"
@@ -123,7 +141,11 @@ pub fn compile(module: &str, src: &str, arch: &str, extra_options: &[&str]) -> R
     result
 }
 
-fn read_outputs(prog: nvrtc_sys::nvrtcProgram, arch: &str, log: String) -> std::result::Result<Compiled, nvrtc::NvrtcError> {
+fn read_outputs(
+    prog: nvrtc_sys::nvrtcProgram,
+    arch: &str,
+    log: String,
+) -> std::result::Result<Compiled, nvrtc::NvrtcError> {
     let ptx = c_chars_to_string(&unsafe { nvrtc::get_ptx(prog) }?);
     let cubin = if arch.starts_with("sm_") {
         let mut size = 0usize;
@@ -156,7 +178,8 @@ pub fn load(dev: &CudaDevice, module: &str) -> Result<Arc<CudaModule>> {
     if let Some(m) = cache.get(&key) {
         return Ok(m.clone());
     }
-    let src = kernel_source(module).ok_or_else(|| Error::Cuda(format!("no kernel file kernels/{module}.cu")))?;
+    let src = kernel_source(module)
+        .ok_or_else(|| Error::Cuda(format!("no kernel file kernels/{module}.cu")))?;
     let (major, minor) = dev
         .context()
         .compute_capability()
@@ -165,14 +188,20 @@ pub fn load(dev: &CudaDevice, module: &str) -> Result<Arc<CudaModule>> {
     let loaded = dev
         .context()
         .load_module(Ptx::from_src(compiled.ptx))
-        .map_err(|e| Error::Cuda(format!("loading kernels/{module}.cu (compute_{major}{minor}): {e:?}")))?;
+        .map_err(|e| {
+            Error::Cuda(format!(
+                "loading kernels/{module}.cu (compute_{major}{minor}): {e:?}"
+            ))
+        })?;
     cache.insert(key, loaded.clone());
     Ok(loaded)
 }
 
 /// The kernel `name` of `kernels/<module>.cu` on `dev`.
 pub fn function(dev: &CudaDevice, module: &str, name: &str) -> Result<CudaFunction> {
-    load(dev, module)?
-        .load_function(name)
-        .map_err(|e| Error::Cuda(format!("kernel {name} not found in kernels/{module}.cu: {e:?}")))
+    load(dev, module)?.load_function(name).map_err(|e| {
+        Error::Cuda(format!(
+            "kernel {name} not found in kernels/{module}.cu: {e:?}"
+        ))
+    })
 }

@@ -25,7 +25,11 @@ pub struct KernelResources {
 /// The number just before `unit` in `line` (e.g. `number_before(l, " registers")`).
 fn number_before(line: &str, unit: &str) -> Option<u32> {
     let end = line.find(unit)?;
-    let digits: String = line[..end].chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = line[..end]
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.chars().rev().collect::<String>().parse().ok()
 }
 
@@ -45,7 +49,10 @@ pub fn parse_report(log: &str) -> Vec<KernelResources> {
         match out.iter().position(|k| k.name == name) {
             Some(i) => i,
             None => {
-                out.push(KernelResources { name, ..Default::default() });
+                out.push(KernelResources {
+                    name,
+                    ..Default::default()
+                });
                 out.len() - 1
             }
         }
@@ -92,7 +99,12 @@ ptxas info    : Used 32 registers, used 0 barriers, 368 bytes cmem[0]
         assert_eq!(r.len(), 2);
         assert_eq!(
             r[0],
-            KernelResources { name: "reduce".into(), registers: 14, static_smem_bytes: 128, ..Default::default() }
+            KernelResources {
+                name: "reduce".into(),
+                registers: 14,
+                static_smem_bytes: 128,
+                ..Default::default()
+            }
         );
         assert_eq!(
             r[1],

@@ -39,7 +39,10 @@ pub struct HostBuf {
 impl HostBuf {
     fn new(v: Vec<u32>) -> Self {
         let len = v.len();
-        HostBuf { ptr: Box::into_raw(v.into_boxed_slice()) as *mut u32, len }
+        HostBuf {
+            ptr: Box::into_raw(v.into_boxed_slice()) as *mut u32,
+            len,
+        }
     }
     fn words(&self) -> Vec<u32> {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }.to_vec()

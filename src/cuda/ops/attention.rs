@@ -44,17 +44,54 @@ impl AttentionParams {
 }
 
 /// `lse` may be 0 (not wanted). Grid: (query tiles, heads, batch).
-pub fn attention_fwd_launch(o: u64, lse: u64, q: u64, k: u64, v: u64, p: &AttentionParams) -> Launch {
-    let grid = ((p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32, p.heads, p.batch);
-    let cfg = LaunchCfg { grid, block: (THREADS, 1, 1), smem_bytes: 0 };
-    let args = vec![KArg::Ptr(o), KArg::Ptr(lse), KArg::Ptr(q), KArg::Ptr(k), KArg::Ptr(v), KArg::pod(p)];
-    Launch { module: MODULE, kernel: "attention_fwd_f32", cfg, args }
+pub fn attention_fwd_launch(
+    o: u64,
+    lse: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    p: &AttentionParams,
+) -> Launch {
+    let grid = (
+        (p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32,
+        p.heads,
+        p.batch,
+    );
+    let cfg = LaunchCfg {
+        grid,
+        block: (THREADS, 1, 1),
+        smem_bytes: 0,
+    };
+    let args = vec![
+        KArg::Ptr(o),
+        KArg::Ptr(lse),
+        KArg::Ptr(q),
+        KArg::Ptr(k),
+        KArg::Ptr(v),
+        KArg::pod(p),
+    ];
+    Launch {
+        module: MODULE,
+        kernel: "attention_fwd_f32",
+        cfg,
+        args,
+    }
 }
 
 /// (o [batch, len, heads * 64], lse [batch, heads, len]) for dense q, k, v of that shape.
-pub fn attention_fwd(q: &CudaStorage, k: &CudaStorage, v: &CudaStorage, batch: usize, len: usize, heads: usize) -> Result<(CudaStorage, CudaStorage)> {
+pub fn attention_fwd(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    batch: usize,
+    len: usize,
+    heads: usize,
+) -> Result<(CudaStorage, CudaStorage)> {
     if batch == 0 || len == 0 || heads == 0 || heads > 65535 || batch > 65535 {
-        return Err(Error::shape("attention", format!("batch {batch}, length {len}, heads {heads}")));
+        return Err(Error::shape(
+            "attention",
+            format!("batch {batch}, length {len}, heads {heads}"),
+        ));
     }
     let n = batch * len * heads * HEAD_DIM;
     u32_arg("attention", n)?;
@@ -62,8 +99,21 @@ pub fn attention_fwd(q: &CudaStorage, k: &CudaStorage, v: &CudaStorage, batch: u
         check_f32("attention", t, n)?;
     }
     let dev = q.device();
-    let (o, lse) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, batch * heads * len)?);
+    let (o, lse) = (
+        dev.alloc(DType::F32, n)?,
+        dev.alloc(DType::F32, batch * heads * len)?,
+    );
     let p = AttentionParams::dense(batch, len, heads);
-    run_on_device(dev, &attention_fwd_launch(device_ptr(&o, 0), device_ptr(&lse, 0), device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0), &p))?;
+    run_on_device(
+        dev,
+        &attention_fwd_launch(
+            device_ptr(&o, 0),
+            device_ptr(&lse, 0),
+            device_ptr(q, 0),
+            device_ptr(k, 0),
+            device_ptr(v, 0),
+            &p,
+        ),
+    )?;
     Ok((o, lse))
 }

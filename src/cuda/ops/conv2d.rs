@@ -35,7 +35,13 @@ pub struct Conv2dParams {
 impl Conv2dParams {
     /// Input [n, c, h, w], weight [o, c, kh, kw], with (stride, padding, dilation) per axis as
     /// (h, w) pairs; the output size follows PyTorch's formula. Errors on an empty output.
-    pub fn new(input: [usize; 4], weight: [usize; 4], stride: (usize, usize), pad: (usize, usize), dil: (usize, usize)) -> Result<Self> {
+    pub fn new(
+        input: [usize; 4],
+        weight: [usize; 4],
+        stride: (usize, usize),
+        pad: (usize, usize),
+        dil: (usize, usize),
+    ) -> Result<Self> {
         let [n, c, h, w] = input;
         let [o, wc, kh, kw] = weight;
         let out = |size: usize, k: usize, s: usize, p: usize, d: usize| -> Option<usize> {
@@ -80,19 +86,49 @@ impl Conv2dParams {
 /// Grid: (pixel tiles, channel tiles).
 pub fn conv2d_fwd_launch(y: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams) -> Launch {
     let pixels = (p.n * p.oh * p.ow) as usize;
-    let grid = (pixels.div_ceil(TILE) as u32, (p.o as usize).div_ceil(TILE) as u32, 1);
-    let cfg = LaunchCfg { grid, block: (THREADS, 1, 1), smem_bytes: 0 };
-    Launch { module: MODULE, kernel: "conv2d_fwd_f32", cfg, args: vec![KArg::Ptr(y), KArg::Ptr(x), KArg::Ptr(w), KArg::Ptr(bias), KArg::pod(p)] }
+    let grid = (
+        pixels.div_ceil(TILE) as u32,
+        (p.o as usize).div_ceil(TILE) as u32,
+        1,
+    );
+    let cfg = LaunchCfg {
+        grid,
+        block: (THREADS, 1, 1),
+        smem_bytes: 0,
+    };
+    Launch {
+        module: MODULE,
+        kernel: "conv2d_fwd_f32",
+        cfg,
+        args: vec![
+            KArg::Ptr(y),
+            KArg::Ptr(x),
+            KArg::Ptr(w),
+            KArg::Ptr(bias),
+            KArg::pod(p),
+        ],
+    }
 }
 
-pub fn conv2d_fwd(x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, p: &Conv2dParams) -> Result<CudaStorage> {
+pub fn conv2d_fwd(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
     check_f32("conv2d", x, p.input_len())?;
     check_f32("conv2d", w, p.weight_len())?;
     if let Some(b) = bias {
         check_f32("conv2d", b, p.o as usize)?;
     }
     let y = x.device().alloc(DType::F32, p.output_len())?;
-    let launch = conv2d_fwd_launch(device_ptr(&y, 0), device_ptr(x, 0), device_ptr(w, 0), bias.map_or(0, |b| device_ptr(b, 0)), p);
+    let launch = conv2d_fwd_launch(
+        device_ptr(&y, 0),
+        device_ptr(x, 0),
+        device_ptr(w, 0),
+        bias.map_or(0, |b| device_ptr(b, 0)),
+        p,
+    );
     run_on_device(x.device(), &launch)?;
     Ok(y)
 }

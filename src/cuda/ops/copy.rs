@@ -11,7 +11,10 @@ use crate::storage::{CpuStorage, Storage};
 use crate::tensor::Tensor;
 
 pub fn to_device(host: &CpuStorage, shape: &[usize], dev: &CudaDevice) -> Result<Tensor> {
-    Ok(Tensor::from_storage(Storage::Cuda(dev.upload(host)?), shape))
+    Ok(Tensor::from_storage(
+        Storage::Cuda(dev.upload(host)?),
+        shape,
+    ))
 }
 
 pub fn to_host(s: &CudaStorage) -> Result<CpuStorage> {

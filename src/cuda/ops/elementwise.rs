@@ -33,15 +33,31 @@ impl StridedIndex {
     /// Errors when the rank is above `MAX_RANK` or an offset would not fit in 32 bits.
     pub fn new(shape: &[usize], strides: [&[usize]; 2]) -> Result<Self> {
         if shape.len() > MAX_RANK || strides.iter().any(|s| s.len() != shape.len()) {
-            return Err(Error::shape("strided_index", format!("shape {shape:?} with strides {strides:?} (rank at most {MAX_RANK})")));
+            return Err(Error::shape(
+                "strided_index",
+                format!("shape {shape:?} with strides {strides:?} (rank at most {MAX_RANK})"),
+            ));
         }
         let numel: usize = shape.iter().product();
         let fits = |v: usize| u32::try_from(v).is_ok();
-        let max_offset = |s: &[usize]| shape.iter().zip(s).map(|(&d, &st)| d.saturating_sub(1) * st).sum::<usize>();
+        let max_offset = |s: &[usize]| {
+            shape
+                .iter()
+                .zip(s)
+                .map(|(&d, &st)| d.saturating_sub(1) * st)
+                .sum::<usize>()
+        };
         if !fits(numel) || strides.iter().any(|s| !fits(max_offset(s))) {
-            return Err(Error::shape("strided_index", format!("shape {shape:?}: offsets exceed 32 bits")));
+            return Err(Error::shape(
+                "strided_index",
+                format!("shape {shape:?}: offsets exceed 32 bits"),
+            ));
         }
-        let mut p = StridedIndex { numel: numel as u32, rank: shape.len() as u32, ..bytemuck::Zeroable::zeroed() };
+        let mut p = StridedIndex {
+            numel: numel as u32,
+            rank: shape.len() as u32,
+            ..bytemuck::Zeroable::zeroed()
+        };
         for (d, &n) in shape.iter().enumerate() {
             p.shape[d] = n as u32;
             p.stride[0][d] = strides[0][d] as u32;
@@ -102,39 +118,97 @@ fn n32(n: usize) -> u32 {
 }
 
 pub fn fill_launch(out: u64, value: f32, n: usize) -> Launch {
-    Launch { module: MODULE, kernel: "fill_f32", cfg: grid(n), args: vec![KArg::Ptr(out), KArg::F32(value), KArg::U32(n32(n))] }
+    Launch {
+        module: MODULE,
+        kernel: "fill_f32",
+        cfg: grid(n),
+        args: vec![KArg::Ptr(out), KArg::F32(value), KArg::U32(n32(n))],
+    }
 }
 
 pub fn affine_launch(out: u64, x: u64, n: usize, mul: f32, add: f32) -> Launch {
-    let args = vec![KArg::Ptr(out), KArg::Ptr(x), KArg::U32(n32(n)), KArg::F32(mul), KArg::F32(add)];
-    Launch { module: MODULE, kernel: "affine_f32", cfg: grid(n), args }
+    let args = vec![
+        KArg::Ptr(out),
+        KArg::Ptr(x),
+        KArg::U32(n32(n)),
+        KArg::F32(mul),
+        KArg::F32(add),
+    ];
+    Launch {
+        module: MODULE,
+        kernel: "affine_f32",
+        cfg: grid(n),
+        args,
+    }
 }
 
 /// Dense copy of a strided view of 4-byte elements (f32 or u32); `idx.stride[0]` are x's strides.
 pub fn strided_copy_launch(out: u64, x: u64, idx: &StridedIndex) -> Launch {
     let args = vec![KArg::Ptr(out), KArg::Ptr(x), KArg::pod(idx)];
-    Launch { module: MODULE, kernel: "strided_copy_b32", cfg: grid(idx.numel as usize), args }
+    Launch {
+        module: MODULE,
+        kernel: "strided_copy_b32",
+        cfg: grid(idx.numel as usize),
+        args,
+    }
 }
 
 pub fn binary_launch(op: BinaryOp, out: u64, a: u64, b: u64, idx: &StridedIndex) -> Launch {
-    let args = vec![KArg::Ptr(out), KArg::Ptr(a), KArg::Ptr(b), KArg::pod(idx), KArg::I32(op as i32)];
-    Launch { module: MODULE, kernel: "binary_f32", cfg: grid(idx.numel as usize), args }
+    let args = vec![
+        KArg::Ptr(out),
+        KArg::Ptr(a),
+        KArg::Ptr(b),
+        KArg::pod(idx),
+        KArg::I32(op as i32),
+    ];
+    Launch {
+        module: MODULE,
+        kernel: "binary_f32",
+        cfg: grid(idx.numel as usize),
+        args,
+    }
 }
 
 pub fn binary_contig_launch(op: BinaryOp, out: u64, a: u64, b: u64, n: usize) -> Launch {
-    let args = vec![KArg::Ptr(out), KArg::Ptr(a), KArg::Ptr(b), KArg::U32(n32(n)), KArg::I32(op as i32)];
-    Launch { module: MODULE, kernel: "binary_contig_f32", cfg: grid(n), args }
+    let args = vec![
+        KArg::Ptr(out),
+        KArg::Ptr(a),
+        KArg::Ptr(b),
+        KArg::U32(n32(n)),
+        KArg::I32(op as i32),
+    ];
+    Launch {
+        module: MODULE,
+        kernel: "binary_contig_f32",
+        cfg: grid(n),
+        args,
+    }
 }
 
 pub fn activation_fwd_launch(act: Activation, out: u64, x: u64, n: usize) -> Launch {
     let args = vec![KArg::Ptr(out), KArg::Ptr(x), KArg::U32(n32(n))];
-    Launch { module: MODULE, kernel: act.fwd_kernel(), cfg: grid(n), args }
+    Launch {
+        module: MODULE,
+        kernel: act.fwd_kernel(),
+        cfg: grid(n),
+        args,
+    }
 }
 
 /// `saved` is the forward input x for relu/gelu2 and the forward output y for sigmoid/tanh.
 pub fn activation_bwd_launch(act: Activation, dx: u64, saved: u64, dy: u64, n: usize) -> Launch {
-    let args = vec![KArg::Ptr(dx), KArg::Ptr(saved), KArg::Ptr(dy), KArg::U32(n32(n))];
-    Launch { module: MODULE, kernel: act.bwd_kernel(), cfg: grid(n), args }
+    let args = vec![
+        KArg::Ptr(dx),
+        KArg::Ptr(saved),
+        KArg::Ptr(dy),
+        KArg::U32(n32(n)),
+    ];
+    Launch {
+        module: MODULE,
+        kernel: act.bwd_kernel(),
+        cfg: grid(n),
+        args,
+    }
 }
 
 /// A new f32 buffer of n elements, all `value`.
@@ -148,29 +222,52 @@ pub fn fill(dev: &crate::cuda::CudaDevice, value: f32, n: usize) -> Result<CudaS
 pub fn affine(x: &CudaStorage, n: usize, mul: f32, add: f32) -> Result<CudaStorage> {
     check_f32("affine", x, n)?;
     let out = x.device().alloc(DType::F32, n)?;
-    run_on_device(x.device(), &affine_launch(device_ptr(&out, 0), device_ptr(x, 0), n, mul, add))?;
+    run_on_device(
+        x.device(),
+        &affine_launch(device_ptr(&out, 0), device_ptr(x, 0), n, mul, add),
+    )?;
     Ok(out)
 }
 
 /// Dense copy of the view (shape, strides, offset) of a 4-byte-element buffer.
-pub fn strided_copy(x: &CudaStorage, shape: &[usize], strides: &[usize], offset: usize) -> Result<CudaStorage> {
+pub fn strided_copy(
+    x: &CudaStorage,
+    shape: &[usize],
+    strides: &[usize],
+    offset: usize,
+) -> Result<CudaStorage> {
     if x.dtype().size_in_bytes() != 4 {
-        return Err(Error::DType { op: "strided_copy", dtype: x.dtype() });
+        return Err(Error::DType {
+            op: "strided_copy",
+            dtype: x.dtype(),
+        });
     }
     let idx = StridedIndex::new(shape, [strides, strides])?;
     let out = x.device().alloc(x.dtype(), idx.numel as usize)?;
-    run_on_device(x.device(), &strided_copy_launch(device_ptr(&out, 0), device_ptr(x, offset), &idx))?;
+    run_on_device(
+        x.device(),
+        &strided_copy_launch(device_ptr(&out, 0), device_ptr(x, offset), &idx),
+    )?;
     Ok(out)
 }
 
 /// `a (op) b` for two views broadcast to `shape`: each input given by (buffer, strides per output
 /// dim with 0 on broadcast dims, element offset).
-pub fn binary(op: BinaryOp, shape: &[usize], a: (&CudaStorage, &[usize], usize), b: (&CudaStorage, &[usize], usize)) -> Result<CudaStorage> {
+pub fn binary(
+    op: BinaryOp,
+    shape: &[usize],
+    a: (&CudaStorage, &[usize], usize),
+    b: (&CudaStorage, &[usize], usize),
+) -> Result<CudaStorage> {
     check_f32("binary", a.0, 0)?;
     check_f32("binary", b.0, 0)?;
     let idx = StridedIndex::new(shape, [a.1, b.1])?;
     let out = a.0.device().alloc(DType::F32, idx.numel as usize)?;
-    let (pa, pb, po) = (device_ptr(a.0, a.2), device_ptr(b.0, b.2), device_ptr(&out, 0));
+    let (pa, pb, po) = (
+        device_ptr(a.0, a.2),
+        device_ptr(b.0, b.2),
+        device_ptr(&out, 0),
+    );
     let dense = |s: &[usize]| s == crate::shape::contiguous_strides(shape).as_slice();
     let launch = if dense(a.1) && dense(b.1) {
         binary_contig_launch(op, po, pa, pb, idx.numel as usize)
@@ -184,15 +281,29 @@ pub fn binary(op: BinaryOp, shape: &[usize], a: (&CudaStorage, &[usize], usize),
 pub fn activation_fwd(act: Activation, x: &CudaStorage, n: usize) -> Result<CudaStorage> {
     check_f32("activation_fwd", x, n)?;
     let out = x.device().alloc(DType::F32, n)?;
-    run_on_device(x.device(), &activation_fwd_launch(act, device_ptr(&out, 0), device_ptr(x, 0), n))?;
+    run_on_device(
+        x.device(),
+        &activation_fwd_launch(act, device_ptr(&out, 0), device_ptr(x, 0), n),
+    )?;
     Ok(out)
 }
 
-pub fn activation_bwd(act: Activation, saved: &CudaStorage, dy: &CudaStorage, n: usize) -> Result<CudaStorage> {
+pub fn activation_bwd(
+    act: Activation,
+    saved: &CudaStorage,
+    dy: &CudaStorage,
+    n: usize,
+) -> Result<CudaStorage> {
     check_f32("activation_bwd", saved, n)?;
     check_f32("activation_bwd", dy, n)?;
     let dx = dy.device().alloc(DType::F32, n)?;
-    let launch = activation_bwd_launch(act, device_ptr(&dx, 0), device_ptr(saved, 0), device_ptr(dy, 0), n);
+    let launch = activation_bwd_launch(
+        act,
+        device_ptr(&dx, 0),
+        device_ptr(saved, 0),
+        device_ptr(dy, 0),
+        n,
+    );
     run_on_device(dy.device(), &launch)?;
     Ok(dx)
 }

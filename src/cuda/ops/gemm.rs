@@ -72,40 +72,120 @@ impl GemmParams {
 
 /// Grid: (column tiles, row tiles, batches). `batches` = outer x inner.
 pub fn gemm_launch(c: u64, a: u64, b: u64, bias: u64, p: &GemmParams, batches: usize) -> Launch {
-    let grid = ((p.n as usize).div_ceil(TILE).max(1) as u32, (p.m as usize).div_ceil(TILE).max(1) as u32, batches.max(1) as u32);
-    let cfg = LaunchCfg { grid, block: (THREADS, 1, 1), smem_bytes: 0 };
-    Launch { module: MODULE, kernel: "gemm_f32", cfg, args: vec![KArg::Ptr(c), KArg::Ptr(a), KArg::Ptr(b), KArg::Ptr(bias), KArg::pod(p)] }
+    let grid = (
+        (p.n as usize).div_ceil(TILE).max(1) as u32,
+        (p.m as usize).div_ceil(TILE).max(1) as u32,
+        batches.max(1) as u32,
+    );
+    let cfg = LaunchCfg {
+        grid,
+        block: (THREADS, 1, 1),
+        smem_bytes: 0,
+    };
+    Launch {
+        module: MODULE,
+        kernel: "gemm_f32",
+        cfg,
+        args: vec![
+            KArg::Ptr(c),
+            KArg::Ptr(a),
+            KArg::Ptr(b),
+            KArg::Ptr(bias),
+            KArg::pod(p),
+        ],
+    }
 }
 
 /// Elements an operand must hold: the largest offset addressed, plus one.
-fn extent(rows: u32, ld_r: u32, cols: u32, ld_c: u32, outer: (usize, u32), inner: (usize, u32)) -> usize {
+fn extent(
+    rows: u32,
+    ld_r: u32,
+    cols: u32,
+    ld_c: u32,
+    outer: (usize, u32),
+    inner: (usize, u32),
+) -> usize {
     if rows == 0 || cols == 0 {
         return 0;
     }
     let last = |n: usize, s: u32| n.saturating_sub(1) * s as usize;
-    last(rows as usize, ld_r) + last(cols as usize, ld_c) + last(outer.0, outer.1) + last(inner.0, inner.1) + 1
+    last(rows as usize, ld_r)
+        + last(cols as usize, ld_c)
+        + last(outer.0, outer.1)
+        + last(inner.0, inner.1)
+        + 1
 }
 
 /// Run `c = alpha * a b^T + bias + beta * c` on the device into an existing buffer `c`, over
 /// `batches` = outer x `p.batch_inner` batches.
-pub fn gemm_into(c: &mut CudaStorage, a: &CudaStorage, b: &CudaStorage, bias: Option<&CudaStorage>, p: &GemmParams, batches: usize) -> Result<()> {
+pub fn gemm_into(
+    c: &mut CudaStorage,
+    a: &CudaStorage,
+    b: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    p: &GemmParams,
+    batches: usize,
+) -> Result<()> {
     if p.batch_inner == 0 || batches % p.batch_inner as usize != 0 {
-        return Err(Error::shape("gemm", format!("{batches} batches with an inner batch of {}", p.batch_inner)));
+        return Err(Error::shape(
+            "gemm",
+            format!("{batches} batches with an inner batch of {}", p.batch_inner),
+        ));
     }
     let (outer, inner) = (batches / p.batch_inner as usize, p.batch_inner as usize);
-    check_f32("gemm", a, extent(p.m, p.lda_m, p.k, p.lda_k, (outer, p.a_outer), (inner, p.a_inner)))?;
-    check_f32("gemm", b, extent(p.n, p.ldb_n, p.k, p.ldb_k, (outer, p.b_outer), (inner, p.b_inner)))?;
-    check_f32("gemm", c, extent(p.m, p.ldc_m, p.n, 1, (outer, p.c_outer), (inner, p.c_inner)))?;
+    check_f32(
+        "gemm",
+        a,
+        extent(
+            p.m,
+            p.lda_m,
+            p.k,
+            p.lda_k,
+            (outer, p.a_outer),
+            (inner, p.a_inner),
+        ),
+    )?;
+    check_f32(
+        "gemm",
+        b,
+        extent(
+            p.n,
+            p.ldb_n,
+            p.k,
+            p.ldb_k,
+            (outer, p.b_outer),
+            (inner, p.b_inner),
+        ),
+    )?;
+    check_f32(
+        "gemm",
+        c,
+        extent(p.m, p.ldc_m, p.n, 1, (outer, p.c_outer), (inner, p.c_inner)),
+    )?;
     if let Some(bias) = bias {
         check_f32("gemm", bias, p.n as usize)?;
     }
     u32_arg("gemm", batches)?;
-    let launch = gemm_launch(device_ptr(c, 0), device_ptr(a, 0), device_ptr(b, 0), bias.map_or(0, |s| device_ptr(s, 0)), p, batches);
+    let launch = gemm_launch(
+        device_ptr(c, 0),
+        device_ptr(a, 0),
+        device_ptr(b, 0),
+        bias.map_or(0, |s| device_ptr(s, 0)),
+        p,
+        batches,
+    );
     run_on_device(a.device(), &launch)
 }
 
 /// Linear forward on the device: Y [m, out] = X [m, in] W^T + bias, W [out, in].
-pub fn linear_fwd(x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<CudaStorage> {
+pub fn linear_fwd(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    m: usize,
+    out: usize,
+    inp: usize,
+) -> Result<CudaStorage> {
     u32_arg("linear", m * out.max(inp))?;
     let mut y = x.device().alloc(DType::F32, m * out)?;
     gemm_into(&mut y, x, w, bias, &GemmParams::linear(m, out, inp), 1)?;

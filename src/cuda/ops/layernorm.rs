@@ -2,7 +2,10 @@
 //! matrix (spec §3.2), forward (optionally saving mean and 1/std per row) and backward (dx from
 //! one kernel, dgamma/dbeta from a deterministic column reduction).
 
-use crate::cuda::launch::{check_f32, device_ptr, row_block_threads, row_blocks, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
+use crate::cuda::launch::{
+    check_f32, device_ptr, row_block_threads, row_blocks, run_on_device, u32_arg, KArg, Launch,
+    LaunchCfg,
+};
 use crate::cuda::CudaStorage;
 use crate::dtype::DType;
 use crate::error::Result;
@@ -23,7 +26,14 @@ fn row_cfg(rows: usize, cols: usize) -> LaunchCfg {
 }
 
 /// `p.mean`/`p.rstd` receive the statistics when non-zero.
-pub fn layernorm_fwd_launch(y: u64, x: u64, p: LnPtrs, rows: usize, cols: usize, eps: f32) -> Launch {
+pub fn layernorm_fwd_launch(
+    y: u64,
+    x: u64,
+    p: LnPtrs,
+    rows: usize,
+    cols: usize,
+    eps: f32,
+) -> Launch {
     let args = vec![
         KArg::Ptr(y),
         KArg::Ptr(p.mean),
@@ -35,11 +45,23 @@ pub fn layernorm_fwd_launch(y: u64, x: u64, p: LnPtrs, rows: usize, cols: usize,
         KArg::U32(cols as u32),
         KArg::F32(eps),
     ];
-    Launch { module: MODULE, kernel: "layernorm_fwd_f32", cfg: row_cfg(rows, cols), args }
+    Launch {
+        module: MODULE,
+        kernel: "layernorm_fwd_f32",
+        cfg: row_cfg(rows, cols),
+        args,
+    }
 }
 
 /// Needs `p.mean` and `p.rstd` from the forward pass; `p.beta` is unused.
-pub fn layernorm_bwd_dx_launch(dx: u64, dy: u64, x: u64, p: LnPtrs, rows: usize, cols: usize) -> Launch {
+pub fn layernorm_bwd_dx_launch(
+    dx: u64,
+    dy: u64,
+    x: u64,
+    p: LnPtrs,
+    rows: usize,
+    cols: usize,
+) -> Launch {
     let args = vec![
         KArg::Ptr(dx),
         KArg::Ptr(dy),
@@ -50,12 +72,29 @@ pub fn layernorm_bwd_dx_launch(dx: u64, dy: u64, x: u64, p: LnPtrs, rows: usize,
         KArg::U32(rows as u32),
         KArg::U32(cols as u32),
     ];
-    Launch { module: MODULE, kernel: "layernorm_bwd_dx_f32", cfg: row_cfg(rows, cols), args }
+    Launch {
+        module: MODULE,
+        kernel: "layernorm_bwd_dx_f32",
+        cfg: row_cfg(rows, cols),
+        args,
+    }
 }
 
 /// Blocks of 32 x 32 threads, one block per 32 columns.
-pub fn layernorm_bwd_params_launch(dgamma: u64, dbeta: u64, dy: u64, x: u64, p: LnPtrs, rows: usize, cols: usize) -> Launch {
-    let cfg = LaunchCfg { grid: (cols.div_ceil(32).max(1) as u32, 1, 1), block: (32, 32, 1), smem_bytes: 0 };
+pub fn layernorm_bwd_params_launch(
+    dgamma: u64,
+    dbeta: u64,
+    dy: u64,
+    x: u64,
+    p: LnPtrs,
+    rows: usize,
+    cols: usize,
+) -> Launch {
+    let cfg = LaunchCfg {
+        grid: (cols.div_ceil(32).max(1) as u32, 1, 1),
+        block: (32, 32, 1),
+        smem_bytes: 0,
+    };
     let args = vec![
         KArg::Ptr(dgamma),
         KArg::Ptr(dbeta),
@@ -66,7 +105,12 @@ pub fn layernorm_bwd_params_launch(dgamma: u64, dbeta: u64, dy: u64, x: u64, p: 
         KArg::U32(rows as u32),
         KArg::U32(cols as u32),
     ];
-    Launch { module: MODULE, kernel: "layernorm_bwd_params_f32", cfg, args }
+    Launch {
+        module: MODULE,
+        kernel: "layernorm_bwd_params_f32",
+        cfg,
+        args,
+    }
 }
 
 fn opt_ptr(s: Option<&CudaStorage>) -> u64 {
@@ -96,14 +140,21 @@ pub fn layernorm_fwd(
     }
     let dev = x.device();
     let y = dev.alloc(DType::F32, n)?;
-    let stats = if save_stats { Some((dev.alloc(DType::F32, rows)?, dev.alloc(DType::F32, rows)?)) } else { None };
+    let stats = if save_stats {
+        Some((dev.alloc(DType::F32, rows)?, dev.alloc(DType::F32, rows)?))
+    } else {
+        None
+    };
     let p = LnPtrs {
         gamma: opt_ptr(gamma),
         beta: opt_ptr(beta),
         mean: opt_ptr(stats.as_ref().map(|s| &s.0)),
         rstd: opt_ptr(stats.as_ref().map(|s| &s.1)),
     };
-    run_on_device(dev, &layernorm_fwd_launch(device_ptr(&y, 0), device_ptr(x, 0), p, rows, cols, eps))?;
+    run_on_device(
+        dev,
+        &layernorm_fwd_launch(device_ptr(&y, 0), device_ptr(x, 0), p, rows, cols, eps),
+    )?;
     Ok(LayerNormOut { y, stats })
 }
 
@@ -128,10 +179,33 @@ pub fn layernorm_bwd(
     }
     u32_arg("layernorm_backward", n)?;
     let dev = dy.device();
-    let (dx, dgamma, dbeta) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, cols)?, dev.alloc(DType::F32, cols)?);
-    let p = LnPtrs { gamma: opt_ptr(gamma), beta: 0, mean: device_ptr(stats.0, 0), rstd: device_ptr(stats.1, 0) };
+    let (dx, dgamma, dbeta) = (
+        dev.alloc(DType::F32, n)?,
+        dev.alloc(DType::F32, cols)?,
+        dev.alloc(DType::F32, cols)?,
+    );
+    let p = LnPtrs {
+        gamma: opt_ptr(gamma),
+        beta: 0,
+        mean: device_ptr(stats.0, 0),
+        rstd: device_ptr(stats.1, 0),
+    };
     let (pdy, px) = (device_ptr(dy, 0), device_ptr(x, 0));
-    run_on_device(dev, &layernorm_bwd_dx_launch(device_ptr(&dx, 0), pdy, px, p, rows, cols))?;
-    run_on_device(dev, &layernorm_bwd_params_launch(device_ptr(&dgamma, 0), device_ptr(&dbeta, 0), pdy, px, p, rows, cols))?;
+    run_on_device(
+        dev,
+        &layernorm_bwd_dx_launch(device_ptr(&dx, 0), pdy, px, p, rows, cols),
+    )?;
+    run_on_device(
+        dev,
+        &layernorm_bwd_params_launch(
+            device_ptr(&dgamma, 0),
+            device_ptr(&dbeta, 0),
+            pdy,
+            px,
+            p,
+            rows,
+            cols,
+        ),
+    )?;
     Ok((dx, dgamma, dbeta))
 }
