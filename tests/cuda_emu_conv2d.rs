@@ -67,7 +67,7 @@ fn check_channels<B: Backend>(
         o_step,
     );
     let plane = (p.oh * p.ow) as usize;
-    let keep = |i: &usize| (i / plane) % weight[0] % o_step == 0;
+    let keep = |i: &usize| ((i / plane) % weight[0]).is_multiple_of(o_step);
     let got: Vec<f32> = be
         .get_f32(&y)
         .into_iter()

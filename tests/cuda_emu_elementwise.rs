@@ -172,9 +172,9 @@ fn binary_broadcast_matches_reference<B: Backend>(be: &B) {
         ));
         let mut want = Vec::new();
         for i in 0..4 {
-            for j in 0..3 {
+            for &bj in &b {
                 for k in 0..5 {
-                    want.push(binary_ref(op, a[i * 5 + k], b[j]));
+                    want.push(binary_ref(op, a[i * 5 + k], bj));
                 }
             }
         }

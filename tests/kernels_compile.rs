@@ -3,6 +3,7 @@
 //! * a CUBIN for `sm_90` with `--ptxas-options=-v`, whose report gives registers, static shared
 //!   memory and spills per kernel; the table is printed and any spill fails the test unless the
 //!   kernel is listed in `ALLOWED_SPILLS` with the reason.
+//!
 //! Without libnvrtc on the loader path this prints `SKIP (no NVRTC)`, unless FDM_REQUIRE_NVRTC=1
 //! (set by `.ci/run`, which installs NVRTC 13.0 from PyPI into a cached venv).
 

@@ -197,11 +197,22 @@ pub fn load(dev: &CudaDevice, module: &str) -> Result<Arc<CudaModule>> {
     Ok(loaded)
 }
 
-/// The kernel `name` of `kernels/<module>.cu` on `dev`.
+type FunctionCache = Mutex<HashMap<(usize, String, String), CudaFunction>>;
+
+/// The kernel `name` of `kernels/<module>.cu` on `dev` (looked up once per device, then cached:
+/// the sampler launches the same few kernels thousands of times).
 pub fn function(dev: &CudaDevice, module: &str, name: &str) -> Result<CudaFunction> {
-    load(dev, module)?.load_function(name).map_err(|e| {
+    static CACHE: OnceLock<FunctionCache> = OnceLock::new();
+    let key = (dev.ordinal(), module.to_string(), name.to_string());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(f) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(f.clone());
+    }
+    let f = load(dev, module)?.load_function(name).map_err(|e| {
         Error::Cuda(format!(
             "kernel {name} not found in kernels/{module}.cu: {e:?}"
         ))
-    })
+    })?;
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, f.clone());
+    Ok(f)
 }

@@ -126,7 +126,7 @@ pub fn gemm_into(
     p: &GemmParams,
     batches: usize,
 ) -> Result<()> {
-    if p.batch_inner == 0 || batches % p.batch_inner as usize != 0 {
+    if p.batch_inner == 0 || !batches.is_multiple_of(p.batch_inner as usize) {
         return Err(Error::shape(
             "gemm",
             format!("{batches} batches with an inner batch of {}", p.batch_inner),
