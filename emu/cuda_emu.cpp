@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -248,7 +249,18 @@ bool setup_fibers(Worker* w, unsigned nthreads) {
   return true;
 }
 
+void run_worker(Launch* L);
+
+// A worker thread: runs blocks until none is left. Allocation failures become launch errors.
 void worker_main(Launch* L) {
+  try {
+    run_worker(L);
+  } catch (const std::exception& e) {
+    L->fail(std::string("emulator worker: ") + e.what());
+  }
+}
+
+void run_worker(Launch* L) {
   Worker w;
   w.launch = L;
   tl_worker = &w;
@@ -380,7 +392,14 @@ extern "C" int fdm_emu_launch(const char* module, const char* kernel, const unsi
   L.nblocks = (unsigned long long)grid[0] * grid[1] * grid[2];
   // Fresh threads, so every thread-local (static __shared__ included) belongs to this launch only.
   std::vector<std::thread> pool;
-  for (unsigned i = 0, n = worker_count(L.nblocks); i < n; ++i) pool.emplace_back(worker_main, &L);
+  for (unsigned i = 0, n = worker_count(L.nblocks); i < n; ++i) {
+    try {
+      pool.emplace_back(worker_main, &L);
+    } catch (const std::exception& e) {  // no exception may cross into Rust
+      if (pool.empty()) return report(std::string("cannot start an emulator thread: ") + e.what());
+      break;  // the threads already running share out the blocks
+    }
+  }
   for (auto& t : pool) t.join();
   if (L.failed) return report(L.error);
   return 0;
