@@ -1,2 +1,11 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
+pub mod attention;
+pub mod codebook;
+pub mod conv2d;
 pub mod copy;
+pub mod elementwise;
+pub mod gemm;
+pub mod layernorm;
+pub mod sampling;
+pub mod selftest;
+pub mod softmax;

@@ -1,0 +1,100 @@
+// conv2d.cu: 2-D convolution forward as an implicit GEMM (no im2col buffer in memory).
+//   conv2d_fwd_f32(y, x, w, bias, p)
+//       x: [N, C, H, W] (NCHW), w: [O, C, KH, KW] (spec §0), bias: [O] or null,
+//       y: [N, O, OH, OW] with OH = (H + 2 pad_h - dil_h (KH - 1) - 1) / stride_h + 1 (same for W)
+//       y[n, o, oh, ow] = bias[o] + sum_{c, kh, kw} w[o, c, kh, kw] *
+//                          x[n, c, oh stride_h - pad_h + kh dil_h, ow stride_w - pad_w + kw dil_w]
+//       (zero outside the image: zero padding). One group (groups = 1), as every conv of the
+//       codec and FDM (spec §2, §4).
+// As a GEMM: rows m = (n, oh, ow) output pixels, columns = output channels o, reduction
+// k = (c, kh, kw) of length C KH KW; the weight is already the [O, K] row-major "B" of C = A B^T,
+// and A[m, k] is read from x on the fly. Tiles as in gemm.cu: a 64-pixel x 64-channel output tile
+// per block of 256 threads, k in slices of 16 through shared memory, 4 x 4 outputs per thread at
+// pixels tx + 16 i and channels ty + 16 j (consecutive threads -> consecutive pixels, so loads of
+// x and stores of y coalesce along ow).
+
+#define CONV_BM 64
+#define CONV_BN 64
+#define CONV_BK 16
+#define CONV_THREADS 256
+
+// Mirrors `Conv2dParams` in src/cuda/ops/conv2d.rs.
+struct Conv2dParams {
+  unsigned n, c, h, w;
+  unsigned o, kh, kw;
+  unsigned oh, ow;
+  unsigned stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+};
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv2d_fwd_f32(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+                   const float* __restrict__ bias, Conv2dParams p) {
+  __shared__ float as[CONV_BK][CONV_BM + 1];
+  __shared__ float bs[CONV_BK][CONV_BN + 1];
+  const unsigned t = threadIdx.x, tx = t % 16, ty = t / 16;
+  const unsigned khw = p.kh * p.kw, K = p.c * khw;
+  const unsigned M = p.n * p.oh * p.ow, ohw = p.oh * p.ow;
+  const unsigned m0 = blockIdx.x * CONV_BM, o0 = blockIdx.y * CONV_BN;
+
+  // The pixel this thread loads for the A tile is fixed: column t % 64 of the tile, rows
+  // (k) t / 64 + 4 q. Decode it once.
+  const unsigned lm = m0 + t % CONV_BM;
+  const bool m_ok = lm < M;
+  const unsigned ln = m_ok ? lm / ohw : 0, lrem = m_ok ? lm % ohw : 0;
+  const int ih0 = (int)((lrem / p.ow) * p.stride_h) - (int)p.pad_h;
+  const int iw0 = (int)((lrem % p.ow) * p.stride_w) - (int)p.pad_w;
+  const float* x_img = x + (size_t)ln * p.c * p.h * p.w;
+
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+  for (unsigned k0 = 0; k0 < K; k0 += CONV_BK) {
+#pragma unroll
+    for (int q = 0; q < CONV_BM * CONV_BK / CONV_THREADS; ++q) {
+      const unsigned kk = t / CONV_BM + 4 * q, k = k0 + kk;
+      float v = 0.0f;
+      if (m_ok && k < K) {
+        const unsigned c = k / khw, r = k % khw;
+        const int ih = ih0 + (int)((r / p.kw) * p.dil_h), iw = iw0 + (int)((r % p.kw) * p.dil_w);
+        if (ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w) v = x_img[((size_t)c * p.h + ih) * p.w + iw];
+      }
+      as[kk][t % CONV_BM] = v;
+    }
+#pragma unroll
+    for (int q = 0; q < CONV_BN * CONV_BK / CONV_THREADS; ++q) {
+      const unsigned e = t + CONV_THREADS * q, oc = e / CONV_BK, kk = e % CONV_BK;
+      const unsigned o = o0 + oc, k = k0 + kk;
+      bs[kk][oc] = (o < p.o && k < K) ? w[(size_t)o * K + k] : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < CONV_BK; ++kk) {
+      float av[4], bv[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) av[i] = as[kk][tx + 16 * i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) bv[j] = bs[kk][ty + 16 * j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const unsigned m = m0 + tx + 16 * i;
+    if (m >= M) continue;
+    const unsigned n = m / ohw, pix = m % ohw;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const unsigned o = o0 + ty + 16 * j;
+      if (o >= p.o) continue;
+      y[((size_t)n * p.o + o) * ohw + pix] = acc[i][j] + (bias ? bias[o] : 0.0f);
+    }
+  }
+}

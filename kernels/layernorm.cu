@@ -1,0 +1,100 @@
+// layernorm.cu: LayerNorm over the last dim of a dense row-major [rows, cols] f32 matrix
+// (spec §3.2: eps 1e-5, affine weight and bias of [cols]; the transformer's LN1/LN2/final LN).
+//   layernorm_fwd_f32(y, mean, rstd, x, gamma, beta, rows, cols, eps)
+//       mean[r] = mean(x[r,:]); rstd[r] = 1/sqrt(var(x[r,:]) + eps) (biased variance, two passes)
+//       y[r,c] = (x[r,c] - mean[r]) * rstd[r] * gamma[c] + beta[c]
+//       mean/rstd may be null (inference); gamma/beta may be null (no affine).
+//   layernorm_bwd_dx_f32(dx, dy, x, mean, rstd, gamma, rows, cols)
+//       xhat = (x - mean) * rstd, g = dy * gamma,
+//       dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
+//   layernorm_bwd_params_f32(dgamma, dbeta, dy, x, mean, rstd, rows, cols)
+//       dgamma[c] = sum_r dy[r,c] * xhat[r,c], dbeta[c] = sum_r dy[r,c]; overwritten, not accumulated;
+//       either may be null. Deterministic (fixed summation order, no atomics).
+// Row kernels: one block per row (grid-stride), block size a multiple of 32. The parameter kernel:
+// blocks of 32 x 32 threads own 32 columns; threadIdx.y strides over rows; partial sums are
+// combined in shared memory in a fixed order.
+
+extern "C" __global__ void layernorm_fwd_f32(float* __restrict__ y, float* __restrict__ mean_out,
+                                             float* __restrict__ rstd_out, const float* __restrict__ x,
+                                             const float* __restrict__ gamma, const float* __restrict__ beta,
+                                             unsigned rows, unsigned cols, float eps) {
+  __shared__ float scratch[32];
+  const float inv_cols = 1.0f / (float)cols;
+  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* xr = x + (size_t)r * cols;
+    float* yr = y + (size_t)r * cols;
+    float s = 0.0f;
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
+    const float mean = block_sum(s, scratch) * inv_cols;
+    float v = 0.0f;
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float d = xr[c] - mean;
+      v += d * d;
+    }
+    const float rstd = rsqrtf(block_sum(v, scratch) * inv_cols + eps);
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+      float h = (xr[c] - mean) * rstd;
+      if (gamma) h *= gamma[c];
+      if (beta) h += beta[c];
+      yr[c] = h;
+    }
+    if (threadIdx.x == 0) {
+      if (mean_out) mean_out[r] = mean;
+      if (rstd_out) rstd_out[r] = rstd;
+    }
+  }
+}
+
+extern "C" __global__ void layernorm_bwd_dx_f32(float* __restrict__ dx, const float* __restrict__ dy,
+                                                const float* __restrict__ x, const float* __restrict__ mean,
+                                                const float* __restrict__ rstd, const float* __restrict__ gamma,
+                                                unsigned rows, unsigned cols) {
+  __shared__ float scratch[32];
+  const float inv_cols = 1.0f / (float)cols;
+  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
+    const size_t base = (size_t)r * cols;
+    const float mu = mean[r], rs = rstd[r];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float g = dy[base + c] * (gamma ? gamma[c] : 1.0f);
+      sum_g += g;
+      sum_gx += g * (x[base + c] - mu) * rs;
+    }
+    const float mean_g = block_sum(sum_g, scratch) * inv_cols;
+    const float mean_gx = block_sum(sum_gx, scratch) * inv_cols;
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float g = dy[base + c] * (gamma ? gamma[c] : 1.0f);
+      const float xhat = (x[base + c] - mu) * rs;
+      dx[base + c] = rs * (g - mean_g - xhat * mean_gx);
+    }
+  }
+}
+
+extern "C" __global__ void layernorm_bwd_params_f32(float* __restrict__ dgamma, float* __restrict__ dbeta,
+                                                    const float* __restrict__ dy, const float* __restrict__ x,
+                                                    const float* __restrict__ mean, const float* __restrict__ rstd,
+                                                    unsigned rows, unsigned cols) {
+  __shared__ float part_g[32][33];
+  __shared__ float part_b[32][33];
+  const unsigned c = blockIdx.x * 32 + threadIdx.x;
+  float sg = 0.0f, sb = 0.0f;
+  if (c < cols) {
+    for (unsigned r = threadIdx.y; r < rows; r += blockDim.y) {
+      const float g = dy[(size_t)r * cols + c];
+      sg += g * (x[(size_t)r * cols + c] - mean[r]) * rstd[r];
+      sb += g;
+    }
+  }
+  part_g[threadIdx.y][threadIdx.x] = sg;
+  part_b[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float tg = 0.0f, tb = 0.0f;
+    for (unsigned k = 0; k < blockDim.y; ++k) {
+      tg += part_g[k][threadIdx.x];
+      tb += part_b[k][threadIdx.x];
+    }
+    if (dgamma) dgamma[c] = tg;
+    if (dbeta) dbeta[c] = tb;
+  }
+}

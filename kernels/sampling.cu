@@ -1,0 +1,127 @@
+// sampling.cu: one step of the token sampler (spec §5.2) on the transformer's logits
+// [B, L, V] (B images, L = 1024 positions, V = 512 classes), row-major.
+//   row_max_f32(out, x, rows, cols)
+//       out[r] = max_c x[r, c]: the confidence of each position (the max RAW logit, spec §5.2.3).
+//   select_positions_f32(positions, score, known, B, L, n)
+//       For image b, the n unknown positions (known[b*L + l] == 0) with the largest score, in
+//       descending order; ties: the lowest position first. positions[b*n + j]; slots beyond the
+//       number of unknown positions get 0xffffffff. Known positions are never chosen (spec §5.2.3:
+//       known positions are set to -inf; with fewer than n unknown the official code's extra picks
+//       are known positions that it then skips).
+//   topk_sample_f32(tokens, logits, uniforms, positions, p)
+//       For every sampled row q in 0..p.rows: its logits are row q of `logits` (positions null),
+//       or row (q / p.per_image) * p.seq_len + positions[q] (a position chosen above; 0xffffffff
+//       gives token 0xffffffff). Keep the top p.k logits (ties: lowest class index first), take
+//       softmax(logit * p.inv_temperature) over them, and draw by inverse CDF with the uniform
+//       u = uniforms[q] in [0, 1): the first candidate, in descending-logit order, whose running
+//       sum of exp((l - l_max) * inv_temperature) exceeds u * total. tokens[q] = class index.
+//       The uniforms come from the host's seeded generator, so the CPU and GPU draw the same
+//       tokens (design.md §2). Logits are finite or -inf; a row of all -inf is undefined.
+// One block per row (row_max: one warp per row); the rank of each element is counted directly
+// (how many elements precede it in the order), which is exact, deterministic and cheap for
+// V <= a few thousand. The running sum is taken by one thread, in candidate order.
+// Dynamic shared memory: topk_sample_f32 (V + 3k) * 4 bytes; select_positions_f32 L * 8 bytes.
+
+#define SAMPLE_NONE 0xffffffffu
+
+// Mirrors `TopkParams` in src/cuda/ops/sampling.rs.
+struct TopkParams {
+  unsigned rows;       // rows to sample
+  unsigned vocab;      // V
+  unsigned k;          // top-K (1 <= k <= V)
+  unsigned seq_len;    // L: logits rows per image (used with positions)
+  unsigned per_image;  // sampled rows per image (used with positions)
+  float inv_temperature;
+};
+
+extern "C" __global__ void row_max_f32(float* __restrict__ out, const float* __restrict__ x, unsigned rows,
+                                       unsigned cols) {
+  const unsigned warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+  for (unsigned r = blockIdx.x * warps + (threadIdx.x >> 5); r < rows; r += gridDim.x * warps) {
+    float m = -FDM_INF;
+    for (unsigned c = lane; c < cols; c += 32) m = fmaxf(m, x[(size_t)r * cols + c]);
+    m = warp_max(m);
+    if (lane == 0) out[r] = m;
+  }
+}
+
+// a precedes b in "descending value, then ascending index" order.
+static __device__ __forceinline__ bool precedes(float va, unsigned ia, float vb, unsigned ib) {
+  return va > vb || (va == vb && ia < ib);
+}
+
+extern "C" __global__ void select_positions_f32(unsigned* __restrict__ positions, const float* __restrict__ score,
+                                                const unsigned* __restrict__ known, unsigned B, unsigned L,
+                                                unsigned n) {
+  DYN_SHARED(float, s_score);
+  unsigned* s_known = reinterpret_cast<unsigned*>(s_score + L);
+  __shared__ unsigned s_unknown;
+  for (unsigned b = blockIdx.x; b < B; b += gridDim.x) {
+    if (threadIdx.x == 0) s_unknown = 0;
+    for (unsigned l = threadIdx.x; l < L; l += blockDim.x) {
+      s_score[l] = score[(size_t)b * L + l];
+      s_known[l] = known[(size_t)b * L + l];
+    }
+    __syncthreads();
+    for (unsigned l = threadIdx.x; l < L; l += blockDim.x) {
+      if (s_known[l]) continue;
+      atomicAdd(&s_unknown, 1u);
+      const float v = s_score[l];
+      unsigned rank = 0;
+      for (unsigned j = 0; j < L; ++j) rank += (!s_known[j] && precedes(s_score[j], j, v, l)) ? 1u : 0u;
+      if (rank < n) positions[(size_t)b * n + rank] = l;
+    }
+    __syncthreads();
+    for (unsigned j = s_unknown + threadIdx.x; j < n; j += blockDim.x) positions[(size_t)b * n + j] = SAMPLE_NONE;
+    __syncthreads();  // s_score / s_unknown are rewritten for the next image
+  }
+}
+
+extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const float* __restrict__ logits,
+                                           const float* __restrict__ uniforms, const unsigned* __restrict__ positions,
+                                           TopkParams p) {
+  DYN_SHARED(float, s_logit);
+  float* s_val = s_logit + p.vocab;                                  // top-k logits, descending
+  unsigned* s_idx = reinterpret_cast<unsigned*>(s_val + p.k);       // their class indices
+  float* s_w = reinterpret_cast<float*>(s_idx + p.k);               // exp((l - max) * inv_t)
+  for (unsigned q = blockIdx.x; q < p.rows; q += gridDim.x) {
+    size_t row = q;
+    if (positions) {
+      const unsigned pos = positions[q];
+      if (pos == SAMPLE_NONE) {
+        if (threadIdx.x == 0) tokens[q] = SAMPLE_NONE;
+        continue;  // uniform across the block: every thread skips this row
+      }
+      row = (size_t)(q / p.per_image) * p.seq_len + pos;
+    }
+    for (unsigned c = threadIdx.x; c < p.vocab; c += blockDim.x) s_logit[c] = logits[row * p.vocab + c];
+    __syncthreads();
+    for (unsigned c = threadIdx.x; c < p.vocab; c += blockDim.x) {
+      const float v = s_logit[c];
+      unsigned rank = 0;
+      for (unsigned j = 0; j < p.vocab; ++j) rank += precedes(s_logit[j], j, v, c) ? 1u : 0u;
+      if (rank < p.k) {
+        s_val[rank] = v;
+        s_idx[rank] = c;
+      }
+    }
+    __syncthreads();
+    const float top = s_val[0];
+    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) s_w[r] = expf((s_val[r] - top) * p.inv_temperature);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float total = 0.0f;
+      for (unsigned r = 0; r < p.k; ++r) total += s_w[r];
+      const float target = uniforms[q] * total;
+      float run = 0.0f;
+      unsigned pick = 0;
+      for (unsigned r = 0; r < p.k; ++r) {
+        run += s_w[r];
+        if (s_w[r] > 0.0f) pick = r;  // rounding may leave target == total: keep the last live one
+        if (target < run) break;
+      }
+      tokens[q] = s_idx[pick];
+    }
+    __syncthreads();  // the shared row is reloaded for the next q
+  }
+}

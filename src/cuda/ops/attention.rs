@@ -1,0 +1,119 @@
+//! Launchers for `kernels/attention.cu`: multi-head attention forward (spec §3.2, head dim 64, no
+//! mask) in one pass over the keys, reading q, k, v straight from the [B, L, heads * 64] layout of
+//! the query/key/value Linear outputs and writing o in the same layout (+ the log-sum-exp per row).
+
+use crate::cuda::launch::{check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
+use crate::cuda::CudaStorage;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+const MODULE: &str = "attention";
+/// The only head dim the kernel supports (ATT_D): the model's 512 / 8 heads.
+pub const HEAD_DIM: usize = 64;
+const QUERIES_PER_BLOCK: usize = 64;
+const THREADS: u32 = 64;
+
+/// Same layout as `struct AttentionParams` in kernels/attention.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttentionParams {
+    pub batch: u32,
+    pub len: u32,
+    pub heads: u32,
+    /// Elements between consecutive tokens (heads * 64 for a dense [B, L, heads * 64]).
+    pub row_stride: u32,
+    /// Elements between consecutive batch items (len * row_stride when dense).
+    pub batch_stride: u32,
+    /// Multiplier of q.k (1 / sqrt(64) in the model).
+    pub scale: f32,
+}
+
+impl AttentionParams {
+    /// Dense [batch, len, heads * 64] tensors, scale 1 / sqrt(64).
+    pub fn dense(batch: usize, len: usize, heads: usize) -> Self {
+        let row = heads * HEAD_DIM;
+        AttentionParams {
+            batch: batch as u32,
+            len: len as u32,
+            heads: heads as u32,
+            row_stride: row as u32,
+            batch_stride: (len * row) as u32,
+            scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+        }
+    }
+}
+
+/// `lse` may be 0 (not wanted). Grid: (query tiles, heads, batch).
+pub fn attention_fwd_launch(
+    o: u64,
+    lse: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    p: &AttentionParams,
+) -> Launch {
+    let grid = (
+        (p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32,
+        p.heads,
+        p.batch,
+    );
+    let cfg = LaunchCfg {
+        grid,
+        block: (THREADS, 1, 1),
+        smem_bytes: 0,
+    };
+    let args = vec![
+        KArg::Ptr(o),
+        KArg::Ptr(lse),
+        KArg::Ptr(q),
+        KArg::Ptr(k),
+        KArg::Ptr(v),
+        KArg::pod(p),
+    ];
+    Launch {
+        module: MODULE,
+        kernel: "attention_fwd_f32",
+        cfg,
+        args,
+    }
+}
+
+/// (o [batch, len, heads * 64], lse [batch, heads, len]) for dense q, k, v of that shape.
+pub fn attention_fwd(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    batch: usize,
+    len: usize,
+    heads: usize,
+) -> Result<(CudaStorage, CudaStorage)> {
+    if batch == 0 || len == 0 || heads == 0 || heads > 65535 || batch > 65535 {
+        return Err(Error::shape(
+            "attention",
+            format!("batch {batch}, length {len}, heads {heads}"),
+        ));
+    }
+    let n = batch * len * heads * HEAD_DIM;
+    u32_arg("attention", n)?;
+    for t in [q, k, v] {
+        check_f32("attention", t, n)?;
+    }
+    let dev = q.device();
+    let (o, lse) = (
+        dev.alloc(DType::F32, n)?,
+        dev.alloc(DType::F32, batch * heads * len)?,
+    );
+    let p = AttentionParams::dense(batch, len, heads);
+    run_on_device(
+        dev,
+        &attention_fwd_launch(
+            device_ptr(&o, 0),
+            device_ptr(&lse, 0),
+            device_ptr(q, 0),
+            device_ptr(k, 0),
+            device_ptr(v, 0),
+            &p,
+        ),
+    )?;
+    Ok((o, lse))
+}

@@ -1,0 +1,134 @@
+//! Launchers for `kernels/conv2d.cu`: 2-D convolution forward (NCHW input, weight
+//! `[out, in, kh, kw]`, optional bias, stride / zero padding / dilation, one group) as an implicit
+//! GEMM with 64 x 64 output tiles.
+
+use crate::cuda::launch::{check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
+use crate::cuda::CudaStorage;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+const MODULE: &str = "conv2d";
+const TILE: usize = 64;
+const THREADS: u32 = 256;
+
+/// Same layout as `struct Conv2dParams` in kernels/conv2d.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Conv2dParams {
+    pub n: u32,
+    pub c: u32,
+    pub h: u32,
+    pub w: u32,
+    pub o: u32,
+    pub kh: u32,
+    pub kw: u32,
+    pub oh: u32,
+    pub ow: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_h: u32,
+    pub pad_w: u32,
+    pub dil_h: u32,
+    pub dil_w: u32,
+}
+
+impl Conv2dParams {
+    /// Input [n, c, h, w], weight [o, c, kh, kw], with (stride, padding, dilation) per axis as
+    /// (h, w) pairs; the output size follows PyTorch's formula. Errors on an empty output.
+    pub fn new(
+        input: [usize; 4],
+        weight: [usize; 4],
+        stride: (usize, usize),
+        pad: (usize, usize),
+        dil: (usize, usize),
+    ) -> Result<Self> {
+        let [n, c, h, w] = input;
+        let [o, wc, kh, kw] = weight;
+        let out = |size: usize, k: usize, s: usize, p: usize, d: usize| -> Option<usize> {
+            let span = d.checked_mul(k.checked_sub(1)?)? + 1;
+            (s > 0 && size + 2 * p >= span).then(|| (size + 2 * p - span) / s + 1)
+        };
+        let (oh, ow) = match (out(h, kh, stride.0, pad.0, dil.0), out(w, kw, stride.1, pad.1, dil.1)) {
+            (Some(a), Some(b)) if wc == c && a > 0 && b > 0 && n > 0 && o > 0 => (a, b),
+            _ => return Err(Error::shape("conv2d", format!("input {input:?} with weight {weight:?}, stride {stride:?}, padding {pad:?}, dilation {dil:?}"))),
+        };
+        u32_arg("conv2d", n * c.max(o) * h.max(oh) * w.max(ow))?;
+        let u = |v: usize| v as u32;
+        Ok(Conv2dParams {
+            n: u(n),
+            c: u(c),
+            h: u(h),
+            w: u(w),
+            o: u(o),
+            kh: u(kh),
+            kw: u(kw),
+            oh: u(oh),
+            ow: u(ow),
+            stride_h: u(stride.0),
+            stride_w: u(stride.1),
+            pad_h: u(pad.0),
+            pad_w: u(pad.1),
+            dil_h: u(dil.0),
+            dil_w: u(dil.1),
+        })
+    }
+    pub fn input_len(&self) -> usize {
+        (self.n * self.c * self.h * self.w) as usize
+    }
+    pub fn weight_len(&self) -> usize {
+        (self.o * self.c * self.kh * self.kw) as usize
+    }
+    pub fn output_len(&self) -> usize {
+        (self.n * self.o * self.oh * self.ow) as usize
+    }
+}
+
+/// Grid: (pixel tiles, channel tiles).
+pub fn conv2d_fwd_launch(y: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams) -> Launch {
+    let pixels = (p.n * p.oh * p.ow) as usize;
+    let grid = (
+        pixels.div_ceil(TILE) as u32,
+        (p.o as usize).div_ceil(TILE) as u32,
+        1,
+    );
+    let cfg = LaunchCfg {
+        grid,
+        block: (THREADS, 1, 1),
+        smem_bytes: 0,
+    };
+    Launch {
+        module: MODULE,
+        kernel: "conv2d_fwd_f32",
+        cfg,
+        args: vec![
+            KArg::Ptr(y),
+            KArg::Ptr(x),
+            KArg::Ptr(w),
+            KArg::Ptr(bias),
+            KArg::pod(p),
+        ],
+    }
+}
+
+pub fn conv2d_fwd(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
+    check_f32("conv2d", x, p.input_len())?;
+    check_f32("conv2d", w, p.weight_len())?;
+    if let Some(b) = bias {
+        check_f32("conv2d", b, p.o as usize)?;
+    }
+    let y = x.device().alloc(DType::F32, p.output_len())?;
+    let launch = conv2d_fwd_launch(
+        device_ptr(&y, 0),
+        device_ptr(x, 0),
+        device_ptr(w, 0),
+        bias.map_or(0, |b| device_ptr(b, 0)),
+        p,
+    );
+    run_on_device(x.device(), &launch)?;
+    Ok(y)
+}

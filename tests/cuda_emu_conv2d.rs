@@ -1,0 +1,179 @@
+//! `kernels/conv2d.cu` (implicit-GEMM convolution forward), launched by its launcher, against a
+//! direct f64 loop nest, on the CPU emulator (`emu::*`) and a real GPU (`cuda::*`, skipped without
+//! one). Tolerance TOL_CUDA_F32 (1e-4 abs + rel): the reductions run over up to C*KH*KW = 2304
+//! f32 products.
+
+mod common;
+
+use common::backend::Backend;
+use common::reference::conv2d_ref;
+use fdm::cuda::ops::conv2d::{conv2d_fwd_launch, Conv2dParams};
+use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
+
+backend_tests!(
+    conv2d_strided_padded_dilated_odd_sizes,
+    conv2d_model_shape_256ch_3x3_at_32x32,
+    conv2d_1x1_and_no_bias
+);
+
+#[allow(clippy::too_many_arguments)]
+fn check<B: Backend>(
+    be: &B,
+    seed: u64,
+    input: [usize; 4],
+    weight: [usize; 4],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    dil: (usize, usize),
+    with_bias: bool,
+) {
+    check_channels(be, seed, input, weight, (stride, pad, dil), with_bias, 1);
+}
+
+/// Compares output channels that are multiples of `o_step` (all when 1).
+fn check_channels<B: Backend>(
+    be: &B,
+    seed: u64,
+    input: [usize; 4],
+    weight: [usize; 4],
+    geom: ((usize, usize), (usize, usize), (usize, usize)),
+    with_bias: bool,
+    o_step: usize,
+) {
+    let (stride, pad, dil) = geom;
+    let p = Conv2dParams::new(input, weight, stride, pad, dil).unwrap();
+    let x = random_vec(seed, p.input_len(), -1.0, 1.0);
+    let w = random_vec(seed + 1, p.weight_len(), -0.2, 0.2);
+    let bias = random_vec(seed + 2, weight[0], -0.5, 0.5);
+    let (xb, wb, bb) = (be.f32s(&x), be.f32s(&w), be.f32s(&bias));
+    let y = be.f32s(&vec![f32::NAN; p.output_len()]);
+    be.run(&conv2d_fwd_launch(
+        be.ptr(&y),
+        be.ptr(&xb),
+        be.ptr(&wb),
+        if with_bias { be.ptr(&bb) } else { 0 },
+        &p,
+    ));
+    let want = conv2d_ref(
+        &x,
+        &w,
+        with_bias.then_some(&bias[..]),
+        input,
+        weight,
+        (p.oh as usize, p.ow as usize),
+        stride,
+        pad,
+        dil,
+        o_step,
+    );
+    let plane = (p.oh * p.ow) as usize;
+    let keep = |i: &usize| ((i / plane) % weight[0]).is_multiple_of(o_step);
+    let got: Vec<f32> = be
+        .get_f32(&y)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep(i))
+        .map(|(_, v)| v)
+        .collect();
+    let want: Vec<f32> = want
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep(i))
+        .map(|(_, v)| v)
+        .collect();
+    assert_close(
+        &got,
+        &want,
+        TOL_CUDA_F32,
+        &format!("conv2d {input:?} * {weight:?} s{stride:?} p{pad:?} d{dil:?}"),
+    );
+}
+
+fn conv2d_strided_padded_dilated_odd_sizes<B: Backend>(be: &B) {
+    check(
+        be,
+        1,
+        [2, 3, 11, 13],
+        [5, 3, 3, 3],
+        (1, 1),
+        (1, 1),
+        (1, 1),
+        true,
+    );
+    check(
+        be,
+        4,
+        [2, 5, 17, 9],
+        [70, 5, 3, 2],
+        (2, 1),
+        (1, 0),
+        (1, 1),
+        true,
+    );
+    check(
+        be,
+        7,
+        [1, 4, 12, 12],
+        [6, 4, 3, 3],
+        (1, 2),
+        (2, 2),
+        (2, 2),
+        true,
+    );
+    // 4x4 stride-2 downsampling as in the codec's encoder-side convolutions.
+    check(
+        be,
+        10,
+        [1, 8, 16, 16],
+        [16, 8, 4, 4],
+        (2, 2),
+        (1, 1),
+        (1, 1),
+        true,
+    );
+}
+
+fn conv2d_model_shape_256ch_3x3_at_32x32<B: Backend>(be: &B) {
+    // The decoder's 256-channel 3x3 convolution at the 32x32 token grid (design.md §2 real shapes);
+    // every output is computed, every 5th output channel (all four 64-channel tiles) is checked.
+    check_channels(
+        be,
+        20,
+        [1, 256, 32, 32],
+        [256, 256, 3, 3],
+        ((1, 1), (1, 1), (1, 1)),
+        true,
+        5,
+    );
+}
+
+fn conv2d_1x1_and_no_bias<B: Backend>(be: &B) {
+    check(
+        be,
+        30,
+        [3, 64, 8, 8],
+        [32, 64, 1, 1],
+        (1, 1),
+        (0, 0),
+        (1, 1),
+        false,
+    );
+}
+
+#[test]
+fn conv2d_params_reject_bad_shapes() {
+    assert!(
+        Conv2dParams::new([1, 3, 2, 2], [4, 3, 3, 3], (1, 1), (0, 0), (1, 1)).is_err(),
+        "kernel larger than the input"
+    );
+    assert!(
+        Conv2dParams::new([1, 3, 8, 8], [4, 2, 3, 3], (1, 1), (1, 1), (1, 1)).is_err(),
+        "channel mismatch"
+    );
+    assert!(
+        Conv2dParams::new([1, 3, 8, 8], [4, 3, 3, 3], (0, 1), (1, 1), (1, 1)).is_err(),
+        "zero stride"
+    );
+    let p = Conv2dParams::new([2, 3, 32, 32], [8, 3, 4, 4], (2, 2), (1, 1), (1, 1)).unwrap();
+    assert_eq!((p.oh, p.ow), (16, 16));
+}
