@@ -31,7 +31,7 @@ fn fill_small_holes_fills_enclosed_small_components_only_cpu() {
         m[y * n + x] = 0.0;
     }
     // Hole touching the border: kept.
-    m[0 * n + 10] = 0.0;
+    m[10] = 0.0; // row 0
     fill_small_holes(&mut m, n, 64);
     assert_eq!(m[3 * n + 3], 1.0);
     assert_eq!(m[4 * n + 4], 1.0);

@@ -171,11 +171,18 @@ fn pick_device(d: DeviceArg) -> Result<fdm::Device> {
     match d {
         DeviceArg::Cpu => Ok(fdm::Device::Cpu),
         DeviceArg::Cuda => fdm::cuda::probe().map(fdm::Device::Cuda).map_err(|why| anyhow::anyhow!("--device cuda: {why}")),
-        DeviceArg::Auto => {
-            let (dev, why) = fdm::Device::best();
-            println!("device: {why}");
-            Ok(dev)
-        }
+        DeviceArg::Auto => match fdm::cuda::probe() {
+            // The CUDA kernels exist and are tested on the emulator, but the model's ops do not
+            // dispatch to them yet (`ops::*` return `no_cuda_kernel`): run on the CPU.
+            Ok(dev) => {
+                println!("device: found {}, but model inference does not dispatch to CUDA kernels yet: using the CPU", dev.name());
+                Ok(fdm::Device::Cpu)
+            }
+            Err(why) => {
+                println!("device: using the CPU ({why})");
+                Ok(fdm::Device::Cpu)
+            }
+        },
     }
 }
 
