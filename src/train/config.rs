@@ -179,6 +179,10 @@ pub struct TrainConfig {
     /// Phase 1a EMA codebook decay and Laplace epsilon (§2.3).
     pub codebook_decay: f32,
     pub codebook_eps: f32,
+    /// Phase 1a: start the codebook from the first batch's features (deviation, see
+    /// `phase1a::init_codebook_from_features`); false = the official N(0, 1) start.
+    #[serde(default)]
+    pub codebook_data_init: bool,
     /// Checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
     /// Checkpoint directories kept (older ones are deleted).
@@ -280,6 +284,7 @@ impl TrainConfig {
             random_quantize: 0.3,
             codebook_decay: 0.99,
             codebook_eps: 1e-5,
+            codebook_data_init: false,
             checkpoint_every: 1000,
             keep_checkpoints: 2,
             sample_every: 0,
@@ -304,6 +309,7 @@ impl TrainConfig {
         c.losses.disc_start = 100;
         c.losses.feature_losses_start = 50;
         c.checkpoint_every = 200;
+        c.codebook_data_init = true;
         c
     }
 

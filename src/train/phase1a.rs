@@ -41,8 +41,8 @@ pub const TERMS: [&str; 8] = [
 ];
 
 pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
-    let (cfg, model) = (&tr.cfg, &tr.model);
-    let codec = &model.codec;
+    let cfg = tr.cfg.clone();
+    let (model, codec) = (&tr.model, &tr.model.codec);
     let tape = Tape::new();
     let p = model.store.bind(&tape, |n| Phase::Phase1a.trains(n));
     let f = codec.encode(&tape, &p, &tape.constant(masks::normalise(&batch.images)?))?;
@@ -55,6 +55,10 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
         .map(|&v| if v { Half::Unmasked } else { Half::Masked })
         .collect();
     let rows = feature_rows(f.value())?;
+    if tr.step == 0 && cfg.codebook_data_init {
+        init_codebook_from_features(tr, &rows)?;
+    }
+    let (model, codec) = (&tr.model, &tr.model.codec);
     let idx = codec.quantizer.nearest(&model.store, &rows, &halves)?;
     let zq = codec
         .quantizer
@@ -94,6 +98,26 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
         terms,
         preview: Some(ops::unary::mul_scalar(&fake, 255.0)?),
     })
+}
+
+/// Data-dependent codebook start (deviation from spec §2.3, on by default for `tiny`): before the
+/// first update, every code (both halves) becomes a feature of the first batch, taken at evenly
+/// spaced positions, `embedding_avg` its copy and `cluster_size` 1. With the official start
+/// (N(0, 1) codes, zero sizes) the encoder's small non-negative features all fall to one or two
+/// codes, and the first EMA step divides every unused code by a Laplace-smoothed size of ~1e-5,
+/// so they are never chosen again: a short, small-batch run ends with a one-code codebook
+/// (measured: 1 distinct token on a photo after 133 steps at batch 4).
+fn init_codebook_from_features(tr: &mut Trainer, rows: &Tensor) -> Result<()> {
+    let q = &tr.model.codec.quantizer;
+    let (emb_id, cs_id, avg_id, n_e) = (q.embedding, q.cluster_size, q.embedding_avg, q.n_e);
+    let n = rows.shape()[0];
+    let pick: Vec<u32> = (0..n_e).map(|k| ((k * n) / n_e) as u32).collect();
+    let init = ops::index::gather_rows(rows, &pick)?;
+    let store = &mut tr.model.store;
+    store.set(emb_id, init.clone())?;
+    store.set(avg_id, init)?;
+    store.set(cs_id, Tensor::full(1.0, &[n_e]))?;
+    Ok(())
 }
 
 /// The EMA codebook update of spec §2.3 from this step's rows and assignments.
