@@ -109,37 +109,41 @@ pub fn attention_fast(
         return;
     }
     let kernel = MicroKernel::detect();
-    // K as tokens-as-A and V as channels-as-A, once per (batch, head).
+    // K as tokens-as-A and V as channels-as-A, once per (batch, head), then the head-major
+    // output; both fully overwritten, so they live in the calling thread's reused buffer.
     let ka_len = panels::tokens_as_a_len(d);
     let pack_len = ka_len + panels::channels_as_a_len(d);
-    let mut packs = vec![0f32; d.b * d.h * pack_len];
-    packs
-        .par_chunks_mut(pack_len)
-        .enumerate()
-        .for_each(|(bh, pk)| {
-            let (ka, va) = pk.split_at_mut(ka_len);
-            panels::pack_tokens_as_a(d, k, bh / d.h, bh % d.h, ka);
-            panels::pack_channels_as_a(d, v, bh / d.h, bh % d.h, va);
-        });
-    let mut out_heads = vec![0f32; d.b * d.h * d.panel()];
-    out_heads
-        .par_chunks_mut(d.panel())
-        .zip(lse.par_chunks_mut(d.l))
-        .enumerate()
-        .for_each(|(bh, (oh, lse_bh))| {
-            let kv = packs[bh * pack_len..][..pack_len].split_at(ka_len);
-            oh.par_chunks_mut(QUERY_BLOCK * d.dh)
-                .zip(lse_bh.par_chunks_mut(QUERY_BLOCK))
-                .enumerate()
-                .for_each(|(blk, (o, ls))| {
-                    let rows = Rows::new(d, bh, blk * QUERY_BLOCK, ls.len());
-                    let len = panels::rows_as_b_len(d, rows.n) + (d.l + d.dh) * NR;
-                    with_scratch(len, |buf| {
-                        forward_query_block(kernel, d, p.scale, rows, q, kv, buf, o, ls)
+    let packs_len = d.b * d.h * pack_len;
+    with_call_buffer(packs_len + d.b * d.h * d.panel(), |buf| {
+        let (packs, out_heads) = buf.split_at_mut(packs_len);
+        packs
+            .par_chunks_mut(pack_len)
+            .enumerate()
+            .for_each(|(bh, pk)| {
+                let (ka, va) = pk.split_at_mut(ka_len);
+                panels::pack_tokens_as_a(d, k, bh / d.h, bh % d.h, ka);
+                panels::pack_channels_as_a(d, v, bh / d.h, bh % d.h, va);
+            });
+        let packs = &*packs;
+        out_heads
+            .par_chunks_mut(d.panel())
+            .zip(lse.par_chunks_mut(d.l))
+            .enumerate()
+            .for_each(|(bh, (oh, lse_bh))| {
+                let kv = packs[bh * pack_len..][..pack_len].split_at(ka_len);
+                oh.par_chunks_mut(QUERY_BLOCK * d.dh)
+                    .zip(lse_bh.par_chunks_mut(QUERY_BLOCK))
+                    .enumerate()
+                    .for_each(|(blk, (o, ls))| {
+                        let rows = Rows::new(d, bh, blk * QUERY_BLOCK, ls.len());
+                        let len = panels::rows_as_b_len(d, rows.n) + (d.l + d.dh) * NR;
+                        with_scratch(len, |buf| {
+                            forward_query_block(kernel, d, p.scale, rows, q, kv, buf, o, ls)
+                        });
                     });
-                });
-        });
-    scatter_heads(d, 1, &out_heads, out);
+            });
+        scatter_heads(d, 1, out_heads, out);
+    });
 }
 
 /// One block of queries against every key, 16 queries (one panel) at a time:
@@ -202,17 +206,39 @@ thread_local! {
     // Score-block scratch reused by every task a thread runs (no allocation per block). Taken
     // out while in use, so a nested use on the same thread would get a fresh buffer.
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    // Whole-call buffers (head packs, head-major output) of the thread that calls the forward:
+    // the sampler runs hundreds of passes, and fresh megabytes per call cost page faults.
+    static CALL_BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
+
+/// Largest call buffer kept between calls (16 MiB); bigger calls allocate and free as usual.
+const CALL_BUFFER_KEEP: usize = 1 << 22;
 
 /// Runs `f` on this thread's scratch buffer, grown to at least `len` floats. Its contents on
 /// entry are whatever the last user left: callers overwrite before reading.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buf = SCRATCH.take();
+    with_buffer(&SCRATCH, usize::MAX, len, f)
+}
+
+/// `with_scratch` for whole-call buffers, kept only up to CALL_BUFFER_KEEP floats.
+fn with_call_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_buffer(&CALL_BUFFER, CALL_BUFFER_KEEP, len, f)
+}
+
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
+    keep: usize,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut buf = key.take();
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     let r = f(&mut buf[..len]);
-    SCRATCH.set(buf);
+    if buf.len() <= keep {
+        key.set(buf);
+    }
     r
 }
 
