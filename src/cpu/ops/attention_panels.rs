@@ -223,6 +223,7 @@ pub(crate) fn pack_tokens_as_b(
 /// `c[t][ch] = alpha * sum_p a[t][p] * bt[p][ch] + beta * c[t][ch]` for every key t < L and
 /// channel ch < dh: `a` a panels-as-A pack, `bt` a tokens-as-B pack (both over `n_pad`
 /// queries), `c` a dense `[L][dh]` accumulator.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn keys_product(
     kernel: MicroKernel,
     d: Dims,
