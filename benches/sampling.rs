@@ -6,7 +6,7 @@
 //!   masked tokens, one per pass: 16 transformer passes), one sample, with and without FDM;
 //! * `cpu_fdm_tiny`: `Fdm::apply` alone on that image's features and masked-patch map.
 //!
-//! Run: `cargo bench --bench sampling` (about two minutes on two cores). Sample sizes are
+//! Run: `cargo bench --bench sampling` (one to two minutes on two cores). Sample sizes are
 //! criterion's minimum (10) to keep it short; see BENCHMARKS.md for measured numbers.
 
 use criterion::{criterion_group, criterion_main, Criterion};
