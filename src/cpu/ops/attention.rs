@@ -6,25 +6,28 @@
 //! The q/k/v/proj Linear layers are not part of this op.
 //!
 //! * `attention_ref`: materialises each score row, f64 accumulation: the oracle.
-//! * `attention_fast`: per (batch, head, block of queries) in parallel, keys visited in blocks
-//!   with an online (running max / running sum) softmax, so no L x L matrix is ever stored. It
-//!   also writes the log-sum-exp of every score row, `lse = m + ln(sum_j exp(s_ij - m))`
-//!   (`[batch, heads, seq_len]`), which the backward uses to rebuild `p_ij` block by block.
-//!
-//! Heads are first packed into per-head contiguous panels (rows `[L, Dh]` or transposed
-//! `[Dh, L]`) so the two tile kernels (`score_tile`: Q K^T, `tile_times_panel`: P V) read
-//! unit-stride rows and keep a 4 x 8 block of results in registers.
+//! * `attention_fast`: in parallel over (batch, head, block of QUERY_BLOCK queries), two GEMMs
+//!   on the packed AVX2/FMA engine (`gemm.rs`) with an exact row softmax between them:
+//!   `S = scale * Q_blk K^T` (block x L, in a per-thread scratch buffer reused across tasks),
+//!   `P = exp(S - rowmax)` (vectorised, `vmath.rs`), `O_blk = P V / rowsum`. Only one block of
+//!   score rows exists per thread, never an L x L matrix. Q, K and V are read in place through
+//!   the GEMM's leading dimensions (row stride `heads * head_dim`, head `h` at offset
+//!   `h * head_dim`): no per-head copies. Each task writes its rows of a head-major
+//!   `[B, H, L, Dh]` buffer (so tasks own disjoint slices), scattered back to `[B, L, H*Dh]`
+//!   at the end. It also writes the log-sum-exp of every score row,
+//!   `lse = m + ln(sum_j exp(s_ij - m))` (`[batch, heads, seq_len]`), which the backward uses
+//!   to rebuild `p_ij` block by block.
 
+use super::attention_panels as panels;
+use super::gemm_kernel::{MicroKernel, NR};
+use super::vmath;
 use crate::params::attention::AttentionParams;
 use rayon::prelude::*;
+use std::cell::Cell;
 
-/// Query rows handled by one work item.
-pub(crate) const QUERY_BLOCK: usize = 32;
-/// Key columns scored at once (the width of one score tile).
-pub(crate) const KEY_BLOCK: usize = 64;
-/// Rows x columns of the register block of the tile kernels.
-const MR: usize = 4;
-const NR: usize = 8;
+/// Query rows handled by one work item: a multiple of the 16-query panel, small enough that
+/// the 1 x 2 x 1024 x (2 x 32) tiny-preset call still makes 32 tasks for the threads.
+pub(crate) const QUERY_BLOCK: usize = 64;
 
 /// Sizes of one attention call as usize.
 #[derive(Clone, Copy)]
@@ -92,7 +95,7 @@ pub fn attention_ref(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: 
     }
 }
 
-/// Blocked online-softmax forward. `lse` receives `[batch, heads, seq_len]`.
+/// GEMM forward with an exact softmax. `lse` receives `[batch, heads, seq_len]`.
 pub fn attention_fast(
     p: &AttentionParams,
     q: &[f32],
@@ -105,203 +108,155 @@ pub fn attention_fast(
     if d.b * d.h * d.l * d.dh == 0 {
         return;
     }
-    let (qr, kt, vr) = (pack_rows(d, q), pack_transposed(d, k), pack_rows(d, v));
-    let mut out_heads = vec![0f32; d.b * d.h * d.panel()];
-    out_heads
-        .par_chunks_mut(d.panel())
-        .zip(lse.par_chunks_mut(d.l))
-        .enumerate()
-        .for_each(|(bh, (oh, lse_bh))| {
-            let (qh, kth, vh) = (
-                &qr[bh * d.panel()..],
-                &kt[bh * d.panel()..],
-                &vr[bh * d.panel()..],
-            );
-            oh.par_chunks_mut(QUERY_BLOCK * d.dh)
-                .zip(lse_bh.par_chunks_mut(QUERY_BLOCK))
-                .enumerate()
-                .for_each(|(blk, (o, ls))| {
-                    let qs = &qh[blk * QUERY_BLOCK * d.dh..][..ls.len() * d.dh];
-                    forward_query_block(d, p.scale, qs, kth, vh, o, ls);
-                });
-        });
-    scatter_heads(d, &out_heads, out);
+    let kernel = MicroKernel::detect();
+    // K as tokens-as-A and V as channels-as-A, once per (batch, head), then the head-major
+    // output; both fully overwritten, so they live in the calling thread's reused buffer.
+    let ka_len = panels::tokens_as_a_len(d);
+    let pack_len = ka_len + panels::channels_as_a_len(d);
+    let packs_len = d.b * d.h * pack_len;
+    with_call_buffer(packs_len + d.b * d.h * d.panel(), |buf| {
+        let (packs, out_heads) = buf.split_at_mut(packs_len);
+        packs
+            .par_chunks_mut(pack_len)
+            .enumerate()
+            .for_each(|(bh, pk)| {
+                let (ka, va) = pk.split_at_mut(ka_len);
+                panels::pack_tokens_as_a(d, k, bh / d.h, bh % d.h, ka);
+                panels::pack_channels_as_a(d, v, bh / d.h, bh % d.h, va);
+            });
+        let packs = &*packs;
+        out_heads
+            .par_chunks_mut(d.panel())
+            .zip(lse.par_chunks_mut(d.l))
+            .enumerate()
+            .for_each(|(bh, (oh, lse_bh))| {
+                let kv = packs[bh * pack_len..][..pack_len].split_at(ka_len);
+                oh.par_chunks_mut(QUERY_BLOCK * d.dh)
+                    .zip(lse_bh.par_chunks_mut(QUERY_BLOCK))
+                    .enumerate()
+                    .for_each(|(blk, (o, ls))| {
+                        let rows = Rows::new(d, bh, blk * QUERY_BLOCK, ls.len());
+                        let len = panels::rows_as_b_len(d, rows.n) + (d.l + d.dh) * NR;
+                        with_scratch(len, |buf| {
+                            forward_query_block(kernel, d, p.scale, rows, q, kv, buf, o, ls)
+                        });
+                    });
+            });
+        scatter_heads(d, 1, out_heads, out);
+    });
 }
 
-/// One block of queries against every key, online softmax. `qs`: rows `[nq, dh]`; `kt`: the
-/// head's keys transposed `[dh, L]`; `vr`: its values `[L, dh]`; `o`: rows `[nq, dh]`.
+/// One block of queries against every key, 16 queries (one panel) at a time:
+/// `S^T = scale K Q^T` (`[L][16]`), softmax down the columns, `O^T = V^T P^T` (`[dh][16]`),
+/// stored transposed and divided by the column sums. `(ka, va)`: the head's K and V packs;
+/// `buf`: scratch; `o`: the block's rows of the head-major output `[n, dh]`; `lse`: its `n`
+/// log-sum-exps.
+#[allow(clippy::too_many_arguments)]
 fn forward_query_block(
+    kernel: MicroKernel,
     d: Dims,
     scale: f32,
-    qs: &[f32],
-    kt: &[f32],
-    vr: &[f32],
+    rows: Rows,
+    q: &[f32],
+    (ka, va): (&[f32], &[f32]),
+    buf: &mut [f32],
     o: &mut [f32],
     lse: &mut [f32],
 ) {
-    let nq = lse.len();
-    let mut run_max = [f32::NEG_INFINITY; QUERY_BLOCK];
-    let mut run_sum = [0f32; QUERY_BLOCK];
-    let mut s = [0f32; QUERY_BLOCK * KEY_BLOCK];
-    o.fill(0.0);
-    for j0 in (0..d.l).step_by(KEY_BLOCK) {
-        let nk = KEY_BLOCK.min(d.l - j0);
-        score_tile(d, qs, nq, scale, kt, j0, nk, &mut s);
-        for r in 0..nq {
-            let srow = &mut s[r * KEY_BLOCK..][..nk];
-            let block_max = srow.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let new_max = run_max[r].max(block_max);
-            let orow = &mut o[r * d.dh..][..d.dh];
-            if run_max[r] != new_max {
-                // Rescale what was summed under the old maximum (exp(-inf) = 0 on the first block).
-                let corr = (run_max[r] - new_max).exp();
-                run_sum[r] *= corr;
-                orow.iter_mut().for_each(|x| *x *= corr);
-                run_max[r] = new_max;
-            }
-            for x in srow.iter_mut() {
-                *x = (*x - new_max).exp();
-                run_sum[r] += *x;
-            }
+    let (qb, rest) = buf.split_at_mut(panels::rows_as_b_len(d, rows.n));
+    let (st, ot) = rest.split_at_mut(d.l * NR);
+    panels::pack_rows_as_b(d, q, rows.b, rows.h, rows.i0, rows.n, qb);
+    for (jp, qp) in qb.chunks_exact(d.dh * NR).enumerate() {
+        panels::panel_scores(kernel, d, ka, qp, scale, st);
+        let max = vmath::column_max(st);
+        let sum = vmath::exp_columns(st, &max);
+        panels::panel_product(kernel, d, va, st, 1.0, 0.0, ot);
+        // Padded columns (past the block's last query) hold finite junk and are skipped.
+        let n = NR.min(rows.n - jp * NR);
+        let inv_sum: [f32; NR] = std::array::from_fn(|j| 1.0 / sum[j]);
+        for j in 0..n {
+            lse[jp * NR + j] = max[j] + sum[j].ln();
         }
-        tile_times_panel(d, &s, nq, nk, &vr[j0 * d.dh..][..nk * d.dh], o);
-    }
-    for r in 0..nq {
-        let inv = 1.0 / run_sum[r];
-        o[r * d.dh..][..d.dh].iter_mut().for_each(|x| *x *= inv);
-        lse[r] = run_max[r] + run_sum[r].ln();
+        panels::store_transposed(d, ot, &inv_sum, &mut o[jp * NR * d.dh..][..n * d.dh]);
     }
 }
 
-/// `s[r][jj] = scale * sum_c a[r][c] * bt[c][j0 + jj]` for r < na, jj < nk; rows of `s` are
-/// KEY_BLOCK apart. `a`: rows `[na, dh]`; `bt`: a transposed panel `[dh, L]`.
-/// Register-blocked: a 4 x 8 block of `s` stays in registers over the whole `c` loop.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn score_tile(
-    d: Dims,
-    a: &[f32],
-    na: usize,
-    scale: f32,
-    bt: &[f32],
-    j0: usize,
-    nk: usize,
-    s: &mut [f32],
-) {
-    for r0 in (0..na).step_by(MR) {
-        let mr = MR.min(na - r0);
-        for c0 in (0..nk).step_by(NR) {
-            let nr = NR.min(nk - c0);
-            let mut acc = [[0f32; NR]; MR];
-            if mr == MR && nr == NR {
-                for c in 0..d.dh {
-                    let b: &[f32; NR] = bt[c * d.l + j0 + c0..][..NR]
-                        .try_into()
-                        .expect("NR columns");
-                    for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let av = a[(r0 + r) * d.dh + c] * scale;
-                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
-                    }
-                }
-            } else {
-                for c in 0..d.dh {
-                    let b = &bt[c * d.l + j0 + c0..][..nr];
-                    for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
-                        let av = a[(r0 + r) * d.dh + c] * scale;
-                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
-                    }
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate().take(mr) {
-                s[(r0 + r) * KEY_BLOCK + c0..][..nr].copy_from_slice(&acc_r[..nr]);
-            }
+/// A block of query rows of one (batch, head): rows `i0 .. i0 + n`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows {
+    pub b: usize,
+    pub h: usize,
+    pub i0: usize,
+    pub n: usize,
+}
+
+impl Rows {
+    /// `bh` is the flat (batch, head) index `b * heads + h`.
+    pub fn new(d: Dims, bh: usize, i0: usize, n: usize) -> Rows {
+        Rows {
+            b: bh / d.h,
+            h: bh % d.h,
+            i0,
+            n,
         }
     }
 }
 
-/// `out[r][c] += sum_t tile[r][t] * panel[t][c]` for r < rows, t < inner, c < dh: a tile
-/// (rows KEY_BLOCK apart) times a row panel (`[inner, dh]`), accumulated into row-major
-/// `out` `[rows, dh]`. Register-blocked like `score_tile`.
-pub(crate) fn tile_times_panel(
-    d: Dims,
-    tile: &[f32],
-    rows: usize,
-    inner: usize,
-    panel: &[f32],
-    out: &mut [f32],
-) {
-    for r0 in (0..rows).step_by(MR) {
-        let mr = MR.min(rows - r0);
-        for c0 in (0..d.dh).step_by(NR) {
-            let nr = NR.min(d.dh - c0);
-            let mut acc = [[0f32; NR]; MR];
-            for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
-                acc_r[..nr].copy_from_slice(&out[(r0 + r) * d.dh + c0..][..nr]);
-            }
-            if mr == MR && nr == NR {
-                for t in 0..inner {
-                    let b: &[f32; NR] =
-                        panel[t * d.dh + c0..][..NR].try_into().expect("NR columns");
-                    for (r, acc_r) in acc.iter_mut().enumerate() {
-                        let av = tile[(r0 + r) * KEY_BLOCK + t];
-                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
-                    }
-                }
-            } else {
-                for t in 0..inner {
-                    let b = &panel[t * d.dh + c0..][..nr];
-                    for (r, acc_r) in acc.iter_mut().enumerate().take(mr) {
-                        let av = tile[(r0 + r) * KEY_BLOCK + t];
-                        acc_r.iter_mut().zip(b).for_each(|(x, &bv)| *x += av * bv);
-                    }
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate().take(mr) {
-                out[(r0 + r) * d.dh + c0..][..nr].copy_from_slice(&acc_r[..nr]);
-            }
-        }
+thread_local! {
+    // Score-block scratch reused by every task a thread runs (no allocation per block). Taken
+    // out while in use, so a nested use on the same thread would get a fresh buffer.
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    // Whole-call buffers (head packs, head-major output) of the thread that calls the forward:
+    // the sampler runs hundreds of passes, and fresh megabytes per call cost page faults.
+    static CALL_BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Largest call buffer kept between calls (16 MiB); bigger calls allocate and free as usual.
+const CALL_BUFFER_KEEP: usize = 1 << 22;
+
+/// Runs `f` on this thread's scratch buffer, grown to at least `len` floats. Its contents on
+/// entry are whatever the last user left: callers overwrite before reading.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_buffer(&SCRATCH, usize::MAX, len, f)
+}
+
+/// `with_scratch` for whole-call buffers, kept only up to CALL_BUFFER_KEEP floats.
+fn with_call_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_buffer(&CALL_BUFFER, CALL_BUFFER_KEEP, len, f)
+}
+
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
+    keep: usize,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut buf = key.take();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
     }
+    let r = f(&mut buf[..len]);
+    if buf.len() <= keep {
+        key.set(buf);
+    }
+    r
 }
 
-/// Per-head row panels: `out[(b*H + h)][i][c] = x[b, i, h*dh + c]`.
-pub(crate) fn pack_rows(d: Dims, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; d.b * d.h * d.panel()];
-    out.par_chunks_mut(d.panel())
-        .enumerate()
-        .for_each(|(bh, panel)| {
-            let (b, h) = (bh / d.h, bh % d.h);
-            for (i, row) in panel.chunks_mut(d.dh).enumerate() {
-                row.copy_from_slice(&x[d.at(b, i, h)..][..d.dh]);
-            }
-        });
-    out
-}
-
-/// Per-head transposed panels: `out[(b*H + h)][c][i] = x[b, i, h*dh + c]`.
-pub(crate) fn pack_transposed(d: Dims, x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0f32; d.b * d.h * d.panel()];
-    out.par_chunks_mut(d.panel())
-        .enumerate()
-        .for_each(|(bh, panel)| {
-            let (b, h) = (bh / d.h, bh % d.h);
-            for i in 0..d.l {
-                let src = &x[d.at(b, i, h)..][..d.dh];
-                for (c, &val) in src.iter().enumerate() {
-                    panel[c * d.l + i] = val;
-                }
-            }
-        });
-    out
-}
-
-/// Inverse of `pack_rows`: per-head row panels back into `[B, L, H*dh]`.
-pub(crate) fn scatter_heads(d: Dims, heads: &[f32], out: &mut [f32]) {
+/// `out[b, i, h*dh + c] = sum_g parts[((b*H + h)*groups + g)][i][c]`: head-major per-group
+/// panels `[B, H, groups, L, dh]` summed over the groups and put back into `[B, L, H*dh]`.
+pub(crate) fn scatter_heads(d: Dims, groups: usize, parts: &[f32], out: &mut [f32]) {
     out.par_chunks_mut(d.width())
         .enumerate()
         .for_each(|(bi, token)| {
             let (b, i) = (bi / d.l, bi % d.l);
             for h in 0..d.h {
-                let src = &heads[((b * d.h + h) * d.l + i) * d.dh..][..d.dh];
-                token[h * d.dh..][..d.dh].copy_from_slice(src);
+                let dst = &mut token[h * d.dh..][..d.dh];
+                let panel =
+                    |g: usize| &parts[(((b * d.h + h) * groups + g) * d.l + i) * d.dh..][..d.dh];
+                dst.copy_from_slice(panel(0));
+                for g in 1..groups {
+                    dst.iter_mut().zip(panel(g)).for_each(|(x, &y)| *x += y);
+                }
             }
         });
 }

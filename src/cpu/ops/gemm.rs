@@ -212,11 +212,23 @@ fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: u
         let mr = MR.min(ic + mo - i0);
         if p.is_trans_a() {
             // Stored A is [k, lda]: each k step holds mr consecutive rows of op(A).
-            for q in 0..kc {
-                let src = &a[(pc + q) * lda + i0..][..mr];
-                let row = &mut d[q * MR..q * MR + MR];
-                row[..mr].copy_from_slice(src);
-                row[mr..].fill(0.0);
+            for (q, row) in d.chunks_exact_mut(MR).enumerate() {
+                let src = &a[(pc + q) * lda + i0..];
+                if mr == MR {
+                    // Fixed length: an inlined vector copy instead of a memmove call.
+                    row.copy_from_slice(&src[..MR]);
+                } else {
+                    row[..mr].copy_from_slice(&src[..mr]);
+                    row[mr..].fill(0.0);
+                }
+            }
+        } else if mr == MR {
+            // Full panel: k outer so the writes are sequential and the MR rows stream in.
+            let rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * lda + pc..][..kc]);
+            for (q, dst) in d.chunks_exact_mut(MR).enumerate() {
+                for (x, row) in dst.iter_mut().zip(&rows) {
+                    *x = row[q];
+                }
             }
         } else {
             for r in 0..MR {
@@ -258,11 +270,15 @@ fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: u
                 }
             }
         } else {
-            for q in 0..kc {
-                let src = &b[(pc + q) * ldb + j0..][..nr];
-                let row = &mut d[q * NR..q * NR + NR];
-                row[..nr].copy_from_slice(src);
-                row[nr..].fill(0.0);
+            for (q, row) in d.chunks_exact_mut(NR).enumerate() {
+                let src = &b[(pc + q) * ldb + j0..];
+                if nr == NR {
+                    // Fixed length: an inlined vector copy instead of a memmove call.
+                    row.copy_from_slice(&src[..NR]);
+                } else {
+                    row[..nr].copy_from_slice(&src[..nr]);
+                    row[nr..].fill(0.0);
+                }
             }
         }
     };

@@ -18,6 +18,8 @@ pub mod softmax;
 pub mod unary;
 pub mod attention;
 pub mod attention_backward;
+pub mod attention_panels;
+pub mod vmath;
 pub mod losses;
 pub mod cross_entropy;
 pub mod gram;
