@@ -6,17 +6,20 @@
 //! The q/k/v/proj Linear layers are not part of this op.
 //!
 //! * `attention_ref`: materialises each score row, f64 accumulation: the oracle.
-//! * `attention_fast`: in parallel over (batch, head, block of QUERY_BLOCK queries), two GEMMs
-//!   on the packed AVX2/FMA engine (`gemm.rs`) with an exact row softmax between them:
-//!   `S = scale * Q_blk K^T` (block x L, in a per-thread scratch buffer reused across tasks),
-//!   `P = exp(S - rowmax)` (vectorised, `vmath.rs`), `O_blk = P V / rowsum`. Only one block of
-//!   score rows exists per thread, never an L x L matrix. Q, K and V are read in place through
-//!   the GEMM's leading dimensions (row stride `heads * head_dim`, head `h` at offset
-//!   `h * head_dim`): no per-head copies. Each task writes its rows of a head-major
-//!   `[B, H, L, Dh]` buffer (so tasks own disjoint slices), scattered back to `[B, L, H*Dh]`
-//!   at the end. It also writes the log-sum-exp of every score row,
-//!   `lse = m + ln(sum_j exp(s_ij - m))` (`[batch, heads, seq_len]`), which the backward uses
-//!   to rebuild `p_ij` block by block.
+//! * `attention_fast`: in parallel over (batch, head, block of QUERY_BLOCK queries), the two
+//!   products on the GEMM engine's AVX2/FMA micro-kernel with an exact softmax between them,
+//!   16 queries (one register-tile width) at a time: `S^T = scale K Q^T` (`[L][16]`, keys
+//!   down, in a per-thread scratch buffer reused across tasks), softmax down each column
+//!   (max, `exp(s - max)` vectorised in `vmath.rs`, sum), `O^T = V^T P^T`, divided by the sums
+//!   and stored transposed. K and V are packed once per (batch, head) into the micro-kernel's
+//!   panel layouts and shared by every block (`attention_panels.rs` explains why this beats
+//!   calling `gemm_with` on the strided operands); only a block's score panels exist, never an
+//!   L x L matrix. Each task writes its rows of a head-major `[B, H, L, Dh]` buffer (so tasks
+//!   own disjoint slices), scattered back to `[B, L, H*Dh]` at the end. It also writes the
+//!   log-sum-exp of every score row, `lse = m + ln(sum_j exp(s_ij - m))`
+//!   (`[batch, heads, seq_len]`), which the backward uses to rebuild `p_ij` block by block.
+//!   Summation order differs from the f64 oracle (f32 FMA chains of L terms); the existing
+//!   1e-5 tolerance holds on the model shapes (`tests/attention*.rs`).
 
 use super::attention_panels as panels;
 use super::gemm_kernel::{MicroKernel, NR};
