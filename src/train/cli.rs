@@ -86,7 +86,7 @@ pub struct TrainArgs {
 
 /// The VGG-19 backbone loader of this build, if any (`model::vgg` plugs in here).
 pub fn vgg_loader() -> Option<VggLoader> {
-    None
+    Some(super::vgg::load_hook)
 }
 
 fn configure(args: &TrainArgs, phase: Phase) -> Result<TrainConfig> {

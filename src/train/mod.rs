@@ -28,3 +28,4 @@ pub mod trainer;
 
 pub use config::{Phase, TrainConfig};
 pub use trainer::Trainer;
+pub mod vgg;
