@@ -2,7 +2,7 @@
 """The shapes of `cargo bench --bench ops` timed in numpy (OpenBLAS), for the ratios in
 BENCHMARKS.md. GEMM: np.matmul. conv2d: im2col + one matmul (what a BLAS-backed framework does on
 the CPU). attention: per head Q K^T, softmax, P V with matmul. Prints GFLOP/s (2 per MAC), best
-of N runs after a warm-up; JAX CPU is timed too when installed.
+of N runs after a warm-up. (JAX is not timed: it is not installed here.)
 Run: python3 benches/reference/cpu_reference.py [runs]"""
 import sys
 import time
