@@ -5,6 +5,7 @@
 
 use crate::device::Device;
 use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, save_contact_sheet, save_png};
+use crate::metrics::folders::list_images;
 use crate::model::inpainting::InpaintingModel;
 use crate::pipeline::inpaint::InpaintOptions;
 use crate::pipeline::photo::inpaint_photo;
@@ -38,34 +39,13 @@ fn stem(p: &Path) -> String {
 
 /// Pair `<image-dir>/<stem>.*` with `<mask-dir>/<stem>.*` (PNG/JPEG); unpaired images are an error.
 pub fn paired_jobs(image_dir: &Path, mask_dir: &Path) -> Result<Vec<Job>> {
-    let list = |d: &Path| -> Result<Vec<PathBuf>> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-            .with_context(|| format!("reading folder {}", d.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(), Some("png" | "jpg" | "jpeg")))
-            .collect();
-        v.sort();
-        Ok(v)
-    };
-    let (images, masks) = (list(image_dir)?, list(mask_dir)?);
-    if images.is_empty() {
-        bail!("no PNG/JPEG images in {}", image_dir.display());
-    }
-    let mut missing = Vec::new();
-    let jobs: Vec<Job> = images
-        .into_iter()
-        .filter_map(|image| match masks.iter().find(|m| stem(m) == stem(&image)) {
-            Some(m) => Some(Job { mask: m.clone(), image }),
-            None => {
-                missing.push(stem(&image));
-                None
-            }
-        })
-        .collect();
+    let images = list_images(image_dir, "image")?;
+    let masks: std::collections::BTreeMap<String, PathBuf> = list_images(mask_dir, "mask")?.into_iter().collect();
+    let missing: Vec<&str> = images.iter().filter(|(s, _)| !masks.contains_key(s)).map(|(s, _)| s.as_str()).collect();
     if !missing.is_empty() {
         bail!("no mask in {} for: {}", mask_dir.display(), missing.join(", "));
     }
-    Ok(jobs)
+    Ok(images.into_iter().map(|(s, image)| Job { mask: masks[&s].clone(), image }).collect())
 }
 
 /// Read a token file of spec §5.6 (whitespace-separated integers).

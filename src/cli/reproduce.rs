@@ -31,25 +31,17 @@ pub struct Provenance {
 
 /// Photos as 3 x S x S tensors: centre square crop, bilinear resize to S.
 pub fn load_photos(dir: &Path, limit: usize, s: usize) -> Result<Vec<(String, Tensor)>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(), Some("png" | "jpg" | "jpeg")))
-        .collect();
-    files.sort();
+    let mut files = crate::metrics::folders::list_images(dir, "photo")?;
     files.truncate(limit);
-    if files.is_empty() {
-        bail!("no PNG/JPEG photos in {}", dir.display());
-    }
     files
         .iter()
-        .map(|p| {
+        .map(|(stem, p)| {
             let img = crate::io::image::load_image(p).with_context(|| format!("loading {}", p.display()))?;
             let (h, w) = (img.height, img.width);
             let side = h.min(w);
             let sq = img.tensor.narrow(1, (h - side) / 2, side)?.narrow(2, (w - side) / 2, side)?.contiguous()?;
             let t = if side == s { sq } else { crate::ops::resize::resize_bilinear(&sq.reshape(&[1, 3, side, side])?, (s, s))?.reshape(&[3, s, s])? };
-            Ok((p.file_stem().unwrap_or_default().to_string_lossy().into_owned(), t))
+            Ok((stem.clone(), t))
         })
         .collect()
 }
