@@ -32,7 +32,7 @@ impl Device {
     pub fn same_as(&self, other: &Device) -> bool {
         match (self, other) {
             (Device::Cpu, Device::Cpu) => true,
-            (Device::Cuda(a), Device::Cuda(b)) => a.ordinal() == b.ordinal(),
+            (Device::Cuda(a), Device::Cuda(b)) => a.same_as(b),
             _ => false,
         }
     }

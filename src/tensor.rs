@@ -79,7 +79,7 @@ impl Tensor {
     fn storage_len(&self) -> usize {
         match &*self.storage {
             Storage::Cpu(s) => s.len(),
-            Storage::Cuda(s) => s.buf.len() / s.dtype.size_in_bytes(),
+            Storage::Cuda(s) => s.len(),
         }
     }
 

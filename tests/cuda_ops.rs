@@ -1,7 +1,8 @@
-//! Tier 4 (real GPU): the device-level entry points of `cuda::ops` (allocation, validation and
-//! launch composition on `CudaStorage`), the module cache, and `Tensor` device copies. Every test
-//! prints `SKIP (no CUDA device)` without a GPU and fails instead with FDM_REQUIRE_CUDA=1. The
-//! kernels' semantics are covered launch by launch in `cuda_emu_*.rs` (emulator and GPU).
+//! The device-level entry points of `cuda::ops` (allocation, validation and launch composition on
+//! `CudaStorage`) and `Tensor` device copies, on the emulated CUDA device (`emu::*`, always) and a
+//! real GPU (`cuda::*`: `SKIP (no CUDA device)` without one, a failure with FDM_REQUIRE_CUDA=1);
+//! the module cache and the caching allocator exist only on a GPU. The kernels' semantics are
+//! covered launch by launch in `cuda_emu_*.rs`.
 
 mod common;
 
@@ -14,6 +15,16 @@ use fdm::cuda::{module, CudaDevice, CudaStorage};
 use fdm::storage::CpuStorage;
 use fdm::testing::{assert_close, cuda_device_or_skip, random_vec, TOL_CUDA_F32};
 use fdm::{Device, Tensor};
+
+device_tests!(
+    elementwise_entry_points,
+    tensor_contiguous_and_round_trip_on_device,
+    softmax_and_layernorm_entry_points,
+    codebook_argmin_entry_point,
+    sample_step_entry_point,
+    linear_entry_point,
+    conv2d_and_attention_entry_points
+);
 
 fn up(dev: &CudaDevice, v: &[f32]) -> CudaStorage {
     dev.upload(&CpuStorage::F32(v.to_vec())).unwrap()
@@ -48,11 +59,7 @@ fn module_cache_compiles_once_per_device_cuda() {
     assert!(err.contains("no_such_kernel"), "{err}");
 }
 
-#[test]
-fn elementwise_entry_points_cuda() {
-    let Some(dev) = cuda_device_or_skip("elementwise_entry_points_cuda") else {
-        return;
-    };
+fn elementwise_entry_points(dev: CudaDevice) {
     let n = 10_007;
     assert_eq!(
         down(&elementwise::fill(&dev, 3.0, n).unwrap()),
@@ -93,11 +100,7 @@ fn elementwise_entry_points_cuda() {
     );
 }
 
-#[test]
-fn tensor_contiguous_and_round_trip_on_device_cuda() {
-    let Some(dev) = cuda_device_or_skip("tensor_contiguous_and_round_trip_on_device_cuda") else {
-        return;
-    };
+fn tensor_contiguous_and_round_trip_on_device(dev: CudaDevice) {
     let t = Tensor::from_vec((0..24).map(|i| i as f32).collect(), &[2, 3, 4]).unwrap();
     let d = t.to_device(&Device::Cuda(dev)).unwrap();
     let p = d.permute(&[2, 0, 1]).unwrap().narrow(0, 1, 2).unwrap();
@@ -111,11 +114,7 @@ fn tensor_contiguous_and_round_trip_on_device_cuda() {
     assert_eq!(p.contiguous().unwrap().to_vec_f32().unwrap(), want);
 }
 
-#[test]
-fn softmax_and_layernorm_entry_points_cuda() {
-    let Some(dev) = cuda_device_or_skip("softmax_and_layernorm_entry_points_cuda") else {
-        return;
-    };
+fn softmax_and_layernorm_entry_points(dev: CudaDevice) {
     let (rows, cols) = (1024, 512);
     let x = random_vec(2, rows * cols, -5.0, 5.0);
     let dy = random_vec(3, rows * cols, -1.0, 1.0);
@@ -152,11 +151,7 @@ fn softmax_and_layernorm_entry_points_cuda() {
     );
 }
 
-#[test]
-fn codebook_argmin_entry_point_cuda() {
-    let Some(dev) = cuda_device_or_skip("codebook_argmin_entry_point_cuda") else {
-        return;
-    };
+fn codebook_argmin_entry_point(dev: CudaDevice) {
     let s = codebook::ArgminShape {
         n: 2048,
         k: 1024,
@@ -186,11 +181,7 @@ fn codebook_argmin_entry_point_cuda() {
     }
 }
 
-#[test]
-fn sample_step_entry_point_cuda() {
-    let Some(dev) = cuda_device_or_skip("sample_step_entry_point_cuda") else {
-        return;
-    };
+fn sample_step_entry_point(dev: CudaDevice) {
     let s = sampling::SampleStep {
         b: 2,
         l: 1024,
@@ -220,11 +211,7 @@ fn sample_step_entry_point_cuda() {
     }
 }
 
-#[test]
-fn linear_entry_point_cuda() {
-    let Some(dev) = cuda_device_or_skip("linear_entry_point_cuda") else {
-        return;
-    };
+fn linear_entry_point(dev: CudaDevice) {
     // The transformer MLP's first layer at one image: 1024 tokens, 512 -> 2048.
     let (m, out, inp) = (1024, 2048, 512);
     let x = random_vec(10, m * inp, -1.0, 1.0);
@@ -263,8 +250,8 @@ fn caching_allocator_reuses_freed_buffers_cuda() {
     let Some(dev) = cuda_device_or_skip("caching_allocator_reuses_freed_buffers_cuda") else {
         return;
     };
-    dev.allocator().empty_cache();
-    let before = dev.allocator().stats();
+    dev.allocator().expect("a GPU has an allocator").empty_cache();
+    let before = dev.allocator().expect("a GPU has an allocator").stats();
     for _ in 0..10 {
         let a = dev.alloc(fdm::DType::F32, 1024 * 512).unwrap();
         let b = dev.alloc(fdm::DType::F32, 1000).unwrap();
@@ -274,7 +261,7 @@ fn caching_allocator_reuses_freed_buffers_cuda() {
             "logical lengths, not bucket sizes"
         );
     }
-    let after = dev.allocator().stats();
+    let after = dev.allocator().expect("a GPU has an allocator").stats();
     assert_eq!(
         after.misses - before.misses,
         2,
@@ -286,13 +273,9 @@ fn caching_allocator_reuses_freed_buffers_cuda() {
     assert_eq!(down(&up(&dev, &v)), v);
 }
 
-#[test]
-fn conv2d_and_attention_entry_points_cuda() {
+fn conv2d_and_attention_entry_points(dev: CudaDevice) {
     use common::reference::{attention_row_ref, conv2d_ref};
     use fdm::cuda::ops::{attention, conv2d};
-    let Some(dev) = cuda_device_or_skip("conv2d_and_attention_entry_points_cuda") else {
-        return;
-    };
     let p =
         conv2d::Conv2dParams::new([2, 16, 20, 20], [24, 16, 3, 3], (1, 1), (1, 1), (1, 1)).unwrap();
     let x = random_vec(13, p.input_len(), -1.0, 1.0);

@@ -129,13 +129,20 @@ pub struct Launch {
 /// The kernels of this crate all run on the device's one stream, in order, so the read/write
 /// events cudarc records for multi-stream use are not needed here.
 pub fn device_ptr(s: &CudaStorage, elem_offset: usize) -> u64 {
-    s.buf.device_address(s.device.stream()) + (elem_offset * s.dtype.size_in_bytes()) as u64
+    s.address() + (elem_offset * s.dtype.size_in_bytes()) as u64
 }
 
-/// Launch on a real GPU, on the device's stream (asynchronously, like every CUDA launch).
+/// Launch on the device: on a GPU's stream (asynchronously, like every CUDA launch), or on the
+/// CPU emulator for the emulated device (synchronously).
 pub fn run_on_device(dev: &CudaDevice, launch: &Launch) -> Result<()> {
+    if dev.is_emulated() {
+        // Every pointer argument of a launcher's `Launch` comes from `device_ptr` of a live
+        // `CudaStorage` of this (emulated) device, checked for length by the launcher, so it is a
+        // host address valid for the accesses the kernel makes.
+        return unsafe { super::emu::run(launch) };
+    }
     let func = module::function(dev, launch.module, launch.kernel)?;
-    let stream = dev.stream();
+    let stream = dev.stream()?;
     let mut builder = stream.launch_builder(&func);
     for arg in &launch.args {
         match arg {

@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod emu;
 pub mod launch;
+pub mod memory;
 pub mod module;
 pub mod ops;
 pub mod ptxas;
@@ -16,12 +17,27 @@ pub mod ptxas;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::storage::CpuStorage;
-use alloc::{DeviceAllocator, PooledBuf};
+use alloc::DeviceAllocator;
+use memory::{DeviceBuf, HostBlock};
 use cudarc::driver::{CudaContext, CudaStream};
 use std::sync::Arc;
 
+/// A CUDA device: a real GPU (context, its one stream, its caching allocator), or the emulated
+/// device, on which every launch runs on the CPU emulator of the CUDA execution model (`emu`) over
+/// host memory. The emulated device takes the same dispatch, launchers and kernels as a GPU, so
+/// the whole CUDA path of the engine (ops, model, sampler) is tested on machines without one.
 #[derive(Clone)]
 pub struct CudaDevice {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Gpu(Arc<Gpu>),
+    Emulated,
+}
+
+struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     allocator: DeviceAllocator,
@@ -29,39 +45,74 @@ pub struct CudaDevice {
 
 impl std::fmt::Debug for CudaDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaDevice({})", self.ordinal())
+        match &self.backend {
+            Backend::Gpu(_) => write!(f, "CudaDevice({})", self.ordinal()),
+            Backend::Emulated => write!(f, "CudaDevice(emulated)"),
+        }
     }
 }
 
 impl CudaDevice {
+    /// The emulated device: kernels run on the CPU emulator (slow: for tests and debugging).
+    pub fn emulated() -> CudaDevice {
+        CudaDevice {
+            backend: Backend::Emulated,
+        }
+    }
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.backend, Backend::Emulated)
+    }
+    fn gpu(&self) -> Option<&Gpu> {
+        match &self.backend {
+            Backend::Gpu(g) => Some(g),
+            Backend::Emulated => None,
+        }
+    }
+    fn require_gpu(&self, what: &str) -> Result<&Gpu> {
+        self.gpu()
+            .ok_or_else(|| Error::Cuda(format!("{what} needs a real GPU, not the emulated device")))
+    }
     pub fn ordinal(&self) -> usize {
-        self.ctx.ordinal()
+        self.gpu().map_or(0, |g| g.ctx.ordinal())
     }
     pub fn name(&self) -> String {
-        let n = self.ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        format!("cuda:{} ({n})", self.ordinal())
+        match self.gpu() {
+            Some(g) => {
+                let n = g.ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+                format!("cuda:{} ({n})", self.ordinal())
+            }
+            None => "cuda:emu (CUDA kernels on the CPU emulator)".to_string(),
+        }
     }
-    pub fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
+    /// Same device: the same GPU ordinal, or both the emulated device.
+    pub fn same_as(&self, other: &CudaDevice) -> bool {
+        self.is_emulated() == other.is_emulated() && self.ordinal() == other.ordinal()
     }
-    pub fn context(&self) -> &Arc<CudaContext> {
-        &self.ctx
+    /// The GPU's stream (Err on the emulated device, which has none).
+    pub fn stream(&self) -> Result<&Arc<CudaStream>> {
+        Ok(&self.require_gpu("a stream")?.stream)
     }
-    /// An uninitialised buffer of `n` elements of `dtype` from the device's caching allocator
-    /// (kernels write every element of their outputs before anything reads them).
+    /// The GPU's context (Err on the emulated device).
+    pub fn context(&self) -> Result<&Arc<CudaContext>> {
+        Ok(&self.require_gpu("a context")?.ctx)
+    }
+    /// An uninitialised buffer of `n` elements of `dtype` (zero-filled on the emulated device;
+    /// kernels write every element of their outputs before anything reads them).
     pub fn alloc(&self, dtype: DType, n: usize) -> Result<CudaStorage> {
-        let buf = self
-            .allocator
-            .alloc(&self.stream, n * dtype.size_in_bytes())?;
+        let bytes = n * dtype.size_in_bytes();
+        let buf = match self.gpu() {
+            Some(g) => DeviceBuf::Gpu(g.allocator.alloc(&g.stream, bytes)?),
+            None => DeviceBuf::Host(HostBlock::zeroed(bytes)),
+        };
         Ok(CudaStorage {
             buf,
             dtype,
             device: self.clone(),
         })
     }
-    /// The caching allocator of this device (statistics, `empty_cache`).
-    pub fn allocator(&self) -> &DeviceAllocator {
-        &self.allocator
+    /// The caching allocator of a GPU (statistics, `empty_cache`); None on the emulated device.
+    pub fn allocator(&self) -> Option<&DeviceAllocator> {
+        self.gpu().map(|g| &g.allocator)
     }
     /// Copy host data to a new device buffer of the same dtype.
     pub fn upload(&self, host: &CpuStorage) -> Result<CudaStorage> {
@@ -71,27 +122,41 @@ impl CudaDevice {
             CpuStorage::BF16(v) => bytemuck::cast_slice(v),
             CpuStorage::U32(v) => bytemuck::cast_slice(v),
         };
-        let mut buf = self.allocator.alloc(&self.stream, bytes.len())?;
-        self.stream
-            .memcpy_htod(bytes, &mut buf.view_mut())
-            .map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
+        let buf = match self.gpu() {
+            Some(g) => {
+                let mut buf = g.allocator.alloc(&g.stream, bytes.len())?;
+                g.stream
+                    .memcpy_htod(bytes, &mut buf.view_mut())
+                    .map_err(|e| Error::Cuda(format!("copy to device: {e:?}")))?;
+                DeviceBuf::Gpu(buf)
+            }
+            None => {
+                let mut block = HostBlock::zeroed(bytes.len());
+                block.copy_from(bytes);
+                DeviceBuf::Host(block)
+            }
+        };
         Ok(CudaStorage {
             buf,
             dtype: host.dtype(),
             device: self.clone(),
         })
     }
-    /// Wait for every kernel queued on this device's stream.
+    /// Wait for every kernel queued on this device's stream (emulated launches are synchronous).
     pub fn synchronize(&self) -> Result<()> {
-        self.stream
-            .synchronize()
-            .map_err(|e| Error::Cuda(format!("synchronize: {e:?}")))
+        match self.gpu() {
+            Some(g) => g
+                .stream
+                .synchronize()
+                .map_err(|e| Error::Cuda(format!("synchronize: {e:?}"))),
+            None => Ok(()),
+        }
     }
 }
 
 /// Device memory of one tensor: raw bytes plus the element dtype.
 pub struct CudaStorage {
-    pub(crate) buf: PooledBuf,
+    pub(crate) buf: DeviceBuf,
     pub(crate) dtype: DType,
     pub(crate) device: CudaDevice,
 }
@@ -109,13 +174,24 @@ impl CudaStorage {
     pub fn device(&self) -> &CudaDevice {
         &self.device
     }
+    /// The address kernels see for the first byte (device address; host address when emulated).
+    pub fn address(&self) -> u64 {
+        match (&self.buf, self.device.gpu()) {
+            (DeviceBuf::Gpu(b), Some(g)) => b.device_address(&g.stream),
+            (DeviceBuf::Host(b), _) => b.address(),
+            (DeviceBuf::Gpu(_), None) => unreachable!("GPU blocks belong to GPU devices"),
+        }
+    }
     /// Copy the buffer back to the host (waits for the kernels that write it).
     pub fn download(&self) -> Result<CpuStorage> {
-        let bytes: Vec<u8> = self
-            .device
-            .stream
-            .clone_dtoh(&self.buf.view())
-            .map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?;
+        let bytes: Vec<u8> = match (&self.buf, self.device.gpu()) {
+            (DeviceBuf::Gpu(b), Some(g)) => g
+                .stream
+                .clone_dtoh(&b.view())
+                .map_err(|e| Error::Cuda(format!("copy to host: {e:?}")))?,
+            (DeviceBuf::Host(b), _) => b.to_vec(),
+            (DeviceBuf::Gpu(_), None) => unreachable!("GPU blocks belong to GPU devices"),
+        };
         Ok(match self.dtype {
             DType::F32 => CpuStorage::F32(bytemuck::pod_collect_to_vec(&bytes)),
             DType::F16 => CpuStorage::F16(bytemuck::pod_collect_to_vec(&bytes)),
@@ -145,8 +221,10 @@ pub fn probe() -> std::result::Result<CudaDevice, String> {
     let stream = ctx.default_stream();
     let allocator = DeviceAllocator::for_ordinal(ctx.ordinal());
     Ok(CudaDevice {
-        ctx,
-        stream,
-        allocator,
+        backend: Backend::Gpu(Arc::new(Gpu {
+            ctx,
+            stream,
+            allocator,
+        })),
     })
 }

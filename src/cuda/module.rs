@@ -181,12 +181,12 @@ pub fn load(dev: &CudaDevice, module: &str) -> Result<Arc<CudaModule>> {
     let src = kernel_source(module)
         .ok_or_else(|| Error::Cuda(format!("no kernel file kernels/{module}.cu")))?;
     let (major, minor) = dev
-        .context()
+        .context()?
         .compute_capability()
         .map_err(|e| Error::Cuda(format!("reading the compute capability: {e:?}")))?;
     let compiled = compile(module, src, &arch_for(major, minor), &[])?;
     let loaded = dev
-        .context()
+        .context()?
         .load_module(Ptx::from_src(compiled.ptx))
         .map_err(|e| {
             Error::Cuda(format!(

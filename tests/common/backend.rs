@@ -135,3 +135,27 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// `device_tests!(a, b)` for `fn a(dev: CudaDevice)`: `emu::a` runs on the emulated CUDA device
+/// (the real dispatch and launchers, kernels on the CPU emulator), `cuda::a` on a GPU (SKIP without
+/// one, a failure with FDM_REQUIRE_CUDA=1).
+#[macro_export]
+macro_rules! device_tests {
+    ($($name:ident),* $(,)?) => {
+        mod emu {
+            $(#[test]
+            fn $name() {
+                super::$name(fdm::cuda::CudaDevice::emulated());
+            })*
+        }
+        mod cuda {
+            $(#[test]
+            fn $name() {
+                let test = concat!(module_path!(), "::", stringify!($name));
+                if let Some(dev) = fdm::testing::cuda_device_or_skip(test) {
+                    super::$name(dev);
+                }
+            })*
+        }
+    };
+}
