@@ -7,12 +7,13 @@
 //       x[b * p.batch_stride + l * p.row_stride + h * 64 + d]  (row_stride = heads * 64 when dense)
 //       o[b, l, h, :] = sum_j softmax_j(scale * q[b,l,h,:] . k[b,j,h,:]) v[b,j,h,:]
 //       lse[(b * heads + h) * L + l] = log sum_j exp(scale * q.k_j) (for a backward pass); may be null.
-// Head dim fixed at 64 (the model's; the launcher refuses others). Each block takes 64 queries of
+// Head dim 64 (the paper model: attention_fwd_f32) or 32 (the tiny preset: attention_fwd_d32_f32);
+// the launcher refuses others. Each block takes 64 queries of
 // one (batch, head), one thread per query holding its scaled q and its output accumulator (64 + 64
 // floats) in registers. Keys and values stream through shared memory in tiles of 64 (every thread
 // reads the same key row: a broadcast); the running max / sum / output are updated online per key,
 // rescaled only when the max grows. No warp-level communication is needed.
-// Launch: grid (ceil(L / 64), heads, B), 64 threads, 32 KiB static shared memory.
+// Launch: grid (ceil(L / 64), heads, B), 64 threads, 2 * 64 * D * 4 bytes of static shared memory.
 
 #define ATT_D 64
 #define ATT_BQ 64
@@ -26,19 +27,21 @@ struct AttentionParams {
   float scale;
 };
 
-extern "C" __global__ void __launch_bounds__(ATT_THREADS)
-    attention_fwd_f32(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
-                      const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
-  __shared__ float ks[ATT_BK][ATT_D];
-  __shared__ float vs[ATT_BK][ATT_D];
+// The kernel body for head dim D (64: the paper model; 32: the tiny preset); the entry points
+// below own the shared-memory tiles so that each instantiation has its own.
+template <int D>
+static __device__ __forceinline__ void attention_fwd_body(float (*ks)[D], float (*vs)[D], float* __restrict__ o,
+                                                          float* __restrict__ lse, const float* __restrict__ q,
+                                                          const float* __restrict__ k,
+                                                          const float* __restrict__ v, const AttentionParams& p) {
   const unsigned t = threadIdx.x, qi = blockIdx.x * ATT_BQ + t;
   const unsigned h = blockIdx.y, b = blockIdx.z;
-  const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * ATT_D;
+  const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const bool q_ok = qi < p.len;
 
-  float qr[ATT_D], acc[ATT_D];
+  float qr[D], acc[D];
 #pragma unroll
-  for (int i = 0; i < ATT_D; ++i) {
+  for (int i = 0; i < D; ++i) {
     qr[i] = q_ok ? q[head_base + (size_t)qi * p.row_stride + i] * p.scale : 0.0f;
     acc[i] = 0.0f;
   }
@@ -46,8 +49,8 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
 
   for (unsigned k0 = 0; k0 < p.len; k0 += ATT_BK) {
 #pragma unroll 4
-    for (int r = 0; r < ATT_BK * ATT_D / ATT_THREADS; ++r) {  // coalesced along d
-      const unsigned e = t + ATT_THREADS * r, key = e / ATT_D, d = e % ATT_D, j = k0 + key;
+    for (int r = 0; r < ATT_BK * D / ATT_THREADS; ++r) {  // coalesced along d
+      const unsigned e = t + ATT_THREADS * r, key = e / D, d = e % D, j = k0 + key;
       const size_t at = head_base + (size_t)j * p.row_stride + d;
       ks[key][d] = j < p.len ? k[at] : 0.0f;
       vs[key][d] = j < p.len ? v[at] : 0.0f;
@@ -57,18 +60,18 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
     for (unsigned j = 0; j < nk; ++j) {
       float s = 0.0f;
 #pragma unroll
-      for (int i = 0; i < ATT_D; ++i) s = fmaf(qr[i], ks[j][i], s);
+      for (int i = 0; i < D; ++i) s = fmaf(qr[i], ks[j][i], s);
       if (s > m) {
         const float corr = expf(m - s);
         l *= corr;
 #pragma unroll
-        for (int i = 0; i < ATT_D; ++i) acc[i] *= corr;
+        for (int i = 0; i < D; ++i) acc[i] *= corr;
         m = s;
       }
       const float w = expf(s - m);
       l += w;
 #pragma unroll
-      for (int i = 0; i < ATT_D; ++i) acc[i] = fmaf(w, vs[j][i], acc[i]);
+      for (int i = 0; i < D; ++i) acc[i] = fmaf(w, vs[j][i], acc[i]);
     }
     __syncthreads();
   }
@@ -76,7 +79,23 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
   if (q_ok) {
     const float inv = 1.0f / l;
 #pragma unroll
-    for (int i = 0; i < ATT_D; ++i) o[head_base + (size_t)qi * p.row_stride + i] = acc[i] * inv;
+    for (int i = 0; i < D; ++i) o[head_base + (size_t)qi * p.row_stride + i] = acc[i] * inv;
     if (lse) lse[((size_t)b * p.heads + h) * p.len + qi] = m + logf(l);
   }
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attention_fwd_f32(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                      const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ float ks[ATT_BK][ATT_D];
+  __shared__ float vs[ATT_BK][ATT_D];
+  attention_fwd_body<ATT_D>(ks, vs, o, lse, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_THREADS)
+    attention_fwd_d32_f32(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                          const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ float ks[ATT_BK][32];
+  __shared__ float vs[ATT_BK][32];
+  attention_fwd_body<32>(ks, vs, o, lse, q, k, v, p);
 }

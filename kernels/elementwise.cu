@@ -18,6 +18,7 @@
 #define BINARY_DIV 3
 #define BINARY_MAX 4
 #define BINARY_MIN 5
+#define BINARY_MAX_GRAD_SHARE 6
 
 #define GRID_STRIDE_LOOP(i, n) \
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += blockDim.x * gridDim.x)
@@ -28,8 +29,11 @@ static __device__ __forceinline__ float apply_binary(int op, float a, float b) {
     case BINARY_SUB: return a - b;
     case BINARY_MUL: return a * b;
     case BINARY_DIV: return a / b;
-    case BINARY_MAX: return fmaxf(a, b);
-    default: return fminf(a, b);
+    // A NaN in either input gives NaN, as on the CPU and in torch.maximum (fmaxf would drop it).
+    case BINARY_MAX: return (a > b || a != a) ? a : b;
+    case BINARY_MIN: return (a < b || a != a) ? a : b;
+    // The share of maximum(a, b)'s gradient that flows to a: ties split evenly (PyTorch).
+    default: return a > b ? 1.0f : (a == b ? 0.5f : 0.0f);
   }
 }
 

@@ -153,6 +153,21 @@ impl Tensor {
             (Storage::Cuda(_), _) => Err(Error::msg("cpu_f32: tensor lives on a CUDA device")),
         }
     }
+    /// The device buffer of a dense CUDA tensor (kernels read it from element 0 as a flat array).
+    pub fn cuda_dense(&self) -> Result<&crate::cuda::CudaStorage> {
+        match (&*self.storage, self.is_dense()) {
+            (Storage::Cuda(s), true) => Ok(s),
+            (Storage::Cuda(_), false) => Err(Error::msg("cuda_dense: tensor is a strided view; call contiguous() first")),
+            (Storage::Cpu(_), _) => Err(Error::msg("cuda_dense: tensor lives on the CPU")),
+        }
+    }
+    /// A dense tensor over a device buffer of exactly `numel(shape)` elements.
+    pub fn from_cuda(storage: crate::cuda::CudaStorage, shape: &[usize]) -> Result<Tensor> {
+        if storage.len() != numel(shape) {
+            return Err(Error::shape("from_cuda", format!("{} values for shape {shape:?}", storage.len())));
+        }
+        Ok(Tensor::from_storage(Storage::Cuda(storage), shape))
+    }
     pub fn cpu_u32(&self) -> Result<&[u32]> {
         match (&*self.storage, self.is_dense()) {
             (Storage::Cpu(CpuStorage::U32(v)), true) => Ok(v),

@@ -7,17 +7,31 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::attention_row_ref;
-use fdm::cuda::ops::attention::{attention_fwd_launch, AttentionParams, HEAD_DIM};
+use fdm::cuda::ops::attention::{attention_fwd_dim_launch, AttentionParams};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
     attention_matches_reference_with_partial_tiles,
-    attention_at_the_model_shape
+    attention_at_the_model_shape,
+    attention_head_dim_32_at_the_tiny_shape
 );
+
+const HEAD_DIM: usize = 64;
 
 /// Runs the kernel on dense [b, l, h*64] inputs and checks the query rows `rows` of every (b, h).
 fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f32, rows: &[usize]) {
-    let n = b * l * h * HEAD_DIM;
+    check_dim(be, seed, (b, l, h, HEAD_DIM), spread, rows);
+}
+
+/// As `check` for a head dim `dh`.
+fn check_dim<B: Backend>(
+    be: &B,
+    seed: u64,
+    (b, l, h, dh): (usize, usize, usize, usize),
+    spread: f32,
+    rows: &[usize],
+) {
+    let n = b * l * h * dh;
     let q = random_vec(seed, n, -spread, spread);
     let k = random_vec(seed + 1, n, -spread, spread);
     let v = random_vec(seed + 2, n, -1.0, 1.0);
@@ -26,22 +40,23 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
         be.f32s(&vec![f32::NAN; n]),
         be.f32s(&vec![f32::NAN; b * h * l]),
     );
-    be.run(&attention_fwd_launch(
+    be.run(&attention_fwd_dim_launch(
+        dh,
         be.ptr(&o),
         be.ptr(&lse),
         be.ptr(&qb),
         be.ptr(&kb),
         be.ptr(&vb),
-        &AttentionParams::dense(b, l, h),
+        &AttentionParams::dense_dim(b, l, h, dh),
     ));
     let (o, lse) = (be.get_f32(&o), be.get_f32(&lse));
     for bi in 0..b {
         for hi in 0..h {
             for &qi in rows {
-                let (want, want_lse) = attention_row_ref(&q, &k, &v, l, h, HEAD_DIM, bi, hi, qi);
-                let start = (bi * l + qi) * h * HEAD_DIM + hi * HEAD_DIM;
-                let what = format!("b{bi} h{hi} query {qi} of {l}");
-                assert_close(&o[start..start + HEAD_DIM], &want, TOL_CUDA_F32, &what);
+                let (want, want_lse) = attention_row_ref(&q, &k, &v, l, h, dh, bi, hi, qi);
+                let start = (bi * l + qi) * h * dh + hi * dh;
+                let what = format!("b{bi} h{hi} query {qi} of {l} (head dim {dh})");
+                assert_close(&o[start..start + dh], &want, TOL_CUDA_F32, &what);
                 assert_close(
                     &[lse[(bi * h + hi) * l + qi]],
                     &[want_lse],
@@ -66,4 +81,10 @@ fn attention_at_the_model_shape<B: Backend>(be: &B) {
     // rows covering all 16 query tiles is checked against the f64 reference.
     let rows: Vec<usize> = (0..1024).step_by(61).chain([1023]).collect();
     check(be, 7, 1, 1024, 8, 1.0, &rows);
+}
+
+fn attention_head_dim_32_at_the_tiny_shape<B: Backend>(be: &B) {
+    // The tiny preset: 2 heads of 32 over 1024 tokens; a partial key tile too (1000 = 15 * 64 + 40).
+    check_dim(be, 7, (1, 1024, 2, 32), 2.0, &[0, 1, 63, 64, 511, 1023]);
+    check_dim(be, 8, (2, 1000, 2, 32), 3.0, &[0, 39, 999]);
 }

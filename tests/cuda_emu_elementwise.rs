@@ -128,24 +128,29 @@ fn activations_backward_match_reference<B: Backend>(be: &B) {
     }
 }
 
+/// The CPU backend's oracle (`cpu::ops::binary::apply_f64`) for the kernel's op code.
 fn binary_ref(op: BinaryOp, a: f32, b: f32) -> f32 {
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
-    }
+    use fdm::params::binary::BinaryOp as Cpu;
+    let cpu = match op {
+        BinaryOp::Add => Cpu::Add,
+        BinaryOp::Sub => Cpu::Sub,
+        BinaryOp::Mul => Cpu::Mul,
+        BinaryOp::Div => Cpu::Div,
+        BinaryOp::Max => Cpu::Maximum,
+        BinaryOp::Min => Cpu::Minimum,
+        BinaryOp::MaxGradShare => Cpu::MaxGradShare,
+    };
+    fdm::cpu::ops::binary::apply_f64(cpu, a as f64, b as f64) as f32
 }
 
-const OPS: [BinaryOp; 6] = [
+const OPS: [BinaryOp; 7] = [
     BinaryOp::Add,
     BinaryOp::Sub,
     BinaryOp::Mul,
     BinaryOp::Div,
     BinaryOp::Max,
     BinaryOp::Min,
+    BinaryOp::MaxGradShare,
 ];
 
 fn binary_broadcast_matches_reference<B: Backend>(be: &B) {

@@ -5,6 +5,7 @@
 
 use super::argcheck::{expect_f32, expect_rank, expect_same_device, expect_same_shape};
 use crate::cpu::ops::{attention as cpu_fwd, attention_backward as cpu_bwd};
+use crate::cuda::ops::attention as cuda;
 use crate::error::{Error, Result};
 use crate::params::attention::AttentionParams;
 use crate::storage::Storage;
@@ -63,7 +64,22 @@ pub fn attention_with_lse(
                 Tensor::from_vec(lse, &lse_shape)?,
             ))
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let (b, l, dh) = (p.batch as usize, p.seq_len as usize, p.head_dim as usize);
+            let (o, lse) = cuda::attention_fwd_dim(
+                q.cuda_dense()?,
+                k.cuda_dense()?,
+                v.cuda_dense()?,
+                b,
+                l,
+                heads,
+                dh,
+            )?;
+            Ok((
+                Tensor::from_cuda(o, q.shape())?,
+                Tensor::from_cuda(lse, &[b, heads, l])?,
+            ))
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 use super::prep::dense_f32;
 use crate::cpu::ops::binary as cpu;
+use crate::cuda::ops::elementwise as cuda;
 use crate::error::Result;
 use crate::params::binary::{BinaryOp, BinaryParams};
 use crate::shape::broadcast_shape;
@@ -27,7 +28,35 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             cpu::binary_fast(&params, a.cpu_f32()?, b.cpu_f32()?, &mut out);
             Tensor::from_vec(out, &shape)
         }
-        _ => Err(super::no_cuda_kernel(name)),
+        _ => {
+            let r = params.rank();
+            let dims = |v: &[u32]| v[..r].iter().map(|&d| d as usize).collect::<Vec<_>>();
+            let (cshape, sa, sb) = (
+                dims(&params.shape),
+                dims(&params.a_strides),
+                dims(&params.b_strides),
+            );
+            let out = cuda::binary(
+                cuda_op(op),
+                &cshape,
+                (a.cuda_dense()?, &sa, 0),
+                (b.cuda_dense()?, &sb, 0),
+            )?;
+            Tensor::from_cuda(out, &shape)
+        }
+    }
+}
+
+/// The kernel's code for the op (`kernels/elementwise.cu`).
+fn cuda_op(op: BinaryOp) -> cuda::BinaryOp {
+    match op {
+        BinaryOp::Add => cuda::BinaryOp::Add,
+        BinaryOp::Sub => cuda::BinaryOp::Sub,
+        BinaryOp::Mul => cuda::BinaryOp::Mul,
+        BinaryOp::Div => cuda::BinaryOp::Div,
+        BinaryOp::Maximum => cuda::BinaryOp::Max,
+        BinaryOp::Minimum => cuda::BinaryOp::Min,
+        BinaryOp::MaxGradShare => cuda::BinaryOp::MaxGradShare,
     }
 }
 

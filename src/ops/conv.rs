@@ -9,7 +9,8 @@
 //!
 //! Shapes are checked here with errors naming the problem; the loops live in `cpu::ops`.
 
-use super::matmul::check_cpu_f32;
+use super::matmul::{check_cpu_f32, check_f32_same_device};
+use crate::cuda::ops::conv2d as cuda_conv;
 use crate::cpu::ops::{conv2d as cpu_conv, conv_transpose2d as cpu_convt};
 use crate::error::{Error, Result};
 use crate::params::conv2d::Conv2dParams;
@@ -89,9 +90,21 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, padding
     let p = conv2d_params("conv2d", x.shape(), w.shape(), b.map(|b| b.shape()), stride, padding)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
-    check_cpu_f32("conv2d", &inputs)?;
+    check_f32_same_device("conv2d", &inputs)?;
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
     let shape = conv_out_shape(&p);
+    if !super::is_cpu(&x) {
+        let cp = cuda_conv::Conv2dParams::new(
+            [p.batch, p.in_channels, p.in_h, p.in_w].map(|d| d as usize),
+            w.shape().try_into().expect("conv2d weight is 4-D (checked)"),
+            (stride, stride),
+            (padding, padding),
+            (1, 1),
+        )?;
+        let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
+        let y = cuda_conv::conv2d_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, &cp)?;
+        return Tensor::from_cuda(y, &shape);
+    }
     let mut y = vec![0f32; numel(&shape)];
     cpu_conv::conv2d_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?, &mut y);
     Tensor::from_vec(y, &shape)

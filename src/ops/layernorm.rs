@@ -5,6 +5,7 @@
 
 use super::prep::{check_u32_len, dense_f32, expect_shape};
 use crate::cpu::ops::layernorm as cpu;
+use crate::cuda::ops::layernorm as cuda;
 use crate::error::{Error, Result};
 use crate::params::layernorm::LayerNormParams;
 use crate::storage::Storage;
@@ -66,7 +67,24 @@ pub fn layer_norm_with_stats(
                 Tensor::from_vec(rstd, &[rows])?,
             ))
         }
-        _ => Err(super::no_cuda_kernel(OP)),
+        _ => {
+            let (rows, d) = (p.rows as usize, p.dim as usize);
+            let out = cuda::layernorm_fwd(
+                x.cuda_dense()?,
+                Some(w.cuda_dense()?),
+                Some(b.cuda_dense()?),
+                rows,
+                d,
+                p.eps,
+                true,
+            )?;
+            let (mean, rstd) = out.stats.expect("statistics were requested");
+            Ok((
+                Tensor::from_cuda(out.y, x.shape())?,
+                Tensor::from_cuda(mean, &[rows])?,
+                Tensor::from_cuda(rstd, &[rows])?,
+            ))
+        }
     }
 }
 
@@ -85,6 +103,9 @@ pub fn layer_norm_backward(
     expect_shape(OP, "backward: mean", mean, &[rows])?;
     expect_shape(OP, "backward: rstd", rstd, &[rows])?;
     super::check_same_device(OP, x, g)?;
+    super::check_same_device(OP, x, weight)?;
+    super::check_same_device(OP, x, mean)?;
+    super::check_same_device(OP, x, rstd)?;
     let (x, w, g) = (dense_f32(OP, x)?, dense_f32(OP, weight)?, dense_f32(OP, g)?);
     let (mean, rstd) = (dense_f32(OP, mean)?, dense_f32(OP, rstd)?);
     match (x.storage(), w.storage(), g.storage()) {
@@ -109,6 +130,21 @@ pub fn layer_norm_backward(
                 Tensor::from_vec(db, &[d])?,
             ))
         }
-        _ => Err(super::no_cuda_kernel(OP)),
+        _ => {
+            let (rows, d) = (p.rows as usize, p.dim as usize);
+            let (dx, dw, db) = cuda::layernorm_bwd(
+                g.cuda_dense()?,
+                x.cuda_dense()?,
+                (mean.cuda_dense()?, rstd.cuda_dense()?),
+                Some(w.cuda_dense()?),
+                rows,
+                d,
+            )?;
+            Ok((
+                Tensor::from_cuda(dx, x.shape())?,
+                Tensor::from_cuda(dw, &[d])?,
+                Tensor::from_cuda(db, &[d])?,
+            ))
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! Shapes are checked here with errors naming the problem; the loops live in `cpu::ops`.
 
 use crate::cpu::ops::{gemm, linear as cpu_linear};
+use crate::cuda::ops::gemm as cuda;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::params::gemm::GemmParams;
@@ -49,6 +50,19 @@ impl Operand {
         }
         Ok(Operand { dense: t.contiguous()?, trans: false, ld: cols })
     }
+    /// The operand as the CUDA GEMM reads it, batch items `batch_stride` elements apart.
+    fn on_device(&self, batch_stride: usize) -> Result<cuda::MatOperand<'_>> {
+        Ok(cuda::MatOperand { data: self.dense.cuda_dense()?, trans: self.trans, ld: self.ld, batch_stride })
+    }
+    /// The logical matrix (or batch of matrices) as dense row-major storage: the stored data
+    /// when not transposed, else a transposed copy.
+    fn materialised(&self) -> Result<Tensor> {
+        if !self.trans {
+            return Ok(self.dense.clone());
+        }
+        let r = self.dense.rank();
+        self.dense.transpose(r - 2, r - 1)?.contiguous()
+    }
     /// The same storage read as the transposed matrix.
     fn flipped(&self) -> Operand {
         Operand { dense: self.dense.clone(), trans: !self.trans, ld: self.ld }
@@ -86,10 +100,11 @@ fn check_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
 pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (batch, m, k, n, shared, out_shape) = matmul_dims("matmul", a, b)?;
     check_pair("matmul", a, b)?;
-    if !matches!(a.storage(), Storage::Cpu(_)) {
-        return Err(super::no_cuda_kernel("matmul"));
-    }
     let (oa, ob) = (Operand::new(a)?, Operand::new(b)?);
+    if !super::is_cpu(a) {
+        let y = cuda::matmul(&oa.on_device(m * k)?, &ob.on_device(if shared { 0 } else { k * n })?, (m, n, k), batch)?;
+        return Tensor::from_cuda(y, &out_shape);
+    }
     let mut out = vec![0f32; batch * m * n];
     let p = GemmParams::with_trans(m, n, k, oa.trans, ob.trans)
         .leading_dims(oa.ld, ob.ld, n)
@@ -107,10 +122,10 @@ pub fn matmul_backward(a: &Tensor, b: &Tensor, grad_out: &Tensor) -> Result<(Ten
     }
     check_pair("matmul_backward", a, b)?;
     check_pair("matmul_backward", a, grad_out)?;
-    if !matches!(a.storage(), Storage::Cpu(_)) {
-        return Err(super::no_cuda_kernel("matmul_backward"));
-    }
     let (oa, ob, og) = (Operand::new(a)?, Operand::new(b)?, Operand::new(grad_out)?);
+    if !super::is_cpu(a) {
+        return matmul_backward_cuda((&oa, &ob, &og), (batch, m, k, n, shared), a.shape(), b.shape());
+    }
     let (a_data, b_data, g_data) = (oa.dense.cpu_f32()?, ob.dense.cpu_f32()?, og.dense.cpu_f32()?);
     let b_stride = if shared { 0 } else { k * n };
     // da[M, K] = g[M, N] * b^T[N, K]
@@ -127,6 +142,29 @@ pub fn matmul_backward(a: &Tensor, b: &Tensor, grad_out: &Tensor) -> Result<(Ten
         .batched(batch, m * k, m * n, b_stride);
     gemm::gemm_fast(&p, a_data, g_data, &mut db);
     Ok((Tensor::from_vec(da, a.shape())?, Tensor::from_vec(db, b.shape())?))
+}
+
+/// `matmul_backward` on a CUDA device. A `b` shared by the batch gets `db = A'^T G'` with the
+/// batch folded into the product's inner dim (`A'` = a as `[batch * m, k]`), one GEMM whose
+/// reduction covers every batch item, rather than batch items accumulating into one output.
+fn matmul_backward_cuda(
+    (oa, ob, og): (&Operand, &Operand, &Operand),
+    (batch, m, k, n, shared): (usize, usize, usize, usize, bool),
+    a_shape: &[usize],
+    b_shape: &[usize],
+) -> Result<(Tensor, Tensor)> {
+    let b_stride = if shared { 0 } else { k * n };
+    let bt = ob.flipped();
+    let da = cuda::matmul(&og.on_device(m * n)?, &bt.on_device(b_stride)?, (m, k, n), batch)?;
+    let db = if shared {
+        let (a2, g2) = (oa.materialised()?, og.materialised()?);
+        let at = Operand { dense: a2, trans: true, ld: k };
+        let g = Operand { dense: g2, trans: false, ld: n };
+        cuda::matmul(&at.on_device(0)?, &g.on_device(0)?, (k, n, batch * m), 1)?
+    } else {
+        cuda::matmul(&oa.flipped().on_device(m * k)?, &og.on_device(m * n)?, (k, n, m), batch)?
+    };
+    Ok((Tensor::from_cuda(da, a_shape)?, Tensor::from_cuda(db, b_shape)?))
 }
 
 /// Checked dims of a linear layer and the output shape `[.., out]`.
@@ -151,12 +189,18 @@ fn linear_dims(op: &'static str, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> 
     Ok((LinearParams::new(numel(lead), inf, outf, b.is_some()), out))
 }
 
-/// All tensors f32 on the same device; CPU only until the CUDA kernels are wired.
-pub(crate) fn check_cpu_f32(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+/// All tensors f32 on the same device.
+pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
     for t in tensors {
         check_f32(op, t)?;
         super::check_same_device(op, tensors[0], t)?;
     }
+    Ok(())
+}
+
+/// All tensors f32 on the same device, and that device the CPU (for ops with no CUDA kernel).
+pub(crate) fn check_cpu_f32(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+    check_f32_same_device(op, tensors)?;
     if !matches!(tensors[0].storage(), Storage::Cpu(_)) {
         return Err(super::no_cuda_kernel(op));
     }
@@ -168,8 +212,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (p, out_shape) = linear_dims("linear", x, w, b)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
-    check_cpu_f32("linear", &inputs)?;
+    check_f32_same_device("linear", &inputs)?;
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
+    if !super::is_cpu(&x) {
+        let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
+        let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
+        let y = cuda::linear_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, m, outf, inf)?;
+        return Tensor::from_cuda(y, &out_shape);
+    }
     let mut y = vec![0f32; numel(&out_shape)];
     cpu_linear::linear_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?, &mut y);
     Tensor::from_vec(y, &out_shape)
@@ -194,8 +244,14 @@ fn linear_grad_dims(op: &'static str, x_shape: &[usize], w_shape: &[usize], grad
 /// `dx = g * W`: gradient of `linear` with respect to its input (`x_shape` is the input's shape).
 pub fn linear_backward_input(x_shape: &[usize], w: &Tensor, grad_out: &Tensor) -> Result<Tensor> {
     let p = linear_grad_dims("linear_backward_input", x_shape, w.shape(), grad_out)?;
-    check_cpu_f32("linear_backward_input", &[grad_out, w])?;
+    check_f32_same_device("linear_backward_input", &[grad_out, w])?;
     let (w, g) = (w.contiguous()?, grad_out.contiguous()?);
+    if !super::is_cpu(&g) {
+        let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
+        let mut dx = g.cuda_dense()?.device().alloc(crate::dtype::DType::F32, m * inf)?;
+        cuda::gemm_into(&mut dx, g.cuda_dense()?, w.cuda_dense()?, None, &cuda::GemmParams::linear_dx(m, outf, inf), 1)?;
+        return Tensor::from_cuda(dx, x_shape);
+    }
     let mut dx = vec![0f32; numel(x_shape)];
     cpu_linear::linear_backward_input_fast(&p, w.cpu_f32()?, g.cpu_f32()?, &mut dx);
     Tensor::from_vec(dx, x_shape)
@@ -204,8 +260,15 @@ pub fn linear_backward_input(x_shape: &[usize], w: &Tensor, grad_out: &Tensor) -
 /// `dW = g^T * x` (`[out, in]`): gradient of `linear` with respect to its weight.
 pub fn linear_backward_weight(x: &Tensor, w_shape: &[usize], grad_out: &Tensor) -> Result<Tensor> {
     let p = linear_grad_dims("linear_backward_weight", x.shape(), w_shape, grad_out)?;
-    check_cpu_f32("linear_backward_weight", &[grad_out, x])?;
+    check_f32_same_device("linear_backward_weight", &[grad_out, x])?;
     let (x, g) = (x.contiguous()?, grad_out.contiguous()?);
+    if !super::is_cpu(&g) {
+        let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
+        let mut dw = g.cuda_dense()?.device().alloc(crate::dtype::DType::F32, outf * inf)?;
+        let params = cuda::GemmParams::linear_dw(m, outf, inf, false);
+        cuda::gemm_into(&mut dw, g.cuda_dense()?, x.cuda_dense()?, None, &params, 1)?;
+        return Tensor::from_cuda(dw, w_shape);
+    }
     let mut dw = vec![0f32; numel(w_shape)];
     cpu_linear::linear_backward_weight_fast(&p, x.cpu_f32()?, g.cpu_f32()?, &mut dw);
     Tensor::from_vec(dw, w_shape)
@@ -216,8 +279,11 @@ pub fn linear_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     let Some((&outf, lead)) = grad_out.shape().split_last() else {
         return Err(Error::shape("linear_backward_bias", "grad_out is a scalar; expected [.., out]"));
     };
-    check_cpu_f32("linear_backward_bias", &[grad_out])?;
+    check_f32_same_device("linear_backward_bias", &[grad_out])?;
     let g = grad_out.contiguous()?;
+    if !super::is_cpu(&g) {
+        return Tensor::from_cuda(cuda::column_sums(g.cuda_dense()?, numel(lead), outf)?, &[outf]);
+    }
     let mut db = vec![0f32; outf];
     cpu_linear::linear_backward_bias_fast(&LinearParams::new(numel(lead), 0, outf, true), g.cpu_f32()?, &mut db);
     Tensor::from_vec(db, &[outf])

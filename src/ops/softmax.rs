@@ -4,6 +4,7 @@
 
 use super::prep::{check_u32_len, dense_f32, expect_shape};
 use crate::cpu::ops::softmax as cpu;
+use crate::cuda::ops::softmax as cuda;
 use crate::error::{Error, Result};
 use crate::params::softmax::SoftmaxParams;
 use crate::storage::Storage;
@@ -30,7 +31,11 @@ fn forward(name: &'static str, x: &Tensor, log: bool) -> Result<Tensor> {
             cpu::softmax_fast(&p, x.cpu_f32()?, &mut y);
             Tensor::from_vec(y, x.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(name)),
+        Storage::Cuda(_) => {
+            let (rows, cols) = (p.rows as usize, p.len as usize);
+            let y = cuda::softmax_kind_fwd(log, x.cuda_dense()?, rows, cols)?;
+            Tensor::from_cuda(y, x.shape())
+        }
     }
 }
 
@@ -45,7 +50,11 @@ fn backward(name: &'static str, y: &Tensor, g: &Tensor, log: bool) -> Result<Ten
             cpu::softmax_bwd_fast(&p, y.cpu_f32()?, g.cpu_f32()?, &mut dx);
             Tensor::from_vec(dx, y.shape())
         }
-        _ => Err(super::no_cuda_kernel(name)),
+        _ => {
+            let (rows, cols) = (p.rows as usize, p.len as usize);
+            let dx = cuda::softmax_kind_bwd(log, y.cuda_dense()?, g.cuda_dense()?, rows, cols)?;
+            Tensor::from_cuda(dx, y.shape())
+        }
     }
 }
 

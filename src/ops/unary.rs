@@ -6,6 +6,7 @@
 
 use super::prep::{check_u32_len, dense_f32, expect_shape};
 use crate::cpu::ops::unary as cpu;
+use crate::cuda::ops::unary as cuda;
 use crate::error::{Error, Result};
 use crate::params::unary::{UnaryOp, UnaryParams};
 use crate::storage::Storage;
@@ -22,7 +23,9 @@ pub fn unary(op: UnaryOp, x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
             cpu::unary_fast(&p, x.cpu_f32()?, &mut y);
             Tensor::from_vec(y, x.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(op.name())),
+        Storage::Cuda(_) => {
+            Tensor::from_cuda(cuda::unary_fwd(x.cuda_dense()?, &p)?, x.shape())
+        }
     }
 }
 
@@ -40,6 +43,9 @@ pub fn unary_backward(
     expect_shape(name, "backward: output", y, x.shape())?;
     expect_shape(name, "backward: gradient", g, x.shape())?;
     super::check_same_device(name, x, g)?;
+    super::check_same_device(name, x, y)?;
+    let g_shape = x.shape().to_vec();
+    let g_shape = g_shape.as_slice();
     let (x, y, g) = (
         dense_f32(name, x)?,
         dense_f32(name, y)?,
@@ -52,7 +58,10 @@ pub fn unary_backward(
             cpu::unary_backward_fast(&p, x.cpu_f32()?, y.cpu_f32()?, g.cpu_f32()?, &mut dx);
             Tensor::from_vec(dx, x.shape())
         }
-        _ => Err(super::no_cuda_kernel(name)),
+        _ => {
+            let (x, y, g) = (x.cuda_dense()?, y.cuda_dense()?, g.cuda_dense()?);
+            Tensor::from_cuda(cuda::unary_bwd(x, y, g, &p)?, g_shape)
+        }
     }
 }
 

@@ -74,8 +74,9 @@ impl UnaryOp {
     }
 }
 
+/// Passed by value to the CUDA kernels of `kernels/unary.cu` (same field order).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct UnaryParams {
     pub op: u32,
     pub n: u32,

@@ -1,5 +1,5 @@
-//! Launchers for `kernels/attention.cu`: multi-head attention forward (spec §3.2, head dim 64, no
-//! mask) in one pass over the keys, reading q, k, v straight from the [B, L, heads * 64] layout of
+//! Launchers for `kernels/attention.cu`: multi-head attention forward (spec §3.2, head dim 64 or
+//! the tiny preset's 32, no mask) in one pass over the keys, reading q, k, v straight from the [B, L, heads * 64] layout of
 //! the query/key/value Linear outputs and writing o in the same layout (+ the log-sum-exp per row).
 
 use crate::cuda::launch::{check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
@@ -8,8 +8,11 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 
 const MODULE: &str = "attention";
-/// The only head dim the kernel supports (ATT_D): the model's 512 / 8 heads.
+/// The paper model's head dim (512 / 8 heads), the default of the launchers.
 pub const HEAD_DIM: usize = 64;
+/// Head dims with a kernel: 64 (`attention_fwd_f32`) and 32 (`attention_fwd_d32_f32`, the tiny
+/// preset's 64 / 2 heads).
+pub const SUPPORTED_HEAD_DIMS: [usize; 2] = [64, 32];
 const QUERIES_PER_BLOCK: usize = 64;
 const THREADS: u32 = 64;
 
@@ -31,19 +34,23 @@ pub struct AttentionParams {
 impl AttentionParams {
     /// Dense [batch, len, heads * 64] tensors, scale 1 / sqrt(64).
     pub fn dense(batch: usize, len: usize, heads: usize) -> Self {
-        let row = heads * HEAD_DIM;
+        Self::dense_dim(batch, len, heads, HEAD_DIM)
+    }
+    /// Dense [batch, len, heads * head_dim] tensors, scale 1 / sqrt(head_dim).
+    pub fn dense_dim(batch: usize, len: usize, heads: usize, head_dim: usize) -> Self {
+        let row = heads * head_dim;
         AttentionParams {
             batch: batch as u32,
             len: len as u32,
             heads: heads as u32,
             row_stride: row as u32,
             batch_stride: (len * row) as u32,
-            scale: 1.0 / (HEAD_DIM as f32).sqrt(),
+            scale: 1.0 / (head_dim as f32).sqrt(),
         }
     }
 }
 
-/// `lse` may be 0 (not wanted). Grid: (query tiles, heads, batch).
+/// `lse` may be 0 (not wanted). Grid: (query tiles, heads, batch). Head dim 64.
 pub fn attention_fwd_launch(
     o: u64,
     lse: u64,
@@ -52,6 +59,25 @@ pub fn attention_fwd_launch(
     v: u64,
     p: &AttentionParams,
 ) -> Launch {
+    attention_fwd_dim_launch(HEAD_DIM, o, lse, q, k, v, p)
+}
+
+/// As `attention_fwd_launch` for a head dim of `SUPPORTED_HEAD_DIMS` (others panic: the
+/// non-suffix launcher checks it first).
+pub fn attention_fwd_dim_launch(
+    head_dim: usize,
+    o: u64,
+    lse: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    p: &AttentionParams,
+) -> Launch {
+    let kernel = match head_dim {
+        64 => "attention_fwd_f32",
+        32 => "attention_fwd_d32_f32",
+        d => panic!("no attention kernel for head dim {d}"),
+    };
     let grid = (
         (p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32,
         p.heads,
@@ -72,7 +98,7 @@ pub fn attention_fwd_launch(
     ];
     Launch {
         module: MODULE,
-        kernel: "attention_fwd_f32",
+        kernel,
         cfg,
         args,
     }
@@ -87,13 +113,32 @@ pub fn attention_fwd(
     len: usize,
     heads: usize,
 ) -> Result<(CudaStorage, CudaStorage)> {
+    attention_fwd_dim(q, k, v, batch, len, heads, HEAD_DIM)
+}
+
+/// As `attention_fwd` for tensors [batch, len, heads * head_dim].
+pub fn attention_fwd_dim(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    batch: usize,
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+) -> Result<(CudaStorage, CudaStorage)> {
+    if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
+        return Err(Error::shape(
+            "attention",
+            format!("head dim {head_dim}: the CUDA kernel supports {SUPPORTED_HEAD_DIMS:?}"),
+        ));
+    }
     if batch == 0 || len == 0 || heads == 0 || heads > 65535 || batch > 65535 {
         return Err(Error::shape(
             "attention",
             format!("batch {batch}, length {len}, heads {heads}"),
         ));
     }
-    let n = batch * len * heads * HEAD_DIM;
+    let n = batch * len * heads * head_dim;
     u32_arg("attention", n)?;
     for t in [q, k, v] {
         check_f32("attention", t, n)?;
@@ -103,10 +148,11 @@ pub fn attention_fwd(
         dev.alloc(DType::F32, n)?,
         dev.alloc(DType::F32, batch * heads * len)?,
     );
-    let p = AttentionParams::dense(batch, len, heads);
+    let p = AttentionParams::dense_dim(batch, len, heads, head_dim);
     run_on_device(
         dev,
-        &attention_fwd_launch(
+        &attention_fwd_dim_launch(
+            head_dim,
             device_ptr(&o, 0),
             device_ptr(&lse, 0),
             device_ptr(q, 0),

@@ -76,6 +76,8 @@ pub enum BinaryOp {
     Div = 3,
     Max = 4,
     Min = 5,
+    /// 1 where a > b, 0.5 on ties, 0 where a < b (the share of maximum's gradient for a).
+    MaxGradShare = 6,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

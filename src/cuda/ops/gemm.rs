@@ -191,3 +191,75 @@ pub fn linear_fwd(
     gemm_into(&mut y, x, w, bias, &GemmParams::linear(m, out, inp), 1)?;
     Ok(y)
 }
+
+/// One operand of a batched matrix product as it is stored: rows of `ld` elements, read as the
+/// transpose of the stored matrix when `trans`, batch items `batch_stride` elements apart
+/// (0 = one matrix shared by the batch).
+pub struct MatOperand<'a> {
+    pub data: &'a CudaStorage,
+    pub trans: bool,
+    pub ld: usize,
+    pub batch_stride: usize,
+}
+
+/// `C[b] = A[b] (m x k) * B[b] (k x n)` for `b < batch`, C dense `[batch, m, n]`.
+pub fn matmul(
+    a: &MatOperand,
+    b: &MatOperand,
+    (m, n, k): (usize, usize, usize),
+    batch: usize,
+) -> Result<CudaStorage> {
+    for (what, v) in [
+        ("matmul rows", m),
+        ("matmul cols", n),
+        ("matmul inner dim", k),
+        ("matmul output", batch * m * n),
+        ("matmul a extent", a.ld * m.max(k) + a.batch_stride * batch),
+        ("matmul b extent", b.ld * n.max(k) + b.batch_stride * batch),
+    ] {
+        u32_arg(what, v)?;
+    }
+    // The kernel reads A[m][k] at a[m * lda_m + k * lda_k] and B as B[n][k].
+    let (lda_m, lda_k) = if a.trans { (1, a.ld) } else { (a.ld, 1) };
+    let (ldb_n, ldb_k) = if b.trans { (b.ld, 1) } else { (1, b.ld) };
+    let p = GemmParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        batch_inner: 1,
+        lda_m: lda_m as u32,
+        lda_k: lda_k as u32,
+        ldb_n: ldb_n as u32,
+        ldb_k: ldb_k as u32,
+        ldc_m: n as u32,
+        a_outer: a.batch_stride as u32,
+        b_outer: b.batch_stride as u32,
+        c_outer: (m * n) as u32,
+        alpha: 1.0,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let mut c = a.data.device().alloc(DType::F32, batch * m * n)?;
+    if batch * m * n > 0 {
+        gemm_into(&mut c, a.data, b.data, None, &p, batch)?;
+    }
+    Ok(c)
+}
+
+/// Column sums of a dense `[rows, cols]` matrix (`[cols]`): the bias gradient of a Linear layer,
+/// as the product of a row of ones with the matrix.
+pub fn column_sums(g: &CudaStorage, rows: usize, cols: usize) -> Result<CudaStorage> {
+    let ones = super::elementwise::fill(g.device(), 1.0, rows.max(1))?;
+    let a = MatOperand {
+        data: &ones,
+        trans: false,
+        ld: rows,
+        batch_stride: 0,
+    };
+    let b = MatOperand {
+        data: g,
+        trans: false,
+        ld: cols,
+        batch_stride: 0,
+    };
+    matmul(&a, &b, (1, cols, rows), 1)
+}

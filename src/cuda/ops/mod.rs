@@ -9,3 +9,4 @@ pub mod layernorm;
 pub mod sampling;
 pub mod selftest;
 pub mod softmax;
+pub mod unary;
