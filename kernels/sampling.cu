@@ -12,9 +12,9 @@
 //       For every sampled row q in 0..p.rows: its logits are row q of `logits` (positions null),
 //       or row (q / p.per_image) * p.seq_len + positions[q] (a position chosen above; 0xffffffff
 //       gives token 0xffffffff). Keep the top p.k logits (ties: lowest class index first), take
-//       softmax(logit * p.inv_temperature) over them, and draw by inverse CDF with the uniform
-//       u = uniforms[q] in [0, 1): the first candidate, in descending-logit order, whose running
-//       sum of exp((l - l_max) * inv_temperature) exceeds u * total. tokens[q] = class index.
+//       softmax(logit / p.temperature) over them, and draw by inverse CDF with the uniform
+//       u = uniforms[q] in [0, 1): the first kept class, in class-index order, whose running (f64)
+//       sum of exp((l - l_max) / temperature) exceeds u * total. tokens[q] = class index.
 //       The uniforms come from the host's seeded generator, so the CPU and GPU draw the same
 //       tokens (design.md §2). Logits are finite or -inf; a row of all -inf is undefined.
 // One block per row (row_max: one warp per row); the rank of each element is counted directly
@@ -31,7 +31,7 @@ struct TopkParams {
   unsigned k;          // top-K (1 <= k <= V)
   unsigned seq_len;    // L: logits rows per image (used with positions)
   unsigned per_image;  // sampled rows per image (used with positions)
-  float inv_temperature;
+  float temperature;  // logits are divided by it (> 0)
 };
 
 extern "C" __global__ void row_max_f32(float* __restrict__ out, const float* __restrict__ x, unsigned rows,
@@ -107,20 +107,31 @@ extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const 
     }
     __syncthreads();
     const float top = s_val[0];
-    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) s_w[r] = expf((s_val[r] - top) * p.inv_temperature);
+    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) s_w[r] = expf((s_val[r] - top) / p.temperature);
+    __syncthreads();
+    // The draw walks the kept classes in class-index order with an f64 running sum, exactly as
+    // the CPU sampler (src/cpu/ops/sampling.rs, rng::categorical_with_uniform) does, so both
+    // backends draw the same token from the same uniform. The row's logits are no longer needed:
+    // s_logit becomes the per-class weight (0 for classes outside the top k).
+    for (unsigned c = threadIdx.x; c < p.vocab; c += blockDim.x) s_logit[c] = 0.0f;
+    __syncthreads();
+    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) s_logit[s_idx[r]] = s_w[r];
     __syncthreads();
     if (threadIdx.x == 0) {
-      float total = 0.0f;
-      for (unsigned r = 0; r < p.k; ++r) total += s_w[r];
-      const float target = uniforms[q] * total;
-      float run = 0.0f;
-      unsigned pick = 0;
-      for (unsigned r = 0; r < p.k; ++r) {
-        run += s_w[r];
-        if (s_w[r] > 0.0f) pick = r;  // rounding may leave target == total: keep the last live one
-        if (target < run) break;
+      double total = 0.0;
+      for (unsigned c = 0; c < p.vocab; ++c) total += (double)s_logit[c];
+      const double target = (double)uniforms[q] * total;
+      double run = 0.0;
+      unsigned pick = s_idx[0];
+      for (unsigned c = 0; c < p.vocab; ++c) {
+        const float w = s_logit[c];
+        if (w > 0.0f) {
+          pick = c;  // rounding may leave target == total: keep the last live class
+          run += (double)w;
+          if (target < run) break;
+        }
       }
-      tokens[q] = s_idx[pick];
+      tokens[q] = pick;
     }
     __syncthreads();  // the shared row is reloaded for the next q
   }

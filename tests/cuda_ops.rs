@@ -188,7 +188,7 @@ fn sample_step_entry_point(dev: CudaDevice) {
         v: 512,
         n: 1,
         k: 50,
-        inv_temperature: 1.0,
+        temperature: 1.0,
     };
     let logits = random_vec(8, s.b * s.l * s.v, -5.0, 5.0);
     let known: Vec<u32> = (0..s.b * s.l).map(|i| (i % 5 != 0) as u32).collect();

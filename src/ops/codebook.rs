@@ -5,6 +5,7 @@
 
 use super::argcheck::{expect_f32, expect_rank, expect_same_device, expect_u32};
 use crate::cpu::ops::codebook as cpu;
+use crate::cuda::ops::codebook as cuda;
 use crate::error::{Error, Result};
 use crate::params::codebook::{CodebookEmaParams, CodebookParams, CODEBOOK_ALL};
 use crate::storage::Storage;
@@ -66,8 +67,31 @@ pub fn codebook_argmin(z: &Tensor, codebook: &Tensor, half: &Tensor) -> Result<T
             )?;
             Tensor::from_u32(out, &[p.n as usize])
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let (offsets, span) = row_offsets(&p, &half)?;
+            let shape = cuda::ArgminShape { n: p.n as usize, k: p.codes as usize, d: p.dim as usize, span };
+            let offsets = offsets.to_device(&z.device())?;
+            let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, Some(offsets.cuda_dense()?), shape)?;
+            Tensor::from_cuda(idx, &[p.n as usize])
+        }
     }
+}
+
+/// The first code of every row's range and the one span they share, for the CUDA kernel. The
+/// selectors come to the host for this (n u32 values, once per quantisation: the encoder, never
+/// the sampler's per-pass loop); rows whose ranges differ in length in one call are an error.
+fn row_offsets(p: &CodebookParams, half: &Tensor) -> Result<(Tensor, usize)> {
+    let sel = half.to_device(&crate::device::Device::Cpu)?;
+    let ranges = cpu::ranges(p, sel.cpu_u32()?)?;
+    let span = ranges.first().map_or(p.codes as usize, |r| r.1 - r.0);
+    if let Some((i, r)) = ranges.iter().enumerate().find(|(_, r)| r.1 - r.0 != span) {
+        return Err(Error::shape(
+            "codebook_argmin",
+            format!("row {i} searches {} codes but row 0 searches {span}: one call takes one range length on CUDA", r.1 - r.0),
+        ));
+    }
+    let offsets: Vec<u32> = ranges.iter().map(|r| r.0 as u32).collect();
+    Ok((Tensor::from_u32(offsets, &[ranges.len()])?, span))
 }
 
 /// Nearest code over the whole codebook (the quantizer called without a token-type map).

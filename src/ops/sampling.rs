@@ -7,6 +7,7 @@
 
 use super::argcheck::expect_f32;
 use crate::cpu::ops::sampling as cpu;
+use crate::cuda::ops::sampling as cuda;
 use crate::error::{Error, Result};
 use crate::params::sampling::{ChoosePositionsParams, TopkSampleParams};
 use crate::storage::Storage;
@@ -39,6 +40,9 @@ pub fn choose_positions(logits: &Tensor, known: &[bool], k: usize) -> Result<Vec
             format!("{} known flags for {b} x {l} positions", known.len()),
         ));
     }
+    if k == 0 {
+        return Ok(vec![Vec::new(); b]);
+    }
     let logits = logits.contiguous()?;
     match logits.storage() {
         Storage::Cpu(_) => {
@@ -58,7 +62,18 @@ pub fn choose_positions(logits: &Tensor, known: &[bool], k: usize) -> Result<Vec
                 })
                 .collect())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let dev = logits.device();
+            let flags: Vec<u32> = known.iter().map(|&k| k as u32).collect();
+            let flags = Tensor::from_u32(flags, &[b * l])?.to_device(&dev)?;
+            let chosen = cuda::choose_positions(logits.cuda_dense()?, flags.cuda_dense()?, (b, l, c), k.min(l))?;
+            let chosen = Tensor::from_cuda(chosen, &[b, k.min(l)])?.to_device(&crate::device::Device::Cpu)?;
+            Ok(chosen
+                .cpu_u32()?
+                .chunks(k.min(l).max(1))
+                .map(|row| row.iter().copied().filter(|&p| p != cuda::NONE).collect())
+                .collect())
+        }
     }
 }
 
@@ -113,6 +128,19 @@ pub fn topk_sample(logits: &Tensor, u: &[f32], k: usize, temperature: f32) -> Re
                 })
                 .collect()
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let dev = logits.device();
+            let uniforms = Tensor::from_vec(u.to_vec(), &[rows])?.to_device(&dev)?;
+            let tokens = cuda::topk_sample_rows(
+                logits.cuda_dense()?,
+                uniforms.cuda_dense()?,
+                cuda::RowSource::All,
+                rows,
+                (c, k.min(c)),
+                temperature,
+            )?;
+            let tokens = Tensor::from_cuda(tokens, &[rows])?.to_device(&crate::device::Device::Cpu)?;
+            Ok(tokens.cpu_u32()?.to_vec())
+        }
     }
 }

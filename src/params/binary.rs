@@ -30,11 +30,17 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    pub const ALL: [BinaryOp; 7] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Maximum,
+        BinaryOp::Minimum,
+        BinaryOp::MaxGradShare,
+    ];
     pub fn from_u32(op: u32) -> Option<BinaryOp> {
-        use BinaryOp::*;
-        [Add, Sub, Mul, Div, Maximum, Minimum, MaxGradShare]
-            .into_iter()
-            .find(|o| *o as u32 == op)
+        BinaryOp::ALL.into_iter().find(|o| *o as u32 == op)
     }
     pub fn name(self) -> &'static str {
         match self {

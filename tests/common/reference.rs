@@ -147,18 +147,20 @@ pub fn select_positions_ref(
     out
 }
 
-/// Top-k draw from one row of logits by inverse CDF with the uniform u (f64 weights).
+/// Top-k draw from one row of logits by inverse CDF with the uniform u (f64 weights), over the
+/// kept classes in class-index order (the CPU sampler's convention, `cpu::ops::sampling`).
 /// Returns (class, margin): margin is how far u * total lies from the nearest boundary between
-/// candidates, relative to the total; a kernel working in f32 may pick a neighbour only when the
-/// margin is within its rounding.
-pub fn topk_sample_ref(row: &[f32], k: usize, inv_temperature: f32, u: f32) -> (u32, f64) {
+/// candidates, relative to the total; a kernel with other rounding may pick a neighbour only when
+/// the margin is within it.
+pub fn topk_sample_ref(row: &[f32], k: usize, temperature: f32, u: f32) -> (u32, f64) {
     let mut order: Vec<usize> = (0..row.len()).collect();
     order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
     order.truncate(k);
     let top = row[order[0]] as f64;
+    order.sort_unstable();
     let w: Vec<f64> = order
         .iter()
-        .map(|&c| ((row[c] as f64 - top) * inv_temperature as f64).exp())
+        .map(|&c| ((row[c] as f64 - top) / temperature as f64).exp())
         .collect();
     let total: f64 = w.iter().sum();
     let target = u as f64 * total;

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 const ROW_BLOCK: usize = 8;
 
 /// The code range of each row, or an error naming the first bad or empty selector.
-fn ranges(p: &CodebookParams, half: &[u32]) -> Result<Vec<(usize, usize)>> {
+pub fn ranges(p: &CodebookParams, half: &[u32]) -> Result<Vec<(usize, usize)>> {
     half.iter()
         .enumerate()
         .map(|(i, &h)| match p.range(h) {

@@ -27,8 +27,8 @@ pub struct TopkParams {
     pub seq_len: u32,
     /// Sampled rows per image (n), used with positions.
     pub per_image: u32,
-    /// Multiplier on the logits (1 / temperature; the official code's fixed 1).
-    pub inv_temperature: f32,
+    /// Divisor of the logits (the official code's fixed 1).
+    pub temperature: f32,
 }
 
 /// out[r] = max over the cols of row r: one warp per row, 8 rows per block.
@@ -100,7 +100,7 @@ pub fn topk_sample_launch(
 }
 
 /// Shapes of one sampling step: logits [b, l, v]; `n` positions per image; top-`k` with
-/// multiplier `inv_temperature`.
+/// divisor `temperature`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SampleStep {
     pub b: usize,
@@ -108,7 +108,7 @@ pub struct SampleStep {
     pub v: usize,
     pub n: usize,
     pub k: usize,
-    pub inv_temperature: f32,
+    pub temperature: f32,
 }
 
 /// One sampler step on the device: (positions u32 [b, n], tokens u32 [b, n]). `known` is u32
@@ -152,45 +152,109 @@ pub fn sample_step(
             ),
         ));
     }
-    let dev = logits.device();
-    let score = dev.alloc(DType::F32, s.b * s.l)?;
-    let (positions, tokens) = (
-        dev.alloc(DType::U32, s.b * s.n)?,
-        dev.alloc(DType::U32, s.b * s.n)?,
-    );
-    let plog = device_ptr(logits, 0);
-    run_on_device(
-        dev,
-        &row_max_launch(device_ptr(&score, 0), plog, s.b * s.l, s.v),
-    )?;
-    run_on_device(
-        dev,
-        &select_positions_launch(
-            device_ptr(&positions, 0),
-            device_ptr(&score, 0),
-            device_ptr(known, 0),
-            s.b,
-            s.l,
-            s.n,
-        ),
-    )?;
-    let p = TopkParams {
-        rows: (s.b * s.n) as u32,
-        vocab: s.v as u32,
-        k: s.k as u32,
-        seq_len: s.l as u32,
-        per_image: s.n as u32,
-        inv_temperature: s.inv_temperature,
+    let positions = choose_positions(logits, known, (s.b, s.l, s.v), s.n)?;
+    let rows = RowSource::Chosen {
+        positions: &positions,
+        seq_len: s.l,
+        per_image: s.n,
     };
+    let tokens = topk_sample_rows(logits, uniforms, rows, s.b * s.n, (s.v, s.k), s.temperature)?;
+    Ok((positions, tokens))
+}
+
+/// For each of `b` images (logits `[b, l, v]`, known u32 flags `[b * l]`), the `n` unknown
+/// positions with the largest max logit, descending (ties: lowest position): u32 `[b * n]`,
+/// `NONE` in slots past the image's unknown positions. Shapes are checked by the caller.
+pub fn choose_positions(
+    logits: &CudaStorage,
+    known: &CudaStorage,
+    (b, l, v): (usize, usize, usize),
+    n: usize,
+) -> Result<CudaStorage> {
+    check_f32("choose_positions", logits, b * l * v)?;
+    if known.dtype() != DType::U32 || known.len() < b * l || l * 8 > 48 * 1024 || n == 0 || n > l {
+        return Err(Error::shape(
+            "choose_positions",
+            format!("{n} of {l} positions (at most {}) with {} known flags for {b} images", 48 * 1024 / 8, known.len()),
+        ));
+    }
+    let dev = logits.device();
+    let score = dev.alloc(DType::F32, b * l)?;
+    let positions = dev.alloc(DType::U32, b * n)?;
     run_on_device(
         dev,
-        &topk_sample_launch(
-            device_ptr(&tokens, 0),
-            plog,
-            device_ptr(uniforms, 0),
-            device_ptr(&positions, 0),
-            &p,
-        ),
+        &row_max_launch(device_ptr(&score, 0), device_ptr(logits, 0), b * l, v),
     )?;
-    Ok((positions, tokens))
+    let launch = select_positions_launch(
+        device_ptr(&positions, 0),
+        device_ptr(&score, 0),
+        device_ptr(known, 0),
+        b,
+        l,
+        n,
+    );
+    run_on_device(dev, &launch)?;
+    Ok(positions)
+}
+
+/// Which logits rows `topk_sample_rows` samples.
+#[derive(Clone, Copy)]
+pub enum RowSource<'a> {
+    /// Every row of the logits, in order.
+    All,
+    /// Row `(q / per_image) * seq_len + positions[q]` for sampled row q (`NONE` gives `NONE`).
+    Chosen {
+        positions: &'a CudaStorage,
+        seq_len: usize,
+        per_image: usize,
+    },
+}
+
+/// One token per sampled row (u32 `[rows]`): top-`k` of `v` classes, softmax of
+/// logit / `temperature`, inverse-CDF draw with `uniforms[row]` in [0, 1).
+pub fn topk_sample_rows(
+    logits: &CudaStorage,
+    uniforms: &CudaStorage,
+    source: RowSource,
+    rows: usize,
+    (v, k): (usize, usize),
+    temperature: f32,
+) -> Result<CudaStorage> {
+    check_f32("topk_sample", uniforms, rows)?;
+    if k == 0 || k > v || (v + 3 * k) * 4 > 48 * 1024 {
+        return Err(Error::shape(
+            "topk_sample",
+            format!("top-k {k} of {v} classes (the kernel's shared memory holds v + 3k <= 12288)"),
+        ));
+    }
+    let (positions, seq_len, per_image) = match source {
+        RowSource::All => {
+            check_f32("topk_sample", logits, rows * v)?;
+            (0, 1, 1)
+        }
+        RowSource::Chosen { positions, seq_len, per_image } => {
+            check_f32("topk_sample", logits, rows.div_ceil(per_image.max(1)) * seq_len * v)?;
+            (device_ptr(positions, 0), seq_len, per_image)
+        }
+    };
+    u32_arg("topk_sample", logits.len())?;
+    let p = TopkParams {
+        rows: rows as u32,
+        vocab: v as u32,
+        k: k as u32,
+        seq_len: seq_len as u32,
+        per_image: per_image as u32,
+        temperature,
+    };
+    let dev = logits.device();
+    let tokens = dev.alloc(DType::U32, rows)?;
+    let launch = topk_sample_launch(
+        device_ptr(&tokens, 0),
+        device_ptr(logits, 0),
+        device_ptr(uniforms, 0),
+        positions,
+        &p,
+    );
+    run_on_device(dev, &launch)?;
+    Ok(tokens)
 }
