@@ -6,6 +6,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod gemm;
 pub mod layernorm;
+pub mod reduce;
 pub mod sampling;
 pub mod selftest;
 pub mod softmax;
