@@ -7,6 +7,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod gather;
 pub mod gemm;
+pub mod image;
 pub mod layernorm;
 pub mod reduce;
 pub mod sampling;
