@@ -9,6 +9,7 @@ pub mod gather;
 pub mod gemm;
 pub mod image;
 pub mod layernorm;
+pub mod losses;
 pub mod reduce;
 pub mod sampling;
 pub mod selftest;
