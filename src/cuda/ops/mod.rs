@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod image;
 pub mod layernorm;
 pub mod losses;
+pub mod optim;
 pub mod reduce;
 pub mod sampling;
 pub mod selftest;
