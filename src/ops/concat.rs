@@ -4,6 +4,7 @@
 
 use super::prep::{check_u32_len, dense_f32};
 use crate::cpu::ops::concat as cpu;
+use crate::cuda::ops::gather as cuda;
 use crate::error::{Error, Result};
 use crate::params::concat::BlockCopyParams;
 use crate::shape::numel;
@@ -31,6 +32,7 @@ fn copy_into(
             cpu::copy_block_fast(&p, src.cpu_f32()?, dst);
             Ok(())
         }
+        // The CUDA paths of `concat` and `narrow_backward` copy on the device before this.
         Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
     }
 }
@@ -68,7 +70,11 @@ pub fn concat(xs: &[&Tensor], dim: usize) -> Result<Tensor> {
     }
     check_u32_len(OP, numel(&shape))?;
     if !super::is_cpu(first) {
-        return Err(super::no_cuda_kernel(OP));
+        let dense: Vec<Tensor> = xs.iter().map(|x| dense_f32(OP, x)).collect::<Result<_>>()?;
+        let parts: Vec<_> = dense.iter().map(|x| x.cuda_dense()).collect::<Result<_>>()?;
+        let rest = numel(&shape[dim + 1..]);
+        let inners: Vec<usize> = xs.iter().map(|x| x.shape()[dim] * rest).collect();
+        return Tensor::from_cuda(cuda::concat(&parts, numel(&shape[..dim]), &inners)?, &shape);
     }
     let mut out = vec![0f32; numel(&shape)];
     let mut start = 0;
@@ -103,6 +109,11 @@ pub fn narrow_backward(
     }
     check_u32_len(OP, numel(full_shape))?;
     let g = dense_f32(OP, g)?;
+    if !super::is_cpu(&g) {
+        let rest = numel(&full_shape[dim + 1..]);
+        let p = BlockCopyParams::new(numel(&full_shape[..dim]), g.shape()[dim] * rest, full_shape[dim] * rest, start * rest);
+        return Tensor::from_cuda(cuda::narrow_backward(g.cuda_dense()?, &p)?, full_shape);
+    }
     let mut out = vec![0f32; numel(full_shape)];
     copy_into(OP, &g, &mut out, full_shape, dim, start)?;
     Tensor::from_vec(out, full_shape)

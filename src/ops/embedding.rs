@@ -4,6 +4,7 @@
 
 use super::prep::{check_u32_len, dense_f32, dense_u32};
 use crate::cpu::ops::embedding as cpu;
+use crate::cuda::ops::gather as cuda;
 use crate::error::{Error, Result};
 use crate::params::embedding::EmbeddingParams;
 use crate::storage::Storage;
@@ -44,7 +45,7 @@ pub fn embedding(table: &Tensor, indices: &Tensor) -> Result<Tensor> {
             cpu::embedding_fwd_fast(&p, table.cpu_f32()?, ids, &mut out);
             Tensor::from_vec(out, &out_shape)
         }
-        _ => Err(super::no_cuda_kernel(OP)),
+        _ => Tensor::from_cuda(cuda::embedding_fwd(table.cuda_dense()?, idx.cuda_dense()?, &p)?, &out_shape),
     }
 }
 
@@ -77,6 +78,6 @@ pub fn embedding_backward(indices: &Tensor, g: &Tensor, vocab: usize) -> Result<
             cpu::embedding_bwd_fast(&p, ids, g.cpu_f32()?, &mut dt);
             Tensor::from_vec(dt, &[vocab, dim])
         }
-        _ => Err(super::no_cuda_kernel(OP)),
+        _ => Tensor::from_cuda(cuda::embedding_bwd(idx.cuda_dense()?, g.cuda_dense()?, &p)?, &[vocab, dim]),
     }
 }

@@ -2,6 +2,7 @@
 //! as `rows x width`, u32 row indices. Out-of-range indices are an error naming the index.
 
 use crate::cpu::ops::index as cpu;
+use crate::cuda::ops::gather as cuda;
 use crate::error::{Error, Result};
 use crate::params::index::RowsParams;
 use crate::storage::Storage;
@@ -22,7 +23,7 @@ pub fn gather_rows(table: &Tensor, idx: &[u32]) -> Result<Tensor> {
     let t = table.contiguous()?;
     match t.storage() {
         Storage::Cpu(_) => Tensor::from_vec(cpu::gather_rows_fast(t.cpu_f32()?, idx, p), &[idx.len(), p.width as usize]),
-        Storage::Cuda(_) => Err(super::no_cuda_kernel("gather_rows")),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::gather_rows(t.cuda_dense()?, idx, p)?, &[idx.len(), p.width as usize]),
     }
 }
 
@@ -40,6 +41,6 @@ pub fn scatter_rows(table: &Tensor, idx: &[u32], values: &Tensor) -> Result<Tens
             cpu::scatter_rows_fast(&mut out, idx, v.cpu_f32()?, p);
             Tensor::from_vec(out, table.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel("scatter_rows")),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::scatter_rows(t.cuda_dense()?, idx, v.cuda_dense()?, p)?, table.shape()),
     }
 }

@@ -6,6 +6,7 @@
 
 use super::prep::{check_u32_len, dense_f32};
 use crate::cpu::ops::patch as cpu;
+use crate::cuda::ops::image as cuda;
 use crate::error::{Error, Result};
 use crate::params::patch::PatchParams;
 use crate::storage::Storage;
@@ -41,7 +42,7 @@ pub fn patch_unfold(x: &Tensor, p: usize) -> Result<Tensor> {
             cpu::unfold_fast(&params, x.cpu_f32()?, &mut out);
             Tensor::from_vec(out, &shape)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::patch_unfold(x.cuda_dense()?, &params)?, &shape),
     }
 }
 
@@ -77,6 +78,6 @@ pub fn patch_fold(tokens: &Tensor, p: usize, image_hw: (usize, usize)) -> Result
             cpu::fold_fast(&params, t.cpu_f32()?, &mut out);
             Tensor::from_vec(out, &[b, c, h, w])
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::patch_fold(t.cuda_dense()?, &params)?, &[b, c, h, w]),
     }
 }

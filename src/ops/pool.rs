@@ -7,6 +7,7 @@
 
 use super::prep::{check_u32_len, dense_f32, dense_u32, expect_shape};
 use crate::cpu::ops::pool as cpu;
+use crate::cuda::ops::image as cuda;
 use crate::error::{Error, Result};
 use crate::params::pool::Pool2dParams;
 use crate::shape::numel;
@@ -87,7 +88,10 @@ pub fn max_pool2d_with_indices(
                 Tensor::from_u32(idx, &out_shape)?,
             ))
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let (y, idx) = cuda::max_pool_fwd(x.cuda_dense()?, &p)?;
+            Ok((Tensor::from_cuda(y, &out_shape)?, Tensor::from_cuda(idx, &out_shape)?))
+        }
     }
 }
 
@@ -125,7 +129,7 @@ pub fn max_pool2d_backward(
             cpu::max_pool2d_bwd(&p, ids, g.cpu_f32()?, &mut dx);
             Tensor::from_vec(dx, in_shape)
         }
-        _ => Err(super::no_cuda_kernel(OP)),
+        _ => Tensor::from_cuda(cuda::max_pool_bwd(idx.cuda_dense()?, g.cuda_dense()?, &p)?, in_shape),
     }
 }
 
@@ -146,7 +150,7 @@ pub fn avg_pool2d(
             cpu::avg_pool2d_fwd_fast(&p, x.cpu_f32()?, &mut y);
             Tensor::from_vec(y, &out_shape)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::avg_pool_fwd(x.cuda_dense()?, &p)?, &out_shape),
     }
 }
 
@@ -169,6 +173,6 @@ pub fn avg_pool2d_backward(
             cpu::avg_pool2d_bwd_fast(&p, g.cpu_f32()?, &mut dx);
             Tensor::from_vec(dx, in_shape)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::avg_pool_bwd(g.cuda_dense()?, &p)?, in_shape),
     }
 }

@@ -11,6 +11,7 @@
 
 use super::prep::{check_u32_len, dense_f32};
 use crate::cpu::ops::reduce as cpu;
+use crate::cuda::ops::reduce as cuda;
 use crate::error::{Error, Result};
 use crate::params::reduce::{ArgReduceOp, ArgReduceParams, ReduceOp, ReduceParams};
 use crate::shape::{broadcast_shape, numel};
@@ -103,8 +104,8 @@ fn reduce(op: ReduceOp, x: &Tensor, dims: &[usize], keepdim: bool) -> Result<Ten
     };
     if plan.reduce == 0 {
         return match op {
-            ReduceOp::Sum => Ok(Tensor::zeros(out_shape)),
-            ReduceOp::Mean => Ok(Tensor::full(f32::NAN, out_shape)),
+            ReduceOp::Sum => Tensor::zeros(out_shape).to_device(&x.device()),
+            ReduceOp::Mean => Tensor::full(f32::NAN, out_shape).to_device(&x.device()),
             _ => Err(Error::shape(
                 name,
                 format!("reduction over an empty dim of {:?}", x.shape()),
@@ -119,7 +120,7 @@ fn reduce(op: ReduceOp, x: &Tensor, dims: &[usize], keepdim: bool) -> Result<Ten
             cpu::reduce_fast(&p, xa.cpu_f32()?, &mut out);
             Tensor::from_vec(out, out_shape)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(name)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::reduce(xa.cuda_dense()?, &p)?, out_shape),
     }
 }
 
@@ -179,7 +180,7 @@ fn arg_reduce(op: ArgReduceOp, name: &'static str, x: &Tensor) -> Result<Tensor>
             cpu::argreduce_fast(&p, x.cpu_f32()?, &mut out);
             Tensor::from_u32(out, lead)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(name)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::argreduce(x.cuda_dense()?, &p)?, lead),
     }
 }
 
@@ -273,7 +274,7 @@ pub fn extreme_backward(x: &Tensor, dims: &[usize], g: &Tensor, is_max: bool) ->
             cpu::reduce_extreme_backward(&p, xa.cpu_f32()?, g.cpu_f32()?, &mut dx);
             Tensor::from_vec(dx, xa.shape())?
         }
-        _ => return Err(super::no_cuda_kernel(name)),
+        _ => Tensor::from_cuda(cuda::extreme_backward(xa.cuda_dense()?, g.cuda_dense()?, &p)?, xa.shape())?,
     };
     match &plan.perm {
         None => Ok(dx),

@@ -6,6 +6,7 @@
 
 use super::prep::{check_u32_len, dense_f32, expect_shape};
 use crate::cpu::ops::resize as cpu;
+use crate::cuda::ops::image as cuda;
 use crate::error::{Error, Result};
 use crate::params::resize::{ResizeMode, ResizeParams};
 use crate::shape::numel;
@@ -59,7 +60,7 @@ pub fn resize(x: &Tensor, mode: ResizeMode, out_hw: (usize, usize)) -> Result<Te
             cpu::resize_fwd_fast(&p, x.cpu_f32()?, &mut y);
             Tensor::from_vec(y, &out_shape)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::resize_fwd(x.cuda_dense()?, &p)?, &out_shape),
     }
 }
 
@@ -92,6 +93,6 @@ pub fn resize_backward(g: &Tensor, mode: ResizeMode, in_shape: &[usize]) -> Resu
             cpu::resize_bwd_fast(&p, g.cpu_f32()?, &mut dx);
             Tensor::from_vec(dx, in_shape)
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
+        Storage::Cuda(_) => Tensor::from_cuda(cuda::resize_bwd(g.cuda_dense()?, &p)?, in_shape),
     }
 }
