@@ -23,7 +23,11 @@ device_tests!(
     attention_forward_both_head_dims,
     codebook_argmin_by_half,
     sampling_draws_the_cpu_tokens,
-    mixed_devices_are_an_error
+    mixed_devices_are_an_error,
+    reductions_and_arg_reductions,
+    embedding_and_row_gather_scatter,
+    concat_and_narrow_backward,
+    patches_resize_and_pools
 );
 
 fn rand(seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
@@ -200,4 +204,90 @@ fn mixed_devices_are_an_error(dev: CudaDevice) {
     assert!(err.contains("cpu") && err.contains("cuda"), "{err}");
     let err = ops::matmul::matmul(&on(&dev, &a), &b).unwrap_err().to_string();
     assert!(err.contains("matmul"), "{err}");
+}
+
+fn reductions_and_arg_reductions(dev: CudaDevice) {
+    let mut v = random_vec(40, 2 * 3 * 50 * 7, -3.0, 3.0);
+    v[11] = v[12]; // a tie inside a group
+    let x = Tensor::from_vec(v, &[2, 3, 50, 7]).unwrap();
+    let xd = on(&dev, &x);
+    for dims in [vec![2], vec![1, 3], vec![0, 1, 2, 3], vec![3]] {
+        for keep in [false, true] {
+            same(&ops::reduce::sum(&xd, &dims, keep).unwrap(), &ops::reduce::sum(&x, &dims, keep).unwrap(), &format!("sum {dims:?}"));
+            same(&ops::reduce::mean(&xd, &dims, keep).unwrap(), &ops::reduce::mean(&x, &dims, keep).unwrap(), &format!("mean {dims:?}"));
+            same(&ops::reduce::max(&xd, &dims, keep).unwrap(), &ops::reduce::max(&x, &dims, keep).unwrap(), &format!("max {dims:?}"));
+            same(&ops::reduce::min(&xd, &dims, keep).unwrap(), &ops::reduce::min(&x, &dims, keep).unwrap(), &format!("min {dims:?}"));
+        }
+        let g = rand(41, ops::reduce::max(&x, &dims, false).unwrap().shape(), -1.0, 1.0);
+        let want = ops::reduce::extreme_backward(&x, &dims, &g, true).unwrap();
+        same(&ops::reduce::extreme_backward(&xd, &dims, &on(&dev, &g), true).unwrap(), &want, &format!("max backward {dims:?}"));
+    }
+    assert_eq!(ops::reduce::argmax(&xd).unwrap().to_vec_u32().unwrap(), ops::reduce::argmax(&x).unwrap().to_vec_u32().unwrap(), "argmax");
+    assert_eq!(ops::reduce::argmin(&xd).unwrap().to_vec_u32().unwrap(), ops::reduce::argmin(&x).unwrap().to_vec_u32().unwrap(), "argmin");
+}
+
+fn embedding_and_row_gather_scatter(dev: CudaDevice) {
+    // Token embedding of the tiny preset: vocab 256 (+ mask token), width 64, 2 x 1024 tokens.
+    let table = rand(42, &[257, 64], -1.0, 1.0);
+    let ids: Vec<u32> = (0..2048u32).map(|i| (i * 37 + i / 5) % 257).collect();
+    let idx = Tensor::from_u32(ids.clone(), &[2, 1024]).unwrap();
+    let (td, id) = (on(&dev, &table), on(&dev, &idx));
+    same(&ops::embedding::embedding(&td, &id).unwrap(), &ops::embedding::embedding(&table, &idx).unwrap(), "embedding");
+    let g = rand(43, &[2, 1024, 64], -1.0, 1.0);
+    let want = ops::embedding::embedding_backward(&idx, &g, 257).unwrap();
+    same(&ops::embedding::embedding_backward(&id, &on(&dev, &g), 257).unwrap(), &want, "embedding backward");
+    let bad = on(&dev, &Tensor::from_u32(vec![3, 300], &[2]).unwrap());
+    let err = ops::embedding::embedding(&td, &bad).unwrap_err().to_string();
+    assert!(err.contains("300"), "out-of-range index named: {err}");
+    let rows = [5u32, 0, 256, 5];
+    same(&ops::index::gather_rows(&td, &rows).unwrap(), &ops::index::gather_rows(&table, &rows).unwrap(), "gather_rows");
+    let vals = rand(44, &[4, 64], -1.0, 1.0);
+    let want = ops::index::scatter_rows(&table, &rows, &vals).unwrap();
+    same(&ops::index::scatter_rows(&td, &rows, &on(&dev, &vals)).unwrap(), &want, "scatter_rows (later rows win)");
+}
+
+fn concat_and_narrow_backward(dev: CudaDevice) {
+    // FDM's input: features [B, 64, 32, 32] ++ the mask [B, 1, 32, 32] along channels.
+    let (a, b) = (rand(45, &[2, 64, 32, 32], -1.0, 1.0), rand(46, &[2, 1, 32, 32], 0.0, 1.0));
+    let got = ops::concat::concat(&[&on(&dev, &a), &on(&dev, &b)], 1).unwrap();
+    same(&got, &ops::concat::concat(&[&a, &b], 1).unwrap(), "concat along channels");
+    let c = rand(47, &[2, 64, 5, 32], -1.0, 1.0);
+    let got = ops::concat::concat(&[&on(&dev, &a), &on(&dev, &c)], 2).unwrap();
+    same(&got, &ops::concat::concat(&[&a, &c], 2).unwrap(), "concat along rows");
+    let g = rand(48, &[2, 10, 32, 32], -1.0, 1.0);
+    let want = ops::concat::narrow_backward(&g, &[2, 65, 32, 32], 1, 20).unwrap();
+    same(&ops::concat::narrow_backward(&on(&dev, &g), &[2, 65, 32, 32], 1, 20).unwrap(), &want, "narrow backward");
+}
+
+fn patches_resize_and_pools(dev: CudaDevice) {
+    use fdm::params::resize::ResizeMode;
+    let img = rand(49, &[2, 3, 64, 48], -1.0, 1.0);
+    let imgd = on(&dev, &img);
+    let tokens = ops::patch::patch_unfold(&img, 8).unwrap();
+    let tokensd = ops::patch::patch_unfold(&imgd, 8).unwrap();
+    same(&tokensd, &tokens, "patch unfold");
+    same(&ops::patch::patch_fold(&tokensd, 8, (64, 48)).unwrap(), &img, "patch fold inverts unfold");
+    for mode in [ResizeMode::Nearest, ResizeMode::Bilinear] {
+        for out in [(32, 24), (100, 70)] {
+            let y = ops::resize::resize(&img, mode, out).unwrap();
+            same(&ops::resize::resize(&imgd, mode, out).unwrap(), &y, &format!("{mode:?} resize to {out:?}"));
+            let g = rand(50, y.shape(), -1.0, 1.0);
+            let want = ops::resize::resize_backward(&g, mode, img.shape()).unwrap();
+            same(&ops::resize::resize_backward(&on(&dev, &g), mode, img.shape()).unwrap(), &want, &format!("{mode:?} resize backward"));
+        }
+    }
+    let (y, idx) = ops::pool::max_pool2d_with_indices(&img, 3, 2, 1).unwrap();
+    let (yd, idxd) = ops::pool::max_pool2d_with_indices(&imgd, 3, 2, 1).unwrap();
+    same(&yd, &y, "max pool");
+    assert_eq!(idxd.to_vec_u32().unwrap(), idx.to_vec_u32().unwrap(), "max pool indices");
+    let g = rand(51, y.shape(), -1.0, 1.0);
+    let want = ops::pool::max_pool2d_backward(&g, &idx, img.shape(), 3, 2, 1).unwrap();
+    same(&ops::pool::max_pool2d_backward(&on(&dev, &g), &idxd, img.shape(), 3, 2, 1).unwrap(), &want, "max pool backward");
+    for include in [true, false] {
+        let y = ops::pool::avg_pool2d(&img, 3, 1, 1, include).unwrap();
+        same(&ops::pool::avg_pool2d(&imgd, 3, 1, 1, include).unwrap(), &y, &format!("avg pool (count pad {include})"));
+        let g = rand(52, y.shape(), -1.0, 1.0);
+        let want = ops::pool::avg_pool2d_backward(&g, img.shape(), 3, 1, 1, include).unwrap();
+        same(&ops::pool::avg_pool2d_backward(&on(&dev, &g), img.shape(), 3, 1, 1, include).unwrap(), &want, "avg pool backward");
+    }
 }
