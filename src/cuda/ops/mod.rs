@@ -2,6 +2,7 @@
 pub mod attention;
 pub mod codebook;
 pub mod conv2d;
+pub mod conv2d_backward;
 pub mod copy;
 pub mod elementwise;
 pub mod gemm;
