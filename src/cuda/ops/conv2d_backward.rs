@@ -116,14 +116,15 @@ pub fn conv2d_bwd_weight(x: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> 
     const OP: &str = "conv2d_backward_weight";
     check_storage(OP, "input", x, p.input_len())?;
     check_storage(OP, "output gradient", g, p.output_len())?;
-    let (splits, chunk) = weight_grad_splits(p);
-    let len = p.weight_len();
-    u32_arg(OP, len * splits as usize)?;
-    weight_grad_into(x, g, p, len, splits, chunk)
+    run_weight_grad(OP, x, g, p)
 }
 
-/// Runs the split-K weight gradient (and its fixed-order sum when there is more than one split).
-fn weight_grad_into(x: &CudaStorage, g: &CudaStorage, p: &Conv2dParams, len: usize, splits: u32, chunk: u32) -> Result<CudaStorage> {
+/// Runs the split-K weight gradient (and its fixed-order sum when there is more than one split)
+/// on buffers the caller has checked. Also the transposed convolution's weight gradient.
+pub(crate) fn run_weight_grad(op: &'static str, x: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> Result<CudaStorage> {
+    let (splits, chunk) = weight_grad_splits(p);
+    let len = p.weight_len();
+    u32_arg(op, len * splits as usize)?;
     let dev = x.device();
     let dw = dev.alloc(DType::F32, len)?;
     if splits == 1 {

@@ -3,6 +3,7 @@ pub mod attention;
 pub mod codebook;
 pub mod conv2d;
 pub mod conv2d_backward;
+pub mod conv_transpose2d;
 pub mod copy;
 pub mod elementwise;
 pub mod gemm;
