@@ -21,7 +21,8 @@ backend_tests!(
     attention_backward_one_tile_two_batches,
     attention_backward_partial_tiles_l100,
     attention_backward_l256_peaked_scores,
-    attention_backward_model_heads_8
+    attention_backward_model_heads_8,
+    attention_backward_model_length_1024
 );
 
 /// Forward then backward on dense [b, l, h*64] inputs (q and k uniform in +-spread), every
@@ -96,4 +97,10 @@ fn attention_backward_arg_checks_name_the_argument() {
 
     let err = check_attention_bwd_args(0, l, h, &args).unwrap_err().to_string();
     assert!(err.contains("batch 0"), "{err}");
+}
+
+fn attention_backward_model_length_1024<B: Backend>(be: &B) {
+    // The model's 1024 tokens (sums over 16 key / query tiles) with one head: all 8 heads at this
+    // length take ~20 s of CPU on the emulator plus the oracle, too slow for every run.
+    check(be, 40, 1, 1024, 1, 1.0);
 }
