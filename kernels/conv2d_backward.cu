@@ -6,11 +6,15 @@
 //   conv2d_bwd_input_f32(dx, g, w, bias, p)      dx [N, C, H, W]
 //       dx[n, c, ih, iw] = bias[c] + sum_{o, i, j} w[o, c, i, j] g[n, o, oh, ow]
 //       over the taps with oh sh = ih + ph - i dh (and likewise w) inside the output.
-//       Implicit GEMM (gather form): rows = input pixels (n, ih, iw), columns = input channels c,
-//       reduction k = (o, i, j) of length O KH KW; a tap that does not land on an output position
-//       (stride does not divide, or outside) reads 0. bias may be null; it exists so that the
-//       transposed convolution's forward (conv_transpose2d: y = this with x as g) can add its own.
-//       Launch: grid (ceil(N H W / 64), ceil(C / 64)), 256 threads.
+//       Implicit GEMM (gather form), split by stride phase: a tap reaches an input row ih only when
+//       the stride divides ih + ph - i dh, which depends only on ih mod sh, so the input pixels
+//       with one (ih mod sh, iw mod sw) share one tap set (about KH/sh x KW/sw taps). blockIdx.z
+//       is the phase; rows = that phase's pixels (n, ih, iw), columns = input channels c,
+//       reduction k = (o, tap) over the phase's taps only, so a stride-2 4x4 kernel costs 2x2 taps
+//       per pixel, not 4x4 mostly-zero ones. Taps that fall outside the output read 0. bias may be
+//       null; it exists so that the transposed convolution's forward (conv_transpose2d: y = this
+//       with x as g) can add its own. Launch: grid (ceil(N ceil(H/sh) ceil(W/sw) / 64),
+//       ceil(C / 64), sh sw), 256 threads; blocks past their phase's pixels exit at once.
 //   conv2d_bwd_weight_f32(part, x, g, p, chunk)   part [splits, O, C KH KW]
 //       part[z, o, (c, i, j)] = sum over output positions m = (n, oh, ow) in
 //       [z chunk, (z + 1) chunk) of g[n, o, oh, ow] x[n, c, oh sh - ph + i dh, ow sw - pw + j dw].
@@ -38,12 +42,31 @@ struct Conv2dParams {
   unsigned stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
 };
 
-// The output index t / s when input position `t` (= i + pad - tap dil, possibly negative) is hit
-// by an output position of a stride-s convolution, else -1.
-static __device__ __forceinline__ int out_index(int t, unsigned s, unsigned out_len) {
-  if (t < 0) return -1;
-  const unsigned u = (unsigned)t;
-  return (u % s == 0 && u / s < out_len) ? (int)(u / s) : -1;
+// One axis of a stride phase of the input gradient: the input positions i = residue + stride a
+// (a < count) and the kernel taps that reach them, tap = first + step b (b < taps). A tap reaches
+// input position i from some output position exactly when tap dil = i + pad (mod stride), which
+// depends only on i mod stride, so all positions of one residue share their taps.
+struct PhaseAxis {
+  unsigned residue, count, first, step, taps;
+};
+
+static __device__ __forceinline__ PhaseAxis phase_axis(unsigned residue, unsigned len, unsigned stride, unsigned pad,
+                                                       unsigned dil, unsigned k) {
+  PhaseAxis a;
+  a.residue = residue;
+  a.count = residue < len ? (len - residue + stride - 1) / stride : 0;
+  const unsigned target = (residue + pad) % stride;
+  // tap dil mod stride repeats with period step = stride / gcd(dil, stride); search one period.
+  a.step = 1;
+  while ((a.step * dil) % stride != 0) ++a.step;
+  a.first = k;  // no tap reaches this residue (possible when gcd(dil, stride) > 1): taps = 0
+  for (unsigned i = 0; i < a.step; ++i)
+    if ((i * dil) % stride == target) {
+      a.first = i;
+      break;
+    }
+  a.taps = a.first < k ? (k - a.first + a.step - 1) / a.step : 0;
+  return a;
 }
 
 extern "C" __global__ void __launch_bounds__(CBW_THREADS)
@@ -52,15 +75,21 @@ extern "C" __global__ void __launch_bounds__(CBW_THREADS)
   __shared__ float as[CBW_BK][CBW_TILE + 1];  // g gathered: [k][pixel]
   __shared__ float bs[CBW_BK][CBW_TILE + 1];  // w: [k][input channel]
   const unsigned t = threadIdx.x, tx = t % 16, ty = t / 16;
-  const unsigned khw = p.kh * p.kw, K = p.o * khw;
-  const unsigned hw = p.h * p.w, M = p.n * hw, ohw = p.oh * p.ow;
+  // This block's stride phase: input pixels with (ih mod stride_h, iw mod stride_w) fixed.
+  const PhaseAxis ah = phase_axis(blockIdx.z / p.stride_w, p.h, p.stride_h, p.pad_h, p.dil_h, p.kh);
+  const PhaseAxis aw = phase_axis(blockIdx.z % p.stride_w, p.w, p.stride_w, p.pad_w, p.dil_w, p.kw);
+  const unsigned plane = ah.count * aw.count, M = p.n * plane;  // pixels of the phase
+  const unsigned taps = ah.taps * aw.taps, K = p.o * taps;     // reduction of the phase
+  const unsigned hw = p.h * p.w, ohw = p.oh * p.ow;
   const unsigned m0 = blockIdx.x * CBW_TILE, c0 = blockIdx.y * CBW_TILE;
+  if (m0 >= M) return;  // the grid covers the largest phase; the whole block leaves together
 
   // This thread always loads pixel column t % 64 of the A tile: decode it once.
   const unsigned lm = m0 + t % CBW_TILE;
   const bool m_ok = lm < M;
-  const unsigned ln = m_ok ? lm / hw : 0, lrem = m_ok ? lm % hw : 0;
-  const int th0 = (int)(lrem / p.w + p.pad_h), tw0 = (int)(lrem % p.w + p.pad_w);
+  const unsigned ln = m_ok ? lm / plane : 0, lrem = m_ok ? lm % plane : 0;
+  const int th0 = (int)(ah.residue + p.stride_h * (lrem / aw.count) + p.pad_h);
+  const int tw0 = (int)(aw.residue + p.stride_w * (lrem % aw.count) + p.pad_w);
   const float* g_img = g + (size_t)ln * p.o * ohw;
 
   float acc[4][4];
@@ -71,10 +100,12 @@ extern "C" __global__ void __launch_bounds__(CBW_THREADS)
       const unsigned kk = t / CBW_TILE + 4 * q, k = k0 + kk;
       float v = 0.0f;
       if (m_ok && k < K) {
-        const unsigned o = k / khw, r = k % khw;
-        const int oh = out_index(th0 - (int)((r / p.kw) * p.dil_h), p.stride_h, p.oh);
-        const int ow = out_index(tw0 - (int)((r % p.kw) * p.dil_w), p.stride_w, p.ow);
-        if (oh >= 0 && ow >= 0) v = g_img[(size_t)o * ohw + (unsigned)oh * p.ow + (unsigned)ow];
+        const unsigned o = k / taps, r = k % taps;
+        // Divisible by the stride by construction of the phase; only the borders remain.
+        const int th = th0 - (int)((ah.first + ah.step * (r / aw.taps)) * p.dil_h);
+        const int tw = tw0 - (int)((aw.first + aw.step * (r % aw.taps)) * p.dil_w);
+        if (th >= 0 && tw >= 0 && (unsigned)th / p.stride_h < p.oh && (unsigned)tw / p.stride_w < p.ow)
+          v = g_img[(size_t)o * ohw + ((unsigned)th / p.stride_h) * p.ow + (unsigned)tw / p.stride_w];
       }
       as[kk][t % CBW_TILE] = v;
     }
@@ -82,7 +113,13 @@ extern "C" __global__ void __launch_bounds__(CBW_THREADS)
     for (int q = 0; q < CBW_TILE * CBW_BK / CBW_THREADS; ++q) {
       const unsigned e = t + CBW_THREADS * q, cc = e / CBW_BK, kk = e % CBW_BK;
       const unsigned c = c0 + cc, k = k0 + kk;
-      bs[kk][cc] = (c < p.c && k < K) ? w[((size_t)(k / khw) * p.c + c) * khw + k % khw] : 0.0f;
+      float v = 0.0f;
+      if (c < p.c && k < K) {
+        const unsigned o = k / taps, r = k % taps;
+        const unsigned i = ah.first + ah.step * (r / aw.taps), j = aw.first + aw.step * (r % aw.taps);
+        v = w[(((size_t)o * p.c + c) * p.kh + i) * p.kw + j];
+      }
+      bs[kk][cc] = v;
     }
     __syncthreads();
     tile_fma_4x4<CBW_BK>(acc, as, bs, tx, ty);
@@ -93,7 +130,8 @@ extern "C" __global__ void __launch_bounds__(CBW_THREADS)
   for (int i = 0; i < 4; ++i) {
     const unsigned m = m0 + tx + 16 * i;
     if (m >= M) continue;
-    const unsigned n = m / hw, pix = m % hw;
+    const unsigned n = m / plane, rem = m % plane;
+    const unsigned pix = (ah.residue + p.stride_h * (rem / aw.count)) * p.w + aw.residue + p.stride_w * (rem % aw.count);
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const unsigned c = c0 + ty + 16 * j;

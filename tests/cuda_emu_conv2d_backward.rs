@@ -152,6 +152,11 @@ fn conv2d_backward_odd_sizes_stride_pad_dilation<B: Backend>(be: &B) {
     check(be, 7, &Case::new([1, 4, 12, 12], [6, 4, 3, 3], (1, 2), (2, 2), (2, 2)), 1);
     // Stride 3 with dilation: most input pixels are reached by no tap or by one only.
     check(be, 10, &Case::new([2, 3, 10, 9], [4, 3, 2, 3], (3, 2), (1, 2), (2, 3)), 1);
+    // Stride 2, dilation 2: the odd rows / columns (with pad 1: the even ones) are reached by no
+    // tap at all, so their stride phase has an empty reduction and dx is 0 there.
+    check(be, 11, &Case::new([1, 3, 9, 8], [4, 3, 3, 2], (2, 2), (1, 0), (2, 2)), 1);
+    // Stride 3 over 2 rows: the phase of residue 2 has no pixels.
+    check(be, 12, &Case::new([1, 2, 2, 5], [3, 2, 1, 2], (3, 2), (0, 0), (1, 1)), 1);
     // More input channels than one 64-channel tile, one output channel.
     check(be, 13, &Case::new([1, 67, 5, 6], [1, 67, 3, 3], (1, 1), (1, 1), (1, 1)), 1);
 }

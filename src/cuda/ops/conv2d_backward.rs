@@ -1,7 +1,8 @@
 //! Launchers for `kernels/conv2d_backward.cu`: the gradients of the 2-D convolution of
 //! `conv2d.rs` (NCHW input `[n, c, h, w]`, weight `[o, c, kh, kw]`, output gradient
 //! `g [n, o, oh, ow]`, the same `Conv2dParams` with stride / padding / dilation; spec §2, §4).
-//! * `dx [n, c, h, w]`: implicit GEMM in gather form (one 64-pixel x 64-channel tile per block);
+//! * `dx [n, c, h, w]`: implicit GEMM in gather form (one 64-pixel x 64-channel tile per block),
+//!   one grid layer per stride phase so that only the taps that reach a pixel are summed;
 //! * `dw [o, c, kh, kw]`: a GEMM reducing over the n*oh*ow output positions, split into
 //!   `weight_grad_splits` contiguous chunks (blockIdx.z) written to a workspace and summed in a
 //!   fixed order by a second kernel: no float atomics, so results are bit-reproducible;
@@ -55,10 +56,11 @@ pub fn weight_grad_splits(p: &Conv2dParams) -> (u32, u32) {
 }
 
 /// dx (+ bias[c] when `bias` != 0, which the transposed convolution's forward uses).
-/// Grid: (input-pixel tiles, input-channel tiles).
+/// Grid: (pixel tiles of the largest stride phase, input-channel tiles, stride_h * stride_w
+/// phases).
 pub fn conv2d_bwd_input_launch(dx: u64, g: u64, w: u64, bias: u64, p: &Conv2dParams) -> Launch {
-    let pixels = (p.n * p.h * p.w) as usize;
-    let grid = (pixels.div_ceil(TILE) as u32, (p.c as usize).div_ceil(TILE) as u32, 1);
+    let phase_pixels = (p.n * p.h.div_ceil(p.stride_h) * p.w.div_ceil(p.stride_w)) as usize;
+    let grid = (phase_pixels.div_ceil(TILE) as u32, (p.c as usize).div_ceil(TILE) as u32, p.stride_h * p.stride_w);
     Launch {
         module: MODULE,
         kernel: "conv2d_bwd_input_f32",
