@@ -39,11 +39,42 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
     let (o, lse, delta) = (nan(n), nan(b * h * l), nan(b * h * l));
     let (dq, dk, dv) = (nan(n), nan(n), nan(n));
     let ptr = |x: &B::Buf| be.ptr(x);
-    be.run(&attention_fwd_launch(ptr(&o), ptr(&lse), ptr(&qb), ptr(&kb), ptr(&vb), &p));
+    be.run(&attention_fwd_launch(
+        ptr(&o),
+        ptr(&lse),
+        ptr(&qb),
+        ptr(&kb),
+        ptr(&vb),
+        &p,
+    ));
     // The order attention_bwd runs them in.
-    be.run(&attention_bwd_delta_launch(ptr(&delta), ptr(&o), ptr(&dob), &p));
-    be.run(&attention_bwd_dkdv_launch(ptr(&dk), ptr(&dv), ptr(&qb), ptr(&kb), ptr(&vb), ptr(&dob), ptr(&lse), ptr(&delta), &p));
-    be.run(&attention_bwd_dq_launch(ptr(&dq), ptr(&qb), ptr(&kb), ptr(&vb), ptr(&dob), ptr(&lse), ptr(&delta), &p));
+    be.run(&attention_bwd_delta_launch(
+        ptr(&delta),
+        ptr(&o),
+        ptr(&dob),
+        &p,
+    ));
+    be.run(&attention_bwd_dkdv_launch(
+        ptr(&dk),
+        ptr(&dv),
+        ptr(&qb),
+        ptr(&kb),
+        ptr(&vb),
+        ptr(&dob),
+        ptr(&lse),
+        ptr(&delta),
+        &p,
+    ));
+    be.run(&attention_bwd_dq_launch(
+        ptr(&dq),
+        ptr(&qb),
+        ptr(&kb),
+        ptr(&vb),
+        ptr(&dob),
+        ptr(&lse),
+        ptr(&delta),
+        &p,
+    ));
 
     let cp = CpuAttentionParams::new(b, l, h, HEAD_DIM);
     let (mut wq, mut wk, mut wv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
@@ -87,15 +118,24 @@ fn attention_backward_arg_checks_name_the_argument() {
 
     let mut short = args;
     short[4] = (DType::F32, n - 1);
-    let err = check_attention_bwd_args(b, l, h, &short).unwrap_err().to_string();
-    assert!(err.contains("dout") && err.contains(&n.to_string()), "{err}");
+    let err = check_attention_bwd_args(b, l, h, &short)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("dout") && err.contains(&n.to_string()),
+        "{err}"
+    );
 
     let mut wrong_type = args;
     wrong_type[5] = (DType::U32, b * h * l);
-    let err = check_attention_bwd_args(b, l, h, &wrong_type).unwrap_err().to_string();
+    let err = check_attention_bwd_args(b, l, h, &wrong_type)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lse") && err.contains("f32"), "{err}");
 
-    let err = check_attention_bwd_args(0, l, h, &args).unwrap_err().to_string();
+    let err = check_attention_bwd_args(0, l, h, &args)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("batch 0"), "{err}");
 }
 

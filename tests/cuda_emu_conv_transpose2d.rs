@@ -13,7 +13,8 @@ mod common;
 
 use common::backend::Backend;
 use fdm::cpu::ops::conv_transpose2d::{
-    conv_transpose2d_backward_input_ref_at, conv_transpose2d_backward_weight_ref_at, conv_transpose2d_ref_at,
+    conv_transpose2d_backward_input_ref_at, conv_transpose2d_backward_weight_ref_at,
+    conv_transpose2d_ref_at,
 };
 use fdm::cuda::ops::conv2d_backward::weight_grad_splits;
 use fdm::cuda::ops::conv_transpose2d::*;
@@ -28,7 +29,13 @@ backend_tests!(
 );
 
 /// The CPU oracle's parameters for the same transposed convolution.
-fn cpu_params(input: [usize; 4], weight: [usize; 4], stride: (usize, usize), pad: (usize, usize), s: &ConvTranspose2dShape) -> ConvTranspose2dParams {
+fn cpu_params(
+    input: [usize; 4],
+    weight: [usize; 4],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    s: &ConvTranspose2dShape,
+) -> ConvTranspose2dParams {
     let (oh, ow) = s.output_hw();
     let u = |v: usize| v as u32;
     ConvTranspose2dParams {
@@ -51,7 +58,13 @@ fn cpu_params(input: [usize; 4], weight: [usize; 4], stride: (usize, usize), pad
 
 /// `got` beside the oracle's value for every element whose channel (index / plane % channels) is
 /// a multiple of `step`.
-fn sampled(got: &[f32], plane: usize, channels: usize, step: usize, want: impl Fn(usize) -> f64 + Sync) -> (Vec<f32>, Vec<f32>) {
+fn sampled(
+    got: &[f32],
+    plane: usize,
+    channels: usize,
+    step: usize,
+    want: impl Fn(usize) -> f64 + Sync,
+) -> (Vec<f32>, Vec<f32>) {
     got.par_iter()
         .enumerate()
         .filter(|(i, _)| ((i / plane) % channels).is_multiple_of(step))
@@ -65,7 +78,15 @@ fn nchw(i: usize, c: usize, h: usize, w: usize) -> (usize, usize, usize, usize) 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check<B: Backend>(be: &B, seed: u64, input: [usize; 4], weight: [usize; 4], stride: (usize, usize), pad: (usize, usize), step: usize) {
+fn check<B: Backend>(
+    be: &B,
+    seed: u64,
+    input: [usize; 4],
+    weight: [usize; 4],
+    stride: (usize, usize),
+    pad: (usize, usize),
+    step: usize,
+) {
     let s = ConvTranspose2dShape::new(input, weight, stride, pad).unwrap();
     let cp = cpu_params(input, weight, stride, pad, &s);
     let (cin, cout, (oh, ow)) = (input[1], weight[1], s.output_hw());
@@ -79,17 +100,33 @@ fn check<B: Backend>(be: &B, seed: u64, input: [usize; 4], weight: [usize; 4], s
     for with_bias in [true, false] {
         let y = be.f32s(&vec![f32::NAN; s.output_len()]);
         let bias_ptr = if with_bias { be.ptr(&bb) } else { 0 };
-        be.run(&conv_transpose2d_fwd_launch(be.ptr(&y), be.ptr(&xb), be.ptr(&wb), bias_ptr, &s));
+        be.run(&conv_transpose2d_fwd_launch(
+            be.ptr(&y),
+            be.ptr(&xb),
+            be.ptr(&wb),
+            bias_ptr,
+            &s,
+        ));
         let b = with_bias.then_some(&bias[..]);
         let (got, want) = sampled(&be.get_f32(&y), oh * ow, cout, step, |i| {
             let (n, o, r, c) = nchw(i, cout, oh, ow);
             conv_transpose2d_ref_at(&cp, &x, &w, b, n, o, r, c)
         });
-        assert_close(&got, &want, TOL_CUDA_F32, &format!("{what} forward, bias {with_bias}"));
+        assert_close(
+            &got,
+            &want,
+            TOL_CUDA_F32,
+            &format!("{what} forward, bias {with_bias}"),
+        );
     }
 
     let dx = be.f32s(&vec![f32::NAN; s.input_len()]);
-    be.run(&conv_transpose2d_bwd_input_launch(be.ptr(&dx), be.ptr(&gb), be.ptr(&wb), &s));
+    be.run(&conv_transpose2d_bwd_input_launch(
+        be.ptr(&dx),
+        be.ptr(&gb),
+        be.ptr(&wb),
+        &s,
+    ));
     let (got, want) = sampled(&be.get_f32(&dx), input[2] * input[3], cin, step, |i| {
         let (n, c, r, q) = nchw(i, cin, input[2], input[3]);
         conv_transpose2d_backward_input_ref_at(&cp, &w, &g, n, c, r, q)
@@ -105,10 +142,19 @@ fn check<B: Backend>(be: &B, seed: u64, input: [usize; 4], weight: [usize; 4], s
     assert_close(&got, &want, TOL_CUDA_F32, &format!("{what} dw"));
 
     let db = be.f32s(&vec![f32::NAN; cout]);
-    be.run(&conv_transpose2d_bwd_bias_launch(be.ptr(&db), be.ptr(&gb), &s));
+    be.run(&conv_transpose2d_bwd_bias_launch(
+        be.ptr(&db),
+        be.ptr(&gb),
+        &s,
+    ));
     let plane = oh * ow;
     let want: Vec<f32> = (0..cout)
-        .map(|o| (0..input[0]).flat_map(|n| &g[(n * cout + o) * plane..][..plane]).map(|&v| v as f64).sum::<f64>() as f32)
+        .map(|o| {
+            (0..input[0])
+                .flat_map(|n| &g[(n * cout + o) * plane..][..plane])
+                .map(|&v| v as f64)
+                .sum::<f64>() as f32
+        })
         .collect();
     assert_close(&be.get_f32(&db), &want, TOL_CUDA_F32, &format!("{what} db"));
 }
@@ -118,12 +164,24 @@ fn check<B: Backend>(be: &B, seed: u64, input: [usize; 4], weight: [usize; 4], s
 fn weight_grad<B: Backend>(be: &B, xb: &B::Buf, gb: &B::Buf, s: &ConvTranspose2dShape) -> Vec<f32> {
     let (splits, chunk) = weight_grad_splits(&s.conv);
     let part = be.f32s(&vec![f32::NAN; s.weight_len() * splits as usize]);
-    be.run(&conv_transpose2d_bwd_weight_launch(be.ptr(&part), be.ptr(xb), be.ptr(gb), s, splits, chunk));
+    be.run(&conv_transpose2d_bwd_weight_launch(
+        be.ptr(&part),
+        be.ptr(xb),
+        be.ptr(gb),
+        s,
+        splits,
+        chunk,
+    ));
     if splits == 1 {
         return be.get_f32(&part);
     }
     let dw = be.f32s(&vec![f32::NAN; s.weight_len()]);
-    be.run(&conv_transpose2d_bwd_weight_sum_launch(be.ptr(&dw), be.ptr(&part), s, splits));
+    be.run(&conv_transpose2d_bwd_weight_sum_launch(
+        be.ptr(&dw),
+        be.ptr(&part),
+        s,
+        splits,
+    ));
     be.get_f32(&dw)
 }
 
@@ -152,13 +210,25 @@ fn conv_transpose2d_decoder_256_to_128_and_128_to_64<B: Backend>(be: &B) {
 fn conv_transpose2d_shape_matches_pytorch_and_rejects_bad_input() {
     // The decoder's three upsamplings: 32 -> 64 -> 128 -> 256.
     for (hw, cin, cout) in [(32, 256, 256), (64, 256, 128), (128, 128, 64)] {
-        let s = ConvTranspose2dShape::new([1, cin, hw, hw], [cin, cout, 4, 4], (2, 2), (1, 1)).unwrap();
+        let s =
+            ConvTranspose2dShape::new([1, cin, hw, hw], [cin, cout, 4, 4], (2, 2), (1, 1)).unwrap();
         assert_eq!(s.output_hw(), (2 * hw, 2 * hw));
         assert_eq!(s.output_len(), cout * 4 * hw * hw);
         assert_eq!(s.weight_len(), cin * cout * 16);
     }
-    let err = ConvTranspose2dShape::new([1, 8, 4, 4], [4, 8, 4, 4], (2, 2), (1, 1)).unwrap_err().to_string();
-    assert!(err.contains("conv_transpose2d") && err.contains("[4, 8, 4, 4]"), "channel mismatch: {err}");
-    assert!(ConvTranspose2dShape::new([1, 3, 1, 1], [3, 2, 1, 1], (1, 1), (1, 1)).is_err(), "empty output");
-    assert!(ConvTranspose2dShape::new([1, 3, 4, 4], [3, 2, 3, 3], (0, 1), (0, 0)).is_err(), "zero stride");
+    let err = ConvTranspose2dShape::new([1, 8, 4, 4], [4, 8, 4, 4], (2, 2), (1, 1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conv_transpose2d") && err.contains("[4, 8, 4, 4]"),
+        "channel mismatch: {err}"
+    );
+    assert!(
+        ConvTranspose2dShape::new([1, 3, 1, 1], [3, 2, 1, 1], (1, 1), (1, 1)).is_err(),
+        "empty output"
+    );
+    assert!(
+        ConvTranspose2dShape::new([1, 3, 4, 4], [3, 2, 3, 3], (0, 1), (0, 0)).is_err(),
+        "zero stride"
+    );
 }

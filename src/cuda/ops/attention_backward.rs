@@ -27,9 +27,17 @@ pub const ARG_NAMES: [&str; 6] = ["q", "k", "v", "o", "dout", "lse"];
 
 /// Checks the sizes and the (dtype, length) of the six inputs named in `ARG_NAMES` and returns
 /// the kernel parameters of the dense layout. Pure, so it is tested without a GPU.
-pub fn check_attention_bwd_args(batch: usize, len: usize, heads: usize, args: &[(DType, usize); 6]) -> Result<AttentionParams> {
+pub fn check_attention_bwd_args(
+    batch: usize,
+    len: usize,
+    heads: usize,
+    args: &[(DType, usize); 6],
+) -> Result<AttentionParams> {
     if batch == 0 || len == 0 || heads == 0 || heads > 65535 || batch > 65535 {
-        return Err(Error::shape(OP, format!("batch {batch}, length {len}, heads {heads}")));
+        return Err(Error::shape(
+            OP,
+            format!("batch {batch}, length {len}, heads {heads}"),
+        ));
     }
     let n = batch * len * heads * HEAD_DIM;
     u32_arg(OP, n)?;
@@ -42,7 +50,11 @@ pub fn check_attention_bwd_args(batch: usize, len: usize, heads: usize, args: &[
 }
 
 fn grid(p: &AttentionParams, rows_per_block: usize) -> (u32, u32, u32) {
-    ((p.len as usize).div_ceil(rows_per_block).max(1) as u32, p.heads, p.batch)
+    (
+        (p.len as usize).div_ceil(rows_per_block).max(1) as u32,
+        p.heads,
+        p.batch,
+    )
 }
 
 /// delta `[batch, heads, len]` = rowsum(dout * o) per (b, h, query).
@@ -50,31 +62,75 @@ pub fn attention_bwd_delta_launch(delta: u64, o: u64, dout: u64, p: &AttentionPa
     Launch {
         module: MODULE,
         kernel: "attention_bwd_delta_f32",
-        cfg: LaunchCfg { grid: grid(p, DELTA_ROWS), block: (32 * DELTA_ROWS as u32, 1, 1), smem_bytes: 0 },
-        args: vec![KArg::Ptr(delta), KArg::Ptr(o), KArg::Ptr(dout), KArg::pod(p)],
+        cfg: LaunchCfg {
+            grid: grid(p, DELTA_ROWS),
+            block: (32 * DELTA_ROWS as u32, 1, 1),
+            smem_bytes: 0,
+        },
+        args: vec![
+            KArg::Ptr(delta),
+            KArg::Ptr(o),
+            KArg::Ptr(dout),
+            KArg::pod(p),
+        ],
     }
 }
 
 /// dk and dv. Grid: (key tiles, heads, batch).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_bwd_dkdv_launch(dk: u64, dv: u64, q: u64, k: u64, v: u64, dout: u64, lse: u64, delta: u64, p: &AttentionParams) -> Launch {
-    let args = [dk, dv, q, k, v, dout, lse, delta].into_iter().map(KArg::Ptr).chain([KArg::pod(p)]).collect();
+pub fn attention_bwd_dkdv_launch(
+    dk: u64,
+    dv: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    dout: u64,
+    lse: u64,
+    delta: u64,
+    p: &AttentionParams,
+) -> Launch {
+    let args = [dk, dv, q, k, v, dout, lse, delta]
+        .into_iter()
+        .map(KArg::Ptr)
+        .chain([KArg::pod(p)])
+        .collect();
     Launch {
         module: MODULE,
         kernel: "attention_bwd_dkdv_f32",
-        cfg: LaunchCfg { grid: grid(p, TILE), block: (THREADS, 1, 1), smem_bytes: 0 },
+        cfg: LaunchCfg {
+            grid: grid(p, TILE),
+            block: (THREADS, 1, 1),
+            smem_bytes: 0,
+        },
         args,
     }
 }
 
 /// dq. Grid: (query tiles, heads, batch).
 #[allow(clippy::too_many_arguments)]
-pub fn attention_bwd_dq_launch(dq: u64, q: u64, k: u64, v: u64, dout: u64, lse: u64, delta: u64, p: &AttentionParams) -> Launch {
-    let args = [dq, q, k, v, dout, lse, delta].into_iter().map(KArg::Ptr).chain([KArg::pod(p)]).collect();
+pub fn attention_bwd_dq_launch(
+    dq: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    dout: u64,
+    lse: u64,
+    delta: u64,
+    p: &AttentionParams,
+) -> Launch {
+    let args = [dq, q, k, v, dout, lse, delta]
+        .into_iter()
+        .map(KArg::Ptr)
+        .chain([KArg::pod(p)])
+        .collect();
     Launch {
         module: MODULE,
         kernel: "attention_bwd_dq_f32",
-        cfg: LaunchCfg { grid: grid(p, TILE), block: (THREADS, 1, 1), smem_bytes: 0 },
+        cfg: LaunchCfg {
+            grid: grid(p, TILE),
+            block: (THREADS, 1, 1),
+            smem_bytes: 0,
+        },
         args,
     }
 }
@@ -98,11 +154,25 @@ pub fn attention_bwd(
     let n = batch * len * heads * HEAD_DIM;
     let dev = q.device();
     let delta = dev.alloc(DType::F32, batch * heads * len)?;
-    let (dq, dk, dv) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, n)?);
+    let (dq, dk, dv) = (
+        dev.alloc(DType::F32, n)?,
+        dev.alloc(DType::F32, n)?,
+        dev.alloc(DType::F32, n)?,
+    );
     let ptr = |s: &CudaStorage| device_ptr(s, 0);
-    run_on_device(dev, &attention_bwd_delta_launch(ptr(&delta), ptr(o), ptr(dout), &p))?;
-    let (pq, pk, pv, pdo, plse, pdelta) = (ptr(q), ptr(k), ptr(v), ptr(dout), ptr(lse), ptr(&delta));
-    run_on_device(dev, &attention_bwd_dkdv_launch(ptr(&dk), ptr(&dv), pq, pk, pv, pdo, plse, pdelta, &p))?;
-    run_on_device(dev, &attention_bwd_dq_launch(ptr(&dq), pq, pk, pv, pdo, plse, pdelta, &p))?;
+    run_on_device(
+        dev,
+        &attention_bwd_delta_launch(ptr(&delta), ptr(o), ptr(dout), &p),
+    )?;
+    let (pq, pk, pv, pdo, plse, pdelta) =
+        (ptr(q), ptr(k), ptr(v), ptr(dout), ptr(lse), ptr(&delta));
+    run_on_device(
+        dev,
+        &attention_bwd_dkdv_launch(ptr(&dk), ptr(&dv), pq, pk, pv, pdo, plse, pdelta, &p),
+    )?;
+    run_on_device(
+        dev,
+        &attention_bwd_dq_launch(ptr(&dq), pq, pk, pv, pdo, plse, pdelta, &p),
+    )?;
     Ok((dq, dk, dv))
 }

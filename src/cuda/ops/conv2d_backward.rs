@@ -28,12 +28,24 @@ const MAX_SPLITS: usize = 64;
 /// Checks an argument buffer before a launch: f32 and at least `need` elements, with an error
 /// naming the argument. Pure, so it is tested without a GPU; the launchers pass it the storage's
 /// dtype and length.
-pub fn check_arg(op: &'static str, name: &str, dtype: DType, len: usize, need: usize) -> Result<()> {
+pub fn check_arg(
+    op: &'static str,
+    name: &str,
+    dtype: DType,
+    len: usize,
+    need: usize,
+) -> Result<()> {
     if dtype != DType::F32 {
-        return Err(Error::shape(op, format!("{name} must be f32, got {dtype:?}")));
+        return Err(Error::shape(
+            op,
+            format!("{name} must be f32, got {dtype:?}"),
+        ));
     }
     if len < need {
-        return Err(Error::shape(op, format!("{name} has {len} elements, {need} needed")));
+        return Err(Error::shape(
+            op,
+            format!("{name} has {len} elements, {need} needed"),
+        ));
     }
     Ok(())
 }
@@ -51,7 +63,10 @@ pub fn weight_grad_splits(p: &Conv2dParams) -> (u32, u32) {
     let k = (p.c * p.kh * p.kw) as usize;
     let tiles = k.div_ceil(TILE) * (p.o as usize).div_ceil(TILE);
     let wanted = TARGET_BLOCKS.div_ceil(tiles).clamp(1, MAX_SPLITS);
-    let chunk = m.div_ceil(wanted).max(MIN_CHUNK.min(m)).next_multiple_of(16);
+    let chunk = m
+        .div_ceil(wanted)
+        .max(MIN_CHUNK.min(m))
+        .next_multiple_of(16);
     (m.div_ceil(chunk) as u32, chunk as u32)
 }
 
@@ -60,25 +75,60 @@ pub fn weight_grad_splits(p: &Conv2dParams) -> (u32, u32) {
 /// phases).
 pub fn conv2d_bwd_input_launch(dx: u64, g: u64, w: u64, bias: u64, p: &Conv2dParams) -> Launch {
     let phase_pixels = (p.n * p.h.div_ceil(p.stride_h) * p.w.div_ceil(p.stride_w)) as usize;
-    let grid = (phase_pixels.div_ceil(TILE) as u32, (p.c as usize).div_ceil(TILE) as u32, p.stride_h * p.stride_w);
+    let grid = (
+        phase_pixels.div_ceil(TILE) as u32,
+        (p.c as usize).div_ceil(TILE) as u32,
+        p.stride_h * p.stride_w,
+    );
     Launch {
         module: MODULE,
         kernel: "conv2d_bwd_input_f32",
-        cfg: LaunchCfg { grid, block: (THREADS, 1, 1), smem_bytes: 0 },
-        args: vec![KArg::Ptr(dx), KArg::Ptr(g), KArg::Ptr(w), KArg::Ptr(bias), KArg::pod(p)],
+        cfg: LaunchCfg {
+            grid,
+            block: (THREADS, 1, 1),
+            smem_bytes: 0,
+        },
+        args: vec![
+            KArg::Ptr(dx),
+            KArg::Ptr(g),
+            KArg::Ptr(w),
+            KArg::Ptr(bias),
+            KArg::pod(p),
+        ],
     }
 }
 
 /// The weight gradient's partial sums: `part` holds `splits * weight_len` floats (it is dw itself
 /// when splits == 1). Grid: (k tiles, output-channel tiles, splits).
-pub fn conv2d_bwd_weight_launch(part: u64, x: u64, g: u64, p: &Conv2dParams, splits: u32, chunk: u32) -> Launch {
+pub fn conv2d_bwd_weight_launch(
+    part: u64,
+    x: u64,
+    g: u64,
+    p: &Conv2dParams,
+    splits: u32,
+    chunk: u32,
+) -> Launch {
     let k = (p.c * p.kh * p.kw) as usize;
-    let grid = (k.div_ceil(TILE) as u32, (p.o as usize).div_ceil(TILE) as u32, splits);
+    let grid = (
+        k.div_ceil(TILE) as u32,
+        (p.o as usize).div_ceil(TILE) as u32,
+        splits,
+    );
     Launch {
         module: MODULE,
         kernel: "conv2d_bwd_weight_f32",
-        cfg: LaunchCfg { grid, block: (THREADS, 1, 1), smem_bytes: 0 },
-        args: vec![KArg::Ptr(part), KArg::Ptr(x), KArg::Ptr(g), KArg::pod(p), KArg::U32(chunk)],
+        cfg: LaunchCfg {
+            grid,
+            block: (THREADS, 1, 1),
+            smem_bytes: 0,
+        },
+        args: vec![
+            KArg::Ptr(part),
+            KArg::Ptr(x),
+            KArg::Ptr(g),
+            KArg::pod(p),
+            KArg::U32(chunk),
+        ],
     }
 }
 
@@ -88,7 +138,12 @@ pub fn conv2d_bwd_weight_sum_launch(dw: u64, part: u64, len: u32, splits: u32) -
         module: MODULE,
         kernel: "conv2d_bwd_weight_sum_f32",
         cfg: LaunchCfg::for_elements(len as usize, THREADS, 1024),
-        args: vec![KArg::Ptr(dw), KArg::Ptr(part), KArg::U32(len), KArg::U32(splits)],
+        args: vec![
+            KArg::Ptr(dw),
+            KArg::Ptr(part),
+            KArg::U32(len),
+            KArg::U32(splits),
+        ],
     }
 }
 
@@ -98,7 +153,13 @@ pub fn conv2d_bwd_bias_launch(db: u64, g: u64, n: u32, channels: u32, plane: u32
         module: MODULE,
         kernel: "conv2d_bwd_bias_f32",
         cfg: LaunchCfg::linear(channels, THREADS, 0),
-        args: vec![KArg::Ptr(db), KArg::Ptr(g), KArg::U32(n), KArg::U32(channels), KArg::U32(plane)],
+        args: vec![
+            KArg::Ptr(db),
+            KArg::Ptr(g),
+            KArg::U32(n),
+            KArg::U32(channels),
+            KArg::U32(plane),
+        ],
     }
 }
 
@@ -108,13 +169,18 @@ pub fn conv2d_bwd_input(w: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> R
     check_storage(OP, "weight", w, p.weight_len())?;
     check_storage(OP, "output gradient", g, p.output_len())?;
     let dx = w.device().alloc(DType::F32, p.input_len())?;
-    let launch = conv2d_bwd_input_launch(device_ptr(&dx, 0), device_ptr(g, 0), device_ptr(w, 0), 0, p);
+    let launch =
+        conv2d_bwd_input_launch(device_ptr(&dx, 0), device_ptr(g, 0), device_ptr(w, 0), 0, p);
     run_on_device(w.device(), &launch)?;
     Ok(dx)
 }
 
 /// dw `[o, c, kh, kw]` from the input `[n, c, h, w]` and the output gradient `[n, o, oh, ow]`.
-pub fn conv2d_bwd_weight(x: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> Result<CudaStorage> {
+pub fn conv2d_bwd_weight(
+    x: &CudaStorage,
+    g: &CudaStorage,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
     const OP: &str = "conv2d_backward_weight";
     check_storage(OP, "input", x, p.input_len())?;
     check_storage(OP, "output gradient", g, p.output_len())?;
@@ -123,19 +189,47 @@ pub fn conv2d_bwd_weight(x: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> 
 
 /// Runs the split-K weight gradient (and its fixed-order sum when there is more than one split)
 /// on buffers the caller has checked. Also the transposed convolution's weight gradient.
-pub(crate) fn run_weight_grad(op: &'static str, x: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> Result<CudaStorage> {
+pub(crate) fn run_weight_grad(
+    op: &'static str,
+    x: &CudaStorage,
+    g: &CudaStorage,
+    p: &Conv2dParams,
+) -> Result<CudaStorage> {
     let (splits, chunk) = weight_grad_splits(p);
     let len = p.weight_len();
     u32_arg(op, len * splits as usize)?;
     let dev = x.device();
     let dw = dev.alloc(DType::F32, len)?;
     if splits == 1 {
-        run_on_device(dev, &conv2d_bwd_weight_launch(device_ptr(&dw, 0), device_ptr(x, 0), device_ptr(g, 0), p, 1, chunk))?;
+        run_on_device(
+            dev,
+            &conv2d_bwd_weight_launch(
+                device_ptr(&dw, 0),
+                device_ptr(x, 0),
+                device_ptr(g, 0),
+                p,
+                1,
+                chunk,
+            ),
+        )?;
         return Ok(dw);
     }
     let part = dev.alloc(DType::F32, len * splits as usize)?;
-    run_on_device(dev, &conv2d_bwd_weight_launch(device_ptr(&part, 0), device_ptr(x, 0), device_ptr(g, 0), p, splits, chunk))?;
-    run_on_device(dev, &conv2d_bwd_weight_sum_launch(device_ptr(&dw, 0), device_ptr(&part, 0), len as u32, splits))?;
+    run_on_device(
+        dev,
+        &conv2d_bwd_weight_launch(
+            device_ptr(&part, 0),
+            device_ptr(x, 0),
+            device_ptr(g, 0),
+            p,
+            splits,
+            chunk,
+        ),
+    )?;
+    run_on_device(
+        dev,
+        &conv2d_bwd_weight_sum_launch(device_ptr(&dw, 0), device_ptr(&part, 0), len as u32, splits),
+    )?;
     Ok(dw)
 }
 
@@ -143,7 +237,8 @@ pub(crate) fn run_weight_grad(op: &'static str, x: &CudaStorage, g: &CudaStorage
 pub fn conv2d_bwd_bias(g: &CudaStorage, p: &Conv2dParams) -> Result<CudaStorage> {
     check_storage("conv2d_backward_bias", "output gradient", g, p.output_len())?;
     let db = g.device().alloc(DType::F32, p.o as usize)?;
-    let launch = conv2d_bwd_bias_launch(device_ptr(&db, 0), device_ptr(g, 0), p.n, p.o, p.oh * p.ow);
+    let launch =
+        conv2d_bwd_bias_launch(device_ptr(&db, 0), device_ptr(g, 0), p.n, p.o, p.oh * p.ow);
     run_on_device(g.device(), &launch)?;
     Ok(db)
 }
