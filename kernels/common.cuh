@@ -83,4 +83,34 @@ static __device__ float block_max(float v, float* scratch) {
   return v;
 }
 
+// Register-tile inner loop of the 64 x 64 tiled products (gemm.cu, conv2d.cu, conv2d_backward.cu).
+// `a` and `b` are shared-memory slices of BK rows (the reduction index) by FDM_TILE columns (+1
+// padding); thread (ra, rb) owns the 4 x 4 outputs at a-columns ra + 16 i and b-columns rb + 16 j
+// and adds acc[i][j] += sum_k a[k][ra + 16 i] * b[k][rb + 16 j] in k order (deterministic).
+// With ra running fastest across a warp the a reads are conflict-free and the b reads broadcast.
+#define FDM_TILE 64
+template <int BK>
+static __device__ __forceinline__ void tile_fma_4x4(float (&acc)[4][4], const float (*a)[FDM_TILE + 1],
+                                                    const float (*b)[FDM_TILE + 1], unsigned ra, unsigned rb) {
+#pragma unroll
+  for (int k = 0; k < BK; ++k) {
+    float av[4], bv[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) av[i] = a[k][ra + 16 * i];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) bv[j] = b[k][rb + 16 * j];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+  }
+}
+
+static __device__ __forceinline__ void zero_tile_4x4(float (&acc)[4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+}
+
 #endif  // FDM_COMMON_CUH

@@ -13,8 +13,8 @@
 // pixels tx + 16 i and channels ty + 16 j (consecutive threads -> consecutive pixels, so loads of
 // x and stores of y coalesce along ow).
 
-#define CONV_BM 64
-#define CONV_BN 64
+#define CONV_BM FDM_TILE  // covered by the 4 x 4 register tiles of tile_fma_4x4 (common.cuh)
+#define CONV_BN FDM_TILE
 #define CONV_BK 16
 #define CONV_THREADS 256
 
@@ -46,10 +46,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
   const float* x_img = x + (size_t)ln * p.c * p.h * p.w;
 
   float acc[4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  zero_tile_4x4(acc);
 
   for (unsigned k0 = 0; k0 < K; k0 += CONV_BK) {
 #pragma unroll
@@ -70,18 +67,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
       bs[kk][oc] = (o < p.o && k < K) ? w[(size_t)o * K + k] : 0.0f;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < CONV_BK; ++kk) {
-      float av[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) av[i] = as[kk][tx + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = bs[kk][ty + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
+    tile_fma_4x4<CONV_BK>(acc, as, bs, tx, ty);
     __syncthreads();
   }
 

@@ -15,8 +15,8 @@
 // Tile loads take the contiguous direction of each operand (k when lda_k == 1, else m) so global
 // reads coalesce for both the plain and the transposed layouts.
 
-#define GEMM_BM 64
-#define GEMM_BN 64
+#define GEMM_BM FDM_TILE  // the 4 x 4 register tiles of tile_fma_4x4 (common.cuh) cover 64 x 64
+#define GEMM_BN FDM_TILE
 #define GEMM_BK 16
 #define GEMM_THREADS 256
 
@@ -60,27 +60,13 @@ extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
   const float* b_tile = b + (size_t)n0 * p.ldb_n;
 
   float acc[4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  zero_tile_4x4(acc);
 
   for (unsigned k0 = 0; k0 < p.k; k0 += GEMM_BK) {
     gemm_load_tile(as, a_tile + (size_t)k0 * p.lda_k, p.lda_m, p.lda_k, p.m - m0, p.k - k0);
     gemm_load_tile(bs, b_tile + (size_t)k0 * p.ldb_k, p.ldb_n, p.ldb_k, p.n - n0, p.k - k0);
     __syncthreads();
-#pragma unroll
-    for (int k = 0; k < GEMM_BK; ++k) {
-      float av[4], bv[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) av[i] = as[k][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[j] = bs[k][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-    }
+    tile_fma_4x4<GEMM_BK>(acc, as, bs, ty, tx);
     __syncthreads();
   }
 
