@@ -27,7 +27,9 @@ device_tests!(
     reductions_and_arg_reductions,
     embedding_and_row_gather_scatter,
     concat_and_narrow_backward,
-    patches_resize_and_pools
+    patches_resize_and_pools,
+    conv_gradients_and_transposed_conv,
+    attention_backward_head_dim_64
 );
 
 fn rand(seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
@@ -290,4 +292,41 @@ fn patches_resize_and_pools(dev: CudaDevice) {
         let want = ops::pool::avg_pool2d_backward(&g, img.shape(), 3, 1, 1, include).unwrap();
         same(&ops::pool::avg_pool2d_backward(&on(&dev, &g), img.shape(), 3, 1, 1, include).unwrap(), &want, "avg pool backward");
     }
+}
+
+fn conv_gradients_and_transposed_conv(dev: CudaDevice) {
+    // conv2d 3x3 pad 1 and 4x4 stride 2 pad 1; the decoder's ConvTranspose 4x4 stride 2 pad 1.
+    for (xs, ws, stride, pad) in [([2, 16, 12, 12], [24, 16, 3, 3], 1, 1), ([1, 8, 16, 16], [16, 8, 4, 4], 2, 1)] {
+        let (x, w) = (rand(60, &xs, -1.0, 1.0), rand(61, &ws, -0.3, 0.3));
+        let y = ops::conv::conv2d(&x, &w, None, stride, pad).unwrap();
+        let g = rand(62, y.shape(), -1.0, 1.0);
+        let want = ops::conv::conv2d_backward(&x, &w, &g, stride, pad).unwrap();
+        let got = ops::conv::conv2d_backward(&on(&dev, &x), &on(&dev, &w), &on(&dev, &g), stride, pad).unwrap();
+        same(&got.0, &want.0, &format!("conv2d dx {xs:?}"));
+        same(&got.1, &want.1, &format!("conv2d dw {xs:?}"));
+        same(&got.2, &want.2, &format!("conv2d db {xs:?}"));
+    }
+    let (x, w, b) = (rand(63, &[2, 16, 8, 8], -1.0, 1.0), rand(64, &[16, 8, 4, 4], -0.3, 0.3), rand(65, &[8], -0.1, 0.1));
+    let [xd, wd, bd] = [&x, &w, &b].map(|t| on(&dev, t));
+    let y = ops::conv::conv_transpose2d(&x, &w, Some(&b), 2, 1).unwrap();
+    same(&ops::conv::conv_transpose2d(&xd, &wd, Some(&bd), 2, 1).unwrap(), &y, "conv_transpose2d");
+    let g = rand(66, y.shape(), -1.0, 1.0);
+    let gd = on(&dev, &g);
+    let want = ops::conv::conv_transpose2d_backward_input(x.shape(), &w, &g, 2, 1).unwrap();
+    same(&ops::conv::conv_transpose2d_backward_input(x.shape(), &wd, &gd, 2, 1).unwrap(), &want, "conv_transpose2d dx");
+    let want = ops::conv::conv_transpose2d_backward_weight(&x, w.shape(), &g, 2, 1).unwrap();
+    same(&ops::conv::conv_transpose2d_backward_weight(&xd, w.shape(), &gd, 2, 1).unwrap(), &want, "conv_transpose2d dw");
+}
+
+fn attention_backward_head_dim_64(dev: CudaDevice) {
+    let shape = [1, 100, 128];
+    let (q, k, v, dout) = (rand(67, &shape, -1.0, 1.0), rand(68, &shape, -1.0, 1.0), rand(69, &shape, -1.0, 1.0), rand(70, &shape, -1.0, 1.0));
+    let (o, lse) = ops::attention::attention_with_lse(&q, &k, &v, 2).unwrap();
+    let want = ops::attention::attention_backward(&q, &k, &v, &o, &lse, &dout, 2).unwrap();
+    let [qd, kd, vd, dd] = [&q, &k, &v, &dout].map(|t| on(&dev, t));
+    let (od, lsed) = ops::attention::attention_with_lse(&qd, &kd, &vd, 2).unwrap();
+    let got = ops::attention::attention_backward(&qd, &kd, &vd, &od, &lsed, &dd, 2).unwrap();
+    same(&got.0, &want.0, "attention dq");
+    same(&got.1, &want.1, "attention dk");
+    same(&got.2, &want.2, "attention dv");
 }

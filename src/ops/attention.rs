@@ -6,6 +6,7 @@
 use super::argcheck::{expect_f32, expect_rank, expect_same_device, expect_same_shape};
 use crate::cpu::ops::{attention as cpu_fwd, attention_backward as cpu_bwd};
 use crate::cuda::ops::attention as cuda;
+use crate::cuda::ops::attention_backward as cuda_bwd;
 use crate::error::{Error, Result};
 use crate::params::attention::AttentionParams;
 use crate::storage::Storage;
@@ -133,6 +134,15 @@ pub fn attention_backward(
                 Tensor::from_vec(dv, shape)?,
             ))
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(BOP)),
+        Storage::Cuda(_) => {
+            let (b, l) = (p.batch as usize, p.seq_len as usize);
+            if p.head_dim as usize != crate::cuda::ops::attention::HEAD_DIM {
+                return Err(Error::shape(BOP, format!("head dim {}: the CUDA backward kernel takes head dim 64 only", p.head_dim)));
+            }
+            let [q, k, v, out, dout, lse] = [&q, &k, &v, &out, &dout, &lse].map(|t| t.cuda_dense());
+            let (dq, dk, dv) = cuda_bwd::attention_bwd(q?, k?, v?, out?, dout?, lse?, b, l, heads)?;
+            let shape = [b, l, heads * p.head_dim as usize];
+            Ok((Tensor::from_cuda(dq, &shape)?, Tensor::from_cuda(dk, &shape)?, Tensor::from_cuda(dv, &shape)?))
+        }
     }
 }

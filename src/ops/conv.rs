@@ -9,8 +9,10 @@
 //!
 //! Shapes are checked here with errors naming the problem; the loops live in `cpu::ops`.
 
-use super::matmul::{check_cpu_f32, check_f32_same_device};
+use super::matmul::check_f32_same_device;
 use crate::cuda::ops::conv2d as cuda_conv;
+use crate::cuda::ops::conv2d_backward as cuda_convb;
+use crate::cuda::ops::conv_transpose2d as cuda_convt;
 use crate::cpu::ops::{conv2d as cpu_conv, conv_transpose2d as cpu_convt};
 use crate::error::{Error, Result};
 use crate::params::conv2d::Conv2dParams;
@@ -85,6 +87,18 @@ fn convt_out_shape(p: &ConvTranspose2dParams) -> [usize; 4] {
     [p.batch, p.out_channels, p.out_h, p.out_w].map(|d| d as usize)
 }
 
+/// The CUDA launchers' description of a checked Conv2d (no dilation).
+fn cuda_conv_params(x_shape: &[usize], w_shape: &[usize], stride: usize, padding: usize) -> Result<cuda_conv::Conv2dParams> {
+    let four = |s: &[usize]| -> [usize; 4] { s.try_into().expect("4-D (checked)") };
+    cuda_conv::Conv2dParams::new(four(x_shape), four(w_shape), (stride, stride), (padding, padding), (1, 1))
+}
+
+/// The CUDA launchers' description of a checked ConvTranspose2d.
+fn cuda_convt_shape(x_shape: &[usize], w_shape: &[usize], stride: usize, padding: usize) -> Result<cuda_convt::ConvTranspose2dShape> {
+    let four = |s: &[usize]| -> [usize; 4] { s.try_into().expect("4-D (checked)") };
+    cuda_convt::ConvTranspose2dShape::new(four(x_shape), four(w_shape), (stride, stride), (padding, padding))
+}
+
 /// Conv2d: `x [N, C, H, W]`, `w [O, C, kh, kw]`, optional `b [O]` -> `[N, O, OH, OW]`.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
     let p = conv2d_params("conv2d", x.shape(), w.shape(), b.map(|b| b.shape()), stride, padding)?;
@@ -94,13 +108,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usize, padding
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
     let shape = conv_out_shape(&p);
     if !super::is_cpu(&x) {
-        let cp = cuda_conv::Conv2dParams::new(
-            [p.batch, p.in_channels, p.in_h, p.in_w].map(|d| d as usize),
-            w.shape().try_into().expect("conv2d weight is 4-D (checked)"),
-            (stride, stride),
-            (padding, padding),
-            (1, 1),
-        )?;
+        let cp = cuda_conv_params(x.shape(), w.shape(), stride, padding)?;
         let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
         let y = cuda_conv::conv2d_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, &cp)?;
         return Tensor::from_cuda(y, &shape);
@@ -115,8 +123,12 @@ pub fn conv2d_backward_input(x_shape: &[usize], w: &Tensor, grad_out: &Tensor, s
     let op = "conv2d_backward_input";
     let p = conv2d_params(op, x_shape, w.shape(), None, stride, padding)?;
     check_grad_shape(op, grad_out, conv_out_shape(&p))?;
-    check_cpu_f32(op, &[grad_out, w])?;
+    check_f32_same_device(op, &[grad_out, w])?;
     let (w, g) = (w.contiguous()?, grad_out.contiguous()?);
+    if !super::is_cpu(&g) {
+        let cp = cuda_conv_params(x_shape, w.shape(), stride, padding)?;
+        return Tensor::from_cuda(cuda_convb::conv2d_bwd_input(w.cuda_dense()?, g.cuda_dense()?, &cp)?, x_shape);
+    }
     let mut dx = vec![0f32; numel(x_shape)];
     cpu_conv::conv2d_backward_input_fast(&p, w.cpu_f32()?, g.cpu_f32()?, &mut dx);
     Tensor::from_vec(dx, x_shape)
@@ -127,8 +139,12 @@ pub fn conv2d_backward_weight(x: &Tensor, w_shape: &[usize], grad_out: &Tensor, 
     let op = "conv2d_backward_weight";
     let p = conv2d_params(op, x.shape(), w_shape, None, stride, padding)?;
     check_grad_shape(op, grad_out, conv_out_shape(&p))?;
-    check_cpu_f32(op, &[grad_out, x])?;
+    check_f32_same_device(op, &[grad_out, x])?;
     let (x, g) = (x.contiguous()?, grad_out.contiguous()?);
+    if !super::is_cpu(&g) {
+        let cp = cuda_conv_params(x.shape(), w_shape, stride, padding)?;
+        return Tensor::from_cuda(cuda_convb::conv2d_bwd_weight(x.cuda_dense()?, g.cuda_dense()?, &cp)?, w_shape);
+    }
     let mut dw = vec![0f32; numel(w_shape)];
     cpu_conv::conv2d_backward_weight_fast(&p, x.cpu_f32()?, g.cpu_f32()?, &mut dw);
     Tensor::from_vec(dw, w_shape)
@@ -138,8 +154,13 @@ pub fn conv2d_backward_weight(x: &Tensor, w_shape: &[usize], grad_out: &Tensor, 
 pub fn conv_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     let op = "conv_backward_bias";
     let [n, o, h, w] = dims4(op, "grad_out", "[N, C, H, W]", grad_out.shape())?;
-    check_cpu_f32(op, &[grad_out])?;
+    check_f32_same_device(op, &[grad_out])?;
     let g = grad_out.contiguous()?;
+    if !super::is_cpu(&g) {
+        // The bias-sum kernel reads only the output gradient's sizes from the params.
+        let cp = cuda_conv_params(&[n, o, h, w], &[o, o, 1, 1], 1, 0)?;
+        return Tensor::from_cuda(cuda_convb::conv2d_bwd_bias(g.cuda_dense()?, &cp)?, &[o]);
+    }
     let mut db = vec![0f32; o];
     cpu_conv::channel_sums(g.cpu_f32()?, n, o, h * w, &mut db);
     Tensor::from_vec(db, &[o])
@@ -158,9 +179,14 @@ pub fn conv_transpose2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, stride: usiz
     let p = conv_transpose2d_params("conv_transpose2d", x.shape(), w.shape(), b.map(|b| b.shape()), stride, padding)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
-    check_cpu_f32("conv_transpose2d", &inputs)?;
+    check_f32_same_device("conv_transpose2d", &inputs)?;
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
     let shape = convt_out_shape(&p);
+    if !super::is_cpu(&x) {
+        let cs = cuda_convt_shape(x.shape(), w.shape(), stride, padding)?;
+        let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
+        return Tensor::from_cuda(cuda_convt::conv_transpose2d_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, &cs)?, &shape);
+    }
     let mut y = vec![0f32; numel(&shape)];
     cpu_convt::conv_transpose2d_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?, &mut y);
     Tensor::from_vec(y, &shape)
@@ -171,8 +197,12 @@ pub fn conv_transpose2d_backward_input(x_shape: &[usize], w: &Tensor, grad_out: 
     let op = "conv_transpose2d_backward_input";
     let p = conv_transpose2d_params(op, x_shape, w.shape(), None, stride, padding)?;
     check_grad_shape(op, grad_out, convt_out_shape(&p))?;
-    check_cpu_f32(op, &[grad_out, w])?;
+    check_f32_same_device(op, &[grad_out, w])?;
     let (w, g) = (w.contiguous()?, grad_out.contiguous()?);
+    if !super::is_cpu(&g) {
+        let cs = cuda_convt_shape(x_shape, w.shape(), stride, padding)?;
+        return Tensor::from_cuda(cuda_convt::conv_transpose2d_bwd_input(w.cuda_dense()?, g.cuda_dense()?, &cs)?, x_shape);
+    }
     let mut dx = vec![0f32; numel(x_shape)];
     cpu_convt::conv_transpose2d_backward_input_fast(&p, w.cpu_f32()?, g.cpu_f32()?, &mut dx);
     Tensor::from_vec(dx, x_shape)
@@ -183,8 +213,12 @@ pub fn conv_transpose2d_backward_weight(x: &Tensor, w_shape: &[usize], grad_out:
     let op = "conv_transpose2d_backward_weight";
     let p = conv_transpose2d_params(op, x.shape(), w_shape, None, stride, padding)?;
     check_grad_shape(op, grad_out, convt_out_shape(&p))?;
-    check_cpu_f32(op, &[grad_out, x])?;
+    check_f32_same_device(op, &[grad_out, x])?;
     let (x, g) = (x.contiguous()?, grad_out.contiguous()?);
+    if !super::is_cpu(&g) {
+        let cs = cuda_convt_shape(x.shape(), w_shape, stride, padding)?;
+        return Tensor::from_cuda(cuda_convt::conv_transpose2d_bwd_weight(x.cuda_dense()?, g.cuda_dense()?, &cs)?, w_shape);
+    }
     let mut dw = vec![0f32; numel(w_shape)];
     cpu_convt::conv_transpose2d_backward_weight_fast(&p, x.cpu_f32()?, g.cpu_f32()?, &mut dw);
     Tensor::from_vec(dw, w_shape)

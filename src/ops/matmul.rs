@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::params::gemm::GemmParams;
 use crate::params::linear::LinearParams;
 use crate::shape::numel;
-use crate::storage::Storage;
 use crate::tensor::Tensor;
 
 /// Fails unless `t` holds f32 values.
@@ -194,15 +193,6 @@ pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Re
     for t in tensors {
         check_f32(op, t)?;
         super::check_same_device(op, tensors[0], t)?;
-    }
-    Ok(())
-}
-
-/// All tensors f32 on the same device, and that device the CPU (for ops with no CUDA kernel).
-pub(crate) fn check_cpu_f32(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
-    check_f32_same_device(op, tensors)?;
-    if !matches!(tensors[0].storage(), Storage::Cpu(_)) {
-        return Err(super::no_cuda_kernel(op));
     }
     Ok(())
 }
