@@ -47,7 +47,8 @@
 //! `eps |S|` adds `sqrt(eps |S|)`. The statistics route (`frechet_distance`) shares that limit and
 //! is held to 1e-7 relative there; `fid` on features (singular values of `B1 B2^T`) to 1e-12.
 
-use fdm::io::image::load_image;
+use fdm::io::image::{load_image, save_png};
+use fdm::metrics::eval::{evaluate, write_report, EvalArgs};
 use fdm::metrics::fid::{self, FeatureSet, FidModel, FidResize};
 use fdm::metrics::kid::kid;
 use fdm::model::inception::FEATURE_DIM;
@@ -303,4 +304,93 @@ fn fid_of_a_set_with_itself_and_with_another_cpu() {
     let d = fid::fid(&x, &y).unwrap();
     assert!(d.is_finite() && d > 1.0, "fid of different photos = {d}");
     assert!(kid(&x, &y, 10, 1000, 0).unwrap().mean.is_finite());
+}
+
+// ---- `fdm eval` with FID/KID ----
+
+fn eval_args(root: &Path, weights: &Path) -> EvalArgs {
+    EvalArgs {
+        real: root.join("real"),
+        fake: root.join("fake"),
+        masks: None,
+        lpips: Some("none".into()),
+        lpips_weights: None,
+        diversity_pairs: "all".into(),
+        seed: 0,
+        composite: false,
+        out: Some(root.join("out")),
+        no_fid: false,
+        inception_weights: Some(weights.to_path_buf()),
+        fid_resize: "pytorch".into(),
+        fid_batch: 2,
+        kid_subsets: 10,
+        kid_subset_size: 1000,
+    }
+}
+
+/// real: the three fixture PNGs as p, q, r; fake: p_0 = p, p_1 = inverted p, q, r (copies).
+fn eval_layout(name: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("fdm-metrics-fid-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for d in ["real", "fake"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let src = [("p", fx.join("fid_inputs/photo_a.png")), ("q", fx.join("fid_inputs/photo_b.png")), ("r", fx.join("lpips/ex_ref.png"))];
+    for (stem, path) in &src {
+        std::fs::copy(path, root.join(format!("real/{stem}.png"))).unwrap();
+    }
+    std::fs::copy(&src[0].1, root.join("fake/p_0.png")).unwrap();
+    let p = load_image(&src[0].1).unwrap().tensor;
+    let inverted = Tensor::from_vec(p.to_vec_f32().unwrap().iter().map(|v| 255.0 - v).collect(), p.shape()).unwrap();
+    save_png(&inverted, root.join("fake/p_1.png")).unwrap();
+    std::fs::copy(&src[1].1, root.join("fake/q.png")).unwrap();
+    std::fs::copy(&src[2].1, root.join("fake/r.png")).unwrap();
+    root
+}
+
+#[test]
+fn eval_reports_fid_and_kid_cpu() {
+    let Some(weights) = weights_or_skip("eval_reports_fid_and_kid_cpu") else {
+        return;
+    };
+    let root = eval_layout("report");
+    let report = evaluate(&eval_args(&root, &weights), &mut |_, _| {}).unwrap();
+    assert_eq!(report.fid.as_ref().unwrap().resize, "pytorch");
+    let (all, first) = (&report.summaries[0], &report.summaries[1]);
+    assert_eq!((all.label.as_str(), all.pairs, first.label.as_str(), first.pairs), ("all", 4, "first sample", 3));
+    // The first samples are the real images themselves: FID ~ 0.
+    assert!(first.fid.unwrap().abs() < 1e-9, "first-sample FID {:?}", first.fid);
+    // All samples: the real features (p, q, r) against (p, inverted p, q, r), computed here.
+    let model = FidModel::load(&weights, FidResize::Pytorch).unwrap();
+    let load = |f: &str| load_image(root.join(f)).unwrap().tensor;
+    let reals = [load("real/p.png"), load("real/q.png"), load("real/r.png")];
+    let fakes = [load("fake/p_0.png"), load("fake/p_1.png"), load("fake/q.png"), load("fake/r.png")];
+    let fr = model.features(&reals.iter().collect::<Vec<_>>()).unwrap();
+    let ff = model.features(&fakes.iter().collect::<Vec<_>>()).unwrap();
+    let expected = fid::fid(&fr, &ff).unwrap();
+    assert!((all.fid.unwrap() - expected).abs() <= 1e-9 * expected, "{:?} vs {expected}", all.fid);
+    assert_eq!(all.kid.as_ref().unwrap(), &kid(&fr, &ff, 10, 1000, 0).unwrap());
+    let (json, md) = write_report(&report, &root.join("out")).unwrap();
+    let text = std::fs::read_to_string(json).unwrap();
+    assert!(text.contains("\"fid\"") && text.contains("\"kid\"") && text.contains("inception_weights"));
+    assert!(std::fs::read_to_string(md).unwrap().contains("| FID | KID (x1e3) |"));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn eval_fid_off_and_bad_weights_cpu() {
+    let root = eval_layout("off");
+    let mut a = eval_args(&root, &root.join("no-such-inception.safetensors"));
+    let e = evaluate(&a, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.contains("no-such-inception.safetensors") && e.contains("convert_inception.py"), "{e}");
+    a.no_fid = true;
+    let report = evaluate(&a, &mut |_, _| {}).unwrap();
+    assert!(report.fid.is_none() && report.summaries.iter().all(|s| s.fid.is_none() && s.kid.is_none()));
+    assert!(!fdm::metrics::eval::markdown(&report).contains("FID"));
+    a.no_fid = false;
+    a.fid_resize = "area".into();
+    let e = evaluate(&a, &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.contains("unknown FID resize"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
 }
