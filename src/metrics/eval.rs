@@ -466,7 +466,8 @@ pub fn markdown(report: &EvalReport) -> String {
             m.label, m.inputs, m.pairs, m.psnr, m.ssim, m.mae, m.l1
         );
         if with_fid {
-            let fid = m.fid.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+            // A FID of 0 up to rounding (identical sets) can come out as -1e-13: print 0.
+            let fid = m.fid.map(|v| format!("{:.3}", if v.abs() < 1e-9 { 0.0 } else { v })).unwrap_or_else(|| "-".into());
             let kid = m
                 .kid
                 .as_ref()
