@@ -286,6 +286,44 @@ fn inception_features_match_pytorch_reference_cpu() {
 }
 
 #[test]
+fn inception_block_outputs_match_pytorch_reference_cpu() {
+    // The fixture's per-block summaries (stem and every mixed block) of the first case: mean,
+    // mean |x| and 8 values at fixed flat indices, to the same 1e-3 tolerance as the features.
+    let Some(weights) = weights_or_skip("inception_block_outputs_match_pytorch_reference_cpu") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/fixtures/fid_reference.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let case = &json["cases"][0];
+    let resize = FidResize::parse(case["resize"].as_str().unwrap()).unwrap();
+    let model = FidModel::load(&weights, resize).unwrap();
+    let img = load_image(root.join(case["image"].as_str().unwrap())).unwrap().tensor;
+    let x = model.batch_input(&[&img]).unwrap();
+    let mut seen = Vec::new();
+    model
+        .net()
+        .forward_with_taps(&x, &mut |name, t| {
+            let r = &case["taps"][name];
+            let v = t.to_vec_f32().unwrap();
+            let shape: Vec<usize> = r["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            assert_eq!(&t.shape()[1..], shape.as_slice(), "{name} shape");
+            let mean = v.iter().map(|&a| a as f64).sum::<f64>() / v.len() as f64;
+            let abs_mean = v.iter().map(|&a| (a as f64).abs()).sum::<f64>() / v.len() as f64;
+            let (rm, ra) = (r["mean"].as_f64().unwrap(), r["abs_mean"].as_f64().unwrap());
+            assert!((mean - rm).abs() <= 1e-3 * ra, "{name}: mean {mean} vs {rm}");
+            assert!((abs_mean - ra).abs() <= 1e-3 * ra, "{name}: mean |x| {abs_mean} vs {ra}");
+            for s in r["samples"].as_array().unwrap() {
+                let (i, rv) = (s[0].as_u64().unwrap() as usize, s[1].as_f64().unwrap());
+                assert!((v[i] as f64 - rv).abs() <= 1e-3 * (rv.abs() + ra), "{name}[{i}]: {} vs {rv}", v[i]);
+            }
+            seen.push(name.to_string());
+        })
+        .unwrap();
+    assert_eq!(seen.len(), 12, "stem + 11 mixed blocks: {seen:?}");
+}
+
+#[test]
 fn fid_of_a_set_with_itself_and_with_another_cpu() {
     let Some(weights) = weights_or_skip("fid_of_a_set_with_itself_and_with_another_cpu") else {
         return;

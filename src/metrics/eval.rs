@@ -522,23 +522,31 @@ pub fn write_report(report: &EvalReport, dir: &Path) -> Result<(PathBuf, PathBuf
 
 /// The body of `fdm eval`: evaluate, print the table, write the files.
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
-    let mut last = (Stage::Score, 0);
+    use indicatif::{ProgressBar, ProgressStyle};
+    let style = ProgressStyle::with_template("{prefix:34} [{bar:30}] {pos}/{len} {elapsed}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let mut bar: Option<(Stage, ProgressBar)> = None;
     let report = evaluate_staged(args, &mut |stage, done, total| {
-        if stage != last.0 {
-            eprintln!();
-            last = (stage, 0);
-        }
-        if done == total || done >= last.1 + (total / 20).max(1) {
-            let what = match stage {
-                Stage::Score => "scored inputs",
+        if bar.as_ref().map(|b| b.0) != Some(stage) {
+            if let Some((_, b)) = bar.take() {
+                b.finish();
+            }
+            let b = ProgressBar::new(total as u64).with_style(style.clone());
+            b.set_prefix(match stage {
+                Stage::Score => "scoring inputs",
                 Stage::RealFeatures => "Inception features, real images",
                 Stage::FakeFeatures => "Inception features, samples",
-            };
-            eprint!("\r{what}: {done}/{total}");
-            last.1 = done;
+            });
+            bar = Some((stage, b));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_position(done as u64);
         }
     })?;
-    eprintln!();
+    if let Some((_, b)) = bar {
+        b.finish();
+    }
     print!("{}", markdown(&report));
     let (json, md) = write_report(&report, args.out.as_deref().unwrap_or(&args.fake))?;
     println!("wrote {} and {}", json.display(), md.display());

@@ -9,7 +9,8 @@
 //! `MMD^2_u = (sum_{i!=j} K_XX + sum_{i!=j} K_YY) / (m (m - 1)) - 2 sum_{i,j} K_XY / m^2`
 //! (the paper code's default `mmd_est='unbiased'`: the cross term keeps its diagonal).
 //! Features are usually Inception pool3 (`metrics::fid`), `d` = 2048. Everything is f64; the dot
-//! products of all row pairs are computed once and every subset indexes into them. Subsets are
+//! products of all row pairs are computed once (`O((n1 + n2)^2 d)`: ~13 s for 1000 + 1000 images
+//! on two cores) and every subset indexes into them. Subsets are
 //! drawn by `rng::Rng` from `seed`, so a result is reproducible; when `m` equals both set sizes
 //! every draw holds all rows and the standard deviation is 0.
 
