@@ -94,8 +94,14 @@ fn fid_matches_eigenvalue_reference_rank_deficient_cpu() {
     // sqrt(eps) limit of singular covariances (module docs).
     let (x, y) = (synthetic(4, 6, 1.3, 0.7), synthetic(5, 6, 0.9, 1.1));
     let expected = 5.5594749039374683439;
-    assert_rel(fid::fid(&x, &y).unwrap(), expected, 1e-12, "fid low rank (features)");
-    let via_stats = fid::frechet_distance(&fid::stats(&x).unwrap(), &fid::stats(&y).unwrap()).unwrap();
+    assert_rel(
+        fid::fid(&x, &y).unwrap(),
+        expected,
+        1e-12,
+        "fid low rank (features)",
+    );
+    let via_stats =
+        fid::frechet_distance(&fid::stats(&x).unwrap(), &fid::stats(&y).unwrap()).unwrap();
     assert_rel(via_stats, expected, 1e-7, "fid low rank (statistics)");
 }
 
@@ -157,7 +163,10 @@ fn kid_matches_numpy_cpu() {
     // Subset size >= both sets: every subset is the whole set, std 0.
     let k = kid(&x, &y, 10, 1000, 0).unwrap();
     assert_rel(k.mean, -0.6191619524913894, 1e-12, "kid");
-    assert!(k.std.abs() < 1e-12 && k.subset_size == 5 && k.subsets == 10, "{k:?}");
+    assert!(
+        k.std.abs() < 1e-12 && k.subset_size == 5 && k.subsets == 10,
+        "{k:?}"
+    );
 }
 
 #[test]
@@ -165,13 +174,20 @@ fn kid_subsets_seeded_cpu() {
     let (x, y) = (synthetic(20, 4, 1.3, 0.7), synthetic(16, 4, 0.9, 1.1));
     let a = kid(&x, &y, 30, 6, 7).unwrap();
     assert_eq!(a, kid(&x, &y, 30, 6, 7).unwrap(), "same seed, same KID");
-    assert_ne!(a.mean, kid(&x, &y, 30, 6, 8).unwrap().mean, "another seed draws other subsets");
+    assert_ne!(
+        a.mean,
+        kid(&x, &y, 30, 6, 8).unwrap().mean,
+        "another seed draws other subsets"
+    );
     assert!(a.std > 0.0 && a.subset_size == 6, "{a:?}");
     // Identical sets: the unbiased estimate is centred on 0; far-apart sets give a large KID.
     let near = kid(&x, &x, 50, 10, 1).unwrap();
     let far_y = FeatureSet::new(16, 4, y.rows.iter().map(|v| v + 3.0).collect()).unwrap();
     let far = kid(&x, &far_y, 50, 10, 1).unwrap();
-    assert!(near.mean.abs() < far.mean / 100.0, "near {near:?} far {far:?}");
+    assert!(
+        near.mean.abs() < far.mean / 100.0,
+        "near {near:?} far {far:?}"
+    );
 }
 
 #[test]
@@ -182,15 +198,23 @@ fn fid_kid_bad_inputs_cpu() {
     assert!(e.contains("at least 2 images"), "{e}");
     let e = kid(&two, &one, 10, 100, 0).unwrap_err().to_string();
     assert!(e.contains("at least 2 images"), "{e}");
-    let e = fid::fid(&two, &synthetic(3, 5, 1.0, 1.0)).unwrap_err().to_string();
+    let e = fid::fid(&two, &synthetic(3, 5, 1.0, 1.0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("different widths"), "{e}");
     assert!(FeatureSet::new(2, 4, vec![0.0; 7]).is_err());
-    let e = fid::preprocess(&Tensor::zeros(&[1, 8, 8]), FidResize::Pytorch).unwrap_err().to_string();
+    let e = fid::preprocess(&Tensor::zeros(&[1, 8, 8]), FidResize::Pytorch)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("[3, H, W]"), "{e}");
     assert!(FidResize::parse("bicubic").is_err());
     // A weights file of another network is refused with its name in the message.
-    let lpips = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/weights/alexnet_lpips.safetensors");
-    let e = FidModel::load(&lpips, FidResize::Pytorch).err().expect("LPIPS file is not Inception").to_string();
+    let lpips =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/weights/alexnet_lpips.safetensors");
+    let e = FidModel::load(&lpips, FidResize::Pytorch)
+        .err()
+        .expect("LPIPS file is not Inception")
+        .to_string();
     assert!(e.contains("alexnet_lpips"), "{e}");
 }
 
@@ -199,10 +223,19 @@ fn preprocess_identity_at_299_cpu() {
     // A 299x299 image is not resampled by either path; only the value mapping applies.
     let v: Vec<f32> = (0..3 * 299 * 299).map(|i| (i % 256) as f32).collect();
     let img = Tensor::from_vec(v.clone(), &[3, 299, 299]).unwrap();
-    let pt = fid::preprocess(&img, FidResize::Pytorch).unwrap().to_vec_f32().unwrap();
-    let tf = fid::preprocess(&img, FidResize::Tf).unwrap().to_vec_f32().unwrap();
+    let pt = fid::preprocess(&img, FidResize::Pytorch)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let tf = fid::preprocess(&img, FidResize::Tf)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
     for (i, &p) in v.iter().enumerate() {
-        assert!((pt[i] - (2.0 * p / 255.0 - 1.0)).abs() <= 1e-6, "pytorch {i}");
+        assert!(
+            (pt[i] - (2.0 * p / 255.0 - 1.0)).abs() <= 1e-6,
+            "pytorch {i}"
+        );
         assert!((tf[i] - (p - 128.0) / 128.0).abs() <= 1e-6, "tf {i}");
     }
 }
@@ -213,7 +246,10 @@ fn weights_or_skip(test: &str) -> Option<PathBuf> {
     match fid::default_weights_path().filter(|p| p.exists()) {
         Some(p) => Some(p),
         None if std::env::var("FDM_REQUIRE_INCEPTION").is_ok_and(|v| v == "1") => {
-            panic!("{test}: FDM_REQUIRE_INCEPTION=1 but no Inception weights ({})", fid::weights_help())
+            panic!(
+                "{test}: FDM_REQUIRE_INCEPTION=1 but no Inception weights ({})",
+                fid::weights_help()
+            )
         }
         None => {
             println!("{test}: SKIP (no Inception weights: set FDM_INCEPTION_WEIGHTS)");
@@ -239,7 +275,12 @@ fn reference_cases() -> Vec<Case> {
         .map(|c| Case {
             image: root.join(c["image"].as_str().unwrap()),
             resize: FidResize::parse(c["resize"].as_str().unwrap()).unwrap(),
-            features: c["features"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect(),
+            features: c["features"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect(),
         })
         .collect()
 }
@@ -255,13 +296,18 @@ fn check_features(actual: &[f32], reference: &[f64], what: &str) {
     for (i, (&a, &r)) in actual.iter().zip(reference).enumerate() {
         let d = (a as f64 - r).abs();
         let allowed = 1e-3 * r.abs() + 1e-3 * scale;
-        assert!(d <= allowed, "{what}: feature {i}: {a} vs {r} (|diff| {d:.3e} > {allowed:.3e})");
+        assert!(
+            d <= allowed,
+            "{what}: feature {i}: {a} vs {r} (|diff| {d:.3e} > {allowed:.3e})"
+        );
         worst = worst.max(d / (r.abs() + scale));
         diff2 += d * d;
         ref2 += r * r;
     }
     let rel = (diff2 / ref2).sqrt();
-    println!("{what}: max |diff| / (|ref| + mean|ref|) = {worst:.2e}, ||diff|| / ||ref|| = {rel:.2e}");
+    println!(
+        "{what}: max |diff| / (|ref| + mean|ref|) = {worst:.2e}, ||diff|| / ||ref|| = {rel:.2e}"
+    );
     assert!(rel <= 1e-3, "{what}: ||diff|| / ||ref|| = {rel:.3e}");
 }
 
@@ -275,11 +321,18 @@ fn inception_features_match_pytorch_reference_cpu() {
     for resize in [FidResize::Pytorch, FidResize::Tf] {
         let model = FidModel::load(&weights, resize).unwrap();
         let mine: Vec<&Case> = cases.iter().filter(|c| c.resize == resize).collect();
-        let imgs: Vec<Tensor> = mine.iter().map(|c| load_image(&c.image).unwrap().tensor).collect();
+        let imgs: Vec<Tensor> = mine
+            .iter()
+            .map(|c| load_image(&c.image).unwrap().tensor)
+            .collect();
         // One batch of all images of this preprocessing: also checks batching keeps rows apart.
         let f = model.features(&imgs.iter().collect::<Vec<_>>()).unwrap();
         for (k, c) in mine.iter().enumerate() {
-            let what = format!("{} [{}]", c.image.file_name().unwrap().to_string_lossy(), resize.name());
+            let what = format!(
+                "{} [{}]",
+                c.image.file_name().unwrap().to_string_lossy(),
+                resize.name()
+            );
             check_features(f.row(k), &c.features, &what);
         }
     }
@@ -289,7 +342,8 @@ fn inception_features_match_pytorch_reference_cpu() {
 fn inception_block_outputs_match_pytorch_reference_cpu() {
     // The fixture's per-block summaries (stem and every mixed block) of the first case: mean,
     // mean |x| and 8 values at fixed flat indices, to the same 1e-3 tolerance as the features.
-    let Some(weights) = weights_or_skip("inception_block_outputs_match_pytorch_reference_cpu") else {
+    let Some(weights) = weights_or_skip("inception_block_outputs_match_pytorch_reference_cpu")
+    else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -298,7 +352,9 @@ fn inception_block_outputs_match_pytorch_reference_cpu() {
     let case = &json["cases"][0];
     let resize = FidResize::parse(case["resize"].as_str().unwrap()).unwrap();
     let model = FidModel::load(&weights, resize).unwrap();
-    let img = load_image(root.join(case["image"].as_str().unwrap())).unwrap().tensor;
+    let img = load_image(root.join(case["image"].as_str().unwrap()))
+        .unwrap()
+        .tensor;
     let x = model.batch_input(&[&img]).unwrap();
     let mut seen = Vec::new();
     model
@@ -306,16 +362,31 @@ fn inception_block_outputs_match_pytorch_reference_cpu() {
         .forward_with_taps(&x, &mut |name, t| {
             let r = &case["taps"][name];
             let v = t.to_vec_f32().unwrap();
-            let shape: Vec<usize> = r["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let shape: Vec<usize> = r["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
             assert_eq!(&t.shape()[1..], shape.as_slice(), "{name} shape");
             let mean = v.iter().map(|&a| a as f64).sum::<f64>() / v.len() as f64;
             let abs_mean = v.iter().map(|&a| (a as f64).abs()).sum::<f64>() / v.len() as f64;
             let (rm, ra) = (r["mean"].as_f64().unwrap(), r["abs_mean"].as_f64().unwrap());
-            assert!((mean - rm).abs() <= 1e-3 * ra, "{name}: mean {mean} vs {rm}");
-            assert!((abs_mean - ra).abs() <= 1e-3 * ra, "{name}: mean |x| {abs_mean} vs {ra}");
+            assert!(
+                (mean - rm).abs() <= 1e-3 * ra,
+                "{name}: mean {mean} vs {rm}"
+            );
+            assert!(
+                (abs_mean - ra).abs() <= 1e-3 * ra,
+                "{name}: mean |x| {abs_mean} vs {ra}"
+            );
             for s in r["samples"].as_array().unwrap() {
                 let (i, rv) = (s[0].as_u64().unwrap() as usize, s[1].as_f64().unwrap());
-                assert!((v[i] as f64 - rv).abs() <= 1e-3 * (rv.abs() + ra), "{name}[{i}]: {} vs {rv}", v[i]);
+                assert!(
+                    (v[i] as f64 - rv).abs() <= 1e-3 * (rv.abs() + ra),
+                    "{name}[{i}]: {} vs {rv}",
+                    v[i]
+                );
             }
             seen.push(name.to_string());
         })
@@ -331,12 +402,22 @@ fn fid_of_a_set_with_itself_and_with_another_cpu() {
     let model = FidModel::load(&weights, FidResize::Pytorch).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
     let mut seen = Vec::new();
-    let a = model.features_of_folder(&dir, 2, &mut |d, t| seen.push((d, t))).unwrap();
+    let a = model
+        .features_of_folder(&dir, 2, &mut |d, t| seen.push((d, t)))
+        .unwrap();
     assert_eq!((a.n, a.dim), (4, FEATURE_DIM));
     assert_eq!(seen, vec![(2, 4), (4, 4)], "progress after each batch");
     let same = fid::fid(&a, &a).unwrap();
-    let scale: f64 = fid::stats(&a).unwrap().sigma.iter().step_by(FEATURE_DIM + 1).sum();
-    assert!(same.abs() <= 1e-12 * scale, "fid(a, a) = {same} (tr S = {scale})");
+    let scale: f64 = fid::stats(&a)
+        .unwrap()
+        .sigma
+        .iter()
+        .step_by(FEATURE_DIM + 1)
+        .sum();
+    assert!(
+        same.abs() <= 1e-12 * scale,
+        "fid(a, a) = {same} (tr S = {scale})"
+    );
     // Two halves of the photos against each other: a positive FID, finite KID.
     let (x, y) = (a.select(&[0, 1]), a.select(&[2, 3]));
     let d = fid::fid(&x, &y).unwrap();
@@ -374,13 +455,21 @@ fn eval_layout(name: &str) -> PathBuf {
     for d in ["real", "fake"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
-    let src = [("p", fx.join("fid_inputs/photo_a.png")), ("q", fx.join("fid_inputs/photo_b.png")), ("r", fx.join("lpips/ex_ref.png"))];
+    let src = [
+        ("p", fx.join("fid_inputs/photo_a.png")),
+        ("q", fx.join("fid_inputs/photo_b.png")),
+        ("r", fx.join("lpips/ex_ref.png")),
+    ];
     for (stem, path) in &src {
         std::fs::copy(path, root.join(format!("real/{stem}.png"))).unwrap();
     }
     std::fs::copy(&src[0].1, root.join("fake/p_0.png")).unwrap();
     let p = load_image(&src[0].1).unwrap().tensor;
-    let inverted = Tensor::from_vec(p.to_vec_f32().unwrap().iter().map(|v| 255.0 - v).collect(), p.shape()).unwrap();
+    let inverted = Tensor::from_vec(
+        p.to_vec_f32().unwrap().iter().map(|v| 255.0 - v).collect(),
+        p.shape(),
+    )
+    .unwrap();
     save_png(&inverted, root.join("fake/p_1.png")).unwrap();
     std::fs::copy(&src[1].1, root.join("fake/q.png")).unwrap();
     std::fs::copy(&src[2].1, root.join("fake/r.png")).unwrap();
@@ -396,23 +485,51 @@ fn eval_reports_fid_and_kid_cpu() {
     let report = evaluate(&eval_args(&root, &weights), &mut |_, _| {}).unwrap();
     assert_eq!(report.fid.as_ref().unwrap().resize, "pytorch");
     let (all, first) = (&report.summaries[0], &report.summaries[1]);
-    assert_eq!((all.label.as_str(), all.pairs, first.label.as_str(), first.pairs), ("all", 4, "first sample", 3));
+    assert_eq!(
+        (
+            all.label.as_str(),
+            all.pairs,
+            first.label.as_str(),
+            first.pairs
+        ),
+        ("all", 4, "first sample", 3)
+    );
     // The first samples are the real images themselves: FID ~ 0.
-    assert!(first.fid.unwrap().abs() < 1e-9, "first-sample FID {:?}", first.fid);
+    assert!(
+        first.fid.unwrap().abs() < 1e-9,
+        "first-sample FID {:?}",
+        first.fid
+    );
     // All samples: the real features (p, q, r) against (p, inverted p, q, r), computed here.
     let model = FidModel::load(&weights, FidResize::Pytorch).unwrap();
     let load = |f: &str| load_image(root.join(f)).unwrap().tensor;
     let reals = [load("real/p.png"), load("real/q.png"), load("real/r.png")];
-    let fakes = [load("fake/p_0.png"), load("fake/p_1.png"), load("fake/q.png"), load("fake/r.png")];
+    let fakes = [
+        load("fake/p_0.png"),
+        load("fake/p_1.png"),
+        load("fake/q.png"),
+        load("fake/r.png"),
+    ];
     let fr = model.features(&reals.iter().collect::<Vec<_>>()).unwrap();
     let ff = model.features(&fakes.iter().collect::<Vec<_>>()).unwrap();
     let expected = fid::fid(&fr, &ff).unwrap();
-    assert!((all.fid.unwrap() - expected).abs() <= 1e-9 * expected, "{:?} vs {expected}", all.fid);
-    assert_eq!(all.kid.as_ref().unwrap(), &kid(&fr, &ff, 10, 1000, 0).unwrap());
+    assert!(
+        (all.fid.unwrap() - expected).abs() <= 1e-9 * expected,
+        "{:?} vs {expected}",
+        all.fid
+    );
+    assert_eq!(
+        all.kid.as_ref().unwrap(),
+        &kid(&fr, &ff, 10, 1000, 0).unwrap()
+    );
     let (json, md) = write_report(&report, &root.join("out")).unwrap();
     let text = std::fs::read_to_string(json).unwrap();
-    assert!(text.contains("\"fid\"") && text.contains("\"kid\"") && text.contains("inception_weights"));
-    assert!(std::fs::read_to_string(md).unwrap().contains("| FID | KID (x1e3) |"));
+    assert!(
+        text.contains("\"fid\"") && text.contains("\"kid\"") && text.contains("inception_weights")
+    );
+    assert!(std::fs::read_to_string(md)
+        .unwrap()
+        .contains("| FID | KID (x1e3) |"));
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -421,10 +538,19 @@ fn eval_fid_off_and_bad_weights_cpu() {
     let root = eval_layout("off");
     let mut a = eval_args(&root, &root.join("no-such-inception.safetensors"));
     let e = evaluate(&a, &mut |_, _| {}).unwrap_err().to_string();
-    assert!(e.contains("no-such-inception.safetensors") && e.contains("convert_inception.py"), "{e}");
+    assert!(
+        e.contains("no-such-inception.safetensors") && e.contains("convert_inception.py"),
+        "{e}"
+    );
     a.no_fid = true;
     let report = evaluate(&a, &mut |_, _| {}).unwrap();
-    assert!(report.fid.is_none() && report.summaries.iter().all(|s| s.fid.is_none() && s.kid.is_none()));
+    assert!(
+        report.fid.is_none()
+            && report
+                .summaries
+                .iter()
+                .all(|s| s.fid.is_none() && s.kid.is_none())
+    );
     assert!(!fdm::metrics::eval::markdown(&report).contains("FID"));
     a.no_fid = false;
     a.fid_resize = "area".into();

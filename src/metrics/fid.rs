@@ -59,7 +59,9 @@ impl FidResize {
         match s {
             "pytorch" | "pytorch-fid" => Ok(FidResize::Pytorch),
             "tf" | "tensorflow" => Ok(FidResize::Tf),
-            _ => Err(Error::msg(format!("unknown FID resize `{s}` (use pytorch or tf)"))),
+            _ => Err(Error::msg(format!(
+                "unknown FID resize `{s}` (use pytorch or tf)"
+            ))),
         }
     }
     pub fn name(self) -> &'static str {
@@ -80,9 +82,16 @@ pub fn default_weights_path() -> Option<PathBuf> {
     let cache = std::env::var_os("FDM_CI_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/fdm-ci")));
-    let mut candidates: Vec<PathBuf> = cache.map(|c| c.join("inception").join(WEIGHTS_FILE)).into_iter().collect();
+    let mut candidates: Vec<PathBuf> = cache
+        .map(|c| c.join("inception").join(WEIGHTS_FILE))
+        .into_iter()
+        .collect();
     candidates.push(Path::new("assets/weights").join(WEIGHTS_FILE));
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/weights").join(WEIGHTS_FILE));
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/weights")
+            .join(WEIGHTS_FILE),
+    );
     candidates.into_iter().find(|p| p.exists())
 }
 
@@ -125,12 +134,16 @@ fn resize_tf_legacy(x: &[f32], c: usize, h: usize, w: usize, out: usize) -> Vec<
 pub fn preprocess(img: &Tensor, mode: FidResize) -> Result<Tensor> {
     let s = img.shape().to_vec();
     if s.len() != 3 || s[0] != 3 || s[1] == 0 || s[2] == 0 {
-        return Err(Error::shape("fid", format!("images must be [3, H, W], got {s:?}")));
+        return Err(Error::shape(
+            "fid",
+            format!("images must be [3, H, W], got {s:?}"),
+        ));
     }
     let v = img.to_vec_f32()?;
     let out = match mode {
         FidResize::Pytorch => {
-            let unit = Tensor::from_vec(v.iter().map(|p| p / 255.0).collect(), &[1, 3, s[1], s[2]])?;
+            let unit =
+                Tensor::from_vec(v.iter().map(|p| p / 255.0).collect(), &[1, 3, s[1], s[2]])?;
             let r = resize_bilinear(&unit, (INPUT_SIZE, INPUT_SIZE))?.to_vec_f32()?;
             r.iter().map(|p| 2.0 * p - 1.0).collect()
         }
@@ -153,7 +166,10 @@ pub struct FeatureSet {
 impl FeatureSet {
     pub fn new(n: usize, dim: usize, rows: Vec<f32>) -> Result<FeatureSet> {
         if rows.len() != n * dim {
-            return Err(Error::msg(format!("feature set: {} values for {n} x {dim}", rows.len())));
+            return Err(Error::msg(format!(
+                "feature set: {} values for {n} x {dim}",
+                rows.len()
+            )));
         }
         Ok(FeatureSet { n, dim, rows })
     }
@@ -162,8 +178,15 @@ impl FeatureSet {
     }
     /// The rows `idx` in that order.
     pub fn select(&self, idx: &[usize]) -> FeatureSet {
-        let rows = idx.iter().flat_map(|&i| self.row(i).iter().copied()).collect();
-        FeatureSet { n: idx.len(), dim: self.dim, rows }
+        let rows = idx
+            .iter()
+            .flat_map(|&i| self.row(i).iter().copied())
+            .collect();
+        FeatureSet {
+            n: idx.len(),
+            dim: self.dim,
+            rows,
+        }
     }
 }
 
@@ -175,7 +198,10 @@ pub struct FidModel {
 
 impl FidModel {
     pub fn load(path: impl AsRef<Path>, resize: FidResize) -> Result<FidModel> {
-        Ok(FidModel { net: InceptionV3::load(path)?, resize })
+        Ok(FidModel {
+            net: InceptionV3::load(path)?,
+            resize,
+        })
     }
     pub fn resize(&self) -> FidResize {
         self.resize
@@ -211,7 +237,10 @@ impl FidModel {
     ) -> Result<FeatureSet> {
         let mut rows = Vec::with_capacity(paths.len() * FEATURE_DIM);
         for chunk in paths.chunks(batch.max(1)) {
-            let imgs = chunk.iter().map(|p| Ok(load_image(p)?.tensor)).collect::<Result<Vec<_>>>()?;
+            let imgs = chunk
+                .iter()
+                .map(|p| Ok(load_image(p)?.tensor))
+                .collect::<Result<Vec<_>>>()?;
             rows.extend(self.features(&imgs.iter().collect::<Vec<_>>())?.rows);
             progress(rows.len() / FEATURE_DIM, paths.len());
         }
@@ -219,8 +248,16 @@ impl FidModel {
     }
 
     /// Features of every image directly in `dir` (sorted by name).
-    pub fn features_of_folder(&self, dir: &Path, batch: usize, progress: &mut dyn FnMut(usize, usize)) -> Result<FeatureSet> {
-        let files: Vec<PathBuf> = list_images(dir, "image")?.into_iter().map(|(_, p)| p).collect();
+    pub fn features_of_folder(
+        &self,
+        dir: &Path,
+        batch: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<FeatureSet> {
+        let files: Vec<PathBuf> = list_images(dir, "image")?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
         self.features_of_files(&files, batch, progress)
     }
 }
@@ -237,7 +274,10 @@ pub struct Stats {
 
 fn need_two(f: &FeatureSet, what: &str) -> Result<()> {
     if f.n < 2 {
-        return Err(Error::msg(format!("{what} needs at least 2 images per set, got {}", f.n)));
+        return Err(Error::msg(format!(
+            "{what} needs at least 2 images per set, got {}",
+            f.n
+        )));
     }
     Ok(())
 }
@@ -256,7 +296,9 @@ fn mean_of(f: &FeatureSet) -> Vec<f64> {
 /// `(F - mu) / sqrt(n - 1)` as an `n x dim` f64 matrix: `B^T B` is the covariance.
 fn centred(f: &FeatureSet, mu: &[f64]) -> DMatrix<f64> {
     let s = 1.0 / ((f.n - 1) as f64).sqrt();
-    DMatrix::from_fn(f.n, f.dim, |i, j| (f.rows[i * f.dim + j] as f64 - mu[j]) * s)
+    DMatrix::from_fn(f.n, f.dim, |i, j| {
+        (f.rows[i * f.dim + j] as f64 - mu[j]) * s
+    })
 }
 
 /// Statistics of a feature set (at least 2 rows).
@@ -265,13 +307,21 @@ pub fn stats(f: &FeatureSet) -> Result<Stats> {
     let mu = mean_of(f);
     let b = centred(f, &mu);
     let sigma = b.transpose() * &b;
-    Ok(Stats { n: f.n, dim: f.dim, mu, sigma: sigma.transpose().as_slice().to_vec() })
+    Ok(Stats {
+        n: f.n,
+        dim: f.dim,
+        mu,
+        sigma: sigma.transpose().as_slice().to_vec(),
+    })
 }
 
 /// `sum_i sqrt(max(lambda_i, 0))` over the eigenvalues of a symmetric matrix.
 fn trace_sqrt_psd(m: DMatrix<f64>) -> f64 {
     let sym = (&m + m.transpose()) * 0.5;
-    sym.symmetric_eigenvalues().iter().map(|&l| l.max(0.0).sqrt()).sum()
+    sym.symmetric_eigenvalues()
+        .iter()
+        .map(|&l| l.max(0.0).sqrt())
+        .sum()
 }
 
 /// `tr sqrtm(S1 S2)` for symmetric PSD `dim x dim` matrices (row-major), through the eigenvalues
@@ -280,16 +330,22 @@ pub fn trace_sqrt_product(s1: &[f64], s2: &[f64], dim: usize) -> Result<f64> {
     if s1.len() != dim * dim || s2.len() != dim * dim {
         return Err(Error::msg(format!("covariances must be {dim} x {dim}")));
     }
-    let (a, b) = (DMatrix::from_row_slice(dim, dim, s1), DMatrix::from_row_slice(dim, dim, s2));
+    let (a, b) = (
+        DMatrix::from_row_slice(dim, dim, s1),
+        DMatrix::from_row_slice(dim, dim, s2),
+    );
     let eig = ((&a + a.transpose()) * 0.5).symmetric_eigen();
     let root_vals = eig.eigenvalues.map(|l| l.max(0.0).sqrt());
-    let root = &eig.eigenvectors * DMatrix::from_diagonal(&root_vals) * eig.eigenvectors.transpose();
+    let root =
+        &eig.eigenvectors * DMatrix::from_diagonal(&root_vals) * eig.eigenvectors.transpose();
     Ok(trace_sqrt_psd(&root * b * &root))
 }
 
 fn check_dims(a: usize, b: usize) -> Result<()> {
     if a != b {
-        return Err(Error::msg(format!("feature sets have different widths: {a} and {b}")));
+        return Err(Error::msg(format!(
+            "feature sets have different widths: {a} and {b}"
+        )));
     }
     Ok(())
 }

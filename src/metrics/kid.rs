@@ -38,18 +38,32 @@ pub struct Kid {
 fn kernel_matrix(a: &FeatureSet, b: &FeatureSet) -> Vec<f64> {
     let d = a.dim as f64;
     let mut k = vec![0f64; a.n * b.n];
-    k.par_chunks_mut(b.n.max(1)).enumerate().for_each(|(i, out)| {
-        let x = a.row(i);
-        for (j, o) in out.iter_mut().enumerate() {
-            let dot: f64 = x.iter().zip(b.row(j)).map(|(&p, &q)| p as f64 * q as f64).sum();
-            *o = (dot / d + 1.0).powi(3);
-        }
-    });
+    k.par_chunks_mut(b.n.max(1))
+        .enumerate()
+        .for_each(|(i, out)| {
+            let x = a.row(i);
+            for (j, o) in out.iter_mut().enumerate() {
+                let dot: f64 = x
+                    .iter()
+                    .zip(b.row(j))
+                    .map(|(&p, &q)| p as f64 * q as f64)
+                    .sum();
+                *o = (dot / d + 1.0).powi(3);
+            }
+        });
     k
 }
 
 /// Unbiased MMD^2 of one subset pair (`ix` rows of X, `iy` rows of Y).
-fn mmd2_unbiased(kxx: &[f64], kyy: &[f64], kxy: &[f64], nx: usize, ny: usize, ix: &[usize], iy: &[usize]) -> f64 {
+fn mmd2_unbiased(
+    kxx: &[f64],
+    kyy: &[f64],
+    kxy: &[f64],
+    nx: usize,
+    ny: usize,
+    ix: &[usize],
+    iy: &[usize],
+) -> f64 {
     let m = ix.len() as f64;
     let off_diag = |k: &[f64], n: usize, idx: &[usize]| -> f64 {
         let mut s = 0.0;
@@ -83,12 +97,24 @@ fn draw(rng: &mut Rng, n: usize, m: usize) -> Vec<usize> {
 }
 
 /// KID between feature sets `x` (e.g. real) and `y` (e.g. generated), both at least 2 rows.
-pub fn kid(x: &FeatureSet, y: &FeatureSet, subsets: usize, subset_size: usize, seed: u64) -> Result<Kid> {
+pub fn kid(
+    x: &FeatureSet,
+    y: &FeatureSet,
+    subsets: usize,
+    subset_size: usize,
+    seed: u64,
+) -> Result<Kid> {
     if x.dim != y.dim {
-        return Err(Error::msg(format!("feature sets have different widths: {} and {}", x.dim, y.dim)));
+        return Err(Error::msg(format!(
+            "feature sets have different widths: {} and {}",
+            x.dim, y.dim
+        )));
     }
     if x.n < 2 || y.n < 2 {
-        return Err(Error::msg(format!("KID needs at least 2 images per set, got {} and {}", x.n, y.n)));
+        return Err(Error::msg(format!(
+            "KID needs at least 2 images per set, got {} and {}",
+            x.n, y.n
+        )));
     }
     if subsets == 0 || subset_size < 2 {
         return Err(Error::msg(format!(
@@ -96,7 +122,11 @@ pub fn kid(x: &FeatureSet, y: &FeatureSet, subsets: usize, subset_size: usize, s
         )));
     }
     let m = subset_size.min(x.n).min(y.n);
-    let (kxx, kyy, kxy) = (kernel_matrix(x, x), kernel_matrix(y, y), kernel_matrix(x, y));
+    let (kxx, kyy, kxy) = (
+        kernel_matrix(x, x),
+        kernel_matrix(y, y),
+        kernel_matrix(x, y),
+    );
     let mut rng = Rng::new(seed);
     let values: Vec<f64> = (0..subsets)
         .map(|_| {
@@ -107,5 +137,10 @@ pub fn kid(x: &FeatureSet, y: &FeatureSet, subsets: usize, subset_size: usize, s
     let mean = values.iter().sum::<f64>() / subsets as f64;
     // Population standard deviation, as numpy's `np.std` in the reference code.
     let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / subsets as f64).sqrt();
-    Ok(Kid { mean, std, subsets, subset_size: m })
+    Ok(Kid {
+        mean,
+        std,
+        subsets,
+        subset_size: m,
+    })
 }

@@ -76,7 +76,13 @@ impl ConvBn {
 fn conv_table() -> Vec<(String, usize, usize, usize)> {
     let mut t: Vec<(String, usize, usize, usize)> = Vec::new();
     let mut add = |p: &str, s: usize, ph: usize, pw: usize| t.push((p.to_string(), s, ph, pw));
-    for (p, s, pad) in [("conv", 2, 0), ("conv_1", 1, 0), ("conv_2", 1, 1), ("conv_3", 1, 0), ("conv_4", 1, 0)] {
+    for (p, s, pad) in [
+        ("conv", 2, 0),
+        ("conv_1", 1, 0),
+        ("conv_2", 1, 1),
+        ("conv_3", 1, 0),
+        ("conv_4", 1, 0),
+    ] {
         add(p, s, pad, pad);
     }
     for m in ["mixed", "mixed_1", "mixed_2"] {
@@ -137,7 +143,9 @@ impl InceptionV3 {
         let ctx = |e: Error| Error::msg(format!("{}: {e}", path.display()));
         if let Some(f) = meta.get("format") {
             if f != FORMAT {
-                return Err(ctx(Error::msg(format!("format `{f}`, expected `{FORMAT}`"))));
+                return Err(ctx(Error::msg(format!(
+                    "format `{f}`, expected `{FORMAT}`"
+                ))));
             }
         }
         if let Some(cfg) = meta.get("convs") {
@@ -170,10 +178,21 @@ impl InceptionV3 {
             if ws.len() != 4 || b.shape() != [ws[0]] || ph > ws[2] / 2 || pw > ws[3] / 2 {
                 return Err(Error::shape(
                     "inception",
-                    format!("{path}: weight {ws:?} / bias {:?} do not fit padding ({ph}, {pw})", b.shape()),
+                    format!(
+                        "{path}: weight {ws:?} / bias {:?} do not fit padding ({ph}, {pw})",
+                        b.shape()
+                    ),
                 ));
             }
-            convs.insert(path, ConvBn { w, b, stride, pad: (ph, pw) });
+            convs.insert(
+                path,
+                ConvBn {
+                    w,
+                    b,
+                    stride,
+                    pad: (ph, pw),
+                },
+            );
         }
         Ok(InceptionV3 { convs })
     }
@@ -220,14 +239,22 @@ impl InceptionV3 {
     fn block_c(&self, m: &str, x: &Tensor) -> Result<Tensor> {
         let a = self.conv(&format!("{m}.conv"), x)?;
         let b = self.chain(&format!("{m}.tower"), &["conv", "conv_1", "conv_2"], x)?;
-        let c = self.chain(&format!("{m}.tower_1"), &["conv", "conv_1", "conv_2", "conv_3", "conv_4"], x)?;
+        let c = self.chain(
+            &format!("{m}.tower_1"),
+            &["conv", "conv_1", "conv_2", "conv_3", "conv_4"],
+            x,
+        )?;
         let d = self.conv(&format!("{m}.tower_2.conv"), &Self::block_pool(x, false)?)?;
         concat(&[&a, &b, &c, &d], 1)
     }
 
     fn block_d(&self, x: &Tensor) -> Result<Tensor> {
         let a = self.chain("mixed_8.tower", &["conv", "conv_1"], x)?;
-        let b = self.chain("mixed_8.tower_1", &["conv", "conv_1", "conv_2", "conv_3"], x)?;
+        let b = self.chain(
+            "mixed_8.tower_1",
+            &["conv", "conv_1", "conv_2", "conv_3"],
+            x,
+        )?;
         let c = pool::max_pool2d(x, 3, 2, 0)?;
         concat(&[&a, &b, &c], 1)
     }
@@ -249,7 +276,11 @@ impl InceptionV3 {
 
     /// pool3 features `[N, 2048]` of `x [N, 3, 299, 299]` in [-1, 1]. `tap(name, activation)`
     /// sees the output of the stem (`stem`) and of every mixed block (`mixed`..`mixed_10`).
-    pub fn forward_with_taps(&self, x: &Tensor, tap: &mut dyn FnMut(&str, &Tensor)) -> Result<Tensor> {
+    pub fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        tap: &mut dyn FnMut(&str, &Tensor),
+    ) -> Result<Tensor> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 3 || s[2] != INPUT_SIZE || s[3] != INPUT_SIZE {
             return Err(Error::shape(
@@ -259,7 +290,10 @@ impl InceptionV3 {
         }
         let n = s[0];
         let mut y = x.clone();
-        for (i, p) in ["conv", "conv_1", "conv_2", "conv_3", "conv_4"].iter().enumerate() {
+        for (i, p) in ["conv", "conv_1", "conv_2", "conv_3", "conv_4"]
+            .iter()
+            .enumerate()
+        {
             y = self.conv(p, &y)?;
             if i == 2 || i == 4 {
                 y = pool::max_pool2d(&y, 3, 2, 0)?;
@@ -293,11 +327,15 @@ impl InceptionV3 {
 
 /// Check the file's `convs` metadata (`{path: [stride, pad_h, pad_w]}`) against `conv_table`.
 fn check_config(json: &str) -> Result<()> {
-    let cfg: BTreeMap<String, [usize; 3]> =
-        serde_json::from_str(json).map_err(|e| Error::msg(format!("unreadable `convs` metadata: {e}")))?;
+    let cfg: BTreeMap<String, [usize; 3]> = serde_json::from_str(json)
+        .map_err(|e| Error::msg(format!("unreadable `convs` metadata: {e}")))?;
     let table = conv_table();
     if cfg.len() != table.len() {
-        return Err(Error::msg(format!("`convs` lists {} convs, the graph has {}", cfg.len(), table.len())));
+        return Err(Error::msg(format!(
+            "`convs` lists {} convs, the graph has {}",
+            cfg.len(),
+            table.len()
+        )));
     }
     for (path, s, ph, pw) in table {
         match cfg.get(&path) {
