@@ -1,6 +1,7 @@
 //! `fdm eval`: score generated images against ground truth (spec §7.2, §7.4).
 //!
-//! `fdm eval --real DIR --fake DIR [--masks DIR] [--lpips vgg|alex|none] [--out DIR]`
+//! `fdm eval --real DIR --fake DIR [--masks DIR] [--lpips vgg|alex|none] [--out DIR]
+//! [--no-fid] [--inception-weights FILE] [--fid-resize pytorch|tf]`
 //! matches files by name (`folders.rs`), then for every (input, sample) pair computes PSNR,
 //! SSIM, relative MAE and L1 (`pixel.rs`, `ssim.rs`) and, when LPIPS weights are available,
 //! LPIPS (spatial mean, PUT's setting; `lpips.rs`). Inputs with two or more samples also give the
