@@ -43,6 +43,12 @@ fn args(root: &Path) -> EvalArgs {
         seed: 0,
         composite: false,
         out: Some(root.join("out")),
+        no_fid: false,
+        inception_weights: None,
+        fid_resize: "pytorch".into(),
+        fid_batch: 8,
+        kid_subsets: 100,
+        kid_subset_size: 1000,
     }
 }
 

@@ -128,6 +128,7 @@ struct ProfileArgs {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum TableArg {
+    Table1,
     Table2,
     Table3,
     All,
@@ -158,6 +159,13 @@ struct ReproduceArgs {
     seed: u64,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// Table 1: converted Inception weights for FID (default: $FDM_INCEPTION_WEIGHTS or the
+    /// cached / assets/weights inception_fid.safetensors; without them FID is left out).
+    #[arg(long)]
+    inception_weights: Option<PathBuf>,
+    /// Table 1: LPIPS backbone (vgg, PUT's default, or alex).
+    #[arg(long, default_value = "vgg")]
+    lpips: String,
 }
 
 fn main() -> Result<()> {
@@ -301,6 +309,26 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         }
         rep::file_mask_in_bucket(&file_masks, bucket, i)
     };
+    if matches!(a.table, TableArg::Table1 | TableArg::All) {
+        let lpips = fdm::metrics::Lpips::load_default(fdm::metrics::LpipsNet::parse(&a.lpips)?)?;
+        let weights = a.inception_weights.clone().or_else(fdm::metrics::fid::default_weights_path);
+        let fid_model = match &weights {
+            Some(w) => Some(fdm::metrics::fid::FidModel::load(w, fdm::metrics::fid::FidResize::Pytorch)?),
+            None => {
+                eprintln!("note: FID left out of Table 1. {}", fdm::metrics::fid::weights_help());
+                None
+            }
+        };
+        let name = weights.as_ref().map(|w| w.display().to_string()).unwrap_or_default();
+        let bar = indicatif::ProgressBar::new((4 * photos.len()) as u64);
+        let buckets = rep::TABLE1_BUCKETS;
+        let t = rep::table1(&model, &photos, &mut |b, i| pick(buckets[b], i), &lpips, fid_model.as_ref().map(|m| (m, name.as_str())), prov.clone(), &mut |r| bar.set_position(r as u64))?;
+        bar.finish_and_clear();
+        let md = rep::table1_markdown(&t);
+        println!("{md}");
+        std::fs::write(a.out.join("table1.md"), &md)?;
+        std::fs::write(a.out.join("table1.json"), serde_json::to_string_pretty(&t)?)?;
+    }
     if matches!(a.table, TableArg::Table2 | TableArg::All) {
         let masks = (0..photos.len()).map(|i| pick((0.2, 0.3), i)).collect::<Result<Vec<_>>>()?;
         let bar = indicatif::ProgressBar::new(photos.len() as u64);

@@ -1,6 +1,7 @@
 //! `fdm eval`: score generated images against ground truth (spec §7.2, §7.4).
 //!
-//! `fdm eval --real DIR --fake DIR [--masks DIR] [--lpips vgg|alex|none] [--out DIR]`
+//! `fdm eval --real DIR --fake DIR [--masks DIR] [--lpips vgg|alex|none] [--out DIR]
+//! [--no-fid] [--inception-weights FILE] [--fid-resize pytorch|tf]`
 //! matches files by name (`folders.rs`), then for every (input, sample) pair computes PSNR,
 //! SSIM, relative MAE and L1 (`pixel.rs`, `ssim.rs`) and, when LPIPS weights are available,
 //! LPIPS (spatial mean, PUT's setting; `lpips.rs`). Inputs with two or more samples also give the
@@ -14,6 +15,14 @@
 //! of the real image into each sample before scoring (the official `inference.py` saves the raw
 //! decoder output; spec §7.4 notes the paper does not say which it scored).
 //!
+//! FID and KID (`fid.rs`, `kid.rs`; spec §7.3) are added to every summary row when the
+//! Inception weights are found (`--inception-weights`, else `$FDM_INCEPTION_WEIGHTS` or the
+//! converted file in the CI cache / `assets/weights/`; without them a note says how to build
+//! them, and `--no-fid` turns them off): the real images of the row's inputs against the row's
+//! samples (the "first sample" row is the paper's setting: one sample per input), each needing at
+//! least 2 images (else `-`). KID uses `--kid-subsets` subsets of `min(--kid-subset-size, n)`
+//! images, seeded by `--seed`.
+//!
 //! Output: a table on stdout, `metrics.json` (settings, summaries, diversity, per-sample rows) and
 //! `metrics.md` (the table) in `--out` (default: the fake folder). Everything runs on the CPU.
 //!
@@ -22,7 +31,9 @@
 //! differs from libjpeg (PIL, OpenCV) by a grey level here and there: on 256x256 photos that
 //! moved PSNR by ~0.006 dB, SSIM by ~6e-5 and LPIPS by ~1e-4 relative to the Python pipeline.
 
+use super::fid::{self, FeatureSet, FidModel, FidResize};
 use super::folders::{match_folders, MatchedInput};
+use super::kid::{kid, Kid, DEFAULT_SUBSETS, DEFAULT_SUBSET_SIZE};
 use super::lpips::{default_weights_path, diversity, Diversity, DiversityPairs, Lpips, LpipsNet};
 use super::{l1, mae, psnr, ssim};
 use crate::error::{Error, Result};
@@ -62,6 +73,26 @@ pub struct EvalArgs {
     /// Where metrics.json and metrics.md go (default: the fake folder).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Skip FID and KID even when the Inception weights are available.
+    #[arg(long)]
+    pub no_fid: bool,
+    /// Converted Inception weights (weights-tools/convert_inception.py). Default:
+    /// $FDM_INCEPTION_WEIGHTS, else ~/.cache/fdm-ci/inception/ or assets/weights/
+    /// inception_fid.safetensors when present.
+    #[arg(long)]
+    pub inception_weights: Option<PathBuf>,
+    /// FID preprocessing: pytorch (pytorch-fid, the FDM repo's tool) or tf (TF legacy bilinear).
+    #[arg(long, default_value = "pytorch")]
+    pub fid_resize: String,
+    /// Images per Inception batch.
+    #[arg(long, default_value_t = 8)]
+    pub fid_batch: usize,
+    /// KID: number of random subsets.
+    #[arg(long, default_value_t = DEFAULT_SUBSETS)]
+    pub kid_subsets: usize,
+    /// KID: subset size (capped by the number of images).
+    #[arg(long, default_value_t = DEFAULT_SUBSET_SIZE)]
+    pub kid_subset_size: usize,
 }
 
 /// Scores of one (input, sample) pair.
@@ -91,6 +122,30 @@ pub struct Summary {
     pub mae: f64,
     pub l1: f64,
     pub lpips: Option<f64>,
+    /// FID of the real images of these inputs against these samples (None: off, or < 2 images).
+    pub fid: Option<f64>,
+    pub kid: Option<Kid>,
+}
+
+/// The FID/KID settings of a report.
+#[derive(Clone, Debug, Serialize)]
+pub struct FidSettings {
+    pub inception_weights: String,
+    pub resize: String,
+    pub kid_subsets: usize,
+    pub kid_subset_size: usize,
+    pub seed: u64,
+}
+
+/// Evaluation stages reported to the progress callback of `evaluate_staged`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Pixel metrics + LPIPS, per input.
+    Score,
+    /// Inception features of the real images, per image.
+    RealFeatures,
+    /// Inception features of the samples, per image.
+    FakeFeatures,
 }
 
 /// Everything `fdm eval` reports.
@@ -105,6 +160,8 @@ pub struct EvalReport {
     pub summaries: Vec<Summary>,
     pub diversity: Option<Diversity>,
     pub diversity_pairs: String,
+    /// None when FID/KID were not computed.
+    pub fid: Option<FidSettings>,
     pub samples: Vec<SampleScores>,
 }
 
@@ -208,6 +265,30 @@ pub fn ratio_bucket(r: f64) -> String {
     format!("{:.1}-{:.1}", b as f64 / 10.0, (b + 1) as f64 / 10.0)
 }
 
+/// Inception features of the real images (one row per input) and of the samples (one row per
+/// `SampleScores` row, same order), with the settings behind them.
+struct FidFeatures {
+    real: FeatureSet,
+    fake: FeatureSet,
+    settings: FidSettings,
+}
+
+/// FID and KID of the inputs of `idx` (indices into the sample rows) against those samples.
+fn fid_kid(f: &FidFeatures, rows: &[SampleScores], idx: &[usize], stems: &[String]) -> Result<(Option<f64>, Option<Kid>)> {
+    let mut real_idx: Vec<usize> = idx
+        .iter()
+        .map(|&i| stems.iter().position(|s| *s == rows[i].stem).expect("every row's stem is an input"))
+        .collect();
+    real_idx.sort_unstable();
+    real_idx.dedup();
+    if real_idx.len() < 2 || idx.len() < 2 {
+        return Ok((None, None));
+    }
+    let (real, fake) = (f.real.select(&real_idx), f.fake.select(idx));
+    let s = &f.settings;
+    Ok((Some(fid::fid(&real, &fake)?), Some(kid(&real, &fake, s.kid_subsets, s.kid_subset_size, s.seed)?)))
+}
+
 fn summarise(label: String, rows: &[&SampleScores]) -> Summary {
     let mean = |f: &dyn Fn(&SampleScores) -> f64| rows.iter().map(|r| f(r)).sum::<f64>() / rows.len() as f64;
     let mut stems: Vec<&str> = rows.iter().map(|r| r.stem.as_str()).collect();
@@ -224,10 +305,12 @@ fn summarise(label: String, rows: &[&SampleScores]) -> Summary {
             .iter()
             .all(|r| r.lpips.is_some())
             .then(|| mean(&|r| r.lpips.unwrap_or(0.0))),
+        fid: None,
+        kid: None,
     }
 }
 
-fn summaries(rows: &[SampleScores]) -> Vec<Summary> {
+fn summaries(rows: &[SampleScores], feats: Option<&FidFeatures>, stems: &[String]) -> Result<Vec<Summary>> {
     let mut sets = vec![("all", false)];
     if rows.iter().any(|r| !r.first) {
         sets.push(("first sample", true));
@@ -235,24 +318,67 @@ fn summaries(rows: &[SampleScores]) -> Vec<Summary> {
     let mut buckets: Vec<String> = rows.iter().filter_map(|r| r.hole_ratio.map(ratio_bucket)).collect();
     buckets.sort();
     buckets.dedup();
-    let mut out = Vec::new();
+    let mut row_sets: Vec<(String, Vec<usize>)> = Vec::new();
     for (name, first_only) in sets {
-        let picked: Vec<&SampleScores> = rows.iter().filter(|r| r.first || !first_only).collect();
-        out.push(summarise(name.to_string(), &picked));
+        let picked: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].first || !first_only).collect();
+        row_sets.push((name.to_string(), picked.clone()));
         for b in &buckets {
-            let in_bucket: Vec<&SampleScores> = picked
+            let in_bucket = picked
                 .iter()
                 .copied()
-                .filter(|r| r.hole_ratio.map(ratio_bucket).as_ref() == Some(b))
+                .filter(|&i| rows[i].hole_ratio.map(ratio_bucket).as_ref() == Some(b))
                 .collect();
-            out.push(summarise(format!("{name}, holes {b}"), &in_bucket));
+            row_sets.push((format!("{name}, holes {b}"), in_bucket));
         }
     }
-    out
+    let mut out = Vec::new();
+    for (label, idx) in row_sets {
+        let mut s = summarise(label, &idx.iter().map(|&i| &rows[i]).collect::<Vec<_>>());
+        if let Some(f) = feats {
+            (s.fid, s.kid) = fid_kid(f, rows, &idx, stems)?;
+        }
+        out.push(s);
+    }
+    Ok(out)
 }
 
-/// Run the evaluation; `progress(done, total)` is called after each input.
+/// The Inception model `args` ask for: None with a note when FID is off or no weights are found.
+fn fid_model(args: &EvalArgs) -> Result<Option<(FidModel, FidSettings)>> {
+    let resize = FidResize::parse(&args.fid_resize)?;
+    if args.no_fid {
+        return Ok(None);
+    }
+    let path = match args.inception_weights.clone().or_else(fid::default_weights_path) {
+        Some(p) => p,
+        None => {
+            eprintln!("note: FID/KID skipped. {}", fid::weights_help());
+            return Ok(None);
+        }
+    };
+    if !path.exists() {
+        return Err(Error::msg(format!("Inception weights {} not found. {}", path.display(), fid::weights_help())));
+    }
+    let settings = FidSettings {
+        inception_weights: path.display().to_string(),
+        resize: resize.name().to_string(),
+        kid_subsets: args.kid_subsets,
+        kid_subset_size: args.kid_subset_size,
+        seed: args.seed,
+    };
+    Ok(Some((FidModel::load(&path, resize)?, settings)))
+}
+
+/// Run the evaluation; `progress(done, total)` is called after each scored input.
 pub fn evaluate(args: &EvalArgs, progress: &mut dyn FnMut(usize, usize)) -> Result<EvalReport> {
+    evaluate_staged(args, &mut |stage, done, total| {
+        if stage == Stage::Score {
+            progress(done, total)
+        }
+    })
+}
+
+/// Run the evaluation; `progress(stage, done, total)` is called after each input / batch.
+pub fn evaluate_staged(args: &EvalArgs, progress: &mut dyn FnMut(Stage, usize, usize)) -> Result<EvalReport> {
     if args.composite && args.masks.is_none() {
         return Err(Error::msg("--composite needs --masks"));
     }
@@ -270,6 +396,7 @@ pub fn evaluate(args: &EvalArgs, progress: &mut dyn FnMut(usize, usize)) -> Resu
         }
     };
     let inputs = match_folders(&args.real, &args.fake, args.masks.as_deref())?;
+    let fid_model = fid_model(args)?;
     let (lpips, weights) = match net {
         None => (None, None),
         Some(n) => {
@@ -282,8 +409,26 @@ pub fn evaluate(args: &EvalArgs, progress: &mut dyn FnMut(usize, usize)) -> Resu
         let (r, t) = score_input(input, lpips.as_ref(), args.composite)?;
         rows.extend(r);
         groups.push(t);
-        progress(i + 1, inputs.len());
+        progress(Stage::Score, i + 1, inputs.len());
     }
+    let feats = match fid_model {
+        None => None,
+        Some((model, settings)) => {
+            let batch = args.fid_batch.max(1);
+            let reals: Vec<PathBuf> = inputs.iter().map(|i| i.real.clone()).collect();
+            let real = model.features_of_files(&reals, batch, &mut |d, t| progress(Stage::RealFeatures, d, t))?;
+            // Composited samples are scored as composited, like the other metrics.
+            let all: Vec<&Tensor> = groups.iter().flatten().collect();
+            let mut rows_out = Vec::with_capacity(all.len() * real.dim);
+            for (k, chunk) in all.chunks(batch).enumerate() {
+                rows_out.extend(model.features(chunk)?.rows);
+                progress(Stage::FakeFeatures, (k * batch + chunk.len()).min(all.len()), all.len());
+            }
+            let fake = FeatureSet::new(all.len(), real.dim, rows_out)?;
+            Some(FidFeatures { real, fake, settings })
+        }
+    };
+    let stems: Vec<String> = inputs.iter().map(|i| i.stem.clone()).collect();
     let diversity = match &lpips {
         Some(m) if groups.iter().any(|g| g.len() >= 2) => Some(diversity(m, &groups, pairs)?),
         _ => None,
@@ -295,9 +440,10 @@ pub fn evaluate(args: &EvalArgs, progress: &mut dyn FnMut(usize, usize)) -> Resu
         composite: args.composite,
         lpips_net: net.map(|n| n.name().to_string()),
         lpips_weights: weights,
-        summaries: summaries(&rows),
+        summaries: summaries(&rows, feats.as_ref(), &stems)?,
         diversity,
         diversity_pairs: args.diversity_pairs.clone(),
+        fid: feats.map(|f| f.settings),
         samples: rows,
     })
 }
@@ -309,14 +455,28 @@ pub fn markdown(report: &EvalReport) -> String {
         .as_deref()
         .map(|n| format!("LPIPS ({n})"))
         .unwrap_or_else(|| "LPIPS".into());
-    let mut s =
-        format!("| set | inputs | pairs | PSNR | SSIM | MAE | L1 | {lp} |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let with_fid = report.fid.is_some();
+    let mut s = format!("| set | inputs | pairs | PSNR | SSIM | MAE | L1 | {lp} |");
+    s += if with_fid { " FID | KID (x1e3) |\n" } else { "\n" };
+    s += "|---|---:|---:|---:|---:|---:|---:|---:|";
+    s += if with_fid { "---:|---:|\n" } else { "\n" };
     for m in &report.summaries {
         let lpips = m.lpips.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
         s += &format!(
-            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {lpips} |\n",
+            "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {lpips} |",
             m.label, m.inputs, m.pairs, m.psnr, m.ssim, m.mae, m.l1
         );
+        if with_fid {
+            // A FID of 0 up to rounding (identical sets) can come out as -1e-13: print 0.
+            let fid = m.fid.map(|v| format!("{:.3}", if v.abs() < 1e-9 { 0.0 } else { v })).unwrap_or_else(|| "-".into());
+            let kid = m
+                .kid
+                .as_ref()
+                .map(|k| format!("{:.3} ± {:.3}", k.mean * 1e3, k.std * 1e3))
+                .unwrap_or_else(|| "-".into());
+            s += &format!(" {fid} | {kid} |");
+        }
+        s += "\n";
     }
     if let Some(d) = &report.diversity {
         s += &format!(
@@ -328,6 +488,13 @@ pub fn markdown(report: &EvalReport) -> String {
         } else {
             ")\n".to_string()
         };
+    }
+    if let Some(f) = &report.fid {
+        s += &format!(
+            "\nFID/KID: real images of each row's inputs vs its samples; Inception {} ({} resize); \
+             KID {} subsets of up to {} images, seed {}\n",
+            f.inception_weights, f.resize, f.kid_subsets, f.kid_subset_size, f.seed
+        );
     }
     s += &format!("\nreal: {}; fake: {}", report.real, report.fake);
     if let Some(m) = &report.masks {
@@ -356,14 +523,31 @@ pub fn write_report(report: &EvalReport, dir: &Path) -> Result<(PathBuf, PathBuf
 
 /// The body of `fdm eval`: evaluate, print the table, write the files.
 pub fn run(args: &EvalArgs) -> Result<EvalReport> {
-    let mut last = 0;
-    let report = evaluate(args, &mut |done, total| {
-        if done == total || done >= last + (total / 20).max(1) {
-            eprint!("\rscored {done}/{total} inputs");
-            last = done;
+    use indicatif::{ProgressBar, ProgressStyle};
+    let style = ProgressStyle::with_template("{prefix:34} [{bar:30}] {pos}/{len} {elapsed}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let mut bar: Option<(Stage, ProgressBar)> = None;
+    let report = evaluate_staged(args, &mut |stage, done, total| {
+        if bar.as_ref().map(|b| b.0) != Some(stage) {
+            if let Some((_, b)) = bar.take() {
+                b.finish();
+            }
+            let b = ProgressBar::new(total as u64).with_style(style.clone());
+            b.set_prefix(match stage {
+                Stage::Score => "scoring inputs",
+                Stage::RealFeatures => "Inception features, real images",
+                Stage::FakeFeatures => "Inception features, samples",
+            });
+            bar = Some((stage, b));
+        }
+        if let Some((_, b)) = &bar {
+            b.set_position(done as u64);
         }
     })?;
-    eprintln!();
+    if let Some((_, b)) = bar {
+        b.finish();
+    }
     print!("{}", markdown(&report));
     let (json, md) = write_report(&report, args.out.as_deref().unwrap_or(&args.fake))?;
     println!("wrote {} and {}", json.display(), md.display());

@@ -8,6 +8,8 @@
 //! reproduce the reference numbers (scikit-image / numpy) to ~1e-12; LPIPS runs its backbone on
 //! the engine.
 pub mod eval;
+pub mod fid;
+pub mod kid;
 pub mod folders;
 pub mod lpips;
 pub mod pixel;

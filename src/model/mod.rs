@@ -18,3 +18,4 @@ pub mod quantizer;
 pub mod transformer;
 pub mod inpainting;
 pub mod vgg;
+pub mod inception;
