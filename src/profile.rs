@@ -2,7 +2,9 @@
 //! (stage, op, start, duration, MACs) events, and pipeline stages (encode, sampling passes, FDM,
 //! decode) name the stage the events belong to. Off by default, when each hook costs one
 //! thread-local check. CPU work is timed on the wall clock of the calling thread (the op's rayon
-//! workers run inside that span).
+//! workers run inside that span). On a CUDA device (`start_for`) every timed span begins and ends
+//! with a device synchronisation, so an op's time is the wall time of its kernels (launches are
+//! asynchronous otherwise) at the cost of the pipelining between ops while profiling.
 
 use std::cell::RefCell;
 use std::time::Instant;
@@ -20,15 +22,32 @@ struct Recorder {
     t0: Instant,
     stages: Vec<&'static str>,
     events: Vec<Event>,
+    /// The device whose queued work is waited for at the edges of every timed span.
+    device: crate::device::Device,
 }
 
 thread_local! {
     static REC: RefCell<Option<Recorder>> = const { RefCell::new(None) };
 }
 
-/// Start recording on this thread (drops anything recorded before).
+/// Start recording CPU work on this thread (drops anything recorded before).
 pub fn start() {
-    REC.with(|r| *r.borrow_mut() = Some(Recorder { t0: Instant::now(), stages: Vec::new(), events: Vec::new() }));
+    start_for(&crate::device::Device::Cpu);
+}
+
+/// Start recording work on `device` on this thread (drops anything recorded before).
+pub fn start_for(device: &crate::device::Device) {
+    let device = device.clone();
+    REC.with(|r| *r.borrow_mut() = Some(Recorder { t0: Instant::now(), stages: Vec::new(), events: Vec::new(), device }));
+}
+
+/// Wait for the recorded device's queued kernels (nothing to wait for on the CPU). A failed
+/// synchronisation surfaces at the next op that reads the device, so it is not reported here.
+fn sync() {
+    let dev = REC.with(|r| r.borrow().as_ref().map(|rec| rec.device.clone()));
+    if let Some(crate::device::Device::Cuda(d)) = dev {
+        let _ = d.synchronize();
+    }
 }
 
 /// Stop recording and return the events in the order they finished.
@@ -41,6 +60,7 @@ pub fn is_recording() -> bool {
 }
 
 fn push(op: &'static str, start: Instant, macs: u64, stage_override: Option<&'static str>) {
+    sync();
     let end = Instant::now();
     REC.with(|r| {
         if let Some(rec) = r.borrow_mut().as_mut() {
@@ -61,6 +81,7 @@ pub fn op<T>(name: &'static str, f: impl FnOnce() -> T, macs: impl FnOnce(&T) ->
     if !is_recording() {
         return f();
     }
+    sync();
     let start = Instant::now();
     let out = f();
     let m = macs(&out);
@@ -75,6 +96,7 @@ pub fn stage<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
         return f();
     }
     REC.with(|r| r.borrow_mut().as_mut().map(|rec| rec.stages.push(name)));
+    sync();
     let start = Instant::now();
     let out = f();
     REC.with(|r| r.borrow_mut().as_mut().map(|rec| rec.stages.pop()));

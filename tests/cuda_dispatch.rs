@@ -29,7 +29,8 @@ device_tests!(
     concat_and_narrow_backward,
     patches_resize_and_pools,
     conv_gradients_and_transposed_conv,
-    attention_backward_head_dim_64
+    attention_backward_head_dim_64,
+    profiling_on_the_device_records_synchronised_ops
 );
 
 fn rand(seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
@@ -329,4 +330,17 @@ fn attention_backward_head_dim_64(dev: CudaDevice) {
     same(&got.0, &want.0, "attention dq");
     same(&got.1, &want.1, "attention dk");
     same(&got.2, &want.2, "attention dv");
+}
+
+fn profiling_on_the_device_records_synchronised_ops(dev: CudaDevice) {
+    use fdm::profile;
+    let (a, b) = (on(&dev, &rand(71, &[64, 32], -1.0, 1.0)), on(&dev, &rand(72, &[32, 48], -1.0, 1.0)));
+    profile::start_for(&Device::Cuda(dev.clone()));
+    let y = profile::stage("decode", || profile::op("matmul", || ops::matmul::matmul(&a, &b), |_| 64 * 32 * 48)).unwrap();
+    let events = profile::finish();
+    assert_eq!(y.shape(), &[64, 48]);
+    let op = events.iter().find(|e| e.op == "matmul").expect("the op was recorded");
+    assert_eq!((op.stage, op.macs), ("decode", 64 * 32 * 48));
+    let stage = events.iter().find(|e| e.op == "(stage)").expect("the stage was recorded");
+    assert!(stage.dur_us >= op.dur_us && op.dur_us > 0.0, "stage {stage:?} spans op {op:?}");
 }

@@ -259,7 +259,7 @@ fn profile(a: ProfileArgs) -> Result<()> {
     fdm::io::image::check_mask_matches(&img.tensor, &m)?;
     let opts = InpaintOptions { use_fdm: !a.no_fdm, seed: a.seed, ..Default::default() };
     let bar = indicatif::ProgressBar::new(0);
-    let (events, passes) = prof::record(|| {
+    let (events, passes) = prof::record(&device, || {
         let r = fdm::pipeline::photo::inpaint_photo(&model, &img.tensor, &m, &opts, None, &mut |p, t| {
             bar.set_length(t as u64);
             bar.set_position(p as u64);

@@ -115,9 +115,9 @@ pub fn write_chrome_trace(events: &[Event], path: &Path) -> Result<()> {
     std::fs::write(path, serde_json::to_string(&serde_json::json!({ "traceEvents": trace }))?).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Record one run of `f` (which returns the number of passes).
-pub fn record(f: impl FnOnce() -> Result<usize>) -> Result<(Vec<Event>, usize)> {
-    profile::start();
+/// Record one run of `f` (which returns the number of passes) on `device`.
+pub fn record(device: &crate::device::Device, f: impl FnOnce() -> Result<usize>) -> Result<(Vec<Event>, usize)> {
+    profile::start_for(device);
     let res = f();
     let events = profile::finish();
     Ok((events, res?))

@@ -115,11 +115,11 @@ pub fn table2(model: &InpaintingModel, photos: &[(String, Tensor)], masks: &[Ten
     let (mut t_put, mut t_fdm, mut m_put, mut m_fdm, mut passes) = (0.0, 0.0, 0u64, 0u64, 0usize);
     for (i, ((_, img), mask)) in photos.iter().zip(masks).enumerate() {
         let opts = InpaintOptions { seed: prov.seed + i as u64, ..Default::default() };
-        profile::start();
+        profile::start_for(&model.device());
         let put = inpaint(model, img, mask, &InpaintOptions { use_fdm: false, ..opts.clone() }, None, &mut |_, _| {});
         let ev_put = profile::finish();
         passes += put?.passes;
-        profile::start();
+        profile::start_for(&model.device());
         let ours = inpaint(model, img, mask, &opts, None, &mut |_, _| {});
         let ev_fdm = profile::finish();
         ours?;

@@ -8,6 +8,7 @@
 //!   spec §6.7), drawn from stroke/rectangle mixtures by rejection; it stands in for the PConv
 //!   mask files when none are given.
 
+use crate::io::mask_draw::dist2_to_segment;
 use crate::rng::Rng;
 
 /// The official stroke settings (spec §6.7).
@@ -34,16 +35,11 @@ fn int_in(rng: &mut Rng, lo: u64, hi_inclusive: u64) -> u64 {
 
 /// Paint a capsule (thick line with round caps) of radius `r` from (x0, y0) to (x1, y1).
 fn draw_capsule(canvas: &mut [f32], size: usize, (x0, y0): (f32, f32), (x1, y1): (f32, f32), r: f32) {
-    let (dx, dy) = (x1 - x0, y1 - y0);
-    let len2 = dx * dx + dy * dy;
     let (lo_x, hi_x) = ((x0.min(x1) - r).floor().max(0.0) as usize, ((x0.max(x1) + r).ceil() as usize).min(size - 1));
     let (lo_y, hi_y) = ((y0.min(y1) - r).floor().max(0.0) as usize, ((y0.max(y1) + r).ceil() as usize).min(size - 1));
     for y in lo_y..=hi_y {
         for x in lo_x..=hi_x {
-            let (px, py) = (x as f32 - x0, y as f32 - y0);
-            let s = if len2 > 0.0 { ((px * dx + py * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
-            let (ex, ey) = (px - s * dx, py - s * dy);
-            if ex * ex + ey * ey <= r * r {
+            if dist2_to_segment((x as f32, y as f32), (x0, y0), (x1, y1)) <= r * r {
                 canvas[y * size + x] = 1.0;
             }
         }

@@ -19,16 +19,17 @@ pub struct MaskCanvas {
 }
 
 /// Squared distance from point p to segment ab.
-fn dist2_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
+pub fn dist2_to_segment(p: (f32, f32), a: (f32, f32), b: (f32, f32)) -> f32 {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let len2 = dx * dx + dy * dy;
-    let t = if len2 == 0.0 {
-        0.0
+    let (px, py) = (p.0 - a.0, p.1 - a.1);
+    let t = if len2 > 0.0 {
+        ((px * dx + py * dy) / len2).clamp(0.0, 1.0)
     } else {
-        (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0)
+        0.0
     };
-    let (qx, qy) = (a.0 + t * dx - p.0, a.1 + t * dy - p.1);
-    qx * qx + qy * qy
+    let (ex, ey) = (px - t * dx, py - t * dy);
+    ex * ex + ey * ey
 }
 
 impl MaskCanvas {
