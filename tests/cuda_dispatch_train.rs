@@ -49,21 +49,40 @@ fn on(dev: &CudaDevice, t: &Tensor) -> Tensor {
 #[track_caller]
 fn same(gpu: &Tensor, cpu: &Tensor, what: &str) {
     assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
-    assert!(!gpu.device().is_cpu(), "{what}: the result should stay on the device");
-    assert_close(&gpu.to_vec_f32().unwrap(), &cpu.to_vec_f32().unwrap(), TOL_CUDA_F32, what);
+    assert!(
+        !gpu.device().is_cpu(),
+        "{what}: the result should stay on the device"
+    );
+    assert_close(
+        &gpu.to_vec_f32().unwrap(),
+        &cpu.to_vec_f32().unwrap(),
+        TOL_CUDA_F32,
+        what,
+    );
 }
 
 /// The values of `t` are still `want` (an op must not change its inputs).
 #[track_caller]
 fn unchanged(t: &Tensor, want: &Tensor, what: &str) {
-    assert_eq!(t.to_vec_f32().unwrap(), want.to_vec_f32().unwrap(), "{what} was changed");
+    assert_eq!(
+        t.to_vec_f32().unwrap(),
+        want.to_vec_f32().unwrap(),
+        "{what} was changed"
+    );
 }
 
 fn elementwise_losses_forward_and_backward(dev: CudaDevice) {
     let shape = [2, 3, 17, 19];
     let (y, x) = (rand(1, &shape, -1.0, 1.0), rand(2, &shape, -1.0, 1.0));
     let p = rand(3, &shape, 0.01, 0.99);
-    let t = Tensor::from_vec(random_vec(4, y.numel(), 0.0, 1.0).iter().map(|v| v.round()).collect(), &shape).unwrap();
+    let t = Tensor::from_vec(
+        random_vec(4, y.numel(), 0.0, 1.0)
+            .iter()
+            .map(|v| v.round())
+            .collect(),
+        &shape,
+    )
+    .unwrap();
     let g = Tensor::scalar(0.7);
     let [yd, xd, pd, td, gd] = [&y, &x, &p, &t, &g].map(|t| on(&dev, t));
 
@@ -74,7 +93,11 @@ fn elementwise_losses_forward_and_backward(dev: CudaDevice) {
         ("mse", ops::losses::mse_mean, ops::losses::mse_mean_backward),
     ];
     for (name, fwd, bwd) in pairs {
-        same(&fwd(&yd, &xd).unwrap(), &fwd(&y, &x).unwrap(), &format!("{name} forward"));
+        same(
+            &fwd(&yd, &xd).unwrap(),
+            &fwd(&y, &x).unwrap(),
+            &format!("{name} forward"),
+        );
         let (want_y, want_x) = bwd(&y, &x, &g).unwrap();
         let (got_y, got_x) = bwd(&yd, &xd, &gd).unwrap();
         same(&got_y, &want_y, &format!("{name} d/dy"));
@@ -84,42 +107,97 @@ fn elementwise_losses_forward_and_backward(dev: CudaDevice) {
     let yt = y.transpose(2, 3).unwrap();
     let xt = x.transpose(2, 3).unwrap();
     let (ytd, xtd) = (yd.transpose(2, 3).unwrap(), xd.transpose(2, 3).unwrap());
-    same(&ops::losses::l1_mean(&ytd, &xtd).unwrap(), &ops::losses::l1_mean(&yt, &xt).unwrap(), "l1 of views");
+    same(
+        &ops::losses::l1_mean(&ytd, &xtd).unwrap(),
+        &ops::losses::l1_mean(&yt, &xt).unwrap(),
+        "l1 of views",
+    );
 
-    same(&ops::losses::bce_mean(&pd, &td).unwrap(), &ops::losses::bce_mean(&p, &t).unwrap(), "bce forward");
+    same(
+        &ops::losses::bce_mean(&pd, &td).unwrap(),
+        &ops::losses::bce_mean(&p, &t).unwrap(),
+        "bce forward",
+    );
     let want = ops::losses::bce_mean_backward(&p, &t, &g).unwrap();
-    same(&ops::losses::bce_mean_backward(&pd, &td, &gd).unwrap(), &want, "bce d/dp");
+    same(
+        &ops::losses::bce_mean_backward(&pd, &td, &gd).unwrap(),
+        &want,
+        "bce d/dp",
+    );
 
     for term in [HingeTerm::Real, HingeTerm::Fake] {
-        same(&ops::losses::hinge_mean(&yd, term).unwrap(), &ops::losses::hinge_mean(&y, term).unwrap(), &format!("hinge {term:?}"));
+        same(
+            &ops::losses::hinge_mean(&yd, term).unwrap(),
+            &ops::losses::hinge_mean(&y, term).unwrap(),
+            &format!("hinge {term:?}"),
+        );
         let want = ops::losses::hinge_mean_backward(&y, term, &g).unwrap();
-        same(&ops::losses::hinge_mean_backward(&yd, term, &gd).unwrap(), &want, &format!("hinge {term:?} backward"));
+        same(
+            &ops::losses::hinge_mean_backward(&yd, term, &gd).unwrap(),
+            &want,
+            &format!("hinge {term:?} backward"),
+        );
     }
-    same(&ops::losses::mean_scaled(&yd, -1.0).unwrap(), &ops::losses::mean_scaled(&y, -1.0).unwrap(), "mean_scaled");
+    same(
+        &ops::losses::mean_scaled(&yd, -1.0).unwrap(),
+        &ops::losses::mean_scaled(&y, -1.0).unwrap(),
+        "mean_scaled",
+    );
     let want = ops::losses::mean_scaled_backward(&y, -1.0, &g).unwrap();
-    same(&ops::losses::mean_scaled_backward(&yd, -1.0, &gd).unwrap(), &want, "mean_scaled backward");
+    same(
+        &ops::losses::mean_scaled_backward(&yd, -1.0, &gd).unwrap(),
+        &want,
+        "mean_scaled backward",
+    );
 
     // The autograd nodes built on them: the hinge generator loss and BCE against a constant.
     let tape = Tape::new();
     let (vy, vp) = (tape.var(yd.clone()), tape.var(pd.clone()));
-    let loss = al::weighted_sum(&tape, &[(&al::hinge_g(&tape, &vy).unwrap(), 1.0), (&al::bce_mean_with_value(&tape, &vp, 1.0).unwrap(), 0.5)]).unwrap();
+    let loss = al::weighted_sum(
+        &tape,
+        &[
+            (&al::hinge_g(&tape, &vy).unwrap(), 1.0),
+            (&al::bce_mean_with_value(&tape, &vp, 1.0).unwrap(), 0.5),
+        ],
+    )
+    .unwrap();
     let grads = tape.backward(&loss).unwrap();
     let ct = Tape::new();
     let (cy, cp) = (ct.var(y.clone()), ct.var(p.clone()));
-    let closs = al::weighted_sum(&ct, &[(&al::hinge_g(&ct, &cy).unwrap(), 1.0), (&al::bce_mean_with_value(&ct, &cp, 1.0).unwrap(), 0.5)]).unwrap();
+    let closs = al::weighted_sum(
+        &ct,
+        &[
+            (&al::hinge_g(&ct, &cy).unwrap(), 1.0),
+            (&al::bce_mean_with_value(&ct, &cp, 1.0).unwrap(), 0.5),
+        ],
+    )
+    .unwrap();
     let cgrads = ct.backward(&closs).unwrap();
     same(loss.value(), closs.value(), "tape loss");
-    same(grads.get(&vy).unwrap(), cgrads.get(&cy).unwrap(), "tape d/dy");
-    same(grads.get(&vp).unwrap(), cgrads.get(&cp).unwrap(), "tape d/dp");
+    same(
+        grads.get(&vy).unwrap(),
+        cgrads.get(&cy).unwrap(),
+        "tape d/dy",
+    );
+    same(
+        grads.get(&vp).unwrap(),
+        cgrads.get(&cp).unwrap(),
+        "tape d/dp",
+    );
 }
 
 fn hole_fraction_and_a_cpu_output_gradient(dev: CudaDevice) {
-    let m: Vec<f32> = random_vec(5, 2 * 64 * 64, 0.0, 1.0).iter().map(|v| (*v > 0.3) as u8 as f32).collect();
+    let m: Vec<f32> = random_vec(5, 2 * 64 * 64, 0.0, 1.0)
+        .iter()
+        .map(|v| (*v > 0.3) as u8 as f32)
+        .collect();
     let mask = Tensor::from_vec(m, &[2, 1, 64, 64]).unwrap();
     let want = ops::losses::hole_fraction(&mask).unwrap();
     let got = ops::losses::hole_fraction(&on(&dev, &mask)).unwrap();
     assert_close(&[got], &[want], TOL_CUDA_F32, "hole fraction");
-    let err = ops::losses::hole_fraction(&on(&dev, &Tensor::full(1.0, &[1, 1, 4, 4]))).unwrap_err().to_string();
+    let err = ops::losses::hole_fraction(&on(&dev, &Tensor::full(1.0, &[1, 1, 4, 4])))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no hole pixel"), "{err}");
 
     // An output gradient that is a CPU constant is taken to the device; a wrong size is an Err.
@@ -129,7 +207,9 @@ fn hole_fraction_and_a_cpu_output_gradient(dev: CudaDevice) {
     let want = ops::losses::mse_mean_backward(&y, &x, &g).unwrap();
     let got = ops::losses::mse_mean_backward(&yd, &xd, &g).unwrap();
     same(&got.0, &want.0, "mse d/dy with a CPU g");
-    let err = ops::losses::mse_mean_backward(&yd, &xd, &on(&dev, &Tensor::zeros(&[2]))).unwrap_err().to_string();
+    let err = ops::losses::mse_mean_backward(&yd, &xd, &on(&dev, &Tensor::zeros(&[2])))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("one element"), "{err}");
 }
 
@@ -139,20 +219,56 @@ fn cross_entropy_model_shape_plain_ignore_and_weighted(dev: CudaDevice) {
     let logits = rand(10, &[1, rows, classes], -4.0, 4.0);
     let mut rng = Rng::new(11);
     let ignore = 7u32;
-    let targets: Vec<u32> = (0..rows).map(|i| if i % 5 == 0 { ignore } else { rng.below(classes as u64) as u32 }).collect();
+    let targets: Vec<u32> = (0..rows)
+        .map(|i| {
+            if i % 5 == 0 {
+                ignore
+            } else {
+                rng.below(classes as u64) as u32
+            }
+        })
+        .collect();
     let targets = Tensor::from_u32(targets, &[1, rows]).unwrap();
-    let weights = Tensor::from_vec(random_vec(12, rows, 0.0, 1.0).iter().map(|v| if *v > 0.5 { 1.0 } else { 0.0 }).collect(), &[1, rows]).unwrap();
+    let weights = Tensor::from_vec(
+        random_vec(12, rows, 0.0, 1.0)
+            .iter()
+            .map(|v| if *v > 0.5 { 1.0 } else { 0.0 })
+            .collect(),
+        &[1, rows],
+    )
+    .unwrap();
     let g = Tensor::scalar(1.3);
     let [ld, td, wd, gd] = [&logits, &targets, &weights, &g].map(|t| on(&dev, t));
     for ig in [ignore, CROSS_ENTROPY_NO_IGNORE] {
         let want = ops::cross_entropy::cross_entropy(&logits, &targets, ig).unwrap();
-        same(&ops::cross_entropy::cross_entropy(&ld, &td, ig).unwrap(), &want, &format!("ce ignore {ig}"));
-        let want = ops::cross_entropy::cross_entropy_weighted(&logits, &targets, &weights, ig).unwrap();
-        same(&ops::cross_entropy::cross_entropy_weighted(&ld, &td, &wd, ig).unwrap(), &want, &format!("weighted ce ignore {ig}"));
+        same(
+            &ops::cross_entropy::cross_entropy(&ld, &td, ig).unwrap(),
+            &want,
+            &format!("ce ignore {ig}"),
+        );
+        let want =
+            ops::cross_entropy::cross_entropy_weighted(&logits, &targets, &weights, ig).unwrap();
+        same(
+            &ops::cross_entropy::cross_entropy_weighted(&ld, &td, &wd, ig).unwrap(),
+            &want,
+            &format!("weighted ce ignore {ig}"),
+        );
         for w in [None, Some((&weights, &wd))] {
-            let want = ops::cross_entropy::cross_entropy_backward(&logits, &targets, w.map(|w| w.0), ig, &g).unwrap();
-            let got = ops::cross_entropy::cross_entropy_backward(&ld, &td, w.map(|w| w.1), ig, &gd).unwrap();
-            same(&got, &want, &format!("ce backward ignore {ig} weighted {}", w.is_some()));
+            let want = ops::cross_entropy::cross_entropy_backward(
+                &logits,
+                &targets,
+                w.map(|w| w.0),
+                ig,
+                &g,
+            )
+            .unwrap();
+            let got = ops::cross_entropy::cross_entropy_backward(&ld, &td, w.map(|w| w.1), ig, &gd)
+                .unwrap();
+            same(
+                &got,
+                &want,
+                &format!("ce backward ignore {ig} weighted {}", w.is_some()),
+            );
         }
     }
 }
@@ -160,10 +276,15 @@ fn cross_entropy_model_shape_plain_ignore_and_weighted(dev: CudaDevice) {
 fn cross_entropy_bad_target_is_an_error(dev: CudaDevice) {
     let logits = on(&dev, &rand(13, &[4, 6], -1.0, 1.0));
     let targets = on(&dev, &Tensor::from_u32(vec![0, 5, 6, 1], &[4]).unwrap());
-    let err = ops::cross_entropy::cross_entropy(&logits, &targets, CROSS_ENTROPY_NO_IGNORE).unwrap_err().to_string();
+    let err = ops::cross_entropy::cross_entropy(&logits, &targets, CROSS_ENTROPY_NO_IGNORE)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("row 2"), "{err}");
     let cpu_targets = Tensor::from_u32(vec![0, 1, 2, 3], &[4]).unwrap();
-    assert!(ops::cross_entropy::cross_entropy(&logits, &cpu_targets, 0).is_err(), "mixed devices");
+    assert!(
+        ops::cross_entropy::cross_entropy(&logits, &cpu_targets, 0).is_err(),
+        "mixed devices"
+    );
 }
 
 fn adam_and_adamw_steps_leave_their_inputs_unchanged(dev: CudaDevice) {
@@ -172,7 +293,12 @@ fn adam_and_adamw_steps_leave_their_inputs_unchanged(dev: CudaDevice) {
     let (param, grad) = (rand(20, &shape, -1.0, 1.0), rand(21, &shape, -0.1, 0.1));
     let (m, v) = (rand(22, &shape, -0.01, 0.01), rand(23, &shape, 0.0, 1e-4));
     let [pd, gd, md, vd] = [&param, &grad, &m, &v].map(|t| on(&dev, t));
-    for (decoupled, wd, step) in [(false, 0.0, 1), (false, 0.01, 7), (true, 0.01, 3), (true, 0.0, 1000)] {
+    for (decoupled, wd, step) in [
+        (false, 0.0, 1),
+        (false, 0.01, 7),
+        (true, 0.01, 3),
+        (true, 0.0, 1000),
+    ] {
         let p = AdamParams::new(n, 1e-3, (0.9, 0.95), 1e-8, wd, decoupled, step);
         let want = ops::optim::adam_step(&param, &grad, &m, &v, &p).unwrap();
         let got = ops::optim::adam_step(&pd, &gd, &md, &vd, &p).unwrap();
@@ -180,38 +306,75 @@ fn adam_and_adamw_steps_leave_their_inputs_unchanged(dev: CudaDevice) {
         same(&got.0, &want.0, &format!("{what}: param"));
         same(&got.1, &want.1, &format!("{what}: exp_avg"));
         same(&got.2, &want.2, &format!("{what}: exp_avg_sq"));
-        for (t, w, name) in [(&pd, &param, "param"), (&gd, &grad, "grad"), (&md, &m, "exp_avg"), (&vd, &v, "exp_avg_sq")] {
+        for (t, w, name) in [
+            (&pd, &param, "param"),
+            (&gd, &grad, "grad"),
+            (&md, &m, "exp_avg"),
+            (&vd, &v, "exp_avg_sq"),
+        ] {
             unchanged(t, w, &format!("{what}: the input {name}"));
         }
     }
     let p = AdamParams::new(n + 1, 1e-3, (0.9, 0.999), 1e-8, 0.0, false, 1);
-    assert!(ops::optim::adam_step(&pd, &gd, &md, &vd, &p).is_err(), "params for another size");
+    assert!(
+        ops::optim::adam_step(&pd, &gd, &md, &vd, &p).is_err(),
+        "params for another size"
+    );
 }
 
 fn ema_accumulate_and_clip_by_norm(dev: CudaDevice) {
-    let (ema, param) = (rand(30, &[64, 33], -1.0, 1.0), rand(31, &[64, 33], -1.0, 1.0));
+    let (ema, param) = (
+        rand(30, &[64, 33], -1.0, 1.0),
+        rand(31, &[64, 33], -1.0, 1.0),
+    );
     let (ed, pd) = (on(&dev, &ema), on(&dev, &param));
-    same(&ops::optim::ema_update(&ed, &pd, 0.999).unwrap(), &ops::optim::ema_update(&ema, &param, 0.999).unwrap(), "ema");
+    same(
+        &ops::optim::ema_update(&ed, &pd, 0.999).unwrap(),
+        &ops::optim::ema_update(&ema, &param, 0.999).unwrap(),
+        "ema",
+    );
     unchanged(&ed, &ema, "the ema input");
-    same(&ops::optim::accumulate(&ed, &pd).unwrap(), &ops::optim::accumulate(&ema, &param).unwrap(), "accumulate");
+    same(
+        &ops::optim::accumulate(&ed, &pd).unwrap(),
+        &ops::optim::accumulate(&ema, &param).unwrap(),
+        "accumulate",
+    );
     unchanged(&ed, &ema, "the accumulator input");
-    same(&ops::optim::scale(&pd, 0.25).unwrap(), &ops::optim::scale(&param, 0.25).unwrap(), "scale");
+    same(
+        &ops::optim::scale(&pd, 0.25).unwrap(),
+        &ops::optim::scale(&param, 0.25).unwrap(),
+        "scale",
+    );
     unchanged(&pd, &param, "the scaled input");
     // A strided view is scaled as the CPU scales it (the logical order).
     let view = param.transpose(0, 1).unwrap();
-    same(&ops::optim::scale(&pd.transpose(0, 1).unwrap(), 2.0).unwrap(), &ops::optim::scale(&view, 2.0).unwrap(), "scale of a view");
+    same(
+        &ops::optim::scale(&pd.transpose(0, 1).unwrap(), 2.0).unwrap(),
+        &ops::optim::scale(&view, 2.0).unwrap(),
+        "scale of a view",
+    );
 
     // sq_norm over 1M elements (many first-pass blocks), then the clipping path of training.
     let big = rand(32, &[1024, 1024], -1.0, 1.0);
-    let (want, got) = (ops::optim::sq_norm(&big).unwrap(), ops::optim::sq_norm(&on(&dev, &big)).unwrap());
+    let (want, got) = (
+        ops::optim::sq_norm(&big).unwrap(),
+        ops::optim::sq_norm(&on(&dev, &big)).unwrap(),
+    );
     assert!((want - got).abs() <= 1e-6 * want, "sq_norm {got} vs {want}");
     let grads = [rand(33, &[100, 7], -1.0, 1.0), rand(34, &[513], -2.0, 2.0)];
     let mut cpu: Vec<Option<Tensor>> = grads.iter().cloned().map(Some).collect();
     let mut gpu: Vec<Option<Tensor>> = grads.iter().map(|t| Some(on(&dev, t))).collect();
-    let (nc, ng) = (clip_grad_norm(&mut cpu, 1.0).unwrap(), clip_grad_norm(&mut gpu, 1.0).unwrap());
+    let (nc, ng) = (
+        clip_grad_norm(&mut cpu, 1.0).unwrap(),
+        clip_grad_norm(&mut gpu, 1.0).unwrap(),
+    );
     assert_close(&[ng], &[nc], TOL_CUDA_F32, "total norm");
     for (i, (a, b)) in gpu.iter().zip(&cpu).enumerate() {
-        same(a.as_ref().unwrap(), b.as_ref().unwrap(), &format!("clipped gradient {i}"));
+        same(
+            a.as_ref().unwrap(),
+            b.as_ref().unwrap(),
+            &format!("clipped gradient {i}"),
+        );
     }
     // The weight EMA of the training loop over device parameters.
     let mut ec = Ema::new(0.99, &[ema.clone()]);
@@ -228,7 +391,11 @@ fn codebook_ema_statistics_and_update(dev: CudaDevice) {
     let (n, k, d) = (1024, 512, 64);
     let z = rand(40, &[n, d], -1.0, 1.0);
     let mut rng = Rng::new(41);
-    let idx = Tensor::from_u32((0..n).map(|_| rng.below(k as u64 / 2) as u32).collect(), &[n]).unwrap();
+    let idx = Tensor::from_u32(
+        (0..n).map(|_| rng.below(k as u64 / 2) as u32).collect(),
+        &[n],
+    )
+    .unwrap();
     let (zd, idxd) = (on(&dev, &z), on(&dev, &idx));
     let (counts, sums) = ops::codebook::codebook_assignment_stats(&z, &idx, k).unwrap();
     let (cd, sd) = ops::codebook::codebook_assignment_stats(&zd, &idxd, k).unwrap();
@@ -249,28 +416,58 @@ fn codebook_ema_statistics_and_update(dev: CudaDevice) {
     same(&got.cluster_size, &want.cluster_size, "cluster_size");
     same(&got.embedding_avg, &want.embedding_avg, "embedding_avg");
     same(&got.embedding, &want.embedding, "embedding");
-    unchanged(&dstate.cluster_size, &state.cluster_size, "the cluster_size input");
-    unchanged(&dstate.embedding_avg, &state.embedding_avg, "the embedding_avg input");
+    unchanged(
+        &dstate.cluster_size,
+        &state.cluster_size,
+        "the cluster_size input",
+    );
+    unchanged(
+        &dstate.embedding_avg,
+        &state.embedding_avg,
+        "the embedding_avg input",
+    );
     unchanged(&dstate.embedding, &state.embedding, "the embedding input");
 
     let bad = on(&dev, &Tensor::from_u32(vec![0, 1, k as u32], &[3]).unwrap());
-    assert!(ops::codebook::codebook_assignment_stats(&on(&dev, &rand(45, &[3, d], -1.0, 1.0)), &bad, k).is_err(), "index >= codes");
+    assert!(
+        ops::codebook::codebook_assignment_stats(&on(&dev, &rand(45, &[3, d], -1.0, 1.0)), &bad, k)
+            .is_err(),
+        "index >= codes"
+    );
 }
 
 fn gram_and_style_loss_with_gradients(dev: CudaDevice) {
     // VGG-like features: 2 images, 64 channels at 16 x 16, and 128 channels at 8 x 8.
-    for (seed, shape) in [(50, [2, 64, 16, 16]), (51, [2, 128, 8, 8]), (52, [1, 3, 5, 7])] {
+    for (seed, shape) in [
+        (50, [2, 64, 16, 16]),
+        (51, [2, 128, 8, 8]),
+        (52, [1, 3, 5, 7]),
+    ] {
         let phi = rand(seed, &shape, 0.0, 2.0);
         let c = shape[1];
         let dg = rand(seed + 10, &[shape[0], c, c], -1.0, 1.0);
         let (pd, dgd) = (on(&dev, &phi), on(&dev, &dg));
-        same(&ops::image_losses::gram(&pd).unwrap(), &ops::image_losses::gram(&phi).unwrap(), &format!("gram {shape:?}"));
+        same(
+            &ops::image_losses::gram(&pd).unwrap(),
+            &ops::image_losses::gram(&phi).unwrap(),
+            &format!("gram {shape:?}"),
+        );
         let want = ops::image_losses::gram_backward(&phi, &dg).unwrap();
-        same(&ops::image_losses::gram_backward(&pd, &dgd).unwrap(), &want, &format!("gram backward {shape:?}"));
+        same(
+            &ops::image_losses::gram_backward(&pd, &dgd).unwrap(),
+            &want,
+            &format!("gram backward {shape:?}"),
+        );
     }
     // The style and perceptual losses of spec §6.5 through the tape, gradients to both sides.
-    let ys = [rand(53, &[1, 16, 12, 12], 0.0, 1.0), rand(54, &[1, 32, 6, 6], 0.0, 1.0)];
-    let xs = [rand(55, &[1, 16, 12, 12], 0.0, 1.0), rand(56, &[1, 32, 6, 6], 0.0, 1.0)];
+    let ys = [
+        rand(53, &[1, 16, 12, 12], 0.0, 1.0),
+        rand(54, &[1, 32, 6, 6], 0.0, 1.0),
+    ];
+    let xs = [
+        rand(55, &[1, 16, 12, 12], 0.0, 1.0),
+        rand(56, &[1, 32, 6, 6], 0.0, 1.0),
+    ];
     let run = |ys: Vec<Tensor>, xs: Vec<Tensor>| {
         let t = Tape::new();
         let vy: Vec<_> = ys.into_iter().map(|v| t.var(v)).collect();
@@ -284,7 +481,10 @@ fn gram_and_style_loss_with_gradients(dev: CudaDevice) {
         out
     };
     let want = run(ys.to_vec(), xs.to_vec());
-    let got = run(ys.iter().map(|t| on(&dev, t)).collect(), xs.iter().map(|t| on(&dev, t)).collect());
+    let got = run(
+        ys.iter().map(|t| on(&dev, t)).collect(),
+        xs.iter().map(|t| on(&dev, t)).collect(),
+    );
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
         same(a, b, &format!("style / perceptual output {i}"));
     }
@@ -292,8 +492,16 @@ fn gram_and_style_loss_with_gradients(dev: CudaDevice) {
 
 fn image_gradient_loss_and_its_gradients(dev: CudaDevice) {
     let g = Tensor::scalar(5.0);
-    for (seed, shape) in [(60, [2, 3, 32, 32]), (61, [1, 3, 1, 9]), (62, [1, 2, 7, 1]), (63, [1, 1, 1, 1])] {
-        let (y, x) = (rand(seed, &shape, 0.0, 1.0), rand(seed + 10, &shape, 0.0, 1.0));
+    for (seed, shape) in [
+        (60, [2, 3, 32, 32]),
+        (61, [1, 3, 1, 9]),
+        (62, [1, 2, 7, 1]),
+        (63, [1, 1, 1, 1]),
+    ] {
+        let (y, x) = (
+            rand(seed, &shape, 0.0, 1.0),
+            rand(seed + 10, &shape, 0.0, 1.0),
+        );
         // Plateaus: equal neighbours in y and equal gradient magnitudes of y and x, where
         // sign(0) = 0 decides the gradient.
         let mut yv = y.to_vec_f32().unwrap();
@@ -306,10 +514,17 @@ fn image_gradient_loss_and_its_gradients(dev: CudaDevice) {
                 xv[i + 1] = 0.25;
             }
         }
-        let (y, x) = (Tensor::from_vec(yv, &shape).unwrap(), Tensor::from_vec(xv, &shape).unwrap());
+        let (y, x) = (
+            Tensor::from_vec(yv, &shape).unwrap(),
+            Tensor::from_vec(xv, &shape).unwrap(),
+        );
         let (yd, xd, gd) = (on(&dev, &y), on(&dev, &x), on(&dev, &g));
         let what = format!("image gradient loss {shape:?}");
-        same(&ops::image_losses::image_grad_loss(&yd, &xd).unwrap(), &ops::image_losses::image_grad_loss(&y, &x).unwrap(), &what);
+        same(
+            &ops::image_losses::image_grad_loss(&yd, &xd).unwrap(),
+            &ops::image_losses::image_grad_loss(&y, &x).unwrap(),
+            &what,
+        );
         let (wy, wx) = ops::image_losses::image_grad_loss_backward(&y, &x, &g).unwrap();
         let (gy, gx) = ops::image_losses::image_grad_loss_backward(&yd, &xd, &gd).unwrap();
         same(&gy, &wy, &format!("{what}: d/dy"));
@@ -325,7 +540,8 @@ fn attention_backward_head_dim_32(dev: CudaDevice) {
         let want = ops::attention::attention_backward(&q, &k, &v, &o, &lse, &dout, heads).unwrap();
         let [qd, kd, vd, dd] = [&q, &k, &v, &dout].map(|t| on(&dev, t));
         let (od, lsed) = ops::attention::attention_with_lse(&qd, &kd, &vd, heads).unwrap();
-        let got = ops::attention::attention_backward(&qd, &kd, &vd, &od, &lsed, &dd, heads).unwrap();
+        let got =
+            ops::attention::attention_backward(&qd, &kd, &vd, &od, &lsed, &dd, heads).unwrap();
         same(&got.0, &want.0, &format!("attention dq {shape:?}"));
         same(&got.1, &want.1, &format!("attention dk {shape:?}"));
         same(&got.2, &want.2, &format!("attention dv {shape:?}"));
@@ -333,7 +549,9 @@ fn attention_backward_head_dim_32(dev: CudaDevice) {
     // A head dim with no kernel is an Err naming the supported ones.
     let t = on(&dev, &rand(78, &[1, 8, 48], -1.0, 1.0));
     let lse = on(&dev, &Tensor::zeros(&[1, 1, 8]));
-    let err = ops::attention::attention_backward(&t, &t, &t, &t, &lse, &t, 1).unwrap_err().to_string();
+    let err = ops::attention::attention_backward(&t, &t, &t, &t, &lse, &t, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("48") && err.contains("32"), "{err}");
 }
 
@@ -346,13 +564,30 @@ struct StepResult {
 }
 
 fn compare_steps(got: &StepResult, want: &StepResult, what: &str) {
-    assert_close(&[got.loss], &[want.loss], TOL_CUDA_F32, &format!("{what}: loss"));
+    assert_close(
+        &[got.loss],
+        &[want.loss],
+        TOL_CUDA_F32,
+        &format!("{what}: loss"),
+    );
     for ((name, a), (_, b)) in got.params.iter().zip(&want.params) {
-        assert!(!a.device().is_cpu(), "{what}: {name} should stay on the device");
-        assert_close(&a.to_vec_f32().unwrap(), &b.to_vec_f32().unwrap(), TOL_CUDA_F32, &format!("{what}: updated {name}"));
+        assert!(
+            !a.device().is_cpu(),
+            "{what}: {name} should stay on the device"
+        );
+        assert_close(
+            &a.to_vec_f32().unwrap(),
+            &b.to_vec_f32().unwrap(),
+            TOL_CUDA_F32,
+            &format!("{what}: updated {name}"),
+        );
     }
     for (i, (a, b)) in got.grads.iter().zip(&want.grads).enumerate() {
-        same(a, b, &format!("{what}: gradient {i} ({})", want.params[i].0));
+        same(
+            a,
+            b,
+            &format!("{what}: gradient {i} ({})", want.params[i].0),
+        );
     }
     for (i, (a, b)) in got.moments.iter().zip(&want.moments).enumerate() {
         assert_close(&a.0, &b.0, TOL_CUDA_F32, &format!("{what}: exp_avg {i}"));
@@ -361,11 +596,21 @@ fn compare_steps(got: &StepResult, want: &StepResult, what: &str) {
 }
 
 /// Backward of `loss`, clipping, one Adam(W) step on every parameter of `store`, then the EMA.
-fn finish_step(store: &mut ParamStore, tape: &Tape, bound: &fdm::nn::Bound, loss: &fdm::autograd::Var, adamw: bool) -> StepResult {
+fn finish_step(
+    store: &mut ParamStore,
+    tape: &Tape,
+    bound: &fdm::nn::Bound,
+    loss: &fdm::autograd::Var,
+    adamw: bool,
+) -> StepResult {
     let grads = tape.backward(loss).unwrap();
     let mut grads = store.grads_of(bound, &grads);
     clip_grad_norm(&mut grads, 1.0).unwrap();
-    let cfg = if adamw { AdamConfig::adamw(1e-3, (0.9, 0.95)) } else { AdamConfig::adam(1e-3, (0.9, 0.999)) };
+    let cfg = if adamw {
+        AdamConfig::adamw(1e-3, (0.9, 0.95))
+    } else {
+        AdamConfig::adam(1e-3, (0.9, 0.999))
+    };
     let mut adam = Adam::new(cfg);
     let group = adam.add_group(if adamw { 0.01 } else { 0.0 });
     let mut params: Vec<Tensor> = store.iter().map(|(_, _, t)| t.clone()).collect();
@@ -383,12 +628,23 @@ fn finish_step(store: &mut ParamStore, tape: &Tape, bound: &fdm::nn::Bound, loss
         let s = s.expect("every parameter has a gradient");
         (s.exp_avg, s.exp_avg_sq)
     });
-    let mut params: Vec<(String, Tensor)> = store.iter().map(|(_, n, t)| (n.to_string(), t.clone())).collect();
-    params.extend(ema.averages().iter().enumerate().map(|(i, t)| (format!("ema {i}"), t.clone())));
+    let mut params: Vec<(String, Tensor)> = store
+        .iter()
+        .map(|(_, n, t)| (n.to_string(), t.clone()))
+        .collect();
+    params.extend(
+        ema.averages()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("ema {i}"), t.clone())),
+    );
     StepResult {
         loss: loss.value().to_scalar().unwrap(),
         params,
-        grads: grads.into_iter().map(|g| g.expect("every parameter has a gradient")).collect(),
+        grads: grads
+            .into_iter()
+            .map(|g| g.expect("every parameter has a gradient"))
+            .collect(),
         moments: moments.collect(),
     }
 }
@@ -401,32 +657,85 @@ fn transformer_step(device: &Device) -> StepResult {
     let mut rng = Rng::new(80);
     let mut store = ParamStore::new();
     let ln1 = LayerNorm::new(&mut store, "ln1", width).unwrap();
-    let [q, k, v, proj] = ["q", "k", "v", "proj"].map(|n| Linear::new(&mut store, &mut rng, n, width, width, Init::Normal(0.02)).unwrap());
+    let [q, k, v, proj] = ["q", "k", "v", "proj"]
+        .map(|n| Linear::new(&mut store, &mut rng, n, width, width, Init::Normal(0.02)).unwrap());
     let ln2 = LayerNorm::new(&mut store, "ln2", width).unwrap();
-    let fc1 = Linear::new(&mut store, &mut rng, "fc1", width, 4 * width, Init::Normal(0.02)).unwrap();
-    let fc2 = Linear::new(&mut store, &mut rng, "fc2", 4 * width, width, Init::Normal(0.02)).unwrap();
-    let head = Linear::new(&mut store, &mut rng, "head", width, vocab, Init::Normal(0.02)).unwrap();
+    let fc1 = Linear::new(
+        &mut store,
+        &mut rng,
+        "fc1",
+        width,
+        4 * width,
+        Init::Normal(0.02),
+    )
+    .unwrap();
+    let fc2 = Linear::new(
+        &mut store,
+        &mut rng,
+        "fc2",
+        4 * width,
+        width,
+        Init::Normal(0.02),
+    )
+    .unwrap();
+    let head = Linear::new(
+        &mut store,
+        &mut rng,
+        "head",
+        width,
+        vocab,
+        Init::Normal(0.02),
+    )
+    .unwrap();
     let ids: Vec<_> = store.iter().map(|(id, _, _)| id).collect();
     for id in ids {
         let moved = store.get(id).to_device(device).unwrap();
         store.set(id, moved).unwrap();
     }
-    let x = rand(81, &[1, tokens, width], -1.0, 1.0).to_device(device).unwrap();
+    let x = rand(81, &[1, tokens, width], -1.0, 1.0)
+        .to_device(device)
+        .unwrap();
     let mut trng = Rng::new(82);
-    let targets: Vec<u32> = (0..tokens).map(|i| if i % 9 == 0 { 3 } else { trng.below(vocab as u64) as u32 }).collect();
-    let targets = Tensor::from_u32(targets, &[1, tokens]).unwrap().to_device(device).unwrap();
+    let targets: Vec<u32> = (0..tokens)
+        .map(|i| {
+            if i % 9 == 0 {
+                3
+            } else {
+                trng.below(vocab as u64) as u32
+            }
+        })
+        .collect();
+    let targets = Tensor::from_u32(targets, &[1, tokens])
+        .unwrap()
+        .to_device(device)
+        .unwrap();
     let weights: Vec<f32> = (0..tokens).map(|i| (i % 3 != 0) as u8 as f32).collect();
-    let weights = Tensor::from_vec(weights, &[1, tokens]).unwrap().to_device(device).unwrap();
+    let weights = Tensor::from_vec(weights, &[1, tokens])
+        .unwrap()
+        .to_device(device)
+        .unwrap();
 
     let t = Tape::new();
     let p = store.bind(&t, |_| true);
     let x = t.constant(x);
     let h = ln1.forward(&t, &p, &x).unwrap();
-    let (qh, kh, vh) = (q.forward(&t, &p, &h).unwrap(), k.forward(&t, &p, &h).unwrap(), v.forward(&t, &p, &h).unwrap());
-    let a = proj.forward(&t, &p, &aatt::attention(&t, &qh, &kh, &vh, 2).unwrap()).unwrap();
+    let (qh, kh, vh) = (
+        q.forward(&t, &p, &h).unwrap(),
+        k.forward(&t, &p, &h).unwrap(),
+        v.forward(&t, &p, &h).unwrap(),
+    );
+    let a = proj
+        .forward(&t, &p, &aatt::attention(&t, &qh, &kh, &vh, 2).unwrap())
+        .unwrap();
     let x = fdm::autograd::binary::add(&t, &x, &a).unwrap();
     let h = ln2.forward(&t, &p, &x).unwrap();
-    let h = fc2.forward(&t, &p, &au::gelu2(&t, &fc1.forward(&t, &p, &h).unwrap()).unwrap()).unwrap();
+    let h = fc2
+        .forward(
+            &t,
+            &p,
+            &au::gelu2(&t, &fc1.forward(&t, &p, &h).unwrap()).unwrap(),
+        )
+        .unwrap();
     let x = fdm::autograd::binary::add(&t, &x, &h).unwrap();
     let logits = head.forward(&t, &p, &x).unwrap();
     let loss = al::cross_entropy_weighted(&t, &logits, &targets, &weights, 3).unwrap();
@@ -457,14 +766,19 @@ fn fdm_step(device: &Device) -> StepResult {
     }
     let f = rand(91, &[b, e_dim, h, w], -1.0, 1.0);
     let fq = rand(92, &[b, e_dim, h, w], -1.0, 1.0);
-    let m: Vec<f32> = random_vec(93, b * h * w, 0.0, 1.0).iter().map(|v| (*v > 0.5) as u8 as f32).collect();
+    let m: Vec<f32> = random_vec(93, b * h * w, 0.0, 1.0)
+        .iter()
+        .map(|v| (*v > 0.5) as u8 as f32)
+        .collect();
     let m = Tensor::from_vec(m, &[b, 1, h, w]).unwrap();
     let target = ops::binary::mul(&ops::binary::sub(&f, &fq).unwrap(), &m).unwrap();
     let [f, fq, m, target] = [f, fq, m, target].map(|t| t.to_device(device).unwrap());
 
     let t = Tape::new();
     let p = store.bind(&t, |_| true);
-    let out = module.apply(&t, &p, &t.constant(fq), &t.constant(f), &t.constant(m)).unwrap();
+    let out = module
+        .apply(&t, &p, &t.constant(fq), &t.constant(f), &t.constant(m))
+        .unwrap();
     let l_qe = al::l1_mean(&t, &out.pv, &t.constant(target)).unwrap();
     let total = al::weighted_sum(&t, &[(&l_qe, 1.0)]).unwrap();
     finish_step(&mut store, &t, &p, &total, false)

@@ -160,7 +160,10 @@ fn attention_backward_arg_checks_name_the_argument() {
     let err = check_attention_bwd_args_dim(b, l, h, 64, &args32)
         .unwrap_err()
         .to_string();
-    assert!(err.contains(&n.to_string()), "32-wide buffers for head dim 64: {err}");
+    assert!(
+        err.contains(&n.to_string()),
+        "32-wide buffers for head dim 64: {err}"
+    );
     let err = check_attention_bwd_args_dim(b, l, h, 48, &args32)
         .unwrap_err()
         .to_string();

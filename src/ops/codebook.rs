@@ -74,9 +74,19 @@ pub fn codebook_argmin(z: &Tensor, codebook: &Tensor, half: &Tensor) -> Result<T
         }
         Storage::Cuda(_) => {
             let (offsets, span) = row_offsets(&p, &half)?;
-            let shape = cuda::ArgminShape { n: p.n as usize, k: p.codes as usize, d: p.dim as usize, span };
+            let shape = cuda::ArgminShape {
+                n: p.n as usize,
+                k: p.codes as usize,
+                d: p.dim as usize,
+                span,
+            };
             let offsets = offsets.to_device(&z.device())?;
-            let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, Some(offsets.cuda_dense()?), shape)?;
+            let (idx, _) = cuda::codebook_argmin(
+                z.cuda_dense()?,
+                codebook.cuda_dense()?,
+                Some(offsets.cuda_dense()?),
+                shape,
+            )?;
             Tensor::from_cuda(idx, &[p.n as usize])
         }
     }
@@ -253,4 +263,3 @@ pub fn codebook_ema_apply(
         }
     }
 }
-

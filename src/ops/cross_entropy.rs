@@ -144,7 +144,8 @@ pub fn cross_entropy_backward(
         Storage::Cuda(_) => {
             let g = device_grad(OP, g, &l)?;
             let ws = w.as_ref().map(|w| w.cuda_dense()).transpose()?;
-            let d = cuda::cross_entropy_bwd(l.cuda_dense()?, t.cuda_dense()?, ws, g.cuda_dense()?, &p)?;
+            let d =
+                cuda::cross_entropy_bwd(l.cuda_dense()?, t.cuda_dense()?, ws, g.cuda_dense()?, &p)?;
             Tensor::from_cuda(d, l.shape())
         }
     }

@@ -147,7 +147,10 @@ pub fn image_grad_loss_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(T
 /// The dims of NCHW along which L_G takes differences (width, then height) that have a pair.
 fn pair_dims(p: &ImageGradParams) -> impl Iterator<Item = usize> {
     let (h, w) = (p.height, p.width);
-    [(3, w), (2, h)].into_iter().filter(|&(_, n)| n >= 2).map(|(d, _)| d)
+    [(3, w), (2, h)]
+        .into_iter()
+        .filter(|&(_, n)| n >= 2)
+        .map(|(d, _)| d)
 }
 
 /// `a[.., i+1, ..] - a[.., i, ..]` along `dim` (one shorter there).

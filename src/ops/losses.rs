@@ -94,16 +94,32 @@ fn cuda_backward(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let g = device_grad(op, g, a)?;
     let bs = b.map(|b| b.cuda_dense()).transpose()?;
-    let (da, db) = cuda::loss_mean_bwd(kind, a.cuda_dense()?, bs, g.cuda_dense()?, a.numel(), sign, c)?;
+    let (da, db) = cuda::loss_mean_bwd(
+        kind,
+        a.cuda_dense()?,
+        bs,
+        g.cuda_dense()?,
+        a.numel(),
+        sign,
+        c,
+    )?;
     let db = db.map(|d| Tensor::from_cuda(d, a.shape())).transpose()?;
     Ok((Tensor::from_cuda(da, a.shape())?, db))
 }
 
 /// (d/da, d/db) of a paired loss on the device, both present.
-fn cuda_pair_backward(op: &'static str, kind: LossKind, a: &Tensor, b: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
+fn cuda_pair_backward(
+    op: &'static str,
+    kind: LossKind,
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     match cuda_backward(op, kind, (a, Some(b)), g, 0.0, 1.0)? {
         (da, Some(db)) => Ok((da, db)),
-        (_, None) => Err(Error::msg(format!("{op}: the CUDA backward returned no second gradient"))),
+        (_, None) => Err(Error::msg(format!(
+            "{op}: the CUDA backward returned no second gradient"
+        ))),
     }
 }
 
@@ -111,7 +127,10 @@ fn cuda_pair_backward(op: &'static str, kind: LossKind, a: &Tensor, b: &Tensor, 
 pub fn l1_mean(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (y, x) = pair("l1_mean", "y", y, "x", x)?;
     match y.storage() {
-        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::l1_mean_fast(y.cpu_f32()?, x.cpu_f32()?))),
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::l1_mean_fast(
+            y.cpu_f32()?,
+            x.cpu_f32()?,
+        ))),
         Storage::Cuda(_) => cuda_mean(LossKind::L1, &y, Some(&x), 0.0, 1.0),
     }
 }
@@ -136,7 +155,10 @@ pub fn l1_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, T
 pub fn mse_mean(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (y, x) = pair("mse_mean", "y", y, "x", x)?;
     match y.storage() {
-        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::mse_mean_fast(y.cpu_f32()?, x.cpu_f32()?))),
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::mse_mean_fast(
+            y.cpu_f32()?,
+            x.cpu_f32()?,
+        ))),
         Storage::Cuda(_) => cuda_mean(LossKind::Mse, &y, Some(&x), 0.0, 1.0),
     }
 }
@@ -162,7 +184,10 @@ pub fn mse_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, 
 pub fn bce_mean(p: &Tensor, t: &Tensor) -> Result<Tensor> {
     let (p, t) = pair("bce_mean", "p", p, "target", t)?;
     match p.storage() {
-        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::bce_mean_fast(p.cpu_f32()?, t.cpu_f32()?))),
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::bce_mean_fast(
+            p.cpu_f32()?,
+            t.cpu_f32()?,
+        ))),
         Storage::Cuda(_) => cuda_mean(LossKind::Bce, &p, Some(&t), 0.0, 1.0),
     }
 }
@@ -190,7 +215,10 @@ fn single(op: &'static str, x: &Tensor) -> Result<Tensor> {
 pub fn hinge_mean(d: &Tensor, term: HingeTerm) -> Result<Tensor> {
     let d = single("hinge_mean", d)?;
     match d.storage() {
-        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::hinge_mean_fast(d.cpu_f32()?, term.sign()))),
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::hinge_mean_fast(
+            d.cpu_f32()?,
+            term.sign(),
+        ))),
         Storage::Cuda(_) => cuda_mean(LossKind::Hinge, &d, None, term.sign(), 1.0),
     }
 }
@@ -236,7 +264,9 @@ pub fn hole_fraction(mask: &Tensor) -> Result<f32> {
     let m = single("hole_fraction", mask)?;
     let frac = match m.storage() {
         Storage::Cpu(_) => cpu::hole_fraction(m.cpu_f32()?),
-        Storage::Cuda(_) => cuda_mean(LossKind::HoleFraction, &m, None, 0.0, 1.0)?.to_scalar()? as f64,
+        Storage::Cuda(_) => {
+            cuda_mean(LossKind::HoleFraction, &m, None, 0.0, 1.0)?.to_scalar()? as f64
+        }
     };
     if frac.is_nan() || frac <= 0.0 {
         return Err(Error::msg(format!(

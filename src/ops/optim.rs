@@ -74,7 +74,13 @@ pub fn adam_step(
         Storage::Cuda(_) => {
             let (pv, mv, vv) = (device_copy(param)?, device_copy(m)?, device_copy(v)?);
             let g = grad.contiguous()?;
-            cuda::adam_step(pv.cuda_dense()?, g.cuda_dense()?, mv.cuda_dense()?, vv.cuda_dense()?, p)?;
+            cuda::adam_step(
+                pv.cuda_dense()?,
+                g.cuda_dense()?,
+                mv.cuda_dense()?,
+                vv.cuda_dense()?,
+                p,
+            )?;
             Ok((pv, mv, vv))
         }
     }
