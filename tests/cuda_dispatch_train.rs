@@ -15,7 +15,7 @@ use fdm::nn::ParamStore;
 use fdm::ops;
 use fdm::ops::codebook::CodebookEma;
 use fdm::ops::losses::HingeTerm;
-use fdm::optim::{clip_grad_norm, Adam, AdamConfig, Ema};
+use fdm::optim::{clip_grad_norm, Adam, AdamConfig, Ema, GradAccumulator};
 use fdm::params::losses::CROSS_ENTROPY_NO_IGNORE;
 use fdm::params::optim::AdamParams;
 use fdm::rng::Rng;
@@ -200,6 +200,26 @@ fn hole_fraction_and_a_cpu_output_gradient(dev: CudaDevice) {
         .to_string();
     assert!(err.contains("no hole pixel"), "{err}");
 
+    // The hole-normalised L1 of spec §6.5 through the tape.
+    let shape = [2, 3, 64, 64];
+    let (y, x) = (rand(8, &shape, 0.0, 1.0), rand(9, &shape, 0.0, 1.0));
+    let run = |y: Tensor, x: Tensor, mask: Tensor| {
+        let t = Tape::new();
+        let (vy, vx) = (t.var(y), t.var(x));
+        let loss = al::l1_hole_normalised(&t, &vy, &vx, &mask).unwrap();
+        let g = t.backward(&loss).unwrap();
+        [
+            loss.value().clone(),
+            g.get(&vy).unwrap().clone(),
+            g.get(&vx).unwrap().clone(),
+        ]
+    };
+    let want = run(y.clone(), x.clone(), mask.clone());
+    let got = run(on(&dev, &y), on(&dev, &x), on(&dev, &mask));
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        same(a, b, &format!("L1n output {i}"));
+    }
+
     // An output gradient that is a CPU constant is taken to the device; a wrong size is an Err.
     let (y, x) = (rand(6, &[40], -1.0, 1.0), rand(7, &[40], -1.0, 1.0));
     let (yd, xd) = (on(&dev, &y), on(&dev, &x));
@@ -271,6 +291,30 @@ fn cross_entropy_model_shape_plain_ignore_and_weighted(dev: CudaDevice) {
             );
         }
     }
+    // Every row ignored, and all weights zero: whatever the CPU gives (no row to average), the
+    // device gives too.
+    let all_ignored = Tensor::from_u32(vec![ignore; 8], &[8]).unwrap();
+    let small = rand(14, &[8, 5], -1.0, 1.0);
+    let zero_w = Tensor::zeros(&[8]);
+    let (sd, ad, zd) = (on(&dev, &small), on(&dev, &all_ignored), on(&dev, &zero_w));
+    let want = ops::cross_entropy::cross_entropy(&small, &all_ignored, ignore).unwrap();
+    same(
+        &ops::cross_entropy::cross_entropy(&sd, &ad, ignore).unwrap(),
+        &want,
+        "ce with every row ignored",
+    );
+    let want =
+        ops::cross_entropy::cross_entropy_backward(&small, &all_ignored, None, ignore, &g).unwrap();
+    let got = ops::cross_entropy::cross_entropy_backward(&sd, &ad, None, ignore, &gd).unwrap();
+    same(&got, &want, "ce backward with every row ignored");
+    let t8 = Tensor::from_u32(vec![0, 1, 2, 3, 4, 0, 1, 2], &[8]).unwrap();
+    let t8d = on(&dev, &t8);
+    let want = ops::cross_entropy::cross_entropy_weighted(&small, &t8, &zero_w, ignore).unwrap();
+    same(
+        &ops::cross_entropy::cross_entropy_weighted(&sd, &t8d, &zd, ignore).unwrap(),
+        &want,
+        "ce with zero weights",
+    );
 }
 
 fn cross_entropy_bad_target_is_an_error(dev: CudaDevice) {
@@ -384,6 +428,24 @@ fn ema_accumulate_and_clip_by_norm(dev: CudaDevice) {
         eg.update(&[pd.clone()]).unwrap();
     }
     same(&eg.averages()[0], &ec.averages()[0], "Ema after 3 updates");
+
+    // Gradient accumulation over two micro-batches (its first sum is the micro-batch's own
+    // gradient tensor, which must not change when the second is added).
+    let (g1, g2) = (rand(35, &[17, 9], -1.0, 1.0), rand(36, &[17, 9], -1.0, 1.0));
+    let mut ac = GradAccumulator::new(1);
+    let mut ag = GradAccumulator::new(1);
+    let g1d = on(&dev, &g1);
+    for (c, d) in [(&g1, g1d.clone()), (&g2, on(&dev, &g2))] {
+        ac.add(&[Some(c.clone())]).unwrap();
+        ag.add(&[Some(d)]).unwrap();
+    }
+    let (mc, mg) = (ac.finish().unwrap(), ag.finish().unwrap());
+    same(
+        mg[0].as_ref().unwrap(),
+        mc[0].as_ref().unwrap(),
+        "accumulated mean gradient",
+    );
+    unchanged(&g1d, &g1, "the first micro-batch's gradient");
 }
 
 fn codebook_ema_statistics_and_update(dev: CudaDevice) {
