@@ -34,6 +34,7 @@ device_tests!(
     image_gradient_loss_and_its_gradients,
     attention_backward_head_dim_32,
     one_transformer_training_step_equals_the_cpu_step,
+    one_tiny_transformer_phase1b_step_equals_the_cpu_step,
     one_fdm_training_step_equals_the_cpu_step
 );
 
@@ -711,11 +712,11 @@ fn finish_step(
     }
 }
 
-/// A transformer block at the tiny preset's widths (n_embd 64, 2 heads of 32, GELU2 MLP) on 64
-/// tokens with a 256-way head, trained one step with the weighted cross-entropy of spec §3.5
+/// A transformer block at the tiny preset's widths (n_embd 64, 2 heads of 32, GELU2 MLP) on its
+/// 1024 tokens with a 256-way head, trained one step with the weighted cross-entropy of spec §3.5
 /// (ignore index, w = 1 at masked positions) and AdamW with decay.
 fn transformer_step(device: &Device) -> StepResult {
-    let (tokens, width, vocab) = (64, 64, 256);
+    let (tokens, width, vocab) = (1024, 64, 256);
     let mut rng = Rng::new(80);
     let mut store = ParamStore::new();
     let ln1 = LayerNorm::new(&mut store, "ln1", width).unwrap();
@@ -810,14 +811,14 @@ fn one_transformer_training_step_equals_the_cpu_step(dev: CudaDevice) {
     compare_steps(&got, &want, "transformer step");
 }
 
-/// The tiny preset's FDM module (e_dim 64, width 64, 2 residual blocks of 32) on an 8 x 8
+/// The tiny preset's FDM module (e_dim 64, width 64, 2 residual blocks of 32) on its 32 x 32
 /// feature map, one step of phase 2 (spec §4.2: `L1(pv, (f - fq) M)`) with Adam.
 fn fdm_step(device: &Device) -> StepResult {
     use fdm::model::fdm::Fdm;
     use fdm::model::presets::ModelConfig;
     let cfg = ModelConfig::tiny();
     let e_dim = cfg.codec.e_dim;
-    let (b, h, w) = (1, 8, 8);
+    let (b, h, w) = (1, 32, 32);
     let mut rng = Rng::new(90);
     let mut store = ParamStore::new();
     let module = Fdm::new(&mut store, &mut rng, "fdm", e_dim, &cfg.fdm).unwrap();
@@ -850,4 +851,49 @@ fn one_fdm_training_step_equals_the_cpu_step(dev: CudaDevice) {
     let want = fdm_step(&Device::Cpu);
     let got = fdm_step(&Device::Cuda(dev));
     compare_steps(&got, &want, "FDM step");
+}
+
+/// The tiny preset's whole transformer (4 layers, n_embd 64, 2 heads of 32, 1024 tokens, 256
+/// classes), one step of phase 1b (spec §3.5: weighted cross-entropy, w = 1 at masked positions,
+/// nothing ignored) with AdamW and decay. `pos_emb` starts at zeros as in the model; it is set to
+/// small random values here so that its update is not the same for every element.
+fn tiny_transformer_step(device: &Device) -> StepResult {
+    use fdm::model::presets::ModelConfig;
+    use fdm::model::transformer::Transformer;
+    let cfg = ModelConfig::tiny().transformer;
+    let (l, vocab) = (cfg.seq_len, cfg.vocab);
+    let mut rng = Rng::new(100);
+    let mut store = ParamStore::new();
+    let model = Transformer::new(&mut store, &mut rng, "transformer", &cfg).unwrap();
+    let ids: Vec<_> = store.iter().map(|(id, _, _)| id).collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        let mut value = store.get(id).clone();
+        if store.name(id).ends_with("pos_emb") {
+            value = rand(101 + i as u64, value.shape(), -0.02, 0.02);
+        }
+        store.set(id, value.to_device(device).unwrap()).unwrap();
+    }
+    let features = rand(102, &[1, l, cfg.embed_dim], -1.0, 1.0);
+    let mut trng = Rng::new(103);
+    let targets: Vec<u32> = (0..l).map(|_| trng.below(vocab as u64) as u32).collect();
+    let weights: Vec<f32> = random_vec(104, l, 0.0, 1.0)
+        .iter()
+        .map(|v| (*v < 0.4) as u8 as f32)
+        .collect();
+    let targets = Tensor::from_u32(targets, &[1, l]).unwrap();
+    let weights = Tensor::from_vec(weights, &[1, l]).unwrap();
+    let [features, targets, weights] =
+        [features, targets, weights].map(|t| t.to_device(device).unwrap());
+    let t = Tape::new();
+    let p = store.bind(&t, |_| true);
+    let logits = model.forward(&t, &p, &t.constant(features)).unwrap();
+    let loss = al::cross_entropy_weighted(&t, &logits, &targets, &weights, CROSS_ENTROPY_NO_IGNORE)
+        .unwrap();
+    finish_step(&mut store, &t, &p, &loss, true)
+}
+
+fn one_tiny_transformer_phase1b_step_equals_the_cpu_step(dev: CudaDevice) {
+    let want = tiny_transformer_step(&Device::Cpu);
+    let got = tiny_transformer_step(&Device::Cuda(dev));
+    compare_steps(&got, &want, "tiny transformer step");
 }
