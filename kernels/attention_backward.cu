@@ -8,7 +8,7 @@
 // With p_ij = exp(scale q_i.k_j - lse_i), dp_ij = dout_i.v_j, delta_i = dout_i.o_i = sum_j p_ij dp_ij
 // and ds_ij = p_ij (dp_ij - delta_i):
 //   dv_j = sum_i p_ij dout_i,  dk_j = scale sum_i ds_ij q_i,  dq_i = scale sum_j ds_ij k_j.
-// Kernels (run in this order):
+// Kernels (run in this order; described for D = 64, see below for 32):
 //   attention_bwd_delta_f32(delta, o, dout, p)
 //       delta_i = dout_i . o_i; one warp per row (D / 32 columns a lane, then warp_sum).
 //       Launch: grid (ceil(L / 8), heads, B), 256 threads.
