@@ -1,5 +1,6 @@
-//! `kernels/attention_backward.cu` (flash-style attention backward, spec §3.2), launched by its
-//! launchers after the forward kernel (`attention_fwd_launch`, which supplies o and lse), against
+//! `kernels/attention_backward.cu` (flash-style attention backward, spec §3.2), at head dim 64
+//! (the paper model) and 32 (the tiny preset, the `_d32` kernels), launched by its launchers after
+//! the forward kernel (`attention_fwd_dim_launch`, which supplies o and lse), against
 //! the CPU oracle `attention_backward_ref` (P materialised per head, f64), on the CPU emulator
 //! (`emu::*`) and a real GPU (`cuda::*`, skipped without one).
 //!
@@ -11,7 +12,7 @@ mod common;
 
 use common::backend::Backend;
 use fdm::cpu::ops::attention_backward::attention_backward_ref;
-use fdm::cuda::ops::attention::{attention_fwd_launch, AttentionParams, HEAD_DIM};
+use fdm::cuda::ops::attention::{attention_fwd_dim_launch, AttentionParams, HEAD_DIM};
 use fdm::cuda::ops::attention_backward::*;
 use fdm::dtype::DType;
 use fdm::params::attention::AttentionParams as CpuAttentionParams;
@@ -22,24 +23,33 @@ backend_tests!(
     attention_backward_partial_tiles_l100,
     attention_backward_l256_peaked_scores,
     attention_backward_model_heads_8,
-    attention_backward_model_length_1024
+    attention_backward_model_length_1024,
+    attention_backward_d32_one_tile_and_partial_tiles,
+    attention_backward_d32_l256_peaked_scores,
+    attention_backward_d32_tiny_preset_length_1024
 );
 
 /// Forward then backward on dense [b, l, h*64] inputs (q and k uniform in +-spread), every
 /// element of dq, dk, dv checked against the f64 oracle.
 fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f32) {
-    let n = b * l * h * HEAD_DIM;
+    check_dim(be, seed, b, l, h, HEAD_DIM, spread);
+}
+
+/// As `check` for [b, l, h*dh] inputs, dh = 64 or 32.
+fn check_dim<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, dh: usize, spread: f32) {
+    let n = b * l * h * dh;
     let q = random_vec(seed, n, -spread, spread);
     let k = random_vec(seed + 1, n, -spread, spread);
     let v = random_vec(seed + 2, n, -1.0, 1.0);
     let dout = random_vec(seed + 3, n, -1.0, 1.0);
-    let p = AttentionParams::dense(b, l, h);
+    let p = AttentionParams::dense_dim(b, l, h, dh);
     let (qb, kb, vb, dob) = (be.f32s(&q), be.f32s(&k), be.f32s(&v), be.f32s(&dout));
     let nan = |len: usize| be.f32s(&vec![f32::NAN; len]);
     let (o, lse, delta) = (nan(n), nan(b * h * l), nan(b * h * l));
     let (dq, dk, dv) = (nan(n), nan(n), nan(n));
     let ptr = |x: &B::Buf| be.ptr(x);
-    be.run(&attention_fwd_launch(
+    be.run(&attention_fwd_dim_launch(
+        dh,
         ptr(&o),
         ptr(&lse),
         ptr(&qb),
@@ -48,13 +58,15 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
         &p,
     ));
     // The order attention_bwd runs them in.
-    be.run(&attention_bwd_delta_launch(
+    be.run(&attention_bwd_delta_dim_launch(
+        dh,
         ptr(&delta),
         ptr(&o),
         ptr(&dob),
         &p,
     ));
-    be.run(&attention_bwd_dkdv_launch(
+    be.run(&attention_bwd_dkdv_dim_launch(
+        dh,
         ptr(&dk),
         ptr(&dv),
         ptr(&qb),
@@ -65,7 +77,8 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
         ptr(&delta),
         &p,
     ));
-    be.run(&attention_bwd_dq_launch(
+    be.run(&attention_bwd_dq_dim_launch(
+        dh,
         ptr(&dq),
         ptr(&qb),
         ptr(&kb),
@@ -76,10 +89,10 @@ fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f3
         &p,
     ));
 
-    let cp = CpuAttentionParams::new(b, l, h, HEAD_DIM);
+    let cp = CpuAttentionParams::new(b, l, h, dh);
     let (mut wq, mut wk, mut wv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     attention_backward_ref(&cp, &q, &k, &v, &dout, &mut wq, &mut wk, &mut wv);
-    let what = format!("attention backward b{b} l{l} h{h} spread {spread}");
+    let what = format!("attention backward b{b} l{l} h{h} dh{dh} spread {spread}");
     assert_close(&be.get_f32(&dv), &wv, TOL_CUDA_F32, &format!("{what}: dv"));
     assert_close(&be.get_f32(&dk), &wk, TOL_CUDA_F32, &format!("{what}: dk"));
     assert_close(&be.get_f32(&dq), &wq, TOL_CUDA_F32, &format!("{what}: dq"));
@@ -137,6 +150,40 @@ fn attention_backward_arg_checks_name_the_argument() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("batch 0"), "{err}");
+
+    // Head dim 32: lengths follow it; a head dim without a kernel names the supported ones.
+    let n32 = b * l * h * 32;
+    let mut args32 = [(DType::F32, n32); 6];
+    args32[5] = (DType::F32, b * h * l);
+    let p = check_attention_bwd_args_dim(b, l, h, 32, &args32).unwrap();
+    assert_eq!(p, AttentionParams::dense_dim(b, l, h, 32));
+    let err = check_attention_bwd_args_dim(b, l, h, 64, &args32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&n.to_string()),
+        "32-wide buffers for head dim 64: {err}"
+    );
+    let err = check_attention_bwd_args_dim(b, l, h, 48, &args32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("head dim 48") && err.contains("32"), "{err}");
+}
+
+fn attention_backward_d32_one_tile_and_partial_tiles<B: Backend>(be: &B) {
+    check_dim(be, 50, 2, 64, 2, 32, 1.0);
+    check_dim(be, 52, 1, 1, 1, 32, 1.0);
+    check_dim(be, 54, 2, 100, 3, 32, 1.0);
+}
+
+fn attention_backward_d32_l256_peaked_scores<B: Backend>(be: &B) {
+    check_dim(be, 60, 1, 256, 2, 32, 3.0);
+    check_dim(be, 62, 1, 256, 8, 32, 1.0);
+}
+
+fn attention_backward_d32_tiny_preset_length_1024<B: Backend>(be: &B) {
+    // The tiny preset: 2 heads of 32 over 1024 tokens (n_embd 64).
+    check_dim(be, 70, 1, 1024, 2, 32, 1.0);
 }
 
 fn attention_backward_model_length_1024<B: Backend>(be: &B) {

@@ -135,13 +135,11 @@ pub fn attention_backward(
             ))
         }
         Storage::Cuda(_) => {
-            let (b, l) = (p.batch as usize, p.seq_len as usize);
-            if p.head_dim as usize != crate::cuda::ops::attention::HEAD_DIM {
-                return Err(Error::shape(BOP, format!("head dim {}: the CUDA backward kernel takes head dim 64 only", p.head_dim)));
-            }
+            let (b, l, dh) = (p.batch as usize, p.seq_len as usize, p.head_dim as usize);
+            // Head dims 64 and 32 have kernels; the launcher names the supported ones otherwise.
             let [q, k, v, out, dout, lse] = [&q, &k, &v, &out, &dout, &lse].map(|t| t.cuda_dense());
-            let (dq, dk, dv) = cuda_bwd::attention_bwd(q?, k?, v?, out?, dout?, lse?, b, l, heads)?;
-            let shape = [b, l, heads * p.head_dim as usize];
+            let (dq, dk, dv) = cuda_bwd::attention_bwd_dim(q?, k?, v?, out?, dout?, lse?, b, l, heads, dh)?;
+            let shape = [b, l, heads * dh];
             Ok((Tensor::from_cuda(dq, &shape)?, Tensor::from_cuda(dk, &shape)?, Tensor::from_cuda(dv, &shape)?))
         }
     }

@@ -2,10 +2,15 @@
 //! `[N, D]` against the codebook `[K, D]` with a u32 half selector `[N]` per row (see
 //! `params::codebook`), giving u32 indices `[N]`; and the EMA codebook update from the
 //! assignments (statistics, then the decay / Laplace-smoothing step).
+//! On a CUDA device the statistics come from `cuda::ops::optim::codebook_assignment_stats` and the
+//! EMA step from `codebook_ema_apply`, which updates its buffers in place: the op updates fresh
+//! device copies and returns them, so the `CodebookEma` it was given is unchanged (as on the CPU).
 
 use super::argcheck::{expect_f32, expect_rank, expect_same_device, expect_u32};
+use super::optim::device_copy;
 use crate::cpu::ops::codebook as cpu;
 use crate::cuda::ops::codebook as cuda;
+use crate::cuda::ops::optim as cuda_optim;
 use crate::error::{Error, Result};
 use crate::params::codebook::{CodebookEmaParams, CodebookParams, CODEBOOK_ALL};
 use crate::storage::Storage;
@@ -69,9 +74,19 @@ pub fn codebook_argmin(z: &Tensor, codebook: &Tensor, half: &Tensor) -> Result<T
         }
         Storage::Cuda(_) => {
             let (offsets, span) = row_offsets(&p, &half)?;
-            let shape = cuda::ArgminShape { n: p.n as usize, k: p.codes as usize, d: p.dim as usize, span };
+            let shape = cuda::ArgminShape {
+                n: p.n as usize,
+                k: p.codes as usize,
+                d: p.dim as usize,
+                span,
+            };
             let offsets = offsets.to_device(&z.device())?;
-            let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, Some(offsets.cuda_dense()?), shape)?;
+            let (idx, _) = cuda::codebook_argmin(
+                z.cuda_dense()?,
+                codebook.cuda_dense()?,
+                Some(offsets.cuda_dense()?),
+                shape,
+            )?;
             Tensor::from_cuda(idx, &[p.n as usize])
         }
     }
@@ -145,7 +160,14 @@ pub fn codebook_assignment_stats(
                 Tensor::from_vec(sums, &[codes, d])?,
             ))
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let (counts, sums) =
+                cuda_optim::codebook_assignment_stats(z.cuda_dense()?, idx.cuda_dense()?, &p)?;
+            Ok((
+                Tensor::from_cuda(counts, &[codes])?,
+                Tensor::from_cuda(sums, &[codes, p.dim as usize])?,
+            ))
+        }
     }
 }
 
@@ -218,6 +240,26 @@ pub fn codebook_ema_apply(
                 embedding: Tensor::from_vec(emb, &[k, d])?,
             })
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let (cs, avg, emb) = (
+                device_copy(&state.cluster_size)?,
+                device_copy(&state.embedding_avg)?,
+                device_copy(e)?,
+            );
+            let (counts, sums) = (counts.contiguous()?, sums.contiguous()?);
+            cuda_optim::codebook_ema_apply(
+                cs.cuda_dense()?,
+                avg.cuda_dense()?,
+                emb.cuda_dense()?,
+                counts.cuda_dense()?,
+                sums.cuda_dense()?,
+                &p,
+            )?;
+            Ok(CodebookEma {
+                cluster_size: cs,
+                embedding_avg: avg,
+                embedding: emb,
+            })
+        }
     }
 }

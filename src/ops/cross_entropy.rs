@@ -2,10 +2,13 @@
 //! logits `[..., C]` f32, targets `[...]` u32 (the leading shape of the logits), optional
 //! per-position weights `[...]` f32. Plain: mean over rows whose target is not `ignore_index`.
 //! Weighted (spec §3.5): `sum w_i ce_i / (sum w_i + 1e-18)`. The loss is a scalar tensor.
+//! On a CUDA device the loss and its gradient stay there (`cuda::ops::losses::cross_entropy`);
+//! the targets are range-checked on the device (one word comes back), as the CPU checks them.
 
 use super::argcheck::{expect_f32, expect_same_device, expect_u32};
-use super::losses::grad_value;
+use super::losses::{device_grad, grad_value};
 use crate::cpu::ops::cross_entropy as cpu;
+use crate::cuda::ops::losses as cuda;
 use crate::error::{Error, Result};
 use crate::params::losses::CrossEntropyParams;
 use crate::storage::Storage;
@@ -84,7 +87,11 @@ fn forward(
                 ws,
             )?))
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
+        Storage::Cuda(_) => {
+            let ws = w.as_ref().map(|w| w.cuda_dense()).transpose()?;
+            let loss = cuda::cross_entropy(l.cuda_dense()?, t.cuda_dense()?, ws, &p)?;
+            Tensor::from_cuda(loss, &[])
+        }
     }
 }
 
@@ -134,6 +141,12 @@ pub fn cross_entropy_backward(
             )?;
             Tensor::from_vec(d, l.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let g = device_grad(OP, g, &l)?;
+            let ws = w.as_ref().map(|w| w.cuda_dense()).transpose()?;
+            let d =
+                cuda::cross_entropy_bwd(l.cuda_dense()?, t.cuda_dense()?, ws, g.cuda_dense()?, &p)?;
+            Tensor::from_cuda(d, l.shape())
+        }
     }
 }

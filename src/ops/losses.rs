@@ -3,9 +3,13 @@
 //! Inputs are f32 tensors of any (equal) shape; every loss is a scalar tensor (shape `[]`).
 //! Backward functions take the loss's output gradient `g` (a one-element tensor) and return
 //! gradients shaped like the inputs.
+//! On a CUDA device every loss runs `cuda::ops::losses::loss_mean` (a two-pass f64 sum, like the
+//! CPU's) and stays on the device; the backward reads g from the device (a CPU g is uploaded),
+//! so no value makes a host round trip except `hole_fraction`, which returns an f32.
 
 use super::argcheck::{expect_f32, expect_same_device, expect_same_shape};
 use crate::cpu::ops::losses as cpu;
+use crate::cuda::ops::losses::{self as cuda, LossKind};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
@@ -44,39 +48,103 @@ fn pair(
 
 /// The value of a one-element output gradient.
 pub(crate) fn grad_value(op: &'static str, g: &Tensor) -> Result<f32> {
-    if g.numel() != 1 {
-        return Err(Error::shape(
-            op,
-            format!(
-                "gradient of a scalar loss must have one element, got {:?}",
-                g.shape()
-            ),
-        ));
-    }
+    grad_numel(op, g)?;
     g.to_scalar()
 }
 
-/// A pair of CPU input slices, or the "no CUDA kernel" error.
-fn cpu_pair<'a>(op: &'static str, a: &'a Tensor, b: &'a Tensor) -> Result<(&'a [f32], &'a [f32])> {
-    match a.storage() {
-        Storage::Cpu(_) => Ok((a.cpu_f32()?, b.cpu_f32()?)),
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
+/// The one-element output gradient `g` as a dense tensor on the device of `like` (a CUDA
+/// tensor): uploaded when it is on the CPU (a caller's constant), an error on another device.
+pub(crate) fn device_grad(op: &'static str, g: &Tensor, like: &Tensor) -> Result<Tensor> {
+    grad_numel(op, g)?;
+    if super::is_cpu(g) {
+        return g.to_device(&like.device());
+    }
+    expect_same_device(op, &[like, g])?;
+    g.contiguous()
+}
+
+fn grad_numel(op: &'static str, g: &Tensor) -> Result<()> {
+    if g.numel() == 1 {
+        return Ok(());
+    }
+    Err(Error::shape(
+        op,
+        format!(
+            "gradient of a scalar loss must have one element, got {:?}",
+            g.shape()
+        ),
+    ))
+}
+
+/// `loss_mean(kind)` of dense device tensors a (and b): a scalar tensor on the device.
+fn cuda_mean(kind: LossKind, a: &Tensor, b: Option<&Tensor>, sign: f32, c: f32) -> Result<Tensor> {
+    let bs = b.map(|b| b.cuda_dense()).transpose()?;
+    let out = cuda::loss_mean(kind, a.cuda_dense()?, bs, a.numel(), sign, c)?;
+    Tensor::from_cuda(out, &[])
+}
+
+/// The gradients of `cuda_mean(kind, a, b, sign, c)` times g: (d/da, d/db for L1 / MSE).
+fn cuda_backward(
+    op: &'static str,
+    kind: LossKind,
+    (a, b): (&Tensor, Option<&Tensor>),
+    g: &Tensor,
+    sign: f32,
+    c: f32,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let g = device_grad(op, g, a)?;
+    let bs = b.map(|b| b.cuda_dense()).transpose()?;
+    let (da, db) = cuda::loss_mean_bwd(
+        kind,
+        a.cuda_dense()?,
+        bs,
+        g.cuda_dense()?,
+        a.numel(),
+        sign,
+        c,
+    )?;
+    let db = db.map(|d| Tensor::from_cuda(d, a.shape())).transpose()?;
+    Ok((Tensor::from_cuda(da, a.shape())?, db))
+}
+
+/// (d/da, d/db) of a paired loss on the device, both present.
+fn cuda_pair_backward(
+    op: &'static str,
+    kind: LossKind,
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    match cuda_backward(op, kind, (a, Some(b)), g, 0.0, 1.0)? {
+        (da, Some(db)) => Ok((da, db)),
+        (_, None) => Err(Error::msg(format!(
+            "{op}: the CUDA backward returned no second gradient"
+        ))),
     }
 }
 
 /// `mean|y - x|`.
 pub fn l1_mean(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (y, x) = pair("l1_mean", "y", y, "x", x)?;
-    let (ys, xs) = cpu_pair("l1_mean", &y, &x)?;
-    Ok(Tensor::scalar(cpu::l1_mean_fast(ys, xs)))
+    match y.storage() {
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::l1_mean_fast(
+            y.cpu_f32()?,
+            x.cpu_f32()?,
+        ))),
+        Storage::Cuda(_) => cuda_mean(LossKind::L1, &y, Some(&x), 0.0, 1.0),
+    }
 }
 
 /// (d/dy, d/dx) of `mean|y - x|` times g.
 pub fn l1_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (y, x) = pair("l1_mean_backward", "y", y, "x", x)?;
-    let (ys, xs) = cpu_pair("l1_mean_backward", &y, &x)?;
+    const OP: &str = "l1_mean_backward";
+    let (y, x) = pair(OP, "y", y, "x", x)?;
+    if !super::is_cpu(&y) {
+        return cuda_pair_backward(OP, LossKind::L1, &y, &x, g);
+    }
+    let (ys, xs) = (y.cpu_f32()?, x.cpu_f32()?);
     let (mut dy, mut dx) = (vec![0f32; ys.len()], vec![0f32; ys.len()]);
-    cpu::l1_mean_backward(ys, xs, grad_value("l1_mean_backward", g)?, &mut dy, &mut dx);
+    cpu::l1_mean_backward(ys, xs, grad_value(OP, g)?, &mut dy, &mut dx);
     Ok((
         Tensor::from_vec(dy, y.shape())?,
         Tensor::from_vec(dx, y.shape())?,
@@ -86,22 +154,25 @@ pub fn l1_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, T
 /// `mean (y - x)^2`.
 pub fn mse_mean(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (y, x) = pair("mse_mean", "y", y, "x", x)?;
-    let (ys, xs) = cpu_pair("mse_mean", &y, &x)?;
-    Ok(Tensor::scalar(cpu::mse_mean_fast(ys, xs)))
+    match y.storage() {
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::mse_mean_fast(
+            y.cpu_f32()?,
+            x.cpu_f32()?,
+        ))),
+        Storage::Cuda(_) => cuda_mean(LossKind::Mse, &y, Some(&x), 0.0, 1.0),
+    }
 }
 
 /// (d/dy, d/dx) of `mean (y - x)^2` times g.
 pub fn mse_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (y, x) = pair("mse_mean_backward", "y", y, "x", x)?;
-    let (ys, xs) = cpu_pair("mse_mean_backward", &y, &x)?;
+    const OP: &str = "mse_mean_backward";
+    let (y, x) = pair(OP, "y", y, "x", x)?;
+    if !super::is_cpu(&y) {
+        return cuda_pair_backward(OP, LossKind::Mse, &y, &x, g);
+    }
+    let (ys, xs) = (y.cpu_f32()?, x.cpu_f32()?);
     let (mut dy, mut dx) = (vec![0f32; ys.len()], vec![0f32; ys.len()]);
-    cpu::mse_mean_backward(
-        ys,
-        xs,
-        grad_value("mse_mean_backward", g)?,
-        &mut dy,
-        &mut dx,
-    );
+    cpu::mse_mean_backward(ys, xs, grad_value(OP, g)?, &mut dy, &mut dx);
     Ok((
         Tensor::from_vec(dy, y.shape())?,
         Tensor::from_vec(dx, y.shape())?,
@@ -112,72 +183,91 @@ pub fn mse_mean_backward(y: &Tensor, x: &Tensor, g: &Tensor) -> Result<(Tensor, 
 /// `binary_cross_entropy`, logs clamped to >= -100), mean.
 pub fn bce_mean(p: &Tensor, t: &Tensor) -> Result<Tensor> {
     let (p, t) = pair("bce_mean", "p", p, "target", t)?;
-    let (ps, ts) = cpu_pair("bce_mean", &p, &t)?;
-    Ok(Tensor::scalar(cpu::bce_mean_fast(ps, ts)))
+    match p.storage() {
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::bce_mean_fast(
+            p.cpu_f32()?,
+            t.cpu_f32()?,
+        ))),
+        Storage::Cuda(_) => cuda_mean(LossKind::Bce, &p, Some(&t), 0.0, 1.0),
+    }
 }
 
 /// d/dp of the mean BCE times g (the target gets no gradient).
 pub fn bce_mean_backward(p: &Tensor, t: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let (p, t) = pair("bce_mean_backward", "p", p, "target", t)?;
-    let (ps, ts) = cpu_pair("bce_mean_backward", &p, &t)?;
+    const OP: &str = "bce_mean_backward";
+    let (p, t) = pair(OP, "p", p, "target", t)?;
+    if !super::is_cpu(&p) {
+        return Ok(cuda_backward(OP, LossKind::Bce, (&p, Some(&t)), g, 0.0, 1.0)?.0);
+    }
+    let (ps, ts) = (p.cpu_f32()?, t.cpu_f32()?);
     let mut dp = vec![0f32; ps.len()];
-    cpu::bce_mean_backward(ps, ts, grad_value("bce_mean_backward", g)?, &mut dp);
+    cpu::bce_mean_backward(ps, ts, grad_value(OP, g)?, &mut dp);
     Tensor::from_vec(dp, p.shape())
 }
 
-/// One f32 input, dense, and its CPU slice.
-fn single<'a>(op: &'static str, x: &Tensor, keep: &'a mut Option<Tensor>) -> Result<&'a [f32]> {
+/// One f32 input, dense.
+fn single(op: &'static str, x: &Tensor) -> Result<Tensor> {
     expect_f32(op, x)?;
-    let t = keep.insert(x.contiguous()?);
-    match t.storage() {
-        Storage::Cpu(_) => t.cpu_f32(),
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(op)),
-    }
+    x.contiguous()
 }
 
 /// Hinge term `mean relu(1 -+ d)` of discriminator outputs.
 pub fn hinge_mean(d: &Tensor, term: HingeTerm) -> Result<Tensor> {
-    let mut keep = None;
-    let ds = single("hinge_mean", d, &mut keep)?;
-    Ok(Tensor::scalar(cpu::hinge_mean_fast(ds, term.sign())))
+    let d = single("hinge_mean", d)?;
+    match d.storage() {
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::hinge_mean_fast(
+            d.cpu_f32()?,
+            term.sign(),
+        ))),
+        Storage::Cuda(_) => cuda_mean(LossKind::Hinge, &d, None, term.sign(), 1.0),
+    }
 }
 
 /// d/dd of the hinge term times g.
 pub fn hinge_mean_backward(d: &Tensor, term: HingeTerm, g: &Tensor) -> Result<Tensor> {
-    let mut keep = None;
-    let ds = single("hinge_mean_backward", d, &mut keep)?;
+    const OP: &str = "hinge_mean_backward";
+    let d = single(OP, d)?;
+    if !super::is_cpu(&d) {
+        return Ok(cuda_backward(OP, LossKind::Hinge, (&d, None), g, term.sign(), 1.0)?.0);
+    }
+    let ds = d.cpu_f32()?;
     let mut dd = vec![0f32; ds.len()];
-    cpu::hinge_mean_backward(
-        ds,
-        term.sign(),
-        grad_value("hinge_mean_backward", g)?,
-        &mut dd,
-    );
+    cpu::hinge_mean_backward(ds, term.sign(), grad_value(OP, g)?, &mut dd);
     Tensor::from_vec(dd, d.shape())
 }
 
 /// `c * mean(x)` (the hinge generator loss is `mean_scaled(d_fake, -1)`).
 pub fn mean_scaled(x: &Tensor, c: f32) -> Result<Tensor> {
-    let mut keep = None;
-    let xs = single("mean_scaled", x, &mut keep)?;
-    Ok(Tensor::scalar(cpu::mean_scaled_fast(xs, c)))
+    let x = single("mean_scaled", x)?;
+    match x.storage() {
+        Storage::Cpu(_) => Ok(Tensor::scalar(cpu::mean_scaled_fast(x.cpu_f32()?, c))),
+        Storage::Cuda(_) => cuda_mean(LossKind::ScaledMean, &x, None, 0.0, c),
+    }
 }
 
 /// d/dx of `c * mean(x)` times g: the constant `g c / n`.
 pub fn mean_scaled_backward(x: &Tensor, c: f32, g: &Tensor) -> Result<Tensor> {
-    let mut keep = None;
-    let xs = single("mean_scaled_backward", x, &mut keep)?;
-    let mut dx = vec![0f32; xs.len()];
-    cpu::mean_scaled_backward(xs.len(), c, grad_value("mean_scaled_backward", g)?, &mut dx);
+    const OP: &str = "mean_scaled_backward";
+    let x = single(OP, x)?;
+    if !super::is_cpu(&x) {
+        return Ok(cuda_backward(OP, LossKind::ScaledMean, (&x, None), g, 0.0, c)?.0);
+    }
+    let mut dx = vec![0f32; x.numel()];
+    cpu::mean_scaled_backward(x.numel(), c, grad_value(OP, g)?, &mut dx);
     Tensor::from_vec(dx, x.shape())
 }
 
 /// `mean(1 - mask)` of a visibility mask (1 = visible, 0 = hole; spec §0), the divisor of the
-/// hole-normalised L1. Err when the mask has no hole pixel (the loss would be undefined).
+/// hole-normalised L1. Err when the mask has no hole pixel (the loss would be undefined). On a
+/// CUDA device the mean is summed there and one f32 comes back (the caller needs a host value).
 pub fn hole_fraction(mask: &Tensor) -> Result<f32> {
-    let mut keep = None;
-    let ms = single("hole_fraction", mask, &mut keep)?;
-    let frac = cpu::hole_fraction(ms);
+    let m = single("hole_fraction", mask)?;
+    let frac = match m.storage() {
+        Storage::Cpu(_) => cpu::hole_fraction(m.cpu_f32()?),
+        Storage::Cuda(_) => {
+            cuda_mean(LossKind::HoleFraction, &m, None, 0.0, 1.0)?.to_scalar()? as f64
+        }
+    };
     if frac.is_nan() || frac <= 0.0 {
         return Err(Error::msg(format!(
             "hole_fraction: the mask {:?} has no hole pixel; L1n is undefined",

@@ -1,9 +1,15 @@
 //! Tensor-level optimiser ops (spec §6.0-§6.1): one Adam/AdamW update returning the new
 //! parameter and moments, squared norm and scaling for gradient clipping, the weight EMA and
 //! gradient accumulation. Tensors are immutable values here, so each op returns new tensors.
+//! The CUDA kernels update their buffers in place (`cuda::ops::optim`); so that no caller's tensor
+//! changes under it (a parameter, moment or gradient may be shared, e.g. by the autograd tape or
+//! by an accumulator that took a gradient as its first sum), the device arms update a fresh copy
+//! (one device-to-device copy per updated tensor) and return it, as the CPU arms return new vectors.
 
 use super::argcheck::{expect_f32, expect_same_device, expect_same_shape};
 use crate::cpu::ops::optim as cpu;
+use crate::cuda::ops::elementwise::strided_copy;
+use crate::cuda::ops::optim as cuda;
 use crate::error::{Error, Result};
 use crate::params::optim::AdamParams;
 use crate::storage::Storage;
@@ -16,6 +22,17 @@ fn same(op: &'static str, names: &[&str], ts: &[&Tensor]) -> Result<()> {
         expect_same_shape(op, names[0], ts[0], name, t)?;
     }
     expect_same_device(op, ts)
+}
+
+/// A dense copy of the CUDA tensor `t` in a new device buffer that nothing else holds, for a
+/// kernel to update in place.
+pub(crate) fn device_copy(t: &Tensor) -> Result<Tensor> {
+    if !t.is_dense() {
+        // A strided view is gathered into a new buffer already.
+        return t.contiguous();
+    }
+    let n = t.numel();
+    Tensor::from_cuda(strided_copy(t.cuda_dense()?, &[n], &[1], 0)?, t.shape())
 }
 
 /// One Adam/AdamW update; returns (param, m, v) after the step.
@@ -54,7 +71,18 @@ pub fn adam_step(
                 Tensor::from_vec(vv, s)?,
             ))
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel(OP)),
+        Storage::Cuda(_) => {
+            let (pv, mv, vv) = (device_copy(param)?, device_copy(m)?, device_copy(v)?);
+            let g = grad.contiguous()?;
+            cuda::adam_step(
+                pv.cuda_dense()?,
+                g.cuda_dense()?,
+                mv.cuda_dense()?,
+                vv.cuda_dense()?,
+                p,
+            )?;
+            Ok((pv, mv, vv))
+        }
     }
 }
 
@@ -64,7 +92,7 @@ pub fn sq_norm(t: &Tensor) -> Result<f64> {
     let t = t.contiguous()?;
     match t.storage() {
         Storage::Cpu(_) => Ok(cpu::sq_norm_fast(t.cpu_f32()?)),
-        Storage::Cuda(_) => Err(super::no_cuda_kernel("sq_norm")),
+        Storage::Cuda(_) => cuda::sq_norm(t.cuda_dense()?, t.numel()),
     }
 }
 
@@ -77,7 +105,11 @@ pub fn scale(t: &Tensor, s: f32) -> Result<Tensor> {
             cpu::scale_in_place(&mut v, s);
             Tensor::from_vec(v, t.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel("scale")),
+        Storage::Cuda(_) => {
+            let out = device_copy(t)?;
+            cuda::scale(out.cuda_dense()?, out.numel(), s)?;
+            Ok(out)
+        }
     }
 }
 
@@ -91,7 +123,11 @@ pub fn ema_update(ema: &Tensor, param: &Tensor, decay: f32) -> Result<Tensor> {
             cpu::ema_update(&mut e, p.cpu_f32()?, decay);
             Tensor::from_vec(e, ema.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel("ema_update")),
+        Storage::Cuda(_) => {
+            let (out, p) = (device_copy(ema)?, param.contiguous()?);
+            cuda::ema_update(out.cuda_dense()?, p.cuda_dense()?, out.numel(), decay)?;
+            Ok(out)
+        }
     }
 }
 
@@ -105,6 +141,10 @@ pub fn accumulate(acc: &Tensor, g: &Tensor) -> Result<Tensor> {
             cpu::accumulate(&mut a, g.cpu_f32()?);
             Tensor::from_vec(a, acc.shape())
         }
-        Storage::Cuda(_) => Err(super::no_cuda_kernel("accumulate")),
+        Storage::Cuda(_) => {
+            let (out, g) = (device_copy(acc)?, g.contiguous()?);
+            cuda::accumulate(out.cuda_dense()?, g.cuda_dense()?, out.numel())?;
+            Ok(out)
+        }
     }
 }
