@@ -191,6 +191,7 @@ impl Tensor {
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         match (device, &*self.storage) {
             (Device::Cpu, Storage::Cpu(_)) => Ok(self.clone()),
+            (Device::Cuda(d), Storage::Cuda(s)) if s.device().same_as(d) => Ok(self.clone()),
             (Device::Cpu, Storage::Cuda(_)) => Tensor::from_cpu(self.to_cpu_storage()?, self.shape()),
             (Device::Cuda(d), _) => {
                 let host = self.to_cpu_storage()?;
