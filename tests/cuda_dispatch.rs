@@ -6,10 +6,12 @@
 
 mod common;
 
+use common::device::{on, rand, same};
+
 use fdm::cuda::CudaDevice;
 use fdm::ops;
 use fdm::params::unary::UnaryOp;
-use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
+use fdm::testing::random_vec;
 use fdm::{Device, Tensor};
 
 device_tests!(
@@ -33,21 +35,6 @@ device_tests!(
     profiling_on_the_device_records_synchronised_ops
 );
 
-fn rand(seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
-    Tensor::from_vec(random_vec(seed, shape.iter().product(), lo, hi), shape).unwrap()
-}
-
-fn on(dev: &CudaDevice, t: &Tensor) -> Tensor {
-    t.to_device(&Device::Cuda(dev.clone())).unwrap()
-}
-
-/// The device result (brought back) against the CPU result, same shape.
-#[track_caller]
-fn same(gpu: &Tensor, cpu: &Tensor, what: &str) {
-    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
-    assert!(!gpu.device().is_cpu(), "{what}: the result should stay on the device");
-    assert_close(&gpu.to_vec_f32().unwrap(), &cpu.to_vec_f32().unwrap(), TOL_CUDA_F32, what);
-}
 
 fn unary_ops_forward_and_backward(dev: CudaDevice) {
     let x = rand(1, &[3, 7, 11], -2.0, 2.0);

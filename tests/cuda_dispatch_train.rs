@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::device::{on, rand, same};
+
 use fdm::autograd::{attention as aatt, losses as al, unary as au, Tape};
 use fdm::cuda::CudaDevice;
 use fdm::nn::layers::{Init, LayerNorm, Linear};
@@ -38,29 +40,6 @@ device_tests!(
     one_fdm_training_step_equals_the_cpu_step
 );
 
-fn rand(seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
-    Tensor::from_vec(random_vec(seed, shape.iter().product(), lo, hi), shape).unwrap()
-}
-
-fn on(dev: &CudaDevice, t: &Tensor) -> Tensor {
-    t.to_device(&Device::Cuda(dev.clone())).unwrap()
-}
-
-/// The device result (brought back) against the CPU result, same shape.
-#[track_caller]
-fn same(gpu: &Tensor, cpu: &Tensor, what: &str) {
-    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
-    assert!(
-        !gpu.device().is_cpu(),
-        "{what}: the result should stay on the device"
-    );
-    assert_close(
-        &gpu.to_vec_f32().unwrap(),
-        &cpu.to_vec_f32().unwrap(),
-        TOL_CUDA_F32,
-        what,
-    );
-}
 
 /// The values of `t` are still `want` (an op must not change its inputs).
 #[track_caller]

@@ -99,7 +99,12 @@ pub fn u32_arg(what: &'static str, n: usize) -> Result<u32> {
 
 /// Checks before a launcher reads `n` f32 elements of a device buffer.
 pub fn check_f32(op: &'static str, s: &CudaStorage, n: usize) -> Result<()> {
-    if s.dtype() != crate::dtype::DType::F32 {
+    check_dtype_len(op, s, crate::dtype::DType::F32, n)
+}
+
+/// Checks before a launcher reads `n` elements of `dtype` from a device buffer.
+pub fn check_dtype_len(op: &'static str, s: &CudaStorage, dtype: crate::dtype::DType, n: usize) -> Result<()> {
+    if s.dtype() != dtype {
         return Err(Error::DType {
             op,
             dtype: s.dtype(),

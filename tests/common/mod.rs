@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod device;
 pub mod reference;
 
 /// What `selftest_warp_ops` must write for thread `t` of a 64-thread block, by the CUDA rules:

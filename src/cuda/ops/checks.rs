@@ -1,7 +1,7 @@
 //! Argument checks and small host round trips shared by the launchers of the gather, image,
 //! loss and optimiser kernels (the f32 twin, `check_f32`, lives in `cuda/launch.rs`).
 
-use crate::cuda::launch::{device_ptr, run_on_device, Launch};
+use crate::cuda::launch::{check_dtype_len, device_ptr, run_on_device, Launch};
 use crate::cuda::{CudaDevice, CudaStorage};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -9,19 +9,7 @@ use crate::storage::CpuStorage;
 
 /// Checks before a launcher reads `n` u32 elements of a device buffer.
 pub fn check_u32(op: &'static str, s: &CudaStorage, n: usize) -> Result<()> {
-    if s.dtype() != DType::U32 {
-        return Err(Error::DType {
-            op,
-            dtype: s.dtype(),
-        });
-    }
-    if s.len() < n {
-        return Err(Error::shape(
-            op,
-            format!("buffer of {} elements, {n} needed", s.len()),
-        ));
-    }
-    Ok(())
+    check_dtype_len(op, s, DType::U32, n)
 }
 
 /// A device copy of host u32 values (indices chosen on the host).
