@@ -6,9 +6,11 @@
 // block reductions (warp shuffles, then 32 floats of shared memory). A row of all -inf gives NaN,
 // as in PyTorch.
 
-extern "C" __global__ void softmax_fwd_f32(float* __restrict__ y, const float* __restrict__ x, unsigned rows,
-                                           unsigned cols) {
-  __shared__ float scratch[32];
+// Forward of softmax (LOG = false) or log-softmax (LOG = true) over every row; the entry points
+// own the shared scratch of the block reductions.
+template <bool LOG>
+static __device__ __forceinline__ void softmax_rows_fwd(float* __restrict__ y, const float* __restrict__ x,
+                                                        unsigned rows, unsigned cols, float* scratch) {
   for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + (size_t)r * cols;
     float* yr = y + (size_t)r * cols;
@@ -17,21 +19,43 @@ extern "C" __global__ void softmax_fwd_f32(float* __restrict__ y, const float* _
     m = block_max(m, scratch);
     float s = 0.0f;
     for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) s += expf(xr[c] - m);
-    const float inv = 1.0f / block_sum(s, scratch);
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = expf(xr[c] - m) * inv;
+    s = block_sum(s, scratch);
+    if (LOG) {
+      const float shift = m + logf(s);
+      for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = xr[c] - shift;
+    } else {
+      const float inv = 1.0f / s;
+      for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = expf(xr[c] - m) * inv;
+    }
   }
+}
+
+// Backward from the forward output y: softmax dx = y * (dy - sum(dy * y)); log-softmax
+// dx = dy - exp(y) * sum(dy).
+template <bool LOG>
+static __device__ __forceinline__ void softmax_rows_bwd(float* __restrict__ dx, const float* __restrict__ y,
+                                                        const float* __restrict__ dy, unsigned rows, unsigned cols,
+                                                        float* scratch) {
+  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
+    const size_t base = (size_t)r * cols;
+    float acc = 0.0f;
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) acc += LOG ? dy[base + c] : dy[base + c] * y[base + c];
+    acc = block_sum(acc, scratch);
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x)
+      dx[base + c] = LOG ? dy[base + c] - expf(y[base + c]) * acc : y[base + c] * (dy[base + c] - acc);
+  }
+}
+
+extern "C" __global__ void softmax_fwd_f32(float* __restrict__ y, const float* __restrict__ x, unsigned rows,
+                                           unsigned cols) {
+  __shared__ float scratch[32];
+  softmax_rows_fwd<false>(y, x, rows, cols, scratch);
 }
 
 extern "C" __global__ void softmax_bwd_f32(float* __restrict__ dx, const float* __restrict__ y,
                                            const float* __restrict__ dy, unsigned rows, unsigned cols) {
   __shared__ float scratch[32];
-  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
-    const size_t base = (size_t)r * cols;
-    float dot = 0.0f;
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) dot += dy[base + c] * y[base + c];
-    dot = block_sum(dot, scratch);
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) dx[base + c] = y[base + c] * (dy[base + c] - dot);
-  }
+  softmax_rows_bwd<false>(dx, y, dy, rows, cols, scratch);
 }
 
 // Log-softmax (the cross-entropy loss over the 512 logits, spec §3.3), same launch:
@@ -40,27 +64,11 @@ extern "C" __global__ void softmax_bwd_f32(float* __restrict__ dx, const float* 
 extern "C" __global__ void log_softmax_fwd_f32(float* __restrict__ y, const float* __restrict__ x, unsigned rows,
                                                unsigned cols) {
   __shared__ float scratch[32];
-  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + (size_t)r * cols;
-    float* yr = y + (size_t)r * cols;
-    float m = -FDM_INF;
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, xr[c]);
-    m = block_max(m, scratch);
-    float s = 0.0f;
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) s += expf(xr[c] - m);
-    const float shift = m + logf(block_sum(s, scratch));
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = xr[c] - shift;
-  }
+  softmax_rows_fwd<true>(y, x, rows, cols, scratch);
 }
 
 extern "C" __global__ void log_softmax_bwd_f32(float* __restrict__ dx, const float* __restrict__ y,
                                                const float* __restrict__ dy, unsigned rows, unsigned cols) {
   __shared__ float scratch[32];
-  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
-    const size_t base = (size_t)r * cols;
-    float total = 0.0f;
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) total += dy[base + c];
-    total = block_sum(total, scratch);
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) dx[base + c] = dy[base + c] - expf(y[base + c]) * total;
-  }
+  softmax_rows_bwd<true>(dx, y, dy, rows, cols, scratch);
 }
