@@ -370,10 +370,8 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         };
         let t = t4::table4(&model, &photos, lpips, fid_model.as_ref().map(|m| (m, name.as_str())), prov, &mut save)?;
         bar.finish_and_clear();
-        let md = t4::table4_markdown(&t);
-        println!("{md}");
-        std::fs::write(a.out.join("table4.md"), &md)?;
-        std::fs::write(a.out.join("table4.json"), serde_json::to_string_pretty(&t)?)?;
+        println!("{}", t4::table4_markdown(&t));
+        t4::write_table4(&t, &a.out)?;
     }
     println!("written to {}", a.out.display());
     Ok(())

@@ -26,6 +26,7 @@ use crate::model::masks::denormalise;
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 /// The adaptation in one paragraph, stated in the Markdown and the JSON.
 pub const TABLE4_ADAPTATION: &str = "The paper adds FDM to VQGAN for image generation (unconditional FFHQ, semantic ADE20K, \
@@ -182,6 +183,15 @@ pub fn table4(
         inception_weights: fid.map(|(_, w)| w.to_string()),
         fid_resize: fid.map(|(m, _)| m.resize().name().to_string()),
     })
+}
+
+/// Write `table4.md` and `table4.json` into `dir` (created if missing); returns both paths.
+pub fn write_table4(t: &Table4, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (md, json) = (dir.join("table4.md"), dir.join("table4.json"));
+    std::fs::write(&md, table4_markdown(t)).with_context(|| format!("writing {}", md.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(t)?).with_context(|| format!("writing {}", json.display()))?;
+    Ok((md, json))
 }
 
 pub fn table4_markdown(t: &Table4) -> String {
