@@ -1,8 +1,9 @@
 //! `fdm reproduce table4` (adapted: VQ codec with and without FDM on token-only reconstructions)
 //! on the tiny preset with fresh weights and 1-2 bundled photos: the reconstructions decode
-//! exactly the unmasked-half codebook rows of the photo's tokens with no reference pixels (checked
-//! against the codec's own pieces), FDM changes them and a zeroed FDM output conv does not, the
-//! table's rows are the means of the per-image scores, and the files carry the provenance.
+//! exactly the unmasked-half codebook rows of the photo's tokens (the ceiling row: the encoder's
+//! continuous features) with no reference pixels, checked against the codec's own pieces; FDM
+//! changes them and a zeroed FDM output conv does not; the table's rows are the means of the
+//! per-image scores, and the files carry the provenance.
 use fdm::autograd::Tape;
 use fdm::cli::reproduce::{load_photos, Provenance};
 use fdm::cli::reproduce_table4::*;
@@ -70,6 +71,8 @@ fn table4_reconstruction_decodes_the_unmasked_half_codebook_rows_cpu() {
     let v = fdm::autograd::binary::add(&tape, &fq_var, &pv).unwrap();
     assert_eq!(rec.vq_fdm.to_vec_f32().unwrap(), decode(&v), "VQ codec + FDM = decode(f_q + FDM(f_q, 1))");
     assert_ne!(rec.vq.to_vec_f32().unwrap(), rec.vq_fdm.to_vec_f32().unwrap(), "FDM changes the output");
+    // The ceiling row decodes the continuous encoder features the same way.
+    assert_eq!(rec.continuous.to_vec_f32().unwrap(), decode(&feats.feature));
 }
 
 #[test]
@@ -104,9 +107,10 @@ fn table4_rows_are_means_of_per_image_scores_and_files_carry_provenance_cpu() {
     })
     .unwrap();
     assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1]);
-    assert_eq!(t.rows.len(), 2);
+    assert_eq!(t.rows.len(), 3);
     assert_eq!(t.images.len(), 2);
-    assert_eq!((t.rows[0].method.as_str(), t.rows[1].method.as_str()), ("VQ codec", "VQ codec + FDM"));
+    let methods: Vec<&str> = t.rows.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["VQ codec", "VQ codec + FDM", "encoder features, unquantised (ceiling)"]);
     for ((_, stem, vq, vq_fdm), (im, (_, photo))) in seen.iter().zip(t.images.iter().zip(&photos)) {
         assert_eq!(&im.stem, stem);
         assert_eq!(im.vq.psnr, fdm::metrics::psnr(vq, photo).unwrap());
@@ -118,13 +122,31 @@ fn table4_rows_are_means_of_per_image_scores_and_files_carry_provenance_cpu() {
     assert!(close(t.rows[0].psnr, mean(&|i| i.vq.psnr)) && close(t.rows[1].psnr, mean(&|i| i.vq_fdm.psnr)));
     assert!(close(t.rows[0].lpips, mean(&|i| i.vq.lpips)) && close(t.rows[1].lpips, mean(&|i| i.vq_fdm.lpips)));
     assert!(close(t.rows[0].ssim, mean(&|i| i.vq.ssim)) && close(t.rows[1].ssim, mean(&|i| i.vq_fdm.ssim)));
-    assert!(t.rows.iter().all(|r| r.fid.is_none() && r.kid.is_none() && r.psnr.is_finite() && r.lpips > 0.0));
+    assert!(close(t.rows[2].psnr, mean(&|i| i.continuous.psnr)) && close(t.rows[2].lpips, mean(&|i| i.continuous.lpips)));
+    assert!(t
+        .rows
+        .iter()
+        .all(|r| r.fid.is_none() && r.kid.is_none() && r.psnr.is_finite() && r.lpips > 0.0));
     assert!(t.rows[0].psnr != t.rows[1].psnr && t.rows[0].lpips != t.rows[1].lpips, "{:?}", t.rows);
 
     let dir = temp_dir("files");
     let (md_path, json_path) = write_table4(&t, &dir).unwrap();
     let md = std::fs::read_to_string(md_path).unwrap();
-    for needle in ["17.03", "15.84", "VQ codec + FDM", "token-only reconstruction", "fresh tiny weights", "assets/photos", "2 photo(s)", "seed 5", "unmasked half", "FID / KID: not computed", "reduced run"] {
+    for needle in [
+        "17.03",
+        "15.84",
+        "VQ codec + FDM",
+        "(ceiling)",
+        "Room left by quantisation",
+        "token-only reconstruction",
+        "fresh tiny weights",
+        "assets/photos",
+        "2 photo(s)",
+        "seed 5",
+        "unmasked half",
+        "FID / KID: not computed",
+        "reduced run",
+    ] {
         assert!(md.contains(needle), "markdown lacks `{needle}`:\n{md}");
     }
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();

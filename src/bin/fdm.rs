@@ -365,6 +365,7 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         let mut save = |i: usize, stem: &str, r: &t4::TokenReconstruction| -> Result<()> {
             fdm::io::image::save_png(&r.vq, dir.join(format!("{stem}_vq.png")))?;
             fdm::io::image::save_png(&r.vq_fdm, dir.join(format!("{stem}_vq_fdm.png")))?;
+            fdm::io::image::save_png(&r.continuous, dir.join(format!("{stem}_ceiling.png")))?;
             bar.set_position(i as u64 + 1);
             Ok(())
         };
