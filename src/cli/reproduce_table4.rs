@@ -283,7 +283,10 @@ pub fn table4_markdown(t: &Table4) -> String {
         t.lpips_net
     );
     s += &match (&t.inception_weights, &t.fid_resize) {
-        (Some(w), Some(r)) => format!("FID / KID: Inception `{w}` ({r} resize), photos vs reconstructions.\n"),
+        (Some(w), Some(r)) if t.rows.iter().all(|r| r.fid.is_some()) => {
+            format!("FID / KID: Inception `{w}` ({r} resize), photos vs reconstructions.\n")
+        }
+        (Some(_), Some(_)) => "FID / KID: not computed (they need at least 2 photos).\n".to_string(),
         _ => "FID / KID: not computed (no Inception weights; see weights-tools/convert_inception.py).\n".to_string(),
     };
     s += &format!(
