@@ -307,7 +307,7 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
     let mut rng = fdm::rng::Rng::new(a.seed);
     let mut pick = |bucket: (f32, f32), i: usize| -> Result<fdm::Tensor> {
         if file_masks.is_empty() {
-            return Ok(rep::bucket_mask(&mut rng, s, bucket)?);
+            return rep::bucket_mask(&mut rng, s, bucket);
         }
         rep::file_mask_in_bucket(&file_masks, bucket, i)
     };

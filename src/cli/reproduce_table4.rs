@@ -14,6 +14,7 @@
 //!    and, as the ceiling FDM aims at, (c) decode(f) of the continuous encoder features;
 //! 4. score (a), (b) and (c) against the photos: LPIPS, PSNR, SSIM per image (means), and FID / KID of
 //!    the photos vs the reconstructions when Inception weights are given.
+//!
 //! The paper's numbers are printed beside ours; they measure generation on other data sets and
 //! are not comparable in value, only in the direction of the change.
 
