@@ -131,6 +131,8 @@ enum TableArg {
     Table1,
     Table2,
     Table3,
+    /// Adapted: VQ codec with and without FDM on token-only reconstructions (see README).
+    Table4,
     All,
 }
 
@@ -159,11 +161,11 @@ struct ReproduceArgs {
     seed: u64,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    /// Table 1: converted Inception weights for FID (default: $FDM_INCEPTION_WEIGHTS or the
+    /// Tables 1 and 4: converted Inception weights for FID (default: $FDM_INCEPTION_WEIGHTS or the
     /// cached / assets/weights inception_fid.safetensors; without them FID is left out).
     #[arg(long)]
     inception_weights: Option<PathBuf>,
-    /// Table 1: LPIPS backbone (vgg, PUT's default, or alex).
+    /// Tables 1 and 4: LPIPS backbone (vgg, PUT's default, or alex).
     #[arg(long, default_value = "vgg")]
     lpips: String,
 }
@@ -305,24 +307,29 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
     let mut rng = fdm::rng::Rng::new(a.seed);
     let mut pick = |bucket: (f32, f32), i: usize| -> Result<fdm::Tensor> {
         if file_masks.is_empty() {
-            return Ok(rep::bucket_mask(&mut rng, s, bucket)?);
+            return rep::bucket_mask(&mut rng, s, bucket);
         }
         rep::file_mask_in_bucket(&file_masks, bucket, i)
     };
-    if matches!(a.table, TableArg::Table1 | TableArg::All) {
-        let lpips = fdm::metrics::Lpips::load_default(fdm::metrics::LpipsNet::parse(&a.lpips)?)?;
-        let weights = a.inception_weights.clone().or_else(fdm::metrics::fid::default_weights_path);
-        let fid_model = match &weights {
-            Some(w) => Some(fdm::metrics::fid::FidModel::load(w, fdm::metrics::fid::FidResize::Pytorch)?),
-            None => {
-                eprintln!("note: FID left out of Table 1. {}", fdm::metrics::fid::weights_help());
-                None
+    // LPIPS and the Inception model (FID) are loaded once for Tables 1 and 4.
+    let scored = matches!(a.table, TableArg::Table1 | TableArg::Table4 | TableArg::All);
+    let lpips = if scored { Some(fdm::metrics::Lpips::load_default(fdm::metrics::LpipsNet::parse(&a.lpips)?)?) } else { None };
+    let weights = if scored { a.inception_weights.clone().or_else(fdm::metrics::fid::default_weights_path) } else { None };
+    let fid_model = match &weights {
+        Some(w) => Some(fdm::metrics::fid::FidModel::load(w, fdm::metrics::fid::FidResize::Pytorch)?),
+        None => {
+            if scored {
+                eprintln!("note: FID left out of Tables 1 and 4. {}", fdm::metrics::fid::weights_help());
             }
-        };
-        let name = weights.as_ref().map(|w| w.display().to_string()).unwrap_or_default();
+            None
+        }
+    };
+    let name = weights.as_ref().map(|w| w.display().to_string()).unwrap_or_default();
+    if matches!(a.table, TableArg::Table1 | TableArg::All) {
+        let lpips = lpips.as_ref().context("LPIPS loaded for table 1")?;
         let bar = indicatif::ProgressBar::new((4 * photos.len()) as u64);
         let buckets = rep::TABLE1_BUCKETS;
-        let t = rep::table1(&model, &photos, &mut |b, i| pick(buckets[b], i), &lpips, fid_model.as_ref().map(|m| (m, name.as_str())), prov.clone(), &mut |r| bar.set_position(r as u64))?;
+        let t = rep::table1(&model, &photos, &mut |b, i| pick(buckets[b], i), lpips, fid_model.as_ref().map(|m| (m, name.as_str())), prov.clone(), &mut |r| bar.set_position(r as u64))?;
         bar.finish_and_clear();
         let md = rep::table1_markdown(&t);
         println!("{md}");
@@ -346,6 +353,26 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         println!("{md}");
         std::fs::write(a.out.join("table3.md"), &md)?;
         std::fs::write(a.out.join("table3.json"), serde_json::to_string_pretty(&t)?)?;
+    }
+    if matches!(a.table, TableArg::Table4 | TableArg::All) {
+        use fdm::cli::reproduce_table4 as t4;
+        let lpips = lpips.as_ref().context("LPIPS loaded for table 4")?;
+        let prov = rep::Provenance { masks: "none (token-only reconstruction: no pixel known, FDM mask M = 1 at every patch)".into(), ..prov.clone() };
+        // The reconstructions are saved for a look at what FDM changes (the paper's Figure 8).
+        let dir = a.out.join("table4");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let bar = indicatif::ProgressBar::new(photos.len() as u64);
+        let mut save = |i: usize, stem: &str, r: &t4::TokenReconstruction| -> Result<()> {
+            fdm::io::image::save_png(&r.vq, dir.join(format!("{stem}_vq.png")))?;
+            fdm::io::image::save_png(&r.vq_fdm, dir.join(format!("{stem}_vq_fdm.png")))?;
+            fdm::io::image::save_png(&r.continuous, dir.join(format!("{stem}_ceiling.png")))?;
+            bar.set_position(i as u64 + 1);
+            Ok(())
+        };
+        let t = t4::table4(&model, &photos, lpips, fid_model.as_ref().map(|m| (m, name.as_str())), prov, &mut save)?;
+        bar.finish_and_clear();
+        println!("{}", t4::table4_markdown(&t));
+        t4::write_table4(&t, &a.out)?;
     }
     println!("written to {}", a.out.display());
     Ok(())

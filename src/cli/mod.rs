@@ -2,3 +2,4 @@
 pub mod inpaint;
 pub mod profile;
 pub mod reproduce;
+pub mod reproduce_table4;

@@ -1,4 +1,4 @@
-//! `fdm reproduce table1|table2|table3`: the paper's protocol for Table 1 (FID and LPIPS of PUT
+//! `fdm reproduce table1|table2|table3` (Table 4: `reproduce_table4.rs`): the paper's protocol for Table 1 (FID and LPIPS of PUT
 //! and PUT + FDM with small (hole ratio 0.2-0.4) and large (0.4-0.6) masks), Table 2 (computational overhead of
 //! FDM: parameters, inference time and MACs of PUT vs FDM, MACs counted by the engine while it
 //! runs) and Table 3 (L2 distance between generated and ideal features per mask-ratio bucket), on

@@ -86,6 +86,19 @@ impl Codec {
         let f = self.post_quant_conv.forward(t, p, feat)?;
         self.decoder.forward(t, p, &f, &reference, mask)
     }
+
+    /// `decode` with no reference pixels: the reference image is fully masked (pixel mask all
+    /// hole, masked image all -1), so every blend of the decoder takes its own path and the
+    /// output depends on `feat` alone, as for features made from tokens only (image generation,
+    /// `fdm reproduce table4`). `feat` B x e_dim x h x w -> normalised B x 3 x (h p) x (w p).
+    pub fn decode_unguided(&self, t: &Tape, p: &Bound, feat: &Var) -> Result<Var> {
+        let s = feat.shape();
+        let (b, h, w) = (s[0], s[2] * self.cfg.patch, s[3] * self.cfg.patch);
+        let device = feat.value().device();
+        let image = Tensor::zeros(&[b, 3, h, w]).to_device(&device)?;
+        let all_hole = Tensor::zeros(&[b, 1, h, w]).to_device(&device)?;
+        self.decode(t, p, feat, &image, &all_hole)
+    }
 }
 
 /// B x C x h x w -> (B*h*w) x C rows, row-major positions (spec §2.3 step 1).
