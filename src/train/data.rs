@@ -270,6 +270,20 @@ pub struct Batch {
     pub indices: Vec<usize>,
 }
 
+impl Batch {
+    /// The same batch with its tensors on `device` (the trainer's device; no copy when there).
+    pub fn to_device(&self, device: &crate::Device) -> Result<Batch> {
+        Ok(Batch {
+            step: self.step,
+            epoch: self.epoch,
+            images: self.images.to_device(device)?,
+            masks: self.masks.to_device(device)?,
+            erase_masks: self.erase_masks.to_device(device)?,
+            indices: self.indices.clone(),
+        })
+    }
+}
+
 /// Turns (seed, step) into a batch (module docs).
 pub struct BatchSource {
     dataset: Arc<Dataset>,
