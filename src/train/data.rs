@@ -255,7 +255,7 @@ fn centred_rect(size: usize, ratio: f32) -> Vec<f32> {
         .collect()
 }
 
-/// One training batch (all CPU tensors).
+/// One training batch (all CPU tensors; the trainer moves it to its device, `Batch::to_device`).
 pub struct Batch {
     /// Global step this batch belongs to.
     pub step: u64,
