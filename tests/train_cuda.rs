@@ -280,3 +280,25 @@ fn phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps(dev: C
     same_losses(&dir.join("device"), &dir.join("cpu"), "phase 1a");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn train_device_cuda_without_a_gpu_is_an_error_and_gpus_2_still_is_cpu() {
+    let dir = scratch("errors");
+    if fdm::cuda::probe().is_err() {
+        let err = run(&args("phase1a", &dir.join("a"), DeviceArg::Cuda), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--device cuda"), "{err}");
+    }
+    let err = run(
+        &TrainArgs {
+            gpus: 2,
+            ..args("phase1a", &dir.join("b"), DeviceArg::Cpu)
+        },
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("multi-GPU"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

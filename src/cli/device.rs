@@ -8,9 +8,12 @@ use crate::Device;
 pub enum DeviceArg {
     /// A CUDA GPU when one is usable (driver, device and NVRTC found), else the CPU.
     Auto,
-    /// The CPU. (`Default` for programmatic callers; the command line defaults to `auto`.)
+    /// The CPU.
+    // `Default` (for callers that build the arguments in code, e.g. tests) is the CPU; the
+    // command line's default is `auto`.
     #[default]
     Cpu,
+    /// A CUDA GPU; an error saying why when none is usable.
     Cuda,
     /// The CUDA backend with its kernels run on a CPU emulator of the CUDA execution model:
     /// checks the CUDA path on machines without a GPU (very slow).
