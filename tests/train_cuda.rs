@@ -11,8 +11,10 @@
 //!
 //! Covered: phase 2 (2 steps; the FDM update from the frozen codec's features), phase 2 resumed
 //! across devices both ways, phase 1b (2 steps, the whole transformer), phase 1a (2 steps with the
-//! discriminator's real update at step 1, the EMA codebook and the image losses). Phase 3 is not
-//! run here (it combines the pieces of phases 1a and 2, both covered).
+//! discriminator's real update at step 1, the EMA codebook and the image losses without VGG),
+//! and the VGG hook moved to the device (on its own at 32 x 32: a phase-1a step with the VGG
+//! terms takes ~3 minutes on the emulator). Phase 3 is not run here (it combines the pieces of
+//! phases 1a and 2, both covered).
 
 mod common;
 
@@ -28,7 +30,8 @@ device_tests!(
     phase2_run_on_the_device_equals_the_cpu_run,
     phase2_checkpoints_resume_across_devices,
     phase1b_step_on_the_device_equals_the_cpu_step,
-    phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps
+    phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps,
+    vgg_hook_on_the_device_equals_the_cpu_hook
 );
 
 fn photos() -> PathBuf {
@@ -301,4 +304,57 @@ fn train_device_cuda_without_a_gpu_is_an_error_and_gpus_2_still_is_cpu() {
     .to_string();
     assert!(err.contains("multi-GPU"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn vgg_hook_on_the_device_equals_the_cpu_hook(dev: CudaDevice) {
+    // A whole phase-1a step with the VGG terms takes ~3 minutes on the emulator (a VGG-16 forward
+    // and backward at 256 x 256, twice), so the hook the trainer moves is checked on its own, on
+    // a 32 x 32 image: the perceptual loss through it and its gradient at the image.
+    use fdm::autograd::{losses as al, Tape};
+    use fdm::train::losses::PERCEPTUAL_LAYERS;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/weights/vgg16_lpips.safetensors");
+    let device = fdm::Device::Cuda(dev);
+    let cpu_hook = fdm::train::vgg::load_hook(&path).unwrap();
+    let mut hook = fdm::train::vgg::load_hook(&path).unwrap();
+    hook.to_device(&device).unwrap();
+    let image = |seed| {
+        fdm::Tensor::from_vec(
+            fdm::testing::random_vec(seed, 2 * 3 * 32 * 32, 0.0, 1.0),
+            &[2, 3, 32, 32],
+        )
+        .unwrap()
+    };
+    let (y, x) = (image(1), image(2));
+    let loss_and_grad = |hook: &dyn fdm::train::losses::VggHook, y: fdm::Tensor, x: fdm::Tensor| {
+        let tape = Tape::new();
+        let (vy, vx) = (tape.var(y), tape.constant(x));
+        let fy = hook.activations(&tape, &vy, &PERCEPTUAL_LAYERS).unwrap();
+        let fx = hook.activations(&tape, &vx, &PERCEPTUAL_LAYERS).unwrap();
+        let loss = al::perceptual_loss(&tape, &fy, &fx).unwrap();
+        let grads = tape.backward(&loss).unwrap();
+        (loss.value().clone(), grads.get(&vy).unwrap().clone())
+    };
+    let (want_loss, want_grad) = loss_and_grad(cpu_hook.as_ref(), y.clone(), x.clone());
+    let (loss, grad) = loss_and_grad(
+        hook.as_ref(),
+        y.to_device(&device).unwrap(),
+        x.to_device(&device).unwrap(),
+    );
+    assert!(
+        !loss.device().is_cpu() && !grad.device().is_cpu(),
+        "the results stay on the device"
+    );
+    assert!(want_loss.to_scalar().unwrap() > 0.0, "two different images");
+    assert_close(
+        &loss.to_vec_f32().unwrap(),
+        &want_loss.to_vec_f32().unwrap(),
+        TOL_CUDA_F32,
+        "perceptual loss",
+    );
+    assert_close(
+        &grad.to_vec_f32().unwrap(),
+        &want_grad.to_vec_f32().unwrap(),
+        TOL_CUDA_F32,
+        "d loss / d image",
+    );
 }
