@@ -32,7 +32,7 @@ device_tests!(
     phase1b_step_on_the_device_equals_the_cpu_step,
     phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps,
     vgg_hook_on_the_device_equals_the_cpu_hook,
-    phase3_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps
+    phase3_step_with_the_discriminator_on_the_device_equals_the_cpu_step
 );
 
 fn photos() -> PathBuf {
@@ -291,7 +291,7 @@ fn phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps(dev: C
 }
 
 #[test]
-fn train_device_cuda_without_a_gpu_is_an_error_and_gpus_2_still_is_cpu() {
+fn train_device_cuda_without_a_gpu_and_gpus_2_are_errors_cpu() {
     let dir = scratch("errors");
     if fdm::cuda::probe().is_err() {
         let err = run(&args("phase1a", &dir.join("a"), DeviceArg::Cuda), None)
@@ -365,7 +365,7 @@ fn vgg_hook_on_the_device_equals_the_cpu_hook(dev: CudaDevice) {
     );
 }
 
-fn phase3_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps(dev: CudaDevice) {
+fn phase3_step_with_the_discriminator_on_the_device_equals_the_cpu_step(dev: CudaDevice) {
     // From the bundled weights, the discriminator and every loss term active from step 0; one
     // step (~75 s on the emulator for two): its update runs at lr 0, so the weights stay, and
     // what is compared are the losses and the Adam moments (which hold the step's gradients) of
