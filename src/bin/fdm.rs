@@ -1,6 +1,7 @@
 //! The `fdm` command line: argument parsing only; the work is in `fdm::cli` and below.
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fdm::cli::device::{pick_device, DeviceArg};
 use fdm::cli::inpaint::{paired_jobs, InpaintRun, Job};
 use fdm::model::inpainting::InpaintingModel;
 use fdm::pipeline::inpaint::InpaintOptions;
@@ -31,17 +32,6 @@ enum Command {
     Train(fdm::train::cli::TrainArgs),
     /// Score generated images against ground truth: PSNR, SSIM, MAE, L1, LPIPS, diversity.
     Eval(fdm::metrics::eval::EvalArgs),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum DeviceArg {
-    /// A CUDA GPU when one is usable (driver, device and NVRTC found), else the CPU.
-    Auto,
-    Cpu,
-    Cuda,
-    /// The CUDA backend with its kernels run on a CPU emulator of the CUDA execution model:
-    /// checks the CUDA path on machines without a GPU (minutes per image).
-    CudaEmu,
 }
 
 #[derive(Args)]
@@ -178,22 +168,6 @@ fn main() -> Result<()> {
         Command::Selfcheck => selfcheck(),
         Command::Train(args) => Ok(fdm::train::cli::main(&args)?),
         Command::Eval(args) => fdm::metrics::eval::run(&args).map(|_| ()).map_err(Into::into),
-    }
-}
-
-fn pick_device(d: DeviceArg) -> Result<fdm::Device> {
-    match d {
-        DeviceArg::Cpu => Ok(fdm::Device::Cpu),
-        DeviceArg::Cuda => fdm::cuda::probe().map(fdm::Device::Cuda).map_err(|why| anyhow::anyhow!("--device cuda: {why}")),
-        DeviceArg::CudaEmu => {
-            println!("device: the emulated CUDA device (CUDA kernels run on a CPU emulator: for checking kernels, very slow)");
-            Ok(fdm::Device::Cuda(fdm::cuda::CudaDevice::emulated()))
-        }
-        DeviceArg::Auto => {
-            let (device, why) = fdm::Device::best();
-            println!("device: {why}");
-            Ok(device)
-        }
     }
 }
 

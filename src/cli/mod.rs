@@ -1,4 +1,5 @@
 //! The command-line front ends; `src/bin/fdm.rs` parses arguments and calls these.
+pub mod device;
 pub mod inpaint;
 pub mod profile;
 pub mod reproduce;

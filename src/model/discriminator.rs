@@ -145,6 +145,11 @@ impl Discriminator {
         )
     }
 
+    /// Move the weights and spectral-norm vectors to `device`.
+    pub fn to_device(&mut self, device: &crate::Device) -> Result<()> {
+        self.store.to_device(device)
+    }
+
     /// Every tensor under its official key, in spec order.
     pub fn weights(&self) -> Result<WeightStore> {
         let mut w = WeightStore::new();
@@ -168,7 +173,10 @@ impl Discriminator {
             let t = weights
                 .get(&name)
                 .ok_or_else(|| Error::msg(format!("discriminator: missing {name}")))?;
-            self.store.set(id, t.to_dtype(crate::DType::F32)?)?;
+            // The restored tensor goes where the current one lives (a CPU checkpoint into a
+            // discriminator already moved to a CUDA device).
+            let device = self.store.get(id).device();
+            self.store.set(id, t.to_dtype(crate::DType::F32)?.to_device(&device)?)?;
         }
         Ok(())
     }

@@ -243,6 +243,11 @@ impl FeatureNet {
         &self.store
     }
 
+    /// Move the weights to `device` (e.g. for the training losses on a CUDA device).
+    pub fn to_device(&mut self, device: &crate::Device) -> Result<()> {
+        self.store.to_device(device)
+    }
+
     /// Bind the weights on `tape` as constants (the backbone is never trained).
     pub fn bind_frozen(&self, tape: &Tape) -> Bound {
         self.store.bind(tape, |_| false)

@@ -60,6 +60,13 @@ impl ParamStore {
         self.tensors[id.0] = value;
         Ok(())
     }
+    /// Move every parameter to `device` (a no-op for those already there).
+    pub fn to_device(&mut self, device: &crate::Device) -> Result<()> {
+        for t in &mut self.tensors {
+            *t = t.to_device(device)?;
+        }
+        Ok(())
+    }
     pub fn iter(&self) -> impl Iterator<Item = (ParamId, &str, &Tensor)> {
         self.names.iter().zip(&self.tensors).enumerate().map(|(i, (n, t))| (ParamId(i), n.as_str(), t))
     }

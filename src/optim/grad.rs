@@ -70,7 +70,7 @@ impl Ema {
             )));
         }
         for (e, v) in self.shadow.iter_mut().zip(values) {
-            *e = Tensor::from_vec(v, e.shape())?;
+            *e = Tensor::from_vec(v, e.shape())?.to_device(&e.device())?;
         }
         Ok(())
     }

@@ -9,7 +9,10 @@
 //!   `--checkpoint-every` may change (they do not alter the arithmetic), anything else is an
 //!   error;
 //! * `--steps N`: stop at global step N (the schedule still spans the nominal epochs);
-//! * `--gpus N` with N > 1: an error; data-parallel training is not in this build;
+//! * `--device auto|cpu|cuda|cuda-emu` (as `fdm inpaint`, `cli::device`): where the step runs;
+//!   `auto` = a usable CUDA GPU, else the CPU. Checkpoints hold host copies and resume on any
+//!   device (`--resume` may change `--device`);
+//! * `--gpus N` with N > 1: an error; multi-GPU (data-parallel) training is not in this build;
 //! * `--compare-sampler` (phase 2): time one phase-2 step against sampling the same batch with
 //!   the transformer, print the ratio and exit without writing a checkpoint;
 //! * `--inject-nan-at STEP` (hidden): a test hook that makes that step's loss NaN.
@@ -21,6 +24,7 @@ use super::losses::{VggHook, VggLoader};
 use super::phase2::sampler_comparison;
 use super::runner::{run as run_loop, RunOptions, RunSummary};
 use super::trainer::Trainer;
+use crate::cli::device::{pick_device, DeviceArg};
 use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::model::ModelConfig;
@@ -70,7 +74,11 @@ pub struct TrainArgs {
     /// VGG-19 weights for the perceptual and style losses.
     #[arg(long)]
     pub vgg: Option<PathBuf>,
-    /// Number of GPUs (only 1 is supported in this build).
+    /// Where training runs: auto (a usable CUDA GPU, else the CPU), cpu, cuda, or cuda-emu (the
+    /// CUDA kernels on a CPU emulator: for checking, very slow).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Number of GPUs (only 1 is supported in this build: no multi-GPU training).
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
     /// No progress bar.
@@ -152,7 +160,7 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     let phase = Phase::parse(&args.phase)?;
     if args.gpus != 1 {
         return Err(Error::msg(format!(
-            "--gpus {}: multi-GPU training is not supported in this build (one process, CPU)",
+            "--gpus {}: multi-GPU training is not supported in this build (one process, one device)",
             args.gpus
         )));
     }
@@ -201,6 +209,9 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
             )))
         }
     };
+    let device = pick_device(args.device)?;
+    let mut model = model;
+    model.to_device(&device)?;
     let dataset = Arc::new(Dataset::scan(&args.data, cfg.max_unreadable_fraction)?);
     if !dataset.skipped.is_empty() {
         eprintln!(
@@ -225,8 +236,9 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         return compare(&mut tr, &source);
     }
     eprintln!(
-        "{}: {images} photos, {} steps per epoch, steps {}..{}, schedule over {} steps, output {}",
+        "{} on {}: {images} photos, {} steps per epoch, steps {}..{}, schedule over {} steps, output {}",
         phase.name(),
+        tr.device().name(),
         tr.iters_per_epoch,
         tr.step,
         tr.cfg.total_steps(images),

@@ -255,7 +255,7 @@ fn centred_rect(size: usize, ratio: f32) -> Vec<f32> {
         .collect()
 }
 
-/// One training batch (all CPU tensors).
+/// One training batch (all CPU tensors; the trainer moves it to its device, `Batch::to_device`).
 pub struct Batch {
     /// Global step this batch belongs to.
     pub step: u64,
@@ -268,6 +268,20 @@ pub struct Batch {
     pub erase_masks: Tensor,
     /// Dataset indices of the samples.
     pub indices: Vec<usize>,
+}
+
+impl Batch {
+    /// The same batch with its tensors on `device` (the trainer's device; no copy when there).
+    pub fn to_device(&self, device: &crate::Device) -> Result<Batch> {
+        Ok(Batch {
+            step: self.step,
+            epoch: self.epoch,
+            images: self.images.to_device(device)?,
+            masks: self.masks.to_device(device)?,
+            erase_masks: self.erase_masks.to_device(device)?,
+            indices: self.indices.clone(),
+        })
+    }
 }
 
 /// Turns (seed, step) into a batch (module docs).

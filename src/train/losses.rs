@@ -33,6 +33,18 @@ pub trait VggHook: Send + Sync {
     /// Activations named in `layers` (in that order) of `x` (B x 3 x H x W in [0, 1]), on the
     /// tape so gradients reach `x`; the backbone's own weights are constants.
     fn activations(&self, tape: &Tape, x: &Var, layers: &[&str]) -> Result<Vec<Var>>;
+    /// Move the backbone's weights to `device` (the trainer's device). A hook that cannot move
+    /// says so for any device but the CPU.
+    fn to_device(&mut self, device: &crate::Device) -> Result<()> {
+        if device.is_cpu() {
+            Ok(())
+        } else {
+            Err(crate::error::Error::msg(format!(
+                "this VGG hook cannot run on {}",
+                device.name()
+            )))
+        }
+    }
 }
 
 /// Builds a `VggHook` from a weights file (what `TrainConfig::vgg_weights` names).
@@ -132,7 +144,7 @@ pub fn reconstruction_loss(
     }
     let refs: Vec<(&Var, f32)> = parts.iter().map(|(v, w)| (v, *w)).collect();
     let total = if refs.is_empty() {
-        tape.constant(Tensor::scalar(0.0))
+        tape.constant(Tensor::scalar(0.0).to_device(&y.value().device())?)
     } else {
         al::weighted_sum(tape, &refs)?
     };

@@ -11,8 +11,8 @@
 //! * `checkpoint`: atomic checkpoints and resume; `runner`: the loop, progress, CSV, samples;
 //! * `cli`: `fdm train ...`.
 //!
-//! Multi-GPU data parallelism (`--gpus N`, N > 1) is not supported in this build; training runs
-//! on the CPU.
+//! Training runs on the model's device (the CPU or one CUDA device, `--device`); multi-GPU data
+//! parallelism (`--gpus N`, N > 1) is not supported in this build.
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

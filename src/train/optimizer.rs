@@ -82,11 +82,15 @@ impl OptimSlot {
         self.params.iter().map(|id| all[id.0].clone()).collect()
     }
 
-    /// Zero gradients for every parameter (a loss multiplied by 0 before its start step).
-    pub fn zero_grads(&self, store: &ParamStore) -> Vec<Option<Tensor>> {
+    /// Zero gradients for every parameter (a loss multiplied by 0 before its start step), each
+    /// on its parameter's device.
+    pub fn zero_grads(&self, store: &ParamStore) -> Result<Vec<Option<Tensor>>> {
         self.params
             .iter()
-            .map(|&id| Some(Tensor::zeros(store.get(id).shape())))
+            .map(|&id| {
+                let p = store.get(id);
+                Ok(Some(Tensor::zeros(p.shape()).to_device(&p.device())?))
+            })
             .collect()
     }
 

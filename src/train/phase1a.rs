@@ -116,7 +116,8 @@ fn init_codebook_from_features(tr: &mut Trainer, rows: &Tensor) -> Result<()> {
     let store = &mut tr.model.store;
     store.set(emb_id, init.clone())?;
     store.set(avg_id, init)?;
-    store.set(cs_id, Tensor::full(1.0, &[n_e]))?;
+    let ones = Tensor::full(1.0, &[n_e]).to_device(&rows.device())?;
+    store.set(cs_id, ones)?;
     Ok(())
 }
 
@@ -139,7 +140,7 @@ fn ema_update(tr: &mut Trainer, rows: &Tensor, idx: Vec<u32>) -> Result<()> {
     );
     let n = idx.len();
     let (counts, sums) =
-        ops::codebook::codebook_assignment_stats(rows, &Tensor::from_u32(idx, &[n])?, n_e)?;
+        ops::codebook::codebook_assignment_stats(rows, &Tensor::from_u32(idx, &[n])?.to_device(&rows.device())?, n_e)?;
     let store = &mut tr.model.store;
     let old = CodebookEma {
         cluster_size: store.get(cs_id).clone(),

@@ -46,6 +46,7 @@ pub fn prepare(tr: &mut Trainer, batch: &Batch) -> Result<TransformerInput> {
         .get_features(&ng, &p, &model.store, &batch.images, None)?;
     let rows = feature_rows(feats.feature.value())?;
     let (n, c) = (rows.shape()[0], rows.shape()[1]);
+    let device = rows.device();
     let quantised = model.codec.quantizer.rows(&model.store, &feats.tokens)?;
     let prob = tr.cfg.random_quantize;
     let picked: Vec<u32> = feats
@@ -73,8 +74,8 @@ pub fn prepare(tr: &mut Trainer, batch: &Batch) -> Result<TransformerInput> {
     let masked = weights.iter().filter(|&&w| w > 0.0).count();
     Ok(TransformerInput {
         features: features.reshape(&[b, l, c])?,
-        targets: Tensor::from_u32(gt.tokens, &[b, l])?,
-        weights: Tensor::from_vec(weights, &[b, l])?,
+        targets: Tensor::from_u32(gt.tokens, &[b, l])?.to_device(&device)?,
+        weights: Tensor::from_vec(weights, &[b, l])?.to_device(&device)?,
         masked,
     })
 }

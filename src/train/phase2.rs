@@ -102,6 +102,7 @@ pub fn sampler_comparison(tr: &mut Trainer, batch: &Batch) -> Result<SamplerComp
     let t0 = Instant::now();
     tr.train_step(batch)?;
     let step_seconds = t0.elapsed().as_secs_f64();
+    let batch = &batch.to_device(&tr.device())?;
     let model = &tr.model;
     let t1 = Instant::now();
     let ng = Tape::no_grad();

@@ -241,5 +241,11 @@ fn write_samples(tr: &Trainer, batch: &Batch, preview: Option<&Tensor>, path: &P
         cells.push(image);
         cells.len()
     };
+    // The cells are written from host copies (the preview and the inpainting may live on the
+    // training device).
+    let cells = cells
+        .iter()
+        .map(|c| c.to_device(&crate::Device::Cpu))
+        .collect::<Result<Vec<_>>>()?;
     img_io::save_contact_sheet(&cells, columns, path).map_err(|e| Error::msg(e.to_string()))
 }

@@ -7,7 +7,10 @@
 //! iteration. Everything a step reads is either in this struct (and checkpointed) or a pure
 //! function of (seed, step) (the batch), so a resumed run repeats an uninterrupted one exactly.
 //!
-//! Device: training runs on the CPU (the CUDA backend has no training kernels yet).
+//! Device: the model's. Whatever a step computes lives there: the batch is moved once per step,
+//! the discriminator and the VGG hook are moved when the trainer is built, and constants
+//! (targets, weights, zero gradients) are created on it. Checkpoints are written from host
+//! copies, so a run may resume on another device (`checkpoint`).
 
 use super::config::{Phase, TrainConfig};
 use super::data::Batch;
@@ -19,6 +22,7 @@ use crate::model::discriminator::Discriminator;
 use crate::model::inpainting::InpaintingModel;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use crate::Device;
 
 /// Stream of the step-level generator (random_quantize), derived from the seed.
 const STEP_STREAM: u64 = 0x57E9_0003;
@@ -58,10 +62,10 @@ impl Trainer {
         vgg: Option<Box<dyn VggHook>>,
     ) -> Result<Self> {
         cfg.validate()?;
-        if !model.device().is_cpu() {
-            return Err(Error::msg(
-                "training runs on the CPU in this build; load the model on the CPU",
-            ));
+        let device = model.device();
+        let mut vgg = vgg;
+        if let Some(v) = vgg.as_mut() {
+            v.to_device(&device)?;
         }
         if cfg.crop_size != model.cfg.image_size {
             return Err(Error::msg(format!(
@@ -88,7 +92,8 @@ impl Trainer {
         let (disc, dis) = match &cfg.discriminator {
             Some(dc) => {
                 let seed = Rng::new(cfg.seed).fork(DISC_STREAM).next_u64();
-                let d = Discriminator::new(&model.cfg, seed)?;
+                let mut d = Discriminator::new(&model.cfg, seed)?;
+                d.to_device(&device)?;
                 let slot = OptimSlot::new("discriminator", dc, &d.store, d.learnable(), t_max)?;
                 (Some(d), Some(slot))
             }
@@ -109,6 +114,11 @@ impl Trainer {
         })
     }
 
+    /// The device the model, and so every step, runs on.
+    pub fn device(&self) -> Device {
+        self.model.device()
+    }
+
     pub fn phase(&self) -> Phase {
         self.cfg.phase
     }
@@ -126,6 +136,7 @@ impl Trainer {
                 batch.step, self.step
             )));
         }
+        let batch = &batch.to_device(&self.device())?;
         let out = match self.cfg.phase {
             Phase::Phase1a => phase1a::step(self, batch)?,
             Phase::Phase1b => phase1b::step(self, batch)?,
@@ -174,7 +185,7 @@ impl Trainer {
             // The official D loss is multiplied by 0 here: the gradients are exactly zero and
             // Adam still counts the step. The forwards are skipped (their result is unused), so
             // the spectral-norm vectors do not iterate during this stretch.
-            let zeros = opt.zero_grads(&disc.store);
+            let zeros = opt.zero_grads(&disc.store)?;
             opt.update(&mut disc.store, &zeros)?;
             return Ok(Some(0.0));
         }

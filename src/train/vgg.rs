@@ -38,6 +38,9 @@ impl VggHook for Vgg16Hook {
         let bound = self.net.bind_frozen(tape);
         self.net.forward(tape, &bound, x, &names)
     }
+    fn to_device(&mut self, device: &crate::Device) -> Result<()> {
+        self.net.to_device(device)
+    }
 }
 
 /// `VggLoader` for `TrainConfig::vgg_weights`.
