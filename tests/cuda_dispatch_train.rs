@@ -1,8 +1,7 @@
 //! The training ops (`fdm::ops::{losses, cross_entropy, optim, codebook, image_losses}` and the
 //! attention backward at the tiny preset's head dim 32) dispatched to CUDA: the same call on
-//! tensors that live on a CUDA device gives what it gives on the CPU, and one whole training step
-//! (forward, backward, clipping, Adam, EMA) on the device updates the parameters as the CPU step
-//! does. `emu::*` runs on the emulated CUDA device (the real dispatch, launchers and kernels on
+//! tensors that live on a CUDA device gives what it gives on the CPU (whole training steps are in
+//! `cuda_train_steps.rs`). `emu::*` runs on the emulated CUDA device (the real dispatch, launchers and kernels on
 //! the CPU emulator), `cuda::*` on a GPU (SKIP without one, a failure with FDM_REQUIRE_CUDA=1).
 //! Tolerance TOL_CUDA_F32 (1e-4 abs + rel): the kernels sum in other orders than the CPU loops.
 
