@@ -272,7 +272,12 @@ pub fn linear_backward_bias(grad_out: &Tensor) -> Result<Tensor> {
     check_f32_same_device("linear_backward_bias", &[grad_out])?;
     let g = grad_out.contiguous()?;
     if !super::is_cpu(&g) {
-        return Tensor::from_cuda(cuda::column_sums(g.cuda_dense()?, numel(lead), outf)?, &[outf]);
+        if numel(lead) == 0 {
+            return Tensor::zeros(&[outf]).to_device(&g.device());
+        }
+        // The sum over the rows of g [rows, out]: the reduction kernel with outer 1, inner `out`.
+        let p = crate::params::reduce::ReduceParams::new(crate::params::reduce::ReduceOp::Sum, 1, numel(lead), outf);
+        return Tensor::from_cuda(crate::cuda::ops::reduce::reduce(g.cuda_dense()?, &p)?, &[outf]);
     }
     let mut db = vec![0f32; outf];
     cpu_linear::linear_backward_bias_fast(&LinearParams::new(numel(lead), 0, outf, true), g.cpu_f32()?, &mut db);

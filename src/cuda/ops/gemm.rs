@@ -244,22 +244,3 @@ pub fn matmul(
     }
     Ok(c)
 }
-
-/// Column sums of a dense `[rows, cols]` matrix (`[cols]`): the bias gradient of a Linear layer,
-/// as the product of a row of ones with the matrix.
-pub fn column_sums(g: &CudaStorage, rows: usize, cols: usize) -> Result<CudaStorage> {
-    let ones = super::elementwise::fill(g.device(), 1.0, rows.max(1))?;
-    let a = MatOperand {
-        data: &ones,
-        trans: false,
-        ld: rows,
-        batch_stride: 0,
-    };
-    let b = MatOperand {
-        data: g,
-        trans: false,
-        ld: cols,
-        batch_stride: 0,
-    };
-    matmul(&a, &b, (1, cols, rows), 1)
-}
