@@ -235,10 +235,17 @@ pub(crate) fn run_weight_grad(
 
 /// db `[o]`: the per-channel sums of the output gradient `[n, o, oh, ow]`.
 pub fn conv2d_bwd_bias(g: &CudaStorage, p: &Conv2dParams) -> Result<CudaStorage> {
-    check_storage("conv2d_backward_bias", "output gradient", g, p.output_len())?;
-    let db = g.device().alloc(DType::F32, p.o as usize)?;
-    let launch =
-        conv2d_bwd_bias_launch(device_ptr(&db, 0), device_ptr(g, 0), p.n, p.o, p.oh * p.ow);
+    channel_sums(g, p.n as usize, p.o as usize, (p.oh * p.ow) as usize)
+}
+
+/// Per-channel sums of a dense `[n, channels, plane]` buffer (`[channels]`): the bias gradient of
+/// any convolution from its output gradient.
+pub fn channel_sums(g: &CudaStorage, n: usize, channels: usize, plane: usize) -> Result<CudaStorage> {
+    const OP: &str = "conv_backward_bias";
+    check_storage(OP, "output gradient", g, n * channels * plane)?;
+    let [n32, c32, plane32] = [n, channels, plane].map(|v| u32_arg(OP, v));
+    let db = g.device().alloc(DType::F32, channels)?;
+    let launch = conv2d_bwd_bias_launch(device_ptr(&db, 0), device_ptr(g, 0), n32?, c32?, plane32?);
     run_on_device(g.device(), &launch)?;
     Ok(db)
 }
