@@ -235,7 +235,7 @@ fn profile(a: ProfileArgs) -> Result<()> {
     fdm::io::image::check_mask_matches(&img.tensor, &m)?;
     let opts = InpaintOptions { use_fdm: !a.no_fdm, seed: a.seed, ..Default::default() };
     let bar = indicatif::ProgressBar::new(0);
-    let (events, passes) = prof::record(&device, || {
+    let (recording, passes) = prof::record(&device, || {
         let r = fdm::pipeline::photo::inpaint_photo(&model, &img.tensor, &m, &opts, None, &mut |p, t| {
             bar.set_length(t as u64);
             bar.set_position(p as u64);
@@ -243,14 +243,14 @@ fn profile(a: ProfileArgs) -> Result<()> {
         Ok(r.passes)
     })?;
     bar.finish_and_clear();
-    let report = prof::aggregate(&events, &device.name(), passes);
+    let report = prof::aggregate_recording(&recording, &device.name(), passes);
     println!("model: {} preset; image {}; mask {}", model.cfg.preset, image.display(), mask.display());
     prof::print(&report);
     if let Some(p) = &a.json {
         prof::write_json(&report, p)?;
     }
     if let Some(p) = &a.chrome_trace {
-        prof::write_chrome_trace(&events, p)?;
+        prof::write_chrome_trace(&recording, p)?;
     }
     Ok(())
 }

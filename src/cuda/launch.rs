@@ -140,6 +140,55 @@ pub fn device_ptr(s: &CudaStorage, elem_offset: usize) -> u64 {
 /// Launch on the device: on a GPU's stream (asynchronously, like every CUDA launch), or on the
 /// CPU emulator for the emulated device (synchronously).
 pub fn run_on_device(dev: &CudaDevice, launch: &Launch) -> Result<()> {
+    if crate::profile::is_recording() {
+        return run_timed(dev, launch);
+    }
+    run_untimed(dev, launch)
+}
+
+/// `run_on_device` while the profiler records: the launch is reported with its timing (CUDA
+/// events around it on a GPU, whose reading waits until recording finishes; host time on the
+/// emulated device, whose launches are synchronous).
+fn run_timed(dev: &CudaDevice, launch: &Launch) -> Result<()> {
+    let queued = std::time::Instant::now();
+    if dev.is_emulated() {
+        let res = run_untimed(dev, launch);
+        crate::profile::kernel_on_host(launch.module, launch.kernel, queued, queued.elapsed());
+        return res;
+    }
+    let stream = dev.stream()?;
+    let record = || {
+        // Timing must be enabled explicitly: cudarc's default event flags disable it.
+        stream
+            .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| Error::Cuda(format!("recording a timing event for {}: {e:?}", launch.kernel)))
+    };
+    let start = record()?;
+    run_untimed(dev, launch)?;
+    let end = record()?;
+    crate::profile::kernel_on_device(launch.module, launch.kernel, queued, Box::new(EventSpan { start, end }));
+    Ok(())
+}
+
+/// A launch's start and end events on the device's stream.
+struct EventSpan {
+    start: cudarc::driver::CudaEvent,
+    end: cudarc::driver::CudaEvent,
+}
+
+impl crate::profile::DeviceSpan for EventSpan {
+    fn resolve(&self, origin: &dyn crate::profile::DeviceSpan) -> Option<(f64, f64)> {
+        let origin = origin.as_any().downcast_ref::<EventSpan>()?;
+        let from_origin = origin.start.elapsed_ms(&self.start).ok()?;
+        let dur = self.start.elapsed_ms(&self.end).ok()?;
+        Some((1e3 * from_origin as f64, 1e3 * dur as f64))
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+fn run_untimed(dev: &CudaDevice, launch: &Launch) -> Result<()> {
     if dev.is_emulated() {
         // Every pointer argument of a launcher's `Launch` comes from `device_ptr` of a live
         // `CudaStorage` of this (emulated) device, checked for length by the launcher, so it is a
