@@ -17,12 +17,28 @@
 //       sum of exp((l - l_max) / temperature) exceeds u * total. tokens[q] = class index.
 //       The uniforms come from the host's seeded generator, so the CPU and GPU draw the same
 //       tokens (design.md §2). Logits are finite or -inf; a row of all -inf is undefined.
+//   apply_picks_f32(table, tokens, known, order, codebook, positions, drawn, p)
+//       The sampler's state update after a step, on the device (no host round trip): for every
+//       pick q in 0..p.picks whose position is not 0xffffffff, with i = (q / p.per_image) *
+//       p.seq_len + positions[q]: table[i, :] = codebook[drawn[q], :] (p.width floats),
+//       tokens[i] = drawn[q], known[i] = 1, order[i] = p.order_base + q % p.per_image (the pick's
+//       rank in its image's fill order). drawn[q] < the codebook's rows is the caller's
+//       guarantee (tokens come from topk_sample_f32 over V <= codebook rows).
 // One block per row (row_max: one warp per row); the rank of each element is counted directly
 // (how many elements precede it in the order), which is exact, deterministic and cheap for
 // V <= a few thousand. The running sum is taken by one thread, in candidate order.
 // Dynamic shared memory: topk_sample_f32 (V + 3k) * 4 bytes; select_positions_f32 L * 8 bytes.
 
 #define SAMPLE_NONE 0xffffffffu
+
+// Mirrors `PickParams` in src/cuda/ops/sampling.rs.
+struct PickParams {
+  unsigned picks;       // B * n pick slots
+  unsigned per_image;   // n
+  unsigned seq_len;     // L
+  unsigned width;       // C: floats per table / codebook row
+  unsigned order_base;  // fill-order rank of this step's first pick in each image
+};
 
 // Mirrors `TopkParams` in src/cuda/ops/sampling.rs.
 struct TopkParams {
@@ -134,5 +150,24 @@ extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const 
       tokens[q] = pick;
     }
     __syncthreads();  // the shared row is reloaded for the next q
+  }
+}
+
+extern "C" __global__ void apply_picks_f32(float* __restrict__ table, unsigned* __restrict__ tokens,
+                                           unsigned* __restrict__ known, unsigned* __restrict__ order,
+                                           const float* __restrict__ codebook,
+                                           const unsigned* __restrict__ positions,
+                                           const unsigned* __restrict__ drawn, PickParams p) {
+  for (unsigned q = blockIdx.x; q < p.picks; q += gridDim.x) {
+    const unsigned pos = positions[q];
+    if (pos == SAMPLE_NONE) continue;  // uniform across the block
+    const unsigned tok = drawn[q];
+    const size_t i = (size_t)(q / p.per_image) * p.seq_len + pos;
+    for (unsigned c = threadIdx.x; c < p.width; c += blockDim.x) table[i * p.width + c] = codebook[(size_t)tok * p.width + c];
+    if (threadIdx.x == 0) {
+      tokens[i] = tok;
+      known[i] = 1u;
+      order[i] = p.order_base + q % p.per_image;
+    }
   }
 }

@@ -46,3 +46,4 @@ pub mod losses;
 pub mod optim;
 pub mod codebook;
 pub mod sampling;
+pub mod sampling_device;

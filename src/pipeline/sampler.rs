@@ -15,12 +15,19 @@
 //! back. One sweep costs as many passes as the fill did.
 //!
 //! Inference runs on a no-grad tape: nothing is recorded and no gradient buffer exists.
+//!
+//! On a CUDA device the fill runs with its state on the device (`ops::sampling_device`): the
+//! host knows every pass's pick counts in advance (min(n, unknown left) per image), so it draws
+//! the pass's uniforms in the same order as the host loop, uploads them, and reads nothing back
+//! until the fill is done; images that finish early still go through the transformer (their
+//! steps pick nothing), which changes no token. Gibbs sweeps then continue on the host-driven loop.
 
 use crate::autograd::Tape;
 use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::nn::Bound;
 use crate::ops;
+use crate::ops::sampling_device::{DeviceFill, PassRule};
 use crate::profile;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -96,6 +103,10 @@ pub fn sample(input: SamplerInput<'_>, opts: &SamplerOptions, rng: &mut Rng, on_
     let mut st = LoopState { table, known: visible, passes: 0, fill_order: vec![Vec::new(); b] };
     let run = |x: &Tensor| -> Result<Tensor> { Ok(model.transformer.forward(tape, params, &tape.constant(x.clone()))?.value().clone()) };
 
+    if matches!(st.table.device(), crate::Device::Cuda(_)) {
+        let ctx = FillContext { model, run: &run, opts, dims: (b, l, c), total };
+        fill_on_device(&mut st, &mut tokens, &masked_per_image, fill_passes, &ctx, rng, on_pass)?;
+    }
     while st.known.iter().any(|k| !k) {
         let active: Vec<usize> = (0..b).filter(|&i| st.known[i * l..(i + 1) * l].iter().any(|k| !k)).collect();
         let logits = run(&st.rows_of(&active, l, c)?)?;
@@ -122,6 +133,62 @@ pub fn sample(input: SamplerInput<'_>, opts: &SamplerOptions, rng: &mut Rng, on_
         gibbs_sweep(&mut st, &initial, &run, model, opts, rng, &mut tokens, (b, l, c), &mut |p| on_pass(p, total))?;
     }
     Ok(Sampled { table: st.table, tokens, passes: st.passes, fill_order: st.fill_order })
+}
+
+/// What the device fill reads besides the state.
+struct FillContext<'a> {
+    model: &'a InpaintingModel,
+    run: &'a dyn Fn(&Tensor) -> Result<Tensor>,
+    opts: &'a SamplerOptions,
+    dims: (usize, usize, usize),
+    total: usize,
+}
+
+/// The fill with its state on the CUDA device: no read-back until every pass is queued.
+fn fill_on_device(
+    st: &mut LoopState,
+    tokens: &mut Vec<u32>,
+    masked_per_image: &[usize],
+    fill_passes: usize,
+    ctx: &FillContext,
+    rng: &mut Rng,
+    on_pass: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
+    let (b, l, _) = ctx.dims;
+    let n = ctx.opts.tokens_per_pass.min(l);
+    let rule = PassRule { per_image: n, top_k: ctx.opts.top_k, temperature: ctx.opts.temperature };
+    let codebook = ctx.model.store.get(ctx.model.codec.quantizer.embedding);
+    let mut fill = DeviceFill::new(&st.table, tokens, &st.known)?;
+    let mut left = masked_per_image.to_vec();
+    for pass in 0..fill_passes {
+        let logits = (ctx.run)(fill.table())?;
+        // The host loop draws one uniform per pick, images in order, picks in rank order.
+        let mut u = vec![0f32; b * n];
+        for (i, left) in left.iter_mut().enumerate() {
+            let picks = (*left).min(n);
+            u[i * n..i * n + picks].iter_mut().for_each(|x| *x = rng.uniform());
+            *left -= picks;
+        }
+        profile::op("sample_on_device", || fill.pass(&logits, &u, codebook, rule, pass * n), |_| 0)?;
+        st.passes += 1;
+        on_pass(st.passes, ctx.total);
+    }
+    let done = fill.finish()?;
+    st.table = done.table;
+    *tokens = done.tokens;
+    for (i, order) in st.fill_order.iter_mut().enumerate() {
+        let cells = &done.order[i * l..(i + 1) * l];
+        let mut filled: Vec<(u32, u32)> = cells.iter().enumerate().filter(|(_, &r)| r != ops::sampling_device::NONE).map(|(pos, &r)| (r, pos as u32)).collect();
+        filled.sort_unstable();
+        if filled.len() != masked_per_image[i] {
+            return Err(Error::msg(format!("the device sampler filled {} of image {i}'s {} masked positions", filled.len(), masked_per_image[i])));
+        }
+        for &(_, pos) in &filled {
+            st.known[i * l + pos as usize] = true;
+        }
+        order.extend(filled.into_iter().map(|(_, pos)| pos));
+    }
+    Ok(())
 }
 
 struct LoopState {

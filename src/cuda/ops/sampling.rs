@@ -13,6 +13,22 @@ const THREADS: u32 = 256;
 /// Marks an empty position slot or the token of an empty slot.
 pub const NONE: u32 = u32::MAX;
 
+/// Same layout as `struct PickParams` in kernels/sampling.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PickParams {
+    /// Pick slots (B * n).
+    pub picks: u32,
+    /// Slots per image (n).
+    pub per_image: u32,
+    /// Positions per image (L).
+    pub seq_len: u32,
+    /// Floats per table / codebook row (C).
+    pub width: u32,
+    /// Fill-order rank of the step's first pick in each image.
+    pub order_base: u32,
+}
+
 /// Same layout as `struct TopkParams` in kernels/sampling.cu.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -257,4 +273,58 @@ pub fn topk_sample_rows(
     );
     run_on_device(dev, &launch)?;
     Ok(tokens)
+}
+
+/// The sampler's per-position state on the device, updated in place by `apply_picks`:
+/// f32 `table [B*L, C]`, u32 `tokens`, `known` and `order` `[B*L]`.
+pub struct PickTargets<'a> {
+    pub table: &'a CudaStorage,
+    pub tokens: &'a CudaStorage,
+    pub known: &'a CudaStorage,
+    pub order: &'a CudaStorage,
+}
+
+/// One block per pick slot; the codebook row is copied by the block's threads.
+pub fn apply_picks_launch(t: [u64; 4], codebook: u64, positions: u64, drawn: u64, p: &PickParams) -> Launch {
+    Launch {
+        module: MODULE,
+        kernel: "apply_picks_f32",
+        cfg: LaunchCfg::linear(p.picks.clamp(1, 65535), 128, 0),
+        args: vec![
+            KArg::Ptr(t[0]),
+            KArg::Ptr(t[1]),
+            KArg::Ptr(t[2]),
+            KArg::Ptr(t[3]),
+            KArg::Ptr(codebook),
+            KArg::Ptr(positions),
+            KArg::Ptr(drawn),
+            KArg::pod(p),
+        ],
+    }
+}
+
+/// Write the step's picks (u32 `positions`/`drawn` `[B*n]` from `sample_step`) into the state:
+/// codebook rows (f32 `[codebook_rows, C]`) into the table, tokens, known flags, fill order.
+pub fn apply_picks(
+    t: &PickTargets,
+    codebook: &CudaStorage,
+    codebook_rows: usize,
+    positions: &CudaStorage,
+    drawn: &CudaStorage,
+    p: &PickParams,
+) -> Result<()> {
+    const OP: &str = "apply_picks";
+    let (slots, cells, width) = (p.picks as usize, p.picks as usize / p.per_image.max(1) as usize * p.seq_len as usize, p.width as usize);
+    check_f32(OP, t.table, cells * width)?;
+    check_f32(OP, codebook, codebook_rows * width)?;
+    u32_arg(OP, cells * width)?;
+    u32_arg(OP, codebook_rows * width)?;
+    for (what, s, n) in [("tokens", t.tokens, cells), ("known", t.known, cells), ("order", t.order, cells), ("positions", positions, slots), ("drawn", drawn, slots)] {
+        if s.dtype() != DType::U32 || s.len() < n {
+            return Err(Error::shape(OP, format!("{what} must be u32 [{n}], got {:?} [{}]", s.dtype(), s.len())));
+        }
+    }
+    let targets = [device_ptr(t.table, 0), device_ptr(t.tokens, 0), device_ptr(t.known, 0), device_ptr(t.order, 0)];
+    let launch = apply_picks_launch(targets, device_ptr(codebook, 0), device_ptr(positions, 0), device_ptr(drawn, 0), p);
+    run_on_device(t.table.device(), &launch)
 }

@@ -1,0 +1,48 @@
+//! The sampler with its fill state on the CUDA device (no per-pass read-back) against the
+//! host-driven loop on the CPU: the bundled tiny model, two images whose holes differ in size
+//! (one finishes a pass early), two tokens per pass and one Gibbs sweep after the fill. Tokens,
+//! fill order and pass count must be identical and the final feature table bit-equal (it holds
+//! encoder features and copied codebook rows only). `emu::*` runs on the emulated CUDA device,
+//! `cuda::*` on a GPU (SKIP without one, a failure with FDM_REQUIRE_CUDA=1).
+
+mod common;
+
+use fdm::autograd::Tape;
+use fdm::cuda::CudaDevice;
+use fdm::model::inpainting::InpaintingModel;
+use fdm::pipeline::sampler::{sample, Sampled, SamplerInput, SamplerOptions};
+use fdm::rng::Rng;
+use fdm::{Device, Tensor};
+
+device_tests!(device_fill_matches_the_host_loop);
+
+fn run(model: &InpaintingModel, table: &Tensor, visible: &[bool], opts: &SamplerOptions) -> Sampled {
+    let tape = Tape::no_grad();
+    let params = model.store.bind(&tape, |_| false);
+    let table = table.to_device(&model.device()).unwrap();
+    let tokens = vec![0u32; visible.len()];
+    let input = SamplerInput { model, tape: &tape, params: &params, table, tokens, visible: visible.to_vec() };
+    sample(input, opts, &mut Rng::new(11), &mut |_, _| {}).unwrap()
+}
+
+fn device_fill_matches_the_host_loop(dev: CudaDevice) {
+    let mut model = InpaintingModel::load(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors"), None).unwrap();
+    let (l, c) = (model.cfg.grid() * model.cfg.grid(), model.cfg.codec.e_dim);
+    // Image 0: one masked position; image 1: three (two passes at two tokens per pass).
+    let mut visible = vec![true; 2 * l];
+    for pos in [37, l + 5, l + 300, l + 301] {
+        visible[pos] = false;
+    }
+    let mut rng = Rng::new(3);
+    let table = Tensor::from_vec((0..2 * l * c).map(|_| rng.normal()).collect(), &[2, l, c]).unwrap();
+    let opts = SamplerOptions { tokens_per_pass: 2, gibbs_sweeps: 1, ..Default::default() };
+    let cpu = run(&model, &table, &visible, &opts);
+    model.to_device(&Device::Cuda(dev)).unwrap();
+    let gpu = run(&model, &table, &visible, &opts);
+    assert_eq!(cpu.passes, 4, "2 fill passes and a sweep of 2");
+    assert_eq!(gpu.passes, cpu.passes, "passes");
+    assert_eq!(gpu.tokens, cpu.tokens, "tokens");
+    assert_eq!(gpu.fill_order, cpu.fill_order, "fill order");
+    assert_eq!(gpu.fill_order[0], vec![37]);
+    assert_eq!(gpu.table.to_vec_f32().unwrap(), cpu.table.to_vec_f32().unwrap(), "feature table");
+}
