@@ -46,3 +46,26 @@ fn device_fill_matches_the_host_loop(dev: CudaDevice) {
     assert_eq!(gpu.fill_order[0], vec![37]);
     assert_eq!(gpu.table.to_vec_f32().unwrap(), cpu.table.to_vec_f32().unwrap(), "feature table");
 }
+
+/// On a GPU the caching allocator serves every pass after the first two from its pool: the
+/// passes allocate nothing from the driver (the buffers of one pass are the next one's).
+#[test]
+fn gpu_passes_reuse_buffers_after_warm_up() {
+    let Some(dev) = fdm::testing::cuda_device_or_skip("cuda_sampler::gpu_passes_reuse_buffers_after_warm_up") else {
+        return;
+    };
+    let mut model = InpaintingModel::load(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors"), None).unwrap();
+    model.to_device(&Device::Cuda(dev.clone())).unwrap();
+    let (l, c) = (model.cfg.grid() * model.cfg.grid(), model.cfg.codec.e_dim);
+    let mut visible = vec![true; l];
+    visible[100..108].iter_mut().for_each(|v| *v = false);
+    let table = Tensor::from_vec(vec![0.5; l * c], &[1, l, c]).unwrap().to_device(&model.device()).unwrap();
+    let tape = Tape::no_grad();
+    let params = model.store.bind(&tape, |_| false);
+    let input = SamplerInput { model: &model, tape: &tape, params: &params, table, tokens: vec![0; l], visible };
+    let allocator = dev.allocator().expect("a GPU has a caching allocator");
+    let mut misses = Vec::new();
+    let out = sample(input, &SamplerOptions::default(), &mut Rng::new(1), &mut |_, _| misses.push(allocator.stats().misses)).unwrap();
+    assert_eq!(out.passes, 8);
+    assert!(misses[2..].iter().all(|&m| m == misses[1]), "driver allocations after each pass: {misses:?}");
+}
