@@ -378,6 +378,15 @@ fn ema_accumulate_and_clip_by_norm(dev: CudaDevice) {
         ops::optim::sq_norm(&on(&dev, &big)).unwrap(),
     );
     assert!((want - got).abs() <= 1e-6 * want, "sq_norm {got} vs {want}");
+    // Several sums of squares with one read-back: each equals its own reduction.
+    let several = [rand(35, &[3], -1.0, 1.0), big.clone(), rand(36, &[1000, 3], -3.0, 3.0)];
+    let on_dev: Vec<Tensor> = several.iter().map(|t| on(&dev, t)).collect();
+    let got = ops::optim::sq_norms(&on_dev.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(got.len(), 3);
+    for (i, (t, g)) in several.iter().zip(&got).enumerate() {
+        let w = ops::optim::sq_norm(t).unwrap();
+        assert!((w - g).abs() <= 1e-6 * w, "sq_norms[{i}] {g} vs {w}");
+    }
     let grads = [rand(33, &[100, 7], -1.0, 1.0), rand(34, &[513], -2.0, 2.0)];
     let mut cpu: Vec<Option<Tensor>> = grads.iter().cloned().map(Some).collect();
     let mut gpu: Vec<Option<Tensor>> = grads.iter().map(|t| Some(on(&dev, t))).collect();

@@ -96,6 +96,18 @@ pub fn sq_norm(t: &Tensor) -> Result<f64> {
     }
 }
 
+/// Sums of squares of several tensors (f64 each). Tensors on one CUDA device are reduced there
+/// with a single read-back for all of them.
+pub fn sq_norms(ts: &[&Tensor]) -> Result<Vec<f64>> {
+    let dense = ts.iter().map(|t| expect_f32("sq_norm", t).and_then(|_| t.contiguous())).collect::<Result<Vec<_>>>()?;
+    let on_device: Vec<(&crate::cuda::CudaStorage, usize)> = dense.iter().filter_map(|t| t.cuda_dense().ok().map(|s| (s, t.numel()))).collect();
+    let one_device = on_device.len() == dense.len() && on_device.windows(2).all(|w| w[0].0.device().same_as(w[1].0.device()));
+    if one_device {
+        return cuda::sq_norms(&on_device);
+    }
+    dense.iter().map(sq_norm).collect()
+}
+
 /// t * s.
 pub fn scale(t: &Tensor, s: f32) -> Result<Tensor> {
     expect_f32("scale", t)?;

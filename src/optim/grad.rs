@@ -11,10 +11,8 @@ use crate::tensor::Tensor;
 /// L2 norm of all gradients together; returns `total_norm` (as PyTorch does; a NaN or infinite
 /// norm is returned as is so the caller can stop the run).
 pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f32) -> Result<f32> {
-    let mut total = 0f64;
-    for g in grads.iter().flatten() {
-        total += ops::sq_norm(g)?;
-    }
+    let present: Vec<&Tensor> = grads.iter().flatten().collect();
+    let total: f64 = ops::sq_norms(&present)?.iter().sum();
     let total_norm = total.sqrt() as f32;
     let coef = (max_norm / (total_norm + 1e-6)).min(1.0);
     if coef < 1.0 {

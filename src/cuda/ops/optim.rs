@@ -235,21 +235,38 @@ pub fn accumulate(acc: &CudaStorage, g: &CudaStorage, n: usize) -> Result<()> {
 
 /// Sum of squares of the first n elements, in f64 (waits for the stream: two words come back).
 pub fn sq_norm(x: &CudaStorage, n: usize) -> Result<f64> {
-    check_f32("sq_norm", x, n)?;
-    u32_arg("sq_norm", n)?;
-    let dev = x.device();
-    let out = dev.alloc(DType::F32, 2)?;
-    let part = dev.alloc(DType::F32, 2 * sq_norm_parts(n))?;
-    for l in sq_norm_launches(
-        device_ptr(&out, 0),
-        device_ptr(&part, 0),
-        device_ptr(x, 0),
-        n,
-    ) {
-        run_on_device(dev, &l)?;
+    Ok(sq_norms(&[(x, n)])?[0])
+}
+
+/// The sums of squares of several buffers (the first n elements of each, all on one device), in
+/// f64, with one read-back for all of them (a gradient-norm clip waits for the stream once per
+/// step instead of once per parameter).
+pub fn sq_norms(xs: &[(&CudaStorage, usize)]) -> Result<Vec<f64>> {
+    let Some((first, _)) = xs.first() else {
+        return Ok(Vec::new());
+    };
+    let dev = first.device();
+    let mut part_offsets = Vec::with_capacity(xs.len());
+    let mut parts_total = 0;
+    for &(x, n) in xs {
+        check_f32("sq_norm", x, n)?;
+        u32_arg("sq_norm", n)?;
+        if !x.device().same_as(dev) {
+            return Err(Error::Cuda("sq_norms: buffers on different devices".into()));
+        }
+        part_offsets.push(parts_total);
+        parts_total += 2 * sq_norm_parts(n);
+    }
+    let out = dev.alloc(DType::F32, 2 * xs.len())?;
+    let part = dev.alloc(DType::F32, parts_total)?;
+    for (i, &(x, n)) in xs.iter().enumerate() {
+        let launches = sq_norm_launches(device_ptr(&out, 2 * i), device_ptr(&part, part_offsets[i]), device_ptr(x, 0), n);
+        for l in launches {
+            run_on_device(dev, &l)?;
+        }
     }
     let v = out.download()?.to_f32_vec();
-    Ok(v[0] as f64 + v[1] as f64)
+    Ok(v.chunks(2).map(|hl| hl[0] as f64 + hl[1] as f64).collect())
 }
 
 /// (counts `[codes]`, sums `[codes, dim]`) of the rows of z `[n, dim]` by code idx `[n]` (u32);
