@@ -1,0 +1,98 @@
+//! CUDA op benchmarks, named `cuda_{op}_{dtype}_{shape}` like the CPU ones in `ops.rs` (same
+//! shapes), through the Tensor-level ops a model uses (so the caching allocator is in the loop,
+//! as it is in inference). Each iteration ends with a device synchronisation, so criterion times
+//! the kernels, not the launch queue. Throughput is in floating-point operations (2 per MAC) where
+//! the op has a MAC count; the sampler steps report rows.
+//!   cuda_gemm_f32_MxNxK: C[M,N] = A[M,K] * B[K,N] (hand-written tiled kernel, f32).
+//!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
+//!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64.
+//!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
+//!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
+//! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
+//! Run: cargo bench --bench cuda_ops; PyTorch on the same GPU: python3 benches/reference/torch_ops.py
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fdm::cuda::ops::sampling::{topk_sample_rows, RowSource};
+use fdm::cuda::CudaDevice;
+use fdm::params::codebook::CODEBOOK_HALF_UNMASKED;
+use fdm::testing::random_vec;
+use fdm::{ops, Device, Tensor};
+
+fn device() -> Option<CudaDevice> {
+    match fdm::cuda::probe() {
+        Ok(d) => Some(d),
+        Err(why) => {
+            println!("cuda_ops: SKIP (no CUDA device): {why}");
+            None
+        }
+    }
+}
+
+fn on(dev: &CudaDevice, seed: u64, shape: &[usize], lo: f32, hi: f32) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_vec(random_vec(seed, n, lo, hi), shape).unwrap().to_device(&Device::Cuda(dev.clone())).unwrap()
+}
+
+/// Time `f` (one op on the device) with a synchronisation after each call.
+fn time(c: &mut Criterion, group: &str, name: String, units: u64, dev: &CudaDevice, mut f: impl FnMut() -> Tensor) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(units));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let out = f();
+            dev.synchronize().unwrap();
+            out
+        })
+    });
+    g.finish();
+}
+
+fn gemm(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    for (m, n, k) in [(1024, 1024, 1024), (1024, 2048, 512), (1024, 1536, 512)] {
+        let (a, b) = (on(&dev, 1, &[m, k], -1.0, 1.0), on(&dev, 2, &[k, n], -1.0, 1.0));
+        time(c, "gemm", format!("cuda_gemm_f32_{m}x{n}x{k}"), (2 * m * n * k) as u64, &dev, || ops::matmul::matmul(&a, &b).unwrap());
+    }
+}
+
+fn conv(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    for (ch, hw) in [(256, 32), (64, 256)] {
+        let x = on(&dev, 3, &[1, ch, hw, hw], -1.0, 1.0);
+        let w = on(&dev, 4, &[ch, ch, 3, 3], -0.1, 0.1);
+        let flops = (2 * ch * ch * 9 * hw * hw) as u64;
+        time(c, "conv2d", format!("cuda_conv2d_f32_{ch}x{hw}x{hw}_k3"), flops, &dev, || ops::conv::conv2d(&x, &w, None, 1, 1).unwrap());
+    }
+}
+
+fn attention(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    let (h, l, d) = (8, 1024, 64);
+    let qkv: Vec<Tensor> = (0..3).map(|i| on(&dev, 5 + i, &[1, l, h * d], -1.0, 1.0)).collect();
+    let flops = (2 * 2 * h * l * l * d) as u64;
+    time(c, "attention", format!("cuda_attention_f32_{h}x{l}x{d}"), flops, &dev, || ops::attention::attention(&qkv[0], &qkv[1], &qkv[2], h).unwrap());
+}
+
+fn codebook(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    let (n, codes, dim) = (1024, 1024, 256);
+    let z = on(&dev, 8, &[n, dim], -1.0, 1.0);
+    let cb = on(&dev, 9, &[codes, dim], -1.0, 1.0);
+    let half = Tensor::from_u32(vec![CODEBOOK_HALF_UNMASKED; n], &[n]).unwrap().to_device(&Device::Cuda(dev.clone())).unwrap();
+    let flops = (2 * n * (codes / 2) * dim) as u64;
+    time(c, "codebook", format!("cuda_codebook_argmin_f32_{n}x{}x{dim}", codes / 2), flops, &dev, || ops::codebook::codebook_argmin(&z, &cb, &half).unwrap());
+}
+
+fn sampling(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    let (rows, v, k) = (1024, 512, 50);
+    let logits = on(&dev, 10, &[rows, v], -5.0, 5.0);
+    let u = on(&dev, 11, &[rows], 0.0, 0.999);
+    time(c, "sampling", format!("cuda_topk_sample_f32_{rows}x{v}"), rows as u64, &dev, || {
+        let s = topk_sample_rows(logits.cuda_dense().unwrap(), u.cuda_dense().unwrap(), RowSource::All, rows, (v, k), 1.0).unwrap();
+        Tensor::from_cuda(s, &[rows]).unwrap()
+    });
+}
+
+criterion_group!(benches, gemm, conv, attention, codebook, sampling);
+criterion_main!(benches);
