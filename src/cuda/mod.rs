@@ -142,6 +142,14 @@ impl CudaDevice {
             device: self.clone(),
         })
     }
+    /// A marker after the work queued so far on the stream; `Fence::wait` blocks until the device
+    /// has reached it (emulated launches are synchronous: their fence is always reached).
+    pub fn fence(&self) -> Result<Fence> {
+        match self.gpu() {
+            Some(g) => g.stream.record_event(None).map(|e| Fence(Some(e))).map_err(|e| Error::Cuda(format!("recording a fence: {e:?}"))),
+            None => Ok(Fence(None)),
+        }
+    }
     /// Wait for every kernel queued on this device's stream (emulated launches are synchronous).
     pub fn synchronize(&self) -> Result<()> {
         match self.gpu() {
@@ -149,6 +157,19 @@ impl CudaDevice {
                 .stream
                 .synchronize()
                 .map_err(|e| Error::Cuda(format!("synchronize: {e:?}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A point in a device's stream (see `CudaDevice::fence`).
+pub struct Fence(Option<cudarc::driver::CudaEvent>);
+
+impl Fence {
+    /// Block until the device has run everything queued before the fence.
+    pub fn wait(&self) -> Result<()> {
+        match &self.0 {
+            Some(e) => e.synchronize().map_err(|e| Error::Cuda(format!("waiting for a fence: {e:?}"))),
             None => Ok(()),
         }
     }

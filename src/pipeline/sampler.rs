@@ -160,6 +160,13 @@ fn fill_on_device(
     let codebook = ctx.model.store.get(ctx.model.codec.quantizer.embedding);
     let mut fill = DeviceFill::new(&st.table, tokens, &st.known)?;
     let mut left = masked_per_image.to_vec();
+    // Passes are queued without waiting; the host stays at most two passes ahead of the device,
+    // so the progress callback (passes/s) follows the device's work, not the queue's.
+    let device = match st.table.device() {
+        crate::Device::Cuda(d) => d,
+        crate::Device::Cpu => return Err(Error::msg("the device fill needs a CUDA table")),
+    };
+    let mut in_flight = std::collections::VecDeque::new();
     for pass in 0..fill_passes {
         let logits = (ctx.run)(fill.table())?;
         // The host loop draws one uniform per pick, images in order, picks in rank order.
@@ -170,6 +177,10 @@ fn fill_on_device(
             *left -= picks;
         }
         profile::op("sample_on_device", || fill.pass(&logits, &u, codebook, rule, pass * n), |_| 0)?;
+        in_flight.push_back(device.fence()?);
+        if in_flight.len() > 2 {
+            in_flight.pop_front().map(|f| f.wait()).transpose()?;
+        }
         st.passes += 1;
         on_pass(st.passes, ctx.total);
     }
