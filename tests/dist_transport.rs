@@ -65,8 +65,18 @@ fn dist_all_reduce_three_ranks_matches_the_sequential_reduction_cpu() {
         c.broadcast_bytes(&mut bytes).unwrap();
         c.barrier().unwrap();
         let on_emu = matches!(sum[2].device(), Device::Cuda(d) if d.is_emulated());
-        let flat = |ts: &[Tensor]| -> Vec<Vec<f32>> { ts.iter().map(|t| t.to_vec_f32().unwrap()).collect() };
-        (flat(&sum), flat(&mean), scalars, flat(&lead), bytes, on_emu, sum[1].shape().to_vec())
+        let flat = |ts: &[Tensor]| -> Vec<Vec<f32>> {
+            ts.iter().map(|t| t.to_vec_f32().unwrap()).collect()
+        };
+        (
+            flat(&sum),
+            flat(&mean),
+            scalars,
+            flat(&lead),
+            bytes,
+            on_emu,
+            sum[1].shape().to_vec(),
+        )
     });
     hub.unwrap();
     // The reduction the transport promises: f64 sums in rank order, rounded once to f32.
@@ -74,7 +84,9 @@ fn dist_all_reduce_three_ranks_matches_the_sequential_reduction_cpu() {
     for k in 0..3 {
         let per_rank: Vec<Vec<f32>> = all.iter().map(|ts| ts[k].to_vec_f32().unwrap()).collect();
         let n = per_rank[0].len();
-        let sum64: Vec<f64> = (0..n).map(|i| per_rank.iter().map(|v| v[i] as f64).sum()).collect();
+        let sum64: Vec<f64> = (0..n)
+            .map(|i| per_rank.iter().map(|v| v[i] as f64).sum())
+            .collect();
         let sum: Vec<f32> = sum64.iter().map(|&s| s as f32).collect();
         let mean: Vec<f32> = sum64.iter().map(|&s| (s / world as f64) as f32).collect();
         for (r, got) in results.iter().enumerate() {
@@ -82,14 +94,28 @@ fn dist_all_reduce_three_ranks_matches_the_sequential_reduction_cpu() {
             assert_eq!(got.1[k], mean, "mean of tensor {k} on rank {r}");
             assert_eq!(got.3[k], per_rank[0], "broadcast of tensor {k} on rank {r}");
             // The plain f32 sum differs from the f64-accumulated one by at most a rounding.
-            let f32_sum: Vec<f32> = (0..n).map(|i| per_rank.iter().map(|v| v[i]).sum()).collect();
-            fdm::testing::assert_close(&got.0[k], &f32_sum, fdm::testing::TOL_CPU_F32, "sum vs f32 sum");
+            let f32_sum: Vec<f32> = (0..n)
+                .map(|i| per_rank.iter().map(|v| v[i]).sum())
+                .collect();
+            fdm::testing::assert_close(
+                &got.0[k],
+                &f32_sum,
+                fdm::testing::TOL_CPU_F32,
+                "sum vs f32 sum",
+            );
         }
     }
     for (r, got) in results.iter().enumerate() {
-        assert_eq!(got.2, [(0.25 + 1.25 + 2.25) / 3.0, 1.0], "scalars on rank {r}");
+        assert_eq!(
+            got.2,
+            [(0.25 + 1.25 + 2.25) / 3.0, 1.0],
+            "scalars on rank {r}"
+        );
         assert_eq!(got.4, b"from rank 0", "bytes on rank {r}");
-        assert!(got.5, "rank {r}: a reduced emulated-CUDA tensor stays on its device");
+        assert!(
+            got.5,
+            "rank {r}: a reduced emulated-CUDA tensor stays on its device"
+        );
         assert_eq!(got.6, vec![2, 3], "rank {r}: shapes are kept");
     }
 }
@@ -102,11 +128,15 @@ fn dist_a_rank_that_leaves_stops_the_others_with_an_error_cpu() {
             return Ok(());
         }
         let mut v = [1.0];
-        c.all_reduce_scalars(&mut v, ReduceOp::Sum).map_err(|e| e.to_string())
+        c.all_reduce_scalars(&mut v, ReduceOp::Sum)
+            .map_err(|e| e.to_string())
     });
     for r in 0..2 {
         let e = results[r].as_ref().unwrap_err();
-        assert!(e.contains("rank(s) 2 left") && e.contains(&format!("rank {r}")), "{e}");
+        assert!(
+            e.contains("rank(s) 2 left") && e.contains(&format!("rank {r}")),
+            "{e}"
+        );
     }
     assert!(hub.unwrap_err().to_string().contains("rank(s) 2 left"));
 }
@@ -115,7 +145,8 @@ fn dist_a_rank_that_leaves_stops_the_others_with_an_error_cpu() {
 fn dist_ranks_that_disagree_get_an_error_cpu() {
     let (results, hub) = on_ranks(2, |c| {
         let mut v = vec![1.0; 1 + c.rank()]; // different lengths: not the same training
-        c.all_reduce_scalars(&mut v, ReduceOp::Sum).map_err(|e| e.to_string())
+        c.all_reduce_scalars(&mut v, ReduceOp::Sum)
+            .map_err(|e| e.to_string())
     });
     for e in &results {
         let e = e.as_ref().unwrap_err();
@@ -132,7 +163,10 @@ fn dist_a_rank_that_never_connects_times_out_with_an_error_cpu() {
     assert!(e.contains("rank(s) 1 did not connect within 2 s"), "{e}");
     assert!(hub.join().is_err());
     // And no hub at all: connecting gives up after its timeout.
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let e = TcpComm::connect(&free.to_string(), 0, 2, Duration::from_millis(300))
         .err()
         .unwrap()
@@ -157,7 +191,12 @@ fn dist_shards_of_a_batch_are_its_items_in_order_cpu() {
     let ds = Arc::new(Dataset::scan(&photos(), 0.1).unwrap());
     let whole = BatchSource::new(ds.clone(), &cfg, 8).unwrap();
     let halves: Vec<BatchSource> = (0..2)
-        .map(|r| BatchSource::new(ds.clone(), &cfg, 8).unwrap().shard(r, 2).unwrap())
+        .map(|r| {
+            BatchSource::new(ds.clone(), &cfg, 8)
+                .unwrap()
+                .shard(r, 2)
+                .unwrap()
+        })
         .collect();
     for step in [0, 1] {
         let full = whole.batch(step).unwrap();
@@ -165,11 +204,26 @@ fn dist_shards_of_a_batch_are_its_items_in_order_cpu() {
         let joined: Vec<usize> = parts.iter().flat_map(|p| p.indices.clone()).collect();
         assert_eq!(joined, full.indices, "step {step}");
         let cat = |f: &dyn Fn(&fdm::train::data::Batch) -> &Tensor| -> Vec<f32> {
-            parts.iter().flat_map(|p| f(p).to_vec_f32().unwrap()).collect()
+            parts
+                .iter()
+                .flat_map(|p| f(p).to_vec_f32().unwrap())
+                .collect()
         };
-        assert_eq!(cat(&|b| &b.images), full.images.to_vec_f32().unwrap(), "images, step {step}");
-        assert_eq!(cat(&|b| &b.masks), full.masks.to_vec_f32().unwrap(), "masks, step {step}");
-        assert_eq!(cat(&|b| &b.erase_masks), full.erase_masks.to_vec_f32().unwrap(), "erase masks, step {step}");
+        assert_eq!(
+            cat(&|b| &b.images),
+            full.images.to_vec_f32().unwrap(),
+            "images, step {step}"
+        );
+        assert_eq!(
+            cat(&|b| &b.masks),
+            full.masks.to_vec_f32().unwrap(),
+            "masks, step {step}"
+        );
+        assert_eq!(
+            cat(&|b| &b.erase_masks),
+            full.erase_masks.to_vec_f32().unwrap(),
+            "erase masks, step {step}"
+        );
     }
 }
 

@@ -65,7 +65,7 @@ pub struct TrainArgs {
     /// Stop at this global step.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Batch size.
+    /// Batch size (the global batch: with --gpus / --ranks it is split over the ranks).
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long)]

@@ -121,7 +121,9 @@ pub fn reduce_grads(comm: &dyn Communicator, grads: &mut [Option<Tensor>]) -> Re
     comm.all_reduce(&mut present, ReduceOp::Mean)?;
     let mut reduced = present.into_iter();
     for g in grads.iter_mut().flatten() {
-        *g = reduced.next().expect("one reduced tensor per present gradient");
+        *g = reduced
+            .next()
+            .expect("one reduced tensor per present gradient");
     }
     Ok(())
 }
@@ -150,10 +152,7 @@ pub fn any(comm: &dyn Communicator, flag: bool) -> Result<bool> {
 const SUMMED_TERMS: [&str; 1] = ["masked_positions"];
 
 /// Combine one step's logged terms over the ranks in one collective.
-pub fn reduce_terms(
-    comm: &dyn Communicator,
-    terms: &mut [(&'static str, f32)],
-) -> Result<()> {
+pub fn reduce_terms(comm: &dyn Communicator, terms: &mut [(&'static str, f32)]) -> Result<()> {
     if comm.world() == 1 {
         return Ok(());
     }
@@ -161,7 +160,11 @@ pub fn reduce_terms(
     comm.all_reduce_scalars(&mut v, ReduceOp::Sum)?;
     let world = comm.world() as f64;
     for ((name, x), sum) in terms.iter_mut().zip(v) {
-        *x = if SUMMED_TERMS.contains(name) { sum } else { sum / world } as f32;
+        *x = if SUMMED_TERMS.contains(name) {
+            sum
+        } else {
+            sum / world
+        } as f32;
     }
     Ok(())
 }

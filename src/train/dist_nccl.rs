@@ -72,7 +72,10 @@ impl NcclComm {
         host.broadcast_bytes(&mut id)?;
         let mut internal = [0 as std::ffi::c_char; 128];
         if id.len() != internal.len() {
-            return Err(Error::msg(format!("NCCL id of {} bytes from rank 0", id.len())));
+            return Err(Error::msg(format!(
+                "NCCL id of {} bytes from rank 0",
+                id.len()
+            )));
         }
         for (d, s) in internal.iter_mut().zip(&id) {
             *d = *s as std::ffi::c_char;

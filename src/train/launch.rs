@@ -20,9 +20,9 @@ use crate::cli::device::{pick_device, DeviceArg};
 use crate::error::{Error, Result};
 use crate::Device;
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::ffi::OsString;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,7 +66,9 @@ pub fn plan(args: &TrainArgs) -> Result<Option<Plan>> {
         (false, false) => return Ok(None),
     };
     if args.compare_sampler {
-        return Err(Error::msg("--compare-sampler measures one process; drop --gpus / --ranks"));
+        return Err(Error::msg(
+            "--compare-sampler measures one process; drop --gpus / --ranks",
+        ));
     }
     Ok(Some(plan))
 }
@@ -121,7 +123,10 @@ pub fn join(
     device: DeviceArg,
 ) -> Result<(Arc<dyn Communicator>, Device)> {
     if rank >= plan.world {
-        return Err(Error::msg(format!("--rank {rank} of a group of {}", plan.world)));
+        return Err(Error::msg(format!(
+            "--rank {rank} of a group of {}",
+            plan.world
+        )));
     }
     let host = TcpComm::connect(addr, rank, plan.world, timeout)?;
     let gpu = || {
@@ -168,18 +173,32 @@ pub fn launch(args: &TrainArgs, exe: &Path, plan: &Plan) -> Result<()> {
         if std::env::var_os("RAYON_NUM_THREADS").is_none() {
             cmd.env("RAYON_NUM_THREADS", &threads);
         }
+        // The quoted end of a failing rank's output should be its error, not a backtrace of
+        // where the error value was made (panics still print theirs under RUST_BACKTRACE).
+        if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+            cmd.env("RUST_LIB_BACKTRACE", "0");
+        }
         if r > 0 {
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
         }
         match cmd.spawn() {
             Ok(mut child) => {
                 let tail = child.stderr.take().map(keep_tail);
-                ranks.push(Rank { child, tail, status: None });
+                ranks.push(Rank {
+                    child,
+                    tail,
+                    status: None,
+                });
             }
             Err(e) => {
                 stop_all(&mut ranks);
                 hub.cancel();
-                return Err(Error::msg(format!("cannot start rank {r} ({}): {e}", exe.display())));
+                return Err(Error::msg(format!(
+                    "cannot start rank {r} ({}): {e}",
+                    exe.display()
+                )));
             }
         }
     }
@@ -275,7 +294,16 @@ fn failure_report(ranks: &[Rank], failed: usize, hub: Option<Error>) -> Error {
         .iter()
         .enumerate()
         .filter(|(r, _)| *r != failed)
-        .map(|(r, rank)| format!("rank {r}: {}", status(rank)))
+        .map(|(r, rank)| {
+            let last = rank.tail.as_ref().and_then(|t| {
+                let t = t.lock().unwrap_or_else(|e| e.into_inner());
+                t.iter().rev().find(|l| l.starts_with("Error:")).cloned()
+            });
+            match last {
+                Some(line) => format!("rank {r}: {} ({line})", status(rank)),
+                None => format!("rank {r}: {}", status(rank)),
+            }
+        })
         .collect();
     msg.push_str(&format!("\nother ranks: {}", others.join(", ")));
     if let Some(e) = hub {
@@ -288,7 +316,7 @@ fn failure_report(ranks: &[Rank], failed: usize, hub: Option<Error>) -> Error {
 /// gives each rank process, followed by its `--rank` and `--dist-addr`. Every field of
 /// `TrainArgs` must appear here (tests/train_dist.rs parses the result back and compares).
 pub fn to_argv(args: &TrainArgs) -> Vec<std::ffi::OsString> {
-        let mut v: Vec<OsString> = vec!["train".into(), args.phase.clone().into()];
+    let mut v: Vec<OsString> = vec!["train".into(), args.phase.clone().into()];
     let mut opt = |name: &str, value: Option<OsString>| {
         if let Some(x) = value {
             v.push(format!("--{name}").into());
@@ -318,7 +346,10 @@ pub fn to_argv(args: &TrainArgs) -> Vec<std::ffi::OsString> {
     opt("rank", num(args.rank.map(|n| n as u64)));
     opt("dist-addr", args.dist_addr.clone().map(Into::into));
     opt("inject-nan-at", num(args.inject_nan_at));
-    opt("inject-nan-rank", num(args.inject_nan_rank.map(|n| n as u64)));
+    opt(
+        "inject-nan-rank",
+        num(args.inject_nan_rank.map(|n| n as u64)),
+    );
     for (flag, on) in [
         ("--no-progress", args.no_progress),
         ("--compare-sampler", args.compare_sampler),

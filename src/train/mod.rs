@@ -10,7 +10,7 @@
 //! * `trainer`: the shared state and the discriminator step; `phase1a`..`phase3`: one step each;
 //! * `checkpoint`: atomic checkpoints and resume; `runner`: the loop, progress, CSV, samples;
 //! * `cli`: `fdm train ...`;
-//! * `dist`, `dist_tcp`, `dist_nccl`, `launch`: data-parallel training over several processes
+//! * `dist`, `dist_tcp` + `dist_hub`, `dist_nccl`, `launch`: data-parallel training over several processes
 //!   (`--ranks N` with the host transport, `--gpus N` with NCCL), gradients averaged.
 //!
 //! Training runs on the model's device (the CPU or one CUDA device, `--device`), or data-parallel
@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod dist;
+pub mod dist_hub;
 pub mod dist_nccl;
 pub mod dist_tcp;
 pub mod launch;
