@@ -10,6 +10,7 @@ use dist_common::*;
 use fdm::train::cli::run;
 use fdm::train::cli::TrainArgs;
 use fdm::train::Phase;
+use std::path::Path;
 
 #[test]
 fn dist_phase2_two_ranks_equal_one_process_cpu() {
@@ -81,5 +82,62 @@ fn dist_phase1b_two_ranks_equal_one_process_cpu() {
         r.unwrap();
     }
     assert_same_training(&dir.join("one"), &dir.join("group"), 2, false);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dist_group_resume_equals_an_uninterrupted_group_cpu() {
+    // Every rank loads the same checkpoint; 2 steps + resume + 1 step = 3 steps straight, bit for
+    // bit (both are group runs, so the same arithmetic in the same order).
+    let dir = scratch("resume");
+    let base = TrainArgs {
+        init: Some(init_weights(&dir)),
+        config: Some(config(Phase::Phase2, &dir, false)),
+        batch: Some(2),
+        ..args("phase2", &dir.join("straight"))
+    };
+    let group = |a: TrainArgs| {
+        for r in run_group(2, &a, |_, _| {}) {
+            r.unwrap();
+        }
+    };
+    group(TrainArgs {
+        steps: Some(3),
+        ..base.clone()
+    });
+    let split = dir.join("split");
+    group(TrainArgs {
+        steps: Some(2),
+        out: Some(split.clone()),
+        ..base.clone()
+    });
+    group(TrainArgs {
+        resume: Some(split.clone()),
+        steps: Some(3),
+        ..args("phase2", &split)
+    });
+    // Values, not file bytes: the safetensors header's key order is not fixed.
+    let ck = |d: &Path, f: &str| d.join("ckpt-00000003").join(f);
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let ((a, _), (b, _)) = (
+            fdm::io::safetensors::load(ck(&dir.join("straight"), f)).unwrap(),
+            fdm::io::safetensors::load(ck(&split, f)).unwrap(),
+        );
+        assert_eq!(a.names().count(), b.names().count(), "{f}");
+        for (name, t) in a.iter() {
+            let bits = |t: &fdm::Tensor| {
+                t.to_vec_f32()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(t), bits(b.get(name).unwrap()), "{f}: {name} differs");
+        }
+    }
+    let state = |d: &Path| std::fs::read_to_string(ck(d, "state.json")).unwrap();
+    assert_eq!(state(&dir.join("straight")), state(&split));
+    let csv = |d: &Path| std::fs::read_to_string(d.join("losses.csv")).unwrap();
+    assert_eq!(csv(&dir.join("straight")), csv(&split));
     let _ = std::fs::remove_dir_all(&dir);
 }

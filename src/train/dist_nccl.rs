@@ -5,7 +5,7 @@
 //! file is only compiled and type-checked, and its "NCCL is missing" path is tested. The
 //! data-parallel logic it plugs into (sharding, which values are reduced, who writes, failure
 //! handling) is the same for every transport and is tested with the host transport (`dist_tcp`,
-//! tests/train_dist.rs).
+//! tests/train_dist.rs, tests/train_dist_launch.rs).
 //!
 //! How it works: the ranks first join the host transport's hub (`TcpComm`); rank 0 creates the
 //! NCCL unique id and hands it to the others through the hub; each rank then builds its NCCL
@@ -15,6 +15,8 @@
 //! (loss values, flags) and byte broadcasts stay on the host transport. Before every device
 //! collective the ranks pass a host barrier: NCCL has no timeout, so a rank that died would
 //! otherwise leave the others waiting inside NCCL; the barrier turns that into a clean error.
+//! The communicator's creation (`ncclCommInitRank`) also waits for every rank; a rank that dies
+//! before it is handled by the launcher, which kills the other ranks of a failed run.
 //!
 //! cudarc looks for the library under the names `libnccl.so`, `libnccl.so.{13,12,11,10,9,1}`;
 //! NCCL 2 installs `libnccl.so.2` (and `libnccl.so` only with its development files), so a folder
