@@ -367,7 +367,7 @@ fn train_bad_inputs_are_clear_errors_cpu() {
     )
     .unwrap_err()
     .to_string();
-    // --gpus N is data-parallel training on N CUDA GPUs (tests/train_dist.rs); on the CPU it
+    // --gpus N is data-parallel training on N CUDA GPUs (tests/train_dist_launch.rs); on the CPU it
     // points to --ranks.
     assert!(e.contains("--gpus 2") && e.contains("--ranks 2 --device cpu"), "{e}");
     let e = run(&args("phase2", &dir.join("o")), None)

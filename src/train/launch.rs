@@ -314,7 +314,7 @@ fn failure_report(ranks: &[Rank], failed: usize, hub: Option<Error>) -> Error {
 
 /// The command line (after the program name) that parses back into `args`: what the launcher
 /// gives each rank process, followed by its `--rank` and `--dist-addr`. Every field of
-/// `TrainArgs` must appear here (tests/train_dist.rs parses the result back and compares).
+/// `TrainArgs` must appear here (tests/dist_transport.rs parses the result back and compares).
 pub fn to_argv(args: &TrainArgs) -> Vec<std::ffi::OsString> {
     let mut v: Vec<OsString> = vec!["train".into(), args.phase.clone().into()];
     let mut opt = |name: &str, value: Option<OsString>| {
