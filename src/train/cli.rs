@@ -16,7 +16,7 @@
 //!   `--ranks N`: N processes with the host (TCP) transport, each on `--device` (with `cuda`,
 //!   rank r on GPU r). The command starts the N processes (`launch`), which find themselves by
 //!   the hidden `--rank R --dist-addr ADDR`; `--batch` is the global batch, split over the ranks
-//!   (`dist`);
+//!   (`dist`); `--dist-timeout SECS` (1800) bounds every wait of a rank for the others;
 //! * `--compare-sampler` (phase 2): time one phase-2 step against sampling the same batch with
 //!   the transformer, print the ratio and exit without writing a checkpoint;
 //! * `--inject-nan-at STEP` (hidden): a test hook that makes that step's loss NaN (only on rank
