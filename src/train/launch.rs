@@ -81,8 +81,6 @@ pub fn timeout(args: &TrainArgs) -> Duration {
 /// Everything the launcher can check before starting a process; a clear error naming what is
 /// missing (never a panic on a machine without CUDA or NCCL).
 pub fn preflight(args: &TrainArgs, plan: &Plan) -> Result<()> {
-    let (cfg, _) = resolve_config(args, Phase::parse(&args.phase)?)?;
-    dist::shard_range(cfg.batch_size, 0, plan.world)?;
     match plan.transport {
         Transport::Nccl => {
             if matches!(args.device, DeviceArg::Cpu | DeviceArg::CudaEmu) {
@@ -92,11 +90,13 @@ pub fn preflight(args: &TrainArgs, plan: &Plan) -> Result<()> {
                 )));
             }
             need_gpus(plan.world, "--gpus")?;
-            nccl_available().map_err(|why| Error::msg(format!("--gpus {}: {why}", plan.world)))
+            nccl_available().map_err(|why| Error::msg(format!("--gpus {}: {why}", plan.world)))?;
         }
-        Transport::Tcp if args.device == DeviceArg::Cuda => need_gpus(plan.world, "--ranks"),
-        Transport::Tcp => Ok(()),
+        Transport::Tcp if args.device == DeviceArg::Cuda => need_gpus(plan.world, "--ranks")?,
+        Transport::Tcp => {}
     }
+    let (cfg, _) = resolve_config(args, Phase::parse(&args.phase)?)?;
+    dist::shard_range(cfg.batch_size, 0, plan.world).map(|_| ())
 }
 
 fn need_gpus(n: usize, flag: &str) -> Result<()> {
