@@ -308,7 +308,7 @@ fn train_device_cuda_without_a_gpu_and_gpus_2_are_errors_cpu() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("multi-GPU"), "{err}");
+    assert!(err.contains("--gpus 2") && err.contains("--ranks 2 --device cpu"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

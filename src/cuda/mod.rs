@@ -232,13 +232,30 @@ impl CudaStorage {
 /// Find a usable CUDA device 0: driver library present, a device, NVRTC present.
 /// Returns the reason as text when any piece is missing. Never panics.
 pub fn probe() -> std::result::Result<CudaDevice, String> {
+    probe_ordinal(0)
+}
+
+/// The number of CUDA devices (0 with the reason when the driver library is missing). Never
+/// panics: cudarc's `device_count` does when libcuda is absent, so that is checked first.
+pub fn device_count() -> std::result::Result<usize, String> {
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err("no CUDA driver library (libcuda) found".into());
+    }
+    CudaContext::device_count()
+        .map(|n| n.max(0) as usize)
+        .map_err(|e| format!("cannot count CUDA devices: {e:?}"))
+}
+
+/// `probe` for device `ordinal` (data-parallel rank r trains on device r).
+pub fn probe_ordinal(ordinal: usize) -> std::result::Result<CudaDevice, String> {
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("no CUDA driver library (libcuda) found".into());
     }
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err("no NVRTC library (libnvrtc.so.13/.12) on the loader path".into());
     }
-    let ctx = CudaContext::new(0).map_err(|e| format!("no usable CUDA device: {e:?}"))?;
+    let ctx = CudaContext::new(ordinal)
+        .map_err(|e| format!("no usable CUDA device {ordinal}: {e:?}"))?;
     let stream = ctx.default_stream();
     let allocator = DeviceAllocator::for_ordinal(ctx.ordinal());
     Ok(CudaDevice {

@@ -123,8 +123,8 @@ fn optim_records(tr: &Trainer, moments: &mut WeightStore) -> Result<Vec<OptimRec
 /// Write a checkpoint of `tr` under `out_dir`; returns its directory.
 pub fn save(tr: &Trainer, out_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let final_dir = dir_for(out_dir, tr.step);
     let name = format!("ckpt-{:08}", tr.step);
-    let final_dir = out_dir.join(&name);
     let tmp = out_dir.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -169,6 +169,11 @@ pub fn save(tr: &Trainer, out_dir: &Path) -> Result<PathBuf> {
     }
     prune(out_dir, tr.cfg.keep_checkpoints.max(1))?;
     Ok(final_dir)
+}
+
+/// The directory `save` writes the checkpoint of step `step` to.
+pub fn dir_for(out_dir: &Path, step: u64) -> PathBuf {
+    out_dir.join(format!("ckpt-{step:08}"))
 }
 
 /// Checkpoint directories under `out_dir`, oldest first.

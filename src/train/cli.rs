@@ -12,14 +12,21 @@
 //! * `--device auto|cpu|cuda|cuda-emu` (as `fdm inpaint`, `cli::device`): where the step runs;
 //!   `auto` = a usable CUDA GPU, else the CPU. Checkpoints hold host copies and resume on any
 //!   device (`--resume` may change `--device`);
-//! * `--gpus N` with N > 1: an error; multi-GPU (data-parallel) training is not in this build;
+//! * `--gpus N` (N > 1): data-parallel training on N CUDA GPUs over NCCL, one process per GPU;
+//!   `--ranks N`: N processes with the host (TCP) transport, each on `--device` (with `cuda`,
+//!   rank r on GPU r). The command starts the N processes (`launch`), which find themselves by
+//!   the hidden `--rank R --dist-addr ADDR`; `--batch` is the global batch, split over the ranks
+//!   (`dist`); `--dist-timeout SECS` (1800) bounds every wait of a rank for the others;
 //! * `--compare-sampler` (phase 2): time one phase-2 step against sampling the same batch with
 //!   the transformer, print the ratio and exit without writing a checkpoint;
-//! * `--inject-nan-at STEP` (hidden): a test hook that makes that step's loss NaN.
+//! * `--inject-nan-at STEP` (hidden): a test hook that makes that step's loss NaN (only on rank
+//!   `--inject-nan-rank R` when given).
 
-use super::checkpoint;
+use super::checkpoint::{self, CheckpointState};
 use super::config::{Phase, TrainConfig};
 use super::data::{BatchSource, Dataset};
+use super::dist::{self, Communicator};
+use super::launch::{self, Transport};
 use super::losses::{VggHook, VggLoader};
 use super::phase2::sampler_comparison;
 use super::runner::{run as run_loop, RunOptions, RunSummary};
@@ -28,6 +35,7 @@ use crate::cli::device::{pick_device, DeviceArg};
 use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::model::ModelConfig;
+use crate::Device;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -57,7 +65,7 @@ pub struct TrainArgs {
     /// Stop at this global step.
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Batch size.
+    /// Batch size (the global batch: with --gpus / --ranks it is split over the ranks).
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long)]
@@ -78,9 +86,25 @@ pub struct TrainArgs {
     /// CUDA kernels on a CPU emulator: for checking, very slow).
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
-    /// Number of GPUs (only 1 is supported in this build: no multi-GPU training).
+    /// Train data-parallel on this many CUDA GPUs (one process per GPU, gradients averaged with
+    /// NCCL; needs N usable GPUs and the NCCL library). The global --batch is split over them.
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
+    /// Train data-parallel in this many processes with the host (TCP) transport, each on
+    /// --device (cpu: all on the CPU; cuda: rank r on GPU r). The global --batch is split over
+    /// them.
+    #[arg(long)]
+    pub ranks: Option<usize>,
+    /// Seconds a data-parallel rank waits for the others (to connect, or to reach the next
+    /// collective) before the run stops with an error [default: 1800].
+    #[arg(long)]
+    pub dist_timeout: Option<u64>,
+    /// Set by the launcher: this process is rank R of the --ranks / --gpus group.
+    #[arg(long, hide = true)]
+    pub rank: Option<usize>,
+    /// Set by the launcher: the address of the group's hub.
+    #[arg(long, hide = true)]
+    pub dist_addr: Option<String>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -90,6 +114,9 @@ pub struct TrainArgs {
     /// Test hook: the loss of this step becomes NaN.
     #[arg(long, hide = true)]
     pub inject_nan_at: Option<u64>,
+    /// Test hook: only this rank injects the NaN.
+    #[arg(long, hide = true)]
+    pub inject_nan_rank: Option<usize>,
 }
 
 /// The VGG-19 backbone loader of this build, if any (`model::vgg` plugs in here).
@@ -144,10 +171,12 @@ fn apply_loop_options(cfg: &mut TrainConfig, args: &TrainArgs) {
     }
 }
 
-fn load_vgg(cfg: &TrainConfig) -> Result<Option<Box<dyn VggHook>>> {
+fn load_vgg(cfg: &TrainConfig, rank: usize) -> Result<Option<Box<dyn VggHook>>> {
     match (&cfg.vgg_weights, vgg_loader()) {
         (None, _) => {
-            eprintln!("note: no VGG weights given: the perceptual and style losses are off (deviation from spec §6.5)");
+            if rank == 0 {
+                    eprintln!("note: no VGG weights given: the perceptual and style losses are off (deviation from spec §6.5)");
+            }
             Ok(None)
         }
         (Some(path), Some(load)) => Ok(Some(load(path)?)),
@@ -155,15 +184,11 @@ fn load_vgg(cfg: &TrainConfig) -> Result<Option<Box<dyn VggHook>>> {
     }
 }
 
-/// Build everything and train (or, with `--compare-sampler`, measure and return).
-pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary> {
-    let phase = Phase::parse(&args.phase)?;
-    if args.gpus != 1 {
-        return Err(Error::msg(format!(
-            "--gpus {}: multi-GPU training is not supported in this build (one process, one device)",
-            args.gpus
-        )));
-    }
+/// The configuration of the run (the checkpoint's when resuming, with its directory and state).
+pub fn resolve_config(
+    args: &TrainArgs,
+    phase: Phase,
+) -> Result<(TrainConfig, Option<(PathBuf, CheckpointState)>)> {
     let resumed = match &args.resume {
         Some(path) => {
             if args.config.is_some()
@@ -194,6 +219,43 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         None => configure(args, phase)?,
     };
     apply_loop_options(&mut cfg, args);
+    Ok((cfg, resumed))
+}
+
+/// The group this process trains in and its device: one process on `--device`, or rank
+/// `--rank` of a `--ranks` / `--gpus` group (started by `launch::launch`).
+fn join_group(args: &TrainArgs) -> Result<(Arc<dyn Communicator>, Device)> {
+    let plan = launch::plan(args)?;
+    match (plan, args.rank) {
+        (None, None) => Ok((dist::single(), pick_device(args.device)?)),
+        (None, Some(_)) => Err(Error::msg(
+            "--rank is set by the launcher of a --ranks N / --gpus N run (N > 1)",
+        )),
+        (Some(plan), None) => {
+            launch::preflight(args, &plan)?;
+            Err(Error::msg(format!(
+                "a data-parallel run of {} processes is started by the fdm binary (`fdm train ... --{} {}`); from code, call train::launch::launch with the path of the fdm executable",
+                plan.world,
+                if plan.transport == Transport::Nccl { "gpus" } else { "ranks" },
+                plan.world
+            )))
+        }
+        (Some(plan), Some(rank)) => {
+            let addr = args.dist_addr.as_deref().ok_or_else(|| {
+                Error::msg("--rank needs --dist-addr (both are set by the launcher)")
+            })?;
+            launch::join(&plan, rank, addr, launch::timeout(args), args.device)
+        }
+    }
+}
+
+/// Build everything and train (or, with `--compare-sampler`, measure and return). A
+/// `--ranks` / `--gpus` run must be started by `launch::launch`; this runs one of its ranks.
+pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary> {
+    let phase = Phase::parse(&args.phase)?;
+    let (comm, device) = join_group(args)?;
+    let (rank, world) = (comm.rank(), comm.world());
+    let (cfg, resumed) = resolve_config(args, phase)?;
     let model = match (&resumed, &args.init) {
         (Some((dir, state)), _) => checkpoint::load_model(dir, state)?,
         (None, Some(path)) => {
@@ -209,11 +271,10 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
             )))
         }
     };
-    let device = pick_device(args.device)?;
     let mut model = model;
     model.to_device(&device)?;
     let dataset = Arc::new(Dataset::scan(&args.data, cfg.max_unreadable_fraction)?);
-    if !dataset.skipped.is_empty() {
+    if !dataset.skipped.is_empty() && rank == 0 {
         eprintln!(
             "note: skipped {} unreadable file(s) under {}",
             dataset.skipped.len(),
@@ -221,13 +282,18 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         );
     }
     let images = dataset.len();
-    let source = Arc::new(BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?);
-    let vgg = load_vgg(&cfg)?;
+    let source = BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?.shard(rank, world)?;
+    let source = Arc::new(source);
+    let vgg = load_vgg(&cfg, rank)?;
     let mut tr = Trainer::new(cfg, model, images, vgg)?;
-    tr.inject_nan_at = args.inject_nan_at;
+    if args.inject_nan_rank.is_none_or(|r| r == rank) {
+        tr.inject_nan_at = args.inject_nan_at;
+    }
     if let Some((dir, state)) = &resumed {
         checkpoint::restore(&mut tr, dir, state)?;
     }
+    tr.comm = comm;
+    dist::sync_start(&mut tr)?;
     let out_dir = args
         .out
         .clone()
@@ -235,16 +301,22 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     if args.compare_sampler {
         return compare(&mut tr, &source);
     }
-    eprintln!(
-        "{} on {}: {images} photos, {} steps per epoch, steps {}..{}, schedule over {} steps, output {}",
-        phase.name(),
-        tr.device().name(),
-        tr.iters_per_epoch,
-        tr.step,
-        tr.cfg.total_steps(images),
-        tr.t_max(),
-        out_dir.display()
-    );
+    if rank == 0 {
+        let group = match world {
+            1 => String::new(),
+            n => format!(" x {n} ranks ({} samples each)", tr.cfg.batch_size / n),
+        };
+        eprintln!(
+            "{} on {}{group}: {images} photos, {} steps per epoch, steps {}..{}, schedule over {} steps, output {}",
+            phase.name(),
+            tr.device().name(),
+            tr.iters_per_epoch,
+            tr.step,
+            tr.cfg.total_steps(images),
+            tr.t_max(),
+            out_dir.display()
+        );
+    }
     run_loop(
         &mut tr,
         source,
@@ -282,8 +354,24 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
 }
 
 /// The binary's entry: installs a Ctrl-C handler (first press: checkpoint and stop after the
-/// current step; second press: exit at once), runs, and prints the summary.
+/// current step; second press: exit at once), runs, and prints the summary. With `--ranks N` /
+/// `--gpus N` (N > 1) it starts the N rank processes instead (`launch`); a Ctrl-C in the
+/// terminal reaches each of them, and they stop together.
 pub fn main(args: &TrainArgs) -> Result<()> {
+    if args.rank.is_none() {
+        if let Some(plan) = launch::plan(args)? {
+            let pressed = AtomicBool::new(false);
+            ctrlc::set_handler(move || {
+                if pressed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+            })
+            .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
+            return launch::launch(args, &exe, &plan);
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -294,6 +382,9 @@ pub fn main(args: &TrainArgs) -> Result<()> {
     })
     .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
     let s = run(args, Some(stop))?;
+    if args.rank.is_some_and(|r| r > 0) {
+        return Ok(()); // rank 0 reports for the group
+    }
     if s.steps_run > 0 && !args.compare_sampler {
         let terms: Vec<String> = s
             .last_terms

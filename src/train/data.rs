@@ -296,6 +296,8 @@ pub struct BatchSource {
     iters_per_epoch: u64,
     max_failures: usize,
     failures: AtomicUsize,
+    /// Items `[lo, hi)` of each global batch this source builds (all of it unless sharded).
+    shard: (usize, usize),
 }
 
 struct Sample {
@@ -325,7 +327,16 @@ impl BatchSource {
             erase: cfg.phase == Phase::Phase1a,
             iters_per_epoch,
             failures: AtomicUsize::new(0),
+            shard: (0, cfg.batch_size),
         })
+    }
+
+    /// Only rank `rank`'s items of each batch, `dist::shard_range` (data-parallel training):
+    /// the samples are exactly those the single-process batch holds at those positions (same
+    /// photos, crops, flips and masks), so the ranks together train on the same global batch.
+    pub fn shard(mut self, rank: usize, world: usize) -> Result<Self> {
+        self.shard = super::dist::shard_range(self.batch, rank, world)?;
+        Ok(self)
     }
 
     pub fn iters_per_epoch(&self) -> u64 {
@@ -337,14 +348,15 @@ impl BatchSource {
         self.failures.load(Ordering::Relaxed)
     }
 
-    /// The batch of global step `step`.
+    /// The batch of global step `step` (this source's shard of it).
     pub fn batch(&self, step: u64) -> Result<Batch> {
         let (epoch, pos) = (
             step / self.iters_per_epoch,
             (step % self.iters_per_epoch) as usize,
         );
         let order = epoch_order(self.seed, epoch, self.dataset.len());
-        let indices: Vec<usize> = order[pos * self.batch..(pos + 1) * self.batch].to_vec();
+        let (lo, hi) = (pos * self.batch + self.shard.0, pos * self.batch + self.shard.1);
+        let indices: Vec<usize> = order[lo..hi].to_vec();
         let samples: Vec<Result<Sample>> = indices
             .par_iter()
             .enumerate()
@@ -352,7 +364,7 @@ impl BatchSource {
                 let mut rng = Rng::new(self.seed)
                     .fork(SAMPLE_STREAM)
                     .fork(epoch)
-                    .fork((pos * self.batch + k) as u64);
+                    .fork((lo + k) as u64);
                 self.sample(idx, &mut rng)
             })
             .collect();

@@ -9,14 +9,21 @@
 //! * `optimizer`: one Adam/AdamW + warmup-cosine schedule + start iteration;
 //! * `trainer`: the shared state and the discriminator step; `phase1a`..`phase3`: one step each;
 //! * `checkpoint`: atomic checkpoints and resume; `runner`: the loop, progress, CSV, samples;
-//! * `cli`: `fdm train ...`.
+//! * `cli`: `fdm train ...`;
+//! * `dist`, `dist_tcp` + `dist_hub`, `dist_nccl`, `launch`: data-parallel training over several processes
+//!   (`--ranks N` with the host transport, `--gpus N` with NCCL), gradients averaged.
 //!
-//! Training runs on the model's device (the CPU or one CUDA device, `--device`); multi-GPU data
-//! parallelism (`--gpus N`, N > 1) is not supported in this build.
+//! Training runs on the model's device (the CPU or one CUDA device, `--device`), or data-parallel
+//! on several (`dist`).
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod dist;
+pub mod dist_hub;
+pub mod dist_nccl;
+pub mod dist_tcp;
+pub mod launch;
 pub mod losses;
 pub mod optimizer;
 pub mod phase1a;

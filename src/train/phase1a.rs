@@ -15,9 +15,14 @@
 //! 6. discriminator step on (`image/255`, `rec/255` detached).
 //!
 //! Nothing is updated when the loss is not finite.
+//!
+//! Data-parallel runs (`dist`): the EMA statistics (assignment counts and summed rows) are summed
+//! over the ranks before the update, as the official quantizer all-reduces them (spec §2.3), and
+//! the data-dependent codebook start reads the features of the whole global batch.
 
 use super::config::Phase;
 use super::data::Batch;
+use super::dist::{self, ReduceOp};
 use super::losses::{reconstruction_loss, to_unit_range, RecContext};
 use super::trainer::{StepOutput, Trainer};
 use crate::autograd::{losses as al, Tape};
@@ -86,7 +91,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     let grads = tape.backward(&total)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
     ema_update(tr, &rows, idx)?;
-    tr.gen.update(&mut tr.model.store, &g)?;
+    tr.update_generator(g)?;
 
     let fake = y.value().clone();
     let d_loss = tr.discriminator_step(&x01, &fake)?;
@@ -108,6 +113,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
 /// so they are never chosen again: a short, small-batch run ends with a one-code codebook
 /// (measured: 1 distinct token on a photo after 133 steps at batch 4).
 fn init_codebook_from_features(tr: &mut Trainer, rows: &Tensor) -> Result<()> {
+    let rows = &dist::all_gather_rows(&*tr.comm, rows)?;
     let q = &tr.model.codec.quantizer;
     let (emb_id, cs_id, avg_id, n_e) = (q.embedding, q.cluster_size, q.embedding_avg, q.n_e);
     let n = rows.shape()[0];
@@ -141,6 +147,9 @@ fn ema_update(tr: &mut Trainer, rows: &Tensor, idx: Vec<u32>) -> Result<()> {
     let n = idx.len();
     let (counts, sums) =
         ops::codebook::codebook_assignment_stats(rows, &Tensor::from_u32(idx, &[n])?.to_device(&rows.device())?, n_e)?;
+    let mut stats = [counts, sums];
+    tr.comm.all_reduce(&mut stats, ReduceOp::Sum)?;
+    let [counts, sums] = stats;
     let store = &mut tr.model.store;
     let old = CodebookEma {
         cluster_size: store.get(cs_id).clone(),

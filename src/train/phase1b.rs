@@ -49,11 +49,16 @@ pub fn prepare(tr: &mut Trainer, batch: &Batch) -> Result<TransformerInput> {
     let device = rows.device();
     let quantised = model.codec.quantizer.rows(&model.store, &feats.tokens)?;
     let prob = tr.cfg.random_quantize;
+    // One draw per position of the global batch on every rank, this shard's slice used
+    // (`dist`): the draws and the generator's state are those of a single-process run.
+    let (rank, world) = (tr.comm.rank(), tr.comm.world());
+    let draws: Vec<f32> = (0..n * world).map(|_| tr.rng.uniform()).collect();
     let picked: Vec<u32> = feats
         .visible
         .iter()
+        .zip(&draws[rank * n..(rank + 1) * n])
         .enumerate()
-        .filter_map(|(i, &vis)| (tr.rng.uniform() < prob && vis).then_some(i as u32))
+        .filter_map(|(i, (&vis, &u))| (u < prob && vis).then_some(i as u32))
         .collect();
     let features = if picked.is_empty() {
         rows
@@ -99,7 +104,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     tr.guard("transformer", value)?;
     let grads = tape.backward(&loss)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
-    tr.gen.update(&mut tr.model.store, &g)?;
+    tr.update_generator(g)?;
     Ok(StepOutput {
         terms: vec![
             ("total", value),

@@ -75,7 +75,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     tr.guard("fdm", value)?;
     let grads = tape.backward(&total)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
-    tr.gen.update(&mut tr.model.store, &g)?;
+    tr.update_generator(g)?;
     Ok(StepOutput {
         terms: vec![("total", value), ("feature", l_qe.value().to_scalar()?)],
         preview: None,

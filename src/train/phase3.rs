@@ -51,7 +51,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
 
     let grads = tape.backward(&total)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
-    tr.gen.update(&mut tr.model.store, &g)?;
+    tr.update_generator(g)?;
 
     let fake = y.value().clone();
     let d_loss = tr.discriminator_step(&x01, &fake)?;

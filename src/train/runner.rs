@@ -8,10 +8,15 @@
 //!
 //! On resume the CSV keeps its rows of the steps before the checkpoint and drops later ones (a
 //! killed run may have logged steps that the checkpoint does not contain).
+//!
+//! Data-parallel runs (`dist`): every rank runs this loop on its shard; only rank 0 writes (the
+//! CSV, sample grids from its shard, checkpoints, the final weights) and draws the progress bar.
+//! A stop request on any rank stops every rank after the same step.
 
 use super::checkpoint;
 use super::config::Phase;
 use super::data::{Batch, BatchSource, Loader};
+use super::dist;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::io::image as img_io;
@@ -62,17 +67,23 @@ pub fn run(
 ) -> Result<RunSummary> {
     let end = tr.cfg.total_steps(images);
     let start = tr.step;
-    std::fs::create_dir_all(&opts.out_dir)
-        .map_err(|e| Error::msg(format!("{}: {e}", opts.out_dir.display())))?;
-    let mut csv = CsvLog::open(&opts.out_dir.join("losses.csv"), &tr.term_names(), start)?;
-    let bar = progress_bar(opts.progress, start, end);
+    let lead = tr.comm.rank() == 0;
+    let mut csv = if lead {
+        std::fs::create_dir_all(&opts.out_dir)
+            .map_err(|e| Error::msg(format!("{}: {e}", opts.out_dir.display())))?;
+        Some(CsvLog::open(&opts.out_dir.join("losses.csv"), &tr.term_names(), start)?)
+    } else {
+        None
+    };
+    let bar = progress_bar(opts.progress && lead, start, end);
     let mut loader = Loader::start(source, start, end, tr.cfg.prefetch);
     let mut last_ckpt = checkpoint::list(&opts.out_dir).pop();
     let mut last_terms = Vec::new();
     let t0 = Instant::now();
     let mut stopped_early = false;
     while tr.step < end {
-        if opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+        let asked = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        if dist::any(&*tr.comm, asked)? {
             stopped_early = true;
             break;
         }
@@ -86,11 +97,13 @@ pub fn run(
                 .unwrap_or_else(|| "no checkpoint was written yet".into());
             Error::msg(format!("training failed at step {step}: {e}; {keep}"))
         })?;
-        csv.row(step, batch.epoch, lr, lr_d, &out.terms)?;
+        if let Some(csv) = csv.as_mut() {
+            csv.row(step, batch.epoch, lr, lr_d, &out.terms)?;
+        }
         let sps = (tr.step - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(tr.step);
         bar.set_message(format!("{} | {sps:.2} steps/s", format_terms(&out.terms)));
-        if tr.cfg.sample_every > 0 && tr.step.is_multiple_of(tr.cfg.sample_every) {
+        if lead && tr.cfg.sample_every > 0 && tr.step.is_multiple_of(tr.cfg.sample_every) {
             let path = opts
                 .out_dir
                 .join("samples")
@@ -102,15 +115,15 @@ pub fn run(
             && tr.step.is_multiple_of(tr.cfg.checkpoint_every)
             && tr.step < end
         {
-            last_ckpt = Some(checkpoint::save(tr, &opts.out_dir)?);
+            last_ckpt = Some(save_checkpoint(tr, &opts.out_dir, lead)?);
         }
     }
     drop(loader);
     bar.finish_and_clear();
     if tr.step > start || last_ckpt.is_none() || stopped_early {
-        last_ckpt = Some(checkpoint::save(tr, &opts.out_dir)?);
+        last_ckpt = Some(save_checkpoint(tr, &opts.out_dir, lead)?);
     }
-    let final_weights = if tr.step >= end {
+    let final_weights = if tr.step >= end && lead {
         let path = opts
             .out_dir
             .join(format!("{}.safetensors", tr.phase().name()));
@@ -128,6 +141,15 @@ pub fn run(
         final_weights,
         stopped_early,
     })
+}
+
+/// Rank 0 writes the checkpoint; the other ranks note where it goes (for their error messages).
+fn save_checkpoint(tr: &Trainer, out_dir: &Path, lead: bool) -> Result<PathBuf> {
+    if lead {
+        checkpoint::save(tr, out_dir)
+    } else {
+        Ok(checkpoint::dir_for(out_dir, tr.step))
+    }
 }
 
 fn format_terms(terms: &[(&str, f32)]) -> String {

@@ -11,9 +11,15 @@
 //! the discriminator and the VGG hook are moved when the trainer is built, and constants
 //! (targets, weights, zero gradients) are created on it. Checkpoints are written from host
 //! copies, so a run may resume on another device (`checkpoint`).
+//!
+//! Data parallelism (`dist`): `comm` is the group this trainer belongs to (a group of one unless
+//! the run was launched with `--ranks` / `--gpus`). Every optimiser update goes through
+//! `update_generator` / `discriminator_step`, which average the gradients over the ranks first;
+//! the NaN guard and the logged terms use values averaged over the ranks.
 
 use super::config::{Phase, TrainConfig};
 use super::data::Batch;
+use super::dist::{self, Communicator};
 use super::losses::{discriminator_loss, Terms, VggHook};
 use super::optimizer::OptimSlot;
 use super::{phase1a, phase1b, phase2, phase3};
@@ -23,6 +29,7 @@ use crate::model::inpainting::InpaintingModel;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::Device;
+use std::sync::Arc;
 
 /// Stream of the step-level generator (random_quantize), derived from the seed.
 const STEP_STREAM: u64 = 0x57E9_0003;
@@ -43,6 +50,8 @@ pub struct Trainer {
     pub iters_per_epoch: u64,
     /// Test hook: the loss of this global step is replaced by NaN (the run must stop cleanly).
     pub inject_nan_at: Option<u64>,
+    /// The data-parallel group (`dist::single()` for one process). Set before the first step.
+    pub comm: Arc<dyn Communicator>,
 }
 
 /// What one step reports.
@@ -111,6 +120,7 @@ impl Trainer {
             vgg,
             iters_per_epoch,
             inject_nan_at: None,
+            comm: dist::single(),
         })
     }
 
@@ -137,12 +147,13 @@ impl Trainer {
             )));
         }
         let batch = &batch.to_device(&self.device())?;
-        let out = match self.cfg.phase {
+        let mut out = match self.cfg.phase {
             Phase::Phase1a => phase1a::step(self, batch)?,
             Phase::Phase1b => phase1b::step(self, batch)?,
             Phase::Phase2 => phase2::step(self, batch)?,
             Phase::Phase3 => phase3::step(self, batch)?,
         };
+        dist::reduce_terms(&*self.comm, &mut out.terms)?;
         self.step += 1;
         Ok(out)
     }
@@ -157,18 +168,27 @@ impl Trainer {
         }
     }
 
-    /// An error (and no update) when a loss is NaN or infinite, or at the injected step.
-    pub fn guard(&self, what: &str, value: f32) -> Result<()> {
+    /// An error (and no update) when a loss is NaN or infinite, or at the injected step. The
+    /// test is on the mean over the ranks, so every rank decides the same; returns that mean.
+    pub fn guard(&self, what: &str, value: f32) -> Result<f32> {
         let value = if self.inject_nan_at == Some(self.step) {
             f32::NAN
         } else {
             value
         };
+        let value = dist::mean_scalar(&*self.comm, value)?;
         if value.is_finite() {
-            Ok(())
+            Ok(value)
         } else {
-            Err(Error::msg(format!("the {what} loss is {value} at step {}; training stopped before updating any weight", self.step)))
+            Err(Error::msg(format!("the {what} loss{} is {value} at step {}; training stopped before updating any weight", over_ranks(&*self.comm), self.step)))
         }
+    }
+
+    /// One update of the phase's main optimiser with these gradients (one per parameter of
+    /// `gen`), averaged over the ranks first.
+    pub fn update_generator(&mut self, mut grads: Vec<Option<Tensor>>) -> Result<()> {
+        dist::reduce_grads(&*self.comm, &mut grads)?;
+        self.gen.update(&mut self.model.store, &grads)
     }
 
     /// The discriminator step of phases 1a / 3 on ([0, 1] real, detached [0, 1] fake).
@@ -197,15 +217,26 @@ impl Trainer {
         } else {
             value
         };
+        let value = dist::mean_scalar(&*self.comm, value)?;
         if !value.is_finite() {
             return Err(Error::msg(format!(
-                "the discriminator loss is {value} at step {step}; training stopped"
+                "the discriminator loss{} is {value} at step {step}; training stopped",
+                over_ranks(&*self.comm)
             )));
         }
         let grads = tape.backward(&loss)?;
         let all = disc.store.grads_of(&bound, &grads);
-        let g = opt.select(&all);
+        let mut g = opt.select(&all);
+        dist::reduce_grads(&*self.comm, &mut g)?;
         opt.update(&mut disc.store, &g)?;
         Ok(Some(value))
+    }
+}
+
+/// " (mean over N ranks)" in a data-parallel run, else nothing.
+fn over_ranks(comm: &dyn Communicator) -> String {
+    match comm.world() {
+        1 => String::new(),
+        n => format!(" (mean over {n} ranks)"),
     }
 }
