@@ -54,12 +54,27 @@ fn bits_to_f32(v: &[u16]) -> Vec<f32> {
 fn one_mma_matches_the_fragment_layout<B: Backend>(be: &B) {
     // Small integers (exact in bf16, and every sum exact in f32), no symmetry between rows,
     // columns or k, so a swapped register or half-word changes the result.
-    let a: Vec<f32> = (0..256).map(|e| ((e / 16 * 3 + e % 16 * 5) % 11) as f32 - 5.0).collect();
-    let bt: Vec<f32> = (0..128).map(|e| ((e / 16 * 7 + e % 16 * 2) % 9) as f32 - 4.0).collect();
-    let c: Vec<f32> = (0..128).map(|e| (e / 8) as f32 * 0.5 - (e % 8) as f32).collect();
-    let (ab, bb, cb) = (bf16_buf(be, &bf16_bits(&a)), bf16_buf(be, &bf16_bits(&bt)), be.f32s(&c));
+    let a: Vec<f32> = (0..256)
+        .map(|e| ((e / 16 * 3 + e % 16 * 5) % 11) as f32 - 5.0)
+        .collect();
+    let bt: Vec<f32> = (0..128)
+        .map(|e| ((e / 16 * 7 + e % 16 * 2) % 9) as f32 - 4.0)
+        .collect();
+    let c: Vec<f32> = (0..128)
+        .map(|e| (e / 8) as f32 * 0.5 - (e % 8) as f32)
+        .collect();
+    let (ab, bb, cb) = (
+        bf16_buf(be, &bf16_bits(&a)),
+        bf16_buf(be, &bf16_bits(&bt)),
+        be.f32s(&c),
+    );
     let d = be.f32s(&[f32::NAN; 128]);
-    be.run(&mma_selftest_launch(be.ptr(&d), be.ptr(&ab), be.ptr(&bb), be.ptr(&cb)));
+    be.run(&mma_selftest_launch(
+        be.ptr(&d),
+        be.ptr(&ab),
+        be.ptr(&bb),
+        be.ptr(&cb),
+    ));
     let got = be.get_f32(&d);
     for r in 0..16 {
         for n in 0..8 {
@@ -78,7 +93,15 @@ fn check_gemm<B: Backend>(be: &B, (m, n, k): (usize, usize, usize), seed: u64, w
     let (xb, wb, bb) = (be.f32s(&x), bf16_buf(be, &w), be.f32s(&bias));
     let y = be.f32s(&vec![f32::NAN; m * n]);
     let bias_ptr = if with_bias { be.ptr(&bb) } else { 0 };
-    be.run(&gemm_bf16_launch(be.ptr(&y), be.ptr(&xb), be.ptr(&wb), bias_ptr, m, n, k));
+    be.run(&gemm_bf16_launch(
+        be.ptr(&y),
+        be.ptr(&xb),
+        be.ptr(&wb),
+        bias_ptr,
+        m,
+        n,
+        k,
+    ));
     let y = be.get_f32(&y);
     let (xr, wr) = (bits_to_f32(&bf16_bits(&x)), bits_to_f32(&w));
     for r in 0..m {
@@ -103,7 +126,16 @@ fn check_gemm<B: Backend>(be: &B, (m, n, k): (usize, usize, usize), seed: u64, w
 }
 
 fn gemm_odd_shapes_match_f64_reference<B: Backend>(be: &B) {
-    for (i, &shape) in [(37, 45, 29), (1, 8, 16), (130, 70, 100), (3, 1, 1), (65, 129, 33)].iter().enumerate() {
+    for (i, &shape) in [
+        (37, 45, 29),
+        (1, 8, 16),
+        (130, 70, 100),
+        (3, 1, 1),
+        (65, 129, 33),
+    ]
+    .iter()
+    .enumerate()
+    {
         check_gemm(be, shape, 10 * i as u64, i % 2 == 0);
         check_gemm(be, shape, 10 * i as u64 + 5, i % 2 == 1);
     }
@@ -112,7 +144,14 @@ fn gemm_odd_shapes_match_f64_reference<B: Backend>(be: &B) {
 fn gemm_transformer_shapes_match_f64_reference<B: Backend>(be: &B) {
     // (rows, out, in): tiny q/k/v/proj 64 -> 64, MLP 64 -> 256 -> 64, emb_proj 64 -> 64,
     // to_logits 64 -> 256; paper 512 -> 1536 (q, k, v side by side), 512 -> 2048 -> 512.
-    let shapes = [(64, 64, 64), (64, 256, 64), (64, 64, 256), (64, 1536, 512), (64, 2048, 512), (64, 512, 2048)];
+    let shapes = [
+        (64, 64, 64),
+        (64, 256, 64),
+        (64, 64, 256),
+        (64, 1536, 512),
+        (64, 2048, 512),
+        (64, 512, 2048),
+    ];
     for (i, &shape) in shapes.iter().enumerate() {
         check_gemm(be, shape, 100 + i as u64, true);
     }
@@ -126,11 +165,24 @@ fn gemm_nan_propagates_to_its_row_and_column<B: Backend>(be: &B) {
     w[17 * k + 19] = bf16::NAN.to_bits(); // column 17 (at the last k, in the zero-padded slice)
     let (xb, wb) = (be.f32s(&x), bf16_buf(be, &w));
     let y = be.f32s(&vec![0.0; m * n]);
-    be.run(&gemm_bf16_launch(be.ptr(&y), be.ptr(&xb), be.ptr(&wb), 0, m, n, k));
+    be.run(&gemm_bf16_launch(
+        be.ptr(&y),
+        be.ptr(&xb),
+        be.ptr(&wb),
+        0,
+        m,
+        n,
+        k,
+    ));
     let y = be.get_f32(&y);
     for r in 0..m {
         for o in 0..n {
-            assert_eq!(y[r * n + o].is_nan(), r == 5 || o == 17, "y[{r}][{o}] = {}", y[r * n + o]);
+            assert_eq!(
+                y[r * n + o].is_nan(),
+                r == 5 || o == 17,
+                "y[{r}][{o}] = {}",
+                y[r * n + o]
+            );
         }
     }
 }
@@ -139,10 +191,20 @@ fn gemm_rounds_activations_to_bf16<B: Backend>(be: &B) {
     // W = I (K = N = 40): y[r][o] = bf16(x[r][o]) * 1 + zeros, exact in f32 whatever the order.
     let (m, n) = (70, 40);
     let x = random_vec(9, m * n, -3.0, 3.0);
-    let eye: Vec<f32> = (0..n * n).map(|e| if e / n == e % n { 1.0 } else { 0.0 }).collect();
+    let eye: Vec<f32> = (0..n * n)
+        .map(|e| if e / n == e % n { 1.0 } else { 0.0 })
+        .collect();
     let (xb, wb) = (be.f32s(&x), bf16_buf(be, &bf16_bits(&eye)));
     let y = be.f32s(&vec![f32::NAN; m * n]);
-    be.run(&gemm_bf16_launch(be.ptr(&y), be.ptr(&xb), be.ptr(&wb), 0, m, n, n));
+    be.run(&gemm_bf16_launch(
+        be.ptr(&y),
+        be.ptr(&xb),
+        be.ptr(&wb),
+        0,
+        m,
+        n,
+        n,
+    ));
     assert_eq!(be.get_f32(&y), bits_to_f32(&bf16_bits(&x)), "bf16(x) I");
 }
 
@@ -171,10 +233,15 @@ fn cast_kernels_round_like_half<B: Backend>(be: &B) {
     let packed = be.u32s(&vec![0; x.len().div_ceil(2)]);
     be.run(&cast_launch(true, be.ptr(&packed), be.ptr(&xb), x.len()));
     let words = be.get_u32(&packed);
-    let got: Vec<u16> = (0..x.len()).map(|i| (words[i / 2] >> (16 * (i % 2))) as u16).collect();
+    let got: Vec<u16> = (0..x.len())
+        .map(|i| (words[i / 2] >> (16 * (i % 2))) as u16)
+        .collect();
     for (i, (&g, &v)) in got.iter().zip(&x).enumerate() {
         let want = bf16::from_f32(v).to_bits();
-        assert!(g == want || (v.is_nan() && bf16::from_bits(g).is_nan()), "x[{i}] = {v:e}: {g:#06x} vs half {want:#06x}");
+        assert!(
+            g == want || (v.is_nan() && bf16::from_bits(g).is_nan()),
+            "x[{i}] = {v:e}: {g:#06x} vs half {want:#06x}"
+        );
     }
     // Back to f32: exact.
     let back = be.f32s(&vec![0.0; x.len()]);
@@ -182,7 +249,10 @@ fn cast_kernels_round_like_half<B: Backend>(be: &B) {
     let back = be.get_f32(&back);
     for (i, (&b, &g)) in back.iter().zip(&got).enumerate() {
         let want = bf16::from_bits(g).to_f32();
-        assert!(b.to_bits() == want.to_bits() || (b.is_nan() && want.is_nan()), "element {i}: {b} vs {want}");
+        assert!(
+            b.to_bits() == want.to_bits() || (b.is_nan() && want.is_nan()),
+            "element {i}: {b} vs {want}"
+        );
     }
 }
 
@@ -190,13 +260,20 @@ fn cast_kernels_round_like_half<B: Backend>(be: &B) {
 #[test]
 fn gemm_tc_ptx_uses_the_bf16_mma() {
     if !fdm::cuda::module::nvrtc_available() {
-        assert!(std::env::var("FDM_REQUIRE_NVRTC").map_or(true, |v| v != "1"), "FDM_REQUIRE_NVRTC=1 but no NVRTC");
+        assert!(
+            std::env::var("FDM_REQUIRE_NVRTC").map_or(true, |v| v != "1"),
+            "FDM_REQUIRE_NVRTC=1 but no NVRTC"
+        );
         println!("gemm_tc_ptx_uses_the_bf16_mma: SKIP (no NVRTC)");
         return;
     }
     let src = fdm::cuda::module::kernel_source("gemm_tc").unwrap();
     for arch in ["compute_80", "compute_90"] {
         let out = fdm::cuda::module::compile("gemm_tc", src, arch, &[]).unwrap();
-        assert!(out.ptx.contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), "{arch}: no bf16 mma in the PTX");
+        assert!(
+            out.ptx
+                .contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"),
+            "{arch}: no bf16 mma in the PTX"
+        );
     }
 }

@@ -65,11 +65,21 @@ pub fn linear_bf16_fwd(
     if let Some(b) = bias {
         check_f32(OP, b, out)?;
     }
-    for (what, v) in [("linear_bf16 input", m * inp), ("linear_bf16 weight", out * inp), ("linear_bf16 output", m * out)] {
+    for (what, v) in [
+        ("linear_bf16 input", m * inp),
+        ("linear_bf16 weight", out * inp),
+        ("linear_bf16 output", m * out),
+    ] {
         u32_arg(what, v)?;
     }
     if out.div_ceil(TILE) > MAX_GRID_Y {
-        return Err(Error::shape(OP, format!("{out} output features exceed the kernel's grid ({} at most)", MAX_GRID_Y * TILE)));
+        return Err(Error::shape(
+            OP,
+            format!(
+                "{out} output features exceed the kernel's grid ({} at most)",
+                MAX_GRID_Y * TILE
+            ),
+        ));
     }
     let y = x.device().alloc(DType::F32, m * out)?;
     if m * out == 0 {
@@ -93,7 +103,11 @@ pub fn linear_bf16_fwd(
 pub fn cast_launch(to_bf16: bool, y: u64, x: u64, n: usize) -> Launch {
     Launch {
         module: MODULE,
-        kernel: if to_bf16 { "cast_f32_to_bf16" } else { "cast_bf16_to_f32" },
+        kernel: if to_bf16 {
+            "cast_f32_to_bf16"
+        } else {
+            "cast_bf16_to_f32"
+        },
         cfg: LaunchCfg::for_elements(n, CAST_THREADS, CAST_MAX_BLOCKS),
         args: vec![KArg::Ptr(y), KArg::Ptr(x), KArg::U32(n as u32)],
     }
@@ -105,13 +119,22 @@ pub fn convert(x: &CudaStorage, to: DType) -> Result<CudaStorage> {
     let to_bf16 = match (x.dtype(), to) {
         (DType::F32, DType::BF16) => true,
         (DType::BF16, DType::F32) => false,
-        (from, _) => return Err(Error::msg(format!("cast on the device: {} -> {} is not supported (f32 <-> bf16 only)", from.name(), to.name()))),
+        (from, _) => {
+            return Err(Error::msg(format!(
+                "cast on the device: {} -> {} is not supported (f32 <-> bf16 only)",
+                from.name(),
+                to.name()
+            )))
+        }
     };
     let n = x.len();
     u32_arg("cast", n)?;
     let y = x.device().alloc(to, n)?;
     if n > 0 {
-        run_on_device(x.device(), &cast_launch(to_bf16, device_ptr(&y, 0), device_ptr(x, 0), n))?;
+        run_on_device(
+            x.device(),
+            &cast_launch(to_bf16, device_ptr(&y, 0), device_ptr(x, 0), n),
+        )?;
     }
     Ok(y)
 }
