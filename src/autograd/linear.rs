@@ -9,8 +9,11 @@ use crate::ops::matmul as mm;
 
 /// `y = x * W^T + b` on the tape.
 pub fn linear(tape: &Tape, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
-    let y = mm::linear(x.value(), w.value(), b.map(|b| b.value()))?;
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
+    if w.value().dtype() == crate::dtype::DType::BF16 && (need_x || need_w) {
+        return Err(crate::error::Error::msg("linear: bf16 weights are inference-only (no gradients through them; training keeps f32 weights)"));
+    }
+    let y = mm::linear(x.value(), w.value(), b.map(|b| b.value()))?;
     let need_b = b.map(|b| b.requires_grad());
     // Keep only what the rule reads: W for dx, x for dW.
     let w_for_dx = need_x.then(|| w.value().clone());

@@ -6,7 +6,7 @@
 use crate::device::Device;
 use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, save_contact_sheet, save_png};
 use crate::metrics::folders::list_images;
-use crate::model::inpainting::InpaintingModel;
+use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::InpaintOptions;
 use crate::pipeline::photo::inpaint_photo;
 use crate::tensor::Tensor;
@@ -14,6 +14,26 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// `--precision f32|bf16`: how the transformer's Linear weights are stored for inference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 weights (the paper's numerics).
+    #[default]
+    F32,
+    /// bf16 weights: half the transformer's weight memory; tensor cores on CUDA (activations
+    /// rounded to bf16, f32 sums); on the CPU the weights are only rounded to bf16.
+    Bf16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        }
+    }
+}
 
 /// One image to inpaint and the mask that goes with it.
 pub struct Job {

@@ -17,6 +17,25 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 use std::path::Path;
 
+/// Storage precision of the transformer's Linear weights (`set_transformer_precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 weights (training and the default inference).
+    #[default]
+    F32,
+    /// bf16 weights, f32 activations and sums: inference only.
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 pub struct InpaintingModel {
     pub cfg: ModelConfig,
     pub store: ParamStore,
@@ -82,6 +101,23 @@ impl InpaintingModel {
         for id in ids {
             let moved = self.store.get(id).to_device(device)?;
             self.store.set(id, moved)?;
+        }
+        Ok(())
+    }
+
+    /// Store the transformer's Linear weights (`Transformer::linear_weights`) in `precision`,
+    /// converted where they live. Bf16 is for inference: it halves those weights' memory and, on
+    /// CUDA, runs the linears on tensor cores (activations rounded to bf16, f32 sums); on the CPU
+    /// it only rounds the weights (they are widened back to f32 for each product). Gradients
+    /// through bf16 weights are an error. `F32` widens them back (the rounding stays).
+    pub fn set_transformer_precision(&mut self, precision: Precision) -> Result<()> {
+        let dtype = match precision {
+            Precision::F32 => crate::DType::F32,
+            Precision::Bf16 => crate::DType::BF16,
+        };
+        for id in self.transformer.linear_weights() {
+            let converted = self.store.get(id).to_dtype(dtype)?;
+            self.store.set(id, converted)?;
         }
         Ok(())
     }

@@ -74,6 +74,18 @@ impl Transformer {
         &self.cfg
     }
 
+    /// The weights of every Linear layer (`emb_proj`, each block's q/k/v/proj and MLP, `to_logits`):
+    /// nearly all of the transformer's parameters and MACs, the ones `Precision::Bf16` stores in
+    /// bf16. The position embedding, the LayerNorms and the biases are not among them.
+    pub fn linear_weights(&self) -> Vec<ParamId> {
+        let mut ids = vec![self.emb_proj.weight];
+        for b in &self.blocks {
+            ids.extend([b.query.weight, b.key.weight, b.value.weight, b.proj.weight, b.fc.weight, b.out.weight]);
+        }
+        ids.push(self.to_logits.weight);
+        ids
+    }
+
     /// `feat`: B x L x e_dim token features (row-major over the grid) -> logits B x L x vocab.
     pub fn forward(&self, t: &Tape, p: &Bound, feat: &Var) -> Result<Var> {
         let s = feat.shape();

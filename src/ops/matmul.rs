@@ -7,6 +7,8 @@
 //!   `[.., out]`: the transformer's q/k/v/proj/MLP layers (spec §3.2) and the encoder MLP.
 //! * their backward rules (`matmul_backward`, `linear_backward` and its three pieces).
 //!
+//! `linear` also takes a bf16 weight (inference only; its backward is an error): see `linear`.
+//!
 //! Shapes are checked here with errors naming the problem; the loops live in `cpu::ops`.
 
 use crate::cpu::ops::{gemm, linear as cpu_linear};
@@ -198,18 +200,32 @@ pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Re
 }
 
 /// `y = x * W^T + b` for `x [.., in]`, `W [out, in]`, `b [out]` -> `[.., out]`.
+/// `W` may be bf16 (inference storage of the transformer's weights; `x`, `b` and `y` stay f32):
+/// on CUDA the tensor-core kernel (activations rounded to bf16, f32 sums); on the CPU bf16 is a
+/// storage format only: the weight is widened to f32 (exactly) and the f32 path runs.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (p, out_shape) = linear_dims("linear", x, w, b)?;
-    let mut inputs = vec![x, w];
+    let mut inputs = vec![x];
     inputs.extend(b);
     check_f32_same_device("linear", &inputs)?;
+    super::check_same_device("linear", x, w)?;
+    let bf16_weight = match w.dtype() {
+        DType::F32 => false,
+        DType::BF16 => true,
+        dtype => return Err(Error::DType { op: "linear (weight: f32 or bf16)", dtype }),
+    };
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
     if !super::is_cpu(&x) {
         let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
         let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
-        let y = cuda::linear_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, m, outf, inf)?;
+        let y = if bf16_weight {
+            crate::cuda::ops::gemm_tc::linear_bf16_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, m, outf, inf)?
+        } else {
+            cuda::linear_fwd(x.cuda_dense()?, w.cuda_dense()?, bias, m, outf, inf)?
+        };
         return Tensor::from_cuda(y, &out_shape);
     }
+    let w = if bf16_weight { w.to_dtype(DType::F32)? } else { w };
     let mut y = vec![0f32; numel(&out_shape)];
     cpu_linear::linear_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?, &mut y);
     Tensor::from_vec(y, &out_shape)
@@ -234,6 +250,9 @@ fn linear_grad_dims(op: &'static str, x_shape: &[usize], w_shape: &[usize], grad
 /// `dx = g * W`: gradient of `linear` with respect to its input (`x_shape` is the input's shape).
 pub fn linear_backward_input(x_shape: &[usize], w: &Tensor, grad_out: &Tensor) -> Result<Tensor> {
     let p = linear_grad_dims("linear_backward_input", x_shape, w.shape(), grad_out)?;
+    if w.dtype() == DType::BF16 {
+        return Err(Error::msg("linear_backward_input: bf16 weights are inference-only (training keeps f32 weights)"));
+    }
     check_f32_same_device("linear_backward_input", &[grad_out, w])?;
     let (w, g) = (w.contiguous()?, grad_out.contiguous()?);
     if !super::is_cpu(&g) {

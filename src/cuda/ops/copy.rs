@@ -1,7 +1,8 @@
 //! Host <-> device copies, dtype conversion and making strided device tensors dense.
 //! A strided view of 4-byte elements (f32, u32) is made dense on the device by the
-//! `strided_copy_b32` kernel; 2-byte dtypes and dtype casts go through the host for now (they are
-//! used at load time and in tests, never in the sampler's per-pass path).
+//! `strided_copy_b32` kernel; f32 <-> bf16 casts run on the device (`gemm_tc.cu`); strided 2-byte
+//! views and other casts go through the host (used at load time and in tests, never in the
+//! sampler's per-pass path).
 
 use super::super::{CudaDevice, CudaStorage};
 use super::elementwise;
@@ -39,7 +40,14 @@ pub fn contiguous(t: &Tensor) -> Result<Tensor> {
     to_device(&gathered, t.shape(), s.device())
 }
 
+/// f32 <-> bf16 on the device (`gemm_tc.cu`'s conversion kernels: the transformer's weights are
+/// converted where they live); other pairs through the host.
 pub fn to_dtype(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    if matches!((t.dtype(), dtype), (DType::F32, DType::BF16) | (DType::BF16, DType::F32)) {
+        let dense = t.contiguous()?;
+        let y = super::gemm_tc::convert(cuda_storage(&dense)?, dtype)?;
+        return Ok(Tensor::from_storage(Storage::Cuda(y), t.shape()));
+    }
     let dev = cuda_storage(t)?.device().clone();
     let v = t.to_vec_f32()?;
     to_device(&CpuStorage::from_f32(dtype, &v), t.shape(), &dev)

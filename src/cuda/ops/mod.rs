@@ -10,6 +10,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod gather;
 pub mod gemm;
+pub mod gemm_tc;
 pub mod image;
 pub mod layernorm;
 pub mod losses;

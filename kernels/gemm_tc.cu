@@ -1,0 +1,224 @@
+// gemm_tc.cu: tensor-core GEMM for the Linear layout with bf16 weights and f32 accumulation
+// (spec §3.2: the transformer's q/k/v/proj and MLP linears, which hold nearly all of its weights
+// and MACs; inference only):
+//   gemm_bf16_tc(c, a, b, bias, m, n, k)
+//       C[m, n] = sum_k bf16(A[m, k]) * B[n, k] + bias[n]        (f32 accumulation)
+//   A = activations [M, K] f32 row-major, rounded to bf16 (round to nearest even, NaN kept) when
+//   staged into shared memory; B = weight [N, K] bf16 row-major (PyTorch Linear `[out, in]`);
+//   bias [N] f32 or null; C [M, N] f32 row-major. Any M, N, K (partial tiles are zero-padded).
+//   cast_f32_to_bf16(y, x, n) / cast_bf16_to_f32(y, x, n): the element-wise conversions behind
+//   `Tensor::to_dtype` (same rounding as `half::bf16::from_f32`).
+//   gemm_tc_selftest_mma(d, a, b, c): one warp, one mma on a 16x16 x 16x8 problem, fragments
+//   loaded straight from the PTX ISA formulas below; pins the fragment layout in the tests.
+// Why bf16: the weights are read once per pass for all 1024 tokens; bf16 halves their memory and
+// lets the tensor cores do the MACs (8 significant bits per product, exact in f32), while the
+// sums stay f32.
+//
+// Tiling: a block of 4 warps (128 threads) computes a 64 x 64 tile of C; k advances in slices of
+// 32 staged through shared memory as bf16 pairs (one 32-bit word = two consecutive k). Warp w owns
+// the 32 x 32 sub-tile at rows 32 (w / 2), cols 32 (w % 2): 2 x 4 mma tiles of 16 x 8, i.e.
+// 32 f32 accumulators per thread. Shared rows are 16 words + 4 padding, so the fragment reads of
+// a warp (8 rows x 4 words) hit 32 different banks.
+//
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 fragments (PTX ISA 9.7.14.5.8, "Matrix
+// Fragments for mma.m16n8k16 with floating point type"), with g = lane >> 2, t = lane & 3 and the
+// element of smaller index in the low 16 bits of each register:
+//   A (16 x 16, row-major): a[0] = (row g,   k 2t, 2t+1)   a[1] = (row g+8, k 2t, 2t+1)
+//                           a[2] = (row g,   k 2t+8, +9)   a[3] = (row g+8, k 2t+8, +9)
+//   B (16 x 8, "col" = B^T row-major, i.e. the weight rows): b[0] = (k 2t, 2t+1; col g)
+//                                                            b[1] = (k 2t+8, 2t+9; col g)
+//   C/D (16 x 8 f32): d[0], d[1] = (row g, cols 2t, 2t+1); d[2], d[3] = (row g+8, cols 2t, 2t+1)
+// On the CPU emulator the inline PTX is replaced by a twin that gathers the warp's fragments with
+// __shfl_sync using exactly these formulas; a GPU run of the same tests confirms them.
+
+#define TC_BM 64
+#define TC_BN 64
+#define TC_BK 32
+#define TC_THREADS 128
+#define TC_LDS (TC_BK / 2 + 4)  // 32-bit words per shared row: 16 bf16 pairs + 4 of padding
+
+// f32 -> bf16 bits, round to nearest even; NaN stays a (quiet) NaN with its sign. Integer bit
+// operations only, so neither cuda_bf16.h nor an sm_80 conversion instruction is needed.
+static __device__ __forceinline__ unsigned tc_bf16_bits(float f) {
+  const unsigned u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+static __device__ __forceinline__ float tc_bf16_to_f32(unsigned bits) { return __uint_as_float(bits << 16); }
+
+#ifndef FDM_EMU
+// d += A * B for one 16 x 8 x 16 tile held in the fragments above (every lane of the warp calls it).
+static __device__ __forceinline__ void fdm_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4],
+                                                          const unsigned (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#else
+// Emulated twin of the instruction above. Lane (g, t) produces rows g and g+8, cols 2t and 2t+1 of
+// D, so it needs rows g, g+8 of A (held by lanes 4g .. 4g+3) and cols 2t, 2t+1 of B (held by lanes
+// 4n .. 4n+3 for col n). Each 64-bit shuffle moves two registers of one source lane. The bf16
+// products are exact in f32; they are summed in k order in f32 and added to d.
+static void fdm_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  typedef unsigned long long u64;
+  const unsigned lane = ::cuda_emu::lane(), g = lane >> 2, t = lane & 3;
+  float arow[2][16], bcol[2][16];  // arow[h][k] = A[g + 8h][k]; bcol[c][k] = B[k][2t + c]
+  for (unsigned j = 0; j < 4; ++j) {
+    const unsigned src = 4 * g + j;  // holds k 2j, 2j+1 (a[0], a[1]) and 2j+8, 2j+9 (a[2], a[3])
+    const u64 lo = __shfl_sync(FDM_FULL_MASK, (u64)a[0] | ((u64)a[1] << 32), (int)src);
+    const u64 hi = __shfl_sync(FDM_FULL_MASK, (u64)a[2] | ((u64)a[3] << 32), (int)src);
+    for (unsigned h = 0; h < 2; ++h) {
+      const unsigned wlo = (unsigned)(lo >> (32 * h)), whi = (unsigned)(hi >> (32 * h));
+      arow[h][2 * j] = tc_bf16_to_f32(wlo & 0xffffu);
+      arow[h][2 * j + 1] = tc_bf16_to_f32(wlo >> 16);
+      arow[h][2 * j + 8] = tc_bf16_to_f32(whi & 0xffffu);
+      arow[h][2 * j + 9] = tc_bf16_to_f32(whi >> 16);
+    }
+  }
+  for (unsigned c = 0; c < 2; ++c) {
+    for (unsigned j = 0; j < 4; ++j) {
+      const unsigned src = 4 * (2 * t + c) + j;  // col 2t+c: k 2j, 2j+1 (b[0]) and 2j+8, 2j+9 (b[1])
+      const u64 v = __shfl_sync(FDM_FULL_MASK, (u64)b[0] | ((u64)b[1] << 32), (int)src);
+      const unsigned w0 = (unsigned)v, w1 = (unsigned)(v >> 32);
+      bcol[c][2 * j] = tc_bf16_to_f32(w0 & 0xffffu);
+      bcol[c][2 * j + 1] = tc_bf16_to_f32(w0 >> 16);
+      bcol[c][2 * j + 8] = tc_bf16_to_f32(w1 & 0xffffu);
+      bcol[c][2 * j + 9] = tc_bf16_to_f32(w1 >> 16);
+    }
+  }
+  for (unsigned i = 0; i < 4; ++i) {
+    const unsigned h = i >> 1, c = i & 1;
+    float s = 0.0f;
+    for (unsigned k = 0; k < 16; ++k) s += arow[h][k] * bcol[c][k];
+    d[i] += s;
+  }
+}
+#endif
+
+// Stage A[m0 .. m0+64, k0 .. k0+32] into as[row][pair] as bf16 pairs, zero outside m x k.
+// Consecutive threads take consecutive pairs of one row, so a warp reads 2 rows x 128 bytes.
+static __device__ __forceinline__ void tc_stage_a(unsigned (*as)[TC_LDS], const float* __restrict__ a, unsigned m0,
+                                                  unsigned k0, unsigned m, unsigned k) {
+#pragma unroll
+  for (int q = 0; q < TC_BM * (TC_BK / 2) / TC_THREADS; ++q) {
+    const unsigned e = threadIdx.x + TC_THREADS * q, r = e / (TC_BK / 2), p = e % (TC_BK / 2);
+    const unsigned row = m0 + r, kk = k0 + 2 * p;
+    float x0 = 0.0f, x1 = 0.0f;
+    if (row < m) {
+      const float* src = a + (size_t)row * k + kk;
+      if (kk < k) x0 = src[0];
+      if (kk + 1 < k) x1 = src[1];
+    }
+    as[r][p] = tc_bf16_bits(x0) | (tc_bf16_bits(x1) << 16);
+  }
+}
+
+// Stage B[n0 .. n0+64, k0 .. k0+32] (bf16, [N, K]) into bs[n][pair], zero outside n x k.
+static __device__ __forceinline__ void tc_stage_b(unsigned (*bs)[TC_LDS], const unsigned short* __restrict__ b,
+                                                  unsigned n0, unsigned k0, unsigned n, unsigned k) {
+#pragma unroll
+  for (int q = 0; q < TC_BN * (TC_BK / 2) / TC_THREADS; ++q) {
+    const unsigned e = threadIdx.x + TC_THREADS * q, r = e / (TC_BK / 2), p = e % (TC_BK / 2);
+    const unsigned col = n0 + r, kk = k0 + 2 * p;
+    unsigned lo = 0, hi = 0;
+    if (col < n) {
+      const unsigned short* src = b + (size_t)col * k + kk;
+      if (kk < k) lo = src[0];
+      if (kk + 1 < k) hi = src[1];
+    }
+    bs[r][p] = lo | (hi << 16);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(TC_THREADS)
+    gemm_bf16_tc(float* __restrict__ c, const float* __restrict__ a, const unsigned short* __restrict__ b,
+                 const float* __restrict__ bias, unsigned m, unsigned n, unsigned k) {
+  __shared__ unsigned as[TC_BM][TC_LDS];
+  __shared__ unsigned bs[TC_BN][TC_LDS];
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+  const unsigned m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+
+  float acc[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+  for (unsigned k0 = 0; k0 < k; k0 += TC_BK) {
+    tc_stage_a(as, a, m0, k0, m, k);
+    tc_stage_b(bs, b, n0, k0, n, k);
+    __syncthreads();
+#pragma unroll
+    for (int kw = 0; kw < TC_BK / 2; kw += 8) {  // two k16 steps, 8 words each
+      unsigned af[2][4], bf[4][2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const unsigned r = wm + 16 * i + g;
+        af[i][0] = as[r][kw + t];
+        af[i][1] = as[r + 8][kw + t];
+        af[i][2] = as[r][kw + 4 + t];
+        af[i][3] = as[r + 8][kw + 4 + t];
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const unsigned col = wn + 8 * j + g;
+        bf[j][0] = bs[col][kw + t];
+        bf[j][1] = bs[col][kw + 4 + t];
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) fdm_mma_bf16_16816(acc[i][j], af[i], bf[j]);
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned row = m0 + wm + 16 * i + g + 8 * h;
+      if (row >= m) continue;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const unsigned col = n0 + wn + 8 * j + 2 * t + e;
+          if (col < n) c[(size_t)row * n + col] = acc[i][j][2 * h + e] + (bias ? bias[col] : 0.0f);
+        }
+    }
+}
+
+extern "C" __global__ void cast_f32_to_bf16(unsigned short* __restrict__ y, const float* __restrict__ x, unsigned n) {
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
+    y[i] = (unsigned short)tc_bf16_bits(x[i]);
+}
+
+extern "C" __global__ void cast_bf16_to_f32(float* __restrict__ y, const unsigned short* __restrict__ x, unsigned n) {
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
+    y[i] = tc_bf16_to_f32(x[i]);
+}
+
+// One warp: D [16, 8] = A [16, 16] * B + C with A row-major bf16, B given as its transpose
+// bt [8, 16] (weight layout) bf16, C and D row-major f32. Fragments come from the formulas in the
+// header, written out here independently of the GEMM's shared-memory indexing.
+extern "C" __global__ void gemm_tc_selftest_mma(float* __restrict__ d, const unsigned short* __restrict__ a,
+                                                const unsigned short* __restrict__ bt, const float* __restrict__ c) {
+  const unsigned lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const auto pair = [](const unsigned short* p) { return (unsigned)p[0] | ((unsigned)p[1] << 16); };
+  const unsigned af[4] = {pair(a + g * 16 + 2 * t), pair(a + (g + 8) * 16 + 2 * t), pair(a + g * 16 + 2 * t + 8),
+                          pair(a + (g + 8) * 16 + 2 * t + 8)};
+  const unsigned bf[2] = {pair(bt + g * 16 + 2 * t), pair(bt + g * 16 + 2 * t + 8)};
+  float acc[4] = {c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1]};
+  fdm_mma_bf16_16816(acc, af, bf);
+  d[g * 8 + 2 * t] = acc[0];
+  d[g * 8 + 2 * t + 1] = acc[1];
+  d[(g + 8) * 8 + 2 * t] = acc[2];
+  d[(g + 8) * 8 + 2 * t + 1] = acc[3];
+}

@@ -1,0 +1,151 @@
+//! Launchers for `kernels/gemm_tc.cu`: the tensor-core Linear forward with a bf16 weight
+//! (`Y [m, out] = bf16(X) [m, in] W^T + b`, W `[out, in]` bf16, X, b, Y f32, f32 accumulation;
+//! the transformer's linears at inference, spec §3.2), the f32 <-> bf16 conversions behind
+//! `Tensor::to_dtype`, and the one-mma layout self-test.
+
+use crate::cuda::launch::{
+    check_dtype_len, check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg,
+};
+use crate::cuda::CudaStorage;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+const MODULE: &str = "gemm_tc";
+/// Output tile per block (TC_BM x TC_BN in the kernel) and threads per block (4 warps).
+const TILE: usize = 64;
+const THREADS: u32 = 128;
+/// Threads per block and the block cap of the grid-stride conversion kernels.
+const CAST_THREADS: u32 = 256;
+const CAST_MAX_BLOCKS: u32 = 4096;
+/// The CUDA limit on gridDim.y, where the column tiles go.
+const MAX_GRID_Y: usize = 65535;
+
+/// `C [m, n] = bf16(A) [m, k] B^T + bias`, B `[n, k]` bf16. Grid: (row tiles, column tiles).
+/// `bias` may be 0 (no bias).
+pub fn gemm_bf16_launch(c: u64, a: u64, b: u64, bias: u64, m: usize, n: usize, k: usize) -> Launch {
+    let grid = (
+        m.div_ceil(TILE).max(1) as u32,
+        n.div_ceil(TILE).max(1) as u32,
+        1,
+    );
+    Launch {
+        module: MODULE,
+        kernel: "gemm_bf16_tc",
+        cfg: LaunchCfg {
+            grid,
+            block: (THREADS, 1, 1),
+            smem_bytes: 0,
+        },
+        args: vec![
+            KArg::Ptr(c),
+            KArg::Ptr(a),
+            KArg::Ptr(b),
+            KArg::Ptr(bias),
+            KArg::U32(m as u32),
+            KArg::U32(n as u32),
+            KArg::U32(k as u32),
+        ],
+    }
+}
+
+/// Linear forward with a bf16 weight on the device: `x` f32 `[m, inp]` dense, `w` bf16
+/// `[out, inp]` dense, `bias` f32 `[out]`; returns a new f32 buffer `[m, out]`. The activations
+/// are rounded to bf16 inside the kernel (round to nearest even); sums are f32.
+pub fn linear_bf16_fwd(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    m: usize,
+    out: usize,
+    inp: usize,
+) -> Result<CudaStorage> {
+    const OP: &str = "linear_bf16";
+    check_f32(OP, x, m * inp)?;
+    check_dtype_len(OP, w, DType::BF16, out * inp)?;
+    if let Some(b) = bias {
+        check_f32(OP, b, out)?;
+    }
+    for (what, v) in [
+        ("linear_bf16 input", m * inp),
+        ("linear_bf16 weight", out * inp),
+        ("linear_bf16 output", m * out),
+    ] {
+        u32_arg(what, v)?;
+    }
+    if out.div_ceil(TILE) > MAX_GRID_Y {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "{out} output features exceed the kernel's grid ({} at most)",
+                MAX_GRID_Y * TILE
+            ),
+        ));
+    }
+    let y = x.device().alloc(DType::F32, m * out)?;
+    if m * out == 0 {
+        return Ok(y);
+    }
+    let launch = gemm_bf16_launch(
+        device_ptr(&y, 0),
+        device_ptr(x, 0),
+        device_ptr(w, 0),
+        bias.map_or(0, |b| device_ptr(b, 0)),
+        m,
+        out,
+        inp,
+    );
+    run_on_device(x.device(), &launch)?;
+    Ok(y)
+}
+
+/// Element-wise conversion of `n` values: f32 -> bf16 bits (`to_bf16`, round to nearest even,
+/// NaN kept) or bf16 -> f32 (exact).
+pub fn cast_launch(to_bf16: bool, y: u64, x: u64, n: usize) -> Launch {
+    Launch {
+        module: MODULE,
+        kernel: if to_bf16 {
+            "cast_f32_to_bf16"
+        } else {
+            "cast_bf16_to_f32"
+        },
+        cfg: LaunchCfg::for_elements(n, CAST_THREADS, CAST_MAX_BLOCKS),
+        args: vec![KArg::Ptr(y), KArg::Ptr(x), KArg::U32(n as u32)],
+    }
+}
+
+/// A new device buffer holding `x` (f32 or bf16, every element) converted to `to` (bf16 or f32).
+/// Converting to the dtype `x` already has is an error: callers return the tensor itself.
+pub fn convert(x: &CudaStorage, to: DType) -> Result<CudaStorage> {
+    let to_bf16 = match (x.dtype(), to) {
+        (DType::F32, DType::BF16) => true,
+        (DType::BF16, DType::F32) => false,
+        (from, _) => {
+            return Err(Error::msg(format!(
+                "cast on the device: {} -> {} is not supported (f32 <-> bf16 only)",
+                from.name(),
+                to.name()
+            )))
+        }
+    };
+    let n = x.len();
+    u32_arg("cast", n)?;
+    let y = x.device().alloc(to, n)?;
+    if n > 0 {
+        run_on_device(
+            x.device(),
+            &cast_launch(to_bf16, device_ptr(&y, 0), device_ptr(x, 0), n),
+        )?;
+    }
+    Ok(y)
+}
+
+/// One warp, one mma: `d [16, 8] = a [16, 16] * bt^T + c` with `a` and `bt [8, 16]` bf16
+/// row-major, `c`, `d` f32 row-major (the fragment-layout self-test).
+pub fn mma_selftest_launch(d: u64, a: u64, bt: u64, c: u64) -> Launch {
+    Launch {
+        module: MODULE,
+        kernel: "gemm_tc_selftest_mma",
+        cfg: LaunchCfg::linear(1, 32, 0),
+        args: vec![KArg::Ptr(d), KArg::Ptr(a), KArg::Ptr(bt), KArg::Ptr(c)],
+    }
+}

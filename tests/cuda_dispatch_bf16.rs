@@ -1,0 +1,242 @@
+//! bf16 storage at the Tensor level: `Tensor::to_dtype` f32 <-> bf16 (rounding like
+//! `half::bf16::from_f32`, ties to even, exact widening) and `ops::linear` with a bf16 weight
+//! (x, b, y f32), on the CPU and on a CUDA device (`emu::*` on the emulated device, whose linear
+//! runs the tensor-core kernel's emulated twin; `cuda::*` on a GPU, SKIP without one), plus the
+//! errors: bf16 weights are inference-only, and activations must stay f32.
+//!
+//! Tolerance of the device linear against the CPU arm (same bf16 weights): the device also rounds
+//! the activations to bf16, each by at most 2^-9 of itself, and the CPU keeps them f32, so an
+//! output differs by at most 2^-9 * sum_k |x_k w_k| plus the f32 summation error (K * 2^-24 of
+//! the same sum, < 2^-15 here); the test allows 2^-8 * sum_k |x_k w_k| + 1e-6. (A plain relative
+//! tolerance does not fit: outputs near zero have cancelled sums whose error is that of the terms.)
+
+mod common;
+
+use common::device::{on, rand};
+use fdm::autograd::Tape;
+use fdm::cuda::CudaDevice;
+use fdm::ops;
+use fdm::storage::CpuStorage;
+use fdm::testing::{assert_close, random_vec, TOL_CPU_F32};
+use fdm::{DType, Tensor};
+use half::bf16;
+
+device_tests!(
+    to_dtype_rounds_like_half_on_the_device,
+    linear_with_bf16_weight_matches_the_cpu
+);
+
+/// Values that exercise the rounding: ties to even both ways, just above a tie, NaN, Inf, the
+/// largest finite f32 (overflows to Inf), subnormals, and random values.
+fn awkward_values() -> Vec<f32> {
+    let mut v: Vec<f32> = [
+        0x3f80_8000u32,
+        0x3f81_8000,
+        0xbf81_8000,
+        0x3f80_8001,
+        0x7f7f_ffff,
+        0x0000_8000,
+        0x8001_8000,
+    ]
+    .iter()
+    .map(|&b| f32::from_bits(b))
+    .collect();
+    v.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0]);
+    v.extend(random_vec(11, 240, -50.0, 50.0));
+    v
+}
+
+fn half_bits(v: &[f32]) -> Vec<u16> {
+    v.iter().map(|&x| bf16::from_f32(x).to_bits()).collect()
+}
+
+fn bits_of(t: &Tensor) -> Vec<u16> {
+    match t.to_cpu_storage().unwrap() {
+        CpuStorage::BF16(v) => v.iter().map(|x| x.to_bits()).collect(),
+        other => panic!("expected bf16, got {:?}", other.dtype()),
+    }
+}
+
+/// Same bits, NaN matching any NaN.
+fn same_bits(got: &[u16], want: &[u16], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let both_nan = bf16::from_bits(g).is_nan() && bf16::from_bits(w).is_nan();
+        assert!(
+            g == w || both_nan,
+            "{what}: element {i}: {g:#06x} vs {w:#06x}"
+        );
+    }
+}
+
+#[test]
+fn to_dtype_rounds_like_half_cpu() {
+    let v = awkward_values();
+    let x = Tensor::from_vec(v.clone(), &[v.len()]).unwrap();
+    let h = x.to_dtype(DType::BF16).unwrap();
+    assert_eq!(h.dtype(), DType::BF16);
+    same_bits(&bits_of(&h), &half_bits(&v), "f32 -> bf16");
+    let back = h.to_dtype(DType::F32).unwrap().to_vec_f32().unwrap();
+    let want: Vec<f32> = half_bits(&v)
+        .iter()
+        .map(|&b| bf16::from_bits(b).to_f32())
+        .collect();
+    for (i, (&b, &w)) in back.iter().zip(&want).enumerate() {
+        assert!(
+            b.to_bits() == w.to_bits() || (b.is_nan() && w.is_nan()),
+            "bf16 -> f32 element {i}"
+        );
+    }
+}
+
+fn to_dtype_rounds_like_half_on_the_device(dev: CudaDevice) {
+    let v = awkward_values();
+    let x = on(
+        &dev,
+        &Tensor::from_vec(v.clone(), &[3, v.len() / 3]).unwrap(),
+    );
+    let h = x.to_dtype(DType::BF16).unwrap();
+    assert!(!h.device().is_cpu(), "the cast stays on the device");
+    assert_eq!((h.dtype(), h.shape()), (DType::BF16, x.shape()));
+    same_bits(&bits_of(&h), &half_bits(&v), "f32 -> bf16 on the device");
+    let back = h.to_dtype(DType::F32).unwrap();
+    assert_eq!(back.dtype(), DType::F32);
+    let cpu_back = Tensor::from_vec(v.clone(), &[v.len()])
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let (b, w) = (back.to_vec_f32().unwrap(), cpu_back.to_vec_f32().unwrap());
+    for (i, (&b, &w)) in b.iter().zip(&w).enumerate() {
+        assert!(
+            b.to_bits() == w.to_bits() || (b.is_nan() && w.is_nan()),
+            "round trip element {i}: {b} vs {w}"
+        );
+    }
+    // A strided view is made dense first.
+    let t = on(&dev, &rand(4, &[6, 10], -3.0, 3.0))
+        .transpose(0, 1)
+        .unwrap();
+    let want = half_bits(&t.to_vec_f32().unwrap());
+    same_bits(
+        &bits_of(&t.to_dtype(DType::BF16).unwrap()),
+        &want,
+        "transposed view -> bf16",
+    );
+}
+
+#[test]
+fn linear_with_bf16_weight_is_the_f32_linear_of_the_rounded_weight_cpu() {
+    // On the CPU bf16 is storage only: exactly the f32 linear with the widened weight.
+    let (x, w, b) = (
+        rand(1, &[2, 9, 40], -2.0, 2.0),
+        rand(2, &[33, 40], -0.5, 0.5),
+        rand(3, &[33], -1.0, 1.0),
+    );
+    let wh = w.to_dtype(DType::BF16).unwrap();
+    let y = ops::matmul::linear(&x, &wh, Some(&b)).unwrap();
+    let want = ops::matmul::linear(&x, &wh.to_dtype(DType::F32).unwrap(), Some(&b)).unwrap();
+    assert_eq!(y.shape(), [2, 9, 33]);
+    assert_close(
+        &y.to_vec_f32().unwrap(),
+        &want.to_vec_f32().unwrap(),
+        TOL_CPU_F32,
+        "bf16 linear cpu",
+    );
+}
+
+/// `|got - want| <= 2^-8 * sum_k |x[r, k] w[o, k]| + 1e-6` for every output (bound in the header);
+/// `w` is `[out, inp]`.
+fn within_activation_rounding(got: &Tensor, want: &Tensor, x: &Tensor, w: &Tensor, what: &str) {
+    let (out, inp) = (w.shape()[0], w.shape()[1]);
+    let (got, want) = (got.to_vec_f32().unwrap(), want.to_vec_f32().unwrap());
+    let (x, w) = (x.to_vec_f32().unwrap(), w.to_vec_f32().unwrap());
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (e, (&g, &r)) in got.iter().zip(&want).enumerate() {
+        let (row, o) = (e / out, e % out);
+        let scale: f64 = (0..inp)
+            .map(|k| (x[row * inp + k] as f64 * w[o * inp + k] as f64).abs())
+            .sum();
+        let bound = scale / 256.0 + 1e-6;
+        assert!(
+            ((g - r) as f64).abs() <= bound,
+            "{what}: element {e}: {g} vs {r} (bound {bound:e})"
+        );
+    }
+}
+
+fn linear_with_bf16_weight_matches_the_cpu(dev: CudaDevice) {
+    // Odd sizes (partial tiles, K not a multiple of 16) and the tiny transformer's MLP shapes.
+    for (i, &(lead, inp, out)) in [
+        (&[2usize, 37][..], 29usize, 45usize),
+        (&[3, 50][..], 64, 256),
+        (&[1, 70][..], 256, 64),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut xs = lead.to_vec();
+        xs.push(inp);
+        let s = 10 * i as u64;
+        let (x, w, b) = (
+            rand(s, &xs, -2.0, 2.0),
+            rand(s + 1, &[out, inp], -0.5, 0.5),
+            rand(s + 2, &[out], -1.0, 1.0),
+        );
+        let wh = w.to_dtype(DType::BF16).unwrap();
+        for bias in [Some(&b), None] {
+            let cpu = ops::matmul::linear(&x, &wh, bias).unwrap();
+            let bias_dev = bias.map(|b| on(&dev, b));
+            let y = ops::matmul::linear(&on(&dev, &x), &on(&dev, &wh), bias_dev.as_ref()).unwrap();
+            assert!(!y.device().is_cpu() && y.dtype() == DType::F32);
+            assert_eq!(y.shape(), cpu.shape());
+            let what = format!("linear {xs:?} -> {out}, bias {}", bias.is_some());
+            within_activation_rounding(&y, &cpu, &x, &wh, &what);
+        }
+    }
+    // A weight converted on the device gives the same bits as one converted on the host.
+    let w = rand(5, &[16, 24], -1.0, 1.0);
+    let a = on(&dev, &w).to_dtype(DType::BF16).unwrap();
+    let host = on(&dev, &w.to_dtype(DType::BF16).unwrap());
+    assert_eq!(bits_of(&a), bits_of(&host));
+    // Mixed devices stay an error.
+    let err = ops::matmul::linear(&rand(6, &[3, 24], -1.0, 1.0), &a, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different devices"), "{err}");
+}
+
+#[test]
+fn bf16_linear_errors_cpu() {
+    let (x, w) = (rand(1, &[4, 8], -1.0, 1.0), rand(2, &[5, 8], -1.0, 1.0));
+    let wh = w.to_dtype(DType::BF16).unwrap();
+    // Activations must be f32.
+    let err = ops::matmul::linear(&x.to_dtype(DType::BF16).unwrap(), &wh, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("linear") && err.contains("BF16"), "{err}");
+    // A u32 weight is named as the weight's problem.
+    let wu = Tensor::from_u32(vec![0; 40], &[5, 8]).unwrap();
+    let err = ops::matmul::linear(&x, &wu, None).unwrap_err().to_string();
+    assert!(
+        err.contains("weight: f32 or bf16") && err.contains("U32"),
+        "{err}"
+    );
+    // Backward through a bf16 weight: inference-only, at the op and on a training tape.
+    let g = rand(3, &[4, 5], -1.0, 1.0);
+    let err = ops::matmul::linear_backward_input(x.shape(), &wh, &g)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("inference-only"), "{err}");
+    let tape = Tape::new();
+    let (xv, wv) = (tape.var(x.clone()), tape.constant(wh.clone()));
+    let err = fdm::autograd::linear::linear(&tape, &xv, &wv, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("inference-only"), "{err}");
+    // On a no-grad tape (inference) it runs.
+    let nt = Tape::no_grad();
+    let y = fdm::autograd::linear::linear(&nt, &nt.constant(x), &nt.constant(wh), None).unwrap();
+    assert_eq!(y.shape(), [4, 5]);
+}

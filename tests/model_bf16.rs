@@ -1,0 +1,281 @@
+//! The transformer with bf16 Linear weights (`InpaintingModel::set_transformer_precision`,
+//! `fdm inpaint --precision bf16`), on the bundled tiny model and a real photo:
+//! * which parameters change dtype (the Linear weights only) and the memory they save;
+//! * the logits with bf16 weights against f32 weights on the CPU (bound below);
+//! * the same bf16 model on the emulated CUDA device (tensor-core kernel twin, activations rounded
+//!   to bf16 too) against the CPU; and a whole inpainting on it;
+//! * `fdm inpaint --precision bf16` end to end through the binary on the CPU.
+
+mod common;
+
+use fdm::autograd::Tape;
+use fdm::cuda::CudaDevice;
+use fdm::io::image::{load_image, save_mask_png};
+use fdm::model::codec::feature_rows;
+use fdm::model::inpainting::{InpaintingModel, Precision};
+use fdm::ops;
+use fdm::pipeline::inpaint::{inpaint, InpaintOptions};
+use fdm::pipeline::sampler::SamplerOptions;
+use fdm::{DType, Device, Tensor};
+use std::process::Command;
+
+device_tests!(bf16_transformer_on_the_device_matches_the_cpu);
+
+fn asset(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tiny() -> InpaintingModel {
+    InpaintingModel::load(asset("assets/weights/fdm-tiny.safetensors"), None).unwrap()
+}
+
+/// 1 x 256 x 256 mask (1 = visible) with a 32 x 48 pixel hole.
+fn mask() -> Tensor {
+    let mut m = vec![1.0f32; 256 * 256];
+    for y in 96..128 {
+        m[y * 256 + 80..y * 256 + 128]
+            .iter_mut()
+            .for_each(|v| *v = 0.0);
+    }
+    Tensor::from_vec(m, &[1, 256, 256]).unwrap()
+}
+
+/// The transformer's token features of the photo under the mask: `[1, L, e_dim]` (CPU).
+fn token_features(model: &InpaintingModel) -> Tensor {
+    let loaded = load_image(asset("assets/photos/dev_005.jpg")).unwrap();
+    let image = ops::resize::resize_bilinear(&loaded.tensor, (256, 256))
+        .unwrap()
+        .reshape(&[1, 3, 256, 256])
+        .unwrap();
+    let mask = mask().reshape(&[1, 1, 256, 256]).unwrap();
+    let tape = Tape::no_grad();
+    let p = model.store.bind(&tape, |_| false);
+    let feats = model
+        .codec
+        .get_features(&tape, &p, &model.store, &image, Some(&mask))
+        .unwrap();
+    let (l, e) = (model.cfg.grid() * model.cfg.grid(), model.cfg.codec.e_dim);
+    feature_rows(feats.feature.value())
+        .unwrap()
+        .reshape(&[1, l, e])
+        .unwrap()
+}
+
+fn logits(model: &InpaintingModel, feat: &Tensor) -> Vec<f32> {
+    let tape = Tape::no_grad();
+    let p = model.store.bind(&tape, |_| false);
+    let feat = feat.to_device(&model.device()).unwrap();
+    model
+        .transformer
+        .forward(&tape, &p, &tape.constant(feat))
+        .unwrap()
+        .value()
+        .to_vec_f32()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn bf16_precision_converts_only_the_linear_weights_cpu() {
+    let mut model = tiny();
+    let before: Vec<(String, DType, usize)> = model
+        .store
+        .iter()
+        .map(|(_, n, t)| (n.to_string(), t.dtype(), t.numel()))
+        .collect();
+    model.set_transformer_precision(Precision::Bf16).unwrap();
+    let linear = model.transformer.linear_weights();
+    // tiny: emb_proj, 4 blocks x (q, k, v, proj, fc, out), to_logits.
+    assert_eq!(linear.len(), 2 + 6 * model.cfg.transformer.n_layer);
+    let mut bf16_values = 0;
+    for ((id, name, t), (name0, dtype0, _)) in model.store.iter().zip(&before) {
+        assert_eq!((name, *dtype0), (name0.as_str(), DType::F32));
+        let want = if linear.contains(&id) {
+            DType::BF16
+        } else {
+            DType::F32
+        };
+        assert_eq!(t.dtype(), want, "{name}");
+        if want == DType::BF16 {
+            assert!(
+                name.starts_with("generator.") && name.ends_with(".weight") && t.rank() == 2,
+                "{name}"
+            );
+            bf16_values += t.numel();
+        }
+    }
+    // Nearly all of the transformer's parameters are Linear weights (the rest: pos_emb, LNs, biases).
+    let transformer = model.store.numel_with_prefix("generator.");
+    assert!(
+        bf16_values * 10 > transformer * 7,
+        "{bf16_values} of {transformer}"
+    );
+    // Back to f32: the dtype returns (the rounding stays).
+    model.set_transformer_precision(Precision::F32).unwrap();
+    assert!(model.store.iter().all(|(_, _, t)| t.dtype() == DType::F32));
+}
+
+#[test]
+fn bf16_logits_stay_close_to_f32_cpu() {
+    let mut model = tiny();
+    let feat = token_features(&model);
+    let f32_logits = logits(&model, &feat);
+    model.set_transformer_precision(Precision::Bf16).unwrap();
+    let bf16_logits = logits(&model, &feat);
+    let diff = max_abs_diff(&bf16_logits, &f32_logits);
+    let scale = f32_logits.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    println!("tiny transformer logits, bf16 vs f32 weights (CPU): max |diff| {diff:e}, max |logit| {scale}");
+    assert!(
+        diff > 0.0,
+        "the weights were rounded, so the logits must move"
+    );
+    // bf16 keeps 8 significant bits: each rounded weight is off by at most 2^-9 of itself. The
+    // 26 rounded matrices perturb the logits independently, with random signs, so their effects
+    // add like a random walk, not in the worst case; the test allows one whole 2^-8 relative
+    // rounding of the largest logit. Measured: 1.37e-3 with max |logit| 1.56, i.e. 0.22 of it.
+    assert!(
+        diff <= 2f32.powi(-8) * scale,
+        "max |diff| {diff} vs max |logit| {scale}"
+    );
+}
+
+fn bf16_transformer_on_the_device_matches_the_cpu(dev: CudaDevice) {
+    let mut model = tiny();
+    let feat = token_features(&model);
+    model.set_transformer_precision(Precision::Bf16).unwrap();
+    let cpu = logits(&model, &feat);
+    model.to_device(&Device::Cuda(dev)).unwrap();
+    let gpu = logits(&model, &feat);
+    let diff = max_abs_diff(&gpu, &cpu);
+    let scale = cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    println!("tiny transformer logits with bf16 weights, device vs CPU: max |diff| {diff:e}, max |logit| {scale}");
+    // Same weights; the device also rounds every Linear's input to bf16 (2^-9 relative each),
+    // the same kind and count of independent roundings as in `bf16_logits_stay_close_to_f32_cpu`,
+    // hence the same bound. Measured on the emulated device: 2.12e-3, 0.35 of it.
+    assert!(
+        diff <= 2f32.powi(-8) * scale,
+        "max |diff| {diff} vs max |logit| {scale}"
+    );
+
+    // A whole inpainting with the bf16 transformer on the device: 24 masked patches, all filled in
+    // one pass (keeps the emulated run near 30 s). The tokens need not be the CPU's (the rounded activations move the logits slightly,
+    // which can change a top-K draw), so this checks that it runs through and keeps known pixels.
+    let image = ops::resize::resize_bilinear(
+        &load_image(asset("assets/photos/dev_005.jpg"))
+            .unwrap()
+            .tensor,
+        (256, 256),
+    )
+    .unwrap();
+    let opts = InpaintOptions {
+        sampler: SamplerOptions {
+            tokens_per_pass: 24,
+            ..Default::default()
+        },
+        samples: 1,
+        use_fdm: true,
+        seed: 3,
+    };
+    let mask = mask();
+    let out = inpaint(&model, &image, &mask, &opts, None, &mut |_, _| {}).unwrap();
+    assert_eq!((out.masked_patches, out.passes), (24, 1));
+    let vocab = model.cfg.transformer.vocab as u32;
+    assert!(
+        out.tokens[0]
+            .iter()
+            .zip(&out.visible)
+            .all(|(&t, &vis)| vis || t < vocab),
+        "sampled tokens in the unmasked half"
+    );
+    let (img, got, m) = (
+        image.to_vec_f32().unwrap(),
+        out.images[0].to_vec_f32().unwrap(),
+        mask.to_vec_f32().unwrap(),
+    );
+    assert!(got
+        .iter()
+        .all(|v| v.is_finite() && (0.0..=255.0).contains(v)));
+    for (i, &mv) in m.iter().enumerate() {
+        for c in 0..3 {
+            if mv == 1.0 {
+                assert_eq!(
+                    got[c * 65536 + i],
+                    img[c * 65536 + i],
+                    "known pixel ({c}, {i})"
+                );
+            }
+        }
+    }
+}
+
+/// `fdm inpaint --precision bf16` through the binary on the CPU: one sample of a real photo.
+#[test]
+fn inpaint_cli_with_bf16_precision_cpu() {
+    let dir = std::env::temp_dir().join(format!("fdm-cli-bf16-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mask_path = dir.join("mask.png");
+    save_mask_png(&mask(), &mask_path).unwrap();
+    let out = dir.join("out");
+    let photo = asset("assets/photos/dev_005.jpg");
+    let args = [
+        "inpaint",
+        &photo,
+        "--mask",
+        mask_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-n",
+        "1",
+        "--tokens-per-pass",
+        "8",
+        "--precision",
+        "bf16",
+        "--device",
+        "cpu",
+    ];
+    let run = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args(args)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(run.status.success(), "{log}");
+    assert!(
+        log.contains("bf16 transformer weights")
+            && log.contains("24 masked patches")
+            && log.contains("3 passes"),
+        "{log}"
+    );
+    for f in ["dev_005_0.png", "dev_005_sheet.png"] {
+        assert!(out.join(f).exists(), "{f} missing; {log}");
+    }
+    // A bad value is a clear error naming the choices.
+    let bad = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args([
+            "inpaint",
+            &photo,
+            "--mask",
+            mask_path.to_str().unwrap(),
+            "--precision",
+            "f16",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("f32") && err.contains("bf16"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
