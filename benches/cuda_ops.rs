@@ -4,6 +4,8 @@
 //! the kernels, not the launch queue. Throughput is in floating-point operations (2 per MAC) where
 //! the op has a MAC count; the sampler steps report rows.
 //!   cuda_gemm_f32_MxNxK: C[M,N] = A[M,K] * B[K,N] (hand-written tiled kernel, f32).
+//!   cuda_linear_bf16_MxNxK: y[M,N] = x[M,K] W[N,K]^T with a bf16 W on the tensor-core kernel
+//!     (x f32, rounded to bf16 on load; f32 sums): the transformer's linears at `--precision bf16`.
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
@@ -55,6 +57,15 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
+fn linear_bf16(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    for (m, n, k) in [(1024, 1024, 1024), (1024, 2048, 512), (1024, 1536, 512)] {
+        let x = on(&dev, 1, &[m, k], -1.0, 1.0);
+        let w = on(&dev, 2, &[n, k], -1.0, 1.0).to_dtype(fdm::DType::BF16).unwrap();
+        time(c, "gemm", format!("cuda_linear_bf16_{m}x{n}x{k}"), (2 * m * n * k) as u64, &dev, || ops::matmul::linear(&x, &w, None).unwrap());
+    }
+}
+
 fn conv(c: &mut Criterion) {
     let Some(dev) = device() else { return };
     for (ch, hw) in [(256, 32), (64, 256)] {
@@ -94,5 +105,5 @@ fn sampling(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemm, conv, attention, codebook, sampling);
+criterion_group!(benches, gemm, linear_bf16, conv, attention, codebook, sampling);
 criterion_main!(benches);

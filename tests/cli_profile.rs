@@ -124,3 +124,21 @@ fn profile_command_writes_table_json_and_trace_cpu() {
     assert!(j["kernels"].as_array().unwrap().is_empty(), "no kernel rows on the CPU");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn profile_with_bf16_transformer_weights_cpu() {
+    let dir = std::env::temp_dir().join(format!("fdm-profile-bf16-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mask = one_patch_mask(&dir);
+    let json = dir.join("p.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args(["profile", "--device", "cpu", "--precision", "bf16", "--mask", mask.to_str().unwrap(), "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("(bf16 transformer weights)"), "{log}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["passes"], 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

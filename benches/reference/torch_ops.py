@@ -4,6 +4,7 @@ ratios in BENCHMARKS.md (issue targets: GEMM and conv >= 0.8x cuBLAS/cuDNN, atte
 codebook argmin and top-K sampling >= 3x the unfused PyTorch versions).
 
   torch_gemm_f32_MxNxK           a @ b (cuBLAS), TF32 off unless --tf32
+  torch_linear_bf16_MxNxK        F.linear(x, w) with x and w in bf16 (cuBLAS tensor cores)
   torch_conv2d_f32_CxHxW_k3      F.conv2d 3x3 s1 p1 C->C (cuDNN, benchmark mode on)
   torch_attention_f32_HxLxD      F.scaled_dot_product_attention (flash / memory-efficient kernel)
   torch_codebook_argmin_f32_NxKxD torch.cdist + argmin (the official quantizer's way)
@@ -69,6 +70,9 @@ def main():
         for m, n, k in [(1024, 1024, 1024), (1024, 2048, 512), (1024, 1536, 512)]:
             a, b = rand(m, k), rand(k, n)
             report(f"torch_gemm_f32_{m}x{n}x{k}", 2 * m * n * k, best(lambda: a @ b))
+        for m, n, k in [(1024, 1024, 1024), (1024, 2048, 512), (1024, 1536, 512)]:
+            x, w = rand(m, k).bfloat16(), rand(n, k).bfloat16()
+            report(f"torch_linear_bf16_{m}x{n}x{k}", 2 * m * n * k, best(lambda: F.linear(x, w)))
         for ch, hw in [(256, 32), (64, 256)]:
             x, w = rand(1, ch, hw, hw), rand(ch, ch, 3, 3, lo=-0.1, hi=0.1)
             report(f"torch_conv2d_f32_{ch}x{hw}x{hw}_k3", 2 * ch * ch * 9 * hw * hw, best(lambda: F.conv2d(x, w, padding=1)))

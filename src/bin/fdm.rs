@@ -108,6 +108,10 @@ struct ProfileArgs {
     random_init: Option<String>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+    /// Storage of the transformer's Linear weights (as `fdm inpaint --precision`): bf16 runs
+    /// them on the tensor-core GEMM on CUDA.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: PrecisionArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Profile the PUT baseline (no FDM).
@@ -216,6 +220,12 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
 }
 
 fn load_model(weights: Option<PathBuf>, random_init: Option<&str>, device: &fdm::Device) -> Result<InpaintingModel> {
+    load_model_as(weights, random_init, device, PrecisionArg::F32)
+}
+
+/// `load_model` with the transformer's Linear weights stored at `precision` (rounded on the host,
+/// before the upload).
+fn load_model_as(weights: Option<PathBuf>, random_init: Option<&str>, device: &fdm::Device, precision: PrecisionArg) -> Result<InpaintingModel> {
     let mut model = match random_init {
         Some(preset) => InpaintingModel::new(&fdm::model::presets::ModelConfig::by_name(preset)?, 0)?,
         None => {
@@ -226,6 +236,7 @@ fn load_model(weights: Option<PathBuf>, random_init: Option<&str>, device: &fdm:
             InpaintingModel::load(&w, None).with_context(|| format!("loading weights {}", w.display()))?
         }
     };
+    model.set_transformer_precision(precision.into())?;
     model.to_device(device)?;
     Ok(model)
 }
@@ -236,7 +247,7 @@ fn profile(a: ProfileArgs) -> Result<()> {
     let image = a.image.unwrap_or_else(|| asset("photos/dev_005.jpg"));
     let mask = a.mask.unwrap_or_else(|| asset("masks/rect.png"));
     let device = pick_device(a.device)?;
-    let model = load_model(a.weights, a.random_init.as_deref(), &device)?;
+    let model = load_model_as(a.weights, a.random_init.as_deref(), &device, a.precision)?;
     let img = fdm::io::image::load_image(&image).with_context(|| format!("loading {}", image.display()))?;
     let m = fdm::io::image::load_mask(&mask, false).with_context(|| format!("loading {}", mask.display()))?;
     fdm::io::image::check_mask_matches(&img.tensor, &m)?;
@@ -251,7 +262,7 @@ fn profile(a: ProfileArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let report = prof::aggregate_recording(&recording, &device.name(), passes);
-    println!("model: {} preset; image {}; mask {}", model.cfg.preset, image.display(), mask.display());
+    println!("model: {} preset ({} transformer weights); image {}; mask {}", model.cfg.preset, fdm::model::inpainting::Precision::from(a.precision).name(), image.display(), mask.display());
     prof::print(&report);
     if let Some(p) = &a.json {
         prof::write_json(&report, p)?;
