@@ -80,43 +80,23 @@ pub fn gemm_with(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32],
         // Many small products: one per task, each single-threaded. C matrices are disjoint
         // because stride_c covers a whole matrix.
         c[..(batch - 1) * sc + lc].par_chunks_mut(sc).enumerate().for_each(|(i, ci)| {
-            gemm_single(kernel, false, p, &a[i * sa..i * sa + la], BRows::Strided(&b[i * sb..i * sb + lb]), ci);
+            gemm_single(kernel, false, p, &a[i * sa..i * sa + la], &b[i * sb..i * sb + lb], ci);
         });
     } else {
         for i in 0..batch {
-            gemm_single(kernel, parallel, p, &a[i * sa..i * sa + la], BRows::Strided(&b[i * sb..i * sb + lb]), &mut c[i * sc..i * sc + lc]);
+            gemm_single(kernel, parallel, p, &a[i * sa..i * sa + la], &b[i * sb..i * sb + lb], &mut c[i * sc..i * sc + lc]);
         }
     }
 }
 
-/// How the rows of a non-transposed B are found: `ldb` apart (the usual layout), or at arbitrary
-/// offsets into one buffer (an implicit im2col: row k of a convolution's column matrix is the
-/// input shifted by kernel tap k, read in place; `cpu/ops/conv2d.rs`).
-#[derive(Clone, Copy)]
-enum BRows<'a> {
-    Strided(&'a [f32]),
-    Offsets(&'a [f32], &'a [usize]),
-}
-
-/// `C = alpha * A * B + beta * C` (one product, A as `p` describes it) where row `r` of B
-/// (`k x n`, not transposed) is `b[b_rows[r] .. b_rows[r] + n]`.
-pub fn gemm_offset_rows_b(p: &GemmParams, a: &[f32], b: &[f32], b_rows: &[usize], c: &mut [f32]) {
-    let (n, k) = (p.n as usize, p.k as usize);
-    assert!(p.batch == 1 && !p.is_trans_b(), "gemm_offset_rows_b: one product with a non-transposed B");
-    assert_eq!(b_rows.len(), k, "gemm_offset_rows_b: one row offset per k");
-    assert!(b_rows.iter().all(|&o| o + n <= b.len()), "gemm_offset_rows_b: a row of B runs past its buffer");
-    p.check(a.len(), usize::MAX, c.len());
-    gemm_single(MicroKernel::detect(), true, p, a, BRows::Offsets(b, b_rows), c);
-}
-
 /// A raw pointer to C shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct TilePtr(*mut f32);
+pub(super) struct TilePtr(pub(super) *mut f32);
 unsafe impl Send for TilePtr {}
 unsafe impl Sync for TilePtr {}
 
 /// One product (batch index already applied to the slices).
-fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b: BRows, c: &mut [f32]) {
+fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
     let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
     if m == 0 || n == 0 {
         return;
@@ -148,7 +128,7 @@ fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b
 }
 
 /// C = beta * C on the m x n region (beta == 0 writes zeros without reading).
-fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
+pub(super) fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
     for i in 0..m {
         let row = &mut c[i * ldc..i * ldc + n];
         if beta == 0.0 {
@@ -225,7 +205,7 @@ impl Block {
 
 /// Pack op(A)[ic..ic+mo, pc..pc+kc] into MR-tall panels (`dst[panel][q*MR + r]`), zero-padded.
 #[allow(clippy::too_many_arguments)]
-fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: usize, mo: usize, dst: &mut [f32]) {
+pub(super) fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: usize, mo: usize, dst: &mut [f32]) {
     let lda = p.lda as usize;
     let pack_panel = |(panel, d): (usize, &mut [f32])| {
         let i0 = ic + panel * MR;
@@ -272,13 +252,8 @@ fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: u
 
 /// Pack op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels (`dst[panel][q*NR + j]`), zero-padded.
 #[allow(clippy::too_many_arguments)]
-fn pack_b(parallel: bool, p: &GemmParams, b: BRows, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     let ldb = p.ldb as usize;
-    let (b, row_start) = match b {
-        BRows::Strided(b) => (b, None),
-        BRows::Offsets(b, rows) => (b, Some(rows)),
-    };
-    let row_at = |r: usize| row_start.map_or(r * ldb, |rows| rows[r]);
     let pack_panel = |(panel, d): (usize, &mut [f32])| {
         let j0 = jc + panel * NR;
         let nr = NR.min(jc + nc - j0);
@@ -296,7 +271,7 @@ fn pack_b(parallel: bool, p: &GemmParams, b: BRows, pc: usize, kc: usize, jc: us
             }
         } else {
             for (q, row) in d.chunks_exact_mut(NR).enumerate() {
-                let src = &b[row_at(pc + q) + j0..];
+                let src = &b[(pc + q) * ldb + j0..];
                 if nr == NR {
                     // Fixed length: an inlined vector copy instead of a memmove call.
                     row.copy_from_slice(&src[..NR]);
@@ -320,11 +295,11 @@ fn pack_b(parallel: bool, p: &GemmParams, b: BRows, pc: usize, kc: usize, jc: us
 struct Line([f32; 16]);
 
 #[derive(Default)]
-struct PackBuf(Vec<Line>);
+pub(super) struct PackBuf(Vec<Line>);
 
 impl PackBuf {
     /// A slice of `len` floats (grown on demand; contents are overwritten by packing).
-    fn slice(&mut self, len: usize) -> &mut [f32] {
+    pub(super) fn slice(&mut self, len: usize) -> &mut [f32] {
         let lines = len.div_ceil(16);
         if self.0.len() < lines {
             self.0.resize(lines, Line([0.0; 16]));
