@@ -173,33 +173,22 @@ fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option
     let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
     let (oc, oh, ow) = (p.out_channels as usize, p.out_h as usize, p.out_w as usize);
     let (hp, wp) = (h + 2 * ph, wd + 2 * pw);
-    let ps = plane_stride(hp * wp);
+    let ps = hp * wp;
     // NR zeros past the last plane: the micro-kernel loads whole NR-wide rows, so a run's last
     // panel of the last channel reads up to NR - 1 floats past its row; with this tail it still
     // reads inside the buffer (in place instead of packed).
     with_col_buffer(c_n * ps + NR, |xpad| {
-        pad_planes(x_img, (c_n, h, wd), (ph, pw), ps, xpad);
+        pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad);
         let rows: Vec<usize> = (0..c_n * kh * kw).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
         let layout = BInPlace { rows: &rows, width: ow, stride: wp };
         gemm_b_in_place(&GemmParams::new(oc, oh * ow, rows.len()), w, xpad, layout, b, y_img);
     });
 }
 
-/// Floats from one padded plane to the next: `plane` rounded up to whole 64-byte lines, and to an
-/// odd number of them. The micro-kernel reads the B rows of ~28 channels at once; with a plane
-/// of 258 x 258 floats (a multiple of 4 KiB plus 16 bytes) those rows would all fall into the
-/// same few L1 sets and evict each other. An odd line count puts channel c's rows c * stride
-/// lines apart modulo the 64 sets, i.e. on distinct sets.
-fn plane_stride(plane: usize) -> usize {
-    let lines = plane.div_ceil(16);
-    (lines | 1) * 16
-}
-
-/// `dst [C, ps] (+ tail)`, plane c = `x [c, H, W]` with zero borders (`H + 2 ph` rows of
-/// `W + 2 pw`), then zeros up to the plane stride `ps`; every element of dst is written (it may be
-/// a reused buffer).
-fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), ps: usize, dst: &mut [f32]) {
-    let wp = wd + 2 * pw;
+/// `dst [C, H + 2 ph, W + 2 pw] (+ tail)` = `x [C, H, W]` with zero borders; every element of
+/// dst is written (it may be a reused buffer).
+fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), dst: &mut [f32]) {
+    let (wp, ps) = (wd + 2 * pw, (h + 2 * ph) * (wd + 2 * pw));
     let (planes, tail) = dst.split_at_mut(c_n * ps);
     tail.fill(0.0);
     planes.par_chunks_mut(ps).zip(x.par_chunks(h * wd)).for_each(|(dst, src)| {
