@@ -7,8 +7,11 @@
 //! * weight gradient: `dW [out, K] += g[:, chunk] * col^T`;
 //! * input gradient: `dcol = W^T * g[:, chunk]`, then col2im scatter-adds dcol into dx.
 //!
-//! A 1x1 stride-1 unpadded conv skips im2col: the image is its own column matrix.
-//! The bias is written into y first and the GEMM accumulates onto it (beta = 1).
+//! A 1x1 stride-1 unpadded conv skips im2col: the image is its own column matrix. Other stride-1
+//! forwards skip it too: the input is zero-padded once and the GEMM reads the column matrix's
+//! rows in place from it (`conv2d_stride1_implicit`, `gemm_rows.rs`), adding the bias as it
+//! stores y. Elsewhere the bias is written into y first and the GEMM accumulates onto it
+//! (beta = 1).
 //!
 //! `_ref` functions are direct loop nests with f64 sums, written from the definition (gather
 //! form for the input gradient), independent of the GEMM path; they are the oracles.
@@ -132,7 +135,7 @@ pub fn conv2d_backward_ref(p: &Conv2dParams, x: &[f32], w: &[f32], g: &[f32], dx
     }
 }
 
-/// Forward: `y = conv2d(x, w) + b` via im2col + GEMM.
+/// Forward: `y = conv2d(x, w) + b` via a GEMM (im2col only for strided convs).
 pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
     let (xl, yl) = (p.in_image_len(), p.out_image_len());

@@ -91,12 +91,12 @@ pub fn gemm_b_in_place_with(kernel: MicroKernel, p: &GemmParams, a: &[f32], b: &
     }
     let kc = k.div_ceil(k.div_ceil(KC));
     let m_pad = m.div_ceil(MR) * MR;
-    let mut a_buf = PackBuf::default();
+    let mut a_buf = PACKED_A.take();
     let ap = a_buf.slice(m_pad * k);
-    for pc in (0..k).step_by(kc) {
-        let kcs = kc.min(k - pc);
-        pack_a(true, p, a, pc, kcs, 0, m, &mut ap[m_pad * pc..m_pad * (pc + kcs)]);
-    }
+    // One parallel phase over the k slices (each packed by panels in parallel too when large).
+    let big = m * k >= 1 << 18;
+    ap.par_chunks_mut(m_pad * kc).enumerate().for_each(|(s, d)| pack_a(big, p, a, s * kc, d.len() / m_pad, 0, m, d));
+    let ap = &*ap;
     let per_run = layout.width.div_ceil(NR);
     let plan = Plan::new(m, runs * per_run, kc);
     let max_row = layout.rows.iter().copied().max().unwrap_or(0);
@@ -110,12 +110,15 @@ pub fn gemm_b_in_place_with(kernel: MicroKernel, p: &GemmParams, a: &[f32], b: &
         run.task(rows, panels, plan.block_rows, &mut acc);
         ACC.set(acc);
     });
+    PACKED_A.set(a_buf);
 }
 
 thread_local! {
-    // Each worker's local C tile, reused from task to task (a fresh 100+ KiB allocation per task
-    // would be mapped and page-faulted every time).
+    // Each worker's local C tile, reused from task to task, and the caller's packed A, reused from
+    // call to call (fresh allocations of 100 KiB and more are mapped and page-faulted every time).
+    // Taken out while in use, so a nested call on the same thread gets its own.
     static ACC: Cell<PackBuf> = Cell::new(PackBuf::default());
+    static PACKED_A: Cell<PackBuf> = Cell::new(PackBuf::default());
 }
 
 /// How C is split into tasks (ranges of MR-aligned rows and of NR-wide column panels).
