@@ -3,8 +3,10 @@
 JAX on the CPU (XLA), for the ratios in BENCHMARKS.md. numpy: GEMM np.matmul; conv2d im2col + one
 matmul (what a BLAS-backed framework does on the CPU); attention per head Q K^T, softmax, P V with
 matmul. JAX: the same computations jitted (jnp.matmul, lax.conv_general_dilated in NCHW/OIHW,
-jax.nn.softmax), timed with block_until_ready. Prints GFLOP/s (2 per MAC), best of N runs after
-a warm-up (which also compiles the JAX functions). Both use every core by default.
+jax.nn.softmax), timed with block_until_ready. Prints GFLOP/s (2 per MAC) of the best and of the
+median of N runs after a warm-up (which also compiles the JAX functions); the median is the one
+to set against criterion's estimate, which is a mean, not a minimum. Both use every core by
+default.
 Run: python3 benches/reference/cpu_reference.py [runs]
 (JAX, e.g. in a venv: python3 -m venv jax-venv && jax-venv/bin/pip install jax numpy, then run the
 script with jax-venv/bin/python.)"""
@@ -24,21 +26,24 @@ rng = np.random.default_rng(0)
 
 
 def best(f):
+    """(best, median) seconds of RUNS calls of f after a warm-up call."""
     f()
     times = []
     for _ in range(RUNS):
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
-    return min(times)
+    times.sort()
+    return times[0], times[len(times) // 2]
 
 
 def report(name, flops, secs):
-    print(f"{name:40s} {secs * 1e3:9.2f} ms {flops / secs / 1e9:8.1f} GFLOP/s")
+    fastest, median = secs
+    print(f"{name:40s} {fastest * 1e3:9.2f} ms {flops / fastest / 1e9:8.1f} GFLOP/s   median {flops / median / 1e9:8.1f} GFLOP/s")
 
 
 def jax_best(f, *args):
-    """Best time of the jitted f on device-resident args (the first call compiles)."""
+    """(best, median) time of the jitted f on device-resident args (the first call compiles)."""
     f = jax.jit(f)
     args = [jax.device_put(a) for a in args]
     return best(lambda: f(*args).block_until_ready())
@@ -96,7 +101,7 @@ def attention(heads, seq, dim):
 
 
 if __name__ == "__main__":
-    print(f"numpy {np.__version__}" + (f", jax {jax.__version__} on {jax.devices()}" if jax else ", jax not installed") + f", best of {RUNS}")
+    print(f"numpy {np.__version__}" + (f", jax {jax.__version__} on {jax.devices()}" if jax else ", jax not installed") + f", best and median of {RUNS}")
     for m, n, k in [(1024, 1024, 1024), (1024, 512, 512), (1024, 2048, 512), (1024, 512, 2048), (1024, 1536, 512)]:
         gemm(m, n, k)
     conv3x3(256, 256, 32, 32)
