@@ -97,6 +97,32 @@ fn conv2d_fast_matches_ref_odd_configs_cpu() {
     }
 }
 
+#[test]
+fn conv2d_stride1_in_place_edges_cpu() {
+    // The stride-1 path reads the padded input in place (`gemm_rows`): output widths below, at
+    // and just past the micro-kernel's 16 columns (and 33), channel counts that are not
+    // multiples of its 6 rows, a 1x1 kernel with padding (not pointwise, so it takes this path),
+    // 2x2 and 3x3 kernels with pad 0, 1 and 2, rectangular images, no bias.
+    let configs = [
+        (1, 3, (5, 16), 7, 3, 1, 1),
+        (1, 2, (4, 17), 5, 3, 1, 1),
+        (2, 4, (3, 33), 13, 3, 1, 1),
+        (1, 5, (6, 6), 4, 1, 1, 1),
+        (1, 6, (9, 7), 8, 2, 1, 0),
+        (1, 3, (5, 5), 2, 3, 1, 2),
+        (1, 9, (14, 15), 64, 3, 1, 0),
+    ];
+    for (i, &(n, c, hw, o, k, s, pad)) in configs.iter().enumerate() {
+        check_fast_vs_ref(&params(n, c, hw, o, k, s, pad), 200 + 10 * i as u64, true);
+    }
+    let p = params(1, 4, (7, 9), 5, 3, 1, 1);
+    let (x, w, _) = inputs(&p, 3);
+    let (mut want, mut got) = (vec![0.0; p.out_image_len()], vec![f32::NAN; p.out_image_len()]);
+    conv2d_ref(&p, &x, &w, None, &mut want);
+    conv2d_fast(&p, &x, &w, None, &mut got);
+    assert_close(&got, &want, TOL_CPU_F32, "stride-1 conv without bias");
+}
+
 /// Forward and all three gradients, fast vs the per-element oracles at `samples` random
 /// elements of y, dx and dw each (the real shapes cost up to 2 G multiply-adds, too many for the
 /// full loop oracle in a test run); db is checked in full.
@@ -142,13 +168,16 @@ fn conv2d_fast_matches_ref_model_shapes_cpu() {
     check_fast_vs_ref(&params(2, 256, (8, 8), 1, 4, 1, 1), 7, true);
     check_fast_vs_ref(&params(1, 64, (256, 256), 3, 3, 1, 1), 9, false);
     // Sampled: FDM mix.0 (257->256), 3x3 256->256 (batch 2) and 256->128 at 32x32, 1x1
-    // 256->256, the reference branch's 3x3 3->64 at 256x256 and its 4x4 s2 p1 convs
+    // 256->256, the reference branch's 3x3 3->64 and the decoder's 3x3 64->64 at 256x256, the
+    // reference branch's 4x4 s2 p1 convs
     // (64->128 256->128, 128->256 64->32).
     check_sampled(&params(1, 257, (32, 32), 256, 3, 1, 1), 4, 300);
     check_sampled(&params(2, 256, (32, 32), 256, 3, 1, 1), 5, 300);
     check_sampled(&params(1, 256, (32, 32), 128, 3, 1, 1), 1, 300);
     check_sampled(&params(1, 256, (32, 32), 256, 1, 1, 0), 6, 300);
     check_sampled(&params(1, 3, (256, 256), 64, 3, 1, 1), 8, 300);
+    // The decoder's full-resolution 3x3 64->64 (the benchmarked shape).
+    check_sampled(&params(1, 64, (256, 256), 64, 3, 1, 1), 11, 300);
     check_sampled(&params(1, 64, (256, 256), 128, 4, 2, 1), 77, 300);
     check_sampled(&params(1, 128, (64, 64), 256, 4, 2, 1), 3, 300);
 }

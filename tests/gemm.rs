@@ -163,6 +163,29 @@ fn gemm_fast_matches_ref_model_shapes_cpu() {
 }
 
 #[test]
+fn gemm_fast_large_blocks_and_slice_groups_cpu() {
+    // Past every blocking limit of `gemm.rs`: n = 3080 is two column blocks (NC = 3072, then 8),
+    // m = 2310 two row blocks (MO = 2304, then 6), and k = 600 with 3072 + 2304 packed columns
+    // and rows exceeds the packing budget, so the k slices come in two groups (512, then 88).
+    // Checked in 40-row bands as above: the first rows, a middle band, and the last rows (2270..,
+    // across the row-block boundary); every band spans both column blocks.
+    for (ta, tb) in [(false, false), (true, true)] {
+        let p = GemmParams::with_trans(2310, 3080, 600, ta, tb).beta(0.5);
+        let (a, b, c0) = operands(&p, 300 + ta as u64);
+        let (m, n) = (p.m as usize, p.n as usize);
+        let mut got = c0.clone();
+        gemm_fast(&p, &a, &b, &mut got);
+        for r0 in [0, 1001, m - 40] {
+            let sub = GemmParams { m: 40, ..p };
+            let a_off = if ta { r0 } else { r0 * p.lda as usize };
+            let mut want = c0[r0 * n..(r0 + 40) * n].to_vec();
+            gemm_ref(&sub, &a[a_off..], &b, &mut want);
+            assert_close(&got[r0 * n..(r0 + 40) * n], &want, TOL_CPU_F32, &format!("{p:?}, rows {r0}.."));
+        }
+    }
+}
+
+#[test]
 #[should_panic(expected = "shorter than needed")]
 fn gemm_rejects_short_slices_cpu() {
     let p = GemmParams::new(4, 4, 4);

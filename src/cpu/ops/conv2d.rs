@@ -7,13 +7,18 @@
 //! * weight gradient: `dW [out, K] += g[:, chunk] * col^T`;
 //! * input gradient: `dcol = W^T * g[:, chunk]`, then col2im scatter-adds dcol into dx.
 //!
-//! A 1x1 stride-1 unpadded conv skips im2col: the image is its own column matrix.
-//! The bias is written into y first and the GEMM accumulates onto it (beta = 1).
+//! A 1x1 stride-1 unpadded conv skips im2col: the image is its own column matrix. Other stride-1
+//! forwards skip it too: the input is zero-padded once and the GEMM reads the column matrix's
+//! rows in place from it (`conv2d_stride1_implicit`, `gemm_rows.rs`), adding the bias as it
+//! stores y. Elsewhere the bias is written into y first and the GEMM accumulates onto it
+//! (beta = 1).
 //!
 //! `_ref` functions are direct loop nests with f64 sums, written from the definition (gather
 //! form for the input gradient), independent of the GEMM path; they are the oracles.
 
-use super::gemm::{gemm_fast, gemm_offset_rows_b};
+use super::gemm::gemm_fast;
+use super::gemm_kernel::NR;
+use super::gemm_rows::{gemm_b_in_place, BInPlace};
 use super::im2col::{col2im_chunk_add, column_chunks, im2col_chunk, with_col_buffer};
 use crate::params::conv2d::Conv2dParams;
 use crate::params::gemm::GemmParams;
@@ -130,12 +135,16 @@ pub fn conv2d_backward_ref(p: &Conv2dParams, x: &[f32], w: &[f32], g: &[f32], dx
     }
 }
 
-/// Forward: `y = conv2d(x, w) + b` via im2col + GEMM.
+/// Forward: `y = conv2d(x, w) + b` via a GEMM (im2col only for strided convs).
 pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
     let (xl, yl) = (p.in_image_len(), p.out_image_len());
     for n in 0..p.batch as usize {
         let (x_img, y_img) = (&x[n * xl..(n + 1) * xl], &mut y[n * yl..(n + 1) * yl]);
+        if p.stride_h == 1 && p.stride_w == 1 && !p.is_pointwise() {
+            conv2d_stride1_implicit(p, x_img, w, b, y_img);
+            continue;
+        }
         let beta = match b {
             Some(b) => {
                 fill_channels(y_img, b, plane);
@@ -145,10 +154,6 @@ pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
         };
         if p.is_pointwise() {
             gemm_fast(&GemmParams::new(oc, plane, k).beta(beta), w, x_img, y_img);
-            continue;
-        }
-        if p.stride_h == 1 && p.stride_w == 1 {
-            conv2d_stride1_implicit(p, x_img, w, b, y_img);
             continue;
         }
         for (q0, cols) in column_chunks(p) {
@@ -163,38 +168,40 @@ pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
 
 /// One image of a stride-1 convolution as a single GEMM with no column matrix: the input is
 /// zero-padded once into `xpad [C, Hp, Wp]`, and row `(c, i, j)` of the column matrix is then
-/// `xpad[c]` read from offset `i * Wp + j` onwards, contiguous over output positions laid out
-/// `Wp` wide (`oh * Wp + ow`). The GEMM packs those rows straight from `xpad`
-/// (`gemm_offset_rows_b`), into `ywide [O, OH * Wp]`, whose `Wp - OW` extra columns per row
-/// (positions past the right edge, whose reads wrap into the next row) are dropped when copying
-/// out. Costs `Wp / OW - 1` extra work (1% at 256 wide, 6% at 32) instead of writing and
-/// re-reading a column matrix `kh * kw` times the input.
+/// `xpad[c]` read from offset `i * Wp + j`, one run of `OW` contiguous columns per output row,
+/// `Wp` apart. `gemm_b_in_place` reads those rows where they lie and writes `y [O, OH * OW]`
+/// directly (`y` holds the bias first when there is one, and the GEMM accumulates onto it).
 fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option<&[f32]>, y_img: &mut [f32]) {
     let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
     let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
     let (oc, oh, ow) = (p.out_channels as usize, p.out_h as usize, p.out_w as usize);
     let (hp, wp) = (h + 2 * ph, wd + 2 * pw);
-    // kw - 1 trailing zeros: the last channel's wrapped reads past its plane stay in bounds.
-    let mut xpad = vec![0f32; c_n * hp * wp + kw];
-    xpad[..c_n * hp * wp].par_chunks_mut(hp * wp).zip(x_img.par_chunks(h * wd)).for_each(|(dst, src)| {
-        for (r, row) in src.chunks_exact(wd).enumerate() {
-            dst[(r + ph) * wp + pw..][..wd].copy_from_slice(row);
-        }
+    let ps = hp * wp;
+    // NR zeros past the last plane: the micro-kernel loads whole NR-wide rows, so a run's last
+    // panel of the last channel reads up to NR - 1 floats past its row; with this tail it still
+    // reads inside the buffer (in place instead of packed).
+    with_col_buffer(c_n * ps + NR, |xpad| {
+        pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad);
+        let rows: Vec<usize> = (0..c_n * kh * kw).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
+        let layout = BInPlace { rows: &rows, width: ow, stride: wp };
+        gemm_b_in_place(&GemmParams::new(oc, oh * ow, rows.len()), w, xpad, layout, b, y_img);
     });
-    let rows: Vec<usize> = (0..c_n * kh * kw).map(|r| (r / (kh * kw)) * hp * wp + ((r / kw) % kh) * wp + r % kw).collect();
-    let n_wide = oh * wp;
-    let mut ywide = vec![0f32; oc * n_wide];
-    let beta = match b {
-        Some(b) => {
-            fill_channels(&mut ywide, b, n_wide);
-            1.0
-        }
-        None => 0.0,
-    };
-    gemm_offset_rows_b(&GemmParams::new(oc, n_wide, rows.len()).beta(beta), w, &xpad, &rows, &mut ywide);
-    y_img[..oc * oh * ow].par_chunks_mut(oh * ow).zip(ywide.par_chunks(n_wide)).for_each(|(dst, src)| {
-        for (r, row) in dst.chunks_exact_mut(ow).enumerate() {
-            row.copy_from_slice(&src[r * wp..][..ow]);
+}
+
+/// `dst [C, H + 2 ph, W + 2 pw] (+ tail)` = `x [C, H, W]` with zero borders; every element of
+/// dst is written (it may be a reused buffer).
+fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), dst: &mut [f32]) {
+    let (wp, ps) = (wd + 2 * pw, (h + 2 * ph) * (wd + 2 * pw));
+    let (planes, tail) = dst.split_at_mut(c_n * ps);
+    tail.fill(0.0);
+    planes.par_chunks_mut(ps).zip(x.par_chunks(h * wd)).for_each(|(dst, src)| {
+        dst[..ph * wp].fill(0.0);
+        dst[(ph + h) * wp..].fill(0.0);
+        for (r, row) in src.chunks_exact(wd).enumerate() {
+            let d = &mut dst[(r + ph) * wp..][..wp];
+            d[..pw].fill(0.0);
+            d[pw..pw + wd].copy_from_slice(row);
+            d[pw + wd..].fill(0.0);
         }
     });
 }

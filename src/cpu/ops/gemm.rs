@@ -26,8 +26,13 @@ const KC: usize = 256;
 const MC: usize = 144;
 /// Columns of B per packed block: 3072 x 256 floats = 3 MiB, well inside the L3.
 const NC: usize = 3072;
-/// Rows of A packed at once (bounds the packed-A buffer to MO x KC floats).
+/// Rows of A packed at once (bounds the packed-A buffer to MO x gk floats).
 const MO: usize = 2304;
+/// Floats of packed A and B held at once (12 MiB). The k slices of a group are packed in one
+/// parallel phase and multiplied in one more: a 1024^3 product is one group, two phases where
+/// packing and multiplying one slice at a time took twelve, each a wake-up and a wait for the
+/// slowest thread.
+const PACK_BUDGET: usize = 3 << 20;
 
 /// The oracle: the triple loop, f64 accumulation; parallel over rows of C only for test speed.
 pub fn gemm_ref(p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -80,43 +85,23 @@ pub fn gemm_with(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32],
         // Many small products: one per task, each single-threaded. C matrices are disjoint
         // because stride_c covers a whole matrix.
         c[..(batch - 1) * sc + lc].par_chunks_mut(sc).enumerate().for_each(|(i, ci)| {
-            gemm_single(kernel, false, p, &a[i * sa..i * sa + la], BRows::Strided(&b[i * sb..i * sb + lb]), ci);
+            gemm_single(kernel, false, p, &a[i * sa..i * sa + la], &b[i * sb..i * sb + lb], ci);
         });
     } else {
         for i in 0..batch {
-            gemm_single(kernel, parallel, p, &a[i * sa..i * sa + la], BRows::Strided(&b[i * sb..i * sb + lb]), &mut c[i * sc..i * sc + lc]);
+            gemm_single(kernel, parallel, p, &a[i * sa..i * sa + la], &b[i * sb..i * sb + lb], &mut c[i * sc..i * sc + lc]);
         }
     }
 }
 
-/// How the rows of a non-transposed B are found: `ldb` apart (the usual layout), or at arbitrary
-/// offsets into one buffer (an implicit im2col: row k of a convolution's column matrix is the
-/// input shifted by kernel tap k, read in place; `cpu/ops/conv2d.rs`).
-#[derive(Clone, Copy)]
-enum BRows<'a> {
-    Strided(&'a [f32]),
-    Offsets(&'a [f32], &'a [usize]),
-}
-
-/// `C = alpha * A * B + beta * C` (one product, A as `p` describes it) where row `r` of B
-/// (`k x n`, not transposed) is `b[b_rows[r] .. b_rows[r] + n]`.
-pub fn gemm_offset_rows_b(p: &GemmParams, a: &[f32], b: &[f32], b_rows: &[usize], c: &mut [f32]) {
-    let (n, k) = (p.n as usize, p.k as usize);
-    assert!(p.batch == 1 && !p.is_trans_b(), "gemm_offset_rows_b: one product with a non-transposed B");
-    assert_eq!(b_rows.len(), k, "gemm_offset_rows_b: one row offset per k");
-    assert!(b_rows.iter().all(|&o| o + n <= b.len()), "gemm_offset_rows_b: a row of B runs past its buffer");
-    p.check(a.len(), usize::MAX, c.len());
-    gemm_single(MicroKernel::detect(), true, p, a, BRows::Offsets(b, b_rows), c);
-}
-
 /// A raw pointer to C shared by tasks that write disjoint tiles.
 #[derive(Clone, Copy)]
-struct TilePtr(*mut f32);
+pub(super) struct TilePtr(pub(super) *mut f32);
 unsafe impl Send for TilePtr {}
 unsafe impl Sync for TilePtr {}
 
 /// One product (batch index already applied to the slices).
-fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b: BRows, c: &mut [f32]) {
+fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b: &[f32], c: &mut [f32]) {
     let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
     if m == 0 || n == 0 {
         return;
@@ -129,16 +114,31 @@ fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b
     let mut b_buf = take_buf(&PACK_B);
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let beta = if pc == 0 { p.beta } else { 1.0 };
-            let bp = b_buf.slice(nc.div_ceil(NR) * NR * kc);
-            pack_b(parallel, p, b, pc, kc, jc, nc, bp);
+        let (nc_pad, mo_pad) = (nc.div_ceil(NR) * NR, MO.min(m).div_ceil(MR) * MR);
+        // Depth of a group of k slices packed together: as many KC-deep slices as fit the budget.
+        let gk_max = (PACK_BUDGET / ((nc_pad + mo_pad) * KC)).max(1) * KC;
+        for g0 in (0..k).step_by(gk_max) {
+            let gk = gk_max.min(k - g0);
+            let bp = b_buf.slice(nc_pad * gk);
             for ic in (0..m).step_by(MO) {
                 let mo = MO.min(m - ic);
-                let ap = a_buf.slice(mo.div_ceil(MR) * MR * kc);
-                pack_a(parallel, p, a, pc, kc, ic, mo, ap);
-                let block = Block { kernel, kc, ic, mo, jc, nc, alpha: p.alpha, beta, ldc: p.ldc as usize };
+                let ap = a_buf.slice(mo.div_ceil(MR) * MR * gk);
+                let pack_a_group = |ap: &mut [f32]| {
+                    for_each_slice(parallel, ap, mo.div_ceil(MR) * MR, g0, |pc, kc, d| pack_a(parallel, p, a, pc, kc, ic, mo, d));
+                };
+                if ic == 0 {
+                    // B and the first A block in one parallel phase.
+                    let pack_b_group = |bp: &mut [f32]| for_each_slice(parallel, bp, nc_pad, g0, |pc, kc, d| pack_b(parallel, p, b, pc, kc, jc, nc, d));
+                    if parallel {
+                        rayon::join(|| pack_b_group(bp), || pack_a_group(ap));
+                    } else {
+                        pack_b_group(bp);
+                        pack_a_group(ap);
+                    }
+                } else {
+                    pack_a_group(ap);
+                }
+                let block = Block { kernel, g0, gk, ic, mo, jc, nc, alpha: p.alpha, beta: p.beta, ldc: p.ldc as usize };
                 block.compute(parallel, ap, bp, c);
             }
         }
@@ -147,8 +147,19 @@ fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b
     PACK_B.set(b_buf);
 }
 
+/// Run `pack(pc, kc, dst)` for each KC-deep slice of a group starting at k index `g0`, where
+/// `dst` (the group's buffer) holds the slices one after the other, `pad * kc` floats each.
+fn for_each_slice(parallel: bool, dst: &mut [f32], pad: usize, g0: usize, pack: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    let each = |(s, d): (usize, &mut [f32])| pack(g0 + s * KC, d.len() / pad, d);
+    if parallel {
+        dst.par_chunks_mut(pad * KC).enumerate().for_each(each);
+    } else {
+        dst.chunks_mut(pad * KC).enumerate().for_each(each);
+    }
+}
+
 /// C = beta * C on the m x n region (beta == 0 writes zeros without reading).
-fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
+pub(super) fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
     for i in 0..m {
         let row = &mut c[i * ldc..i * ldc + n];
         if beta == 0.0 {
@@ -159,10 +170,12 @@ fn scale_c(c: &mut [f32], m: usize, n: usize, ldc: usize, beta: f32) {
     }
 }
 
-/// One packed (mo x kc) x (kc x nc) block product into C, split into tiles for the threads.
+/// One packed (mo x gk) x (gk x nc) block product into C (a group of k slices starting at k
+/// index g0), split into tiles for the threads.
 struct Block {
     kernel: MicroKernel,
-    kc: usize,
+    g0: usize,
+    gk: usize,
     ic: usize,
     mo: usize,
     jc: usize,
@@ -180,9 +193,11 @@ impl Block {
         let row_blocks = self.mo.div_ceil(MC).div_ceil(threads) * threads;
         let mc = self.mo.div_ceil(row_blocks).div_ceil(MR) * MR;
         let row_blocks = self.mo.div_ceil(mc);
-        // Split columns too when there are too few row blocks to feed every thread twice.
+        // Split columns too when there are too few row blocks to give every thread four tasks:
+        // on a shared machine a thread can stall for a while, and smaller tasks let the others
+        // take over its share.
         let panels = self.nc.div_ceil(NR);
-        let col_splits = (2 * threads).div_ceil(row_blocks).min(panels).max(1);
+        let col_splits = (4 * threads).div_ceil(row_blocks).min(panels).max(1);
         let panels_per_task = panels.div_ceil(col_splits);
         let col_tasks = panels.div_ceil(panels_per_task);
         let c_ptr = TilePtr(c.as_mut_ptr());
@@ -200,23 +215,29 @@ impl Block {
         }
     }
 
-    /// Rows `rows` of this block (relative to `ic`) times B panels `cols`: jr outer so one
-    /// B micro-panel stays in L1 while the A panels stream from L2.
+    /// Rows `rows` of this block (relative to `ic`) times B panels `cols`, one k slice after the
+    /// other; within a slice jr outer so one B micro-panel stays in L1 while the A panels stream
+    /// from L2.
     fn tile_run(&self, ap: &[f32], bp: &[f32], c: TilePtr, c_len: usize, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
-        let kc = self.kc;
-        for jp in cols {
-            let j = jp * NR;
-            let nr = NR.min(self.nc - j);
-            let b_panel = &bp[jp * NR * kc..(jp + 1) * NR * kc];
-            for i in rows.clone().step_by(MR) {
-                let mr = MR.min(self.mo - i);
-                let a_panel = &ap[(i / MR) * MR * kc..(i / MR + 1) * MR * kc];
-                let offset = (self.ic + i) * self.ldc + self.jc + j;
-                debug_assert!(offset + (mr - 1) * self.ldc + nr <= c_len);
-                // SAFETY: panels hold kc*MR / kc*NR floats; the tile lies inside C (checked by
-                // GemmParams::check) and tiles of different tasks are disjoint.
-                unsafe {
-                    compute_tile(self.kernel, kc, a_panel.as_ptr(), b_panel.as_ptr(), c.0.add(offset), self.ldc, mr, nr, self.alpha, self.beta);
+        let (mo_pad, nc_pad) = (self.mo.div_ceil(MR) * MR, self.nc.div_ceil(NR) * NR);
+        for q0 in (0..self.gk).step_by(KC) {
+            let kc = KC.min(self.gk - q0);
+            let beta = if self.g0 + q0 == 0 { self.beta } else { 1.0 };
+            let (ap, bp) = (&ap[mo_pad * q0..mo_pad * (q0 + kc)], &bp[nc_pad * q0..nc_pad * (q0 + kc)]);
+            for jp in cols.clone() {
+                let j = jp * NR;
+                let nr = NR.min(self.nc - j);
+                let b_panel = &bp[jp * NR * kc..(jp + 1) * NR * kc];
+                for i in rows.clone().step_by(MR) {
+                    let mr = MR.min(self.mo - i);
+                    let a_panel = &ap[(i / MR) * MR * kc..(i / MR + 1) * MR * kc];
+                    let offset = (self.ic + i) * self.ldc + self.jc + j;
+                    debug_assert!(offset + (mr - 1) * self.ldc + nr <= c_len);
+                    // SAFETY: panels hold kc*MR / kc*NR floats; the tile lies inside C (checked
+                    // by GemmParams::check) and tiles of different tasks are disjoint.
+                    unsafe {
+                        compute_tile(self.kernel, kc, a_panel.as_ptr(), b_panel.as_ptr(), c.0.add(offset), self.ldc, mr, nr, self.alpha, beta);
+                    }
                 }
             }
         }
@@ -225,7 +246,7 @@ impl Block {
 
 /// Pack op(A)[ic..ic+mo, pc..pc+kc] into MR-tall panels (`dst[panel][q*MR + r]`), zero-padded.
 #[allow(clippy::too_many_arguments)]
-fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: usize, mo: usize, dst: &mut [f32]) {
+pub(super) fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: usize, mo: usize, dst: &mut [f32]) {
     let lda = p.lda as usize;
     let pack_panel = |(panel, d): (usize, &mut [f32])| {
         let i0 = ic + panel * MR;
@@ -272,13 +293,8 @@ fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: usize, ic: u
 
 /// Pack op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels (`dst[panel][q*NR + j]`), zero-padded.
 #[allow(clippy::too_many_arguments)]
-fn pack_b(parallel: bool, p: &GemmParams, b: BRows, pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     let ldb = p.ldb as usize;
-    let (b, row_start) = match b {
-        BRows::Strided(b) => (b, None),
-        BRows::Offsets(b, rows) => (b, Some(rows)),
-    };
-    let row_at = |r: usize| row_start.map_or(r * ldb, |rows| rows[r]);
     let pack_panel = |(panel, d): (usize, &mut [f32])| {
         let j0 = jc + panel * NR;
         let nr = NR.min(jc + nc - j0);
@@ -296,7 +312,7 @@ fn pack_b(parallel: bool, p: &GemmParams, b: BRows, pc: usize, kc: usize, jc: us
             }
         } else {
             for (q, row) in d.chunks_exact_mut(NR).enumerate() {
-                let src = &b[row_at(pc + q) + j0..];
+                let src = &b[(pc + q) * ldb + j0..];
                 if nr == NR {
                     // Fixed length: an inlined vector copy instead of a memmove call.
                     row.copy_from_slice(&src[..NR]);
@@ -320,11 +336,11 @@ fn pack_b(parallel: bool, p: &GemmParams, b: BRows, pc: usize, kc: usize, jc: us
 struct Line([f32; 16]);
 
 #[derive(Default)]
-struct PackBuf(Vec<Line>);
+pub(super) struct PackBuf(Vec<Line>);
 
 impl PackBuf {
     /// A slice of `len` floats (grown on demand; contents are overwritten by packing).
-    fn slice(&mut self, len: usize) -> &mut [f32] {
+    pub(super) fn slice(&mut self, len: usize) -> &mut [f32] {
         let lines = len.div_ceil(16);
         if self.0.len() < lines {
             self.0.resize(lines, Line([0.0; 16]));

@@ -2,6 +2,7 @@
 pub mod index;
 pub mod gemm;
 pub mod gemm_kernel;
+pub mod gemm_rows;
 pub mod linear;
 pub mod im2col;
 pub mod conv2d;
