@@ -41,6 +41,21 @@ fn dist_phase2_two_ranks_equal_one_process_cpu() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Train `base` (whose output is `dir/one`) as one process and as a group of two ranks writing to
+/// `dir/group`, and compare the two runs' checkpoints at `steps`.
+fn assert_group_equals_one(dir: &Path, base: TrainArgs, steps: u64, disc: bool) {
+    run(&base, None).unwrap();
+    let group = TrainArgs {
+        out: Some(dir.join("group")),
+        ..base
+    };
+    for r in run_group(2, &group, |_, _| {}) {
+        r.unwrap();
+    }
+    assert_same_training(&dir.join("one"), &dir.join("group"), steps, disc);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn dist_phase1a_two_ranks_equal_one_process_cpu() {
     // The codebook starts from the first global batch's features (gathered over the ranks), the
@@ -51,16 +66,7 @@ fn dist_phase1a_two_ranks_equal_one_process_cpu() {
         steps: Some(3),
         ..args("phase1a", &dir.join("one"))
     };
-    run(&base, None).unwrap();
-    let group = TrainArgs {
-        out: Some(dir.join("group")),
-        ..base.clone()
-    };
-    for r in run_group(2, &group, |_, _| {}) {
-        r.unwrap();
-    }
-    assert_same_training(&dir.join("one"), &dir.join("group"), 3, true);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_group_equals_one(&dir, base, 3, true);
 }
 
 #[test]
@@ -73,16 +79,7 @@ fn dist_phase1b_two_ranks_equal_one_process_cpu() {
         steps: Some(2),
         ..args("phase1b", &dir.join("one"))
     };
-    run(&base, None).unwrap();
-    let group = TrainArgs {
-        out: Some(dir.join("group")),
-        ..base.clone()
-    };
-    for r in run_group(2, &group, |_, _| {}) {
-        r.unwrap();
-    }
-    assert_same_training(&dir.join("one"), &dir.join("group"), 2, false);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_group_equals_one(&dir, base, 2, false);
 }
 
 #[test]
