@@ -1,15 +1,17 @@
 //! Single-precision GEMM on the CPU: `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`,
 //! row-major with leading dimensions and optional transposes (`params::gemm::GemmParams`), plus
-//! a batched entry. The engine's linear layers, matmuls and (through im2col) convolutions all
-//! land here (spec §2.4, §3.2, §4.1 shapes).
+//! a batched entry. The engine's linear layers, matmuls and convolutions land here (spec §2.4,
+//! §3.2, §4.1 shapes); stride-1 convolution forwards use `gemm_rows.rs`, which reads B in place
+//! with the same micro-kernel.
 //!
 //! `gemm_ref`: the triple loop with f64 accumulation (the oracle).
 //! `gemm_fast`: the classic Goto/BLIS blocking:
-//!   for each NC-wide column block of B (kept in L3)
-//!     for each KC-deep slice of k
-//!       pack op(B)[kc x nc] into NR-wide panels (shared by all threads)
-//!       for each row block of up to MO rows: pack op(A)[mo x kc] into MR-tall panels
-//!         in parallel over tiles of C (MC rows, a run of NR-panels):
+//!   for each NC-wide column block of B
+//!     for each group of KC-deep k slices (as many as PACK_BUDGET holds: all of k at 1024^3)
+//!       for each row block of up to MO rows:
+//!         pack op(A)[mo x group] into MR-tall panels and (first row block only) op(B)[group x nc]
+//!         into NR-wide panels, one panel set per k slice, in one parallel phase
+//!         in parallel over tasks of C (about MC rows x a run of NR-panels), per k slice:
 //!           for each B micro-panel (L1), for each A micro-panel (L2): 6x16 micro-kernel.
 //! The first k slice applies the caller's beta, later slices accumulate (beta = 1).
 //! Packing makes every micro-kernel read unit-stride, aligned, zero-padded panels whatever the

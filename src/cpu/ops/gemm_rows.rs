@@ -168,7 +168,8 @@ struct Run<'a> {
 impl Run<'_> {
     /// C[rows, panels] over all of k, one k slice at a time, accumulated in `acc` and then stored.
     fn task(&self, rows: Range<usize>, panels: Range<usize>, block_rows: usize, acc: &mut PackBuf) {
-        // Local tile: rows padded to MR, each row `ld` floats, an odd number of 64-byte lines.
+        // Local tile: rows padded to MR, each row `ld` floats, an odd number of 64-byte lines so
+        // that the six rows of a micro-tile fall on different L1 sets.
         let (rows_pad, ld) = ((rows.len()).div_ceil(MR) * MR, (panels.len() | 1) * NR);
         let acc = acc.slice(rows_pad * ld);
         let mut packed = Vec::new();
@@ -196,12 +197,14 @@ impl Run<'_> {
         self.store(rows, panels, acc, ld);
     }
 
-    /// Where B micro-panel `jp` starts in a row of `b` (relative to the row offset), and the C
-    /// column of its first element and its valid width.
+    /// Where B micro-panel `jp` starts in each row of `b`, relative to the row's offset.
     fn b_offset(&self, jp: usize) -> usize {
         let (g, x0) = (jp / self.per_run, (jp % self.per_run) * NR);
         g * self.layout.stride + x0
     }
+
+    /// The C column of B micro-panel `jp`'s first element, and how many of its NR columns are
+    /// real (the rest run past the end of its run of `width` columns).
     fn c_columns(&self, jp: usize) -> (usize, usize) {
         let (g, x0) = (jp / self.per_run, (jp % self.per_run) * NR);
         (g * self.layout.width + x0, NR.min(self.layout.width - x0))
