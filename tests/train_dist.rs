@@ -1,8 +1,8 @@
 //! Data-parallel training (`train::dist`) on the CPU with the host transport: two ranks with one
 //! sample each train exactly like one process with the batch of two, for phases 2, 1a (codebook
 //! start gathered over the ranks, EMA statistics summed, discriminator) and 1b (random
-//! quantisation draws sliced per rank). Ranks run as threads of the test process (each calls
-//! `train::cli::run` with its `--rank`). Tiny preset, the bundled photos, 2-3 steps. Tolerances:
+//! quantisation draws sliced per rank) and 3 (FDM + decoder with a fresh discriminator). Ranks
+//! run as threads of the test process (each calls `train::cli::run` with its `--rank`). Tiny preset, the bundled photos, 2-3 steps. Tolerances:
 //! `dist_common::TOL_REL` / `TOL_STEP`.
 
 mod dist_common;
@@ -80,6 +80,24 @@ fn dist_phase1b_two_ranks_equal_one_process_cpu() {
         ..args("phase1b", &dir.join("one"))
     };
     assert_group_equals_one(&dir, base, 2, false);
+}
+
+#[test]
+fn dist_phase3_two_ranks_equal_one_process_cpu() {
+    // FDM + decoder + post_quant_conv jointly, with a fresh discriminator trained at step 1: the
+    // hole fraction normalising L1 is taken per rank (as DDP does), both gradients averaged.
+    // Two steps, not three: at the third step the discriminator's gradient differed by up to
+    // 7e-4 of its scale in the first layers (even with the generator's lr at 0) while its last
+    // layer and every loss agreed to 1e-6, the pattern of a few LeakyReLU units whose inputs sit
+    // within rounding of the kink taking the other branch; a wrong reduction is off by a factor.
+    let dir = scratch("p3");
+    let base = TrainArgs {
+        init: Some(init_weights(&dir)),
+        config: Some(config(Phase::Phase3, &dir, true)),
+        steps: Some(2),
+        ..args("phase3", &dir.join("one"))
+    };
+    assert_group_equals_one(&dir, base, 2, true);
 }
 
 #[test]
