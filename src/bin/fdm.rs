@@ -32,6 +32,14 @@ enum Command {
     Train(fdm::train::cli::TrainArgs),
     /// Score generated images against ground truth: PSNR, SSIM, MAE, L1, LPIPS, diversity.
     Eval(fdm::metrics::eval::EvalArgs),
+    /// Write one image's intermediate tensors (features, tokens, logits, FDM, decoded) as .npy.
+    ///
+    /// Runs one image and mask through the deterministic path (encode, quantise, one transformer
+    /// pass, token replay, FDM, decode; no sampling) and writes feat.npy, tokens.npy, feat_q.npy,
+    /// logits.npy, fdm.npy, decoded.npy and inspect.json to --out (docs/INSPECT.md defines each
+    /// file). With --random-init it writes a seeded, freshly initialised weights file to
+    /// --weights instead.
+    Inspect(fdm::cli::inspect::InspectArgs),
 }
 
 #[derive(Args)]
@@ -177,6 +185,7 @@ fn main() -> Result<()> {
         Command::Selfcheck => selfcheck(),
         Command::Train(args) => Ok(fdm::train::cli::main(&args)?),
         Command::Eval(args) => fdm::metrics::eval::run(&args).map(|_| ()).map_err(Into::into),
+        Command::Inspect(args) => fdm::cli::inspect::run(&args),
     }
 }
 

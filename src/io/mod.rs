@@ -1,8 +1,9 @@
 //! Files in and out: weights (safetensors, memory-mapped, atomic saves), images and masks
-//! (PNG/JPEG), and a small mask drawer; typed errors callers can branch on.
+//! (PNG/JPEG), NumPy `.npy` arrays, and a small mask drawer; typed errors callers can branch on.
 pub mod error;
 pub mod image;
 pub mod mask_draw;
+pub mod npy;
 pub mod safetensors;
 pub mod weight_store;
 

@@ -5,11 +5,12 @@
 //! and keep the raw decoder output too). `n` samples of one image run as one batch.
 
 use super::sampler::{sample, Sampled, SamplerInput, SamplerOptions};
-use crate::autograd::Tape;
+use crate::autograd::{Tape, Var};
 use crate::error::{Error, Result};
 use crate::model::codec::feature_rows;
 use crate::model::inpainting::InpaintingModel;
 use crate::model::masks;
+use crate::nn::Bound;
 use crate::ops;
 use crate::profile;
 use crate::rng::Rng;
@@ -82,8 +83,9 @@ pub fn inpaint(
         return Err(Error::msg("the mask has no hole: nothing to inpaint"));
     }
     let table = feature_rows(feats.feature.value())?.reshape(&[n, l, e])?;
+    let vocab = model.cfg.transformer.vocab as u32;
     let sampled = profile::stage("sample", || match tokens {
-        Some(t) => replay(model, t, &table, &feats.visible, n, l),
+        Some(t) => replay(model, t, &table, &feats.visible, n, l, vocab),
         None => {
             let mut rng = Rng::new(opts.seed);
             let input = SamplerInput { model, tape: &tape, params: &params, table, tokens: feats.tokens.clone(), visible: feats.visible.clone() };
@@ -91,13 +93,7 @@ pub fn inpaint(
         }
     })?;
     let generated = sampled.table.reshape(&[n, g, g, e])?.permute(&[0, 3, 1, 2])?.contiguous()?;
-    let m = masks::masked_patch_indicator(&masks_b, model.cfg.codec.patch)?;
-    let feature = if opts.use_fdm {
-        profile::stage("fdm", || model.fdm.apply(&tape, &params, &tape.constant(generated.clone()), &feats.feature, &tape.constant(m)))?.v
-    } else {
-        tape.constant(generated.clone())
-    };
-    let out = profile::stage("decode", || masks::denormalise(model.codec.decode(&tape, &params, &feature, &images, &masks_b)?.value()))?;
+    let Decoded { feature, out, .. } = dequantize_and_decode(model, &tape, &params, &generated, &feats.feature, &images, &masks_b, opts.use_fdm)?;
     let composited = profile::stage("composite", || composite(&out, &images, &masks_b))?;
     let split = |t: &Tensor| -> Result<Vec<Tensor>> { (0..n).map(|i| t.narrow(0, i, 1)?.reshape(&[3, s, s])?.to_device(&crate::Device::Cpu)).collect() };
     Ok(Inpainted {
@@ -106,7 +102,7 @@ pub fn inpaint(
         tokens: sampled.tokens.chunks(l).map(|c| c.to_vec()).collect(),
         passes: sampled.passes,
         masked_patches,
-        dequantized: opts.use_fdm.then(|| feature.value().clone()),
+        dequantized: opts.use_fdm.then(|| feature.clone()),
         generated,
         visible: feats.visible,
     })
@@ -117,9 +113,50 @@ pub fn composite(out: &Tensor, input: &Tensor, mask: &Tensor) -> Result<Tensor> 
     ops::binary::add(&ops::binary::mul(out, &masks::one_minus(mask)?)?, &ops::binary::mul(input, mask)?)
 }
 
+/// What `dequantize_and_decode` produced.
+pub struct Decoded {
+    /// B x C x h x w features given to the decoder: `v = qv + FDM(qv, M)` with FDM, else the
+    /// generated features as they are.
+    pub feature: Tensor,
+    /// FDM's own prediction `pv = FDM(qv, M)` (zero at fully visible patches), when FDM ran.
+    pub fdm: Option<Tensor>,
+    /// The raw decoder output B x 3 x H x W in [0, 255] (not composited).
+    pub out: Tensor,
+}
+
+/// The deterministic tail of an inpainting (spec §5.1 steps 5-6): FDM on the `generated` features
+/// (B x C x h x w: codebook rows at masked patches) with the encoder features `encoded` restored at
+/// visible patches (`apply_fdm`, spec §4.2), unless `use_fdm` is false, then
+/// post_quant_conv + decoder with the masked image as reference, de-normalised to [0, 255].
+/// `images` B x 3 x S x S in [0, 255] and `masks` B x 1 x S x S (1 = visible) on the model's device.
+#[allow(clippy::too_many_arguments)]
+pub fn dequantize_and_decode(
+    model: &InpaintingModel,
+    tape: &Tape,
+    params: &Bound,
+    generated: &Tensor,
+    encoded: &Var,
+    images: &Tensor,
+    masks: &Tensor,
+    use_fdm: bool,
+) -> Result<Decoded> {
+    let m = masks::masked_patch_indicator(masks, model.cfg.codec.patch)?;
+    let (feature, fdm) = if use_fdm {
+        let applied = profile::stage("fdm", || model.fdm.apply(tape, params, &tape.constant(generated.clone()), encoded, &tape.constant(m)))?;
+        (applied.v, Some(applied.pv.value().clone()))
+    } else {
+        (tape.constant(generated.clone()), None)
+    };
+    let out = profile::stage("decode", || masks::denormalise(model.codec.decode(tape, params, &feature, images, masks)?.value()))?;
+    Ok(Decoded { feature: feature.value().clone(), fdm, out })
+}
+
 /// Token replay (spec §5.6): codebook rows at masked positions from the given tokens; visible
 /// positions keep the encoder features (what `apply_fdm` restores in the official code).
-fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visible: &[bool], n: usize, l: usize) -> Result<Sampled> {
+/// Tokens at masked positions must be below `limit`: the transformer's vocabulary (the unmasked
+/// half, what the sampler draws) for `fdm inpaint`; the whole codebook for `fdm inspect`, which
+/// also replays the masked-half tokens of a quantised input.
+pub fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visible: &[bool], n: usize, l: usize, limit: u32) -> Result<Sampled> {
     let vocab = model.cfg.transformer.vocab as u32;
     if tokens.len() != n || tokens.iter().any(|t| t.len() != l) {
         return Err(Error::msg(format!("token replay needs {n} token vectors of {l} tokens")));
@@ -129,8 +166,11 @@ fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visible:
     let mut picked = Vec::new();
     for (i, (&tok, &vis)) in flat.iter().zip(visible).enumerate() {
         if !vis {
-            if tok >= vocab {
+            if tok >= limit && limit == vocab {
                 return Err(Error::msg(format!("token {tok} at position {} is not in the unmasked half (< {vocab})", i % l)));
+            }
+            if tok >= limit {
+                return Err(Error::msg(format!("token {tok} at position {} is not a codebook index (< {limit})", i % l)));
             }
             idx.push(i as u32);
             picked.push(tok);

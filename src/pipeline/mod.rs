@@ -1,4 +1,5 @@
 //! The user-level algorithms on the models: the token sampler and inpainting.
 pub mod inpaint;
+pub mod inspect;
 pub mod photo;
 pub mod sampler;

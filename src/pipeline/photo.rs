@@ -37,9 +37,7 @@ pub fn inpaint_photo(
         let out: Inpainted = inpaint(model, image, mask, opts, tokens, on_pass)?;
         return Ok(PhotoResult { images: out.images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches });
     }
-    let small = ops::resize::resize_bilinear(&image.reshape(&[1, 3, h, w])?, (s, s))?.reshape(&[3, s, s])?;
-    let small = ops::unary::clamp(&small, 0.0, 255.0)?;
-    let small_mask = conservative_mask(mask, s)?;
+    let (small, small_mask) = model_inputs(model, image, mask)?;
     let out = inpaint(model, &small, &small_mask, opts, tokens, on_pass)?;
     let images = out
         .images
@@ -50,6 +48,19 @@ pub fn inpaint_photo(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(PhotoResult { images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches })
+}
+
+/// The image and mask at the model's resolution S x S: the image resized bilinearly (clamped to
+/// [0, 255]), the mask conservatively (`conservative_mask`); unchanged when already S x S.
+/// `image` [3, H, W], `mask` [1, H, W] (shapes checked by the callers).
+pub fn model_inputs(model: &InpaintingModel, image: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+    let s = model.cfg.image_size;
+    let (h, w) = (image.shape()[1], image.shape()[2]);
+    if (h, w) == (s, s) {
+        return Ok((image.clone(), mask.clone()));
+    }
+    let small = ops::resize::resize_bilinear(&image.reshape(&[1, 3, h, w])?, (s, s))?.reshape(&[3, s, s])?;
+    Ok((ops::unary::clamp(&small, 0.0, 255.0)?, conservative_mask(mask, s)?))
 }
 
 /// Resize a binary mask [1, H, W] to [1, s, s]: hole wherever any covered source pixel is a hole.
