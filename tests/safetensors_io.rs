@@ -120,6 +120,27 @@ fn safetensors_bf16_model_round_trip_and_strict_load_cpu() {
 }
 
 #[test]
+fn safetensors_same_weights_same_bytes_cpu() {
+    // The header's metadata keys are written in a fixed order: saving the same weights twice
+    // gives identical files (the metadata holds several keys, so a random order shows).
+    let dir = test_dir("same-bytes");
+    let cfg = ModelConfig::tiny();
+    let store = store_for(&ParamSpec::inference(&cfg), 3);
+    let mut extra = FileMetadata::new();
+    for k in ["a", "b", "c", "d", "e", "f"] {
+        extra.insert(format!("key_{k}"), k.into());
+    }
+    let bytes: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let path = dir.join(format!("w{i}.safetensors"));
+            save_model(&path, &store, &cfg, &extra).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    assert!(bytes.iter().all(|b| b == &bytes[0]), "four saves of one store differ");
+}
+
+#[test]
 fn safetensors_metadata_round_trip_cpu() {
     let dir = test_dir("metadata");
     let cfg = ModelConfig::tiny();

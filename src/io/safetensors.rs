@@ -322,12 +322,15 @@ fn header_bytes(
         path: path.into(),
         detail: e.to_string(),
     })?;
-    let mut bytes = serde_json::to_string(&header)
-        .map_err(|e| WeightsError::Metadata {
-            path: path.into(),
-            detail: e.to_string(),
-        })?
-        .into_bytes();
+    // Through `serde_json::Value`, whose maps are sorted by key: the crate's metadata map is a
+    // HashMap, so serialising it directly would order the keys differently on every run and the
+    // same weights would not give the same file bytes.
+    let json_err = |e: serde_json::Error| WeightsError::Metadata {
+        path: path.into(),
+        detail: e.to_string(),
+    };
+    let sorted = serde_json::to_value(&header).map_err(json_err)?;
+    let mut bytes = serde_json::to_string(&sorted).map_err(json_err)?.into_bytes();
     bytes.resize(bytes.len().next_multiple_of(8), b' ');
     Ok(bytes)
 }
