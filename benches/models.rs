@@ -50,13 +50,31 @@ impl Setup {
             "cuda" => Some(cuda(&format!("cuda benches of the {preset} preset"))?),
             _ => None,
         };
-        let device = dev.as_ref().map_or(Device::Cpu, |d| Device::Cuda(d.clone()));
+        let device = dev
+            .as_ref()
+            .map_or(Device::Cpu, |d| Device::Cuda(d.clone()));
         let model = model(preset, &device, precision);
         let tape = Tape::no_grad();
         let params = model.store.bind(&tape, |_| false);
-        let image = photo().reshape(&[1, 3, 256, 256]).unwrap().to_device(&device).unwrap();
-        let mask = mask_30pct().reshape(&[1, 1, 256, 256]).unwrap().to_device(&device).unwrap();
-        Some(Setup { name: format!("{backend}_{{}}_{preset}"), model, tape, params, image, mask, dev })
+        let image = photo()
+            .reshape(&[1, 3, 256, 256])
+            .unwrap()
+            .to_device(&device)
+            .unwrap();
+        let mask = mask_30pct()
+            .reshape(&[1, 1, 256, 256])
+            .unwrap()
+            .to_device(&device)
+            .unwrap();
+        Some(Setup {
+            name: format!("{backend}_{{}}_{preset}"),
+            model,
+            tape,
+            params,
+            image,
+            mask,
+            dev,
+        })
     }
 
     fn id(&self, what: &str) -> String {
@@ -83,34 +101,66 @@ impl Setup {
     fn transformer_pass(&self, c: &mut Criterion, id: &str) {
         let cfg = &self.model.cfg.transformer;
         let n = cfg.seq_len * cfg.embed_dim;
-        let x = Tensor::from_vec(random_vec(1, n, -1.0, 1.0), &[1, cfg.seq_len, cfg.embed_dim]).unwrap();
-        let x = self.tape.constant(x.to_device(&self.model.device()).unwrap());
-        self.bench(c, id, || self.model.transformer.forward(&self.tape, &self.params, &x).expect("pass"));
+        let x = Tensor::from_vec(
+            random_vec(1, n, -1.0, 1.0),
+            &[1, cfg.seq_len, cfg.embed_dim],
+        )
+        .unwrap();
+        let x = self
+            .tape
+            .constant(x.to_device(&self.model.device()).unwrap());
+        self.bench(c, id, || {
+            self.model
+                .transformer
+                .forward(&self.tape, &self.params, &x)
+                .expect("pass")
+        });
     }
 
     fn fdm(&self, c: &mut Criterion) {
         let (m, t, p) = (&self.model, &self.tape, &self.params);
-        let feats = m.codec.get_features(t, p, &m.store, &self.image, Some(&self.mask)).expect("features");
-        let indicator = t.constant(masked_patch_indicator(&self.mask, m.cfg.codec.patch).expect("patch mask"));
+        let feats = m
+            .codec
+            .get_features(t, p, &m.store, &self.image, Some(&self.mask))
+            .expect("features");
+        let indicator =
+            t.constant(masked_patch_indicator(&self.mask, m.cfg.codec.patch).expect("patch mask"));
         // FDM's cost does not depend on the values: the encoder features stand in for the
         // sampled codebook rows.
         let quantized = t.constant(feats.feature.value().clone());
-        self.bench(c, &self.id("fdm"), || m.fdm.apply(t, p, &quantized, &feats.feature, &indicator).expect("fdm").v);
+        self.bench(c, &self.id("fdm"), || {
+            m.fdm
+                .apply(t, p, &quantized, &feats.feature, &indicator)
+                .expect("fdm")
+                .v
+        });
     }
 
     fn codec(&self, c: &mut Criterion) {
         let (m, t, p) = (&self.model, &self.tape, &self.params);
         self.bench(c, &self.id("codec_encode"), || {
-            m.codec.get_features(t, p, &m.store, &self.image, Some(&self.mask)).expect("encode").tokens
+            m.codec
+                .get_features(t, p, &m.store, &self.image, Some(&self.mask))
+                .expect("encode")
+                .tokens
         });
-        let feats = m.codec.get_features(t, p, &m.store, &self.image, Some(&self.mask)).expect("features");
-        self.bench(c, &self.id("codec_decode"), || m.codec.decode(t, p, &feats.feature, &self.image, &self.mask).expect("decode"));
+        let feats = m
+            .codec
+            .get_features(t, p, &m.store, &self.image, Some(&self.mask))
+            .expect("features");
+        self.bench(c, &self.id("codec_decode"), || {
+            m.codec
+                .decode(t, p, &feats.feature, &self.image, &self.mask)
+                .expect("decode")
+        });
     }
 }
 
 /// Every part of `preset` on `backend`.
 fn parts(c: &mut Criterion, backend: &str, preset: &str) {
-    let Some(s) = Setup::new(backend, preset, Precision::F32) else { return };
+    let Some(s) = Setup::new(backend, preset, Precision::F32) else {
+        return;
+    };
     s.transformer_pass(c, &s.id("transformer_pass"));
     s.fdm(c);
     s.codec(c);

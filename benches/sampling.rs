@@ -38,7 +38,15 @@ use fdm::{Device, Tensor};
 use std::hint::black_box;
 
 /// Bench whole inpaintings of the photo under `mask` (`passes` transformer passes expected).
-fn bench_inpaint(c: &mut Criterion, id: &str, model: &InpaintingModel, mask: &Tensor, passes: usize, opts: InpaintOptions, dev: Option<&CudaDevice>) {
+fn bench_inpaint(
+    c: &mut Criterion,
+    id: &str,
+    model: &InpaintingModel,
+    mask: &Tensor,
+    passes: usize,
+    opts: InpaintOptions,
+    dev: Option<&CudaDevice>,
+) {
     let image = photo();
     c.bench_function(id, |b| {
         b.iter(|| {
@@ -53,14 +61,27 @@ fn bench_inpaint(c: &mut Criterion, id: &str, model: &InpaintingModel, mask: &Te
 }
 
 fn options(use_fdm: bool, samples: usize) -> InpaintOptions {
-    InpaintOptions { use_fdm, samples, seed: SEED, ..InpaintOptions::default() }
+    InpaintOptions {
+        use_fdm,
+        samples,
+        seed: SEED,
+        ..InpaintOptions::default()
+    }
 }
 
 /// Bench one pass of the sampler: a 1 x L x e_dim table with one unknown position.
-fn bench_sampling_pass(c: &mut Criterion, id: &str, model: &InpaintingModel, dev: Option<&CudaDevice>) {
+fn bench_sampling_pass(
+    c: &mut Criterion,
+    id: &str,
+    model: &InpaintingModel,
+    dev: Option<&CudaDevice>,
+) {
     let cfg = &model.cfg.transformer;
     let (l, e) = (cfg.seq_len, cfg.embed_dim);
-    let table = Tensor::from_vec(random_vec(1, l * e, -1.0, 1.0), &[1, l, e]).unwrap().to_device(&model.device()).unwrap();
+    let table = Tensor::from_vec(random_vec(1, l * e, -1.0, 1.0), &[1, l, e])
+        .unwrap()
+        .to_device(&model.device())
+        .unwrap();
     let mut visible = vec![true; l];
     visible[l / 2] = false;
     let tape = Tape::no_grad();
@@ -69,7 +90,14 @@ fn bench_sampling_pass(c: &mut Criterion, id: &str, model: &InpaintingModel, dev
     let mut rng = Rng::new(SEED);
     c.bench_function(id, |b| {
         b.iter(|| {
-            let input = SamplerInput { model, tape: &tape, params: &params, table: table.clone(), tokens: vec![0; l], visible: visible.clone() };
+            let input = SamplerInput {
+                model,
+                tape: &tape,
+                params: &params,
+                table: table.clone(),
+                tokens: vec![0; l],
+                visible: visible.clone(),
+            };
             let out = sample(input, &opts, &mut rng, &mut |_, _| {}).expect("sample");
             if let Some(d) = dev {
                 d.synchronize().expect("synchronize");
@@ -83,7 +111,10 @@ fn bench_sampling_pass(c: &mut Criterion, id: &str, model: &InpaintingModel, dev
 fn cpu_tiny_30pct(c: &mut Criterion) {
     let m = model("tiny", &Device::Cpu, Precision::F32);
     let mask = mask_30pct();
-    for (name, use_fdm) in [("cpu_inpaint_tiny_30pct_fdm_on", true), ("cpu_inpaint_tiny_30pct_fdm_off", false)] {
+    for (name, use_fdm) in [
+        ("cpu_inpaint_tiny_30pct_fdm_on", true),
+        ("cpu_inpaint_tiny_30pct_fdm_off", false),
+    ] {
         bench_inpaint(c, name, &m, &mask, MASKED_30PCT, options(use_fdm, 1), None);
     }
 }
@@ -91,21 +122,39 @@ fn cpu_tiny_30pct(c: &mut Criterion) {
 fn cpu_tiny_small_hole(c: &mut Criterion) {
     let m = model("tiny", &Device::Cpu, Precision::F32);
     let mask = mask_16();
-    for (name, use_fdm) in [("cpu_inpaint_tiny_fdm_on", true), ("cpu_inpaint_tiny_fdm_off", false)] {
+    for (name, use_fdm) in [
+        ("cpu_inpaint_tiny_fdm_on", true),
+        ("cpu_inpaint_tiny_fdm_off", false),
+    ] {
         bench_inpaint(c, name, &m, &mask, 16, options(use_fdm, 1), None);
     }
     bench_sampling_pass(c, "cpu_sampling_pass_tiny", &m, None);
 }
 
 fn cuda_paper(c: &mut Criterion) {
-    let Some(dev) = cuda("cuda sampling benches") else { return };
+    let Some(dev) = cuda("cuda sampling benches") else {
+        return;
+    };
     let mask = mask_30pct();
     for (precision, suffix) in [(Precision::F32, ""), (Precision::Bf16, "_bf16")] {
         let m = model("paper", &Device::Cuda(dev.clone()), precision);
-        bench_sampling_pass(c, &format!("cuda_sampling_pass_paper{suffix}"), &m, Some(&dev));
+        bench_sampling_pass(
+            c,
+            &format!("cuda_sampling_pass_paper{suffix}"),
+            &m,
+            Some(&dev),
+        );
         for n in [1, 4] {
             let id = format!("cuda_inpaint_paper_30pct_n{n}{suffix}");
-            bench_inpaint(c, &id, &m, &mask, MASKED_30PCT, options(true, n), Some(&dev));
+            bench_inpaint(
+                c,
+                &id,
+                &m,
+                &mask,
+                MASKED_30PCT,
+                options(true, n),
+                Some(&dev),
+            );
         }
     }
 }

@@ -32,7 +32,12 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { preset: "tiny".into(), runs: 5, batch: 1, dump: None };
+    let mut a = Args {
+        preset: "tiny".into(),
+        runs: 5,
+        batch: 1,
+        dump: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -52,9 +57,17 @@ fn parse_args() -> Result<Args, String> {
 
 /// Add seeded uniform noise in +-0.05 to every transformer parameter (`generator.*`).
 fn perturb_transformer(model: &mut InpaintingModel) -> fdm::Result<()> {
-    let params: Vec<_> = model.store.iter().filter(|(_, name, _)| name.starts_with("generator.")).map(|(id, _, t)| (id, t.clone())).collect();
+    let params: Vec<_> = model
+        .store
+        .iter()
+        .filter(|(_, name, _)| name.starts_with("generator."))
+        .map(|(id, _, t)| (id, t.clone()))
+        .collect();
     for (i, (id, t)) in params.into_iter().enumerate() {
-        let noise = Tensor::from_vec(random_vec(1000 + i as u64, t.numel(), -0.05, 0.05), t.shape())?;
+        let noise = Tensor::from_vec(
+            random_vec(1000 + i as u64, t.numel(), -0.05, 0.05),
+            t.shape(),
+        )?;
         model.store.set(id, fdm::ops::binary::add(&t, &noise)?)?;
     }
     Ok(())
@@ -63,7 +76,11 @@ fn perturb_transformer(model: &mut InpaintingModel) -> fdm::Result<()> {
 /// Write a C-order little-endian f32 array as `.npy` (format version 1.0).
 fn write_npy(path: &Path, t: &Tensor) -> std::io::Result<()> {
     let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
     // magic (6) + version (2) + header length (2) + header + '\n' is a multiple of 64.
     while (10 + header.len() + 1) % 64 != 0 {
@@ -91,7 +108,12 @@ fn main() -> fdm::Result<()> {
     let tape = Tape::no_grad();
     let params = model.store.bind(&tape, |_| false);
     let x = tape.constant(input.clone());
-    let pass = || model.transformer.forward(&tape, &params, &x).map(|v| v.value().clone());
+    let pass = || {
+        model
+            .transformer
+            .forward(&tape, &params, &x)
+            .map(|v| v.value().clone())
+    };
     pass()?;
     pass()?;
     let mut secs = Vec::with_capacity(args.runs);
@@ -122,7 +144,10 @@ fn main() -> fdm::Result<()> {
         model.save(dir.join("weights.safetensors"))?;
         write_npy(&dir.join("input.npy"), &input)?;
         write_npy(&dir.join("logits.npy"), first.as_ref().expect("runs >= 1"))?;
-        println!("wrote {}/{{weights.safetensors,input.npy,logits.npy}}", dir.display());
+        println!(
+            "wrote {}/{{weights.safetensors,input.npy,logits.npy}}",
+            dir.display()
+        );
     }
     Ok(())
 }

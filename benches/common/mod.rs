@@ -37,7 +37,10 @@ pub fn photo() -> Tensor {
 /// `[1, 256, 256]` mask (1 = visible) with a 32 x 32 pixel hole = 4 x 4 patches (pixels
 /// 96..128 in both directions, on the 8-pixel patch grid): 16 masked patches.
 pub fn mask_16() -> Tensor {
-    MaskCanvas::new(256, 256).fill_rect(96, 96, 128, 128).to_engine_mask().expect("mask")
+    MaskCanvas::new(256, 256)
+        .fill_rect(96, 96, 128, 128)
+        .to_engine_mask()
+        .expect("mask")
 }
 
 /// `[1, 256, 256]` mask with two overlapping boxes whose edges sit mid-patch (so partially
@@ -80,4 +83,3 @@ pub fn long() -> Criterion {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
 }
-
