@@ -1,97 +1,164 @@
-//! CPU benchmarks of the inpainting loop on the tiny preset (freshly initialised weights: the
-//! cost does not depend on training), so FDM's share of an inpainting is visible:
-//! * `cpu_transformer_pass_tiny`: one transformer pass, 1 x 1024 tokens x 64 features;
-//! * `cpu_inpaint_tiny_fdm_on` / `_off`: a whole `pipeline::inpaint::inpaint` of
-//!   `assets/photos/dev_005.jpg` (256 x 256) with a 32 x 32 pixel hole = 4 x 4 patches (16
-//!   masked tokens, one per pass: 16 transformer passes), one sample, with and without FDM;
-//! * `cpu_fdm_tiny`: `Fdm::apply` alone on that image's features and masked-patch map.
+//! Benchmarks of the inpainting loop (freshly initialised weights, `InpaintingModel::new(cfg, 7)`:
+//! the cost does not depend on training), one sample unless named `_n4`, default options
+//! (paper sampler: one token per pass, top-50, temperature 1; FDM on unless `_fdm_off`):
+//! * `cpu_inpaint_tiny_30pct_{fdm_on,fdm_off}`: a whole `pipeline::inpaint::inpaint` of
+//!   `assets/photos/dev_005.jpg` (256 x 256) under the fixed mask `common::mask_30pct`: 302 masked
+//!   patches of 1024 (29.5 %), so 302 transformer passes, plus encoding, FDM and decoding.
+//! * `cpu_inpaint_tiny_fdm_{on,off}`: the same with a 32 x 32 pixel hole (4 x 4 patches: 16
+//!   passes), kept for comparison with the earlier numbers in BENCHMARKS.md.
+//! * `cpu_sampling_pass_tiny`: one pass of `pipeline::sampler::sample` (transformer forward,
+//!   position choice, top-K draw, codebook row written back) on a 1 x 1024 x 64 feature table
+//!   with one unknown position.
+//! * `cuda_inpaint_paper_30pct_{n1,n4}[_bf16]`: the paper preset (35 layers x 512) on the GPU,
+//!   302 passes, one sample or four batched, with f32 or bf16 transformer weights.
+//! * `cuda_sampling_pass_paper[_bf16]`: one sampler pass of the paper preset on the GPU
+//!   (device-resident fill: upload, one pass, read back).
 //!
-//! Run: `cargo bench --bench sampling` (one to two minutes on two cores). Sample sizes are
-//! criterion's minimum (10) to keep it short; see BENCHMARKS.md for measured numbers.
+//! There is no CPU inpainting bench of the paper preset: one pass of its transformer is ~150
+//! GMACs, 2-3 s on two cores, so one inpainting under this mask is ~302 x 2.5 s = about 13 min
+//! and criterion's 10 samples would take over two hours. `cpu_transformer_pass_paper` (bench
+//! `models`) gives the per-pass cost; multiply by the pass count.
+//! CUDA benches synchronise after each iteration and print `SKIP (no CUDA device)` without a GPU.
+//!
+//! Run: `cargo bench --bench sampling` (about 5-8 minutes on two cores: the two 302-pass tiny
+//! inpaintings dominate), or by name, e.g. `cargo bench --bench sampling -- 30pct`.
 
+mod common;
+
+use common::{cuda, long, mask_16, mask_30pct, model, photo, short, MASKED_30PCT, SEED};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fdm::autograd::Tape;
-use fdm::io::image::load_image;
-use fdm::io::mask_draw::MaskCanvas;
-use fdm::model::inpainting::InpaintingModel;
-use fdm::model::masks::masked_patch_indicator;
-use fdm::model::presets::ModelConfig;
+use fdm::cuda::CudaDevice;
+use fdm::model::inpainting::{InpaintingModel, Precision};
 use fdm::pipeline::inpaint::{inpaint, InpaintOptions};
+use fdm::pipeline::sampler::{sample, SamplerInput, SamplerOptions};
+use fdm::rng::Rng;
 use fdm::testing::random_vec;
-use fdm::Tensor;
+use fdm::{Device, Tensor};
 use std::hint::black_box;
-use std::time::Duration;
 
-const SEED: u64 = 7;
-
-fn tiny_model() -> InpaintingModel {
-    InpaintingModel::new(&ModelConfig::tiny(), SEED).expect("tiny model")
-}
-
-/// The bundled photo `[3, 256, 256]` and a mask `[1, 256, 256]` with a 4 x 4 patch hole
-/// (pixels 96..128 in both directions, on the 8-pixel patch grid).
-fn photo_and_mask() -> (Tensor, Tensor) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos/dev_005.jpg");
-    let image = load_image(path).expect("bundled photo").tensor;
-    let mask = MaskCanvas::new(256, 256)
-        .fill_rect(96, 96, 128, 128)
-        .to_engine_mask()
-        .expect("mask");
-    (image, mask)
-}
-
-fn transformer_pass(c: &mut Criterion) {
-    let model = tiny_model();
-    let tape = Tape::no_grad();
-    let params = model.store.bind(&tape, |_| false);
-    let x = Tensor::from_vec(random_vec(1, 1024 * 64, -1.0, 1.0), &[1, 1024, 64]).expect("x");
-    let x = tape.constant(x);
-    c.bench_function("cpu_transformer_pass_tiny", |b| {
-        b.iter(|| black_box(model.transformer.forward(&tape, &params, &x).expect("pass")))
+/// Bench whole inpaintings of the photo under `mask` (`passes` transformer passes expected).
+fn bench_inpaint(
+    c: &mut Criterion,
+    id: &str,
+    model: &InpaintingModel,
+    mask: &Tensor,
+    passes: usize,
+    opts: InpaintOptions,
+    dev: Option<&CudaDevice>,
+) {
+    let image = photo();
+    c.bench_function(id, |b| {
+        b.iter(|| {
+            let out = inpaint(model, &image, mask, &opts, None, &mut |_, _| {}).expect("inpaint");
+            if let Some(d) = dev {
+                d.synchronize().expect("synchronize");
+            }
+            assert_eq!(out.passes, passes, "one pass per masked patch");
+            black_box(out)
+        })
     });
 }
 
-fn inpaint_tiny(c: &mut Criterion) {
-    let model = tiny_model();
-    let (image, mask) = photo_and_mask();
-    for (name, use_fdm) in [("cpu_inpaint_tiny_fdm_on", true), ("cpu_inpaint_tiny_fdm_off", false)] {
-        let opts = InpaintOptions { use_fdm, seed: SEED, ..InpaintOptions::default() };
-        c.bench_function(name, |b| {
-            b.iter(|| {
-                let out = inpaint(&model, &image, &mask, &opts, None, &mut |_, _| {}).expect("inpaint");
-                assert_eq!(out.passes, 16, "one pass per masked patch");
-                black_box(out)
-            })
-        });
+fn options(use_fdm: bool, samples: usize) -> InpaintOptions {
+    InpaintOptions {
+        use_fdm,
+        samples,
+        seed: SEED,
+        ..InpaintOptions::default()
     }
 }
 
-fn fdm_alone(c: &mut Criterion) {
-    let model = tiny_model();
-    let (image, mask) = photo_and_mask();
+/// Bench one pass of the sampler: a 1 x L x e_dim table with one unknown position.
+fn bench_sampling_pass(
+    c: &mut Criterion,
+    id: &str,
+    model: &InpaintingModel,
+    dev: Option<&CudaDevice>,
+) {
+    let cfg = &model.cfg.transformer;
+    let (l, e) = (cfg.seq_len, cfg.embed_dim);
+    let table = Tensor::from_vec(random_vec(1, l * e, -1.0, 1.0), &[1, l, e])
+        .unwrap()
+        .to_device(&model.device())
+        .unwrap();
+    let mut visible = vec![true; l];
+    visible[l / 2] = false;
     let tape = Tape::no_grad();
     let params = model.store.bind(&tape, |_| false);
-    let (image, mask) = (image.reshape(&[1, 3, 256, 256]).expect("image"), mask.reshape(&[1, 1, 256, 256]).expect("mask"));
-    let feats = model.codec.get_features(&tape, &params, &model.store, &image, Some(&mask)).expect("features");
-    let m = tape.constant(masked_patch_indicator(&mask, model.cfg.codec.patch).expect("patch mask"));
-    // FDM's cost does not depend on the values: the encoder features stand in for the
-    // sampled codebook rows.
-    let quantized = tape.constant(feats.feature.value().clone());
-    c.bench_function("cpu_fdm_tiny", |b| {
-        b.iter(|| black_box(model.fdm.apply(&tape, &params, &quantized, &feats.feature, &m).expect("fdm").v))
+    let opts = SamplerOptions::default();
+    let mut rng = Rng::new(SEED);
+    c.bench_function(id, |b| {
+        b.iter(|| {
+            let input = SamplerInput {
+                model,
+                tape: &tape,
+                params: &params,
+                table: table.clone(),
+                tokens: vec![0; l],
+                visible: visible.clone(),
+            };
+            let out = sample(input, &opts, &mut rng, &mut |_, _| {}).expect("sample");
+            if let Some(d) = dev {
+                d.synchronize().expect("synchronize");
+            }
+            assert_eq!(out.passes, 1);
+            black_box(out)
+        })
     });
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(8))
+fn cpu_tiny_30pct(c: &mut Criterion) {
+    let m = model("tiny", &Device::Cpu, Precision::F32);
+    let mask = mask_30pct();
+    for (name, use_fdm) in [
+        ("cpu_inpaint_tiny_30pct_fdm_on", true),
+        ("cpu_inpaint_tiny_30pct_fdm_off", false),
+    ] {
+        bench_inpaint(c, name, &m, &mask, MASKED_30PCT, options(use_fdm, 1), None);
+    }
 }
 
-criterion_group! {
-    name = sampling;
-    config = config();
-    targets = transformer_pass, inpaint_tiny, fdm_alone
+fn cpu_tiny_small_hole(c: &mut Criterion) {
+    let m = model("tiny", &Device::Cpu, Precision::F32);
+    let mask = mask_16();
+    for (name, use_fdm) in [
+        ("cpu_inpaint_tiny_fdm_on", true),
+        ("cpu_inpaint_tiny_fdm_off", false),
+    ] {
+        bench_inpaint(c, name, &m, &mask, 16, options(use_fdm, 1), None);
+    }
+    bench_sampling_pass(c, "cpu_sampling_pass_tiny", &m, None);
 }
-criterion_main!(sampling);
+
+fn cuda_paper(c: &mut Criterion) {
+    let Some(dev) = cuda("cuda sampling benches") else {
+        return;
+    };
+    let mask = mask_30pct();
+    for (precision, suffix) in [(Precision::F32, ""), (Precision::Bf16, "_bf16")] {
+        let m = model("paper", &Device::Cuda(dev.clone()), precision);
+        bench_sampling_pass(
+            c,
+            &format!("cuda_sampling_pass_paper{suffix}"),
+            &m,
+            Some(&dev),
+        );
+        for n in [1, 4] {
+            let id = format!("cuda_inpaint_paper_30pct_n{n}{suffix}");
+            bench_inpaint(
+                c,
+                &id,
+                &m,
+                &mask,
+                MASKED_30PCT,
+                options(true, n),
+                Some(&dev),
+            );
+        }
+    }
+}
+
+criterion_group! { name = quick; config = short(); targets = cpu_tiny_small_hole }
+criterion_group! { name = slow; config = long(); targets = cpu_tiny_30pct, cuda_paper }
+criterion_main!(quick, slow);

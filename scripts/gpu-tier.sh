@@ -8,8 +8,9 @@
 #   scripts/gpu-tier.sh run [DIR] [LOGDIR]
 #                                    on the GPU machine, from a copy of the repository: run every
 #                                    packed test binary with FDM_REQUIRE_CUDA=1 (a missing GPU is a
-#                                    failure, not a skip), then the CUDA benches and
-#                                    benches/reference/torch_ops.py when PyTorch is installed.
+#                                    failure, not a skip), then the CUDA benches (cuda_ops, and the
+#                                    `cuda_*` benches of models and sampling) and, when PyTorch is
+#                                    installed, benches/reference/torch_ops.py and torch_sampler.py.
 #                                    Logs and a summary go to LOGDIR (default DIR/logs).
 #
 # The test binaries read fixtures (weights, photos) through the absolute source path baked in at
@@ -17,6 +18,9 @@
 set -euo pipefail
 cmd=${1:-}
 dir=${2:-gpu-tier}
+
+# Bench binaries packed and run (`run` runs only the benches named `cuda_*` of each).
+CUDA_BENCHES="cuda_ops models sampling"
 
 # Test files whose binaries exercise the CUDA path (the emulator test files are included: their
 # `cuda::` variants run the same bodies on the GPU; `run` skips their `emu::` variants).
@@ -41,14 +45,16 @@ for line in sys.stdin:
             cp "$exe" "$dir/bin/test-$name"
         fi
     done <<< "$list"
-    local bench
-    bench=$(cargo bench --bench cuda_ops --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import json,sys
+    local bench name
+    for name in $CUDA_BENCHES; do
+        bench=$(cargo bench --bench "$name" --no-run --message-format=json 2>/dev/null |
+            python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "cuda_ops":
-        print(m["executable"])')
-    cp "$bench" "$dir/bin/bench-cuda_ops"
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$name")
+        cp "$bench" "$dir/bin/bench-$name"
+    done
     cargo build --release --quiet
     cp target/release/fdm "$dir/bin/fdm"
     strip "$dir"/bin/* 2>/dev/null || true
@@ -87,9 +93,22 @@ run() {
         fi
     done
     "$exe/bench-cuda_ops" --bench --warm-up-time 1 --measurement-time 3 > "$logs/bench-cuda_ops.log" 2>&1 || failed=$((failed + 1))
+    # The model and sampling benches hold CPU benches too: only their `cuda_` ones run here.
+    for name in models sampling; do
+        if [ -e "$exe/bench-$name" ]; then
+            "$exe/bench-$name" --bench cuda_ > "$logs/bench-$name.log" 2>&1 || failed=$((failed + 1))
+        fi
+    done
     if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
         python3 benches/reference/torch_ops.py --json "$logs/torch_ops.json" > "$logs/torch_ops.log" 2>&1 || failed=$((failed + 1))
         python3 benches/reference/torch_ops.py --tf32 --json "$logs/torch_ops_tf32.json" > "$logs/torch_ops_tf32.log" 2>&1 || failed=$((failed + 1))
+        # The sampling loop in eager PyTorch, paper preset, 302 passes (cuda_inpaint_paper_30pct_*).
+        : > "$logs/torch_sampler.json"
+        for flags in "--samples 1" "--samples 4" "--samples 1 --bf16" "--samples 4 --bf16"; do
+            # shellcheck disable=SC2086
+            python3 benches/reference/torch_sampler.py --device cuda --preset paper $flags --json "$logs/torch_sampler.json" \
+                >> "$logs/torch_sampler.log" 2>&1 || failed=$((failed + 1))
+        done
     fi
     echo "$failed failures; logs in $logs" | tee -a "$logs/summary.txt"
     [ "$failed" -eq 0 ]
