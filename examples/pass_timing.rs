@@ -1,7 +1,7 @@
-//! Per-op timing of one tiny-preset transformer pass (4 layers, 1024 tokens, 64 channels,
-//! 2 heads x 32) on the CPU, plus the attention core at the tiny and paper head shapes.
+//! Per-op timing of one transformer pass of a preset (tiny: 4 layers x 64 channels, 2 heads x 32;
+//! paper: 35 x 512, 8 x 64; 1024 tokens) on the CPU, plus the attention core at both head shapes.
 //!
-//! Run: `cargo run --release --example pass_timing [reps]`. Every line prints the minimum and
+//! Run: `cargo run --release --example pass_timing [reps] [tiny|paper]`. Every line prints the minimum and
 //! the median over `reps` runs (default 20) after two warm-up runs: on a shared machine the
 //! minimum is the steadier number. The "pass breakdown" times each op at the shape the pass
 //! uses and multiplies by how often one pass runs it, so the big costs show at a glance.
@@ -39,61 +39,64 @@ fn rand(seed: u64, shape: &[usize]) -> Tensor {
 
 fn main() -> fdm::Result<()> {
     let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
-    let cfg = ModelConfig::tiny();
+    let preset = std::env::args().nth(2).unwrap_or_else(|| "tiny".into());
+    let cfg = ModelConfig::by_name(&preset)?;
     let m = InpaintingModel::new(&cfg, 1)?;
     let t = Tape::no_grad();
     let p = m.store.bind(&t, |_| false);
-    let x = t.constant(rand(1, &[1, 1024, 64]));
+    let tc = &cfg.transformer;
+    let (c, h, heads) = (tc.n_embd, tc.mlp_hidden(), tc.n_head);
+    let x = t.constant(rand(1, &[1, 1024, cfg.codec.e_dim]));
     let pass = time_ms(reps, || {
         m.transformer.forward(&t, &p, &x).expect("pass");
     });
-    report("tiny transformer pass", pass);
+    report(&format!("{preset} transformer pass"), pass);
 
     println!("-- attention core (forward; backward) --");
-    let mut tiny_attention = (0.0, 0.0);
-    for (heads, dh) in [(2usize, 32usize), (8, 64)] {
-        let w = heads * dh;
+    let mut pass_attention = (0.0, 0.0);
+    for (nh, dh) in [(2usize, 32usize), (8, 64)] {
+        let w = nh * dh;
         let (q, k, v) = (rand(2, &[1, 1024, w]), rand(3, &[1, 1024, w]), rand(4, &[1, 1024, w]));
         let fwd = time_ms(reps, || {
-            attn::attention(&q, &k, &v, heads).expect("attention");
+            attn::attention(&q, &k, &v, nh).expect("attention");
         });
-        report(&format!("attention 1x1024x({heads}x{dh})"), fwd);
-        if heads == 2 {
-            tiny_attention = fwd;
+        report(&format!("attention 1x1024x({nh}x{dh})"), fwd);
+        if (nh, w) == (heads, c) {
+            pass_attention = fwd;
         }
-        let (out, lse) = attn::attention_with_lse(&q, &k, &v, heads)?;
+        let (out, lse) = attn::attention_with_lse(&q, &k, &v, nh)?;
         let dout = rand(5, &[1, 1024, w]);
         let bwd = time_ms(reps.div_ceil(2), || {
-            attn::attention_backward(&q, &k, &v, &out, &lse, &dout, heads).expect("backward");
+            attn::attention_backward(&q, &k, &v, &out, &lse, &dout, nh).expect("backward");
         });
-        report(&format!("attention bwd 1x1024x({heads}x{dh})"), bwd);
+        report(&format!("attention bwd 1x1024x({nh}x{dh})"), bwd);
     }
 
     println!("-- pass breakdown (op at its pass shape x count per pass) --");
-    let layers = cfg.transformer.n_layer;
-    let (x64, x256) = (rand(6, &[1, 1024, 64]), rand(7, &[1, 1024, 256]));
-    let (w64, w256, w256t) = (rand(8, &[64, 64]), rand(9, &[256, 64]), rand(10, &[64, 256]));
-    let (b64, b256) = (rand(11, &[64]), rand(12, &[256]));
-    let (ln_w, ln_b) = (Tensor::full(1.0, &[64]), Tensor::zeros(&[64]));
-    let rows: Vec<(&str, usize, (f64, f64))> = vec![
-        ("attention 2x32", layers, tiny_attention),
-        ("linear 64->64 +b", 4 * layers + 1, time_ms(reps, || {
-            matmul::linear(&x64, &w64, Some(&b64)).expect("linear");
+    let layers = tc.n_layer;
+    let (xc, xh) = (rand(6, &[1, 1024, c]), rand(7, &[1, 1024, h]));
+    let (wcc, whc, wch) = (rand(8, &[c, c]), rand(9, &[h, c]), rand(10, &[c, h]));
+    let (bc, bh) = (rand(11, &[c]), rand(12, &[h]));
+    let (ln_w, ln_b) = (Tensor::full(1.0, &[c]), Tensor::zeros(&[c]));
+    let rows: Vec<(String, usize, (f64, f64))> = vec![
+        (format!("attention {heads}x{}", c / heads), layers, pass_attention),
+        (format!("linear {c}->{c} +b"), 4 * layers, time_ms(reps, || {
+            matmul::linear(&xc, &wcc, Some(&bc)).expect("linear");
         })),
-        ("linear 64->256 +b", layers + 1, time_ms(reps, || {
-            matmul::linear(&x64, &w256, Some(&b256)).expect("linear");
+        (format!("linear {c}->{h} +b"), layers, time_ms(reps, || {
+            matmul::linear(&xc, &whc, Some(&bh)).expect("linear");
         })),
-        ("linear 256->64 +b", layers, time_ms(reps, || {
-            matmul::linear(&x256, &w256t, Some(&b64)).expect("linear");
+        (format!("linear {h}->{c} +b"), layers, time_ms(reps, || {
+            matmul::linear(&xh, &wch, Some(&bc)).expect("linear");
         })),
-        ("layernorm 1024x64", 2 * layers + 1, time_ms(reps, || {
-            layernorm::layer_norm(&x64, &ln_w, &ln_b, 1e-5).expect("layernorm");
+        (format!("layernorm 1024x{c}"), 2 * layers + 1, time_ms(reps, || {
+            layernorm::layer_norm(&xc, &ln_w, &ln_b, 1e-5).expect("layernorm");
         })),
-        ("gelu2 1024x256", layers, time_ms(reps, || {
-            unary::gelu2(&x256).expect("gelu2");
+        (format!("gelu2 1024x{h}"), layers, time_ms(reps, || {
+            unary::gelu2(&xh).expect("gelu2");
         })),
-        ("add 1024x64", 2 * layers + 1, time_ms(reps, || {
-            binary::add(&x64, &x64).expect("add");
+        (format!("add 1024x{c}"), 2 * layers + 1, time_ms(reps, || {
+            binary::add(&xc, &xc).expect("add");
         })),
     ];
     let mut total = 0.0;

@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod error;
 pub mod shape;
 pub mod storage;
+pub mod host_alloc;
 pub mod tensor;
 pub mod device;
 pub mod rng;

@@ -17,6 +17,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn from_storage(storage: Storage, shape: &[usize]) -> Tensor {
+        crate::host_alloc::tune_once();
         Tensor { storage: Arc::new(storage), layout: Layout::contiguous(shape) }
     }
     pub fn from_cpu(storage: CpuStorage, shape: &[usize]) -> Result<Tensor> {

@@ -25,7 +25,7 @@ com.microsoft.MultiHeadAttention kernel instead of the plain MatMul/Softmax/MatM
 
 Usage: python3 benches/reference/onnx_transformer.py [--preset tiny|paper] [--runs N]
        [--threads T] [--batch B] [--attention plain|mha] [--weights F] [--check DIR]
-Needs: pip install onnxruntime onnx numpy (e.g. a venv at /work/ort-venv).
+Needs: pip install onnxruntime onnx numpy (a venv: python3 -m venv ort-venv && ort-venv/bin/pip install onnxruntime onnx numpy).
 """
 import argparse
 import json

@@ -5,13 +5,13 @@
 # the minima per round and the median of those ratios. Both check nothing here: run
 # `onnx_transformer.py --check DIR` once first (see BENCHMARKS.md) to see the graphs agree.
 # Usage (from the repository root, after `cargo build --release --example transformer_pass_timing`):
-#   benches/reference/transformer_vs_onnx.sh [ROUNDS=4] [PRESET=paper] [RUNS=3] [PYTHON=/work/ort-venv/bin/python] [ATTENTION=plain]
+#   benches/reference/transformer_vs_onnx.sh [ROUNDS=4] [PRESET=paper] [RUNS=3] [PYTHON=python3, one with onnxruntime, onnx and numpy] [ATTENTION=plain]
 # Threads: ours uses RAYON_NUM_THREADS (default here 2), ORT intra_op_num_threads=THREADS (2).
 set -euo pipefail
 rounds=${1:-4}
 preset=${2:-paper}
 runs=${3:-3}
-python=${4:-/work/ort-venv/bin/python}
+python=${4:-python3}
 attention=${5:-plain}
 threads=${THREADS:-2}
 ours=target/release/examples/transformer_pass_timing
