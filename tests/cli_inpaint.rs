@@ -1,12 +1,12 @@
 //! `fdm inpaint` end to end through the binary, with freshly initialised tiny weights written to
 //! a temporary folder: outputs and contact sheet written, known pixels kept, tokens saved and
 //! replayed, folder mode resumes, and bad input is a clear error.
-use fdm::io::image::{load_image, save_mask_png, save_png};
+mod cli_common;
+use cli_common::{fdm, write_mask};
+use fdm::io::image::{load_image, save_png};
 use fdm::model::inpainting::InpaintingModel;
 use fdm::model::presets::ModelConfig;
-use fdm::Tensor;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 fn setup(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fdm-cli-{name}-{}", std::process::id()));
@@ -16,22 +16,7 @@ fn setup(name: &str) -> PathBuf {
     dir
 }
 
-/// A 256x256 mask with one hole [y0, y1) x [x0, x1), saved in the file convention.
-fn write_mask(path: &Path, size: (usize, usize), hole: (usize, usize, usize, usize)) {
-    let (h, w) = size;
-    let mut m = vec![1.0; h * w];
-    for y in hole.0..hole.1 {
-        for x in hole.2..hole.3 {
-            m[y * w + x] = 0.0;
-        }
-    }
-    save_mask_png(&Tensor::from_vec(m, &[1, h, w]).unwrap(), path).unwrap();
-}
 
-fn fdm(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fdm")).args(args).output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
 
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos/dev_005.jpg");
 

@@ -1,12 +1,11 @@
 //! `fdm inspect` end to end through the binary: the files and shapes for the bundled tiny model
 //! (no --weights) and for a `--random-init --preset paper` weights file, token replay through
 //! `--tokens` (token file and .npy) giving the same decoded image, and one-line errors for bad input.
-use fdm::io::image::save_mask_png;
+mod cli_common;
+use cli_common::{fdm, write_mask};
 use fdm::io::npy::{self, NpyData};
 use fdm::model::inpainting::InpaintingModel;
-use fdm::Tensor;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos/dev_005.jpg");
 
@@ -17,24 +16,7 @@ fn setup(name: &str) -> PathBuf {
     dir
 }
 
-/// A mask with one hole [y0, y1) x [x0, x1), saved in the file convention (white = hole).
-fn write_mask(path: &Path, size: (usize, usize), hole: (usize, usize, usize, usize)) {
-    let (h, w) = size;
-    let mut m = vec![1.0; h * w];
-    for y in hole.0..hole.1 {
-        for x in hole.2..hole.3 {
-            m[y * w + x] = 0.0;
-        }
-    }
-    save_mask_png(&Tensor::from_vec(m, &[1, h, w]).unwrap(), path).unwrap();
-}
 
-fn fdm(args: &[&str]) -> (bool, String) {
-    // Without RUST_BACKTRACE (cargo test may set it), as a user runs it: anyhow then prints the
-    // error alone.
-    let out = Command::new(env!("CARGO_BIN_EXE_fdm")).args(args).env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE").output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
