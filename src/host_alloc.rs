@@ -4,8 +4,8 @@
 //! (a paper-preset transformer block allocates about 36 MB per pass: 2 MB activations, 8 MB MLP
 //! hidden states) and are freed a few ops later. With glibc's default, an allocation above the
 //! (dynamic) mmap threshold gets fresh pages from the kernel, which are faulted in and zeroed on
-//! first touch, and freed ones go back to the kernel: that page traffic cost 15-20 % of a
-//! paper-preset transformer pass on two cores (2.9-3.0 s -> 2.2-2.6 s; BENCHMARKS.md).
+//! first touch, and freed ones go back to the kernel: that page traffic cost 7-13 % of a
+//! paper-preset transformer pass on two cores (2.82-2.96 s -> 2.58-2.65 s; BENCHMARKS.md).
 //! Pinning the mmap threshold at its largest value (32 MiB on 64-bit glibc) makes those buffers
 //! come from the heap and be reused there, and a larger trim threshold keeps freed memory in
 //! the heap instead of returning it after every pass. The cost: the process keeps up to the
