@@ -73,7 +73,7 @@ fn assert_lpips(actual: f64, expected: f64, what: &str) {
 }
 
 /// [ref-p0, ref-p1, crop(p0)-crop(p1)] for spatial and plain-mean reductions.
-fn check_against_numpy(net: LpipsNet, spatial: [f64; 3], mean: [f64; 3]) {
+fn check_against_reference(net: LpipsNet, spatial: [f64; 3], mean: [f64; 3]) {
     let m = model(net);
     let (r, p0, p1) = (fixture("ex_ref"), fixture("ex_p0"), fixture("ex_p1"));
     let pairs = [(r.clone(), p0.clone()), (r, p1.clone()), (crop(&p0), crop(&p1))];
@@ -93,7 +93,7 @@ fn check_against_numpy(net: LpipsNet, spatial: [f64; 3], mean: [f64; 3]) {
 
 #[test]
 fn metrics_lpips_alex_matches_numpy_cpu() {
-    check_against_numpy(
+    check_against_reference(
         LpipsNet::Alex,
         [0.7218581547, 0.1375542320, 0.4749770885],
         [0.7218807125, 0.1375656095, 0.4749564645],
@@ -102,10 +102,33 @@ fn metrics_lpips_alex_matches_numpy_cpu() {
 
 #[test]
 fn metrics_lpips_vgg_matches_numpy_cpu() {
-    check_against_numpy(
+    check_against_reference(
         LpipsNet::Vgg,
         [0.5685956858, 0.4216532853, 0.5583320562],
         [0.5685956858, 0.4216532853, 0.5583365002],
+    );
+}
+
+/// The `lpips` package itself (0.1.4, PyTorch f32) with the same backbone weights, from
+/// `weights-tools/lpips_package_check.py`:
+/// alex spatial 0.7218582034 0.1375542432 0.4749770463, mean 0.7218807936 0.1375656277 0.4749564230;
+/// vgg spatial 0.5685957074 0.4216533303 0.5583320856, mean 0.5685957074 0.4216533303 0.5583364367.
+/// (It and the float64 numpy transcription above agree to 1e-7.)
+#[test]
+fn metrics_lpips_alex_matches_lpips_package_cpu() {
+    check_against_reference(
+        LpipsNet::Alex,
+        [0.7218582034, 0.1375542432, 0.4749770463],
+        [0.7218807936, 0.1375656277, 0.4749564230],
+    );
+}
+
+#[test]
+fn metrics_lpips_vgg_matches_lpips_package_cpu() {
+    check_against_reference(
+        LpipsNet::Vgg,
+        [0.5685957074, 0.4216533303, 0.5583320856],
+        [0.5685957074, 0.4216533303, 0.5583364367],
     );
 }
 
