@@ -8,10 +8,15 @@
 #   scripts/gpu-tier.sh run [DIR] [LOGDIR]
 #                                    on the GPU machine, from a copy of the repository: run every
 #                                    packed test binary with FDM_REQUIRE_CUDA=1 (a missing GPU is a
-#                                    failure, not a skip), then the CUDA benches (cuda_ops, and the
-#                                    `cuda_*` benches of models and sampling) and, when PyTorch is
-#                                    installed, benches/reference/torch_ops.py and torch_sampler.py.
+#                                    failure, not a skip), the CLI on the bundled model, then the
+#                                    CUDA benches (cuda_ops, and the `cuda_*` benches of models and
+#                                    sampling) and, when PyTorch is installed,
+#                                    benches/reference/torch_ops.py and torch_sampler.py.
 #                                    Logs and a summary go to LOGDIR (default DIR/logs).
+#                                    GPU_TIER_BUDGET_S: seconds for the whole run (bench steps that
+#                                    do not fit are skipped, the running one is cut at the budget);
+#                                    GPU_TIER_ARCHIVE: a .tgz refreshed with the logs after each step;
+#                                    GPU_TIER_JOBS: test binaries run at once (default 6).
 #
 # The test binaries read fixtures (weights, photos) through the absolute source path baked in at
 # build time; `run` links that path to the repository copy it runs in when the path is missing.
@@ -32,7 +37,9 @@ is_cuda_test() {
 }
 
 pack() {
-    mkdir -p "$dir/bin"
+    local stage
+    stage=$(mktemp -d)
+    mkdir -p "$stage/bin" "$dir"
     local list
     list=$(cargo test --release --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
@@ -42,7 +49,7 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])')
     while read -r name exe; do
         if is_cuda_test "$name"; then
-            cp "$exe" "$dir/bin/test-$name"
+            cp "$exe" "$stage/bin/test-$name"
         fi
     done <<< "$list"
     local bench name
@@ -53,18 +60,76 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
         print(m["executable"])' "$name")
-        cp "$bench" "$dir/bin/bench-$name"
+        cp "$bench" "$stage/bin/bench-$name"
     done
     cargo build --release --quiet
-    cp target/release/fdm "$dir/bin/fdm"
-    strip "$dir"/bin/* 2>/dev/null || true
-    gzip -9f "$dir"/bin/*
+    cp target/release/fdm "$stage/bin/fdm"
+    strip "$stage"/bin/* 2>/dev/null || true
+    # One xz stream over all binaries: they share most of their code, so this is ~6 MB where
+    # per-file gzip is ~30 MB (the device's working-tree limit is 64 MiB, weights included).
+    tar -C "$stage" -cf - bin | xz -9 -T1 > "$dir/bins.tar.xz"
+    rm -rf "$stage" "$dir/bin"
     pwd > "$dir/source-path"
-    echo "packed $(ls "$dir/bin" | wc -l) binaries ($(du -sh "$dir/bin" | cut -f1), gzipped) into $dir; built in $(cat "$dir/source-path")"
+    echo "packed $(tar -tJf "$dir/bins.tar.xz" | grep -c '^bin/.') binaries ($(du -h "$dir/bins.tar.xz" | cut -f1)) into $dir; built in $(cat "$dir/source-path")"
+}
+
+# libnvrtc.so.13 from the machine's own CUDA (the torch venv's nvidia wheels or the toolkit).
+find_nvrtc() {
+    local d
+    for d in $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null) \
+        /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+        if [ -e "$d/libnvrtc.so.13" ]; then
+            export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            echo "libnvrtc: $d"
+            return 0
+        fi
+    done
+    echo "libnvrtc.so.13 not found"
+}
+
+# Copies the logs into $GPU_TIER_ARCHIVE (a .tgz) when set, so a run cut short still reports.
+save_logs() {
+    if [ -n "${GPU_TIER_ARCHIVE:-}" ]; then
+        tar -C "$(dirname "$logs")" -czf "$GPU_TIER_ARCHIVE" "$(basename "$logs")" 2>/dev/null || true
+    fi
+}
+
+# Seconds left of GPU_TIER_BUDGET_S (unset: plenty).
+left() { echo $(( ${GPU_TIER_BUDGET_S:-100000} - SECONDS )); }
+
+run_test_binary() {
+    local t=$1 logs=$2 name=${1##*/test-}
+    local t0=$SECONDS
+    if FDM_REQUIRE_CUDA=1 timeout 240 "$t" --test-threads=1 --skip emu:: > "$logs/$name.log" 2>&1; then
+        echo "ok     $name ($((SECONDS - t0)) s): $(grep -h '^test result' "$logs/$name.log" | tail -1)" | tee -a "$logs/summary.txt"
+    else
+        echo "FAILED $name ($((SECONDS - t0)) s; log: $name.log): $(grep -h '^test result\|panicked' "$logs/$name.log" | head -3 | tr '\n' ' ')" | tee -a "$logs/summary.txt"
+        return 1
+    fi
+}
+
+# A bench step: runs only while budget is left, bounded by the budget.
+bench_step() {
+    local log=$1 want=$2
+    shift 2
+    local l
+    l=$(left)
+    if [ "$l" -lt "$want" ]; then
+        echo "skipped $log (only $l s of the budget left)" | tee -a "$logs/summary.txt"
+        return 0
+    fi
+    local t0=$SECONDS
+    if timeout "$l" "$@" >> "$logs/$log" 2>&1; then
+        echo "ok     $log ($((SECONDS - t0)) s)" | tee -a "$logs/summary.txt"
+    else
+        echo "FAILED $log ($((SECONDS - t0)) s)" | tee -a "$logs/summary.txt"
+        failed=$((failed + 1))
+    fi
+    save_logs
 }
 
 run() {
-    local logs=${3:-$dir/logs}
+    logs=${3:-$dir/logs}
     mkdir -p "$logs"
     local src
     src=$(cat "$dir/source-path")
@@ -75,42 +140,44 @@ run() {
     fi
     local exe=$dir/unpacked
     mkdir -p "$exe"
-    for z in "$dir"/bin/*.gz; do
-        local b=${z##*/}
-        gunzip -c "$z" > "$exe/${b%.gz}"
-        chmod +x "$exe/${b%.gz}"
-    done
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$logs/gpu.txt" || true
-    local failed=0
+    tar -C "$exe" -xJf "$dir/bins.tar.xz" --strip-components=1
+    {
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+        ldd --version | head -1
+        find_nvrtc
+        python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' 2>&1 || true
+    } | tee "$logs/gpu.txt"
+    find_nvrtc > /dev/null
     : > "$logs/summary.txt"
-    for t in "$exe"/test-*; do
-        local name=${t##*/test-}
-        if FDM_REQUIRE_CUDA=1 "$t" --test-threads=1 --skip emu:: > "$logs/$name.log" 2>&1; then
-            echo "ok     $name: $(grep -h '^test result' "$logs/$name.log" | tail -1)" | tee -a "$logs/summary.txt"
-        else
-            failed=$((failed + 1))
-            echo "FAILED $name (log: $logs/$name.log)" | tee -a "$logs/summary.txt"
-        fi
-    done
-    "$exe/bench-cuda_ops" --bench --warm-up-time 1 --measurement-time 3 > "$logs/bench-cuda_ops.log" 2>&1 || failed=$((failed + 1))
+    failed=0
+    # Test binaries in parallel (separate processes; each one's tests in sequence).
+    export -f run_test_binary
+    if ! printf '%s\n' "$exe"/test-* | xargs -P "${GPU_TIER_JOBS:-6}" -I{} bash -c 'run_test_binary "$1" "$2"' _ {} "$logs"; then
+        failed=$((failed + 1))
+    fi
+    save_logs
+    # End to end on the bundled tiny model (the CLI's CUDA path, 2 samples).
+    bench_step e2e.log 20 "$exe/fdm" inpaint assets/photos/dev_005.jpg --mask assets/masks/rect.png \
+        -n 2 --seed 7 --device cuda --out "$logs/e2e" --save-tokens
+    bench_step bench-cuda_ops.log 60 "$exe/bench-cuda_ops" --bench --warm-up-time 1 --measurement-time 2
     # The model and sampling benches hold CPU benches too: only their `cuda_` ones run here.
-    for name in models sampling; do
-        if [ -e "$exe/bench-$name" ]; then
-            "$exe/bench-$name" --bench cuda_ > "$logs/bench-$name.log" 2>&1 || failed=$((failed + 1))
-        fi
-    done
+    bench_step bench-models.log 60 "$exe/bench-models" --bench cuda_ --warm-up-time 1 --measurement-time 3
+    bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_sampling_pass --warm-up-time 1 --measurement-time 3
     if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-        python3 benches/reference/torch_ops.py --json "$logs/torch_ops.json" > "$logs/torch_ops.log" 2>&1 || failed=$((failed + 1))
-        python3 benches/reference/torch_ops.py --tf32 --json "$logs/torch_ops_tf32.json" > "$logs/torch_ops_tf32.log" 2>&1 || failed=$((failed + 1))
+        bench_step torch_ops.log 30 python3 benches/reference/torch_ops.py --json "$logs/torch_ops.json"
+        bench_step torch_ops_tf32.log 30 python3 benches/reference/torch_ops.py --tf32 --json "$logs/torch_ops_tf32.json"
         # The sampling loop in eager PyTorch, paper preset, 302 passes (cuda_inpaint_paper_30pct_*).
-        : > "$logs/torch_sampler.json"
-        for flags in "--samples 1" "--samples 4" "--samples 1 --bf16" "--samples 4 --bf16"; do
+        local flags
+        for flags in "--samples 1" "--samples 1 --bf16" "--samples 4 --bf16"; do
             # shellcheck disable=SC2086
-            python3 benches/reference/torch_sampler.py --device cuda --preset paper $flags --json "$logs/torch_sampler.json" \
-                >> "$logs/torch_sampler.log" 2>&1 || failed=$((failed + 1))
+            bench_step torch_sampler.log 30 python3 benches/reference/torch_sampler.py --device cuda --preset paper $flags \
+                --runs 2 --json "$logs/torch_sampler.json"
         done
     fi
+    bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1 --warm-up-time 1 --measurement-time 3
+    bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
     echo "$failed failures; logs in $logs" | tee -a "$logs/summary.txt"
+    save_logs
     [ "$failed" -eq 0 ]
 }
 
