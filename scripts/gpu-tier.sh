@@ -143,8 +143,8 @@ run() {
     tar -C "$exe" -xJf "$dir/bins.tar.xz" --strip-components=1
     {
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-        ldd --version | head -1
-        find_nvrtc
+        (ldd --version | head -1) || true
+        find_nvrtc || true
         python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' 2>&1 || true
     } | tee "$logs/gpu.txt"
     find_nvrtc > /dev/null

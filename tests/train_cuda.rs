@@ -10,8 +10,9 @@
 //! last bits; a couple of steps keep those differences far below the tolerance.
 //!
 //! Covered: phase 2 (2 steps; the FDM update from the frozen codec's features), phase 2 resumed
-//! across devices both ways, phase 1b (2 steps, the whole transformer), phase 1a (2 steps with the
-//! discriminator's real update at step 1, the EMA codebook and the image losses without VGG),
+//! across devices both ways, phase 1b (2 steps, the whole transformer), phase 1a (2 steps from the
+//! trained codec, with the discriminator's real update at step 1, the EMA codebook and the image
+//! losses without VGG),
 //! and the VGG hook moved to the device (on its own at 32 x 32: a phase-1a step with the VGG
 //! terms takes ~3 minutes on the emulator), and phase 3 (1 step: losses and the gradients in the
 //! Adam moments of the generator side and the discriminator; its update runs at lr 0).
@@ -260,10 +261,19 @@ fn phase1b_step_on_the_device_equals_the_cpu_step(dev: CudaDevice) {
 }
 
 fn phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps(dev: CudaDevice) {
-    // Fresh weights (phase 1a starts without --init); the discriminator and every loss term from
-    // step 1, so step 0 takes the discriminator's zero-gradient update and step 1 its real one.
+    // The bundled codec with its trained codebook (no data-dependent codebook start): from fresh
+    // weights that start copies 512 features of one photo into the codebook, and a fresh
+    // encoder's features of flat regions are near-duplicates, so the nearest code of some patch
+    // is decided by the last bits of the distance sums. The first H200 run (2026-11-26) assigned
+    // one patch to another near-duplicate code than the CPU (cluster_size 0.9999 against 0.99).
+    // The trained codes are well apart, so the assignments are the same on both devices and
+    // everything after them is compared to TOL_CUDA_F32.
+    // The discriminator (fresh) and every loss term from step 1, so step 0 takes the
+    // discriminator's zero-gradient update and step 1 its real one.
     let dir = scratch("phase1a");
+    let init = bundled_weights();
     let mut cfg = TrainConfig::tiny(Phase::Phase1a);
+    cfg.codebook_data_init = false;
     cfg.generator.warmup = 2;
     let d = cfg.discriminator.as_mut().unwrap();
     d.warmup = 2;
@@ -275,6 +285,7 @@ fn phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps(dev: C
     let run_on = |device, out: &str| {
         train(&TrainArgs {
             config: Some(cfg_path.clone()),
+            init: Some(init.clone()),
             steps: Some(2),
             ..args("phase1a", &dir.join(out), device)
         })
@@ -285,7 +296,7 @@ fn phase1a_steps_with_the_discriminator_on_the_device_equal_the_cpu_steps(dev: C
         cpu.join("discriminator.safetensors").is_file(),
         "phase 1a checkpoints the discriminator"
     );
-    same_checkpoints(&gpu, &cpu, None, Phase::Phase1a, "phase 1a, 2 steps");
+    same_checkpoints(&gpu, &cpu, Some(&init), Phase::Phase1a, "phase 1a, 2 steps");
     same_losses(&dir.join("device"), &dir.join("cpu"), "phase 1a");
     let _ = std::fs::remove_dir_all(&dir);
 }

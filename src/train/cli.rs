@@ -39,6 +39,7 @@ use crate::Device;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrainArgs {
@@ -353,6 +354,15 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
     })
 }
 
+/// Whether a SIGINT `since_first` after the first one is a second press (quit at once) rather
+/// than the first interrupt arriving again. One interrupt often reaches the process twice within
+/// microseconds: `timeout -s INT` signals the command and then its whole process group, which
+/// holds the command (seen on a GPU machine: the run quit without its checkpoint). A person
+/// cannot press twice within a quarter of a second by accident.
+pub fn is_second_press(since_first: Duration) -> bool {
+    since_first >= Duration::from_millis(250)
+}
+
 /// The binary's entry: installs a Ctrl-C handler (first press: checkpoint and stop after the
 /// current step; second press: exit at once), runs, and prints the summary. With `--ranks N` /
 /// `--gpus N` (N > 1) it starts the N rank processes instead (`launch`); a Ctrl-C in the
@@ -374,11 +384,15 @@ pub fn main(args: &TrainArgs) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
+    let mut first_press: Option<Instant> = None;
+    ctrlc::set_handler(move || match first_press {
+        Some(at) if is_second_press(at.elapsed()) => std::process::exit(130),
+        Some(_) => {} // the same interrupt delivered twice (see is_second_press)
+        None => {
+            first_press = Some(Instant::now());
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("\nstopping after this step (a checkpoint will be written); press Ctrl-C again to quit at once");
         }
-        eprintln!("\nstopping after this step (a checkpoint will be written); press Ctrl-C again to quit at once");
     })
     .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
     let s = run(args, Some(stop))?;
