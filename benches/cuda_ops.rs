@@ -5,7 +5,8 @@
 //! the op has a MAC count; the sampler steps report rows.
 //!   cuda_gemm_f32_MxNxK: C[M,N] = A[M,K] * B[K,N] (hand-written tiled kernel, f32).
 //!   cuda_linear_bf16_MxNxK: y[M,N] = x[M,K] W[N,K]^T with a bf16 W on the tensor-core kernel
-//!     (x f32, rounded to bf16 on load; f32 sums): the transformer's linears at `--precision bf16`.
+//!     (x f32, rounded to bf16 on load; f32 sums): the transformer's linears at `--precision bf16`
+//!     (the pipelined kernel); cuda_linear_bf16_plain_MxNxK: the same on the plain kernel.
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
@@ -14,6 +15,7 @@
 //! Run: cargo bench --bench cuda_ops; PyTorch on the same GPU: python3 benches/reference/torch_ops.py
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, TcKernel};
 use fdm::cuda::ops::sampling::{topk_sample_rows, RowSource};
 use fdm::cuda::CudaDevice;
 use fdm::params::codebook::CODEBOOK_HALF_UNMASKED;
@@ -63,6 +65,11 @@ fn linear_bf16(c: &mut Criterion) {
         let x = on(&dev, 1, &[m, k], -1.0, 1.0);
         let w = on(&dev, 2, &[n, k], -1.0, 1.0).to_dtype(fdm::DType::BF16).unwrap();
         time(c, "gemm", format!("cuda_linear_bf16_{m}x{n}x{k}"), (2 * m * n * k) as u64, &dev, || ops::matmul::linear(&x, &w, None).unwrap());
+        // The plain kernel (reference of the pipelined one that `linear` picks for these shapes).
+        time(c, "gemm", format!("cuda_linear_bf16_plain_{m}x{n}x{k}"), (2 * m * n * k) as u64, &dev, || {
+            let y = linear_bf16_fwd_with(Some(TcKernel::Plain), x.cuda_dense().unwrap(), w.cuda_dense().unwrap(), None, m, n, k).unwrap();
+            Tensor::from_cuda(y, &[m, n]).unwrap()
+        });
     }
 }
 

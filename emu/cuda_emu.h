@@ -198,6 +198,11 @@ static inline int __ffs(int x) { return __builtin_ffs(x); }
 template <class T>
 static inline T __ldg(const T* p) { return *p; }
 
+// CUDA's built-in vector types that kernels load through (16- and 8-byte global accesses).
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
+
 #define FDM_EMU_MINMAX(T)                                \
   static inline T min(T a, T b) { return a < b ? a : b; } \
   static inline T max(T a, T b) { return a > b ? a : b; }

@@ -1,7 +1,7 @@
 // gemm_tc.cu: tensor-core GEMM for the Linear layout with bf16 weights and f32 accumulation
 // (spec §3.2: the transformer's q/k/v/proj and MLP linears, which hold nearly all of its weights
 // and MACs; inference only):
-//   gemm_bf16_tc(c, a, b, bias, m, n, k)
+//   gemm_bf16_tc(c, a, b, bias, m, n, k)  /  gemm_bf16_tc_pipe(same; k % 8 == 0, a and b 16-byte aligned)
 //       C[m, n] = sum_k bf16(A[m, k]) * B[n, k] + bias[n]        (f32 accumulation)
 //   A = activations [M, K] f32 row-major, rounded to bf16 (round to nearest even, NaN kept) when
 //   staged into shared memory; B = weight [N, K] bf16 row-major (PyTorch Linear `[out, in]`);
@@ -133,52 +133,49 @@ static __device__ __forceinline__ void tc_stage_b(unsigned (*bs)[TC_LDS], const 
   }
 }
 
-extern "C" __global__ void __launch_bounds__(TC_THREADS)
-    gemm_bf16_tc(float* __restrict__ c, const float* __restrict__ a, const unsigned short* __restrict__ b,
-                 const float* __restrict__ bias, unsigned m, unsigned n, unsigned k) {
-  __shared__ unsigned as[TC_BM][TC_LDS];
-  __shared__ unsigned bs[TC_BN][TC_LDS];
-  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const unsigned wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-  const unsigned m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+// One 32-wide k slice of the block's tile from shared memory: warp (wm, wn) multiplies its
+// 32 x 32 sub-tile, 2 k16 steps x 2 x 4 mma tiles.
+static __device__ __forceinline__ void tc_mma_slice(float (&acc)[2][4][4], const unsigned (*as)[TC_LDS],
+                                                    const unsigned (*bs)[TC_LDS], unsigned wm, unsigned wn,
+                                                    unsigned g, unsigned t) {
+#pragma unroll
+  for (int kw = 0; kw < TC_BK / 2; kw += 8) {  // two k16 steps, 8 words each
+    unsigned af[2][4], bf[4][2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const unsigned r = wm + 16 * i + g;
+      af[i][0] = as[r][kw + t];
+      af[i][1] = as[r + 8][kw + t];
+      af[i][2] = as[r][kw + 4 + t];
+      af[i][3] = as[r + 8][kw + 4 + t];
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const unsigned col = wn + 8 * j + g;
+      bf[j][0] = bs[col][kw + t];
+      bf[j][1] = bs[col][kw + 4 + t];
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) fdm_mma_bf16_16816(acc[i][j], af[i], bf[j]);
+  }
+}
 
-  float acc[2][4][4];
+static __device__ __forceinline__ void tc_zero(float (&acc)[2][4][4]) {
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
     for (int j = 0; j < 4; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+}
 
-  for (unsigned k0 = 0; k0 < k; k0 += TC_BK) {
-    tc_stage_a(as, a, m0, k0, m, k);
-    tc_stage_b(bs, b, n0, k0, n, k);
-    __syncthreads();
-#pragma unroll
-    for (int kw = 0; kw < TC_BK / 2; kw += 8) {  // two k16 steps, 8 words each
-      unsigned af[2][4], bf[4][2];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const unsigned r = wm + 16 * i + g;
-        af[i][0] = as[r][kw + t];
-        af[i][1] = as[r + 8][kw + t];
-        af[i][2] = as[r][kw + 4 + t];
-        af[i][3] = as[r + 8][kw + 4 + t];
-      }
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const unsigned col = wn + 8 * j + g;
-        bf[j][0] = bs[col][kw + t];
-        bf[j][1] = bs[col][kw + 4 + t];
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) fdm_mma_bf16_16816(acc[i][j], af[i], bf[j]);
-    }
-    __syncthreads();
-  }
-
+// C (+ bias) from the accumulators of warp (wm, wn) of the tile at (m0, n0).
+static __device__ __forceinline__ void tc_store_c(float* __restrict__ c, const float* __restrict__ bias,
+                                                  const float (&acc)[2][4][4], unsigned m0, unsigned n0,
+                                                  unsigned wm, unsigned wn, unsigned g, unsigned t, unsigned m,
+                                                  unsigned n) {
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
@@ -193,6 +190,102 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS)
           if (col < n) c[(size_t)row * n + col] = acc[i][j][2 * h + e] + (bias ? bias[col] : 0.0f);
         }
     }
+}
+
+// The plain kernel: any m, n, k and alignment; the reference for gemm_bf16_tc_pipe.
+extern "C" __global__ void __launch_bounds__(TC_THREADS)
+    gemm_bf16_tc(float* __restrict__ c, const float* __restrict__ a, const unsigned short* __restrict__ b,
+                 const float* __restrict__ bias, unsigned m, unsigned n, unsigned k) {
+  __shared__ unsigned as[TC_BM][TC_LDS];
+  __shared__ unsigned bs[TC_BN][TC_LDS];
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+  const unsigned m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+  float acc[2][4][4];
+  tc_zero(acc);
+  for (unsigned k0 = 0; k0 < k; k0 += TC_BK) {
+    tc_stage_a(as, a, m0, k0, m, k);
+    tc_stage_b(bs, b, n0, k0, n, k);
+    __syncthreads();
+    tc_mma_slice(acc, as, bs, wm, wn, g, t);
+    __syncthreads();
+  }
+  tc_store_c(c, bias, acc, m0, n0, wm, wn, g, t, m, n);
+}
+
+// ---- Pipelined variant: k % 8 == 0 and 16-byte aligned a and b (the launcher checks) ----
+// Same tile, warps and fragments as gemm_bf16_tc; two changes for the latency-bound shapes of the
+// transformer (few 64 x 64 tiles per SM, e.g. 128 tiles for 1024 x 512 on 132 SMs):
+//  * vector global loads: each thread reads 4 float4 of A (4 consecutive k of one row) and 2 uint4
+//    of B (8 consecutive bf16 k of one weight row) per slice instead of 24 scalars; k % 8 == 0
+//    means no vector straddles the end of k, so only whole vectors are zero-filled at the edges;
+//  * double-buffered shared memory: slice s + 1 is read from global memory into registers before
+//    slice s is multiplied, and stored into the other buffer after it, with one barrier per slice.
+//    (The buffer written in step s was last read in step s - 1, which every warp left through
+//    that step's barrier.)
+#define TC_A_VECS (TC_BM * TC_BK / 4 / TC_THREADS)  // float4 of A per thread per slice (4)
+#define TC_B_VECS (TC_BN * TC_BK / 8 / TC_THREADS)  // uint4 of B per thread per slice (2)
+
+struct TcSliceRegs {
+  float4 a[TC_A_VECS];
+  uint4 b[TC_B_VECS];
+};
+
+static __device__ __forceinline__ void tc_load_slice(TcSliceRegs& r, const float* __restrict__ a,
+                                                     const unsigned short* __restrict__ b, unsigned m0, unsigned n0,
+                                                     unsigned k0, unsigned m, unsigned n, unsigned k) {
+#pragma unroll
+  for (int q = 0; q < TC_A_VECS; ++q) {
+    const unsigned e = threadIdx.x + TC_THREADS * q, row = m0 + e / (TC_BK / 4), kk = k0 + 4 * (e % (TC_BK / 4));
+    r.a[q] = (row < m && kk < k) ? *reinterpret_cast<const float4*>(a + (size_t)row * k + kk) : float4{0.f, 0.f, 0.f, 0.f};
+  }
+#pragma unroll
+  for (int q = 0; q < TC_B_VECS; ++q) {
+    const unsigned e = threadIdx.x + TC_THREADS * q, col = n0 + e / (TC_BK / 8), kk = k0 + 8 * (e % (TC_BK / 8));
+    r.b[q] = (col < n && kk < k) ? *reinterpret_cast<const uint4*>(b + (size_t)col * k + kk) : uint4{0u, 0u, 0u, 0u};
+  }
+}
+
+static __device__ __forceinline__ void tc_store_slice(const TcSliceRegs& r, unsigned (*as)[TC_LDS], unsigned (*bs)[TC_LDS]) {
+#pragma unroll
+  for (int q = 0; q < TC_A_VECS; ++q) {
+    const unsigned e = threadIdx.x + TC_THREADS * q, row = e / (TC_BK / 4), w = 2 * (e % (TC_BK / 4));
+    as[row][w] = tc_bf16_bits(r.a[q].x) | (tc_bf16_bits(r.a[q].y) << 16);
+    as[row][w + 1] = tc_bf16_bits(r.a[q].z) | (tc_bf16_bits(r.a[q].w) << 16);
+  }
+#pragma unroll
+  for (int q = 0; q < TC_B_VECS; ++q) {
+    const unsigned e = threadIdx.x + TC_THREADS * q, col = e / (TC_BK / 8), w = 4 * (e % (TC_BK / 8));
+    bs[col][w] = r.b[q].x;
+    bs[col][w + 1] = r.b[q].y;
+    bs[col][w + 2] = r.b[q].z;
+    bs[col][w + 3] = r.b[q].w;
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(TC_THREADS)
+    gemm_bf16_tc_pipe(float* __restrict__ c, const float* __restrict__ a, const unsigned short* __restrict__ b,
+                      const float* __restrict__ bias, unsigned m, unsigned n, unsigned k) {
+  __shared__ unsigned as[2][TC_BM][TC_LDS];
+  __shared__ unsigned bs[2][TC_BN][TC_LDS];
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+  const unsigned m0 = blockIdx.x * TC_BM, n0 = blockIdx.y * TC_BN;
+  float acc[2][4][4];
+  tc_zero(acc);
+  TcSliceRegs next;
+  tc_load_slice(next, a, b, m0, n0, 0, m, n, k);
+  tc_store_slice(next, as[0], bs[0]);
+  __syncthreads();
+  const unsigned slices = (k + TC_BK - 1) / TC_BK;
+  for (unsigned s = 0; s < slices; ++s) {
+    const bool more = s + 1 < slices;
+    if (more) tc_load_slice(next, a, b, m0, n0, (s + 1) * TC_BK, m, n, k);
+    tc_mma_slice(acc, as[s & 1], bs[s & 1], wm, wn, g, t);
+    if (more) tc_store_slice(next, as[(s + 1) & 1], bs[(s + 1) & 1]);
+    __syncthreads();
+  }
+  tc_store_c(c, bias, acc, m0, n0, wm, wn, g, t, m, n);
 }
 
 extern "C" __global__ void cast_f32_to_bf16(unsigned short* __restrict__ y, const float* __restrict__ x, unsigned n) {

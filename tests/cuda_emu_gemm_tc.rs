@@ -3,8 +3,9 @@
 //! tensor cores run it):
 //! * one mma on a 16x16 x 16x8 integer problem, fragments placed by the PTX ISA formulas: exact,
 //!   so any mistake in the fragment layout (the twin's or the hardware's reading of it) shows up;
-//! * the tiled GEMM `C = bf16(A) B^T + bias` against an f64 reference on the same bf16-rounded
-//!   inputs, on odd shapes (partial tiles, K not a multiple of 16) and on the transformer's shapes
+//! * the tiled GEMM `C = bf16(A) B^T + bias`, both kernels (plain; pipelined: vector loads and
+//!   double-buffered shared memory), against an f64 reference on the same bf16-rounded inputs,
+//!   on odd shapes (partial tiles, K not a multiple of 16 or ending mid-slice) and on the transformer's shapes
 //!   (tiny preset: 64 wide, MLP 256, vocab 256; paper preset: 512 wide, 512 -> 1536 / 2048 and
 //!   2048 -> 512) at 64 rows so the emulator stays fast;
 //! * NaN in an input propagates to exactly the outputs it feeds;
@@ -20,7 +21,7 @@
 mod common;
 
 use common::backend::Backend;
-use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, mma_selftest_launch};
+use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, mma_selftest_launch, TcKernel};
 use fdm::testing::random_vec;
 use half::bf16;
 
@@ -30,6 +31,7 @@ backend_tests!(
     gemm_transformer_shapes_match_f64_reference,
     gemm_nan_propagates_to_its_row_and_column,
     gemm_rounds_activations_to_bf16,
+    pipelined_gemm_odd_shapes_match_f64_reference,
     cast_kernels_round_like_half
 );
 
@@ -86,14 +88,18 @@ fn one_mma_matches_the_fragment_layout<B: Backend>(be: &B) {
 
 /// Runs the GEMM on `x [m, k]` (f32) and `w [n, k]` (bf16 bits) with an optional bias and checks
 /// it against the f64 sum of the bf16-rounded products (bound in the file header).
-fn check_gemm<B: Backend>(be: &B, (m, n, k): (usize, usize, usize), seed: u64, with_bias: bool) {
+fn check_gemm<B: Backend>(be: &B, kernel: TcKernel, (m, n, k): (usize, usize, usize), seed: u64, with_bias: bool) {
     let x = random_vec(seed, m * k, -2.0, 2.0);
     let w = bf16_bits(&random_vec(seed + 1, n * k, -0.5, 0.5));
     let bias = random_vec(seed + 2, n, -1.0, 1.0);
     let (xb, wb, bb) = (be.f32s(&x), bf16_buf(be, &w), be.f32s(&bias));
     let y = be.f32s(&vec![f32::NAN; m * n]);
     let bias_ptr = if with_bias { be.ptr(&bb) } else { 0 };
+    if kernel == TcKernel::Pipelined {
+        assert!(TcKernel::pipelined_fits(be.ptr(&xb), be.ptr(&wb), k), "{m}x{k} -> {n}: operands unfit for the pipelined kernel");
+    }
     be.run(&gemm_bf16_launch(
+        kernel,
         be.ptr(&y),
         be.ptr(&xb),
         be.ptr(&wb),
@@ -119,7 +125,7 @@ fn check_gemm<B: Backend>(be: &B, (m, n, k): (usize, usize, usize), seed: u64, w
             let got = y[r * n + o] as f64;
             assert!(
                 (got - sum).abs() <= 1e-3 * abs + 1e-6,
-                "{m}x{k} -> {n} (bias {with_bias}): y[{r}][{o}] = {got}, f64 reference {sum} (sum |p| {abs})"
+                "{kernel:?} {m}x{k} -> {n} (bias {with_bias}): y[{r}][{o}] = {got}, f64 reference {sum} (sum |p| {abs})"
             );
         }
     }
@@ -136,9 +142,22 @@ fn gemm_odd_shapes_match_f64_reference<B: Backend>(be: &B) {
     .iter()
     .enumerate()
     {
-        check_gemm(be, shape, 10 * i as u64, i % 2 == 0);
-        check_gemm(be, shape, 10 * i as u64 + 5, i % 2 == 1);
+        check_gemm(be, TcKernel::Plain, shape, 10 * i as u64, i % 2 == 0);
+        check_gemm(be, TcKernel::Plain, shape, 10 * i as u64 + 5, i % 2 == 1);
     }
+}
+
+/// The pipelined kernel on partial row and column tiles and on k that ends mid-slice (k % 32 of
+/// 8, 24 and 8), where whole vectors are zero-filled.
+fn pipelined_gemm_odd_shapes_match_f64_reference<B: Backend>(be: &B) {
+    for (i, &shape) in [(37, 45, 24), (1, 8, 8), (130, 70, 104), (65, 129, 40), (3, 1, 16)].iter().enumerate() {
+        check_gemm(be, TcKernel::Pipelined, shape, 50 + 10 * i as u64, i % 2 == 0);
+    }
+    // The kernel choice: pipelined only for k % 8 == 0 and 16-byte aligned operands.
+    assert_eq!(TcKernel::for_operands(0x1000, 0x2000, 512), TcKernel::Pipelined);
+    assert_eq!(TcKernel::for_operands(0x1004, 0x2000, 512), TcKernel::Plain);
+    assert_eq!(TcKernel::for_operands(0x1000, 0x2008, 512), TcKernel::Plain);
+    assert_eq!(TcKernel::for_operands(0x1000, 0x2000, 20), TcKernel::Plain);
 }
 
 fn gemm_transformer_shapes_match_f64_reference<B: Backend>(be: &B) {
@@ -153,36 +172,28 @@ fn gemm_transformer_shapes_match_f64_reference<B: Backend>(be: &B) {
         (64, 512, 2048),
     ];
     for (i, &shape) in shapes.iter().enumerate() {
-        check_gemm(be, shape, 100 + i as u64, true);
+        for kernel in [TcKernel::Plain, TcKernel::Pipelined] {
+            check_gemm(be, kernel, shape, 100 + i as u64, true);
+        }
     }
 }
 
 fn gemm_nan_propagates_to_its_row_and_column<B: Backend>(be: &B) {
-    let (m, n, k) = (40, 24, 20);
-    let mut x = random_vec(7, m * k, -1.0, 1.0);
-    let mut w = bf16_bits(&random_vec(8, n * k, -1.0, 1.0));
-    x[5 * k + 3] = f32::NAN; // row 5 of the output
-    w[17 * k + 19] = bf16::NAN.to_bits(); // column 17 (at the last k, in the zero-padded slice)
-    let (xb, wb) = (be.f32s(&x), bf16_buf(be, &w));
-    let y = be.f32s(&vec![0.0; m * n]);
-    be.run(&gemm_bf16_launch(
-        be.ptr(&y),
-        be.ptr(&xb),
-        be.ptr(&wb),
-        0,
-        m,
-        n,
-        k,
-    ));
-    let y = be.get_f32(&y);
-    for r in 0..m {
-        for o in 0..n {
-            assert_eq!(
-                y[r * n + o].is_nan(),
-                r == 5 || o == 17,
-                "y[{r}][{o}] = {}",
-                y[r * n + o]
-            );
+    // k 20 (plain: the NaN in the zero-padded last slice) and 24 (pipelined: k % 8 == 0).
+    for (kernel, k) in [(TcKernel::Plain, 20), (TcKernel::Pipelined, 24)] {
+        let (m, n) = (40, 24);
+        let mut x = random_vec(7, m * k, -1.0, 1.0);
+        let mut w = bf16_bits(&random_vec(8, n * k, -1.0, 1.0));
+        x[5 * k + 3] = f32::NAN; // row 5 of the output
+        w[17 * k + k - 1] = bf16::NAN.to_bits(); // column 17, at the last k
+        let (xb, wb) = (be.f32s(&x), bf16_buf(be, &w));
+        let y = be.f32s(&vec![0.0; m * n]);
+        be.run(&gemm_bf16_launch(kernel, be.ptr(&y), be.ptr(&xb), be.ptr(&wb), 0, m, n, k));
+        let y = be.get_f32(&y);
+        for r in 0..m {
+            for o in 0..n {
+                assert_eq!(y[r * n + o].is_nan(), r == 5 || o == 17, "{kernel:?}: y[{r}][{o}] = {}", y[r * n + o]);
+            }
         }
     }
 }
@@ -195,17 +206,11 @@ fn gemm_rounds_activations_to_bf16<B: Backend>(be: &B) {
         .map(|e| if e / n == e % n { 1.0 } else { 0.0 })
         .collect();
     let (xb, wb) = (be.f32s(&x), bf16_buf(be, &bf16_bits(&eye)));
-    let y = be.f32s(&vec![f32::NAN; m * n]);
-    be.run(&gemm_bf16_launch(
-        be.ptr(&y),
-        be.ptr(&xb),
-        be.ptr(&wb),
-        0,
-        m,
-        n,
-        n,
-    ));
-    assert_eq!(be.get_f32(&y), bits_to_f32(&bf16_bits(&x)), "bf16(x) I");
+    for kernel in [TcKernel::Plain, TcKernel::Pipelined] {
+        let y = be.f32s(&vec![f32::NAN; m * n]);
+        be.run(&gemm_bf16_launch(kernel, be.ptr(&y), be.ptr(&xb), be.ptr(&wb), 0, m, n, n));
+        assert_eq!(be.get_f32(&y), bits_to_f32(&bf16_bits(&x)), "{kernel:?}: bf16(x) I");
+    }
 }
 
 fn cast_kernels_round_like_half<B: Backend>(be: &B) {

@@ -30,19 +30,25 @@ pub trait Backend {
 }
 
 /// A host buffer of 4-byte elements that kernels may write through its address: the allocation
-/// is owned as a raw pointer (never behind a shared reference) and freed on drop.
+/// is owned as a raw pointer (never behind a shared reference) and freed on drop. 256-byte
+/// aligned like `cuMemAlloc` blocks, so kernels' vector loads see the alignment they get on a GPU.
 pub struct HostBuf {
     ptr: *mut u32,
     len: usize,
 }
 
+const HOST_BUF_ALIGN: usize = 256;
+
 impl HostBuf {
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align((4 * len).max(4), HOST_BUF_ALIGN).expect("buffer size fits a Layout")
+    }
     fn new(v: Vec<u32>) -> Self {
         let len = v.len();
-        HostBuf {
-            ptr: Box::into_raw(v.into_boxed_slice()) as *mut u32,
-            len,
-        }
+        let ptr = unsafe { std::alloc::alloc_zeroed(Self::layout(len)) } as *mut u32;
+        assert!(!ptr.is_null(), "host buffer of {len} words: out of memory");
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), ptr, len) };
+        HostBuf { ptr, len }
     }
     fn words(&self) -> Vec<u32> {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }.to_vec()
@@ -51,7 +57,7 @@ impl HostBuf {
 
 impl Drop for HostBuf {
     fn drop(&mut self) {
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)) });
+        unsafe { std::alloc::dealloc(self.ptr as *mut u8, Self::layout(self.len)) };
     }
 }
 

@@ -20,9 +20,36 @@ const CAST_MAX_BLOCKS: u32 = 4096;
 /// The CUDA limit on gridDim.y, where the column tiles go.
 const MAX_GRID_Y: usize = 65535;
 
+/// Which kernel of `kernels/gemm_tc.cu` runs a bf16 linear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcKernel {
+    /// `gemm_bf16_tc`: any k and alignment; the reference of the other.
+    Plain,
+    /// `gemm_bf16_tc_pipe`: vector loads and double-buffered shared memory; needs k % 8 == 0 and
+    /// 16-byte aligned A and B (every k of the model: 64, 256, 512, 2048).
+    Pipelined,
+}
+
+impl TcKernel {
+    /// Whether the pipelined kernel can take these operands.
+    pub fn pipelined_fits(a: u64, b: u64, k: usize) -> bool {
+        k % 8 == 0 && a % 16 == 0 && b % 16 == 0
+    }
+
+    /// The pipelined kernel where it fits, else the plain one.
+    pub fn for_operands(a: u64, b: u64, k: usize) -> Self {
+        if Self::pipelined_fits(a, b, k) {
+            TcKernel::Pipelined
+        } else {
+            TcKernel::Plain
+        }
+    }
+}
+
 /// `C [m, n] = bf16(A) [m, k] B^T + bias`, B `[n, k]` bf16. Grid: (row tiles, column tiles).
-/// `bias` may be 0 (no bias).
-pub fn gemm_bf16_launch(c: u64, a: u64, b: u64, bias: u64, m: usize, n: usize, k: usize) -> Launch {
+/// `bias` may be 0 (no bias). `TcKernel::Pipelined` only where `TcKernel::pipelined_fits`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16_launch(kernel: TcKernel, c: u64, a: u64, b: u64, bias: u64, m: usize, n: usize, k: usize) -> Launch {
     let grid = (
         m.div_ceil(TILE).max(1) as u32,
         n.div_ceil(TILE).max(1) as u32,
@@ -30,7 +57,10 @@ pub fn gemm_bf16_launch(c: u64, a: u64, b: u64, bias: u64, m: usize, n: usize, k
     );
     Launch {
         module: MODULE,
-        kernel: "gemm_bf16_tc",
+        kernel: match kernel {
+            TcKernel::Plain => "gemm_bf16_tc",
+            TcKernel::Pipelined => "gemm_bf16_tc_pipe",
+        },
         cfg: LaunchCfg {
             grid,
             block: (THREADS, 1, 1),
@@ -50,8 +80,23 @@ pub fn gemm_bf16_launch(c: u64, a: u64, b: u64, bias: u64, m: usize, n: usize, k
 
 /// Linear forward with a bf16 weight on the device: `x` f32 `[m, inp]` dense, `w` bf16
 /// `[out, inp]` dense, `bias` f32 `[out]`; returns a new f32 buffer `[m, out]`. The activations
-/// are rounded to bf16 inside the kernel (round to nearest even); sums are f32.
+/// are rounded to bf16 inside the kernel (round to nearest even); sums are f32. The pipelined
+/// kernel runs where it fits (`TcKernel::for_operands`).
 pub fn linear_bf16_fwd(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    m: usize,
+    out: usize,
+    inp: usize,
+) -> Result<CudaStorage> {
+    linear_bf16_fwd_with(None, x, w, bias, m, out, inp)
+}
+
+/// `linear_bf16_fwd` with the kernel chosen by the caller (`Some`: the benches time both; an
+/// error where `Pipelined` does not fit) or by the operands (`None`).
+pub fn linear_bf16_fwd_with(
+    forced: Option<TcKernel>,
     x: &CudaStorage,
     w: &CudaStorage,
     bias: Option<&CudaStorage>,
@@ -85,15 +130,17 @@ pub fn linear_bf16_fwd(
     if m * out == 0 {
         return Ok(y);
     }
-    let launch = gemm_bf16_launch(
-        device_ptr(&y, 0),
-        device_ptr(x, 0),
-        device_ptr(w, 0),
-        bias.map_or(0, |b| device_ptr(b, 0)),
-        m,
-        out,
-        inp,
-    );
+    let (xp, wp) = (device_ptr(x, 0), device_ptr(w, 0));
+    let kernel = match forced {
+        None => TcKernel::for_operands(xp, wp, inp),
+        Some(TcKernel::Pipelined) if !TcKernel::pipelined_fits(xp, wp, inp) => {
+            return Err(Error::msg(format!(
+                "{OP}: the pipelined kernel needs in_features % 8 == 0 and 16-byte aligned operands (in_features {inp})"
+            )))
+        }
+        Some(k) => k,
+    };
+    let launch = gemm_bf16_launch(kernel, device_ptr(&y, 0), xp, wp, bias.map_or(0, |b| device_ptr(b, 0)), m, out, inp);
     run_on_device(x.device(), &launch)?;
     Ok(y)
 }
