@@ -8,13 +8,16 @@
 //!     (x f32, rounded to bf16 on load; f32 sums): the transformer's linears at `--precision bf16`
 //!     (the pipelined kernel); cuda_linear_bf16_plain_MxNxK: the same on the plain kernel.
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
-//!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64.
+//!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
+//!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
 //! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
 //! Run: cargo bench --bench cuda_ops; PyTorch on the same GPU: python3 benches/reference/torch_ops.py
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fdm::cuda::launch::{device_ptr, run_on_device};
+use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
 use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, TcKernel};
 use fdm::cuda::ops::sampling::{topk_sample_rows, RowSource};
 use fdm::cuda::CudaDevice;
@@ -89,6 +92,23 @@ fn attention(c: &mut Criterion) {
     let qkv: Vec<Tensor> = (0..3).map(|i| on(&dev, 5 + i, &[1, l, h * d], -1.0, 1.0)).collect();
     let flops = (2 * 2 * h * l * l * d) as u64;
     time(c, "attention", format!("cuda_attention_f32_{h}x{l}x{d}"), flops, &dev, || ops::attention::attention(&qkv[0], &qkv[1], &qkv[2], h).unwrap());
+    // The one-thread-per-query kernel (reference of the split-keys one that `attention` runs).
+    let (o, lse) = (dev.alloc(fdm::DType::F32, l * h * d).unwrap(), dev.alloc(fdm::DType::F32, h * l).unwrap());
+    let ptr = |t: &Tensor| device_ptr(t.cuda_dense().unwrap(), 0);
+    let launch = attention_fwd_kernel_launch(
+        AttentionKernel::PerQuery,
+        d,
+        device_ptr(&o, 0),
+        device_ptr(&lse, 0),
+        ptr(&qkv[0]),
+        ptr(&qkv[1]),
+        ptr(&qkv[2]),
+        &AttentionParams::dense_dim(1, l, h, d),
+    );
+    time(c, "attention", format!("cuda_attention_perquery_f32_{h}x{l}x{d}"), flops, &dev, || {
+        run_on_device(&dev, &launch).unwrap();
+        qkv[0].clone()
+    });
 }
 
 fn codebook(c: &mut Criterion) {

@@ -14,6 +14,8 @@
 // reads the same key row: a broadcast); the running max / sum / output are updated online per key,
 // rescaled only when the max grows. No warp-level communication is needed.
 // Launch: grid (ceil(L / 64), heads, B), 64 threads, 2 * 64 * D * 4 bytes of static shared memory.
+// attention_fwd_split_f32 / attention_fwd_split_d32_f32 (below, the launcher's default): the same
+// result with 4 threads per query, each over a quarter of the keys, merged at the end; 256 threads.
 
 #define ATT_D 64
 #define ATT_BQ 64
@@ -98,4 +100,116 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS)
   __shared__ float ks[ATT_BK][32];
   __shared__ float vs[ATT_BK][32];
   attention_fwd_body<32>(ks, vs, o, lse, q, k, v, p);
+}
+
+// ---- Split-keys variant (the default; the kernels above are its reference) ----
+// The one-thread-per-query kernel runs 2 warps per block, 128 blocks for the paper's 8 heads x 1024:
+// about 2 warps per multiprocessor, so every key's dot product and exp wait on memory and on each
+// other. Here ATT_SPLIT = 4 threads share a query (block of 256 threads: thread t takes query slot
+// t % 64 and key group t / 64). Each group runs the same online softmax over its quarter of every
+// key tile (keys g*16 .. g*16+15), so a warp still reads one key row at a time (broadcast); at the
+// end the four partial states (m_g, l_g, acc_g) of a query are merged exactly:
+//   M = max_g m_g,  L = sum_g l_g exp(m_g - M),  o = sum_g acc_g exp(m_g - M) / L,  lse = M + log L,
+// the accumulators summed in shared memory (reusing the key tile, transposed so lanes hit
+// distinct banks) in group order. Same launch grid; 256 threads.
+#define ATT_SPLIT 4
+#define ATT_SPLIT_THREADS (ATT_BQ * ATT_SPLIT)
+
+template <int D>
+static __device__ __forceinline__ void attention_fwd_split_body(float (*ks)[D], float (*vs)[D], float (*red)[ATT_BQ],
+                                                                float* __restrict__ o, float* __restrict__ lse,
+                                                                const float* __restrict__ q,
+                                                                const float* __restrict__ k,
+                                                                const float* __restrict__ v, const AttentionParams& p) {
+  const unsigned t = threadIdx.x, slot = t % ATT_BQ, grp = t / ATT_BQ, qi = blockIdx.x * ATT_BQ + slot;
+  const unsigned h = blockIdx.y, b = blockIdx.z;
+  const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
+  const bool q_ok = qi < p.len;
+  const unsigned per_grp = ATT_BK / ATT_SPLIT;
+
+  float qr[D], acc[D];
+#pragma unroll
+  for (int i = 0; i < D; ++i) {
+    qr[i] = q_ok ? q[head_base + (size_t)qi * p.row_stride + i] * p.scale : 0.0f;
+    acc[i] = 0.0f;
+  }
+  float m = -FDM_INF, l = 0.0f;
+
+  for (unsigned k0 = 0; k0 < p.len; k0 += ATT_BK) {
+#pragma unroll 4
+    for (int r = 0; r < ATT_BK * D / ATT_SPLIT_THREADS; ++r) {  // coalesced along d
+      const unsigned e = t + ATT_SPLIT_THREADS * r, key = e / D, d = e % D, j = k0 + key;
+      const size_t at = head_base + (size_t)j * p.row_stride + d;
+      ks[key][d] = j < p.len ? k[at] : 0.0f;
+      vs[key][d] = j < p.len ? v[at] : 0.0f;
+    }
+    __syncthreads();
+    const unsigned nk = min(p.len - k0, (unsigned)ATT_BK);
+    const unsigned j0 = grp * per_grp, j1 = min(j0 + per_grp, nk);
+    for (unsigned j = j0; j < j1; ++j) {
+      float s = 0.0f;
+#pragma unroll
+      for (int i = 0; i < D; ++i) s = fmaf(qr[i], ks[j][i], s);
+      if (s > m) {
+        const float corr = expf(m - s);
+        l *= corr;
+#pragma unroll
+        for (int i = 0; i < D; ++i) acc[i] *= corr;
+        m = s;
+      }
+      const float w = expf(s - m);
+      l += w;
+#pragma unroll
+      for (int i = 0; i < D; ++i) acc[i] = fmaf(w, vs[j][i], acc[i]);
+    }
+    __syncthreads();
+  }
+
+  // Merge the groups' states. red[g][slot] holds m_g, then red[ATT_SPLIT + g][slot] l_g.
+  red[grp][slot] = m;
+  red[ATT_SPLIT + grp][slot] = l;
+  __syncthreads();
+  float big = -FDM_INF;
+#pragma unroll
+  for (int g = 0; g < ATT_SPLIT; ++g) big = fmaxf(big, red[g][slot]);
+  float total = 0.0f;
+#pragma unroll
+  for (int g = 0; g < ATT_SPLIT; ++g) {
+    const float mg = red[g][slot];
+    total += mg == -FDM_INF ? 0.0f : red[ATT_SPLIT + g][slot] * expf(mg - big);
+  }
+  const float own = m == -FDM_INF ? 0.0f : expf(m - big);  // a group that saw no key adds nothing
+  float (*sum)[ATT_BQ] = reinterpret_cast<float (*)[ATT_BQ]>(&ks[0][0]);  // D x 64, transposed
+  for (int g = 0; g < ATT_SPLIT; ++g) {
+    if ((int)grp == g) {
+#pragma unroll
+      for (int i = 0; i < D; ++i) sum[i][slot] = (g == 0 ? 0.0f : sum[i][slot]) + acc[i] * own;
+    }
+    __syncthreads();
+  }
+  if (q_ok) {
+    const float inv = 1.0f / total;
+    const int d0 = grp * (D / ATT_SPLIT);
+#pragma unroll
+    for (int i = d0; i < d0 + D / ATT_SPLIT; ++i) o[head_base + (size_t)qi * p.row_stride + i] = sum[i][slot] * inv;
+    if (lse && grp == 0) lse[((size_t)b * p.heads + h) * p.len + qi] = big + logf(total);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
+    attention_fwd_split_f32(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                            const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ float ks[ATT_BK][ATT_D];
+  __shared__ float vs[ATT_BK][ATT_D];
+  __shared__ float red[2 * ATT_SPLIT][ATT_BQ];
+  attention_fwd_split_body<ATT_D>(ks, vs, red, o, lse, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(ATT_SPLIT_THREADS)
+    attention_fwd_split_d32_f32(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                                const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ float ks[ATT_BK][32];
+  __shared__ float vs[ATT_BK][32];
+  __shared__ float red[2 * ATT_SPLIT][ATT_BQ];
+  attention_fwd_split_body<32>(ks, vs, red, o, lse, q, k, v, p);
 }

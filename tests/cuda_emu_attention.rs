@@ -1,5 +1,6 @@
-//! `kernels/attention.cu` (one-pass multi-head attention forward, spec §3.2), launched by its
-//! launcher, against an f64 reference per query row, on the CPU emulator (`emu::*`) and a real GPU
+//! `kernels/attention.cu` (one-pass multi-head attention forward, spec §3.2; both kernels: one
+//! thread per query, and 4 threads per query over a quarter of the keys each, merged), launched
+//! by its launcher, against an f64 reference per query row, on the CPU emulator (`emu::*`) and a real GPU
 //! (`cuda::*`, skipped without one). Tolerance TOL_CUDA_F32: each output is a softmax-weighted sum
 //! over up to 1024 keys in f32 with online rescaling.
 
@@ -7,7 +8,7 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::attention_row_ref;
-use fdm::cuda::ops::attention::{attention_fwd_dim_launch, AttentionParams};
+use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
@@ -16,16 +17,25 @@ backend_tests!(
     attention_head_dim_32_at_the_tiny_shape
 );
 
+const KERNELS: [AttentionKernel; 2] = [AttentionKernel::SplitKeys, AttentionKernel::PerQuery];
+
 const HEAD_DIM: usize = 64;
 
-/// Runs the kernel on dense [b, l, h*64] inputs and checks the query rows `rows` of every (b, h).
+/// Runs both kernels on dense [b, l, h*64] inputs and checks the query rows `rows` of every (b, h).
 fn check<B: Backend>(be: &B, seed: u64, b: usize, l: usize, h: usize, spread: f32, rows: &[usize]) {
     check_dim(be, seed, (b, l, h, HEAD_DIM), spread, rows);
 }
 
 /// As `check` for a head dim `dh`.
-fn check_dim<B: Backend>(
+fn check_dim<B: Backend>(be: &B, seed: u64, shape: (usize, usize, usize, usize), spread: f32, rows: &[usize]) {
+    for kernel in KERNELS {
+        check_kernel(be, kernel, seed, shape, spread, rows);
+    }
+}
+
+fn check_kernel<B: Backend>(
     be: &B,
+    kernel: AttentionKernel,
     seed: u64,
     (b, l, h, dh): (usize, usize, usize, usize),
     spread: f32,
@@ -40,7 +50,8 @@ fn check_dim<B: Backend>(
         be.f32s(&vec![f32::NAN; n]),
         be.f32s(&vec![f32::NAN; b * h * l]),
     );
-    be.run(&attention_fwd_dim_launch(
+    be.run(&attention_fwd_kernel_launch(
+        kernel,
         dh,
         be.ptr(&o),
         be.ptr(&lse),
@@ -55,7 +66,7 @@ fn check_dim<B: Backend>(
             for &qi in rows {
                 let (want, want_lse) = attention_row_ref(&q, &k, &v, l, h, dh, bi, hi, qi);
                 let start = (bi * l + qi) * h * dh + hi * dh;
-                let what = format!("b{bi} h{hi} query {qi} of {l} (head dim {dh})");
+                let what = format!("{kernel:?}: b{bi} h{hi} query {qi} of {l} (head dim {dh})");
                 assert_close(&o[start..start + dh], &want, TOL_CUDA_F32, &what);
                 assert_close(
                     &[lse[(bi * h + hi) * l + qi]],

@@ -15,6 +15,8 @@ pub const HEAD_DIM: usize = 64;
 pub const SUPPORTED_HEAD_DIMS: [usize; 2] = [64, 32];
 const QUERIES_PER_BLOCK: usize = 64;
 const THREADS: u32 = 64;
+/// Threads per block of the split-keys kernels (64 queries x 4 key groups).
+const SPLIT_THREADS: u32 = 256;
 
 /// Same layout as `struct AttentionParams` in kernels/attention.cu.
 #[repr(C)]
@@ -62,8 +64,18 @@ pub fn attention_fwd_launch(
     attention_fwd_dim_launch(HEAD_DIM, o, lse, q, k, v, p)
 }
 
+/// Which forward kernel of `kernels/attention.cu` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// `attention_fwd[_d32]_f32`: one thread per query, 64 threads per block (the reference).
+    PerQuery,
+    /// `attention_fwd_split[_d32]_f32`: 4 threads per query over a quarter of the keys each,
+    /// merged at the end, 256 threads per block (the default: 4x the warps per multiprocessor).
+    SplitKeys,
+}
+
 /// As `attention_fwd_launch` for a head dim of `SUPPORTED_HEAD_DIMS` (others panic: the
-/// non-suffix launcher checks it first).
+/// non-suffix launcher checks it first), on the default kernel (`AttentionKernel::SplitKeys`).
 pub fn attention_fwd_dim_launch(
     head_dim: usize,
     o: u64,
@@ -73,10 +85,27 @@ pub fn attention_fwd_dim_launch(
     v: u64,
     p: &AttentionParams,
 ) -> Launch {
-    let kernel = match head_dim {
-        64 => "attention_fwd_f32",
-        32 => "attention_fwd_d32_f32",
-        d => panic!("no attention kernel for head dim {d}"),
+    attention_fwd_kernel_launch(AttentionKernel::SplitKeys, head_dim, o, lse, q, k, v, p)
+}
+
+/// As `attention_fwd_dim_launch` on the kernel `which`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_fwd_kernel_launch(
+    which: AttentionKernel,
+    head_dim: usize,
+    o: u64,
+    lse: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    p: &AttentionParams,
+) -> Launch {
+    let (kernel, threads) = match (which, head_dim) {
+        (AttentionKernel::PerQuery, 64) => ("attention_fwd_f32", THREADS),
+        (AttentionKernel::PerQuery, 32) => ("attention_fwd_d32_f32", THREADS),
+        (AttentionKernel::SplitKeys, 64) => ("attention_fwd_split_f32", SPLIT_THREADS),
+        (AttentionKernel::SplitKeys, 32) => ("attention_fwd_split_d32_f32", SPLIT_THREADS),
+        (_, d) => panic!("no attention kernel for head dim {d}"),
     };
     let grid = (
         (p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32,
@@ -85,7 +114,7 @@ pub fn attention_fwd_dim_launch(
     );
     let cfg = LaunchCfg {
         grid,
-        block: (THREADS, 1, 1),
+        block: (threads, 1, 1),
         smem_bytes: 0,
     };
     let args = vec![
