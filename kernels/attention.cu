@@ -29,6 +29,56 @@ struct AttentionParams {
   float scale;
 };
 
+// This thread's query row, scaled, and a cleared output accumulator (zeros past the sequence).
+template <int D>
+static __device__ __forceinline__ void att_load_query(float (&qr)[D], float (&acc)[D], const float* __restrict__ q,
+                                                      size_t at, bool ok, float scale) {
+#pragma unroll
+  for (int i = 0; i < D; ++i) {
+    qr[i] = ok ? q[at + i] * scale : 0.0f;
+    acc[i] = 0.0f;
+  }
+}
+
+// Keys and values k0 .. k0 + ATT_BK - 1 of one (batch, head) into shared memory (zeros past the
+// sequence), THREADS threads reading consecutive d (coalesced).
+template <int D, int THREADS>
+static __device__ __forceinline__ void att_stage_tile(float (*ks)[D], float (*vs)[D], const float* __restrict__ k,
+                                                      const float* __restrict__ v, size_t head_base, unsigned k0,
+                                                      const AttentionParams& p) {
+#pragma unroll 4
+  for (int r = 0; r < ATT_BK * D / THREADS; ++r) {
+    const unsigned e = threadIdx.x + THREADS * r, key = e / D, d = e % D, j = k0 + key;
+    const size_t at = head_base + (size_t)j * p.row_stride + d;
+    ks[key][d] = j < p.len ? k[at] : 0.0f;
+    vs[key][d] = j < p.len ? v[at] : 0.0f;
+  }
+}
+
+// The online softmax over staged keys j0 .. j1 - 1: running max m, sum l and output acc, rescaled
+// only when the max grows.
+template <int D>
+static __device__ __forceinline__ void att_consume_keys(const float (&qr)[D], float (&acc)[D], float& m, float& l,
+                                                        const float (*ks)[D], const float (*vs)[D], unsigned j0,
+                                                        unsigned j1) {
+  for (unsigned j = j0; j < j1; ++j) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < D; ++i) s = fmaf(qr[i], ks[j][i], s);
+    if (s > m) {
+      const float corr = expf(m - s);
+      l *= corr;
+#pragma unroll
+      for (int i = 0; i < D; ++i) acc[i] *= corr;
+      m = s;
+    }
+    const float w = expf(s - m);
+    l += w;
+#pragma unroll
+    for (int i = 0; i < D; ++i) acc[i] = fmaf(w, vs[j][i], acc[i]);
+  }
+}
+
 // The kernel body for head dim D (64: the paper model; 32: the tiny preset); the entry points
 // below own the shared-memory tiles so that each instantiation has its own.
 template <int D>
@@ -40,41 +90,13 @@ static __device__ __forceinline__ void attention_fwd_body(float (*ks)[D], float 
   const unsigned h = blockIdx.y, b = blockIdx.z;
   const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const bool q_ok = qi < p.len;
-
   float qr[D], acc[D];
-#pragma unroll
-  for (int i = 0; i < D; ++i) {
-    qr[i] = q_ok ? q[head_base + (size_t)qi * p.row_stride + i] * p.scale : 0.0f;
-    acc[i] = 0.0f;
-  }
+  att_load_query<D>(qr, acc, q, head_base + (size_t)qi * p.row_stride, q_ok, p.scale);
   float m = -FDM_INF, l = 0.0f;
-
   for (unsigned k0 = 0; k0 < p.len; k0 += ATT_BK) {
-#pragma unroll 4
-    for (int r = 0; r < ATT_BK * D / ATT_THREADS; ++r) {  // coalesced along d
-      const unsigned e = t + ATT_THREADS * r, key = e / D, d = e % D, j = k0 + key;
-      const size_t at = head_base + (size_t)j * p.row_stride + d;
-      ks[key][d] = j < p.len ? k[at] : 0.0f;
-      vs[key][d] = j < p.len ? v[at] : 0.0f;
-    }
+    att_stage_tile<D, ATT_THREADS>(ks, vs, k, v, head_base, k0, p);
     __syncthreads();
-    const unsigned nk = min(p.len - k0, (unsigned)ATT_BK);
-    for (unsigned j = 0; j < nk; ++j) {
-      float s = 0.0f;
-#pragma unroll
-      for (int i = 0; i < D; ++i) s = fmaf(qr[i], ks[j][i], s);
-      if (s > m) {
-        const float corr = expf(m - s);
-        l *= corr;
-#pragma unroll
-        for (int i = 0; i < D; ++i) acc[i] *= corr;
-        m = s;
-      }
-      const float w = expf(s - m);
-      l += w;
-#pragma unroll
-      for (int i = 0; i < D; ++i) acc[i] = fmaf(w, vs[j][i], acc[i]);
-    }
+    att_consume_keys<D>(qr, acc, m, l, ks, vs, 0, min(p.len - k0, (unsigned)ATT_BK));
     __syncthreads();
   }
 
@@ -126,42 +148,14 @@ static __device__ __forceinline__ void attention_fwd_split_body(float (*ks)[D], 
   const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const bool q_ok = qi < p.len;
   const unsigned per_grp = ATT_BK / ATT_SPLIT;
-
   float qr[D], acc[D];
-#pragma unroll
-  for (int i = 0; i < D; ++i) {
-    qr[i] = q_ok ? q[head_base + (size_t)qi * p.row_stride + i] * p.scale : 0.0f;
-    acc[i] = 0.0f;
-  }
+  att_load_query<D>(qr, acc, q, head_base + (size_t)qi * p.row_stride, q_ok, p.scale);
   float m = -FDM_INF, l = 0.0f;
-
   for (unsigned k0 = 0; k0 < p.len; k0 += ATT_BK) {
-#pragma unroll 4
-    for (int r = 0; r < ATT_BK * D / ATT_SPLIT_THREADS; ++r) {  // coalesced along d
-      const unsigned e = t + ATT_SPLIT_THREADS * r, key = e / D, d = e % D, j = k0 + key;
-      const size_t at = head_base + (size_t)j * p.row_stride + d;
-      ks[key][d] = j < p.len ? k[at] : 0.0f;
-      vs[key][d] = j < p.len ? v[at] : 0.0f;
-    }
+    att_stage_tile<D, ATT_SPLIT_THREADS>(ks, vs, k, v, head_base, k0, p);
     __syncthreads();
-    const unsigned nk = min(p.len - k0, (unsigned)ATT_BK);
-    const unsigned j0 = grp * per_grp, j1 = min(j0 + per_grp, nk);
-    for (unsigned j = j0; j < j1; ++j) {
-      float s = 0.0f;
-#pragma unroll
-      for (int i = 0; i < D; ++i) s = fmaf(qr[i], ks[j][i], s);
-      if (s > m) {
-        const float corr = expf(m - s);
-        l *= corr;
-#pragma unroll
-        for (int i = 0; i < D; ++i) acc[i] *= corr;
-        m = s;
-      }
-      const float w = expf(s - m);
-      l += w;
-#pragma unroll
-      for (int i = 0; i < D; ++i) acc[i] = fmaf(w, vs[j][i], acc[i]);
-    }
+    const unsigned nk = min(p.len - k0, (unsigned)ATT_BK), j0 = grp * per_grp;
+    att_consume_keys<D>(qr, acc, m, l, ks, vs, j0, min(j0 + per_grp, nk));
     __syncthreads();
   }
 
