@@ -21,8 +21,8 @@ pub enum PrecisionArg {
     /// f32 weights (the paper's numerics).
     #[default]
     F32,
-    /// bf16 weights: half the transformer's weight memory; tensor cores on CUDA (activations
-    /// rounded to bf16, f32 sums); on the CPU the weights are only rounded to bf16.
+    /// bf16 weights: half the transformer's weight memory; each Linear's input rounded to bf16,
+    /// f32 sums (tensor cores on CUDA; the same numerics on the CPU, no speed-up there).
     Bf16,
 }
 

@@ -201,8 +201,8 @@ pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Re
 
 /// `y = x * W^T + b` for `x [.., in]`, `W [out, in]`, `b [out]` -> `[.., out]`.
 /// `W` may be bf16 (inference storage of the transformer's weights; `x`, `b` and `y` stay f32):
-/// on CUDA the tensor-core kernel (activations rounded to bf16, f32 sums); on the CPU bf16 is a
-/// storage format only: the weight is widened to f32 (exactly) and the f32 path runs.
+/// on CUDA the tensor-core kernel (activations rounded to bf16, f32 sums); on the CPU the same
+/// numerics: `x` rounded to bf16, the weight widened to f32 (exactly), and the f32 path.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (p, out_shape) = linear_dims("linear", x, w, b)?;
     let mut inputs = vec![x];
@@ -225,7 +225,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         };
         return Tensor::from_cuda(y, &out_shape);
     }
-    let w = if bf16_weight { w.to_dtype(DType::F32)? } else { w };
+    // bf16 weights on the CPU: the weight widened to f32 (exactly) and the input rounded to bf16,
+    // the tensor-core kernel's numerics (bf16 products, f32 sums), so `--precision bf16` computes
+    // the same function on every device (up to summation order).
+    let (x, w) = if bf16_weight {
+        (x.to_dtype(DType::BF16)?.to_dtype(DType::F32)?, w.to_dtype(DType::F32)?)
+    } else {
+        (x, w)
+    };
     let mut y = vec![0f32; numel(&out_shape)];
     cpu_linear::linear_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?, &mut y);
     Tensor::from_vec(y, &out_shape)
