@@ -4,11 +4,14 @@
 //! runs the tensor-core kernel's emulated twin; `cuda::*` on a GPU, SKIP without one), plus the
 //! errors: bf16 weights are inference-only, and activations must stay f32.
 //!
-//! Tolerance of the device linear against the CPU arm (same bf16 weights): the device also rounds
-//! the activations to bf16, each by at most 2^-9 of itself, and the CPU keeps them f32, so an
-//! output differs by at most 2^-9 * sum_k |x_k w_k| plus the f32 summation error (K * 2^-24 of
-//! the same sum, < 2^-15 here); the test allows 2^-8 * sum_k |x_k w_k| + 1e-6. (A plain relative
-//! tolerance does not fit: outputs near zero have cancelled sums whose error is that of the terms.)
+//! Tolerance of the device linear against the CPU arm (same bf16 weights): both round the same
+//! activations to bf16 (the CPU does since 2026-11-26), so an output differs by the f32 summation
+//! order only, K * 2^-24 of sum_k |x_k w_k| (< 2^-15 here). The test allows
+//! 2^-8 * sum_k |x_k w_k| + 1e-6, the bound of when the CPU kept the activations f32 (it covers
+//! one 2^-9 rounding per term), so it would also pass a device that skipped the rounding: the
+//! exact CPU test below and the GEMM kernel's identity test (tests/cuda_emu_gemm_tc.rs) pin that.
+//! (A plain relative tolerance does not fit: outputs near zero have cancelled sums whose error
+//! is that of the terms.)
 
 mod common;
 
@@ -17,7 +20,7 @@ use fdm::autograd::Tape;
 use fdm::cuda::CudaDevice;
 use fdm::ops;
 use fdm::storage::CpuStorage;
-use fdm::testing::{assert_close, random_vec, TOL_CPU_F32};
+use fdm::testing::random_vec;
 use fdm::{DType, Tensor};
 use half::bf16;
 
@@ -127,8 +130,9 @@ fn to_dtype_rounds_like_half_on_the_device(dev: CudaDevice) {
 }
 
 #[test]
-fn linear_with_bf16_weight_is_the_f32_linear_of_the_rounded_weight_cpu() {
-    // On the CPU bf16 is storage only: exactly the f32 linear with the widened weight.
+fn linear_with_bf16_weight_is_the_f32_linear_of_the_rounded_operands_cpu() {
+    // The tensor cores' numerics on the CPU: exactly the f32 linear of bf16(x) and the widened
+    // weight (and not that of the unrounded x).
     let (x, w, b) = (
         rand(1, &[2, 9, 40], -2.0, 2.0),
         rand(2, &[33, 40], -0.5, 0.5),
@@ -136,14 +140,13 @@ fn linear_with_bf16_weight_is_the_f32_linear_of_the_rounded_weight_cpu() {
     );
     let wh = w.to_dtype(DType::BF16).unwrap();
     let y = ops::matmul::linear(&x, &wh, Some(&b)).unwrap();
-    let want = ops::matmul::linear(&x, &wh.to_dtype(DType::F32).unwrap(), Some(&b)).unwrap();
+    let xr = x.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+    let wide = wh.to_dtype(DType::F32).unwrap();
+    let want = ops::matmul::linear(&xr, &wide, Some(&b)).unwrap();
     assert_eq!(y.shape(), [2, 9, 33]);
-    assert_close(
-        &y.to_vec_f32().unwrap(),
-        &want.to_vec_f32().unwrap(),
-        TOL_CPU_F32,
-        "bf16 linear cpu",
-    );
+    assert_eq!(y.to_vec_f32().unwrap(), want.to_vec_f32().unwrap(), "bf16 linear cpu");
+    let unrounded = ops::matmul::linear(&x, &wide, Some(&b)).unwrap();
+    assert_ne!(y.to_vec_f32().unwrap(), unrounded.to_vec_f32().unwrap(), "the input must be rounded");
 }
 
 /// `|got - want| <= 2^-8 * sum_k |x[r, k] w[o, k]| + 1e-6` for every output (bound in the header);

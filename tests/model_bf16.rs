@@ -137,8 +137,8 @@ fn bf16_logits_stay_close_to_f32_cpu() {
         "the weights were rounded, so the logits must move"
     );
     // The bf16 numerics (weights and every Linear input rounded to bf16, f32 sums) are pinned
-    // exactly by `bf16_linear_rounds_input_and_weight_cpu`; here only their size on the whole
-    // bundled model, as a gross-error check: a wrong weight or a lost bias moves logits by their
+    // exactly by `linear_with_bf16_weight_is_the_f32_linear_of_the_rounded_operands_cpu`
+    // (tests/cuda_dispatch_bf16.rs); here only their size on the whole bundled model, as a gross-error check: a wrong weight or a lost bias moves logits by their
     // own size, rounding by well under 2^-4 of the largest. Measured on the bundled model of
     // 2026-11-26: 0.148 with max |logit| 19.2 (0.12 of the bound). (Until the inputs were rounded
     // on the CPU too, the bound was 2^-8, from a random-walk estimate of weight rounding alone:
@@ -147,23 +147,6 @@ fn bf16_logits_stay_close_to_f32_cpu() {
         diff <= 2f32.powi(-4) * scale,
         "max |diff| {diff} vs max |logit| {scale}"
     );
-}
-
-#[test]
-fn bf16_linear_rounds_input_and_weight_cpu() {
-    // `linear` with a bf16 weight on the CPU = the f32 linear of bf16(x) and the widened weight,
-    // bit for bit (the tensor-core kernel's numerics; its own tests hold it to the same products).
-    let (m, k, n) = (5, 40, 7);
-    let x = Tensor::from_vec(fdm::testing::random_vec(1, m * k, -3.0, 3.0), &[m, k]).unwrap();
-    let w = Tensor::from_vec(fdm::testing::random_vec(2, n * k, -1.0, 1.0), &[n, k]).unwrap();
-    let b = Tensor::from_vec(fdm::testing::random_vec(3, n, -1.0, 1.0), &[n]).unwrap();
-    let w16 = w.to_dtype(DType::BF16).unwrap();
-    let got = ops::matmul::linear(&x, &w16, Some(&b)).unwrap().to_vec_f32().unwrap();
-    let x_rounded = x.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
-    let want = ops::matmul::linear(&x_rounded, &w16.to_dtype(DType::F32).unwrap(), Some(&b)).unwrap().to_vec_f32().unwrap();
-    assert_eq!(got, want);
-    let unrounded = ops::matmul::linear(&x, &w16.to_dtype(DType::F32).unwrap(), Some(&b)).unwrap().to_vec_f32().unwrap();
-    assert_ne!(got, unrounded, "the input must be rounded");
 }
 
 fn bf16_transformer_on_the_device_matches_the_cpu(dev: CudaDevice) {
