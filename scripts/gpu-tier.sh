@@ -73,19 +73,8 @@ for line in sys.stdin:
     echo "packed $(tar -tJf "$dir/bins.tar.xz" | grep -c '^bin/.') binaries ($(du -h "$dir/bins.tar.xz" | cut -f1)) into $dir; built in $(cat "$dir/source-path")"
 }
 
-# libnvrtc.so.13 from the machine's own CUDA (the torch venv's nvidia wheels or the toolkit).
-find_nvrtc() {
-    local d
-    for d in $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null) \
-        /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-        if [ -e "$d/libnvrtc.so.13" ]; then
-            export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-            echo "libnvrtc: $d"
-            return 0
-        fi
-    done
-    echo "libnvrtc.so.13 not found"
-}
+# find_nvrtc: the machine's own libnvrtc.so.13 on LD_LIBRARY_PATH.
+. "$(dirname "$0")/gpu-nvrtc.sh"
 
 # Copies the logs into $GPU_TIER_ARCHIVE (a .tgz) when set, so a run cut short still reports.
 save_logs() {

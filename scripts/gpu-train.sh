@@ -16,6 +16,8 @@
 #       losses.csv go to ARCHIVE (a .tgz; default DIR/result.tgz).
 set -euo pipefail
 cmd=${1:-}
+# find_nvrtc: the machine's own libnvrtc.so.13 on LD_LIBRARY_PATH.
+. "$(dirname "$0")/gpu-nvrtc.sh"
 
 pack() {
     local data=$1 config=$2 dir=${3:-gpu-train}
@@ -54,14 +56,7 @@ run() {
     local bin=/tmp/fdm-gpu-train/fdm out=/tmp/fdm-gpu-train/run
     rm -rf /tmp/fdm-gpu-train && mkdir -p /tmp/fdm-gpu-train
     xz -dc "$dir/fdm.xz" > "$bin" && chmod +x "$bin"
-    local lib
-    for lib in $(python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null) \
-        /usr/local/cuda/lib64; do
-        if [ -e "$lib/libnvrtc.so.13" ]; then
-            export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-            break
-        fi
-    done
+    find_nvrtc
     # `timeout -s INT` signals the run and then its process group: the trainer takes the pair as
     # one Ctrl-C (stop after this step, write the checkpoint).
     timeout -s INT "$seconds" "$bin" train "$phase" --data "$dir/photos" --preset tiny \
