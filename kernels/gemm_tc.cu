@@ -37,66 +37,8 @@
 #define TC_THREADS 128
 #define TC_LDS (TC_BK / 2 + 4)  // 32-bit words per shared row: 16 bf16 pairs + 4 of padding
 
-// f32 -> bf16 bits, round to nearest even; NaN stays a (quiet) NaN with its sign. Integer bit
-// operations only, so neither cuda_bf16.h nor an sm_80 conversion instruction is needed.
-static __device__ __forceinline__ unsigned tc_bf16_bits(float f) {
-  const unsigned u = __float_as_uint(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-static __device__ __forceinline__ float tc_bf16_to_f32(unsigned bits) { return __uint_as_float(bits << 16); }
-
-#ifndef FDM_EMU
-// d += A * B for one 16 x 8 x 16 tile held in the fragments above (every lane of the warp calls it).
-static __device__ __forceinline__ void fdm_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4],
-                                                          const unsigned (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-#else
-// Emulated twin of the instruction above. Lane (g, t) produces rows g and g+8, cols 2t and 2t+1 of
-// D, so it needs rows g, g+8 of A (held by lanes 4g .. 4g+3) and cols 2t, 2t+1 of B (held by lanes
-// 4n .. 4n+3 for col n). Each 64-bit shuffle moves two registers of one source lane. The bf16
-// products are exact in f32; they are summed in k order in f32 and added to d.
-static void fdm_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-  typedef unsigned long long u64;
-  const unsigned lane = ::cuda_emu::lane(), g = lane >> 2, t = lane & 3;
-  float arow[2][16], bcol[2][16];  // arow[h][k] = A[g + 8h][k]; bcol[c][k] = B[k][2t + c]
-  for (unsigned j = 0; j < 4; ++j) {
-    const unsigned src = 4 * g + j;  // holds k 2j, 2j+1 (a[0], a[1]) and 2j+8, 2j+9 (a[2], a[3])
-    const u64 lo = __shfl_sync(FDM_FULL_MASK, (u64)a[0] | ((u64)a[1] << 32), (int)src);
-    const u64 hi = __shfl_sync(FDM_FULL_MASK, (u64)a[2] | ((u64)a[3] << 32), (int)src);
-    for (unsigned h = 0; h < 2; ++h) {
-      const unsigned wlo = (unsigned)(lo >> (32 * h)), whi = (unsigned)(hi >> (32 * h));
-      arow[h][2 * j] = tc_bf16_to_f32(wlo & 0xffffu);
-      arow[h][2 * j + 1] = tc_bf16_to_f32(wlo >> 16);
-      arow[h][2 * j + 8] = tc_bf16_to_f32(whi & 0xffffu);
-      arow[h][2 * j + 9] = tc_bf16_to_f32(whi >> 16);
-    }
-  }
-  for (unsigned c = 0; c < 2; ++c) {
-    for (unsigned j = 0; j < 4; ++j) {
-      const unsigned src = 4 * (2 * t + c) + j;  // col 2t+c: k 2j, 2j+1 (b[0]) and 2j+8, 2j+9 (b[1])
-      const u64 v = __shfl_sync(FDM_FULL_MASK, (u64)b[0] | ((u64)b[1] << 32), (int)src);
-      const unsigned w0 = (unsigned)v, w1 = (unsigned)(v >> 32);
-      bcol[c][2 * j] = tc_bf16_to_f32(w0 & 0xffffu);
-      bcol[c][2 * j + 1] = tc_bf16_to_f32(w0 >> 16);
-      bcol[c][2 * j + 8] = tc_bf16_to_f32(w1 & 0xffffu);
-      bcol[c][2 * j + 9] = tc_bf16_to_f32(w1 >> 16);
-    }
-  }
-  for (unsigned i = 0; i < 4; ++i) {
-    const unsigned h = i >> 1, c = i & 1;
-    float s = 0.0f;
-    for (unsigned k = 0; k < 16; ++k) s += arow[h][k] * bcol[c][k];
-    d[i] += s;
-  }
-}
-#endif
+// fdm_bf16_bits, fdm_bf16_to_f32 and fdm_mma_bf16_16816 (with its emulated twin) live in
+// common.cuh: kernels/attention_tc.cu uses the same instruction.
 
 // Stage A[m0 .. m0+64, k0 .. k0+32] into as[row][pair] as bf16 pairs, zero outside m x k.
 // Consecutive threads take consecutive pairs of one row, so a warp reads 2 rows x 128 bytes.
@@ -112,7 +54,7 @@ static __device__ __forceinline__ void tc_stage_a(unsigned (*as)[TC_LDS], const 
       if (kk < k) x0 = src[0];
       if (kk + 1 < k) x1 = src[1];
     }
-    as[r][p] = tc_bf16_bits(x0) | (tc_bf16_bits(x1) << 16);
+    as[r][p] = fdm_bf16_bits(x0) | (fdm_bf16_bits(x1) << 16);
   }
 }
 
@@ -250,8 +192,8 @@ static __device__ __forceinline__ void tc_store_slice(const TcSliceRegs& r, unsi
 #pragma unroll
   for (int q = 0; q < TC_A_VECS; ++q) {
     const unsigned e = threadIdx.x + TC_THREADS * q, row = e / (TC_BK / 4), w = 2 * (e % (TC_BK / 4));
-    as[row][w] = tc_bf16_bits(r.a[q].x) | (tc_bf16_bits(r.a[q].y) << 16);
-    as[row][w + 1] = tc_bf16_bits(r.a[q].z) | (tc_bf16_bits(r.a[q].w) << 16);
+    as[row][w] = fdm_bf16_bits(r.a[q].x) | (fdm_bf16_bits(r.a[q].y) << 16);
+    as[row][w + 1] = fdm_bf16_bits(r.a[q].z) | (fdm_bf16_bits(r.a[q].w) << 16);
   }
 #pragma unroll
   for (int q = 0; q < TC_B_VECS; ++q) {
@@ -290,12 +232,12 @@ extern "C" __global__ void __launch_bounds__(TC_THREADS)
 
 extern "C" __global__ void cast_f32_to_bf16(unsigned short* __restrict__ y, const float* __restrict__ x, unsigned n) {
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
-    y[i] = (unsigned short)tc_bf16_bits(x[i]);
+    y[i] = (unsigned short)fdm_bf16_bits(x[i]);
 }
 
 extern "C" __global__ void cast_bf16_to_f32(float* __restrict__ y, const unsigned short* __restrict__ x, unsigned n) {
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x)
-    y[i] = tc_bf16_to_f32(x[i]);
+    y[i] = fdm_bf16_to_f32(x[i]);
 }
 
 // One warp: D [16, 8] = A [16, 16] * B + C with A row-major bf16, B given as its transpose

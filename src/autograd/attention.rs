@@ -3,7 +3,7 @@
 //! backward rebuilds the probabilities block by block instead of storing them.
 
 use crate::autograd::{Tape, Var};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::attention as ops;
 
 /// softmax(q k^T / sqrt(Dh)) v with `heads` heads, recorded on the tape.
@@ -23,4 +23,13 @@ pub fn attention(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result
             Ok(vec![Some(dq), Some(dk), Some(dv)])
         }),
     ))
+}
+
+/// The bf16 attention of inference (`ops::attention_bf16`): no backward, so an error where an
+/// input needs a gradient.
+pub fn attention_bf16(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+    if [q, k, v].iter().any(|x| x.requires_grad()) {
+        return Err(Error::msg("attention in bf16 precision is inference only: an input needs a gradient (train in f32)"));
+    }
+    Ok(tape.constant(ops::attention_bf16(q.value(), k.value(), v.value(), heads)?))
 }

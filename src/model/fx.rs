@@ -13,6 +13,13 @@ pub fn attention(t: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Va
     op("attention", || att::attention(t, q, k, v, heads), |_| macs)
 }
 
+/// The same core in bf16 (inference under `--precision bf16`; tensor cores on CUDA).
+pub fn attention_bf16(t: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+    let s = q.shape();
+    let macs = 2 * (s[0] * s[1] * s[1] * s[2]) as u64;
+    op("attention_bf16", || att::attention_bf16(t, q, k, v, heads), |_| macs)
+}
+
 pub fn add(t: &Tape, a: &Var, b: &Var) -> Result<Var> {
     op("add", || binary::add(t, a, b), |_| 0)
 }

@@ -4,7 +4,7 @@
 //! `to_logits` (D -> 512 classes = the unmasked half of the codebook). Non-causal, no dropout.
 //! Linear weights start N(0, 0.02), biases 0 (spec §3.4).
 
-use super::fx::{add, attention, gelu2, Tape, Var};
+use super::fx::{add, attention, attention_bf16, gelu2, Tape, Var};
 use super::presets::TransformerConfig;
 use crate::error::{Error, Result};
 use crate::nn::layers::{Init, LayerNorm, Linear};
@@ -50,7 +50,13 @@ impl Block {
     fn forward(&self, t: &Tape, p: &Bound, x: &Var, n_head: usize) -> Result<Var> {
         let h = self.ln1.forward(t, p, x)?;
         let (q, k, v) = (self.query.forward(t, p, &h)?, self.key.forward(t, p, &h)?, self.value.forward(t, p, &h)?);
-        let a = self.proj.forward(t, p, &attention(t, &q, &k, &v, n_head)?)?;
+        // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.
+        let a = if p.var(self.query.weight).value().dtype() == crate::DType::BF16 {
+            attention_bf16(t, &q, &k, &v, n_head)?
+        } else {
+            attention(t, &q, &k, &v, n_head)?
+        };
+        let a = self.proj.forward(t, p, &a)?;
         let x = add(t, x, &a)?;
         let h = self.ln2.forward(t, p, &x)?;
         let m = self.out.forward(t, p, &gelu2(t, &self.fc.forward(t, p, &h)?)?)?;

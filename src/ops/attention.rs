@@ -84,6 +84,26 @@ pub fn attention_with_lse(
     }
 }
 
+/// The attention of `--precision bf16` inference: q, k and v rounded to bf16 (nearest even),
+/// f32 softmax and sums. On CUDA the tensor-core kernel (`attention_fwd_bf16`, which also rounds
+/// the probabilities to bf16 for the P V product: a relative 2^-9 per weight, not mirrored here);
+/// on the CPU the f32 attention of the rounded q, k, v. No log-sum-exp: there is no backward.
+pub fn attention_bf16(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    let p = params(q, k, v, heads)?;
+    match q.storage() {
+        Storage::Cpu(_) => {
+            let round = |t: &Tensor| t.to_dtype(crate::DType::BF16)?.to_dtype(crate::DType::F32);
+            attention(&round(q)?, &round(k)?, &round(v)?, heads)
+        }
+        Storage::Cuda(_) => {
+            let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+            let (b, l, dh) = (p.batch as usize, p.seq_len as usize, p.head_dim as usize);
+            let (o, _) = cuda::attention_fwd_bf16(q.cuda_dense()?, k.cuda_dense()?, v.cuda_dense()?, b, l, heads, dh)?;
+            Tensor::from_cuda(o, q.shape())
+        }
+    }
+}
+
 /// Gradients (dq, dk, dv) from the forward's inputs, `out`, `lse` and the output gradient.
 pub fn attention_backward(
     q: &Tensor,

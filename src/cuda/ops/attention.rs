@@ -17,6 +17,9 @@ const QUERIES_PER_BLOCK: usize = 64;
 const THREADS: u32 = 64;
 /// Threads per block of the split-keys kernels (64 queries x 4 key groups).
 const SPLIT_THREADS: u32 = 256;
+/// The tensor-core kernels' module and block (4 warps of 16 queries).
+const TC_MODULE: &str = "attention_tc";
+const TC_THREADS: u32 = 128;
 
 /// Same layout as `struct AttentionParams` in kernels/attention.cu.
 #[repr(C)]
@@ -72,6 +75,10 @@ pub enum AttentionKernel {
     /// `attention_fwd_split[_d32]_f32`: 4 threads per query over a quarter of the keys each,
     /// merged at the end, 256 threads per block (the default: 4x the warps per multiprocessor).
     SplitKeys,
+    /// `attention_fwd_tc[_d32]_bf16` (kernels/attention_tc.cu): q, k, v and the probabilities
+    /// rounded to bf16 for the tensor cores, f32 softmax and sums; 128 threads per block. Another
+    /// function than the f32 kernels (the rounding), so only `attention_fwd_bf16` chooses it.
+    TensorCoreBf16,
 }
 
 /// As `attention_fwd_launch` for a head dim of `SUPPORTED_HEAD_DIMS` (others panic: the
@@ -100,11 +107,13 @@ pub fn attention_fwd_kernel_launch(
     v: u64,
     p: &AttentionParams,
 ) -> Launch {
-    let (kernel, threads) = match (which, head_dim) {
-        (AttentionKernel::PerQuery, 64) => ("attention_fwd_f32", THREADS),
-        (AttentionKernel::PerQuery, 32) => ("attention_fwd_d32_f32", THREADS),
-        (AttentionKernel::SplitKeys, 64) => ("attention_fwd_split_f32", SPLIT_THREADS),
-        (AttentionKernel::SplitKeys, 32) => ("attention_fwd_split_d32_f32", SPLIT_THREADS),
+    let (module, kernel, threads) = match (which, head_dim) {
+        (AttentionKernel::PerQuery, 64) => (MODULE, "attention_fwd_f32", THREADS),
+        (AttentionKernel::PerQuery, 32) => (MODULE, "attention_fwd_d32_f32", THREADS),
+        (AttentionKernel::SplitKeys, 64) => (MODULE, "attention_fwd_split_f32", SPLIT_THREADS),
+        (AttentionKernel::SplitKeys, 32) => (MODULE, "attention_fwd_split_d32_f32", SPLIT_THREADS),
+        (AttentionKernel::TensorCoreBf16, 64) => (TC_MODULE, "attention_fwd_tc_bf16", TC_THREADS),
+        (AttentionKernel::TensorCoreBf16, 32) => (TC_MODULE, "attention_fwd_tc_d32_bf16", TC_THREADS),
         (_, d) => panic!("no attention kernel for head dim {d}"),
     };
     let grid = (
@@ -126,7 +135,7 @@ pub fn attention_fwd_kernel_launch(
         KArg::pod(p),
     ];
     Launch {
-        module: MODULE,
+        module,
         kernel,
         cfg,
         args,
@@ -145,7 +154,7 @@ pub fn attention_fwd(
     attention_fwd_dim(q, k, v, batch, len, heads, HEAD_DIM)
 }
 
-/// As `attention_fwd` for tensors [batch, len, heads * head_dim].
+/// As `attention_fwd` for tensors [batch, len, heads * head_dim], f32 numerics.
 pub fn attention_fwd_dim(
     q: &CudaStorage,
     k: &CudaStorage,
@@ -154,6 +163,31 @@ pub fn attention_fwd_dim(
     len: usize,
     heads: usize,
     head_dim: usize,
+) -> Result<(CudaStorage, CudaStorage)> {
+    attention_fwd_with(AttentionKernel::SplitKeys, q, k, v, (batch, len, heads, head_dim))
+}
+
+/// As `attention_fwd_dim` on bf16 tensor cores (`AttentionKernel::TensorCoreBf16`: q, k, v and
+/// the probabilities rounded to bf16, f32 softmax and sums; inference under bf16 precision).
+pub fn attention_fwd_bf16(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    batch: usize,
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+) -> Result<(CudaStorage, CudaStorage)> {
+    attention_fwd_with(AttentionKernel::TensorCoreBf16, q, k, v, (batch, len, heads, head_dim))
+}
+
+/// The forward on the kernel `which` for dense q, k, v `[batch, len, heads * head_dim]`.
+pub fn attention_fwd_with(
+    which: AttentionKernel,
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    (batch, len, heads, head_dim): (usize, usize, usize, usize),
 ) -> Result<(CudaStorage, CudaStorage)> {
     if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
         return Err(Error::shape(
@@ -178,17 +212,16 @@ pub fn attention_fwd_dim(
         dev.alloc(DType::F32, batch * heads * len)?,
     );
     let p = AttentionParams::dense_dim(batch, len, heads, head_dim);
-    run_on_device(
-        dev,
-        &attention_fwd_dim_launch(
-            head_dim,
-            device_ptr(&o, 0),
-            device_ptr(&lse, 0),
-            device_ptr(q, 0),
-            device_ptr(k, 0),
-            device_ptr(v, 0),
-            &p,
-        ),
-    )?;
+    let launch = attention_fwd_kernel_launch(
+        which,
+        head_dim,
+        device_ptr(&o, 0),
+        device_ptr(&lse, 0),
+        device_ptr(q, 0),
+        device_ptr(k, 0),
+        device_ptr(v, 0),
+        &p,
+    );
+    run_on_device(dev, &launch)?;
     Ok((o, lse))
 }

@@ -1,0 +1,236 @@
+// attention_tc.cu: multi-head attention forward on bf16 tensor cores (flash-attention 2 style),
+// the transformer's attention under `--precision bf16` (spec §3.2: 8 heads of 64, no mask;
+// inference only, so no backward).
+//   attention_fwd_tc_bf16 (head dim 64) / attention_fwd_tc_d32_bf16 (head dim 32, the tiny preset)
+//       (o, lse, q, k, v, p): the same arguments and layout as attention_fwd_f32 in attention.cu:
+//       q, k, v, o f32 [B, L, heads * D], x[b * p.batch_stride + l * p.row_stride + h * D + d];
+//       lse[(b * heads + h) * L + l] = log sum_j exp(scale q.k_j) or null.
+// Numerics: q, k and v are rounded to bf16 (nearest even) when staged; the scores q.k are bf16
+// products summed in f32, then scaled; softmax in f32 (exp2 of scores pre-multiplied by log2 e);
+// the probabilities are rounded to bf16 for the P V product (f32 sums) while the normaliser l sums
+// them unrounded. The CPU's bf16 attention (src/ops/attention.rs) rounds q, k and v the same way
+// and keeps the probabilities f32.
+//
+// Tiling: a block of 4 warps takes 64 queries of one (batch, head), 16 per warp; keys and values
+// stream through shared memory in tiles of 64. Per tile each warp computes its 16 x 64 scores as
+// 8 mma tiles (D / 16 k-steps each) with its query fragments kept in registers, updates the
+// running max m and sum l of its rows, and adds P V to its 16 x D output accumulator (D / 8 mma
+// tiles per 16 keys). The score accumulators are reused as the A fragments of P: the C layout of
+// two neighbouring 16 x 8 tiles is the A layout of one 16 x 16 tile (mma fragments: common.cuh).
+//   Thread (g = lane / 4, t = lane % 4) holds rows g and g + 8 of its warp's 16 queries; score
+//   s[j][e] is row g + 8 (e / 2), key 8 j + 2 t + e % 2 of the tile.
+// Shared memory (bf16 pairs in 32-bit words, rows padded by 4 words so every fragment read of a
+// warp hits 32 banks): ks[key][d pair] and vt[d][key pair] (V transposed: the P V product needs
+// pairs of consecutive keys for one d). 18 KiB for D = 64.
+// Launch: grid (ceil(L / 64), heads, B), 128 threads.
+
+#define ATC_BQ 64
+#define ATC_BK 64
+#define ATC_THREADS 128
+#define ATC_WARPS (ATC_THREADS / 32)
+#define ATC_KV_LDS (ATC_BK / 2 + 4)  // words per vt row: 32 key pairs + 4 of padding
+
+// Mirrors `AttentionParams` in src/cuda/ops/attention.rs.
+struct AttentionParams {
+  unsigned batch, len, heads;
+  unsigned row_stride, batch_stride;
+  float scale;
+};
+
+static __device__ __forceinline__ unsigned atc_pack(float lo, float hi) {
+  return fdm_bf16_bits(lo) | (fdm_bf16_bits(hi) << 16);
+}
+
+// The A fragments of this thread's two query rows r0 and r0 + 8 (zeros past the sequence).
+template <int D>
+static __device__ __forceinline__ void atc_load_q(unsigned (&qf)[D / 16][4], const float* __restrict__ q,
+                                                  size_t head_base, unsigned r0, unsigned t,
+                                                  const AttentionParams& p) {
+  const float* row0 = q + head_base + (size_t)r0 * p.row_stride;
+  const float* row1 = row0 + (size_t)8 * p.row_stride;
+  const bool ok0 = r0 < p.len, ok1 = r0 + 8 < p.len;
+#pragma unroll
+  for (int kd = 0; kd < D / 16; ++kd) {
+    const unsigned d0 = 16 * kd + 2 * t, d1 = d0 + 8;
+    qf[kd][0] = ok0 ? atc_pack(row0[d0], row0[d0 + 1]) : 0u;
+    qf[kd][1] = ok1 ? atc_pack(row1[d0], row1[d0 + 1]) : 0u;
+    qf[kd][2] = ok0 ? atc_pack(row0[d1], row0[d1 + 1]) : 0u;
+    qf[kd][3] = ok1 ? atc_pack(row1[d1], row1[d1 + 1]) : 0u;
+  }
+}
+
+// Keys k0 .. k0 + 63 as bf16 pairs along d: ks[key][pair]; consecutive threads read consecutive
+// pairs of one key row (coalesced). Zeros past the sequence.
+template <int D>
+static __device__ __forceinline__ void atc_stage_k(unsigned (*ks)[D / 2 + 4], const float* __restrict__ k,
+                                                   size_t head_base, unsigned k0, const AttentionParams& p) {
+  constexpr int PAIRS = D / 2;
+#pragma unroll 4
+  for (int r = 0; r < ATC_BK * PAIRS / ATC_THREADS; ++r) {
+    const unsigned e = threadIdx.x + ATC_THREADS * r, key = e / PAIRS, pr = e % PAIRS, j = k0 + key;
+    unsigned w = 0u;
+    if (j < p.len) {
+      const float* src = k + head_base + (size_t)j * p.row_stride + 2 * pr;
+      w = atc_pack(src[0], src[1]);
+    }
+    ks[key][pr] = w;
+  }
+}
+
+// Values of keys k0 .. k0 + 63 transposed, as bf16 pairs along the keys: vt[d][pair]. A warp
+// takes 8 consecutive d (one 32-byte sector per key row) x 4 key pairs, so its shared-memory
+// writes (word 36 d + pair) hit 32 different banks. Zeros past the sequence.
+template <int D>
+static __device__ __forceinline__ void atc_stage_vt(unsigned (*vt)[ATC_KV_LDS], const float* __restrict__ v,
+                                                    size_t head_base, unsigned k0, const AttentionParams& p) {
+  constexpr int D_BLOCKS = D / 8, CHUNKS = D_BLOCKS * (ATC_BK / 2 / 4);
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, dl = lane & 7, pl = lane >> 3;
+#pragma unroll 4
+  for (unsigned c = warp; c < CHUNKS; c += ATC_WARPS) {
+    const unsigned d = (c % D_BLOCKS) * 8 + dl, pr = (c / D_BLOCKS) * 4 + pl, j = k0 + 2 * pr;
+    const size_t at = head_base + (size_t)j * p.row_stride + d;
+    const float x0 = j < p.len ? v[at] : 0.0f;
+    const float x1 = j + 1 < p.len ? v[at + p.row_stride] : 0.0f;
+    vt[d][pr] = atc_pack(x0, x1);
+  }
+}
+
+// s = Q K^T for the warp's 16 rows and the tile's 64 keys (raw: not yet scaled).
+template <int D>
+static __device__ __forceinline__ void atc_scores(float (&s)[ATC_BK / 8][4], const unsigned (&qf)[D / 16][4],
+                                                  const unsigned (*ks)[D / 2 + 4], unsigned g, unsigned t) {
+#pragma unroll
+  for (int j = 0; j < ATC_BK / 8; ++j) {
+    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int kd = 0; kd < D / 16; ++kd) {
+      const unsigned bf[2] = {ks[8 * j + g][8 * kd + t], ks[8 * j + g][8 * kd + 4 + t]};
+      fdm_mma_bf16_16816(s[j], qf[kd], bf);
+    }
+  }
+}
+
+// Online softmax over one tile: scores become exp2(scaled score - new max) (0 past the sequence),
+// the running max m and partial sum l of rows g, g + 8 and the output accumulator are updated.
+// sl2 = scale * log2(e). The row max is shared by the 4 threads of a row (t = 0 .. 3).
+template <int D>
+static __device__ __forceinline__ void atc_softmax_tile(float (&s)[ATC_BK / 8][4], float (&acc)[D / 8][4],
+                                                        float (&m)[2], float (&l)[2], unsigned k0, unsigned t,
+                                                        unsigned len, float sl2) {
+  float mx[2] = {m[0], m[1]};
+#pragma unroll
+  for (int j = 0; j < ATC_BK / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const unsigned key = k0 + 8 * j + 2 * t + (e & 1);
+      s[j][e] = key < len ? s[j][e] * sl2 : -FDM_INF;
+      mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
+    }
+  float corr[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(FDM_FULL_MASK, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(FDM_FULL_MASK, mx[r], 2));
+    corr[r] = exp2f(m[r] - mx[r]);  // 0 on the first tile (m = -inf; key k0 < len, so mx is finite)
+    m[r] = mx[r];
+    l[r] *= corr[r];
+  }
+#pragma unroll
+  for (int j = 0; j < ATC_BK / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[j][e] = exp2f(s[j][e] - m[e >> 1]);
+      l[e >> 1] += s[j][e];
+    }
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[jd][e] *= corr[e >> 1];
+}
+
+// acc += P V: the probabilities (rounded to bf16) as A fragments straight from the score
+// registers, V^T rows from shared memory as B fragments.
+template <int D>
+static __device__ __forceinline__ void atc_pv(float (&acc)[D / 8][4], const float (&s)[ATC_BK / 8][4],
+                                              const unsigned (*vt)[ATC_KV_LDS], unsigned g, unsigned t) {
+#pragma unroll
+  for (int kk = 0; kk < ATC_BK / 16; ++kk) {
+    const unsigned af[4] = {atc_pack(s[2 * kk][0], s[2 * kk][1]), atc_pack(s[2 * kk][2], s[2 * kk][3]),
+                            atc_pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                            atc_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+      const unsigned bf[2] = {vt[8 * jd + g][8 * kk + t], vt[8 * jd + g][8 * kk + 4 + t]};
+      fdm_mma_bf16_16816(acc[jd], af, bf);
+    }
+  }
+}
+
+// o = acc / l for rows g, g + 8 (l summed over the row's 4 threads), and the log-sum-exp.
+template <int D>
+static __device__ __forceinline__ void atc_store(float* __restrict__ o, float* __restrict__ lse,
+                                                 const float (&acc)[D / 8][4], const float (&m)[2], float (&l)[2],
+                                                 size_t head_base, unsigned r0, unsigned t, const AttentionParams& p) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(FDM_FULL_MASK, l[r], 1);
+    l[r] += __shfl_xor_sync(FDM_FULL_MASK, l[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const unsigned row = r0 + 8 * r;
+    if (row >= p.len) continue;
+    const float inv = 1.0f / l[r];
+    float* dst = o + head_base + (size_t)row * p.row_stride;
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd) {
+      dst[8 * jd + 2 * t] = acc[jd][2 * r] * inv;
+      dst[8 * jd + 2 * t + 1] = acc[jd][2 * r + 1] * inv;
+    }
+    if (lse && t == 0) lse[((size_t)blockIdx.z * p.heads + blockIdx.y) * p.len + row] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
+  }
+}
+
+template <int D>
+static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+                                                         float* __restrict__ o, float* __restrict__ lse,
+                                                         const float* __restrict__ q, const float* __restrict__ k,
+                                                         const float* __restrict__ v, const AttentionParams& p) {
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const size_t head_base = (size_t)blockIdx.z * p.batch_stride + (size_t)blockIdx.y * D;
+  const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
+  unsigned qf[D / 16][4];
+  atc_load_q<D>(qf, q, head_base, r0, t, p);
+  float acc[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) acc[jd][0] = acc[jd][1] = acc[jd][2] = acc[jd][3] = 0.0f;
+  float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
+  const float sl2 = p.scale * 1.4426950408889634f;
+  for (unsigned k0 = 0; k0 < p.len; k0 += ATC_BK) {
+    atc_stage_k<D>(ks, k, head_base, k0, p);
+    atc_stage_vt<D>(vt, v, head_base, k0, p);
+    __syncthreads();
+    float s[ATC_BK / 8][4];
+    atc_scores<D>(s, qf, ks, g, t);
+    atc_softmax_tile<D>(s, acc, m, l, k0, t, p.len, sl2);
+    atc_pv<D>(acc, s, vt, g, t);
+    __syncthreads();
+  }
+  atc_store<D>(o, lse, acc, m, l, head_base, r0, t, p);
+}
+
+extern "C" __global__ void __launch_bounds__(ATC_THREADS)
+    attention_fwd_tc_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                          const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ unsigned ks[ATC_BK][64 / 2 + 4];
+  __shared__ unsigned vt[64][ATC_KV_LDS];
+  attention_tc_body<64>(ks, vt, o, lse, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(ATC_THREADS)
+    attention_fwd_tc_d32_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                              const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ unsigned ks[ATC_BK][32 / 2 + 4];
+  __shared__ unsigned vt[32][ATC_KV_LDS];
+  attention_tc_body<32>(ks, vt, o, lse, q, k, v, p);
+}

@@ -1,0 +1,83 @@
+//! `kernels/attention_tc.cu` (attention forward on bf16 tensor cores, spec §3.2), launched by its
+//! launcher, against the f64 reference of the bf16-rounded q, k, v, on the CPU emulator (`emu::*`,
+//! where the mma instruction is its emulated twin) and a real GPU (`cuda::*`, skipped without one).
+//!
+//! Tolerance: the kernel also rounds each probability p_j to bf16 for the P V product (relative
+//! error at most 2^-9 each) while it normalises by the unrounded sum, so an output differs from the
+//! reference by at most 2^-9 * max |v| = 2^-9 here (|v| <= 1), plus the f32 rounding of
+//! TOL_CUDA_F32; the log-sum-exp uses no rounded probability and keeps TOL_CUDA_F32.
+
+mod common;
+
+use common::backend::Backend;
+use common::reference::attention_row_ref;
+use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
+use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
+
+backend_tests!(
+    tc_attention_matches_the_rounded_reference_with_partial_tiles,
+    tc_attention_at_the_model_shape,
+    tc_attention_head_dim_32_at_the_tiny_shape
+);
+
+/// Worst-case effect of the bf16 probabilities on an output with |v| <= 1 (see the header).
+const TOL_TC_OUT: (f32, f32) = (1.0 / 512.0 + TOL_CUDA_F32.0, TOL_CUDA_F32.1);
+
+/// `x` rounded to bf16 (nearest even) and widened back: what the kernel stages.
+fn bf16_rounded(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect()
+}
+
+/// Runs the kernel on dense [b, l, h * dh] inputs and checks the query rows `rows` of every (b, h).
+fn check<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usize, usize), spread: f32, rows: &[usize]) {
+    let n = b * l * h * dh;
+    let q = random_vec(seed, n, -spread, spread);
+    let k = random_vec(seed + 1, n, -spread, spread);
+    let v = random_vec(seed + 2, n, -1.0, 1.0);
+    let (qb, kb, vb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v));
+    let (o, lse) = (be.f32s(&vec![f32::NAN; n]), be.f32s(&vec![f32::NAN; b * h * l]));
+    be.run(&attention_fwd_kernel_launch(
+        AttentionKernel::TensorCoreBf16,
+        dh,
+        be.ptr(&o),
+        be.ptr(&lse),
+        be.ptr(&qb),
+        be.ptr(&kb),
+        be.ptr(&vb),
+        &AttentionParams::dense_dim(b, l, h, dh),
+    ));
+    let (o, lse) = (be.get_f32(&o), be.get_f32(&lse));
+    let (qr, kr, vr) = (bf16_rounded(&q), bf16_rounded(&k), bf16_rounded(&v));
+    for bi in 0..b {
+        for hi in 0..h {
+            for &qi in rows {
+                let (want, want_lse) = attention_row_ref(&qr, &kr, &vr, l, h, dh, bi, hi, qi);
+                let start = (bi * l + qi) * h * dh + hi * dh;
+                let what = format!("tensor-core attention: b{bi} h{hi} query {qi} of {l} (head dim {dh})");
+                assert_close(&o[start..start + dh], &want, TOL_TC_OUT, &what);
+                assert_close(&[lse[(bi * h + hi) * l + qi]], &[want_lse], TOL_CUDA_F32, &format!("{what} lse"));
+            }
+        }
+    }
+}
+
+fn tc_attention_matches_the_rounded_reference_with_partial_tiles<B: Backend>(be: &B) {
+    // 130 = two full 64-tiles + 2: partial query and key tiles (a warp whose rows are all past the
+    // sequence, keys masked inside a tile). Spread 3 gives scores up to ~70: the online rescaling.
+    let all: Vec<usize> = (0..130).collect();
+    check(be, 1, (2, 130, 3, 64), 3.0, &all);
+    check(be, 4, (1, 1, 1, 64), 1.0, &[0]);
+    check(be, 5, (1, 17, 2, 32), 2.0, &(0..17).collect::<Vec<_>>());
+}
+
+fn tc_attention_at_the_model_shape<B: Backend>(be: &B) {
+    // 8 heads x 1024 tokens x 64, the paper model's shape; rows covering all 16 query tiles.
+    let rows: Vec<usize> = (0..1024).step_by(61).chain([1023]).collect();
+    check(be, 7, (1, 1024, 8, 64), 1.0, &rows);
+}
+
+fn tc_attention_head_dim_32_at_the_tiny_shape<B: Backend>(be: &B) {
+    // The tiny preset: 2 heads of 32 over 1024 tokens, and a partial key tile (1000 = 15 * 64 + 40).
+    check(be, 7, (1, 1024, 2, 32), 2.0, &[0, 1, 63, 64, 511, 1023]);
+    check(be, 8, (2, 1000, 2, 32), 3.0, &[0, 39, 999]);
+}
