@@ -4,9 +4,13 @@
 //! the kernels, not the launch queue. Throughput is in floating-point operations (2 per MAC) where
 //! the op has a MAC count; the sampler steps report rows.
 //!   cuda_gemm_f32_MxNxK: C[M,N] = A[M,K] * B[K,N] (hand-written tiled kernel, f32).
+//!   cuda_linear_f32_MxNxK: y[M,N] = x[M,K] W[N,K]^T, f32, on the hand-written kernel;
+//!     cuda_linear_cublas_f32_MxNxK: the same on cuBLAS (what `linear` runs where cuBLAS is usable).
 //!   cuda_linear_bf16_MxNxK: y[M,N] = x[M,K] W[N,K]^T with a bf16 W on the tensor-core kernel
-//!     (x f32, rounded to bf16 on load; f32 sums): the transformer's linears at `--precision bf16`
-//!     (the pipelined kernel); cuda_linear_bf16_plain_MxNxK: the same on the plain kernel.
+//!     (x f32, rounded to bf16 on load; f32 sums; the pipelined kernel);
+//!     cuda_linear_bf16_plain_MxNxK: the same on the plain kernel; cuda_linear_cublas_bf16_MxNxK:
+//!     x rounded to bf16 by the cast kernel, then cuBLAS (the transformer's linears at
+//!     `--precision bf16` where cuBLAS is usable). The cuBLAS rows are left out without cuBLAS.
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel.
@@ -18,9 +22,10 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fdm::cuda::launch::{device_ptr, run_on_device};
 use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
+use fdm::cuda::ops::gemm::linear_fwd_kernel;
 use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, TcKernel};
 use fdm::cuda::ops::sampling::{topk_sample_rows, RowSource};
-use fdm::cuda::CudaDevice;
+use fdm::cuda::{blas, CudaDevice, CudaStorage};
 use fdm::params::codebook::CODEBOOK_HALF_UNMASKED;
 use fdm::testing::random_vec;
 use fdm::{ops, Device, Tensor};
@@ -62,17 +67,57 @@ fn gemm(c: &mut Criterion) {
     }
 }
 
+/// `y = x W^T` with `W [n, k]` through `f(y, x, w)` into a new `[m, n]` buffer.
+fn linear_into(dev: &CudaDevice, x: &Tensor, w: &Tensor, (m, n): (usize, usize), f: impl Fn(&mut CudaStorage, &CudaStorage, &CudaStorage) -> fdm::Result<()>) -> Tensor {
+    let mut y = dev.alloc(fdm::DType::F32, m * n).unwrap();
+    f(&mut y, x.cuda_dense().unwrap(), w.cuda_dense().unwrap()).unwrap();
+    Tensor::from_cuda(y, &[m, n]).unwrap()
+}
+
+/// Whether cuBLAS runs on `dev`; prints why not (its rows are then left out).
+fn cublas_on(dev: &CudaDevice) -> bool {
+    if let Some(why) = blas::unavailable_reason(dev) {
+        println!("cuda_linear_cublas_*: SKIP ({why})");
+    }
+    blas::available(dev)
+}
+
+fn linear_f32(c: &mut Criterion) {
+    let Some(dev) = device() else { return };
+    for (m, n, k) in [(1024, 1024, 1024), (1024, 2048, 512), (1024, 1536, 512)] {
+        let (x, w) = (on(&dev, 1, &[m, k], -1.0, 1.0), on(&dev, 2, &[n, k], -1.0, 1.0));
+        let flops = (2 * m * n * k) as u64;
+        time(c, "gemm", format!("cuda_linear_f32_{m}x{n}x{k}"), flops, &dev, || {
+            Tensor::from_cuda(linear_fwd_kernel(x.cuda_dense().unwrap(), w.cuda_dense().unwrap(), None, m, n, k).unwrap(), &[m, n]).unwrap()
+        });
+        if cublas_on(&dev) {
+            time(c, "gemm", format!("cuda_linear_cublas_f32_{m}x{n}x{k}"), flops, &dev, || {
+                linear_into(&dev, &x, &w, (m, n), |y, x, w| blas::sgemm_linear(y, x, w, None, m, n, k))
+            });
+        }
+    }
+}
+
 fn linear_bf16(c: &mut Criterion) {
     let Some(dev) = device() else { return };
     for (m, n, k) in [(1024, 1024, 1024), (1024, 2048, 512), (1024, 1536, 512)] {
         let x = on(&dev, 1, &[m, k], -1.0, 1.0);
         let w = on(&dev, 2, &[n, k], -1.0, 1.0).to_dtype(fdm::DType::BF16).unwrap();
-        time(c, "gemm", format!("cuda_linear_bf16_{m}x{n}x{k}"), (2 * m * n * k) as u64, &dev, || ops::matmul::linear(&x, &w, None).unwrap());
-        // The plain kernel (reference of the pipelined one that `linear` picks for these shapes).
-        time(c, "gemm", format!("cuda_linear_bf16_plain_{m}x{n}x{k}"), (2 * m * n * k) as u64, &dev, || {
-            let y = linear_bf16_fwd_with(Some(TcKernel::Plain), x.cuda_dense().unwrap(), w.cuda_dense().unwrap(), None, m, n, k).unwrap();
-            Tensor::from_cuda(y, &[m, n]).unwrap()
-        });
+        let flops = (2 * m * n * k) as u64;
+        // The hand-written kernels: the pipelined one (picked for these shapes), then the plain
+        // one (its reference).
+        for (name, kernel) in [("", None), ("_plain", Some(TcKernel::Plain))] {
+            time(c, "gemm", format!("cuda_linear_bf16{name}_{m}x{n}x{k}"), flops, &dev, || {
+                let y = linear_bf16_fwd_with(kernel, x.cuda_dense().unwrap(), w.cuda_dense().unwrap(), None, m, n, k).unwrap();
+                Tensor::from_cuda(y, &[m, n]).unwrap()
+            });
+        }
+        // cuBLAS, the rounding of x to bf16 included (what `linear` runs when cuBLAS is there).
+        if cublas_on(&dev) {
+            time(c, "gemm", format!("cuda_linear_cublas_bf16_{m}x{n}x{k}"), flops, &dev, || {
+                linear_into(&dev, &x, &w, (m, n), |y, x, w| blas::bf16_linear(y, x, w, None, m, n, k))
+            });
+        }
     }
 }
 
@@ -132,5 +177,5 @@ fn sampling(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gemm, linear_bf16, conv, attention, codebook, sampling);
+criterion_group!(benches, gemm, linear_f32, linear_bf16, conv, attention, codebook, sampling);
 criterion_main!(benches);

@@ -26,7 +26,8 @@ enum Command {
     Profile(ProfileArgs),
     /// Reproduce the paper's tables on given weights, photos and masks.
     Reproduce(ReproduceArgs),
-    /// Check the engine on this machine: which device is used, and a small autograd run.
+    /// Check the engine on this machine: which device is used (on a GPU, whether its Linear GEMMs
+    /// run on cuBLAS), and a small autograd run.
     Selfcheck,
     /// Train one phase (phase1a, phase1b, phase2, phase3) on a folder of photos.
     Train(fdm::train::cli::TrainArgs),
@@ -380,8 +381,11 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
 }
 
 fn selfcheck() -> Result<()> {
-    let (_device, why) = fdm::Device::best();
+    let (device, why) = fdm::Device::best();
     println!("device: {why}");
+    if let fdm::Device::Cuda(dev) = &device {
+        println!("{}", fdm::cuda::blas::status_line(dev));
+    }
     let tape = fdm::autograd::Tape::new();
     let a = tape.var(fdm::Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?);
     let b = tape.var(fdm::Tensor::from_vec(vec![0.5, 0.5, 0.5], &[3])?);

@@ -140,20 +140,26 @@ pub fn device_ptr(s: &CudaStorage, elem_offset: usize) -> u64 {
 /// Launch on the device: on a GPU's stream (asynchronously, like every CUDA launch), or on the
 /// CPU emulator for the emulated device (synchronously).
 pub fn run_on_device(dev: &CudaDevice, launch: &Launch) -> Result<()> {
-    if crate::profile::is_recording() {
-        return run_timed(dev, launch);
-    }
-    run_untimed(dev, launch)
+    queue_on_device(dev, launch.module, launch.kernel, || run_untimed(dev, launch))
 }
 
-/// `run_on_device` while the profiler records: the launch is reported with its timing (CUDA
+/// Run `queue`, which queues work on the device's stream (a kernel launch, or a library call
+/// such as a cuBLAS GEMM), reported to the profiler as `module`/`kernel` while it records: CUDA
 /// events around it on a GPU, whose reading waits until recording finishes; host time on the
-/// emulated device, whose launches are synchronous).
-fn run_timed(dev: &CudaDevice, launch: &Launch) -> Result<()> {
+/// emulated device, whose launches are synchronous.
+pub fn queue_on_device(
+    dev: &CudaDevice,
+    module: &'static str,
+    kernel: &'static str,
+    queue: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if !crate::profile::is_recording() {
+        return queue();
+    }
     let queued = std::time::Instant::now();
     if dev.is_emulated() {
-        let res = run_untimed(dev, launch);
-        crate::profile::kernel_on_host(launch.module, launch.kernel, queued, queued.elapsed());
+        let res = queue();
+        crate::profile::kernel_on_host(module, kernel, queued, queued.elapsed());
         return res;
     }
     let stream = dev.stream()?;
@@ -161,12 +167,12 @@ fn run_timed(dev: &CudaDevice, launch: &Launch) -> Result<()> {
         // Timing must be enabled explicitly: cudarc's default event flags disable it.
         stream
             .record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
-            .map_err(|e| Error::Cuda(format!("recording a timing event for {}: {e:?}", launch.kernel)))
+            .map_err(|e| Error::Cuda(format!("recording a timing event for {kernel}: {e:?}")))
     };
     let start = record()?;
-    run_untimed(dev, launch)?;
+    queue()?;
     let end = record()?;
-    crate::profile::kernel_on_device(launch.module, launch.kernel, queued, Box::new(EventSpan { start, end }));
+    crate::profile::kernel_on_device(module, kernel, queued, Box::new(EventSpan { start, end }));
     Ok(())
 }
 

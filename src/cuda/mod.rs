@@ -2,11 +2,13 @@
 //! and device storage. Kernels live in `kernels/*.cu` and are compiled by NVRTC at first use
 //! (`module`); the launchers in `ops/` describe each launch as data (`launch`), which runs on a GPU
 //! or, in tests, on the CPU emulator of the CUDA execution model (`emu`); `ptxas` reads the
-//! register/spill report of the kernel compile tier; `alloc` is the caching allocator.
+//! register/spill report of the kernel compile tier; `alloc` is the caching allocator; `blas`
+//! the cuBLAS fast path of the Linear GEMMs.
 //! Nothing here may panic on a machine without CUDA: cudarc's context constructors panic when
 //! libcuda is absent, so `probe()` checks `is_culib_present()` first.
 
 pub mod alloc;
+pub mod blas;
 pub mod emu;
 pub mod launch;
 pub mod memory;
@@ -38,6 +40,8 @@ enum Backend {
 }
 
 struct Gpu {
+    // First, so it is dropped (the handle destroyed) before the context goes.
+    blas: blas::BlasSlot,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     allocator: DeviceAllocator,
@@ -260,6 +264,7 @@ pub fn probe_ordinal(ordinal: usize) -> std::result::Result<CudaDevice, String> 
     let allocator = DeviceAllocator::for_ordinal(ctx.ordinal());
     Ok(CudaDevice {
         backend: Backend::Gpu(Arc::new(Gpu {
+            blas: blas::BlasSlot::new(),
             ctx,
             stream,
             allocator,

@@ -201,8 +201,9 @@ pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Re
 
 /// `y = x * W^T + b` for `x [.., in]`, `W [out, in]`, `b [out]` -> `[.., out]`.
 /// `W` may be bf16 (inference storage of the transformer's weights; `x`, `b` and `y` stay f32):
-/// on CUDA the tensor-core kernel (activations rounded to bf16, f32 sums); on the CPU the same
-/// numerics: `x` rounded to bf16, the weight widened to f32 (exactly), and the f32 path.
+/// on CUDA tensor cores (activations rounded to bf16, f32 sums; cuBLAS where usable, else the
+/// hand-written kernel, see `cuda::blas`); on the CPU the same numerics: `x` rounded to bf16, the
+/// weight widened to f32 (exactly), and the f32 path.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (p, out_shape) = linear_dims("linear", x, w, b)?;
     let mut inputs = vec![x];

@@ -177,8 +177,27 @@ pub fn gemm_into(
     run_on_device(a.device(), &launch)
 }
 
-/// Linear forward on the device: Y [m, out] = X [m, in] W^T + bias, W [out, in].
+/// Linear forward on the device: Y [m, out] = X [m, in] W^T + bias, W [out, in]. On cuBLAS where
+/// it is available on this device (`cuda::blas`), else on the hand-written kernel.
 pub fn linear_fwd(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    m: usize,
+    out: usize,
+    inp: usize,
+) -> Result<CudaStorage> {
+    if !crate::cuda::blas::available(x.device()) {
+        return linear_fwd_kernel(x, w, bias, m, out, inp);
+    }
+    u32_arg("linear", m * out.max(inp))?;
+    let mut y = x.device().alloc(DType::F32, m * out)?;
+    crate::cuda::blas::sgemm_linear(&mut y, x, w, bias, m, out, inp)?;
+    Ok(y)
+}
+
+/// `linear_fwd` on the hand-written kernel always (the reference of the cuBLAS path).
+pub fn linear_fwd_kernel(
     x: &CudaStorage,
     w: &CudaStorage,
     bias: Option<&CudaStorage>,

@@ -80,8 +80,9 @@ pub fn gemm_bf16_launch(kernel: TcKernel, c: u64, a: u64, b: u64, bias: u64, m: 
 
 /// Linear forward with a bf16 weight on the device: `x` f32 `[m, inp]` dense, `w` bf16
 /// `[out, inp]` dense, `bias` f32 `[out]`; returns a new f32 buffer `[m, out]`. The activations
-/// are rounded to bf16 inside the kernel (round to nearest even); sums are f32. The pipelined
-/// kernel runs where it fits (`TcKernel::for_operands`).
+/// are rounded to bf16 (round to nearest even); products of bf16 values are summed in f32. On
+/// cuBLAS where it is available on this device (`cuda::blas`, same numerics), else on the
+/// hand-written kernels (`linear_bf16_fwd_with(None, ..)`).
 pub fn linear_bf16_fwd(
     x: &CudaStorage,
     w: &CudaStorage,
@@ -90,11 +91,18 @@ pub fn linear_bf16_fwd(
     out: usize,
     inp: usize,
 ) -> Result<CudaStorage> {
-    linear_bf16_fwd_with(None, x, w, bias, m, out, inp)
+    if !crate::cuda::blas::available(x.device()) {
+        return linear_bf16_fwd_with(None, x, w, bias, m, out, inp);
+    }
+    u32_arg("linear_bf16 output", m * out)?;
+    let mut y = x.device().alloc(DType::F32, m * out)?;
+    crate::cuda::blas::bf16_linear(&mut y, x, w, bias, m, out, inp)?;
+    Ok(y)
 }
 
-/// `linear_bf16_fwd` with the kernel chosen by the caller (`Some`: the benches time both; an
-/// error where `Pipelined` does not fit) or by the operands (`None`).
+/// `linear_bf16_fwd` on the hand-written kernels always, the kernel chosen by the caller (`Some`:
+/// the benches time both; an error where `Pipelined` does not fit) or by the operands (`None`:
+/// the pipelined kernel where it fits).
 pub fn linear_bf16_fwd_with(
     forced: Option<TcKernel>,
     x: &CudaStorage,

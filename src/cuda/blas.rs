@@ -1,0 +1,196 @@
+//! cuBLAS as the fast path of the plain GEMMs on a real GPU: the Linear forward with an f32
+//! weight (`sgemm_linear`) and with a bf16 weight (`bf16_linear`). The hand-written kernels of
+//! `kernels/gemm.cu` and `kernels/gemm_tc.cu` stay the reference and the fallback: they run on the
+//! emulated device, where libcublas is missing, and when `FDM_NO_CUBLAS=1`.
+//!
+//! Numerics are those of the hand-written kernels: f32 products and f32 sums for the f32 weight
+//! (the handle's math mode is `CUBLAS_DEFAULT_MATH`, so no TF32); for the bf16 weight the input is
+//! rounded to bf16 (nearest even, by the project's cast kernel) and the bf16 x bf16 products are
+//! summed in f32 (`CUBLAS_COMPUTE_32F`). Only the summation order differs.
+//!
+//! With dynamic loading, cudarc panics on the first cuBLAS call when the library is absent, so
+//! nothing here calls into cuBLAS before `is_culib_present()` said it is there.
+
+use super::launch::{check_dtype_len, check_f32, device_ptr, queue_on_device, run_on_device, u32_arg, Launch};
+use super::ops::elementwise::{strided_copy_launch, StridedIndex};
+use super::ops::gemm_tc::cast_launch;
+use super::{CudaDevice, CudaStorage, Gpu};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use cudarc::cublas::result::{self as cublas, CublasError};
+use cudarc::cublas::sys;
+use cudarc::driver::CudaContext;
+use std::ffi::{c_int, c_void};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Set to `1` to keep every GEMM on the hand-written kernels.
+pub const DISABLE_ENV: &str = "FDM_NO_CUBLAS";
+
+/// A device's cuBLAS handle, or why there is none (created at the first GEMM on the device).
+pub(super) type BlasSlot = OnceLock<std::result::Result<Blas, String>>;
+
+/// cuBLAS handles are not thread-safe: every call holds the lock.
+pub(super) struct Blas(Mutex<Handle>);
+
+struct Handle {
+    raw: sys::cublasHandle_t,
+    ctx: Arc<CudaContext>,
+}
+
+// The raw handle is only used behind `Blas`'s mutex, one thread at a time.
+unsafe impl Send for Handle {}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Destroying needs the handle's context current; errors at teardown have nowhere to go.
+        let _ = self.ctx.bind_to_thread();
+        let _ = unsafe { cublas::destroy_handle(self.raw) };
+    }
+}
+
+/// Whether this process may use cuBLAS at all: not disabled by `FDM_NO_CUBLAS=1`, and the
+/// library on the loader path. Err is the reason, for a log line.
+pub fn library_status() -> std::result::Result<(), String> {
+    if std::env::var(DISABLE_ENV).is_ok_and(|v| v == "1") {
+        return Err(format!("disabled by {DISABLE_ENV}=1"));
+    }
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // Loading the library is the probe; its answer does not change while the process runs.
+    if !*PRESENT.get_or_init(|| unsafe { sys::is_culib_present() }) {
+        return Err("no cuBLAS library (libcublas.so.13) on the loader path".into());
+    }
+    Ok(())
+}
+
+fn status_text(what: &str, e: CublasError) -> String {
+    format!("{what} failed with {:?}", e.0)
+}
+
+/// A handle on `g`'s context that queues on `g`'s stream (where every kernel of the device runs,
+/// so cuBLAS work is ordered with them and the caching allocator's reuse stays safe).
+fn create(g: &Gpu) -> std::result::Result<Blas, String> {
+    library_status()?;
+    g.ctx.bind_to_thread().map_err(|e| format!("cannot make the CUDA context current: {e:?}"))?;
+    let raw = cublas::create_handle().map_err(|e| status_text("cublasCreate", e))?;
+    let handle = Handle { raw, ctx: g.ctx.clone() };
+    unsafe { cublas::set_stream(raw, g.stream.cu_stream() as sys::cudaStream_t) }
+        .map_err(|e| status_text("cublasSetStream", e))?;
+    // DEFAULT_MATH: f32 GEMMs in full f32 (TF32 only with TF32_TENSOR_OP_MATH or a FAST_TF32
+    // compute type, neither of which is used here).
+    unsafe { sys::cublasSetMathMode(raw, sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }
+        .result()
+        .map_err(|e| status_text("cublasSetMathMode", e))?;
+    Ok(Blas(Mutex::new(handle)))
+}
+
+fn slot(dev: &CudaDevice) -> std::result::Result<&Blas, String> {
+    match dev.gpu() {
+        None => Err("the emulated device runs the hand-written kernels".into()),
+        Some(g) => g.blas.get_or_init(|| create(g)).as_ref().map_err(|why| why.clone()),
+    }
+}
+
+/// Why the GEMMs on `dev` do not go to cuBLAS; None when they do.
+pub fn unavailable_reason(dev: &CudaDevice) -> Option<String> {
+    slot(dev).err()
+}
+
+/// Whether `linear` on `dev` runs on cuBLAS.
+pub fn available(dev: &CudaDevice) -> bool {
+    slot(dev).is_ok()
+}
+
+/// One line for the device report: where the Linear GEMMs run and, if not on cuBLAS, why.
+pub fn status_line(dev: &CudaDevice) -> String {
+    match unavailable_reason(dev) {
+        None => "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS".into(),
+        Some(why) => format!("cuBLAS: not used ({why}); Linear GEMMs on the hand-written kernels"),
+    }
+}
+
+/// Runs `call` with `dev`'s handle, its context current on this thread; a status other than
+/// success becomes `Error::Cuda` naming `op`.
+fn with_handle(dev: &CudaDevice, op: &'static str, call: impl FnOnce(sys::cublasHandle_t) -> std::result::Result<(), CublasError>) -> Result<()> {
+    let blas = slot(dev).map_err(|why| Error::Cuda(format!("{op}: cuBLAS unavailable: {why}")))?;
+    let handle = blas.0.lock().map_err(|_| Error::Cuda(format!("{op}: the cuBLAS handle's lock is poisoned")))?;
+    handle.ctx.bind_to_thread().map_err(|e| Error::Cuda(format!("{op}: cannot make the CUDA context current: {e:?}")))?;
+    queue_on_device(dev, "cublas", op, || call(handle.raw).map_err(|e| Error::Cuda(format!("cuBLAS {op}: {:?}", e.0))))
+}
+
+/// The launch that writes `bias [out]` into every row of `y [m, out]` (a strided copy whose row
+/// stride is 0), so the GEMM adds its products with beta = 1: `y = sum + bias`, one rounding,
+/// as in the hand-written kernels.
+pub fn bias_rows_launch(y: u64, bias: u64, m: usize, out: usize) -> Result<Launch> {
+    let idx = StridedIndex::new(&[m, out], [&[0, 1], &[0, 1]])?;
+    Ok(strided_copy_launch(y, bias, &idx))
+}
+
+fn dim(op: &'static str, what: &str, n: usize) -> Result<c_int> {
+    c_int::try_from(n).map_err(|_| Error::shape(op, format!("{what} {n} exceeds cuBLAS's 32-bit sizes")))
+}
+
+/// Checks shared by both linears; returns beta (1 when the bias was written into `y` first).
+fn prepare(op: &'static str, y: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize) -> Result<f32> {
+    check_f32(op, y, m * out)?;
+    let Some(b) = bias else { return Ok(0.0) };
+    check_f32(op, b, out)?;
+    run_on_device(y.device(), &bias_rows_launch(device_ptr(y, 0), device_ptr(b, 0), m, out)?)?;
+    Ok(1.0)
+}
+
+// Row-major to column-major. cuBLAS reads matrices column-major; a row-major R [r, c] with rows
+// of c elements is, byte for byte, the column-major R^T [c, r] with leading dimension c. So
+//   Y [m, out] row-major = column-major Y^T [out, m], ldc = out
+//   X [m, inp] row-major = column-major X^T [inp, m], ld = inp
+//   W [out, inp] row-major = column-major W^T [inp, out], ld = inp
+// and Y = X W^T is Y^T = W X^T = (W^T)^T (X^T): cuBLAS's C = op(A) op(B) with A = the stored W
+// read transposed (transa = T, lda = inp), B = the stored X as it is (transb = N, ldb = inp),
+// M = out, N = m, K = inp, ldc = out. No copy or transpose of any operand is needed.
+
+/// `y [m, out] = x [m, inp] w [out, inp]^T (+ bias [out])`, all f32 and dense, on cuBLAS.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
+    const OP: &str = "sgemm_linear";
+    check_f32(OP, x, m * inp)?;
+    check_f32(OP, w, out * inp)?;
+    let (cm, cn, ck) = (dim(OP, "out", out)?, dim(OP, "m", m)?, dim(OP, "in", inp)?);
+    if m * out == 0 {
+        return Ok(());
+    }
+    let beta = prepare(OP, y, bias, m, out)?;
+    let (yp, xp, wp) = (device_ptr(y, 0), device_ptr(x, 0), device_ptr(w, 0));
+    let (alpha, lda) = (1f32, ck.max(1));
+    with_handle(x.device(), OP, |h| unsafe {
+        let (t, n) = (sys::cublasOperation_t::CUBLAS_OP_T, sys::cublasOperation_t::CUBLAS_OP_N);
+        cublas::sgemm(h, t, n, cm, cn, ck, &alpha, wp as *const f32, lda, xp as *const f32, lda, &beta, yp as *mut f32, cm)
+    })
+}
+
+/// `y [m, out] = bf16(x) [m, inp] w [out, inp]^T (+ bias)`, `w` bf16, `x`, `bias`, `y` f32: `x`
+/// is rounded to a bf16 scratch buffer, then one GemmEx with f32 compute (same mapping as above).
+#[allow(clippy::too_many_arguments)]
+pub fn bf16_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
+    const OP: &str = "bf16_linear";
+    check_f32(OP, x, m * inp)?;
+    check_dtype_len(OP, w, DType::BF16, out * inp)?;
+    let (cm, cn, ck) = (dim(OP, "out", out)?, dim(OP, "m", m)?, dim(OP, "in", inp)?);
+    u32_arg(OP, m * inp)?;
+    if m * out == 0 {
+        return Ok(());
+    }
+    let beta = prepare(OP, y, bias, m, out)?;
+    let xb = x.device().alloc(DType::BF16, m * inp)?;
+    if m * inp > 0 {
+        run_on_device(x.device(), &cast_launch(true, device_ptr(&xb, 0), device_ptr(x, 0), m * inp))?;
+    }
+    let (yp, xp, wp) = (device_ptr(y, 0), device_ptr(&xb, 0), device_ptr(w, 0));
+    let (alpha, lda) = (1f32, ck.max(1));
+    let (bf16, f32t) = (sys::cudaDataType::CUDA_R_16BF, sys::cudaDataType::CUDA_R_32F);
+    with_handle(x.device(), OP, |h| unsafe {
+        let (t, n) = (sys::cublasOperation_t::CUBLAS_OP_T, sys::cublasOperation_t::CUBLAS_OP_N);
+        let (alpha, beta) = (&alpha as *const f32 as *const c_void, &beta as *const f32 as *const c_void);
+        let compute = sys::cublasComputeType_t::CUBLAS_COMPUTE_32F;
+        let algo = sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT;
+        cublas::gemm_ex(h, t, n, cm, cn, ck, alpha, wp as *const c_void, bf16, lda, xp as *const c_void, bf16, lda, beta, yp as *mut c_void, f32t, cm, compute, algo)
+    })
+}
