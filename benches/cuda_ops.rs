@@ -13,7 +13,8 @@
 //!     `--precision bf16` where cuBLAS is usable). The cuBLAS rows are left out without cuBLAS.
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
-//!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel.
+//!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
+//!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`).
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
 //! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
@@ -137,6 +138,8 @@ fn attention(c: &mut Criterion) {
     let qkv: Vec<Tensor> = (0..3).map(|i| on(&dev, 5 + i, &[1, l, h * d], -1.0, 1.0)).collect();
     let flops = (2 * 2 * h * l * l * d) as u64;
     time(c, "attention", format!("cuda_attention_f32_{h}x{l}x{d}"), flops, &dev, || ops::attention::attention(&qkv[0], &qkv[1], &qkv[2], h).unwrap());
+    // The bf16 tensor-core kernel of `--precision bf16` (f32 tensors in and out, as in the model).
+    time(c, "attention", format!("cuda_attention_tc_bf16_{h}x{l}x{d}"), flops, &dev, || ops::attention::attention_bf16(&qkv[0], &qkv[1], &qkv[2], h).unwrap());
     // The one-thread-per-query kernel (reference of the split-keys one that `attention` runs).
     let (o, lse) = (dev.alloc(fdm::DType::F32, l * h * d).unwrap(), dev.alloc(fdm::DType::F32, h * l).unwrap());
     let ptr = |t: &Tensor| device_ptr(t.cuda_dense().unwrap(), 0);

@@ -152,6 +152,9 @@ run() {
     # The model and sampling benches hold CPU benches too: only their `cuda_` ones run here.
     bench_step bench-models.log 60 "$exe/bench-models" --bench cuda_ --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_sampling_pass --warm-up-time 1 --measurement-time 3
+    # Where a bf16 paper-preset inpainting spends its time, per op and kernel (device time).
+    bench_step profile.log 40 "$exe/fdm" profile --random-init paper --device cuda --precision bf16 \
+        --json "$logs/profile_paper_bf16.json"
     if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
         bench_step torch_ops.log 30 python3 benches/reference/torch_ops.py --json "$logs/torch_ops.json"
         bench_step torch_ops_tf32.log 30 python3 benches/reference/torch_ops.py --tf32 --json "$logs/torch_ops_tf32.json"
@@ -163,8 +166,10 @@ run() {
                 --runs 2 --json "$logs/torch_sampler.json"
         done
     fi
-    bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1 --warm-up-time 1 --measurement-time 3
+    # bf16 first: the targets are for it; the f32 pair (n1 and n1_bf16 again) last.
+    bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1_bf16 --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
+    bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1 --warm-up-time 1 --measurement-time 3
     echo "$failed failures; logs in $logs" | tee -a "$logs/summary.txt"
     save_logs
     [ "$failed" -eq 0 ]

@@ -7,6 +7,7 @@ codebook argmin and top-K sampling >= 3x the unfused PyTorch versions).
   torch_linear_bf16_MxNxK        F.linear(x, w) with x and w in bf16 (cuBLAS tensor cores)
   torch_conv2d_f32_CxHxW_k3      F.conv2d 3x3 s1 p1 C->C (cuDNN, benchmark mode on)
   torch_attention_f32_HxLxD      F.scaled_dot_product_attention (flash / memory-efficient kernel)
+  torch_attention_bf16_HxLxD     the same in bf16 (flash attention on tensor cores)
   torch_codebook_argmin_f32_NxKxD torch.cdist + argmin (the official quantizer's way)
   torch_topk_sample_f32_RxV      topk(50) + softmax + multinomial (the official sampler's way)
 
@@ -79,6 +80,8 @@ def main():
         h, l, d = 8, 1024, 64
         q, k_, v = (rand(1, h, l, d) for _ in range(3))
         report(f"torch_attention_f32_{h}x{l}x{d}", 2 * 2 * h * l * l * d, best(lambda: F.scaled_dot_product_attention(q, k_, v)))
+        qb, kb, vb = q.bfloat16(), k_.bfloat16(), v.bfloat16()
+        report(f"torch_attention_bf16_{h}x{l}x{d}", 2 * 2 * h * l * l * d, best(lambda: F.scaled_dot_product_attention(qb, kb, vb)))
         n, codes, dim = 1024, 512, 256
         z, cb = rand(n, dim), rand(codes, dim)
         report(f"torch_codebook_argmin_f32_{n}x{codes}x{dim}", 2 * n * codes * dim, best(lambda: torch.cdist(z, cb).argmin(dim=1)))

@@ -118,7 +118,7 @@ struct ProfileArgs {
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Storage of the transformer's Linear weights (as `fdm inpaint --precision`): bf16 runs
-    /// them on the tensor-core GEMM on CUDA.
+    /// them and the attention on tensor cores on CUDA.
     #[arg(long, value_enum, default_value = "f32")]
     precision: PrecisionArg,
     #[arg(long, default_value_t = 0)]

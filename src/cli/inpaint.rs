@@ -21,8 +21,9 @@ pub enum PrecisionArg {
     /// f32 weights (the paper's numerics).
     #[default]
     F32,
-    /// bf16 weights: half the transformer's weight memory; each Linear's input rounded to bf16,
-    /// f32 sums (tensor cores on CUDA; the same numerics on the CPU, no speed-up there).
+    /// bf16 weights: half the transformer's weight memory; each Linear's input and the
+    /// attention's q, k, v rounded to bf16, f32 sums (tensor cores on CUDA; nearly the same
+    /// numerics on the CPU, no speed-up there).
     Bf16,
 }
 
