@@ -202,6 +202,7 @@ static inline T __ldg(const T* p) { return *p; }
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) uint4 { unsigned x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 #define FDM_EMU_MINMAX(T)                                \
   static inline T min(T a, T b) { return a < b ? a : b; } \

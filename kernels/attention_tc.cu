@@ -21,7 +21,10 @@
 //   s[j][e] is row g + 8 (e / 2), key 8 j + 2 t + e % 2 of the tile.
 // Shared memory (bf16 pairs in 32-bit words, rows padded by 4 words so every fragment read of a
 // warp hits 32 banks): ks[key][d pair] and vt[d][key pair] (V transposed: the P V product needs
-// pairs of consecutive keys for one d). 18 KiB for D = 64.
+// pairs of consecutive keys for one d). 18 KiB for D = 64. The next tile's K and V are loaded
+// into registers (16-byte loads) while the current one is computed.
+// Alignment: q, k, v 16-byte aligned, row_stride and batch_stride multiples of 4 (the launcher
+// checks; dense tensors of head dim 32 or 64 always are).
 // Launch: grid (ceil(L / 64), heads, B), 128 threads.
 
 #define ATC_BQ 64
@@ -59,39 +62,65 @@ static __device__ __forceinline__ void atc_load_q(unsigned (&qf)[D / 16][4], con
   }
 }
 
-// Keys k0 .. k0 + 63 as bf16 pairs along d: ks[key][pair]; consecutive threads read consecutive
-// pairs of one key row (coalesced). Zeros past the sequence.
+// One K/V tile held in registers between its global load and its shared-memory store, so the
+// loads of tile i + 1 are in flight while tile i is computed (one block per multiprocessor is
+// common at batch 1, so the latency must be hidden inside the block).
 template <int D>
-static __device__ __forceinline__ void atc_stage_k(unsigned (*ks)[D / 2 + 4], const float* __restrict__ k,
-                                                   size_t head_base, unsigned k0, const AttentionParams& p) {
-  constexpr int PAIRS = D / 2;
-#pragma unroll 4
-  for (int r = 0; r < ATC_BK * PAIRS / ATC_THREADS; ++r) {
-    const unsigned e = threadIdx.x + ATC_THREADS * r, key = e / PAIRS, pr = e % PAIRS, j = k0 + key;
-    unsigned w = 0u;
-    if (j < p.len) {
-      const float* src = k + head_base + (size_t)j * p.row_stride + 2 * pr;
-      w = atc_pack(src[0], src[1]);
-    }
-    ks[key][pr] = w;
+struct AtcTile {
+  float4 k[ATC_BK * (D / 4) / ATC_THREADS];       // key rows, 4 consecutive d each
+  float4 v0[(ATC_BK / 2) * (D / 4) / ATC_THREADS];  // even key of a pair, 4 consecutive d
+  float4 v1[(ATC_BK / 2) * (D / 4) / ATC_THREADS];  // odd key of the pair, the same d
+};
+
+static __device__ __forceinline__ float4 atc_row4(const float* __restrict__ x, size_t at, bool ok) {
+  return ok ? *reinterpret_cast<const float4*>(x + at) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+}
+
+// Global -> registers for keys k0 .. k0 + 63 (zeros past the sequence). K: consecutive threads
+// read consecutive 16-byte pieces of one key row. V: a warp takes 16 key pairs x 2 quads of d
+// (one 32-byte sector per key row), the mapping whose transposed stores below hit 32 banks.
+template <int D>
+static __device__ __forceinline__ void atc_load_tile(AtcTile<D>& r, const float* __restrict__ k,
+                                                     const float* __restrict__ v, size_t head_base, unsigned k0,
+                                                     const AttentionParams& p) {
+  constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
+#pragma unroll
+  for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
+    const unsigned e = threadIdx.x + ATC_THREADS * i, j = k0 + e / QUADS;
+    r.k[i] = atc_row4(k, head_base + (size_t)j * p.row_stride + 4 * (e % QUADS), j < p.len);
+  }
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
+    const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
+    const unsigned dq = (c % QUAD_BLOCKS) * 2 + (lane >> 4), j = k0 + 2 * pr;
+    const size_t at = head_base + (size_t)j * p.row_stride + 4 * dq;
+    r.v0[i] = atc_row4(v, at, j < p.len);
+    r.v1[i] = atc_row4(v, at + p.row_stride, j + 1 < p.len);
   }
 }
 
-// Values of keys k0 .. k0 + 63 transposed, as bf16 pairs along the keys: vt[d][pair]. A warp
-// takes 8 consecutive d (one 32-byte sector per key row) x 4 key pairs, so its shared-memory
-// writes (word 36 d + pair) hit 32 different banks. Zeros past the sequence.
+// Registers -> shared memory as bf16 pairs: ks[key][d pair] (along d) and vt[d][key pair]
+// (V transposed: pairs along the keys), the same element mapping as atc_load_tile.
 template <int D>
-static __device__ __forceinline__ void atc_stage_vt(unsigned (*vt)[ATC_KV_LDS], const float* __restrict__ v,
-                                                    size_t head_base, unsigned k0, const AttentionParams& p) {
-  constexpr int D_BLOCKS = D / 8, CHUNKS = D_BLOCKS * (ATC_BK / 2 / 4);
-  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, dl = lane & 7, pl = lane >> 3;
-#pragma unroll 4
-  for (unsigned c = warp; c < CHUNKS; c += ATC_WARPS) {
-    const unsigned d = (c % D_BLOCKS) * 8 + dl, pr = (c / D_BLOCKS) * 4 + pl, j = k0 + 2 * pr;
-    const size_t at = head_base + (size_t)j * p.row_stride + d;
-    const float x0 = j < p.len ? v[at] : 0.0f;
-    const float x1 = j + 1 < p.len ? v[at + p.row_stride] : 0.0f;
-    vt[d][pr] = atc_pack(x0, x1);
+static __device__ __forceinline__ void atc_store_tile(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+                                                      const AtcTile<D>& r) {
+  constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
+#pragma unroll
+  for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
+    const unsigned e = threadIdx.x + ATC_THREADS * i, key = e / QUADS, q = e % QUADS;
+    ks[key][2 * q] = atc_pack(r.k[i].x, r.k[i].y);
+    ks[key][2 * q + 1] = atc_pack(r.k[i].z, r.k[i].w);
+  }
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
+    const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
+    const unsigned d = 4 * ((c % QUAD_BLOCKS) * 2 + (lane >> 4));
+    vt[d][pr] = atc_pack(r.v0[i].x, r.v1[i].x);
+    vt[d + 1][pr] = atc_pack(r.v0[i].y, r.v1[i].y);
+    vt[d + 2][pr] = atc_pack(r.v0[i].z, r.v1[i].z);
+    vt[d + 3][pr] = atc_pack(r.v0[i].w, r.v1[i].w);
   }
 }
 
@@ -206,10 +235,12 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[D / 2 + 
   for (int jd = 0; jd < D / 8; ++jd) acc[jd][0] = acc[jd][1] = acc[jd][2] = acc[jd][3] = 0.0f;
   float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
   const float sl2 = p.scale * 1.4426950408889634f;
+  AtcTile<D> tile;
+  atc_load_tile<D>(tile, k, v, head_base, 0, p);
   for (unsigned k0 = 0; k0 < p.len; k0 += ATC_BK) {
-    atc_stage_k<D>(ks, k, head_base, k0, p);
-    atc_stage_vt<D>(vt, v, head_base, k0, p);
+    atc_store_tile<D>(ks, vt, tile);
     __syncthreads();
+    if (k0 + ATC_BK < p.len) atc_load_tile<D>(tile, k, v, head_base, k0 + ATC_BK, p);
     float s[ATC_BK / 8][4];
     atc_scores<D>(s, qf, ks, g, t);
     atc_softmax_tile<D>(s, acc, m, l, k0, t, p.len, sl2);

@@ -28,10 +28,11 @@ dir=${2:-gpu-tier}
 CUDA_BENCHES="cuda_ops models sampling"
 
 # Test files whose binaries exercise the CUDA path (the emulator test files are included: their
-# `cuda::` variants run the same bodies on the GPU; `run` skips their `emu::` variants).
+# `cuda::` variants run the same bodies on the GPU; `run` skips their `emu::` variants), and
+# model_bf16, whose device test compares the bf16 model on the GPU with the CPU.
 is_cuda_test() {
     case "$1" in
-        cuda_*|kernels_compile|train_cuda) return 0 ;;
+        cuda_*|kernels_compile|train_cuda|model_bf16) return 0 ;;
         *) return 1 ;;
     esac
 }

@@ -21,7 +21,7 @@
 mod common;
 
 use common::backend::Backend;
-use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, mma_selftest_launch, TcKernel};
+use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, linear_prep_launch, mma_selftest_launch, TcKernel};
 use fdm::testing::random_vec;
 use half::bf16;
 
@@ -32,7 +32,8 @@ backend_tests!(
     gemm_nan_propagates_to_its_row_and_column,
     gemm_rounds_activations_to_bf16,
     pipelined_gemm_odd_shapes_match_f64_reference,
-    cast_kernels_round_like_half
+    cast_kernels_round_like_half,
+    linear_prep_casts_the_input_and_writes_the_bias_rows
 );
 
 /// bf16 bit patterns packed two per 32-bit word (element 2i in the low half of word i), the
@@ -280,5 +281,34 @@ fn gemm_tc_ptx_uses_the_bf16_mma() {
                 .contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"),
             "{arch}: no bf16 mma in the PTX"
         );
+    }
+}
+
+fn linear_prep_casts_the_input_and_writes_the_bias_rows<B: Backend>(be: &B) {
+    // x [7, 33] (more inputs than outputs) and x [3, 5] with y [3, 13] (more outputs than
+    // inputs): both loop bounds of the one grid-stride loop. Without a bias y stays untouched.
+    for (m, inp, out) in [(7usize, 33usize, 13usize), (3, 5, 13)] {
+        for with_bias in [true, false] {
+            let x = random_vec(11, m * inp, -3.0, 3.0);
+            let bias = random_vec(12, out, -1.0, 1.0);
+            let (xb_dev, bias_dev) = (be.f32s(&x), be.f32s(&bias));
+            let packed = be.u32s(&vec![0; (m * inp).div_ceil(2)]);
+            let y = be.f32s(&vec![f32::NAN; m * out]);
+            let bias_ptr = if with_bias { be.ptr(&bias_dev) } else { 0 };
+            be.run(&linear_prep_launch(be.ptr(&packed), be.ptr(&y), be.ptr(&xb_dev), bias_ptr, m * inp, m * out, out));
+            let words = be.get_u32(&packed);
+            for (i, &v) in x.iter().enumerate() {
+                let got = (words[i / 2] >> (16 * (i % 2))) as u16;
+                assert_eq!(got, bf16::from_f32(v).to_bits(), "x[{i}] = {v} ({m} x {inp})");
+            }
+            let y = be.get_f32(&y);
+            for (i, &g) in y.iter().enumerate() {
+                if with_bias {
+                    assert_eq!(g, bias[i % out], "y[{i}] ({m} x {out})");
+                } else {
+                    assert!(g.is_nan(), "y[{i}] was written without a bias");
+                }
+            }
+        }
     }
 }

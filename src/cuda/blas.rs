@@ -13,7 +13,7 @@
 
 use super::launch::{check_dtype_len, check_f32, device_ptr, queue_on_device, run_on_device, u32_arg, Launch};
 use super::ops::elementwise::{strided_copy_launch, StridedIndex};
-use super::ops::gemm_tc::cast_launch;
+use super::ops::gemm_tc::linear_prep_launch;
 use super::{CudaDevice, CudaStorage, Gpu};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -178,11 +178,17 @@ pub fn bf16_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: 
     if m * out == 0 {
         return Ok(());
     }
-    let beta = prepare(OP, y, bias, m, out)?;
-    let xb = x.device().alloc(DType::BF16, m * inp)?;
-    if m * inp > 0 {
-        run_on_device(x.device(), &cast_launch(true, device_ptr(&xb, 0), device_ptr(x, 0), m * inp))?;
+    check_f32(OP, y, m * out)?;
+    if let Some(b) = bias {
+        check_f32(OP, b, out)?;
     }
+    u32_arg(OP, m * out)?;
+    // One launch rounds x into a bf16 scratch buffer and writes the bias rows into y.
+    let xb = x.device().alloc(DType::BF16, m * inp)?;
+    let bias_ptr = bias.map_or(0, |b| device_ptr(b, 0));
+    let prep = linear_prep_launch(device_ptr(&xb, 0), device_ptr(y, 0), device_ptr(x, 0), bias_ptr, m * inp, m * out, out);
+    run_on_device(x.device(), &prep)?;
+    let beta = if bias.is_some() { 1f32 } else { 0f32 };
     let (yp, xp, wp) = (device_ptr(y, 0), device_ptr(&xb, 0), device_ptr(w, 0));
     let (alpha, lda) = (1f32, ck.max(1));
     let (bf16, f32t) = (sys::cudaDataType::CUDA_R_16BF, sys::cudaDataType::CUDA_R_32F);

@@ -212,6 +212,11 @@ pub fn attention_fwd_with(
         dev.alloc(DType::F32, batch * heads * len)?,
     );
     let p = AttentionParams::dense_dim(batch, len, heads, head_dim);
+    // The tensor-core kernel reads 16-byte pieces; dense rows of 32 or 64 per head keep every
+    // piece aligned when the buffers are (device blocks are; a foreign pointer may not be).
+    if which == AttentionKernel::TensorCoreBf16 && [q, k, v].iter().any(|t| device_ptr(t, 0) % 16 != 0) {
+        return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
+    }
     let launch = attention_fwd_kernel_launch(
         which,
         head_dim,

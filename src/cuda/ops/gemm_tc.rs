@@ -168,6 +168,25 @@ pub fn cast_launch(to_bf16: bool, y: u64, x: u64, n: usize) -> Launch {
     }
 }
 
+/// `linear_prep_bf16`: `xb [n_x] = bf16(x)` and, with a bias, `y [n_y]` = the bias `[out]` in
+/// every row (pass 0 for `bias` to only cast).
+pub fn linear_prep_launch(xb: u64, y: u64, x: u64, bias: u64, n_x: usize, n_y: usize, out: usize) -> Launch {
+    Launch {
+        module: MODULE,
+        kernel: "linear_prep_bf16",
+        cfg: LaunchCfg::for_elements(n_x.max(n_y), CAST_THREADS, CAST_MAX_BLOCKS),
+        args: vec![
+            KArg::Ptr(xb),
+            KArg::Ptr(y),
+            KArg::Ptr(x),
+            KArg::Ptr(bias),
+            KArg::U32(n_x as u32),
+            KArg::U32(n_y as u32),
+            KArg::U32(out.max(1) as u32),
+        ],
+    }
+}
+
 /// A new device buffer holding `x` (f32 or bf16, every element) converted to `to` (bf16 or f32).
 /// Converting to the dtype `x` already has is an error: callers return the tensor itself.
 pub fn convert(x: &CudaStorage, to: DType) -> Result<CudaStorage> {
