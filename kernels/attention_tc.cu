@@ -26,6 +26,11 @@
 // Alignment: q, k, v 16-byte aligned, row_stride and batch_stride multiples of 4 (the launcher
 // checks; dense tensors of head dim 32 or 64 always are).
 // Launch: grid (ceil(L / 64), heads, B), 128 threads.
+// attention_fwd_tc_split[_d32]_bf16 + attention_tc_merge: the keys in `splits` ranges of whole
+// tiles, one block per (query tile, head, batch, range), each range's normalised result and
+// log-sum-exp into partial buffers, merged exactly by the second kernel. At batch 1 the paper
+// model has only 128 blocks of 4 warps for ~132 multiprocessors; splitting the keys multiplies
+// the blocks (the launcher's `tc_splits`).
 
 #define ATC_BQ 64
 #define ATC_BK 64
@@ -195,11 +200,19 @@ static __device__ __forceinline__ void atc_pv(float (&acc)[D / 8][4], const floa
   }
 }
 
+// Where a block's normalised output and log-sum-exp go: o rows `o_row_stride` apart from
+// `o_head_base` (its (batch, head) column block), lse entries from `lse_base` (its row 0).
+struct AtcOut {
+  float* o;
+  float* lse;
+  size_t o_head_base, lse_base;
+  unsigned o_row_stride;
+};
+
 // o = acc / l for rows g, g + 8 (l summed over the row's 4 threads), and the log-sum-exp.
 template <int D>
-static __device__ __forceinline__ void atc_store(float* __restrict__ o, float* __restrict__ lse,
-                                                 const float (&acc)[D / 8][4], const float (&m)[2], float (&l)[2],
-                                                 size_t head_base, unsigned r0, unsigned t, const AttentionParams& p) {
+static __device__ __forceinline__ void atc_store(const AtcOut& out, const float (&acc)[D / 8][4], const float (&m)[2],
+                                                 float (&l)[2], unsigned r0, unsigned t, unsigned len) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     l[r] += __shfl_xor_sync(FDM_FULL_MASK, l[r], 1);
@@ -208,25 +221,28 @@ static __device__ __forceinline__ void atc_store(float* __restrict__ o, float* _
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const unsigned row = r0 + 8 * r;
-    if (row >= p.len) continue;
+    if (row >= len) continue;
     const float inv = 1.0f / l[r];
-    float* dst = o + head_base + (size_t)row * p.row_stride;
+    float* dst = out.o + out.o_head_base + (size_t)row * out.o_row_stride;
 #pragma unroll
     for (int jd = 0; jd < D / 8; ++jd) {
       dst[8 * jd + 2 * t] = acc[jd][2 * r] * inv;
       dst[8 * jd + 2 * t + 1] = acc[jd][2 * r + 1] * inv;
     }
-    if (lse && t == 0) lse[((size_t)blockIdx.z * p.heads + blockIdx.y) * p.len + row] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
+    if (out.lse && t == 0) out.lse[out.lse_base + row] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
   }
 }
 
+// Queries of block column blockIdx.x of (batch b, head h) against keys kbeg .. kend - 1
+// (kbeg < kend <= len, kbeg a multiple of 64: the whole sequence, or one split of it).
 template <int D>
 static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
-                                                         float* __restrict__ o, float* __restrict__ lse,
-                                                         const float* __restrict__ q, const float* __restrict__ k,
-                                                         const float* __restrict__ v, const AttentionParams& p) {
+                                                         const AtcOut& out, const float* __restrict__ q,
+                                                         const float* __restrict__ k, const float* __restrict__ v,
+                                                         const AttentionParams& p, unsigned b, unsigned h,
+                                                         unsigned kbeg, unsigned kend) {
   const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-  const size_t head_base = (size_t)blockIdx.z * p.batch_stride + (size_t)blockIdx.y * D;
+  const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
   unsigned qf[D / 16][4];
   atc_load_q<D>(qf, q, head_base, r0, t, p);
@@ -236,18 +252,46 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[D / 2 + 
   float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
   const float sl2 = p.scale * 1.4426950408889634f;
   AtcTile<D> tile;
-  atc_load_tile<D>(tile, k, v, head_base, 0, p);
-  for (unsigned k0 = 0; k0 < p.len; k0 += ATC_BK) {
+  atc_load_tile<D>(tile, k, v, head_base, kbeg, p);
+  for (unsigned k0 = kbeg; k0 < kend; k0 += ATC_BK) {
     atc_store_tile<D>(ks, vt, tile);
     __syncthreads();
-    if (k0 + ATC_BK < p.len) atc_load_tile<D>(tile, k, v, head_base, k0 + ATC_BK, p);
+    if (k0 + ATC_BK < kend) atc_load_tile<D>(tile, k, v, head_base, k0 + ATC_BK, p);
     float s[ATC_BK / 8][4];
     atc_scores<D>(s, qf, ks, g, t);
-    atc_softmax_tile<D>(s, acc, m, l, k0, t, p.len, sl2);
+    atc_softmax_tile<D>(s, acc, m, l, k0, t, kend, sl2);
     atc_pv<D>(acc, s, vt, g, t);
     __syncthreads();
   }
-  atc_store<D>(o, lse, acc, m, l, head_base, r0, t, p);
+  atc_store<D>(out, acc, m, l, r0, t, p.len);
+}
+
+// The whole sequence: grid (ceil(L / 64), heads, B).
+template <int D>
+static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+                                                          float* o, float* lse, const float* q, const float* k,
+                                                          const float* v, const AttentionParams& p) {
+  const unsigned h = blockIdx.y, b = blockIdx.z;
+  const AtcOut out = {o, lse, (size_t)b * p.batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
+                      p.row_stride};
+  attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, 0, p.len);
+}
+
+// One of `splits` key ranges (whole 64-key tiles, none empty): grid (ceil(L / 64), heads,
+// B * splits), split s = blockIdx.z / B. Writes the range's own softmax result into the dense
+// partials o_part [splits, B, L, heads * D] and lse_part [splits, B, heads, L], which
+// attention_tc_merge combines.
+template <int D>
+static __device__ __forceinline__ void attention_tc_split(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+                                                          float* o_part, float* lse_part, const float* q,
+                                                          const float* k, const float* v, const AttentionParams& p,
+                                                          unsigned splits) {
+  const unsigned h = blockIdx.y, b = blockIdx.z % p.batch, s = blockIdx.z / p.batch;
+  const unsigned tiles = (p.len + ATC_BK - 1) / ATC_BK;
+  const unsigned kbeg = ATC_BK * (s * tiles / splits), kend = min(p.len, ATC_BK * ((s + 1) * tiles / splits));
+  const size_t sb = (size_t)s * p.batch + b, hd = (size_t)p.heads * D;
+  const AtcOut out = {o_part, lse_part, sb * p.len * hd + (size_t)h * D, (sb * p.heads + h) * p.len, (unsigned)hd};
+  attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, kbeg, kend);
 }
 
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
@@ -255,7 +299,7 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
                           const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ unsigned ks[ATC_BK][64 / 2 + 4];
   __shared__ unsigned vt[64][ATC_KV_LDS];
-  attention_tc_body<64>(ks, vt, o, lse, q, k, v, p);
+  attention_tc_whole<64>(ks, vt, o, lse, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
@@ -263,5 +307,47 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
                               const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ unsigned ks[ATC_BK][32 / 2 + 4];
   __shared__ unsigned vt[32][ATC_KV_LDS];
-  attention_tc_body<32>(ks, vt, o, lse, q, k, v, p);
+  attention_tc_whole<32>(ks, vt, o, lse, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(ATC_THREADS)
+    attention_fwd_tc_split_bf16(float* __restrict__ o_part, float* __restrict__ lse_part, const float* __restrict__ q,
+                                const float* __restrict__ k, const float* __restrict__ v, AttentionParams p,
+                                unsigned splits) {
+  __shared__ unsigned ks[ATC_BK][64 / 2 + 4];
+  __shared__ unsigned vt[64][ATC_KV_LDS];
+  attention_tc_split<64>(ks, vt, o_part, lse_part, q, k, v, p, splits);
+}
+
+extern "C" __global__ void __launch_bounds__(ATC_THREADS)
+    attention_fwd_tc_split_d32_bf16(float* __restrict__ o_part, float* __restrict__ lse_part,
+                                    const float* __restrict__ q, const float* __restrict__ k,
+                                    const float* __restrict__ v, AttentionParams p, unsigned splits) {
+  __shared__ unsigned ks[ATC_BK][32 / 2 + 4];
+  __shared__ unsigned vt[32][ATC_KV_LDS];
+  attention_tc_split<32>(ks, vt, o_part, lse_part, q, k, v, p, splits);
+}
+
+// The split results combined (exactly, in f32): with w_s = exp(lse_s - max_s lse_s),
+// o = sum_s w_s o_s / sum_s w_s and lse = max + log sum_s w_s; one thread per output element
+// (grid-stride), lse written by the thread of d = 0; lse may be null.
+extern "C" __global__ void attention_tc_merge(float* __restrict__ o, float* __restrict__ lse,
+                                              const float* __restrict__ o_part, const float* __restrict__ lse_part,
+                                              AttentionParams p, unsigned splits, unsigned head_dim) {
+  const unsigned hd = p.heads * head_dim, total = p.batch * p.len * hd;
+  const size_t lse_split = (size_t)p.batch * p.heads * p.len;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    const unsigned c = i % hd, row = (i / hd) % p.len, b = i / (hd * p.len);
+    const size_t li = ((size_t)b * p.heads + c / head_dim) * p.len + row;
+    float mx = -FDM_INF;
+    for (unsigned s = 0; s < splits; ++s) mx = fmaxf(mx, lse_part[s * lse_split + li]);
+    float num = 0.0f, den = 0.0f;
+    for (unsigned s = 0; s < splits; ++s) {
+      const float w = expf(lse_part[s * lse_split + li] - mx);
+      den += w;
+      num += w * o_part[(size_t)s * total + i];
+    }
+    o[(size_t)b * p.batch_stride + (size_t)row * p.row_stride + c] = num / den;
+    if (lse && c % head_dim == 0) lse[li] = mx + logf(den);
+  }
 }

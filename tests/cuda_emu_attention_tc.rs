@@ -11,7 +11,7 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::attention_row_ref;
-use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
+use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, attention_tc_split_launches, tc_splits, AttentionKernel, AttentionParams};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
@@ -28,24 +28,28 @@ fn bf16_rounded(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect()
 }
 
-/// Runs the kernel on dense [b, l, h * dh] inputs and checks the query rows `rows` of every (b, h).
-fn check<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usize, usize), spread: f32, rows: &[usize]) {
+/// Runs the kernel on dense [b, l, h * dh] inputs with the keys in `splits` ranges (1: the
+/// one-pass kernel; more: the split kernel and the merge) and checks the query rows `rows` of
+/// every (b, h).
+#[allow(clippy::too_many_arguments)]
+fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usize, usize), splits: usize, spread: f32, rows: &[usize]) {
     let n = b * l * h * dh;
     let q = random_vec(seed, n, -spread, spread);
     let k = random_vec(seed + 1, n, -spread, spread);
     let v = random_vec(seed + 2, n, -1.0, 1.0);
     let (qb, kb, vb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v));
     let (o, lse) = (be.f32s(&vec![f32::NAN; n]), be.f32s(&vec![f32::NAN; b * h * l]));
-    be.run(&attention_fwd_kernel_launch(
-        AttentionKernel::TensorCoreBf16,
-        dh,
-        be.ptr(&o),
-        be.ptr(&lse),
-        be.ptr(&qb),
-        be.ptr(&kb),
-        be.ptr(&vb),
-        &AttentionParams::dense_dim(b, l, h, dh),
-    ));
+    let p = AttentionParams::dense_dim(b, l, h, dh);
+    let qkv = [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)];
+    if splits == 1 {
+        be.run(&attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, dh, be.ptr(&o), be.ptr(&lse), qkv[0], qkv[1], qkv[2], &p));
+    } else {
+        let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * b * h * l]));
+        let out = [be.ptr(&o), be.ptr(&lse), be.ptr(&o_part), be.ptr(&lse_part)];
+        for launch in attention_tc_split_launches(dh, splits, out, qkv, &p) {
+            be.run(&launch);
+        }
+    }
     let (o, lse) = (be.get_f32(&o), be.get_f32(&lse));
     let (qr, kr, vr) = (bf16_rounded(&q), bf16_rounded(&k), bf16_rounded(&v));
     for bi in 0..b {
@@ -53,11 +57,18 @@ fn check<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usize, usi
             for &qi in rows {
                 let (want, want_lse) = attention_row_ref(&qr, &kr, &vr, l, h, dh, bi, hi, qi);
                 let start = (bi * l + qi) * h * dh + hi * dh;
-                let what = format!("tensor-core attention: b{bi} h{hi} query {qi} of {l} (head dim {dh})");
+                let what = format!("tensor-core attention, {splits} key ranges: b{bi} h{hi} query {qi} of {l} (head dim {dh})");
                 assert_close(&o[start..start + dh], &want, TOL_TC_OUT, &what);
                 assert_close(&[lse[(bi * h + hi) * l + qi]], &[want_lse], TOL_CUDA_F32, &format!("{what} lse"));
             }
         }
+    }
+}
+
+/// `check_split` with the one-pass kernel and, where there are two 64-key tiles, the keys split in 2.
+fn check<B: Backend>(be: &B, seed: u64, shape: (usize, usize, usize, usize), spread: f32, rows: &[usize]) {
+    for splits in [1, 2].into_iter().filter(|&s| s <= shape.1.div_ceil(64)) {
+        check_split(be, seed, shape, splits, spread, rows);
     }
 }
 
@@ -67,7 +78,21 @@ fn tc_attention_matches_the_rounded_reference_with_partial_tiles<B: Backend>(be:
     let all: Vec<usize> = (0..130).collect();
     check(be, 1, (2, 130, 3, 64), 3.0, &all);
     check(be, 4, (1, 1, 1, 64), 1.0, &[0]);
-    check(be, 5, (1, 17, 2, 32), 2.0, &(0..17).collect::<Vec<_>>());
+    check_split(be, 5, (1, 17, 2, 32), 1, 2.0, &(0..17).collect::<Vec<_>>());
+    // Uneven ranges: 3 tiles in 3, 5 tiles (the last partial) in 3 and in 4.
+    check_split(be, 6, (2, 190, 2, 64), 3, 3.0, &[0, 63, 64, 128, 189]);
+    for splits in [3, 4] {
+        check_split(be, 9, (1, 300, 2, 32), splits, 3.0, &[0, 100, 299]);
+    }
+}
+
+#[test]
+fn key_splits_fill_a_large_gpu_and_stay_within_the_tiles() {
+    assert_eq!(tc_splits(1, 1024, 8), 2, "paper model, one sample: 128 blocks");
+    assert_eq!(tc_splits(4, 1024, 8), 1, "four samples: 512 blocks");
+    assert_eq!(tc_splits(1, 1024, 2), 4, "tiny preset: 32 blocks, at most 4 ranges");
+    assert_eq!(tc_splits(1, 100, 1), 2, "never more ranges than 64-key tiles");
+    assert_eq!(tc_splits(1, 1, 1), 1);
 }
 
 fn tc_attention_at_the_model_shape<B: Backend>(be: &B) {

@@ -181,14 +181,104 @@ pub fn attention_fwd_bf16(
     attention_fwd_with(AttentionKernel::TensorCoreBf16, q, k, v, (batch, len, heads, head_dim))
 }
 
-/// The forward on the kernel `which` for dense q, k, v `[batch, len, heads * head_dim]`.
+/// The forward on the kernel `which` for dense q, k, v `[batch, len, heads * head_dim]`; the
+/// tensor-core kernel splits the keys as `tc_splits` says.
 pub fn attention_fwd_with(
     which: AttentionKernel,
     q: &CudaStorage,
     k: &CudaStorage,
     v: &CudaStorage,
-    (batch, len, heads, head_dim): (usize, usize, usize, usize),
+    dims: (usize, usize, usize, usize),
 ) -> Result<(CudaStorage, CudaStorage)> {
+    if which == AttentionKernel::TensorCoreBf16 {
+        let (batch, len, heads, _) = dims;
+        return attention_fwd_tc_splits(q, k, v, dims, tc_splits(batch, len, heads));
+    }
+    let (o, lse, p) = checked_outputs(q, k, v, dims)?;
+    let launch = attention_fwd_kernel_launch(which, dims.3, device_ptr(&o, 0), device_ptr(&lse, 0), device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0), &p);
+    run_on_device(q.device(), &launch)?;
+    Ok((o, lse))
+}
+
+/// How many key ranges the tensor-core forward splits the keys into: enough blocks (64 queries
+/// of one head each) for two per multiprocessor of a large GPU (~256), at most 4 ranges and
+/// never more than the 64-key tiles. Batch 1 of the paper model (128 blocks) gets 2; batch 4 gets 1.
+pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
+    let tiles = len.div_ceil(QUERIES_PER_BLOCK).max(1);
+    (256 / (tiles * heads * batch).max(1)).clamp(1, 4).min(tiles)
+}
+
+/// The tensor-core forward with the keys in `splits` ranges (1: one pass over all of them);
+/// more than one: each range's softmax result into partial buffers, then `attention_tc_merge`.
+pub fn attention_fwd_tc_splits(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    dims: (usize, usize, usize, usize),
+    splits: usize,
+) -> Result<(CudaStorage, CudaStorage)> {
+    let (o, lse, p) = checked_outputs(q, k, v, dims)?;
+    let (batch, len, heads, head_dim) = dims;
+    if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
+        return Err(Error::shape("attention", format!("{splits} key splits of {len} keys (1 to one per 64-key tile)")));
+    }
+    // The kernel reads 16-byte pieces; dense rows of 32 or 64 per head keep every piece aligned
+    // when the buffers are (device blocks are; a foreign pointer may not be).
+    if [q, k, v].iter().any(|t| device_ptr(t, 0) % 16 != 0) {
+        return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
+    }
+    let (qp, kp, vp) = (device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0));
+    let dev = q.device();
+    if splits == 1 {
+        let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, device_ptr(&o, 0), device_ptr(&lse, 0), qp, kp, vp, &p);
+        run_on_device(dev, &launch)?;
+        return Ok((o, lse));
+    }
+    let n = batch * len * heads * head_dim;
+    u32_arg("attention partials", splits * n)?;
+    let (o_part, lse_part) = (dev.alloc(DType::F32, splits * n)?, dev.alloc(DType::F32, splits * batch * heads * len)?);
+    let ptrs = [&o, &lse, &o_part, &lse_part].map(|t| device_ptr(t, 0));
+    for launch in attention_tc_split_launches(head_dim, splits, ptrs, [qp, kp, vp], &p) {
+        run_on_device(dev, &launch)?;
+    }
+    Ok((o, lse))
+}
+
+/// The two launches of the split tensor-core forward (`splits` >= 2, at most one per 64-key
+/// tile): each key range's softmax result into the partials `o_part [splits, B, L, heads * D]`
+/// and `lse_part [splits, B, heads, L]`, then their merge into `o`, `lse` (which may be 0).
+/// `out` = [o, lse, o_part, lse_part], `qkv` = [q, k, v].
+pub fn attention_tc_split_launches(head_dim: usize, splits: usize, out: [u64; 4], qkv: [u64; 3], p: &AttentionParams) -> [Launch; 2] {
+    let [o, lse, o_part, lse_part] = out;
+    let mut split = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, o_part, lse_part, qkv[0], qkv[1], qkv[2], p);
+    split.kernel = if head_dim == 64 { "attention_fwd_tc_split_bf16" } else { "attention_fwd_tc_split_d32_bf16" };
+    split.cfg.grid.2 = p.batch * splits as u32;
+    split.args.push(KArg::U32(splits as u32));
+    let n = (p.batch * p.len * p.heads) as usize * head_dim;
+    let merge = Launch {
+        module: TC_MODULE,
+        kernel: "attention_tc_merge",
+        cfg: LaunchCfg::for_elements(n, 256, 4096),
+        args: vec![
+            KArg::Ptr(o),
+            KArg::Ptr(lse),
+            KArg::Ptr(o_part),
+            KArg::Ptr(lse_part),
+            KArg::pod(p),
+            KArg::U32(splits as u32),
+            KArg::U32(head_dim as u32),
+        ],
+    };
+    [split, merge]
+}
+
+/// Checks dense q, k, v `[batch, len, heads * head_dim]` and allocates (o, lse) with the params.
+fn checked_outputs(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    (batch, len, heads, head_dim): (usize, usize, usize, usize),
+) -> Result<(CudaStorage, CudaStorage, AttentionParams)> {
     if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
         return Err(Error::shape(
             "attention",
@@ -207,26 +297,6 @@ pub fn attention_fwd_with(
         check_f32("attention", t, n)?;
     }
     let dev = q.device();
-    let (o, lse) = (
-        dev.alloc(DType::F32, n)?,
-        dev.alloc(DType::F32, batch * heads * len)?,
-    );
-    let p = AttentionParams::dense_dim(batch, len, heads, head_dim);
-    // The tensor-core kernel reads 16-byte pieces; dense rows of 32 or 64 per head keep every
-    // piece aligned when the buffers are (device blocks are; a foreign pointer may not be).
-    if which == AttentionKernel::TensorCoreBf16 && [q, k, v].iter().any(|t| device_ptr(t, 0) % 16 != 0) {
-        return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
-    }
-    let launch = attention_fwd_kernel_launch(
-        which,
-        head_dim,
-        device_ptr(&o, 0),
-        device_ptr(&lse, 0),
-        device_ptr(q, 0),
-        device_ptr(k, 0),
-        device_ptr(v, 0),
-        &p,
-    );
-    run_on_device(dev, &launch)?;
-    Ok((o, lse))
+    let (o, lse) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, batch * heads * len)?);
+    Ok((o, lse, AttentionParams::dense_dim(batch, len, heads, head_dim)))
 }
