@@ -14,8 +14,8 @@
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
-//!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; keys in 2
-//!     ranges at batch 1), `_onepass_` without the split, `_b4_` at batch 4.
+//!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; one pass
+//!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` at batch 4.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
 //! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
@@ -141,11 +141,11 @@ fn attention(c: &mut Criterion) {
     time(c, "attention", format!("cuda_attention_f32_{h}x{l}x{d}"), flops, &dev, || ops::attention::attention(&qkv[0], &qkv[1], &qkv[2], h).unwrap());
     // The bf16 tensor-core kernel of `--precision bf16` (f32 tensors in and out, as in the model).
     time(c, "attention", format!("cuda_attention_tc_bf16_{h}x{l}x{d}"), flops, &dev, || ops::attention::attention_bf16(&qkv[0], &qkv[1], &qkv[2], h).unwrap());
-    // The same kernel without the key split (`attention_bf16` splits batch 1 in 2 ranges), and
-    // batch 4 (the `-n 4` sampler; no split).
+    // The same kernel with the keys in 2 ranges (`attention_bf16` runs one pass at this shape:
+    // `tc_splits`), and batch 4 (the `-n 4` sampler).
     let [qs, ks, vs] = [0, 1, 2].map(|i| qkv[i].cuda_dense().unwrap());
-    time(c, "attention", format!("cuda_attention_tc_bf16_onepass_{h}x{l}x{d}"), flops, &dev, || {
-        tc::attention_fwd_tc_splits(qs, ks, vs, (1, l, h, d), 1).unwrap();
+    time(c, "attention", format!("cuda_attention_tc_bf16_split2_{h}x{l}x{d}"), flops, &dev, || {
+        tc::attention_fwd_tc_splits(qs, ks, vs, (1, l, h, d), 2).unwrap();
         qkv[0].clone()
     });
     let qkv4: Vec<Tensor> = (0..3).map(|i| on(&dev, 15 + i, &[4, l, h * d], -1.0, 1.0)).collect();

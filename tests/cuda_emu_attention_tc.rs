@@ -88,9 +88,11 @@ fn tc_attention_matches_the_rounded_reference_with_partial_tiles<B: Backend>(be:
 
 #[test]
 fn key_splits_fill_a_large_gpu_and_stay_within_the_tiles() {
-    assert_eq!(tc_splits(1, 1024, 8), 2, "paper model, one sample: 128 blocks");
+    assert_eq!(tc_splits(1, 1024, 8), 1, "paper model, one sample: 128 blocks");
     assert_eq!(tc_splits(4, 1024, 8), 1, "four samples: 512 blocks");
     assert_eq!(tc_splits(1, 1024, 2), 4, "tiny preset: 32 blocks, at most 4 ranges");
+    assert_eq!(tc_splits(1, 1024, 1), 4, "at most 4 ranges");
+    assert_eq!(tc_splits(1, 320, 4), 4, "20 blocks");
     assert_eq!(tc_splits(1, 100, 1), 2, "never more ranges than 64-key tiles");
     assert_eq!(tc_splits(1, 1, 1), 1);
 }

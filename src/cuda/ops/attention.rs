@@ -200,12 +200,14 @@ pub fn attention_fwd_with(
     Ok((o, lse))
 }
 
-/// How many key ranges the tensor-core forward splits the keys into: enough blocks (64 queries
-/// of one head each) for two per multiprocessor of a large GPU (~256), at most 4 ranges and
-/// never more than the 64-key tiles. Batch 1 of the paper model (128 blocks) gets 2; batch 4 gets 1.
+/// How many key ranges the tensor-core forward splits the keys into: enough for ~128 blocks (64
+/// queries of one head each, about one per multiprocessor of a large GPU), at most 4 ranges and
+/// never more than the 64-key tiles. Measured on an H200 (2026-11-26): the paper model at batch 1
+/// already has 128 blocks, and splitting its keys in 2 was slower (54 against 50 us), so it gets
+/// 1; the tiny preset (2 heads: 32 blocks) gets 4 (not timed on a GPU yet).
 pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
     let tiles = len.div_ceil(QUERIES_PER_BLOCK).max(1);
-    (256 / (tiles * heads * batch).max(1)).clamp(1, 4).min(tiles)
+    128usize.div_ceil((tiles * heads * batch).max(1)).clamp(1, 4).min(tiles)
 }
 
 /// The tensor-core forward with the keys in `splits` ranges (1: one pass over all of them);
