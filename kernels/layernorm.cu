@@ -4,6 +4,9 @@
 //       mean[r] = mean(x[r,:]); rstd[r] = 1/sqrt(var(x[r,:]) + eps) (biased variance, two passes)
 //       y[r,c] = (x[r,c] - mean[r]) * rstd[r] * gamma[c] + beta[c]
 //       mean/rstd may be null (inference); gamma/beta may be null (no affine).
+//   add_layernorm_fwd_f32(s, y, x, a, gamma, beta, rows, cols, eps)
+//       s = x + a; y = layernorm(s) as above (no statistics: inference), bit-identical to the two
+//       kernels one after the other.
 //   layernorm_bwd_dx_f32(dx, dy, x, mean, rstd, gamma, rows, cols)
 //       xhat = (x - mean) * rstd, g = dy * gamma,
 //       dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
@@ -14,34 +17,63 @@
 // blocks of 32 x 32 threads own 32 columns; threadIdx.y strides over rows; partial sums are
 // combined in shared memory in a fixed order.
 
+// LayerNorm of one row xr into yr by the whole block, given this thread's partial sum of xr over
+// its columns (c = threadIdx.x, + blockDim.x, ...); each thread reads only the columns it summed.
+static __device__ __forceinline__ void ln_row(float* __restrict__ yr, const float* xr, const float* __restrict__ gamma,
+                                              const float* __restrict__ beta, unsigned cols, float eps,
+                                              float partial_sum, float* scratch, float& mean, float& rstd) {
+  const float inv_cols = 1.0f / (float)cols;
+  mean = block_sum(partial_sum, scratch) * inv_cols;
+  float v = 0.0f;
+  for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+    const float d = xr[c] - mean;
+    v += d * d;
+  }
+  rstd = rsqrtf(block_sum(v, scratch) * inv_cols + eps);
+  for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+    float h = (xr[c] - mean) * rstd;
+    if (gamma) h *= gamma[c];
+    if (beta) h += beta[c];
+    yr[c] = h;
+  }
+}
+
 extern "C" __global__ void layernorm_fwd_f32(float* __restrict__ y, float* __restrict__ mean_out,
                                              float* __restrict__ rstd_out, const float* __restrict__ x,
                                              const float* __restrict__ gamma, const float* __restrict__ beta,
                                              unsigned rows, unsigned cols, float eps) {
   __shared__ float scratch[32];
-  const float inv_cols = 1.0f / (float)cols;
   for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* xr = x + (size_t)r * cols;
-    float* yr = y + (size_t)r * cols;
     float s = 0.0f;
     for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
-    const float mean = block_sum(s, scratch) * inv_cols;
-    float v = 0.0f;
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
-      const float d = xr[c] - mean;
-      v += d * d;
-    }
-    const float rstd = rsqrtf(block_sum(v, scratch) * inv_cols + eps);
-    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
-      float h = (xr[c] - mean) * rstd;
-      if (gamma) h *= gamma[c];
-      if (beta) h += beta[c];
-      yr[c] = h;
-    }
+    float mean, rstd;
+    ln_row(y + (size_t)r * cols, xr, gamma, beta, cols, eps, s, scratch, mean, rstd);
     if (threadIdx.x == 0) {
       if (mean_out) mean_out[r] = mean;
       if (rstd_out) rstd_out[r] = rstd;
     }
+  }
+}
+
+// The transformer's residual add and the LayerNorm after it in one pass (inference):
+// s = x + a (written), y = LayerNorm(s); the same arithmetic as binary add + layernorm_fwd_f32
+// with the same block size, so the same bits. Each thread re-reads only the sums it wrote.
+extern "C" __global__ void add_layernorm_fwd_f32(float* __restrict__ s, float* __restrict__ y,
+                                                 const float* __restrict__ x, const float* __restrict__ a,
+                                                 const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                 unsigned rows, unsigned cols, float eps) {
+  __shared__ float scratch[32];
+  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
+    const size_t base = (size_t)r * cols;
+    float sum = 0.0f;
+    for (unsigned c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float v = x[base + c] + a[base + c];
+      s[base + c] = v;
+      sum += v;
+    }
+    float mean, rstd;
+    ln_row(y + base, s + base, gamma, beta, cols, eps, sum, scratch, mean, rstd);
   }
 }
 

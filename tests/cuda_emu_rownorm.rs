@@ -19,6 +19,7 @@ backend_tests!(
     layernorm_forward_matches_reference,
     layernorm_without_affine_or_stats,
     layernorm_backward_matches_reference,
+    add_layernorm_equals_the_add_then_the_layernorm_kernel,
 );
 
 const SHAPES: [(usize, usize); 6] = [(3, 1), (5, 33), (64, 512), (9, 1024), (2, 1000), (4, 4096)];
@@ -213,5 +214,29 @@ fn layernorm_backward_matches_reference<B: Backend>(be: &B) {
             be.tol(),
             &format!("{what} dbeta"),
         );
+    }
+}
+
+fn add_layernorm_equals_the_add_then_the_layernorm_kernel<B: Backend>(be: &B) {
+    // The fused residual add + LayerNorm must give the very bits of the add (exact in f32) and of
+    // layernorm_fwd_f32 run on the sum, with and without the affine parameters; the model's
+    // inference relies on it (the transformer's width 512 and the tiny preset's 64 among them).
+    for (i, &(rows, cols)) in SHAPES.iter().chain(&[(1024, 512), (7, 64)]).enumerate() {
+        let x = random_vec(300 + i as u64, rows * cols, -3.0, 3.0);
+        let a = random_vec(400 + i as u64, rows * cols, -1.0, 1.0);
+        let (gamma, beta) = (random_vec(500, cols, 0.5, 1.5), random_vec(501, cols, -0.5, 0.5));
+        let sum: Vec<f32> = x.iter().zip(&a).map(|(x, a)| x + a).collect();
+        let (xb, ab, sb) = (be.f32s(&x), be.f32s(&a), be.f32s(&sum));
+        let (gb, bb) = (be.f32s(&gamma), be.f32s(&beta));
+        for affine in [true, false] {
+            let p = if affine { LnPtrs { gamma: be.ptr(&gb), beta: be.ptr(&bb), ..LnPtrs::default() } } else { LnPtrs::default() };
+            let [s_out, y, want] = [0, 1, 2].map(|_| be.f32s(&vec![f32::NAN; x.len()]));
+            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_out), be.ptr(&y), be.ptr(&xb), be.ptr(&ab), p, rows, cols, 1e-5));
+            be.run(&ln::layernorm_fwd_launch(be.ptr(&want), be.ptr(&sb), p, rows, cols, 1e-5));
+            let what = format!("add + layernorm {rows}x{cols} (affine {affine})");
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(bits(be.get_f32(&s_out)), bits(sum.clone()), "{what}: the sum");
+            assert_eq!(bits(be.get_f32(&y)), bits(be.get_f32(&want)), "{what}: the normalised rows");
+        }
     }
 }

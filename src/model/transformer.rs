@@ -47,9 +47,11 @@ impl Block {
         })
     }
 
-    fn forward(&self, t: &Tape, p: &Bound, x: &Var, n_head: usize) -> Result<Var> {
-        let h = self.ln1.forward(t, p, x)?;
-        let (q, k, v) = (self.query.forward(t, p, &h)?, self.key.forward(t, p, &h)?, self.value.forward(t, p, &h)?);
+    /// One block on the residual stream `x` and its normalised `h = ln1(x)`; returns the stream
+    /// after the block and `next(stream)` (`next`: the following block's ln1, or the final
+    /// LayerNorm), so each residual add and the LayerNorm after it can run as one op.
+    fn forward(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, next: &LayerNorm, n_head: usize) -> Result<(Var, Var)> {
+        let (q, k, v) = (self.query.forward(t, p, h)?, self.key.forward(t, p, h)?, self.value.forward(t, p, h)?);
         // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.
         let a = if p.var(self.query.weight).value().dtype() == crate::DType::BF16 {
             attention_bf16(t, &q, &k, &v, n_head)?
@@ -57,10 +59,9 @@ impl Block {
             attention(t, &q, &k, &v, n_head)?
         };
         let a = self.proj.forward(t, p, &a)?;
-        let x = add(t, x, &a)?;
-        let h = self.ln2.forward(t, p, &x)?;
+        let (x, h) = self.ln2.add_forward(t, p, x, &a)?;
         let m = self.out.forward(t, p, &gelu2(t, &self.fc.forward(t, p, &h)?)?)?;
-        add(t, &x, &m)
+        next.add_forward(t, p, &x, &m)
     }
 }
 
@@ -102,9 +103,11 @@ impl Transformer {
             ));
         }
         let mut x = add(t, &self.emb_proj.forward(t, p, feat)?, p.var(self.pos_emb))?;
-        for block in &self.blocks {
-            x = block.forward(t, p, &x, self.cfg.n_head)?;
+        let mut h = self.blocks.first().map_or(&self.ln_f, |b| &b.ln1).forward(t, p, &x)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let next = self.blocks.get(i + 1).map_or(&self.ln_f, |b| &b.ln1);
+            (x, h) = block.forward(t, p, &x, &h, next, self.cfg.n_head)?;
         }
-        self.to_logits.forward(t, p, &self.ln_f.forward(t, p, &x)?)
+        self.to_logits.forward(t, p, &h)
     }
 }

@@ -141,6 +141,20 @@ impl LayerNorm {
     pub fn forward(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
         profile::op("layer_norm", || ag::layernorm::layer_norm(t, x, p.var(self.weight), p.var(self.bias), self.eps), |_| 0)
     }
+
+    /// The residual add before this LayerNorm and the LayerNorm itself: `(x + a, LN(x + a))`.
+    /// Where nothing needs a gradient (inference) one fused op (one kernel on CUDA, the same
+    /// numbers); otherwise the add and the LayerNorm on the tape.
+    pub fn add_forward(&self, t: &Tape, p: &Bound, x: &Var, a: &Var) -> Result<(Var, Var)> {
+        let (w, b) = (p.var(self.weight), p.var(self.bias));
+        if [x, a, w, b].iter().any(|v| v.requires_grad()) {
+            let s = profile::op("add", || ag::binary::add(t, x, a), |_| 0)?;
+            let y = self.forward(t, p, &s)?;
+            return Ok((s, y));
+        }
+        let (s, y) = profile::op("add_layer_norm", || crate::ops::layernorm::add_layer_norm(x.value(), a.value(), w.value(), b.value(), self.eps), |_| 0)?;
+        Ok((t.constant(s), t.constant(y)))
+    }
 }
 
 /// Multiply-accumulates of a layer whose every output element costs `per_output` of them.

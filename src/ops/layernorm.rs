@@ -88,6 +88,29 @@ pub fn layer_norm_with_stats(
     }
 }
 
+/// `(x + a, layer_norm(x + a))` for `x`, `a` of one shape: the transformer's residual add and the
+/// LayerNorm after it, for inference. On CUDA one fused kernel (the same bits as the two ops); on
+/// the CPU the two ops.
+pub fn add_layer_norm(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+    const FOP: &str = "add_layer_norm";
+    if x.shape() != a.shape() {
+        return Err(Error::shape(FOP, format!("x {:?} and a {:?} must have one shape", x.shape(), a.shape())));
+    }
+    let p = params(x, weight, bias, eps)?;
+    for t in [a, weight, bias] {
+        super::check_same_device(FOP, x, t)?;
+    }
+    if matches!(x.storage(), Storage::Cpu(_)) {
+        let s = super::binary::add(x, a)?;
+        let y = layer_norm(&s, weight, bias, eps)?;
+        return Ok((s, y));
+    }
+    let [x, a, w, b] = [x, a, weight, bias].map(|t| dense_f32(FOP, t));
+    let (x, a, w, b) = (x?, a?, w?, b?);
+    let (s, y) = cuda::add_layernorm_fwd(x.cuda_dense()?, a.cuda_dense()?, w.cuda_dense()?, b.cuda_dense()?, (p.rows as usize, p.dim as usize), p.eps)?;
+    Ok((Tensor::from_cuda(s, x.shape())?, Tensor::from_cuda(y, x.shape())?))
+}
+
 /// `(dx, dweight, dbias)` from the input, weight, the forward's saved `mean`/`rstd` and the
 /// output gradient `g` (shape of `x`).
 pub fn layer_norm_backward(

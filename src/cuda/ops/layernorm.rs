@@ -158,6 +158,48 @@ pub fn layernorm_fwd(
     Ok(LayerNormOut { y, stats })
 }
 
+/// `add_layernorm_fwd_f32`: `s = x + a`, `y = LayerNorm(s)` (`p.mean`, `p.rstd` unused).
+pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, rows: usize, cols: usize, eps: f32) -> Launch {
+    let args = vec![
+        KArg::Ptr(s),
+        KArg::Ptr(y),
+        KArg::Ptr(x),
+        KArg::Ptr(a),
+        KArg::Ptr(p.gamma),
+        KArg::Ptr(p.beta),
+        KArg::U32(rows as u32),
+        KArg::U32(cols as u32),
+        KArg::F32(eps),
+    ];
+    Launch { module: MODULE, kernel: "add_layernorm_fwd_f32", cfg: row_cfg(rows, cols), args }
+}
+
+/// `(s, y)`: the residual sum `s = x + a` and `y = LayerNorm(s)` of dense `[rows, cols]` inputs,
+/// in one launch (inference: no statistics).
+pub fn add_layernorm_fwd(
+    x: &CudaStorage,
+    a: &CudaStorage,
+    gamma: &CudaStorage,
+    beta: &CudaStorage,
+    (rows, cols): (usize, usize),
+    eps: f32,
+) -> Result<(CudaStorage, CudaStorage)> {
+    let n = rows * cols;
+    for t in [x, a] {
+        check_f32("add_layernorm", t, n)?;
+    }
+    u32_arg("add_layernorm", n)?;
+    for p in [gamma, beta] {
+        check_f32("add_layernorm", p, cols)?;
+    }
+    let dev = x.device();
+    let (s, y) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, n)?);
+    let p = LnPtrs { gamma: device_ptr(gamma, 0), beta: device_ptr(beta, 0), ..LnPtrs::default() };
+    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), device_ptr(&y, 0), device_ptr(x, 0), device_ptr(a, 0), p, rows, cols, eps);
+    run_on_device(dev, &launch)?;
+    Ok((s, y))
+}
+
 /// (dx, dgamma, dbeta) from dy, the forward input x and the saved (mean, rstd).
 pub fn layernorm_bwd(
     dy: &CudaStorage,
