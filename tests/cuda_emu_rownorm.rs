@@ -231,7 +231,7 @@ fn add_layernorm_equals_the_add_then_the_layernorm_kernel<B: Backend>(be: &B) {
         for affine in [true, false] {
             let p = if affine { LnPtrs { gamma: be.ptr(&gb), beta: be.ptr(&bb), ..LnPtrs::default() } } else { LnPtrs::default() };
             let [s_out, y, want] = [0, 1, 2].map(|_| be.f32s(&vec![f32::NAN; x.len()]));
-            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_out), be.ptr(&y), be.ptr(&xb), be.ptr(&ab), p, rows, cols, 1e-5));
+            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_out), be.ptr(&y), be.ptr(&xb), be.ptr(&ab), p, (rows, cols), 1e-5));
             be.run(&ln::layernorm_fwd_launch(be.ptr(&want), be.ptr(&sb), p, rows, cols, 1e-5));
             let what = format!("add + layernorm {rows}x{cols} (affine {affine})");
             let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();

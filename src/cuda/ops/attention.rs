@@ -226,7 +226,7 @@ pub fn attention_fwd_tc_splits(
     }
     // The kernel reads 16-byte pieces; dense rows of 32 or 64 per head keep every piece aligned
     // when the buffers are (device blocks are; a foreign pointer may not be).
-    if [q, k, v].iter().any(|t| device_ptr(t, 0) % 16 != 0) {
+    if [q, k, v].iter().any(|t| !device_ptr(t, 0).is_multiple_of(16)) {
         return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
     }
     let (qp, kp, vp) = (device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0));

@@ -33,7 +33,7 @@ pub enum TcKernel {
 impl TcKernel {
     /// Whether the pipelined kernel can take these operands.
     pub fn pipelined_fits(a: u64, b: u64, k: usize) -> bool {
-        k % 8 == 0 && a % 16 == 0 && b % 16 == 0
+        k.is_multiple_of(8) && a.is_multiple_of(16) && b.is_multiple_of(16)
     }
 
     /// The pipelined kernel where it fits, else the plain one.

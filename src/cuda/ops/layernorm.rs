@@ -159,7 +159,7 @@ pub fn layernorm_fwd(
 }
 
 /// `add_layernorm_fwd_f32`: `s = x + a`, `y = LayerNorm(s)` (`p.mean`, `p.rstd` unused).
-pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, rows: usize, cols: usize, eps: f32) -> Launch {
+pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, (rows, cols): (usize, usize), eps: f32) -> Launch {
     let args = vec![
         KArg::Ptr(s),
         KArg::Ptr(y),
@@ -195,7 +195,7 @@ pub fn add_layernorm_fwd(
     let dev = x.device();
     let (s, y) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, n)?);
     let p = LnPtrs { gamma: device_ptr(gamma, 0), beta: device_ptr(beta, 0), ..LnPtrs::default() };
-    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), device_ptr(&y, 0), device_ptr(x, 0), device_ptr(a, 0), p, rows, cols, eps);
+    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), device_ptr(&y, 0), device_ptr(x, 0), device_ptr(a, 0), p, (rows, cols), eps);
     run_on_device(dev, &launch)?;
     Ok((s, y))
 }
