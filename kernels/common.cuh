@@ -114,6 +114,10 @@ static __device__ __forceinline__ void zero_tile_4x4(float (&acc)[4][4]) {
 }
 
 
+// GELU2 of the transformer's MLP (spec §3.2): x sigmoid(1.702 x). One definition for unary.cu and
+// the fused input cast of gemm_tc.cu, so both give the same bits.
+static __device__ __forceinline__ float fdm_gelu2(float x) { return x / (1.0f + expf(-1.702f * x)); }
+
 // ---- bf16 tensor cores (kernels/gemm_tc.cu, kernels/attention_tc.cu) ----
 // mma.sync m16n8k16 bf16 x bf16 -> f32; the fragment layout (PTX ISA 9.7.14.5.8) is written out
 // at the top of gemm_tc.cu and pinned by its one-warp self-test.

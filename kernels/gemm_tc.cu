@@ -8,8 +8,9 @@
 //   bias [N] f32 or null; C [M, N] f32 row-major. Any M, N, K (partial tiles are zero-padded).
 //   cast_f32_to_bf16(y, x, n) / cast_bf16_to_f32(y, x, n): the element-wise conversions behind
 //   `Tensor::to_dtype` (same rounding as `half::bf16::from_f32`).
-//   linear_prep_bf16(xb, y, x, bias, n_x, n_y, out): the cast of a Linear's input and the bias
-//   rows of its output, the two preparations of the cuBLAS bf16 linear, in one launch.
+//   linear_prep_bf16(xb, y, x, bias, n_x, n_y, out, gelu2): the cast of a Linear's input (after
+//   GELU2 when asked) and the bias rows of its output, the preparations of the cuBLAS bf16
+//   linear, in one launch.
 //   gemm_tc_selftest_mma(d, a, b, c): one warp, one mma on a 16x16 x 16x8 problem, fragments
 //   loaded straight from the PTX ISA formulas below; pins the fragment layout in the tests.
 // Why bf16: the weights are read once per pass for all 1024 tokens; bf16 halves their memory and
@@ -238,14 +239,14 @@ extern "C" __global__ void cast_f32_to_bf16(unsigned short* __restrict__ y, cons
 }
 
 // The operands of the cuBLAS bf16 linear (src/cuda/blas.rs) in one launch: xb = bf16(x) for the
-// n_x inputs and, when bias is set, y[i] = bias[i % out] for the n_y outputs (the GEMM then adds
-// its products with beta = 1).
+// n_x inputs (bf16(gelu2(x)) when gelu2 != 0: the MLP's activation fused into the cast) and, when
+// bias is set, y[i] = bias[i % out] for the n_y outputs (the GEMM then adds with beta = 1).
 extern "C" __global__ void linear_prep_bf16(unsigned short* __restrict__ xb, float* __restrict__ y,
                                             const float* __restrict__ x, const float* __restrict__ bias, unsigned n_x,
-                                            unsigned n_y, unsigned out) {
+                                            unsigned n_y, unsigned out, unsigned gelu2) {
   const unsigned n = max(n_x, bias ? n_y : 0u);
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
-    if (i < n_x) xb[i] = (unsigned short)fdm_bf16_bits(x[i]);
+    if (i < n_x) xb[i] = (unsigned short)fdm_bf16_bits(gelu2 ? fdm_gelu2(x[i]) : x[i]);
     if (bias && i < n_y) y[i] = bias[i % out];
   }
 }

@@ -47,7 +47,7 @@ static __device__ __forceinline__ float unary_f(const UnaryParams& p, float x) {
     case UN_SIGMOID: return 1.0f / (1.0f + expf(-x));
     case UN_TANH: return tanhf(x);
     case UN_GELU: return 0.5f * x * erfcf(-x * UN_FRAC_1_SQRT_2);
-    case UN_GELU2: return x / (1.0f + expf(-UN_GELU2_K * x));
+    case UN_GELU2: return fdm_gelu2(x);
     // NaN passes through (both comparisons are false), as on the CPU.
     case UN_CLAMP: return x < p.alpha ? p.alpha : (x > p.beta ? p.beta : x);
     case UN_ADD: return x + p.alpha;

@@ -219,3 +219,20 @@ fn cublas_linear_checks_are_errors_cuda() {
     blas::sgemm_linear(&mut y, &x, &w, None, m, out, inp).unwrap();
     assert_eq!(down(&y), vec![2.0; m * out]);
 }
+
+/// The MLP's second Linear with GELU2 fused into the input cast: the same bits as the unary
+/// kernel, then the cuBLAS bf16 linear (one function, one summation order), with and without bias.
+#[test]
+fn cublas_linear_after_gelu2_equals_gelu2_then_linear_cuda() {
+    let Some(dev) = cublas_device_or_skip("cublas_linear_after_gelu2_equals_gelu2_then_linear_cuda") else { return };
+    let (m, out, inp) = (1024, 512, 2048);
+    let (x, w, bias) = inputs(77, (m, out, inp));
+    let on = |v: &[f32], shape: &[usize]| fdm::Tensor::from_vec(v.to_vec(), shape).unwrap().to_device(&fdm::Device::Cuda(dev.clone())).unwrap();
+    let (xt, bt) = (on(&x, &[m, inp]), on(&bias, &[out]));
+    let wt = on(&w, &[out, inp]).to_dtype(fdm::DType::BF16).unwrap();
+    for b in [Some(&bt), None] {
+        let fused = fdm::ops::matmul::linear_after_gelu2(&xt, &wt, b).unwrap().to_vec_f32().unwrap();
+        let apart = fdm::ops::matmul::linear(&fdm::ops::unary::gelu2(&xt).unwrap(), &wt, b).unwrap().to_vec_f32().unwrap();
+        assert_eq!(fused, apart, "linear_after_gelu2 vs gelu2 + linear (bias {})", b.is_some());
+    }
+}

@@ -21,7 +21,9 @@
 mod common;
 
 use common::backend::Backend;
-use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, linear_prep_launch, mma_selftest_launch, TcKernel};
+use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, linear_prep_launch, mma_selftest_launch, InputAct, TcKernel};
+use fdm::cuda::ops::unary::unary_fwd_launch;
+use fdm::params::unary::{UnaryOp, UnaryParams};
 use fdm::testing::random_vec;
 use half::bf16;
 
@@ -33,7 +35,8 @@ backend_tests!(
     gemm_rounds_activations_to_bf16,
     pipelined_gemm_odd_shapes_match_f64_reference,
     cast_kernels_round_like_half,
-    linear_prep_casts_the_input_and_writes_the_bias_rows
+    linear_prep_casts_the_input_and_writes_the_bias_rows,
+    linear_prep_gelu2_is_the_unary_kernel_then_the_cast
 );
 
 /// bf16 bit patterns packed two per 32-bit word (element 2i in the low half of word i), the
@@ -295,7 +298,7 @@ fn linear_prep_casts_the_input_and_writes_the_bias_rows<B: Backend>(be: &B) {
             let packed = be.u32s(&vec![0; (m * inp).div_ceil(2)]);
             let y = be.f32s(&vec![f32::NAN; m * out]);
             let bias_ptr = if with_bias { be.ptr(&bias_dev) } else { 0 };
-            be.run(&linear_prep_launch(be.ptr(&packed), be.ptr(&y), be.ptr(&xb_dev), bias_ptr, m * inp, m * out, out));
+            be.run(&linear_prep_launch(be.ptr(&packed), be.ptr(&y), be.ptr(&xb_dev), bias_ptr, m * inp, m * out, out, InputAct::Identity));
             let words = be.get_u32(&packed);
             for (i, &v) in x.iter().enumerate() {
                 let got = (words[i / 2] >> (16 * (i % 2))) as u16;
@@ -310,5 +313,22 @@ fn linear_prep_casts_the_input_and_writes_the_bias_rows<B: Backend>(be: &B) {
                 }
             }
         }
+    }
+}
+
+fn linear_prep_gelu2_is_the_unary_kernel_then_the_cast<B: Backend>(be: &B) {
+    // The fused activation must give the bits of the unary kernel's GELU2 rounded to bf16.
+    let n = 4099;
+    let x = random_vec(21, n, -8.0, 8.0);
+    let xb = be.f32s(&x);
+    let act = be.f32s(&vec![f32::NAN; n]);
+    be.run(&unary_fwd_launch(be.ptr(&act), be.ptr(&xb), &UnaryParams::new(UnaryOp::Gelu2, n, 0.0, 0.0)));
+    let act = be.get_f32(&act);
+    let packed = be.u32s(&vec![0; n.div_ceil(2)]);
+    be.run(&linear_prep_launch(be.ptr(&packed), 0, be.ptr(&xb), 0, n, 0, 1, InputAct::Gelu2));
+    let words = be.get_u32(&packed);
+    for (i, &a) in act.iter().enumerate() {
+        let got = (words[i / 2] >> (16 * (i % 2))) as u16;
+        assert_eq!(got, bf16::from_f32(a).to_bits(), "gelu2(x[{i}] = {})", x[i]);
     }
 }

@@ -13,7 +13,7 @@
 
 use super::launch::{check_dtype_len, check_f32, device_ptr, queue_on_device, run_on_device, u32_arg, Launch};
 use super::ops::elementwise::{strided_copy_launch, StridedIndex};
-use super::ops::gemm_tc::linear_prep_launch;
+use super::ops::gemm_tc::{linear_prep_launch, InputAct};
 use super::{CudaDevice, CudaStorage, Gpu};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -170,6 +170,12 @@ pub fn sgemm_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias:
 /// is rounded to a bf16 scratch buffer, then one GemmEx with f32 compute (same mapping as above).
 #[allow(clippy::too_many_arguments)]
 pub fn bf16_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
+    bf16_linear_act(InputAct::Identity, y, x, w, bias, m, out, inp)
+}
+
+/// `bf16_linear` of `act(x)`: the activation applied inside the input's bf16 cast.
+#[allow(clippy::too_many_arguments)]
+pub fn bf16_linear_act(act: InputAct, y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
     const OP: &str = "bf16_linear";
     check_f32(OP, x, m * inp)?;
     check_dtype_len(OP, w, DType::BF16, out * inp)?;
@@ -183,10 +189,10 @@ pub fn bf16_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: 
         check_f32(OP, b, out)?;
     }
     u32_arg(OP, m * out)?;
-    // One launch rounds x into a bf16 scratch buffer and writes the bias rows into y.
+    // One launch rounds act(x) into a bf16 scratch buffer and writes the bias rows into y.
     let xb = x.device().alloc(DType::BF16, m * inp)?;
     let bias_ptr = bias.map_or(0, |b| device_ptr(b, 0));
-    let prep = linear_prep_launch(device_ptr(&xb, 0), device_ptr(y, 0), device_ptr(x, 0), bias_ptr, m * inp, m * out, out);
+    let prep = linear_prep_launch(device_ptr(&xb, 0), device_ptr(y, 0), device_ptr(x, 0), bias_ptr, m * inp, m * out, out, act);
     run_on_device(x.device(), &prep)?;
     let beta = if bias.is_some() { 1f32 } else { 0f32 };
     let (yp, xp, wp) = (device_ptr(y, 0), device_ptr(&xb, 0), device_ptr(w, 0));

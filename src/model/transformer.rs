@@ -4,7 +4,7 @@
 //! `to_logits` (D -> 512 classes = the unmasked half of the codebook). Non-causal, no dropout.
 //! Linear weights start N(0, 0.02), biases 0 (spec §3.4).
 
-use super::fx::{add, attention, attention_bf16, gelu2, Tape, Var};
+use super::fx::{add, attention, attention_bf16, Tape, Var};
 use super::presets::TransformerConfig;
 use crate::error::{Error, Result};
 use crate::nn::layers::{Init, LayerNorm, Linear};
@@ -60,7 +60,7 @@ impl Block {
         };
         let a = self.proj.forward(t, p, &a)?;
         let (x, h) = self.ln2.add_forward(t, p, x, &a)?;
-        let m = self.out.forward(t, p, &gelu2(t, &self.fc.forward(t, p, &h)?)?)?;
+        let m = self.out.forward_after_gelu2(t, p, &self.fc.forward(t, p, &h)?)?;
         next.add_forward(t, p, &x, &m)
     }
 }

@@ -62,6 +62,20 @@ impl Linear {
         let k = w.shape()[1] as u64;
         profile::op("linear", || ag::linear::linear(t, x, w, self.bias.map(|b| p.var(b))), |y| macs(y, k))
     }
+
+    /// `forward(gelu2(x))`, the MLP's second Linear. Where nothing needs a gradient, one op that
+    /// can run the activation inside the input's bf16 cast on CUDA (`ops::linear_after_gelu2`);
+    /// otherwise GELU2 and this Linear on the tape.
+    pub fn forward_after_gelu2(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
+        let (w, b) = (p.var(self.weight), self.bias.map(|b| p.var(b)));
+        if x.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad()) {
+            let a = profile::op("gelu2", || ag::unary::gelu2(t, x), |_| 0)?;
+            return self.forward(t, p, &a);
+        }
+        let k = w.shape()[1] as u64;
+        let y = profile::op("linear_after_gelu2", || crate::ops::matmul::linear_after_gelu2(x.value(), w.value(), b.map(|b| b.value())), |y| y.as_ref().map_or(0, |y| y.numel() as u64 * k))?;
+        Ok(t.constant(y))
+    }
 }
 
 pub struct Conv2d {

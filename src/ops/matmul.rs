@@ -239,6 +239,26 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Tensor::from_vec(y, &out_shape)
 }
 
+/// `linear(gelu2(x), w, b)`: the transformer MLP's second Linear after its activation. With a
+/// bf16 weight on a GPU whose linears run on cuBLAS, GELU2 runs inside the input's bf16 cast (the
+/// same bits, one launch fewer); everywhere else the two ops.
+pub fn linear_after_gelu2(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let fused = w.dtype() == DType::BF16 && !super::is_cpu(x) && x.cuda_dense().is_ok_and(|s| crate::cuda::blas::available(s.device()));
+    if !fused {
+        return linear(&super::unary::gelu2(x)?, w, b);
+    }
+    let (p, out_shape) = linear_dims("linear", x, w, b)?;
+    let mut inputs = vec![x];
+    inputs.extend(b);
+    check_f32_same_device("linear", &inputs)?;
+    super::check_same_device("linear", x, w)?;
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
+    let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
+    let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
+    let y = crate::cuda::ops::gemm_tc::linear_bf16_fwd_after_gelu2(x.cuda_dense()?, w.cuda_dense()?, bias, m, outf, inf)?;
+    Tensor::from_cuda(y, &out_shape)
+}
+
 /// Checks `grad_out` against the layer's output shape; returns the params.
 fn linear_grad_dims(op: &'static str, x_shape: &[usize], w_shape: &[usize], grad_out: &Tensor) -> Result<LinearParams> {
     let &[outf, inf] = w_shape else {

@@ -100,6 +100,23 @@ pub fn linear_bf16_fwd(
     Ok(y)
 }
 
+/// `linear_bf16_fwd` of `gelu2(x)` with the activation inside cuBLAS's input cast (one launch and
+/// one pass over `x` fewer; the same bits as the unary kernel and then `linear_bf16_fwd`). Only
+/// where cuBLAS runs the linear (`cuda::blas::available`); an error elsewhere.
+pub fn linear_bf16_fwd_after_gelu2(
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    m: usize,
+    out: usize,
+    inp: usize,
+) -> Result<CudaStorage> {
+    u32_arg("linear_bf16 output", m * out)?;
+    let mut y = x.device().alloc(DType::F32, m * out)?;
+    crate::cuda::blas::bf16_linear_act(InputAct::Gelu2, &mut y, x, w, bias, m, out, inp)?;
+    Ok(y)
+}
+
 /// `linear_bf16_fwd` on the hand-written kernels always, the kernel chosen by the caller (`Some`:
 /// the benches time both; an error where `Pipelined` does not fit) or by the operands (`None`:
 /// the pipelined kernel where it fits).
@@ -168,9 +185,19 @@ pub fn cast_launch(to_bf16: bool, y: u64, x: u64, n: usize) -> Launch {
     }
 }
 
-/// `linear_prep_bf16`: `xb [n_x] = bf16(x)` and, with a bias, `y [n_y]` = the bias `[out]` in
-/// every row (pass 0 for `bias` to only cast).
-pub fn linear_prep_launch(xb: u64, y: u64, x: u64, bias: u64, n_x: usize, n_y: usize, out: usize) -> Launch {
+/// What a Linear's input goes through before it is rounded to bf16 (the fused activation of
+/// `linear_prep_bf16`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputAct {
+    Identity,
+    /// x sigmoid(1.702 x), the transformer MLP's activation (the unary kernel's formula).
+    Gelu2,
+}
+
+/// `linear_prep_bf16`: `xb [n_x] = bf16(act(x))` and, with a bias, `y [n_y]` = the bias `[out]`
+/// in every row (pass 0 for `bias` to only cast).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_prep_launch(xb: u64, y: u64, x: u64, bias: u64, n_x: usize, n_y: usize, out: usize, act: InputAct) -> Launch {
     Launch {
         module: MODULE,
         kernel: "linear_prep_bf16",
@@ -183,6 +210,7 @@ pub fn linear_prep_launch(xb: u64, y: u64, x: u64, bias: u64, n_x: usize, n_y: u
             KArg::U32(n_x as u32),
             KArg::U32(n_y as u32),
             KArg::U32(out.max(1) as u32),
+            KArg::U32(u32::from(act == InputAct::Gelu2)),
         ],
     }
 }
