@@ -199,17 +199,23 @@ pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Re
     Ok(())
 }
 
+/// The shape, dtype and device checks of `linear`: the params and the output shape.
+fn linear_checks(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(LinearParams, Vec<usize>)> {
+    let (p, out_shape) = linear_dims("linear", x, w, b)?;
+    let mut inputs = vec![x];
+    inputs.extend(b);
+    check_f32_same_device("linear", &inputs)?;
+    super::check_same_device("linear", x, w)?;
+    Ok((p, out_shape))
+}
+
 /// `y = x * W^T + b` for `x [.., in]`, `W [out, in]`, `b [out]` -> `[.., out]`.
 /// `W` may be bf16 (inference storage of the transformer's weights; `x`, `b` and `y` stay f32):
 /// on CUDA tensor cores (activations rounded to bf16, f32 sums; cuBLAS where usable, else the
 /// hand-written kernel, see `cuda::blas`); on the CPU the same numerics: `x` rounded to bf16, the
 /// weight widened to f32 (exactly), and the f32 path.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let (p, out_shape) = linear_dims("linear", x, w, b)?;
-    let mut inputs = vec![x];
-    inputs.extend(b);
-    check_f32_same_device("linear", &inputs)?;
-    super::check_same_device("linear", x, w)?;
+    let (p, out_shape) = linear_checks(x, w, b)?;
     let bf16_weight = match w.dtype() {
         DType::F32 => false,
         DType::BF16 => true,
@@ -247,11 +253,7 @@ pub fn linear_after_gelu2(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<
     if !fused {
         return linear(&super::unary::gelu2(x)?, w, b);
     }
-    let (p, out_shape) = linear_dims("linear", x, w, b)?;
-    let mut inputs = vec![x];
-    inputs.extend(b);
-    check_f32_same_device("linear", &inputs)?;
-    super::check_same_device("linear", x, w)?;
+    let (p, out_shape) = linear_checks(x, w, b)?;
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
     let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
     let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);

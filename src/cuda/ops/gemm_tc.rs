@@ -94,10 +94,7 @@ pub fn linear_bf16_fwd(
     if !crate::cuda::blas::available(x.device()) {
         return linear_bf16_fwd_with(None, x, w, bias, m, out, inp);
     }
-    u32_arg("linear_bf16 output", m * out)?;
-    let mut y = x.device().alloc(DType::F32, m * out)?;
-    crate::cuda::blas::bf16_linear(&mut y, x, w, bias, m, out, inp)?;
-    Ok(y)
+    linear_bf16_fwd_cublas(InputAct::Identity, x, w, bias, (m, out, inp))
 }
 
 /// `linear_bf16_fwd` of `gelu2(x)` with the activation inside cuBLAS's input cast (one launch and
@@ -111,9 +108,20 @@ pub fn linear_bf16_fwd_after_gelu2(
     out: usize,
     inp: usize,
 ) -> Result<CudaStorage> {
+    linear_bf16_fwd_cublas(InputAct::Gelu2, x, w, bias, (m, out, inp))
+}
+
+/// A new f32 `[m, out]` buffer holding the cuBLAS bf16 linear of `act(x)`.
+fn linear_bf16_fwd_cublas(
+    act: InputAct,
+    x: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    (m, out, inp): (usize, usize, usize),
+) -> Result<CudaStorage> {
     u32_arg("linear_bf16 output", m * out)?;
     let mut y = x.device().alloc(DType::F32, m * out)?;
-    crate::cuda::blas::bf16_linear_act(InputAct::Gelu2, &mut y, x, w, bias, m, out, inp)?;
+    crate::cuda::blas::bf16_linear_act(act, &mut y, x, w, bias, m, out, inp)?;
     Ok(y)
 }
 
