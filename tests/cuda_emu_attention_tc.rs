@@ -38,19 +38,26 @@ fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usiz
     let k = random_vec(seed + 1, n, -spread, spread);
     let v = random_vec(seed + 2, n, -1.0, 1.0);
     let (qb, kb, vb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v));
-    let (o, lse) = (be.f32s(&vec![f32::NAN; n]), be.f32s(&vec![f32::NAN; b * h * l]));
     let p = AttentionParams::dense_dim(b, l, h, dh);
     let qkv = [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)];
-    if splits == 1 {
-        be.run(&attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, dh, be.ptr(&o), be.ptr(&lse), qkv[0], qkv[1], qkv[2], &p));
-    } else {
-        let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * b * h * l]));
-        let out = [be.ptr(&o), be.ptr(&lse), be.ptr(&o_part), be.ptr(&lse_part)];
-        for launch in attention_tc_split_launches(dh, splits, out, qkv, &p) {
-            be.run(&launch);
+    // Once with the log-sum-exp and once without (a null lse, as inference passes): same o.
+    let run = |with_lse: bool| {
+        let (o, lse) = (be.f32s(&vec![f32::NAN; n]), be.f32s(&vec![f32::NAN; b * h * l]));
+        let lse_ptr = if with_lse { be.ptr(&lse) } else { 0 };
+        if splits == 1 {
+            be.run(&attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, dh, be.ptr(&o), lse_ptr, qkv[0], qkv[1], qkv[2], &p));
+        } else {
+            let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * b * h * l]));
+            let out = [be.ptr(&o), lse_ptr, be.ptr(&o_part), be.ptr(&lse_part)];
+            for launch in attention_tc_split_launches(dh, splits, out, qkv, &p) {
+                be.run(&launch);
+            }
         }
-    }
-    let (o, lse) = (be.get_f32(&o), be.get_f32(&lse));
+        (be.get_f32(&o), be.get_f32(&lse))
+    };
+    let (o, lse) = run(true);
+    let (o_no_lse, _) = run(false);
+    assert_eq!(o.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), o_no_lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "o must not depend on whether lse is written ({splits} key ranges)");
     let (qr, kr, vr) = (bf16_rounded(&q), bf16_rounded(&k), bf16_rounded(&v));
     for bi in 0..b {
         for hi in 0..h {

@@ -68,7 +68,7 @@ impl Linear {
     /// otherwise GELU2 and this Linear on the tape.
     pub fn forward_after_gelu2(&self, t: &Tape, p: &Bound, x: &Var) -> Result<Var> {
         let (w, b) = (p.var(self.weight), self.bias.map(|b| p.var(b)));
-        if x.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad()) {
+        if any_needs_grad(&[Some(x), Some(w), b]) {
             let a = profile::op("gelu2", || ag::unary::gelu2(t, x), |_| 0)?;
             return self.forward(t, p, &a);
         }
@@ -161,7 +161,7 @@ impl LayerNorm {
     /// numbers); otherwise the add and the LayerNorm on the tape.
     pub fn add_forward(&self, t: &Tape, p: &Bound, x: &Var, a: &Var) -> Result<(Var, Var)> {
         let (w, b) = (p.var(self.weight), p.var(self.bias));
-        if [x, a, w, b].iter().any(|v| v.requires_grad()) {
+        if any_needs_grad(&[Some(x), Some(a), Some(w), Some(b)]) {
             let s = profile::op("add", || ag::binary::add(t, x, a), |_| 0)?;
             let y = self.forward(t, p, &s)?;
             return Ok((s, y));
@@ -169,6 +169,12 @@ impl LayerNorm {
         let (s, y) = profile::op("add_layer_norm", || crate::ops::layernorm::add_layer_norm(x.value(), a.value(), w.value(), b.value(), self.eps), |_| 0)?;
         Ok((t.constant(s), t.constant(y)))
     }
+}
+
+/// Whether any of a fused inference op's inputs (absent ones skipped) needs a gradient: then the
+/// layer records the unfused ops on the tape instead.
+fn any_needs_grad(inputs: &[Option<&Var>]) -> bool {
+    inputs.iter().flatten().any(|v| v.requires_grad())
 }
 
 /// Multiply-accumulates of a layer whose every output element costs `per_output` of them.

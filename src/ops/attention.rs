@@ -98,7 +98,7 @@ pub fn attention_bf16(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Resul
         Storage::Cuda(_) => {
             let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
             let (b, l, dh) = (p.batch as usize, p.seq_len as usize, p.head_dim as usize);
-            let (o, _) = cuda::attention_fwd_bf16(q.cuda_dense()?, k.cuda_dense()?, v.cuda_dense()?, b, l, heads, dh)?;
+            let o = cuda::attention_fwd_bf16(q.cuda_dense()?, k.cuda_dense()?, v.cuda_dense()?, b, l, heads, dh)?;
             Tensor::from_cuda(o, q.shape())
         }
     }

@@ -79,6 +79,10 @@ pub enum AttentionKernel {
     /// rounded to bf16 for the tensor cores, f32 softmax and sums; 128 threads per block. Another
     /// function than the f32 kernels (the rounding), so only `attention_fwd_bf16` chooses it.
     TensorCoreBf16,
+    /// `attention_fwd_tc_split[_d32]_bf16`: as `TensorCoreBf16` with the keys in this many ranges
+    /// (2 or more), each range's result into partials that `attention_tc_merge` combines; grid z
+    /// is batch x ranges, and `o`, `lse` of the launch are the partials.
+    TensorCoreBf16Split(u32),
 }
 
 /// As `attention_fwd_launch` for a head dim of `SUPPORTED_HEAD_DIMS` (others panic: the
@@ -114,19 +118,25 @@ pub fn attention_fwd_kernel_launch(
         (AttentionKernel::SplitKeys, 32) => (MODULE, "attention_fwd_split_d32_f32", SPLIT_THREADS),
         (AttentionKernel::TensorCoreBf16, 64) => (TC_MODULE, "attention_fwd_tc_bf16", TC_THREADS),
         (AttentionKernel::TensorCoreBf16, 32) => (TC_MODULE, "attention_fwd_tc_d32_bf16", TC_THREADS),
+        (AttentionKernel::TensorCoreBf16Split(_), 64) => (TC_MODULE, "attention_fwd_tc_split_bf16", TC_THREADS),
+        (AttentionKernel::TensorCoreBf16Split(_), 32) => (TC_MODULE, "attention_fwd_tc_split_d32_bf16", TC_THREADS),
         (_, d) => panic!("no attention kernel for head dim {d}"),
+    };
+    let splits = match which {
+        AttentionKernel::TensorCoreBf16Split(s) => Some(s),
+        _ => None,
     };
     let grid = (
         (p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32,
         p.heads,
-        p.batch,
+        p.batch * splits.unwrap_or(1),
     );
     let cfg = LaunchCfg {
         grid,
         block: (threads, 1, 1),
         smem_bytes: 0,
     };
-    let args = vec![
+    let mut args = vec![
         KArg::Ptr(o),
         KArg::Ptr(lse),
         KArg::Ptr(q),
@@ -134,6 +144,7 @@ pub fn attention_fwd_kernel_launch(
         KArg::Ptr(v),
         KArg::pod(p),
     ];
+    args.extend(splits.map(KArg::U32));
     Launch {
         module,
         kernel,
@@ -168,7 +179,9 @@ pub fn attention_fwd_dim(
 }
 
 /// As `attention_fwd_dim` on bf16 tensor cores (`AttentionKernel::TensorCoreBf16`: q, k, v and
-/// the probabilities rounded to bf16, f32 softmax and sums; inference under bf16 precision).
+/// the probabilities rounded to bf16, f32 softmax and sums; inference under bf16 precision), with
+/// the keys split as `tc_splits` says. Only `o`: inference has no backward, so no log-sum-exp is
+/// written.
 pub fn attention_fwd_bf16(
     q: &CudaStorage,
     k: &CudaStorage,
@@ -177,12 +190,12 @@ pub fn attention_fwd_bf16(
     len: usize,
     heads: usize,
     head_dim: usize,
-) -> Result<(CudaStorage, CudaStorage)> {
-    attention_fwd_with(AttentionKernel::TensorCoreBf16, q, k, v, (batch, len, heads, head_dim))
+) -> Result<CudaStorage> {
+    attention_fwd_tc_splits(q, k, v, (batch, len, heads, head_dim), tc_splits(batch, len, heads))
 }
 
-/// The forward on the kernel `which` for dense q, k, v `[batch, len, heads * head_dim]`; the
-/// tensor-core kernel splits the keys as `tc_splits` says.
+/// The f32 forward on the kernel `which` (not the tensor-core ones: `attention_fwd_bf16`) for
+/// dense q, k, v `[batch, len, heads * head_dim]`.
 pub fn attention_fwd_with(
     which: AttentionKernel,
     q: &CudaStorage,
@@ -190,13 +203,15 @@ pub fn attention_fwd_with(
     v: &CudaStorage,
     dims: (usize, usize, usize, usize),
 ) -> Result<(CudaStorage, CudaStorage)> {
-    if which == AttentionKernel::TensorCoreBf16 {
-        let (batch, len, heads, _) = dims;
-        return attention_fwd_tc_splits(q, k, v, dims, tc_splits(batch, len, heads));
+    if !matches!(which, AttentionKernel::PerQuery | AttentionKernel::SplitKeys) {
+        return Err(Error::msg(format!("attention: {which:?} is not an f32 kernel (attention_fwd_bf16 runs the tensor-core ones)")));
     }
-    let (o, lse, p) = checked_outputs(q, k, v, dims)?;
-    let launch = attention_fwd_kernel_launch(which, dims.3, device_ptr(&o, 0), device_ptr(&lse, 0), device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0), &p);
-    run_on_device(q.device(), &launch)?;
+    let p = checked_params(q, k, v, dims)?;
+    let (batch, len, heads, head_dim) = dims;
+    let dev = q.device();
+    let (o, lse) = (dev.alloc(DType::F32, batch * len * heads * head_dim)?, dev.alloc(DType::F32, batch * heads * len)?);
+    let launch = attention_fwd_kernel_launch(which, head_dim, device_ptr(&o, 0), device_ptr(&lse, 0), device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0), &p);
+    run_on_device(dev, &launch)?;
     Ok((o, lse))
 }
 
@@ -212,14 +227,15 @@ pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
 
 /// The tensor-core forward with the keys in `splits` ranges (1: one pass over all of them);
 /// more than one: each range's softmax result into partial buffers, then `attention_tc_merge`.
+/// Returns `o` only (no log-sum-exp is written).
 pub fn attention_fwd_tc_splits(
     q: &CudaStorage,
     k: &CudaStorage,
     v: &CudaStorage,
     dims: (usize, usize, usize, usize),
     splits: usize,
-) -> Result<(CudaStorage, CudaStorage)> {
-    let (o, lse, p) = checked_outputs(q, k, v, dims)?;
+) -> Result<CudaStorage> {
+    let p = checked_params(q, k, v, dims)?;
     let (batch, len, heads, head_dim) = dims;
     if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
         return Err(Error::shape("attention", format!("{splits} key splits of {len} keys (1 to one per 64-key tile)")));
@@ -231,19 +247,20 @@ pub fn attention_fwd_tc_splits(
     }
     let (qp, kp, vp) = (device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0));
     let dev = q.device();
-    if splits == 1 {
-        let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, device_ptr(&o, 0), device_ptr(&lse, 0), qp, kp, vp, &p);
-        run_on_device(dev, &launch)?;
-        return Ok((o, lse));
-    }
     let n = batch * len * heads * head_dim;
+    let o = dev.alloc(DType::F32, n)?;
+    if splits == 1 {
+        let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, device_ptr(&o, 0), 0, qp, kp, vp, &p);
+        run_on_device(dev, &launch)?;
+        return Ok(o);
+    }
     u32_arg("attention partials", splits * n)?;
     let (o_part, lse_part) = (dev.alloc(DType::F32, splits * n)?, dev.alloc(DType::F32, splits * batch * heads * len)?);
-    let ptrs = [&o, &lse, &o_part, &lse_part].map(|t| device_ptr(t, 0));
+    let ptrs = [device_ptr(&o, 0), 0, device_ptr(&o_part, 0), device_ptr(&lse_part, 0)];
     for launch in attention_tc_split_launches(head_dim, splits, ptrs, [qp, kp, vp], &p) {
         run_on_device(dev, &launch)?;
     }
-    Ok((o, lse))
+    Ok(o)
 }
 
 /// The two launches of the split tensor-core forward (`splits` >= 2, at most one per 64-key
@@ -252,10 +269,8 @@ pub fn attention_fwd_tc_splits(
 /// `out` = [o, lse, o_part, lse_part], `qkv` = [q, k, v].
 pub fn attention_tc_split_launches(head_dim: usize, splits: usize, out: [u64; 4], qkv: [u64; 3], p: &AttentionParams) -> [Launch; 2] {
     let [o, lse, o_part, lse_part] = out;
-    let mut split = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, o_part, lse_part, qkv[0], qkv[1], qkv[2], p);
-    split.kernel = if head_dim == 64 { "attention_fwd_tc_split_bf16" } else { "attention_fwd_tc_split_d32_bf16" };
-    split.cfg.grid.2 = p.batch * splits as u32;
-    split.args.push(KArg::U32(splits as u32));
+    let which = AttentionKernel::TensorCoreBf16Split(splits as u32);
+    let split = attention_fwd_kernel_launch(which, head_dim, o_part, lse_part, qkv[0], qkv[1], qkv[2], p);
     let n = (p.batch * p.len * p.heads) as usize * head_dim;
     let merge = Launch {
         module: TC_MODULE,
@@ -274,13 +289,13 @@ pub fn attention_tc_split_launches(head_dim: usize, splits: usize, out: [u64; 4]
     [split, merge]
 }
 
-/// Checks dense q, k, v `[batch, len, heads * head_dim]` and allocates (o, lse) with the params.
-fn checked_outputs(
+/// Checks dense q, k, v `[batch, len, heads * head_dim]`; their kernel parameters.
+fn checked_params(
     q: &CudaStorage,
     k: &CudaStorage,
     v: &CudaStorage,
     (batch, len, heads, head_dim): (usize, usize, usize, usize),
-) -> Result<(CudaStorage, CudaStorage, AttentionParams)> {
+) -> Result<AttentionParams> {
     if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
         return Err(Error::shape(
             "attention",
@@ -298,7 +313,5 @@ fn checked_outputs(
     for t in [q, k, v] {
         check_f32("attention", t, n)?;
     }
-    let dev = q.device();
-    let (o, lse) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, batch * heads * len)?);
-    Ok((o, lse, AttentionParams::dense_dim(batch, len, heads, head_dim)))
+    Ok(AttentionParams::dense_dim(batch, len, heads, head_dim))
 }
