@@ -45,9 +45,7 @@ struct AttentionParams {
   float scale;
 };
 
-static __device__ __forceinline__ unsigned atc_pack(float lo, float hi) {
-  return fdm_bf16_bits(lo) | (fdm_bf16_bits(hi) << 16);
-}
+static __device__ __forceinline__ unsigned atc_pack(float lo, float hi) { return fdm_bf16x2_bits(lo, hi); }
 
 // The A fragments of this thread's two query rows r0 and r0 + 8 (zeros past the sequence).
 template <int D>

@@ -131,6 +131,24 @@ static __device__ __forceinline__ unsigned fdm_bf16_bits(float f) {
 
 static __device__ __forceinline__ float fdm_bf16_to_f32(unsigned bits) { return __uint_as_float(bits << 16); }
 
+// Two floats -> one word of bf16 bits, `lo` in bits 0-15 and `hi` in bits 16-31 (the order of the
+// mma fragments' pairs), each rounded to nearest even. On a GPU one cvt.rn.bf16x2.f32 (sm_80+)
+// instead of about a dozen integer operations: the tensor-core kernels convert every staged
+// element, and with few warps per multiprocessor that issue time is not hidden. Same bits as
+// fdm_bf16_bits for every input but NaN (the instruction gives the canonical NaN 0x7fff); the
+// emulator runs the integer twin.
+#ifndef FDM_EMU
+static __device__ __forceinline__ unsigned fdm_bf16x2_bits(float lo, float hi) {
+  unsigned d;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+}
+#else
+static __device__ __forceinline__ unsigned fdm_bf16x2_bits(float lo, float hi) {
+  return fdm_bf16_bits(lo) | (fdm_bf16_bits(hi) << 16);
+}
+#endif
+
 #ifndef FDM_EMU
 // d += A * B for one 16 x 8 x 16 tile held in the fragments above (every lane of the warp calls it).
 static __device__ __forceinline__ void fdm_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4],

@@ -13,6 +13,8 @@
 //   linear, in one launch.
 //   gemm_tc_selftest_mma(d, a, b, c): one warp, one mma on a 16x16 x 16x8 problem, fragments
 //   loaded straight from the PTX ISA formulas below; pins the fragment layout in the tests.
+//   bf16x2_selftest(y, x, pairs): y[i] = fdm_bf16x2_bits(x[2i], x[2i + 1]), the paired conversion
+//   of the tensor-core kernels (one cvt instruction on a GPU), checked against the host's rounding.
 // Why bf16: the weights are read once per pass for all 1024 tokens; bf16 halves their memory and
 // lets the tensor cores do the MACs (8 significant bits per product, exact in f32), while the
 // sums stay f32.
@@ -40,7 +42,7 @@
 #define TC_THREADS 128
 #define TC_LDS (TC_BK / 2 + 4)  // 32-bit words per shared row: 16 bf16 pairs + 4 of padding
 
-// fdm_bf16_bits, fdm_bf16_to_f32 and fdm_mma_bf16_16816 (with its emulated twin) live in
+// fdm_bf16_bits, fdm_bf16x2_bits, fdm_bf16_to_f32 and fdm_mma_bf16_16816 (with its emulated twin) live in
 // common.cuh: kernels/attention_tc.cu uses the same instruction.
 
 // Stage A[m0 .. m0+64, k0 .. k0+32] into as[row][pair] as bf16 pairs, zero outside m x k.
@@ -57,7 +59,7 @@ static __device__ __forceinline__ void tc_stage_a(unsigned (*as)[TC_LDS], const 
       if (kk < k) x0 = src[0];
       if (kk + 1 < k) x1 = src[1];
     }
-    as[r][p] = fdm_bf16_bits(x0) | (fdm_bf16_bits(x1) << 16);
+    as[r][p] = fdm_bf16x2_bits(x0, x1);
   }
 }
 
@@ -195,8 +197,8 @@ static __device__ __forceinline__ void tc_store_slice(const TcSliceRegs& r, unsi
 #pragma unroll
   for (int q = 0; q < TC_A_VECS; ++q) {
     const unsigned e = threadIdx.x + TC_THREADS * q, row = e / (TC_BK / 4), w = 2 * (e % (TC_BK / 4));
-    as[row][w] = fdm_bf16_bits(r.a[q].x) | (fdm_bf16_bits(r.a[q].y) << 16);
-    as[row][w + 1] = fdm_bf16_bits(r.a[q].z) | (fdm_bf16_bits(r.a[q].w) << 16);
+    as[row][w] = fdm_bf16x2_bits(r.a[q].x, r.a[q].y);
+    as[row][w + 1] = fdm_bf16x2_bits(r.a[q].z, r.a[q].w);
   }
 #pragma unroll
   for (int q = 0; q < TC_B_VECS; ++q) {
@@ -272,4 +274,11 @@ extern "C" __global__ void gemm_tc_selftest_mma(float* __restrict__ d, const uns
   d[g * 8 + 2 * t + 1] = acc[1];
   d[(g + 8) * 8 + 2 * t] = acc[2];
   d[(g + 8) * 8 + 2 * t + 1] = acc[3];
+}
+
+// y[i] = fdm_bf16x2_bits(x[2i], x[2i + 1]) (grid-stride): pins the operand order and the rounding of
+// the cvt.rn.bf16x2.f32 instruction on a GPU (the emulator runs its integer twin).
+extern "C" __global__ void bf16x2_selftest(unsigned* __restrict__ y, const float* __restrict__ x, unsigned pairs) {
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < pairs; i += blockDim.x * gridDim.x)
+    y[i] = fdm_bf16x2_bits(x[2 * i], x[2 * i + 1]);
 }

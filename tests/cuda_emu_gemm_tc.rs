@@ -21,7 +21,7 @@
 mod common;
 
 use common::backend::Backend;
-use fdm::cuda::ops::gemm_tc::{cast_launch, gemm_bf16_launch, linear_prep_launch, mma_selftest_launch, InputAct, TcKernel};
+use fdm::cuda::ops::gemm_tc::{bf16x2_selftest_launch, cast_launch, gemm_bf16_launch, linear_prep_launch, mma_selftest_launch, InputAct, TcKernel};
 use fdm::cuda::ops::unary::unary_fwd_launch;
 use fdm::params::unary::{UnaryOp, UnaryParams};
 use fdm::testing::random_vec;
@@ -29,6 +29,7 @@ use half::bf16;
 
 backend_tests!(
     one_mma_matches_the_fragment_layout,
+    paired_bf16_conversion_rounds_like_half,
     gemm_odd_shapes_match_f64_reference,
     gemm_transformer_shapes_match_f64_reference,
     gemm_nan_propagates_to_its_row_and_column,
@@ -86,6 +87,38 @@ fn one_mma_matches_the_fragment_layout<B: Backend>(be: &B) {
         for n in 0..8 {
             let want = c[r * 8 + n] + (0..16).map(|k| a[r * 16 + k] * bt[n * 16 + k]).sum::<f32>();
             assert_eq!(got[r * 8 + n], want, "D[{r}][{n}]");
+        }
+    }
+}
+
+/// The tensor-core kernels' paired conversion (`fdm_bf16x2_bits`: one cvt.rn.bf16x2.f32 on a
+/// GPU) against `half`'s round-to-nearest-even, element 2i in the low half: ties both ways,
+/// subnormals, the largest finites and what rounds to infinity, infinities, zeros of both signs,
+/// and random values of every magnitude. NaN only has to stay NaN (the instruction gives the
+/// canonical NaN, the integer twin keeps the payload).
+fn paired_bf16_conversion_rounds_like_half<B: Backend>(be: &B) {
+    let mut x: Vec<f32> = vec![
+        1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -(1.0 + 1.0 / 256.0), 1.0 + 1.0 / 256.0 + 1e-7,
+        f32::from_bits(0x0000_8000), f32::from_bits(0x0001_8000), f32::from_bits(0x007f_ffff), f32::MIN_POSITIVE,
+        f32::MAX, -f32::MAX, f32::from_bits(0x7f7f_7fff), f32::from_bits(0x7f7f_8000),
+        f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0,
+    ];
+    x.extend(random_vec(7, 4000, -1.0, 1.0).iter().enumerate().map(|(i, v)| v * 2f32.powi((i % 60) as i32 - 30)));
+    let nan_at = x.len();
+    x.extend([f32::NAN, 1.0]);
+    let pairs = x.len() / 2;
+    let (xb, y) = (be.f32s(&x), be.u32s(&vec![0u32; pairs]));
+    be.run(&bf16x2_selftest_launch(be.ptr(&y), be.ptr(&xb), pairs as u32));
+    let got = be.get_u32(&y);
+    for i in 0..pairs {
+        let (lo, hi) = ((got[i] & 0xffff) as u16, (got[i] >> 16) as u16);
+        for (e, bits) in [(2 * i, lo), (2 * i + 1, hi)] {
+            if e == nan_at {
+                assert!(bf16::from_bits(bits).is_nan(), "NaN must stay NaN, got {bits:#06x}");
+                continue;
+            }
+            let want = bf16::from_f32(x[e]).to_bits();
+            assert_eq!(bits, want, "element {e} ({:e}, bits {:#010x}): got {bits:#06x}, want {want:#06x}", x[e], x[e].to_bits());
         }
     }
 }

@@ -249,6 +249,17 @@ pub fn convert(x: &CudaStorage, to: DType) -> Result<CudaStorage> {
     Ok(y)
 }
 
+/// `y[i]` = bf16 bits of `x[2i]` (low half) and `x[2i + 1]` (high half), rounded to nearest even
+/// by the tensor-core kernels' paired conversion (the self-test of that conversion).
+pub fn bf16x2_selftest_launch(y: u64, x: u64, pairs: u32) -> Launch {
+    Launch {
+        module: MODULE,
+        kernel: "bf16x2_selftest",
+        cfg: LaunchCfg::for_elements(pairs as usize, 256, 1024),
+        args: vec![KArg::Ptr(y), KArg::Ptr(x), KArg::U32(pairs)],
+    }
+}
+
 /// One warp, one mma: `d [16, 8] = a [16, 16] * bt^T + c` with `a` and `bt [8, 16]` bf16
 /// row-major, `c`, `d` f32 row-major (the fragment-layout self-test).
 pub fn mma_selftest_launch(d: u64, a: u64, bt: u64, c: u64) -> Launch {
