@@ -6,7 +6,7 @@
 //       q, k, v, o f32 [B, L, heads * D], x[b * p.batch_stride + l * p.row_stride + h * D + d];
 //       lse[(b * heads + h) * L + l] = log sum_j exp(scale q.k_j) or null.
 // Numerics: q, k and v are rounded to bf16 (nearest even) when staged; the scores q.k are bf16
-// products summed in f32, then scaled; softmax in f32 (exp2 of scores pre-multiplied by log2 e);
+// products summed in f32; softmax in f32 (exp2 of fma(score, scale log2 e, -running max));
 // the probabilities are rounded to bf16 for the P V product (f32 sums) while the normaliser l sums
 // them unrounded. The CPU's bf16 attention (src/ops/attention.rs) rounds q, k and v the same way
 // and keeps the probabilities f32.
@@ -19,10 +19,17 @@
 // two neighbouring 16 x 8 tiles is the A layout of one 16 x 16 tile (mma fragments: common.cuh).
 //   Thread (g = lane / 4, t = lane % 4) holds rows g and g + 8 of its warp's 16 queries; score
 //   s[j][e] is row g + 8 (e / 2), key 8 j + 2 t + e % 2 of the tile.
-// Shared memory (bf16 pairs in 32-bit words, rows padded by 4 words so every fragment read of a
-// warp hits 32 banks): ks[key][d pair] and vt[d][key pair] (V transposed: the P V product needs
-// pairs of consecutive keys for one d). 18 KiB for D = 64. The next tile's K and V are loaded
-// into registers (16-byte loads) while the current one is computed.
+// Shared memory (bf16 pairs in 32-bit words): ks[key][d pair] and vt[d][key pair] (V transposed:
+// the P V product needs pairs of consecutive keys for one d). A B fragment takes pairs t and t + 4
+// of an 8-pair group; the pairs of each group are stored in the order 0 4 1 5 2 6 3 7 (`atc_col`),
+// so those two words are adjacent and one 64-bit load reads both. Rows are padded to 8 (mod 32)
+// words, so the 8-byte loads of a half-warp (4 rows x 4 threads) hit 32 different banks, and the
+// columns of odd keys (ks) are XORed with 2 and those of d rows with bit 2 set (vt) with 16, so the
+// stores of a warp, which cover two keys or two d quads, hit 32 banks too (a simulation of these
+// index formulas: 2 wavefronts per 8-byte load, the minimum, and 1 per store).
+
+// 20 KiB for D = 64. The next tile's K and V are loaded into registers (16-byte loads) while the
+// current one is computed.
 // Alignment: q, k, v 16-byte aligned, row_stride and batch_stride multiples of 4 (the launcher
 // checks; dense tensors of head dim 32 or 64 always are).
 // Launch: grid (ceil(L / 64), heads, B), 128 threads.
@@ -36,7 +43,8 @@
 #define ATC_BK 64
 #define ATC_THREADS 128
 #define ATC_WARPS (ATC_THREADS / 32)
-#define ATC_KV_LDS (ATC_BK / 2 + 4)  // words per vt row: 32 key pairs + 4 of padding
+#define ATC_KV_LDS (ATC_BK / 2 + 8)  // words per vt row: 32 key pairs + 8 of padding
+#define ATC_K_LDS(D) ((D) / 2 + 8)   // words per ks row: D / 2 d pairs + 8 of padding
 
 // Mirrors `AttentionParams` in src/cuda/ops/attention.rs.
 struct AttentionParams {
@@ -46,6 +54,28 @@ struct AttentionParams {
 };
 
 static __device__ __forceinline__ unsigned atc_pack(float lo, float hi) { return fdm_bf16x2_bits(lo, hi); }
+
+// Shared-memory column of pair p: within each group of 8 pairs the order 0 4 1 5 2 6 3 7, so the
+// pairs t and t + 4 that one B fragment needs are adjacent (see the header).
+static __device__ __forceinline__ unsigned atc_col(unsigned p) { return (p & ~7u) | ((p & 3u) << 1) | ((p >> 2) & 1u); }
+
+// Row swizzles of the columns (see the header): ks by key, vt by d.
+static __device__ __forceinline__ unsigned atc_kswz(unsigned key) { return (key & 1u) << 1; }
+static __device__ __forceinline__ unsigned atc_vswz(unsigned d) { return (d & 4u) << 2; }
+
+// The two words of a B fragment: pairs 8 c + t and 8 c + t + 4 of `row` (columns XORed with
+// `swz`), one 64-bit load.
+static __device__ __forceinline__ void atc_frag_b(unsigned (&bf)[2], const unsigned* row, unsigned c, unsigned t,
+                                                  unsigned swz) {
+  const unsigned* at = row + ((8 * c + 2 * t) ^ swz);
+#ifdef FDM_EMU
+  // A GPU faults on a misaligned 8-byte shared load; the CPU would not notice, so check here.
+  if (reinterpret_cast<uintptr_t>(at) % 8 != 0) ::cuda_emu::fail("atc_frag_b: misaligned 8-byte load");
+#endif
+  const uint2 w = *reinterpret_cast<const uint2*>(at);
+  bf[0] = w.x;
+  bf[1] = w.y;
+}
 
 // The A fragments of this thread's two query rows r0 and r0 + 8 (zeros past the sequence).
 template <int D>
@@ -106,72 +136,82 @@ static __device__ __forceinline__ void atc_load_tile(AtcTile<D>& r, const float*
 // Registers -> shared memory as bf16 pairs: ks[key][d pair] (along d) and vt[d][key pair]
 // (V transposed: pairs along the keys), the same element mapping as atc_load_tile.
 template <int D>
-static __device__ __forceinline__ void atc_store_tile(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+static __device__ __forceinline__ void atc_store_tile(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
                                                       const AtcTile<D>& r) {
   constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
 #pragma unroll
   for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
     const unsigned e = threadIdx.x + ATC_THREADS * i, key = e / QUADS, q = e % QUADS;
-    ks[key][2 * q] = atc_pack(r.k[i].x, r.k[i].y);
-    ks[key][2 * q + 1] = atc_pack(r.k[i].z, r.k[i].w);
+    ks[key][atc_col(2 * q) ^ atc_kswz(key)] = atc_pack(r.k[i].x, r.k[i].y);
+    ks[key][atc_col(2 * q + 1) ^ atc_kswz(key)] = atc_pack(r.k[i].z, r.k[i].w);
   }
   const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
     const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
     const unsigned d = 4 * ((c % QUAD_BLOCKS) * 2 + (lane >> 4));
-    vt[d][pr] = atc_pack(r.v0[i].x, r.v1[i].x);
-    vt[d + 1][pr] = atc_pack(r.v0[i].y, r.v1[i].y);
-    vt[d + 2][pr] = atc_pack(r.v0[i].z, r.v1[i].z);
-    vt[d + 3][pr] = atc_pack(r.v0[i].w, r.v1[i].w);
+    const unsigned col = atc_col(pr) ^ atc_vswz(d);  // d .. d + 3 share bit 2
+    vt[d][col] = atc_pack(r.v0[i].x, r.v1[i].x);
+    vt[d + 1][col] = atc_pack(r.v0[i].y, r.v1[i].y);
+    vt[d + 2][col] = atc_pack(r.v0[i].z, r.v1[i].z);
+    vt[d + 3][col] = atc_pack(r.v0[i].w, r.v1[i].w);
   }
 }
 
 // s = Q K^T for the warp's 16 rows and the tile's 64 keys (raw: not yet scaled).
 template <int D>
 static __device__ __forceinline__ void atc_scores(float (&s)[ATC_BK / 8][4], const unsigned (&qf)[D / 16][4],
-                                                  const unsigned (*ks)[D / 2 + 4], unsigned g, unsigned t) {
+                                                  const unsigned (*ks)[ATC_K_LDS(D)], unsigned g, unsigned t) {
 #pragma unroll
   for (int j = 0; j < ATC_BK / 8; ++j) {
     s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
 #pragma unroll
     for (int kd = 0; kd < D / 16; ++kd) {
-      const unsigned bf[2] = {ks[8 * j + g][8 * kd + t], ks[8 * j + g][8 * kd + 4 + t]};
+      unsigned bf[2];
+      atc_frag_b(bf, ks[8 * j + g], kd, t, atc_kswz(g));
       fdm_mma_bf16_16816(s[j], qf[kd], bf);
     }
   }
 }
 
-// Online softmax over one tile: scores become exp2(scaled score - new max) (0 past the sequence),
-// the running max m and partial sum l of rows g, g + 8 and the output accumulator are updated.
-// sl2 = scale * log2(e). The row max is shared by the 4 threads of a row (t = 0 .. 3).
+// Online softmax over one tile: scores become exp2(score * sl2 - new max) (0 past the sequence),
+// the running max m (in units of sl2 = scale * log2(e)) and partial sum l of rows g, g + 8 and the
+// output accumulator are updated. The max is taken over the raw scores and scaled once (sl2 > 0,
+// and rounding is monotonic, so that equals the max of the scaled scores), and each exponent is
+// one fma. Only the tile that reaches past the sequence masks keys. The row max is shared by the
+// 4 threads of a row (t = 0 .. 3).
 template <int D>
 static __device__ __forceinline__ void atc_softmax_tile(float (&s)[ATC_BK / 8][4], float (&acc)[D / 8][4],
                                                         float (&m)[2], float (&l)[2], unsigned k0, unsigned t,
                                                         unsigned len, float sl2) {
-  float mx[2] = {m[0], m[1]};
+  if (k0 + ATC_BK > len) {
+#pragma unroll
+    for (int j = 0; j < ATC_BK / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (k0 + 8 * j + 2 * t + (e & 1) >= len) s[j][e] = -FDM_INF;
+  }
+  float mx[2] = {-FDM_INF, -FDM_INF};
 #pragma unroll
   for (int j = 0; j < ATC_BK / 8; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const unsigned key = k0 + 8 * j + 2 * t + (e & 1);
-      s[j][e] = key < len ? s[j][e] * sl2 : -FDM_INF;
-      mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
-    }
+    for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[j][e]);
   float corr[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(FDM_FULL_MASK, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(FDM_FULL_MASK, mx[r], 2));
-    corr[r] = exp2f(m[r] - mx[r]);  // 0 on the first tile (m = -inf; key k0 < len, so mx is finite)
-    m[r] = mx[r];
+    // Key k0 < len is in every row's tile, so the new max is finite; corr is 0 on the first tile.
+    const float next = fmaxf(m[r], mx[r] * sl2);
+    corr[r] = exp2f(m[r] - next);
+    m[r] = next;
     l[r] *= corr[r];
   }
 #pragma unroll
   for (int j = 0; j < ATC_BK / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      s[j][e] = exp2f(s[j][e] - m[e >> 1]);
+      s[j][e] = exp2f(fmaf(s[j][e], sl2, -m[e >> 1]));
       l[e >> 1] += s[j][e];
     }
 #pragma unroll
@@ -192,7 +232,8 @@ static __device__ __forceinline__ void atc_pv(float (&acc)[D / 8][4], const floa
                             atc_pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
     for (int jd = 0; jd < D / 8; ++jd) {
-      const unsigned bf[2] = {vt[8 * jd + g][8 * kk + t], vt[8 * jd + g][8 * kk + 4 + t]};
+      unsigned bf[2];
+      atc_frag_b(bf, vt[8 * jd + g], kk, t, atc_vswz(g));
       fdm_mma_bf16_16816(acc[jd], af, bf);
     }
   }
@@ -234,7 +275,7 @@ static __device__ __forceinline__ void atc_store(const AtcOut& out, const float 
 // Queries of block column blockIdx.x of (batch b, head h) against keys kbeg .. kend - 1
 // (kbeg < kend <= len, kbeg a multiple of 64: the whole sequence, or one split of it).
 template <int D>
-static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
                                                          const AtcOut& out, const float* __restrict__ q,
                                                          const float* __restrict__ k, const float* __restrict__ v,
                                                          const AttentionParams& p, unsigned b, unsigned h,
@@ -266,7 +307,7 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[D / 2 + 
 
 // The whole sequence: grid (ceil(L / 64), heads, B).
 template <int D>
-static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
                                                           float* o, float* lse, const float* q, const float* k,
                                                           const float* v, const AttentionParams& p) {
   const unsigned h = blockIdx.y, b = blockIdx.z;
@@ -280,7 +321,7 @@ static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[D / 2 +
 // partials o_part [splits, B, L, heads * D] and lse_part [splits, B, heads, L], which
 // attention_tc_merge combines.
 template <int D>
-static __device__ __forceinline__ void attention_tc_split(unsigned (*ks)[D / 2 + 4], unsigned (*vt)[ATC_KV_LDS],
+static __device__ __forceinline__ void attention_tc_split(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
                                                           float* o_part, float* lse_part, const float* q,
                                                           const float* k, const float* v, const AttentionParams& p,
                                                           unsigned splits) {
@@ -295,16 +336,16 @@ static __device__ __forceinline__ void attention_tc_split(unsigned (*ks)[D / 2 +
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
     attention_fwd_tc_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
                           const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
-  __shared__ unsigned ks[ATC_BK][64 / 2 + 4];
-  __shared__ unsigned vt[64][ATC_KV_LDS];
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
+  __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
   attention_tc_whole<64>(ks, vt, o, lse, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
     attention_fwd_tc_d32_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
                               const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
-  __shared__ unsigned ks[ATC_BK][32 / 2 + 4];
-  __shared__ unsigned vt[32][ATC_KV_LDS];
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
+  __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
   attention_tc_whole<32>(ks, vt, o, lse, q, k, v, p);
 }
 
@@ -312,8 +353,8 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
     attention_fwd_tc_split_bf16(float* __restrict__ o_part, float* __restrict__ lse_part, const float* __restrict__ q,
                                 const float* __restrict__ k, const float* __restrict__ v, AttentionParams p,
                                 unsigned splits) {
-  __shared__ unsigned ks[ATC_BK][64 / 2 + 4];
-  __shared__ unsigned vt[64][ATC_KV_LDS];
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
+  __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
   attention_tc_split<64>(ks, vt, o_part, lse_part, q, k, v, p, splits);
 }
 
@@ -321,8 +362,8 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
     attention_fwd_tc_split_d32_bf16(float* __restrict__ o_part, float* __restrict__ lse_part,
                                     const float* __restrict__ q, const float* __restrict__ k,
                                     const float* __restrict__ v, AttentionParams p, unsigned splits) {
-  __shared__ unsigned ks[ATC_BK][32 / 2 + 4];
-  __shared__ unsigned vt[32][ATC_KV_LDS];
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
+  __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
   attention_tc_split<32>(ks, vt, o_part, lse_part, q, k, v, p, splits);
 }
 
