@@ -8,14 +8,24 @@
 //       others 512..1023 (offset 512, span 512); the result is the absolute code index.
 //       idx[r] = argmin_k |z_r|^2 + |e_k|^2 - 2 z_r.e_k; ties: the LOWEST index wins;
 //       dist[r] = that minimum (may be null). A row with no code to search gets idx 0xffffffff.
+//   codebook_argmin_split_f32(part_score, part_idx, z, codebook, norms, row_offset, N, K, D, span,
+//                             splits) + codebook_argmin_merge_f32(idx, dist, part_score, part_idx,
+//                             z, N, D, splits)
+//       The same search with each block's codes cut into `splits` ranges of whole 64-code tiles,
+//       one block per (32 rows, range): at the model's batch 1 (1024 rows: 32 blocks) the unsplit
+//       kernel leaves most multiprocessors idle. Range s writes its best (|e|^2 - 2 z.e, code) per
+//       row to part_score / part_idx [splits, N] (INFINITY / 0xffffffff when it has no code of
+//       the row's range); the merge takes the lexicographic (value, index) minimum over the ranges
+//       (one warp per row) and adds |z|^2. A code's score does not depend on its range, so the
+//       index is the unsplit kernel's exactly; dist sums |z|^2 in another order (last bits).
 // The distance matrix is never stored: each block takes 32 rows and walks the codes of its rows'
 // ranges in tiles of 64 codes, the dot products accumulated from shared-memory tiles of 32 dims
 // (2 rows x 4 codes per thread in registers), the running (min, index) kept per thread, then
 // combined across the 16 threads sharing a row with shuffles (lexicographic (value, index) min).
 // Every code's dot product is summed in the same order whatever its position in a tile, so equal
 // codebook rows give bit-identical distances and the tie rule is exact.
-// Launch: codebook_argmin_f32 with 256 threads per block, ceil(N / 32) blocks;
-// codebook_sqnorm_f32 with one warp per code.
+// Launch: codebook_argmin_f32 with 256 threads per block, ceil(N / 32) blocks (the split kernel:
+// ceil(N / 32) x splits); codebook_sqnorm_f32 and the merge with one warp per code / row.
 
 #define CB_ROWS 32    // rows of z per block
 #define CB_CODES 64   // codes per tile
@@ -42,10 +52,19 @@ static __device__ __forceinline__ bool cb_better(float v, unsigned i, float best
   return v < best || (v == best && i < best_i);
 }
 
-extern "C" __global__ void __launch_bounds__(CB_THREADS)
-    codebook_argmin_f32(unsigned* __restrict__ idx, float* __restrict__ dist, const float* __restrict__ z,
-                        const float* __restrict__ codebook, const float* __restrict__ norms,
-                        const unsigned* __restrict__ row_offset, unsigned N, unsigned K, unsigned D, unsigned span) {
+// Where a block's per-row results go: the final idx / dist (`part` false), or range blockIdx.y's
+// partial scores and indices (`part` true; dist then holds the score without |z|^2).
+struct CbOut {
+  unsigned* idx;
+  float* val;
+  bool part;
+};
+
+// The search of rows blockIdx.x * 32 .. + 31 over range `split` of `splits` of their codes.
+static __device__ __forceinline__ void cb_search(const CbOut& out, const float* __restrict__ z,
+                                                 const float* __restrict__ codebook, const float* __restrict__ norms,
+                                                 const unsigned* __restrict__ row_offset, unsigned N, unsigned K,
+                                                 unsigned D, unsigned span, unsigned split, unsigned splits) {
   __shared__ float zs[CB_DK][CB_ROWS + 1];   // +1: transposed stores without bank conflicts
   __shared__ float es[CB_DK][CB_CODES + 1];
   __shared__ unsigned s_off[CB_ROWS];
@@ -59,6 +78,12 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS)
   for (unsigned r = 0; r < CB_ROWS && row0 + r < N; ++r) {
     lo = min(lo, s_off[r]);
     hi = max(hi, min(s_off[r] + span, K));
+  }
+  if (lo < hi) {  // this range's whole tiles of [lo, hi)
+    const unsigned tiles = (hi - lo + CB_CODES - 1) / CB_CODES;
+    const unsigned first = lo + CB_CODES * (split * tiles / splits);
+    hi = min(hi, lo + CB_CODES * ((split + 1) * tiles / splits));
+    lo = first;
   }
   unsigned my_off[2];
   float best[2];
@@ -121,12 +146,13 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS)
     }
   }
 
-  // |z|^2 for the reported distance: dims d = tx (mod 16), summed across the 16 lanes below.
+  // |z|^2 for the reported distance (final results only): dims d = tx (mod 16), summed across the
+  // 16 lanes below.
   float zz[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const unsigned row = row0 + ty + 16 * i;
-    if (row < N)
+    if (row < N && !out.part)
       for (unsigned d = tx; d < D; d += 16) {
         const float v = z[(size_t)row * D + d];
         zz[i] += v * v;
@@ -150,10 +176,56 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS)
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const unsigned row = row0 + ty + 16 * i;
-      if (row < N) {
-        idx[row] = best_i[i];
-        if (dist) dist[row] = zz[i] + best[i];
+      if (row >= N) continue;
+      const size_t at = (size_t)split * N + row;
+      out.idx[at] = best_i[i];
+      if (out.part)
+        out.val[at] = best[i];
+      else if (out.val)
+        out.val[at] = zz[i] + best[i];
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(CB_THREADS)
+    codebook_argmin_f32(unsigned* __restrict__ idx, float* __restrict__ dist, const float* __restrict__ z,
+                        const float* __restrict__ codebook, const float* __restrict__ norms,
+                        const unsigned* __restrict__ row_offset, unsigned N, unsigned K, unsigned D, unsigned span) {
+  cb_search(CbOut{idx, dist, false}, z, codebook, norms, row_offset, N, K, D, span, 0, 1);
+}
+
+extern "C" __global__ void __launch_bounds__(CB_THREADS)
+    codebook_argmin_split_f32(float* __restrict__ part_score, unsigned* __restrict__ part_idx,
+                              const float* __restrict__ z, const float* __restrict__ codebook,
+                              const float* __restrict__ norms, const unsigned* __restrict__ row_offset, unsigned N,
+                              unsigned K, unsigned D, unsigned span, unsigned splits) {
+  cb_search(CbOut{part_idx, part_score, true}, z, codebook, norms, row_offset, N, K, D, span, blockIdx.y, splits);
+}
+
+extern "C" __global__ void codebook_argmin_merge_f32(unsigned* __restrict__ idx, float* __restrict__ dist,
+                                                     const float* __restrict__ part_score,
+                                                     const unsigned* __restrict__ part_idx, const float* __restrict__ z,
+                                                     unsigned N, unsigned D, unsigned splits) {
+  const unsigned warps = blockDim.x >> 5, lane = threadIdx.x & 31;
+  for (unsigned r = blockIdx.x * warps + (threadIdx.x >> 5); r < N; r += gridDim.x * warps) {
+    float zz = 0.0f;
+    for (unsigned d = lane; d < D; d += 32) {
+      const float v = z[(size_t)r * D + d];
+      zz += v * v;
+    }
+    zz = warp_sum(zz);
+    if (lane != 0) continue;
+    float best = FDM_INF;
+    unsigned best_i = 0xffffffffu;
+    for (unsigned s = 0; s < splits; ++s) {
+      const float v = part_score[(size_t)s * N + r];
+      const unsigned i = part_idx[(size_t)s * N + r];
+      if (cb_better(v, i, best, best_i)) {
+        best = v;
+        best_i = i;
       }
     }
+    idx[r] = best_i;
+    if (dist) dist[r] = zz + best;
   }
 }

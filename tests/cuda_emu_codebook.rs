@@ -12,7 +12,7 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::sq_dists_ref;
-use fdm::cuda::ops::codebook::{codebook_argmin_launch, codebook_sqnorm_launch, ArgminShape};
+use fdm::cuda::ops::codebook::{argmin_splits, codebook_argmin_launch, codebook_argmin_split_launches, codebook_sqnorm_launch, ArgminShape};
 use fdm::testing::{assert_close, random_vec};
 
 backend_tests!(
@@ -22,7 +22,20 @@ backend_tests!(
     ties_go_to_the_lowest_index,
 );
 
-/// Runs both kernels; returns (indices, distances).
+#[test]
+fn argmin_splits_fill_a_large_gpu_at_batch_1_only() {
+    // 1024 rows (the model at batch 1): 32 blocks, so 4 ranges of the 512-code span; batch 4: 1.
+    assert_eq!(argmin_splits(1024, 512), 4);
+    assert_eq!(argmin_splits(4096, 512), 1);
+    // Never more ranges than 64-code tiles, never 0.
+    assert_eq!(argmin_splits(10, 70), 2);
+    assert_eq!(argmin_splits(1, 1), 1);
+}
+
+/// Runs the norms and the search with the codes unsplit and in 2 and 4 ranges (split kernel +
+/// merge); the split runs must give the unsplit indices exactly (a code's score does not depend
+/// on its range) and its distances within rounding (|z|^2 is summed in another order). Returns
+/// the unsplit (indices, distances).
 fn argmin<B: Backend>(
     be: &B,
     z: &[f32],
@@ -37,22 +50,32 @@ fn argmin<B: Backend>(
         s.k,
         s.d,
     ));
-    let (idx, dist) = (
-        be.u32s(&vec![0xdead_beef; s.n]),
-        be.f32s(&vec![f32::NAN; s.n]),
-    );
     let off = offsets.map(|o| be.u32s(o));
     let poff = off.as_ref().map_or(0, |o| be.ptr(o));
-    be.run(&codebook_argmin_launch(
-        be.ptr(&idx),
-        be.ptr(&dist),
-        be.ptr(&zb),
-        be.ptr(&cbb),
-        be.ptr(&norms),
-        poff,
-        s,
-    ));
-    (be.get_u32(&idx), be.get_f32(&dist))
+    let run = |splits: usize| {
+        let (idx, dist) = (
+            be.u32s(&vec![0xdead_beef; s.n]),
+            be.f32s(&vec![f32::NAN; s.n]),
+        );
+        let (pi, pd, pz, pcb, pn) = (be.ptr(&idx), be.ptr(&dist), be.ptr(&zb), be.ptr(&cbb), be.ptr(&norms));
+        if splits == 1 {
+            be.run(&codebook_argmin_launch(pi, pd, pz, pcb, pn, poff, s));
+        } else {
+            let (score, index) = (be.f32s(&vec![f32::NAN; splits * s.n]), be.u32s(&vec![0xdead_beef; splits * s.n]));
+            let part = [be.ptr(&score), be.ptr(&index)];
+            for launch in codebook_argmin_split_launches(part, pi, pd, pz, pcb, pn, poff, s, splits) {
+                be.run(&launch);
+            }
+        }
+        (be.get_u32(&idx), be.get_f32(&dist))
+    };
+    let (idx, dist) = run(1);
+    for splits in [2, 4] {
+        let (si, sd) = run(splits);
+        assert_eq!(si, idx, "indices with the codes in {splits} ranges");
+        assert_close(&sd, &dist, be.tol(), &format!("distances with the codes in {splits} ranges"));
+    }
+    (idx, dist)
 }
 
 fn check_rows(
