@@ -24,10 +24,12 @@
 //       tokens[i] = drawn[q], known[i] = 1, order[i] = p.order_base + q % p.per_image (the pick's
 //       rank in its image's fill order). drawn[q] < the codebook's rows is the caller's
 //       guarantee (tokens come from topk_sample_f32 over V <= codebook rows).
-// One block per row (row_max: one warp per row); the rank of each element is counted directly
-// (how many elements precede it in the order), which is exact, deterministic and cheap for
-// V <= a few thousand. The running sum is taken by one thread, in candidate order.
-// Dynamic shared memory: topk_sample_f32 (V + 3k) * 4 bytes; select_positions_f32 L * 8 bytes.
+// One block per row (row_max: one warp per row). select_positions counts the rank of each
+// element directly (how many elements precede it in the order): exact, deterministic. topk_sample
+// sorts the row with a bitonic network in shared memory (same order, same ties), then one thread
+// takes the running sum over the k kept classes in class-index order.
+// Dynamic shared memory: topk_sample_f32 (2 n + 2 k) * 4 bytes with n the power of two >= V;
+// select_positions_f32 L * 8 bytes.
 
 #define SAMPLE_NONE 0xffffffffu
 
@@ -93,13 +95,38 @@ extern "C" __global__ void select_positions_f32(unsigned* __restrict__ positions
   }
 }
 
+// Sorts n = a power of two (value, index) pairs in shared memory into `precedes` order (largest
+// value first, ties: lowest index first) with a bitonic network: log2(n) (log2(n) + 1) / 2 stages
+// of n / 2 compare-exchanges, all threads of the block, a barrier after each stage.
+static __device__ __forceinline__ void topk_bitonic_sort(float* v, unsigned* idx, unsigned n) {
+  for (unsigned size = 2; size <= n; size <<= 1)
+    for (unsigned stride = size >> 1; stride > 0; stride >>= 1) {
+      for (unsigned t = threadIdx.x; t < n / 2; t += blockDim.x) {
+        const unsigned lo = 2 * t - (t & (stride - 1)), hi = lo + stride;
+        const float va = v[lo], vb = v[hi];
+        const unsigned ia = idx[lo], ib = idx[hi];
+        // Blocks of `size` alternate direction until the last merge, which is all one way.
+        const bool swap = (lo & size) == 0 ? precedes(vb, ib, va, ia) : precedes(va, ia, vb, ib);
+        if (swap) {
+          v[lo] = vb;
+          v[hi] = va;
+          idx[lo] = ib;
+          idx[hi] = ia;
+        }
+      }
+      __syncthreads();
+    }
+}
+
 extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const float* __restrict__ logits,
                                            const float* __restrict__ uniforms, const unsigned* __restrict__ positions,
                                            TopkParams p) {
-  DYN_SHARED(float, s_logit);
-  float* s_val = s_logit + p.vocab;                                  // top-k logits, descending
-  unsigned* s_idx = reinterpret_cast<unsigned*>(s_val + p.k);       // their class indices
-  float* s_w = reinterpret_cast<float*>(s_idx + p.k);               // exp((l - max) * inv_t)
+  unsigned n = 1;  // the sort's size: the next power of two >= V
+  while (n < p.vocab) n <<= 1;
+  DYN_SHARED(float, s_val);                                          // [n] sorted logits
+  unsigned* s_idx = reinterpret_cast<unsigned*>(s_val + n);          // [n] their classes
+  float* s_w = reinterpret_cast<float*>(s_idx + n);                  // [k] kept weights, class order
+  unsigned* s_cls = reinterpret_cast<unsigned*>(s_w + p.k);          // [k] kept classes, class order
   for (unsigned q = blockIdx.x; q < p.rows; q += gridDim.x) {
     size_t row = q;
     if (positions) {
@@ -110,39 +137,38 @@ extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const 
       }
       row = (size_t)(q / p.per_image) * p.seq_len + pos;
     }
-    for (unsigned c = threadIdx.x; c < p.vocab; c += blockDim.x) s_logit[c] = logits[row * p.vocab + c];
-    __syncthreads();
-    for (unsigned c = threadIdx.x; c < p.vocab; c += blockDim.x) {
-      const float v = s_logit[c];
-      unsigned rank = 0;
-      for (unsigned j = 0; j < p.vocab; ++j) rank += precedes(s_logit[j], j, v, c) ? 1u : 0u;
-      if (rank < p.k) {
-        s_val[rank] = v;
-        s_idx[rank] = c;
-      }
+    // Padding sorts after every class: -inf with an index past V (a class's -inf has a lower one).
+    for (unsigned c = threadIdx.x; c < n; c += blockDim.x) {
+      s_val[c] = c < p.vocab ? logits[row * p.vocab + c] : -FDM_INF;
+      s_idx[c] = c;
     }
     __syncthreads();
+    topk_bitonic_sort(s_val, s_idx, n);
+    // The first k are the top k. Each goes to its place in class-index order (the number of kept
+    // classes below it), with its weight exp((l - max) / temperature).
     const float top = s_val[0];
-    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) s_w[r] = expf((s_val[r] - top) / p.temperature);
+    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) {
+      const unsigned c = s_idx[r];
+      unsigned at = 0;
+      for (unsigned j = 0; j < p.k; ++j) at += s_idx[j] < c ? 1u : 0u;
+      s_w[at] = expf((s_val[r] - top) / p.temperature);
+      s_cls[at] = c;
+    }
     __syncthreads();
     // The draw walks the kept classes in class-index order with an f64 running sum, exactly as
     // the CPU sampler (src/cpu/ops/sampling.rs, rng::categorical_with_uniform) does, so both
-    // backends draw the same token from the same uniform. The row's logits are no longer needed:
-    // s_logit becomes the per-class weight (0 for classes outside the top k).
-    for (unsigned c = threadIdx.x; c < p.vocab; c += blockDim.x) s_logit[c] = 0.0f;
-    __syncthreads();
-    for (unsigned r = threadIdx.x; r < p.k; r += blockDim.x) s_logit[s_idx[r]] = s_w[r];
-    __syncthreads();
+    // backends draw the same token from the same uniform; classes of weight 0 (exp underflow,
+    // -inf logits) are never drawn.
     if (threadIdx.x == 0) {
       double total = 0.0;
-      for (unsigned c = 0; c < p.vocab; ++c) total += (double)s_logit[c];
+      for (unsigned j = 0; j < p.k; ++j) total += (double)s_w[j];
       const double target = (double)uniforms[q] * total;
       double run = 0.0;
       unsigned pick = s_idx[0];
-      for (unsigned c = 0; c < p.vocab; ++c) {
-        const float w = s_logit[c];
+      for (unsigned j = 0; j < p.k; ++j) {
+        const float w = s_w[j];
         if (w > 0.0f) {
-          pick = c;  // rounding may leave target == total: keep the last live class
+          pick = s_cls[j];  // rounding may leave target == total: keep the last live class
           run += (double)w;
           if (target < run) break;
         }

@@ -122,6 +122,14 @@ fn topk_draws_match_reference_at_the_model_shape<B: Backend>(be: &B) {
     // A sharper temperature (0.5) and a wider top-K.
     let tokens = sample_rows(be, &logits, &uniforms, v, 200, 0.5);
     check_draws(&logits, &uniforms, v, 200, 0.5, &tokens);
+    // Vocabularies that are not a power of two (the kernel sorts the row padded to one): every
+    // class kept (k = V), and V just past a power of two.
+    for (v, k) in [(300, 300), (513, 50)] {
+        let logits = random_vec(5, rows * v, -6.0, 6.0);
+        let tokens = sample_rows(be, &logits, &uniforms, v, k, 1.0);
+        check_draws(&logits, &uniforms, v, k, 1.0, &tokens);
+        assert!(tokens.iter().all(|&t| (t as usize) < v), "V = {v}: a padding slot was drawn");
+    }
 }
 
 fn tied_logits_rank_by_lowest_class<B: Backend>(be: &B) {

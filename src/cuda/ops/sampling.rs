@@ -98,7 +98,7 @@ pub fn topk_sample_launch(
     positions: u64,
     p: &TopkParams,
 ) -> Launch {
-    let smem = (p.vocab + 3 * p.k) * 4;
+    let smem = topk_smem_bytes(p.vocab as usize, p.k as usize) as u32;
     let cfg = LaunchCfg::linear(p.rows.clamp(1, 1 << 20), THREADS, smem);
     let args = vec![
         KArg::Ptr(tokens),
@@ -113,6 +113,12 @@ pub fn topk_sample_launch(
         cfg,
         args,
     }
+}
+
+/// Dynamic shared memory of `topk_sample_f32`: the row padded to a power of two (values and
+/// classes) and the k kept weights and classes.
+pub fn topk_smem_bytes(vocab: usize, k: usize) -> usize {
+    (2 * vocab.next_power_of_two() + 2 * k) * 4
 }
 
 /// Shapes of one sampling step: logits [b, l, v]; `n` positions per image; top-`k` with
@@ -159,7 +165,7 @@ pub fn sample_step(
         ));
     }
     // Dynamic shared memory stays within the 48 KiB every launch may use.
-    if s.l * 8 > 48 * 1024 || (s.v + 3 * s.k) * 4 > 48 * 1024 {
+    if s.l * 8 > 48 * 1024 || topk_smem_bytes(s.v, s.k) > 48 * 1024 {
         return Err(Error::shape(
             "sample_step",
             format!(
@@ -237,10 +243,10 @@ pub fn topk_sample_rows(
     temperature: f32,
 ) -> Result<CudaStorage> {
     check_f32("topk_sample", uniforms, rows)?;
-    if k == 0 || k > v || (v + 3 * k) * 4 > 48 * 1024 {
+    if k == 0 || k > v || topk_smem_bytes(v, k) > 48 * 1024 {
         return Err(Error::shape(
             "topk_sample",
-            format!("top-k {k} of {v} classes (the kernel's shared memory holds v + 3k <= 12288)"),
+            format!("top-k {k} of {v} classes (the kernel's shared memory holds 2 (v rounded up to a power of two) + 2k <= 12288 words)"),
         ));
     }
     let (positions, seq_len, per_image) = match source {
