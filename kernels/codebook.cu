@@ -32,17 +32,19 @@
 #define CB_DK 32      // dims per shared-memory tile
 #define CB_THREADS 256
 
+// |row|^2 of a D-float row, summed by one warp (every lane gets it).
+static __device__ __forceinline__ float cb_warp_sqnorm(const float* __restrict__ row, unsigned D, unsigned lane) {
+  float s = 0.0f;
+  for (unsigned d = lane; d < D; d += 32) s += row[d] * row[d];
+  return warp_sum(s);
+}
+
 extern "C" __global__ void codebook_sqnorm_f32(float* __restrict__ norms, const float* __restrict__ codebook,
                                                unsigned K, unsigned D) {
   const unsigned warps_per_block = blockDim.x >> 5;
   const unsigned lane = threadIdx.x & 31;
   for (unsigned k = blockIdx.x * warps_per_block + (threadIdx.x >> 5); k < K; k += gridDim.x * warps_per_block) {
-    float s = 0.0f;
-    for (unsigned d = lane; d < D; d += 32) {
-      const float v = codebook[(size_t)k * D + d];
-      s += v * v;
-    }
-    s = warp_sum(s);
+    const float s = cb_warp_sqnorm(codebook + (size_t)k * D, D, lane);
     if (lane == 0) norms[k] = s;
   }
 }
@@ -208,12 +210,7 @@ extern "C" __global__ void codebook_argmin_merge_f32(unsigned* __restrict__ idx,
                                                      unsigned N, unsigned D, unsigned splits) {
   const unsigned warps = blockDim.x >> 5, lane = threadIdx.x & 31;
   for (unsigned r = blockIdx.x * warps + (threadIdx.x >> 5); r < N; r += gridDim.x * warps) {
-    float zz = 0.0f;
-    for (unsigned d = lane; d < D; d += 32) {
-      const float v = z[(size_t)r * D + d];
-      zz += v * v;
-    }
-    zz = warp_sum(zz);
+    const float zz = cb_warp_sqnorm(z + (size_t)r * D, D, lane);
     if (lane != 0) continue;
     float best = FDM_INF;
     unsigned best_i = 0xffffffffu;
