@@ -82,6 +82,9 @@ def main():
         report(f"torch_attention_f32_{h}x{l}x{d}", 2 * 2 * h * l * l * d, best(lambda: F.scaled_dot_product_attention(q, k_, v)))
         qb, kb, vb = q.bfloat16(), k_.bfloat16(), v.bfloat16()
         report(f"torch_attention_bf16_{h}x{l}x{d}", 2 * 2 * h * l * l * d, best(lambda: F.scaled_dot_product_attention(qb, kb, vb)))
+        # Batch 4: the `-n 4` sampler's shape (ours: cuda_attention_tc_bf16_b4_*).
+        q4, k4, v4 = (rand(4, h, l, d).bfloat16() for _ in range(3))
+        report(f"torch_attention_bf16_b4_{h}x{l}x{d}", 4 * 2 * 2 * h * l * l * d, best(lambda: F.scaled_dot_product_attention(q4, k4, v4)))
         n, codes, dim = 1024, 512, 256
         z, cb = rand(n, dim), rand(codes, dim)
         report(f"torch_codebook_argmin_f32_{n}x{codes}x{dim}", 2 * n * codes * dim, best(lambda: torch.cdist(z, cb).argmin(dim=1)))
