@@ -24,12 +24,12 @@
 //       tokens[i] = drawn[q], known[i] = 1, order[i] = p.order_base + q % p.per_image (the pick's
 //       rank in its image's fill order). drawn[q] < the codebook's rows is the caller's
 //       guarantee (tokens come from topk_sample_f32 over V <= codebook rows).
-// One block per row (row_max: one warp per row). select_positions counts the rank of each
-// element directly (how many elements precede it in the order): exact, deterministic. topk_sample
-// sorts the row with a bitonic network in shared memory (same order, same ties), then one thread
-// takes the running sum over the k kept classes in class-index order.
+// One block per image (select_positions) or sampled row (topk_sample), one warp per row
+// (row_max). select_positions and topk_sample sort their row with a bitonic network in shared
+// memory in `precedes` order (exact and deterministic, ties by lowest index); then one thread of
+// topk_sample takes the running sum over the k kept classes in class-index order.
 // Dynamic shared memory: topk_sample_f32 (2 n + 2 k) * 4 bytes with n the power of two >= V;
-// select_positions_f32 L * 8 bytes.
+// select_positions_f32 2 n * 4 bytes with n the power of two >= L.
 
 #define SAMPLE_NONE 0xffffffffu
 
@@ -68,37 +68,10 @@ static __device__ __forceinline__ bool precedes(float va, unsigned ia, float vb,
   return va > vb || (va == vb && ia < ib);
 }
 
-extern "C" __global__ void select_positions_f32(unsigned* __restrict__ positions, const float* __restrict__ score,
-                                                const unsigned* __restrict__ known, unsigned B, unsigned L,
-                                                unsigned n) {
-  DYN_SHARED(float, s_score);
-  unsigned* s_known = reinterpret_cast<unsigned*>(s_score + L);
-  __shared__ unsigned s_unknown;
-  for (unsigned b = blockIdx.x; b < B; b += gridDim.x) {
-    if (threadIdx.x == 0) s_unknown = 0;
-    for (unsigned l = threadIdx.x; l < L; l += blockDim.x) {
-      s_score[l] = score[(size_t)b * L + l];
-      s_known[l] = known[(size_t)b * L + l];
-    }
-    __syncthreads();
-    for (unsigned l = threadIdx.x; l < L; l += blockDim.x) {
-      if (s_known[l]) continue;
-      atomicAdd(&s_unknown, 1u);
-      const float v = s_score[l];
-      unsigned rank = 0;
-      for (unsigned j = 0; j < L; ++j) rank += (!s_known[j] && precedes(s_score[j], j, v, l)) ? 1u : 0u;
-      if (rank < n) positions[(size_t)b * n + rank] = l;
-    }
-    __syncthreads();
-    for (unsigned j = s_unknown + threadIdx.x; j < n; j += blockDim.x) positions[(size_t)b * n + j] = SAMPLE_NONE;
-    __syncthreads();  // s_score / s_unknown are rewritten for the next image
-  }
-}
-
 // Sorts n = a power of two (value, index) pairs in shared memory into `precedes` order (largest
 // value first, ties: lowest index first) with a bitonic network: log2(n) (log2(n) + 1) / 2 stages
 // of n / 2 compare-exchanges, all threads of the block, a barrier after each stage.
-static __device__ __forceinline__ void topk_bitonic_sort(float* v, unsigned* idx, unsigned n) {
+static __device__ __forceinline__ void bitonic_sort_desc(float* v, unsigned* idx, unsigned n) {
   for (unsigned size = 2; size <= n; size <<= 1)
     for (unsigned stride = size >> 1; stride > 0; stride >>= 1) {
       for (unsigned t = threadIdx.x; t < n / 2; t += blockDim.x) {
@@ -116,6 +89,28 @@ static __device__ __forceinline__ void topk_bitonic_sort(float* v, unsigned* idx
       }
       __syncthreads();
     }
+}
+
+extern "C" __global__ void select_positions_f32(unsigned* __restrict__ positions, const float* __restrict__ score,
+                                                const unsigned* __restrict__ known, unsigned B, unsigned L,
+                                                unsigned n) {
+  unsigned len = 1;  // the sort's size: the next power of two >= L
+  while (len < L) len <<= 1;
+  DYN_SHARED(float, s_score);
+  unsigned* s_pos = reinterpret_cast<unsigned*>(s_score + len);
+  for (unsigned b = blockIdx.x; b < B; b += gridDim.x) {
+    // Known positions (and the padding) sort after every unknown one: -inf with an index past L.
+    for (unsigned l = threadIdx.x; l < len; l += blockDim.x) {
+      const bool open = l < L && !known[(size_t)b * L + l];
+      s_score[l] = open ? score[(size_t)b * L + l] : -FDM_INF;
+      s_pos[l] = open ? l : L + l;
+    }
+    __syncthreads();
+    bitonic_sort_desc(s_score, s_pos, len);
+    for (unsigned j = threadIdx.x; j < n; j += blockDim.x)
+      positions[(size_t)b * n + j] = j < len && s_pos[j] < L ? s_pos[j] : SAMPLE_NONE;
+    __syncthreads();  // s_score / s_pos are rewritten for the next image
+  }
 }
 
 extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const float* __restrict__ logits,
@@ -143,7 +138,7 @@ extern "C" __global__ void topk_sample_f32(unsigned* __restrict__ tokens, const 
       s_idx[c] = c;
     }
     __syncthreads();
-    topk_bitonic_sort(s_val, s_idx, n);
+    bitonic_sort_desc(s_val, s_idx, n);
     // The first k are the top k. Each goes to its place in class-index order (the number of kept
     // classes below it), with its weight exp((l - max) / temperature).
     const float top = s_val[0];

@@ -110,6 +110,13 @@ fn select_positions_with_forced_ties_and_padding<B: Backend>(be: &B) {
         );
         assert_eq!(positions[3 * n], NONE);
     }
+    // A length that is not a power of two (the kernel sorts it padded to one).
+    let (b, l, n) = (2usize, 300usize, 7usize);
+    let score: Vec<f32> = (0..b * l).map(|_| (rng.uniform() * 8.0).floor()).collect();
+    let known: Vec<u32> = (0..b * l).map(|_| (rng.uniform() < 0.5) as u32).collect();
+    let (sb, kb, pb) = (be.f32s(&score), be.u32s(&known), be.u32s(&vec![0xdead_beef; b * n]));
+    be.run(&select_positions_launch(be.ptr(&pb), be.ptr(&sb), be.ptr(&kb), b, l, n));
+    assert_eq!(be.get_u32(&pb), select_positions_ref(&score, &known, b, l, n), "L = {l}");
 }
 
 fn topk_draws_match_reference_at_the_model_shape<B: Backend>(be: &B) {

@@ -72,7 +72,7 @@ pub fn select_positions_launch(
     l: usize,
     n: usize,
 ) -> Launch {
-    let cfg = LaunchCfg::linear(b.clamp(1, 65535) as u32, THREADS, (l * 8) as u32);
+    let cfg = LaunchCfg::linear(b.clamp(1, 65535) as u32, THREADS, select_smem_bytes(l) as u32);
     let args = vec![
         KArg::Ptr(positions),
         KArg::Ptr(score),
@@ -113,6 +113,12 @@ pub fn topk_sample_launch(
         cfg,
         args,
     }
+}
+
+/// Dynamic shared memory of `select_positions_f32`: the scores and positions of one image,
+/// padded to a power of two.
+pub fn select_smem_bytes(len: usize) -> usize {
+    len.next_power_of_two() * 8
 }
 
 /// Dynamic shared memory of `topk_sample_f32`: the row padded to a power of two (values and
@@ -165,7 +171,7 @@ pub fn sample_step(
         ));
     }
     // Dynamic shared memory stays within the 48 KiB every launch may use.
-    if s.l * 8 > 48 * 1024 || topk_smem_bytes(s.v, s.k) > 48 * 1024 {
+    if select_smem_bytes(s.l) > 48 * 1024 || topk_smem_bytes(s.v, s.k) > 48 * 1024 {
         return Err(Error::shape(
             "sample_step",
             format!(
@@ -194,10 +200,10 @@ pub fn choose_positions(
     n: usize,
 ) -> Result<CudaStorage> {
     check_f32("choose_positions", logits, b * l * v)?;
-    if known.dtype() != DType::U32 || known.len() < b * l || l * 8 > 48 * 1024 || n == 0 || n > l {
+    if known.dtype() != DType::U32 || known.len() < b * l || select_smem_bytes(l) > 48 * 1024 || n == 0 || n > l {
         return Err(Error::shape(
             "choose_positions",
-            format!("{n} of {l} positions (at most {}) with {} known flags for {b} images", 48 * 1024 / 8, known.len()),
+            format!("{n} of {l} positions (at most 4096) with {} known flags for {b} images", known.len()),
         ));
     }
     let dev = logits.device();
