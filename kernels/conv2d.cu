@@ -48,16 +48,32 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
   float acc[4][4];
   zero_tile_4x4(acc);
 
+  // Each warp loads the A rows kk = t / 64 + 4 q (q = 0..3): lane q decodes k0 + that kk into
+  // (channel, kernel row, kernel column) once per slice, and the warp shares the four results by
+  // shuffles, so a slice costs one integer division chain per warp instead of four.
+  const unsigned lane = t & 31;
   for (unsigned k0 = 0; k0 < K; k0 += CONV_BK) {
+    unsigned my_c = 0, my_dh = 0, my_dw = 0;
+    {
+      const unsigned k = k0 + t / CONV_BM + 4 * (lane & 3);
+      if (k < K) {
+        const unsigned r = k % khw;
+        my_c = k / khw;
+        my_dh = (r / p.kw) * p.dil_h;
+        my_dw = (r % p.kw) * p.dil_w;
+      } else {
+        my_c = 0xffffffffu;  // past the reduction: zeros
+      }
+    }
 #pragma unroll
     for (int q = 0; q < CONV_BM * CONV_BK / CONV_THREADS; ++q) {
-      const unsigned kk = t / CONV_BM + 4 * q, k = k0 + kk;
+      const unsigned kk = t / CONV_BM + 4 * q;
+      const unsigned c = __shfl_sync(FDM_FULL_MASK, my_c, q);
+      const int ih = ih0 + (int)__shfl_sync(FDM_FULL_MASK, my_dh, q);
+      const int iw = iw0 + (int)__shfl_sync(FDM_FULL_MASK, my_dw, q);
       float v = 0.0f;
-      if (m_ok && k < K) {
-        const unsigned c = k / khw, r = k % khw;
-        const int ih = ih0 + (int)((r / p.kw) * p.dil_h), iw = iw0 + (int)((r % p.kw) * p.dil_w);
-        if (ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w) v = x_img[((size_t)c * p.h + ih) * p.w + iw];
-      }
+      if (m_ok && c != 0xffffffffu && ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w)
+        v = x_img[((size_t)c * p.h + ih) * p.w + iw];
       as[kk][t % CONV_BM] = v;
     }
 #pragma unroll
