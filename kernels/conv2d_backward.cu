@@ -91,22 +91,37 @@ extern "C" __global__ void __launch_bounds__(CBW_THREADS)
   const int th0 = (int)(ah.residue + p.stride_h * (lrem / aw.count) + p.pad_h);
   const int tw0 = (int)(aw.residue + p.stride_w * (lrem % aw.count) + p.pad_w);
   const float* g_img = g + (size_t)ln * p.o * ohw;
+  // The output row of tap i is (th0 - i dil_h) / stride_h, and th0 and i dil_h leave the same
+  // remainder mod stride_h (that is what puts i in this phase's tap set), so it equals
+  // th0 / stride_h - (i dil_h) / stride_h exactly: one division per thread here and one per tap
+  // below (likewise for columns).
+  const int oh0 = th0 / (int)p.stride_h, ow0 = tw0 / (int)p.stride_w;
+  // Each warp loads the A rows kk = t / 64 + 4 q (q = 0..3): lane q decodes k0 + that kk into
+  // (output channel, tap row and column offsets) once per slice and the warp shares them.
+  const unsigned lane = t & 31;
 
   float acc[4][4];
   zero_tile_4x4(acc);
   for (unsigned k0 = 0; k0 < K; k0 += CBW_BK) {
+    unsigned my_o = 0xffffffffu;  // past the reduction: zeros
+    int my_dh = 0, my_dw = 0;
+    {
+      const unsigned k = k0 + t / CBW_TILE + 4 * (lane & 3);
+      if (k < K) {
+        const unsigned r = k % taps;
+        my_o = k / taps;
+        my_dh = (int)(((ah.first + ah.step * (r / aw.taps)) * p.dil_h) / p.stride_h);
+        my_dw = (int)(((aw.first + aw.step * (r % aw.taps)) * p.dil_w) / p.stride_w);
+      }
+    }
 #pragma unroll
     for (int q = 0; q < CBW_TILE * CBW_BK / CBW_THREADS; ++q) {
-      const unsigned kk = t / CBW_TILE + 4 * q, k = k0 + kk;
+      const unsigned kk = t / CBW_TILE + 4 * q;
+      const unsigned o = __shfl_sync(FDM_FULL_MASK, my_o, q);
+      const int oh = oh0 - __shfl_sync(FDM_FULL_MASK, my_dh, q), ow = ow0 - __shfl_sync(FDM_FULL_MASK, my_dw, q);
       float v = 0.0f;
-      if (m_ok && k < K) {
-        const unsigned o = k / taps, r = k % taps;
-        // Divisible by the stride by construction of the phase; only the borders remain.
-        const int th = th0 - (int)((ah.first + ah.step * (r / aw.taps)) * p.dil_h);
-        const int tw = tw0 - (int)((aw.first + aw.step * (r % aw.taps)) * p.dil_w);
-        if (th >= 0 && tw >= 0 && (unsigned)th / p.stride_h < p.oh && (unsigned)tw / p.stride_w < p.ow)
-          v = g_img[(size_t)o * ohw + ((unsigned)th / p.stride_h) * p.ow + (unsigned)tw / p.stride_w];
-      }
+      if (m_ok && o != 0xffffffffu && oh >= 0 && ow >= 0 && oh < (int)p.oh && ow < (int)p.ow)
+        v = g_img[(size_t)o * ohw + (unsigned)oh * p.ow + (unsigned)ow];
       as[kk][t % CBW_TILE] = v;
     }
 #pragma unroll
