@@ -106,6 +106,9 @@ def report(module):
 
 
 if __name__ == "__main__":
-    mods = sys.argv[1:] or sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "kernels")) if f.endswith(".cu"))
+    known = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "kernels")) if f.endswith(".cu"))
+    mods = sys.argv[1:] or known
     for m in mods:
+        if m not in known:
+            sys.exit(f"no kernels/{m}.cu; the kernel files are: {' '.join(known)}")
         report(m)
