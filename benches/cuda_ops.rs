@@ -185,7 +185,7 @@ fn sampling(c: &mut Criterion) {
     let logits = on(&dev, 10, &[rows, v], -5.0, 5.0);
     let u = on(&dev, 11, &[rows], 0.0, 0.999);
     time(c, "sampling", format!("cuda_topk_sample_f32_{rows}x{v}"), rows as u64, &dev, || {
-        let s = topk_sample_rows(logits.cuda_dense().unwrap(), u.cuda_dense().unwrap(), RowSource::All, rows, (v, k), 1.0).unwrap();
+        let s = topk_sample_rows(logits.cuda_dense().unwrap(), u.cuda_dense().unwrap(), 0, RowSource::All, rows, (v, k), 1.0).unwrap();
         Tensor::from_cuda(s, &[rows]).unwrap()
     });
 }

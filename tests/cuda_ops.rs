@@ -195,7 +195,7 @@ fn sample_step_entry_point(dev: CudaDevice) {
     let uniforms = random_vec(9, s.b * s.n, 0.0, 1.0);
     let ks = dev.upload(&CpuStorage::U32(known.clone())).unwrap();
     let (pos, tok) =
-        sampling::sample_step(&up(&dev, &logits), &ks, &up(&dev, &uniforms), s).unwrap();
+        sampling::sample_step(&up(&dev, &logits), &ks, &up(&dev, &uniforms), 0, s).unwrap();
     let (pos, tok) = (down_u32(&pos), down_u32(&tok));
     assert_eq!(
         pos,

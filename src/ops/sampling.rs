@@ -134,6 +134,7 @@ pub fn topk_sample(logits: &Tensor, u: &[f32], k: usize, temperature: f32) -> Re
             let tokens = cuda::topk_sample_rows(
                 logits.cuda_dense()?,
                 uniforms.cuda_dense()?,
+                0,
                 cuda::RowSource::All,
                 rows,
                 (c, k.min(c)),

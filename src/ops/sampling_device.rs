@@ -1,7 +1,7 @@
 //! The sampler's fill state kept on a CUDA device (spec §5.2, issue: no per-pass host round
 //! trip). Each pass chooses positions, draws tokens and writes the codebook rows, tokens, known
-//! flags and fill order in place with kernels only; the host uploads the pass's uniforms (an
-//! asynchronous copy) and reads nothing back until `finish`. Same rules as the host-driven loop
+//! flags and fill order in place with kernels only; the uniforms of every pass are uploaded once
+//! at the start, and nothing is read back until `finish`. Same rules as the host-driven loop
 //! of `ops::sampling` (positions by largest raw logit, ties lowest position; top-K draw walking
 //! kept classes in class-index order), so the tokens equal the CPU sampler's for one seed.
 //!
@@ -21,6 +21,8 @@ pub struct DeviceFill {
     tokens: Tensor,
     known: Tensor,
     order: Tensor,
+    /// The uniforms of every pass, `[passes, B * n]`.
+    uniforms: Tensor,
     /// (B, L, C).
     dims: (usize, usize, usize),
 }
@@ -43,8 +45,9 @@ pub struct PassRule {
 }
 
 impl DeviceFill {
-    /// Copies of `table` (on a CUDA device), `tokens` and `known` on the table's device.
-    pub fn new(table: &Tensor, tokens: &[u32], known: &[bool]) -> Result<DeviceFill> {
+    /// Copies of `table` (on a CUDA device), `tokens` and `known` on the table's device, and the
+    /// uniforms of all passes (`B * n` per pass, pass after pass; see `pass`) uploaded once.
+    pub fn new(table: &Tensor, tokens: &[u32], known: &[bool], uniforms: &[f32]) -> Result<DeviceFill> {
         const OP: &str = "sampler state";
         let &[b, l, c] = table.shape() else {
             return Err(Error::shape(OP, format!("feature table must be B x L x C, got {:?}", table.shape())));
@@ -62,6 +65,7 @@ impl DeviceFill {
             tokens: u32s(tokens.to_vec())?,
             known: u32s(known.iter().map(|&k| k as u32).collect())?,
             order: u32s(vec![NONE; b * l])?,
+            uniforms: Tensor::from_vec(uniforms.to_vec(), &[uniforms.len()])?.to_device(&dev)?,
             dims: (b, l, c),
         })
     }
@@ -71,12 +75,12 @@ impl DeviceFill {
         &self.table
     }
 
-    /// One pass on `logits [B, L, V]`: per image the `rule.per_image` most confident unknown
-    /// positions, a token each drawn with `uniforms[b * n + j]` (slots past an image's unknown
-    /// positions are skipped: their uniforms are ignored), and the codebook rows
-    /// (`codebook [rows >= V, C]`) written in. `order_base` is the fill rank of the pass's first
-    /// pick in every image (pass index x n).
-    pub fn pass(&mut self, logits: &Tensor, uniforms: &[f32], codebook: &Tensor, rule: PassRule, order_base: usize) -> Result<()> {
+    /// Pass number `index` on `logits [B, L, V]`: per image the `rule.per_image` (n) most
+    /// confident unknown positions, a token each drawn with uniform `index * B * n + b * n + j`
+    /// of those given to `new` (slots past an image's unknown positions are skipped: their
+    /// uniforms are ignored), and the codebook rows (`codebook [rows >= V, C]`) written in. The
+    /// picks' fill ranks in every image start at `index * n`.
+    pub fn pass(&mut self, logits: &Tensor, codebook: &Tensor, rule: PassRule, index: usize) -> Result<()> {
         const OP: &str = "sampler pass";
         let (b, l, c) = self.dims;
         let n = rule.per_image.min(l);
@@ -86,16 +90,16 @@ impl DeviceFill {
         let &[rows, width] = codebook.shape() else {
             return Err(Error::shape(OP, format!("codebook must be rows x C, got {:?}", codebook.shape())));
         };
-        if (lb, ll) != (b, l) || width != c || rows < v || uniforms.len() != b * n {
-            return Err(Error::shape(OP, format!("logits {:?}, codebook {:?}, {} uniforms for a {b} x {l} x {c} table and {n} picks per image", logits.shape(), codebook.shape(), uniforms.len())));
+        let u_offset = index * b * n;
+        if (lb, ll) != (b, l) || width != c || rows < v || u_offset + b * n > self.uniforms.numel() {
+            return Err(Error::shape(OP, format!("logits {:?}, codebook {:?}, pass {index} of {} uniforms for a {b} x {l} x {c} table and {n} picks per image", logits.shape(), codebook.shape(), self.uniforms.numel())));
         }
-        let dev = self.table.device();
-        let u = Tensor::from_vec(uniforms.to_vec(), &[b * n])?.to_device(&dev)?;
         let (logits, codebook) = (logits.contiguous()?, codebook.contiguous()?);
         let step = SampleStep { b, l, v, n, k: rule.top_k.min(v), temperature: rule.temperature };
-        let (positions, drawn) = cuda::sample_step(logits.cuda_dense()?, self.known.cuda_dense()?, u.cuda_dense()?, step)?;
+        let (positions, drawn) = cuda::sample_step(logits.cuda_dense()?, self.known.cuda_dense()?, self.uniforms.cuda_dense()?, u_offset, step)?;
         let targets = PickTargets { table: self.table.cuda_dense()?, tokens: self.tokens.cuda_dense()?, known: self.known.cuda_dense()?, order: self.order.cuda_dense()? };
-        let p = PickParams { picks: (b * n) as u32, per_image: n as u32, seq_len: l as u32, width: c as u32, order_base: u32::try_from(order_base).map_err(|_| Error::shape(OP, "fill rank beyond u32"))? };
+        let order_base = u32::try_from(index * n).map_err(|_| Error::shape(OP, "fill rank beyond u32"))?;
+        let p = PickParams { picks: (b * n) as u32, per_image: n as u32, seq_len: l as u32, width: c as u32, order_base };
         cuda::apply_picks(&targets, codebook.cuda_dense()?, rows, &positions, &drawn, &p)
     }
 

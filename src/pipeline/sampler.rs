@@ -18,8 +18,8 @@
 //!
 //! On a CUDA device the fill runs with its state on the device (`ops::sampling_device`): the
 //! host knows every pass's pick counts in advance (min(n, unknown left) per image), so it draws
-//! the pass's uniforms in the same order as the host loop, uploads them, and reads nothing back
-//! until the fill is done; images that finish early still go through the transformer (their
+//! every pass's uniforms in the same order as the host loop, uploads them once, and reads nothing
+//! back until the fill is done; images that finish early still go through the transformer (their
 //! steps pick nothing), which changes no token. Gibbs sweeps then continue on the host-driven loop.
 
 use crate::autograd::Tape;
@@ -155,11 +155,24 @@ fn fill_on_device(
     on_pass: &mut dyn FnMut(usize, usize),
 ) -> Result<()> {
     let (b, l, _) = ctx.dims;
+    if fill_passes == 0 {
+        return Ok(()); // nothing masked: the state stays as it is
+    }
     let n = ctx.opts.tokens_per_pass.min(l);
     let rule = PassRule { per_image: n, top_k: ctx.opts.top_k, temperature: ctx.opts.temperature };
     let codebook = ctx.model.store.get(ctx.model.codec.quantizer.embedding);
-    let mut fill = DeviceFill::new(&st.table, tokens, &st.known)?;
+    // The host loop draws one uniform per pick, images in order, picks in rank order; the host
+    // knows every pass's pick counts, so all of them are drawn (in that order) and uploaded once.
+    let mut u = vec![0f32; fill_passes * b * n];
     let mut left = masked_per_image.to_vec();
+    for pass_u in u.chunks_mut((b * n).max(1)) {
+        for (i, left) in left.iter_mut().enumerate() {
+            let picks = (*left).min(n);
+            pass_u[i * n..i * n + picks].iter_mut().for_each(|x| *x = rng.uniform());
+            *left -= picks;
+        }
+    }
+    let mut fill = DeviceFill::new(&st.table, tokens, &st.known, &u)?;
     // Passes are queued without waiting; the host stays at most two passes ahead of the device,
     // so the progress callback (passes/s) follows the device's work, not the queue's.
     let device = match st.table.device() {
@@ -169,14 +182,7 @@ fn fill_on_device(
     let mut in_flight = std::collections::VecDeque::new();
     for pass in 0..fill_passes {
         let logits = (ctx.run)(fill.table())?;
-        // The host loop draws one uniform per pick, images in order, picks in rank order.
-        let mut u = vec![0f32; b * n];
-        for (i, left) in left.iter_mut().enumerate() {
-            let picks = (*left).min(n);
-            u[i * n..i * n + picks].iter_mut().for_each(|x| *x = rng.uniform());
-            *left -= picks;
-        }
-        profile::op("sample_on_device", || fill.pass(&logits, &u, codebook, rule, pass * n), |_| 0)?;
+        profile::op("sample_on_device", || fill.pass(&logits, codebook, rule, pass), |_| 0)?;
         in_flight.push_back(device.fence()?);
         if in_flight.len() > 2 {
             in_flight.pop_front().map(|f| f.wait()).transpose()?;

@@ -145,10 +145,11 @@ pub fn sample_step(
     logits: &CudaStorage,
     known: &CudaStorage,
     uniforms: &CudaStorage,
+    uniform_offset: usize,
     s: SampleStep,
 ) -> Result<(CudaStorage, CudaStorage)> {
     check_f32("sample_step", logits, s.b * s.l * s.v)?;
-    check_f32("sample_step", uniforms, s.b * s.n)?;
+    check_f32("sample_step", uniforms, uniform_offset + s.b * s.n)?;
     u32_arg("sample_step", s.b * s.l * s.v)?;
     if known.dtype() != DType::U32 || known.len() < s.b * s.l {
         return Err(Error::shape(
@@ -186,7 +187,7 @@ pub fn sample_step(
         seq_len: s.l,
         per_image: s.n,
     };
-    let tokens = topk_sample_rows(logits, uniforms, rows, s.b * s.n, (s.v, s.k), s.temperature)?;
+    let tokens = topk_sample_rows(logits, uniforms, uniform_offset, rows, s.b * s.n, (s.v, s.k), s.temperature)?;
     Ok((positions, tokens))
 }
 
@@ -239,16 +240,17 @@ pub enum RowSource<'a> {
 }
 
 /// One token per sampled row (u32 `[rows]`): top-`k` of `v` classes, softmax of
-/// logit / `temperature`, inverse-CDF draw with `uniforms[row]` in [0, 1).
+/// logit / `temperature`, inverse-CDF draw with `uniforms[uniform_offset + row]` in [0, 1).
 pub fn topk_sample_rows(
     logits: &CudaStorage,
     uniforms: &CudaStorage,
+    uniform_offset: usize,
     source: RowSource,
     rows: usize,
     (v, k): (usize, usize),
     temperature: f32,
 ) -> Result<CudaStorage> {
-    check_f32("topk_sample", uniforms, rows)?;
+    check_f32("topk_sample", uniforms, uniform_offset + rows)?;
     if k == 0 || k > v || topk_smem_bytes(v, k) > 48 * 1024 {
         return Err(Error::shape(
             "topk_sample",
@@ -279,7 +281,7 @@ pub fn topk_sample_rows(
     let launch = topk_sample_launch(
         device_ptr(&tokens, 0),
         device_ptr(logits, 0),
-        device_ptr(uniforms, 0),
+        device_ptr(uniforms, uniform_offset),
         positions,
         &p,
     );
