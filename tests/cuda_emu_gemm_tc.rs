@@ -110,8 +110,8 @@ fn paired_bf16_conversion_rounds_like_half<B: Backend>(be: &B) {
     let (xb, y) = (be.f32s(&x), be.u32s(&vec![0u32; pairs]));
     be.run(&bf16x2_selftest_launch(be.ptr(&y), be.ptr(&xb), pairs as u32));
     let got = be.get_u32(&y);
-    for i in 0..pairs {
-        let (lo, hi) = ((got[i] & 0xffff) as u16, (got[i] >> 16) as u16);
+    for (i, &word) in got.iter().enumerate() {
+        let (lo, hi) = ((word & 0xffff) as u16, (word >> 16) as u16);
         for (e, bits) in [(2 * i, lo), (2 * i + 1, hi)] {
             if e == nan_at {
                 assert!(bf16::from_bits(bits).is_nan(), "NaN must stay NaN, got {bits:#06x}");
