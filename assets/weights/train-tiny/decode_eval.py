@@ -8,33 +8,22 @@ the hole and on the 0-255 scale: the mean absolute error of the decoded pixels, 
 part (each pixel's RGB minus its own mean, so a decoder that gets brightness right but colour
 wrong scores badly). The transformer plays no part: this isolates the codec + FDM.
 
-Usage: decode_eval.py FDM WEIGHTS PHOTOS MASK WORKDIR   (numpy and PIL needed)
+Usage: decode_eval.py FDM WEIGHTS PHOTOS MASK WORKDIR   (numpy and PIL needed; next to feature_distance_eval.py)
 """
 import os
-import subprocess
 import sys
 
 import numpy as np
 from PIL import Image
 
-
-def inspect(fdm, args, out):
-    subprocess.run([fdm, "inspect", *args, "--out", out, "--force"], check=True, capture_output=True)
+from feature_distance_eval import ideal_and_hole
 
 
 def main():
     fdm, weights, photos, mask, work = sys.argv[1:6]
-    os.makedirs(work, exist_ok=True)
-    no_hole = os.path.join(work, "no_hole.png")
-    Image.new("L", (256, 256), 0).save(no_hole)
     hole = np.array(Image.open(mask).convert("L")) >= 128
     l1, chroma = [], []
-    for name in sorted(os.listdir(photos)):
-        base, image = os.path.splitext(name)[0], os.path.join(photos, name)
-        ideal, decoded = os.path.join(work, base + "-ideal"), os.path.join(work, base + "-hole")
-        inspect(fdm, ["--weights", weights, "--image", image, "--mask", no_hole], ideal)
-        tokens = os.path.join(ideal, "tokens.npy")
-        inspect(fdm, ["--weights", weights, "--image", image, "--mask", mask, "--tokens", tokens], decoded)
+    for image, _, decoded in ideal_and_hole(fdm, weights, photos, mask, work):
         photo = np.asarray(Image.open(image).convert("RGB").resize((256, 256)), dtype=np.float64)
         out = np.load(os.path.join(decoded, "decoded.npy"))[0].transpose(1, 2, 0).clip(0, 255)
         l1.append(np.abs(out - photo)[hole].mean())

@@ -20,18 +20,25 @@ def inspect(fdm, args, out):
     subprocess.run([fdm, "inspect", *args, "--out", out, "--force"], check=True, capture_output=True)
 
 
-def main():
-    fdm, weights, photos, mask, work = sys.argv[1:6]
+def ideal_and_hole(fdm, weights, photos, mask, work):
+    """For each photo: (photo path, folder of its hole-free inspect, folder of its inspect with
+    MASK and the ideal tokens at the hole)."""
     os.makedirs(work, exist_ok=True)
     no_hole = os.path.join(work, "no_hole.png")
     Image.new("L", (256, 256), 0).save(no_hole)
-    quant, with_fdm, patches = [], [], 0
     for name in sorted(os.listdir(photos)):
         base, image = os.path.splitext(name)[0], os.path.join(photos, name)
         ideal, hole = os.path.join(work, "ideal-" + base), os.path.join(work, "hole-" + base)
         inspect(fdm, ["--weights", weights, "--image", image, "--mask", no_hole], ideal)
         tokens = os.path.join(ideal, "tokens.npy")
         inspect(fdm, ["--weights", weights, "--image", image, "--mask", mask, "--tokens", tokens], hole)
+        yield image, ideal, hole
+
+
+def main():
+    fdm, weights, photos, mask, work = sys.argv[1:6]
+    quant, with_fdm, patches = [], [], 0
+    for _, ideal, hole in ideal_and_hole(fdm, weights, photos, mask, work):
         feat = np.load(os.path.join(ideal, "feat.npy"))[0]       # e_dim x 32 x 32
         feat_q = np.load(os.path.join(ideal, "feat_q.npy"))[0]
         fdm_out = np.load(os.path.join(hole, "fdm.npy"))[0]
