@@ -4,7 +4,9 @@
 //   attention_fwd_f32(o, lse, q, k, v, p)
 //       q, k, v, o: [B, L, heads * 64] with head h in columns h*64 .. h*64+63 (the layout the
 //       query/key/value Linear layers produce), addressed as
-//       x[b * p.batch_stride + l * p.row_stride + h * 64 + d]  (row_stride = heads * 64 when dense)
+//       x[b * p.batch_stride + l * p.row_stride + h * 64 + d]  (row_stride = heads * 64 when dense);
+//       o with its own strides: o[b * p.o_batch_stride + l * p.o_row_stride + h * 64 + d] (q, k and
+//       v may be column blocks of one fused [B, L, 3 * heads * 64] projection, o dense)
 //       o[b, l, h, :] = sum_j softmax_j(scale * q[b,l,h,:] . k[b,j,h,:]) v[b,j,h,:]
 //       lse[(b * heads + h) * L + l] = log sum_j exp(scale * q.k_j) (for a backward pass); may be null.
 // Head dim 64 (the paper model: attention_fwd_f32) or 32 (the tiny preset: attention_fwd_d32_f32);
@@ -26,8 +28,15 @@
 struct AttentionParams {
   unsigned batch, len, heads;
   unsigned row_stride, batch_stride;
+  unsigned o_row_stride, o_batch_stride;
   float scale;
 };
+
+// Where row l of head h, batch b starts in o (its own strides: o may be denser than q, k, v).
+static __device__ __forceinline__ size_t att_out_at(const AttentionParams& p, unsigned b, unsigned h, unsigned l,
+                                                   unsigned d) {
+  return (size_t)b * p.o_batch_stride + (size_t)l * p.o_row_stride + (size_t)h * d;
+}
 
 // This thread's query row, scaled, and a cleared output accumulator (zeros past the sequence).
 template <int D>
@@ -103,7 +112,7 @@ static __device__ __forceinline__ void attention_fwd_body(float (*ks)[D], float 
   if (q_ok) {
     const float inv = 1.0f / l;
 #pragma unroll
-    for (int i = 0; i < D; ++i) o[head_base + (size_t)qi * p.row_stride + i] = acc[i] * inv;
+    for (int i = 0; i < D; ++i) o[att_out_at(p, b, h, qi, D) + i] = acc[i] * inv;
     if (lse) lse[((size_t)b * p.heads + h) * p.len + qi] = m + logf(l);
   }
 }
@@ -185,7 +194,7 @@ static __device__ __forceinline__ void attention_fwd_split_body(float (*ks)[D], 
     const float inv = 1.0f / total;
     const int d0 = grp * (D / ATT_SPLIT);
 #pragma unroll
-    for (int i = d0; i < d0 + D / ATT_SPLIT; ++i) o[head_base + (size_t)qi * p.row_stride + i] = sum[i][slot] * inv;
+    for (int i = d0; i < d0 + D / ATT_SPLIT; ++i) o[att_out_at(p, b, h, qi, D) + i] = sum[i][slot] * inv;
     if (lse && grp == 0) lse[((size_t)b * p.heads + h) * p.len + qi] = big + logf(total);
   }
 }

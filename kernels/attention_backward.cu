@@ -46,6 +46,7 @@
 struct AttentionParams {
   unsigned batch, len, heads;
   unsigned row_stride, batch_stride;
+  unsigned o_row_stride, o_batch_stride;  // unused: the backward's tensors are all dense alike
   float scale;
 };
 

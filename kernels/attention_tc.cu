@@ -3,7 +3,9 @@
 // inference only, so no backward).
 //   attention_fwd_tc_bf16 (head dim 64) / attention_fwd_tc_d32_bf16 (head dim 32, the tiny preset)
 //       (o, lse, q, k, v, p): the same arguments and layout as attention_fwd_f32 in attention.cu:
-//       q, k, v, o f32 [B, L, heads * D], x[b * p.batch_stride + l * p.row_stride + h * D + d];
+//       q, k, v, o f32 [B, L, heads * D], x[b * p.batch_stride + l * p.row_stride + h * D + d],
+//       o[b * p.o_batch_stride + l * p.o_row_stride + h * D + d] (so q, k and v may be column blocks
+//       of the fused [B, L, 3 * heads * D] projection of bf16 inference and o dense);
 //       lse[(b * heads + h) * L + l] = log sum_j exp(scale q.k_j) or null.
 // Numerics: q, k and v are rounded to bf16 (nearest even) when staged; the scores q.k are bf16
 // products summed in f32; softmax in f32 (exp2 of fma(score, scale log2 e, -running max));
@@ -50,6 +52,7 @@
 struct AttentionParams {
   unsigned batch, len, heads;
   unsigned row_stride, batch_stride;
+  unsigned o_row_stride, o_batch_stride;
   float scale;
 };
 
@@ -311,8 +314,8 @@ static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[ATC_K_L
                                                           float* o, float* lse, const float* q, const float* k,
                                                           const float* v, const AttentionParams& p) {
   const unsigned h = blockIdx.y, b = blockIdx.z;
-  const AtcOut out = {o, lse, (size_t)b * p.batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
-                      p.row_stride};
+  const AtcOut out = {o, lse, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
+                      p.o_row_stride};
   attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, 0, p.len);
 }
 
@@ -386,7 +389,7 @@ extern "C" __global__ void attention_tc_merge(float* __restrict__ o, float* __re
       den += w;
       num += w * o_part[(size_t)s * total + i];
     }
-    o[(size_t)b * p.batch_stride + (size_t)row * p.row_stride + c] = num / den;
+    o[(size_t)b * p.o_batch_stride + (size_t)row * p.o_row_stride + c] = num / den;
     if (lse && c % head_dim == 0) lse[li] = mx + logf(den);
   }
 }

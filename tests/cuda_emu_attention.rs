@@ -7,14 +7,15 @@
 mod common;
 
 use common::backend::Backend;
-use common::reference::attention_row_ref;
+use common::reference::{attention_row_ref, fuse_qkv_rows};
 use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
     attention_matches_reference_with_partial_tiles,
     attention_at_the_model_shape,
-    attention_head_dim_32_at_the_tiny_shape
+    attention_head_dim_32_at_the_tiny_shape,
+    attention_reads_q_k_v_from_one_fused_projection
 );
 
 const KERNELS: [AttentionKernel; 2] = [AttentionKernel::SplitKeys, AttentionKernel::PerQuery];
@@ -98,4 +99,26 @@ fn attention_head_dim_32_at_the_tiny_shape<B: Backend>(be: &B) {
     // The tiny preset: 2 heads of 32 over 1024 tokens; a partial key tile too (1000 = 15 * 64 + 40).
     check_dim(be, 7, (1, 1024, 2, 32), 2.0, &[0, 1, 63, 64, 511, 1023]);
     check_dim(be, 8, (2, 1000, 2, 32), 3.0, &[0, 39, 999]);
+}
+
+/// Both kernels on q, k, v as the column blocks of one [b, l, 3 * h * dh] buffer
+/// (`AttentionParams::packed_qkv`, o dense): the same o and log-sum-exp, bit for bit, as from dense
+/// q, k, v.
+fn attention_reads_q_k_v_from_one_fused_projection<B: Backend>(be: &B) {
+    let (b, l, h, dh) = (2, 70, 2, 32);
+    let (w, rows) = (h * dh, b * l);
+    let [q, k, v] = [0, 1, 2].map(|i| random_vec(21 + i, rows * w, -2.0, 2.0));
+    let (qb, kb, vb, fb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v), be.f32s(&fuse_qkv_rows(&q, &k, &v, rows, w)));
+    let base = be.ptr(&fb);
+    for kernel in KERNELS {
+        let run = |p: &AttentionParams, qkv: [u64; 3]| {
+            let (o, lse) = (be.f32s(&vec![f32::NAN; rows * w]), be.f32s(&vec![f32::NAN; b * h * l]));
+            be.run(&attention_fwd_kernel_launch(kernel, dh, be.ptr(&o), be.ptr(&lse), qkv[0], qkv[1], qkv[2], p));
+            [be.get_f32(&o), be.get_f32(&lse)].map(|x| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        let dense = run(&AttentionParams::dense_dim(b, l, h, dh), [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)]);
+        let packed = run(&AttentionParams::packed_qkv(b, l, h, dh), [base, base + 4 * w as u64, base + 8 * w as u64]);
+        assert!(dense[0].iter().all(|&x| f32::from_bits(x).is_finite()), "{kernel:?}: dense o written everywhere");
+        assert_eq!(packed, dense, "{kernel:?}: fused q, k, v");
+    }
 }

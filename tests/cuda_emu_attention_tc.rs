@@ -10,14 +10,15 @@
 mod common;
 
 use common::backend::Backend;
-use common::reference::attention_row_ref;
+use common::reference::{attention_row_ref, fuse_qkv_rows};
 use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, attention_tc_split_launches, tc_splits, AttentionKernel, AttentionParams};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
     tc_attention_matches_the_rounded_reference_with_partial_tiles,
     tc_attention_at_the_model_shape,
-    tc_attention_head_dim_32_at_the_tiny_shape
+    tc_attention_head_dim_32_at_the_tiny_shape,
+    tc_attention_reads_q_k_v_from_one_fused_projection
 );
 
 /// Worst-case effect of the bf16 probabilities on an output with |v| <= 1 (see the header).
@@ -26,6 +27,24 @@ const TOL_TC_OUT: (f32, f32) = (1.0 / 512.0 + TOL_CUDA_F32.0, TOL_CUDA_F32.1);
 /// `x` rounded to bf16 (nearest even) and widened back: what the kernel stages.
 fn bf16_rounded(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect()
+}
+
+/// Runs the tensor-core forward (one pass, or the keys in `splits` ranges and the merge) on q, k, v
+/// at `qkv` laid out as `p` says, the log-sum-exp into `lse` unless it is 0; returns the dense o.
+fn run_tc<B: Backend>(be: &B, p: &AttentionParams, dh: usize, splits: usize, qkv: [u64; 3], lse: u64) -> Vec<f32> {
+    let n = (p.batch * p.len * p.heads) as usize * dh;
+    let o = be.f32s(&vec![f32::NAN; n]);
+    if splits == 1 {
+        be.run(&attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, dh, be.ptr(&o), lse, qkv[0], qkv[1], qkv[2], p));
+    } else {
+        let rows = (p.batch * p.heads * p.len) as usize;
+        let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * rows]));
+        let out = [be.ptr(&o), lse, be.ptr(&o_part), be.ptr(&lse_part)];
+        for launch in attention_tc_split_launches(dh, splits, out, qkv, p) {
+            be.run(&launch);
+        }
+    }
+    be.get_f32(&o)
 }
 
 /// Runs the kernel on dense [b, l, h * dh] inputs with the keys in `splits` ranges (1: the
@@ -42,18 +61,9 @@ fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usiz
     let qkv = [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)];
     // Once with the log-sum-exp and once without (a null lse, as inference passes): same o.
     let run = |with_lse: bool| {
-        let (o, lse) = (be.f32s(&vec![f32::NAN; n]), be.f32s(&vec![f32::NAN; b * h * l]));
-        let lse_ptr = if with_lse { be.ptr(&lse) } else { 0 };
-        if splits == 1 {
-            be.run(&attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, dh, be.ptr(&o), lse_ptr, qkv[0], qkv[1], qkv[2], &p));
-        } else {
-            let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * b * h * l]));
-            let out = [be.ptr(&o), lse_ptr, be.ptr(&o_part), be.ptr(&lse_part)];
-            for launch in attention_tc_split_launches(dh, splits, out, qkv, &p) {
-                be.run(&launch);
-            }
-        }
-        (be.get_f32(&o), be.get_f32(&lse))
+        let lse = be.f32s(&vec![f32::NAN; b * h * l]);
+        let o = run_tc(be, &p, dh, splits, qkv, if with_lse { be.ptr(&lse) } else { 0 });
+        (o, be.get_f32(&lse))
     };
     let (o, lse) = run(true);
     let (o_no_lse, _) = run(false);
@@ -114,4 +124,25 @@ fn tc_attention_head_dim_32_at_the_tiny_shape<B: Backend>(be: &B) {
     // The tiny preset: 2 heads of 32 over 1024 tokens, and a partial key tile (1000 = 15 * 64 + 40).
     check(be, 7, (1, 1024, 2, 32), 2.0, &[0, 1, 63, 64, 511, 1023]);
     check(be, 8, (2, 1000, 2, 32), 3.0, &[0, 39, 999]);
+}
+
+/// q, k and v as the column blocks of one [b, l, 3 * h * dh] buffer (the fused projection of bf16
+/// inference, `AttentionParams::packed_qkv`): the same o, bit for bit, as from dense q, k, v, with
+/// the keys in one pass and split.
+fn tc_attention_reads_q_k_v_from_one_fused_projection<B: Backend>(be: &B) {
+    for (seed, (b, l, h, dh)) in [(11, (2, 130, 3, 64)), (12, (1, 1024, 2, 32))] {
+        let (w, rows) = (h * dh, b * l);
+        let [q, k, v] = [0, 1, 2].map(|i| random_vec(seed + i, rows * w, -2.0, 2.0));
+        let fused = fuse_qkv_rows(&q, &k, &v, rows, w);
+        let (qb, kb, vb, fb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v), be.f32s(&fused));
+        let base = be.ptr(&fb);
+        let fused_ptrs = [base, base + 4 * w as u64, base + 8 * w as u64];
+        for splits in [1, 2, 4].into_iter().filter(|&s| s <= l.div_ceil(64)) {
+            let dense = run_tc(be, &AttentionParams::dense_dim(b, l, h, dh), dh, splits, [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)], 0);
+            let packed = run_tc(be, &AttentionParams::packed_qkv(b, l, h, dh), dh, splits, fused_ptrs, 0);
+            assert!(dense.iter().all(|x| x.is_finite()), "dense o written everywhere ({splits} key ranges)");
+            let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&packed), bits(&dense), "fused q, k, v of {b} x {l} x {h} x {dh}, {splits} key ranges");
+        }
+    }
 }

@@ -122,6 +122,32 @@ fn bf16_precision_converts_only_the_linear_weights_cpu() {
     assert!(model.store.iter().all(|(_, _, t)| t.dtype() == DType::F32));
 }
 
+/// Under bf16 the query/key/value weights of each block run as one stacked projection
+/// (`Transformer::restack`): the logits equal those of the three separate projections, which a
+/// model whose weights were rounded without restacking runs.
+#[test]
+fn stacked_query_key_value_give_the_logits_of_the_separate_ones_cpu() {
+    let mut stacked = tiny();
+    let feat = token_features(&stacked);
+    stacked.set_transformer_precision(Precision::Bf16).unwrap();
+    let mut separate = tiny();
+    for id in separate.transformer.linear_weights() {
+        let rounded = separate.store.get(id).to_dtype(DType::BF16).unwrap();
+        separate.store.set(id, rounded).unwrap();
+    }
+    let (a, b) = (logits(&stacked, &feat), logits(&separate, &feat));
+    let diff = max_abs_diff(&a, &b);
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    println!("tiny transformer logits, stacked vs separate q/k/v (CPU, bf16): max |diff| {diff:e}, max |logit| {scale}");
+    // The same products and sums, each output column's dot product over the same inputs; only a
+    // different blocking of the wider GEMM could reorder a sum (f32 rounding, far below 2^-12).
+    assert!(diff <= 2f32.powi(-12) * scale, "max |diff| {diff} vs max |logit| {scale}");
+    // Back to f32 drops the stacks, and the separate path runs again with the same logits.
+    stacked.set_transformer_precision(Precision::F32).unwrap();
+    separate.set_transformer_precision(Precision::F32).unwrap();
+    assert_eq!(logits(&stacked, &feat), logits(&separate, &feat));
+}
+
 #[test]
 fn bf16_logits_stay_close_to_f32_cpu() {
     let mut model = tiny();

@@ -33,3 +33,12 @@ pub fn attention_bf16(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> R
     }
     Ok(tape.constant(ops::attention_bf16(q.value(), k.value(), v.value(), heads)?))
 }
+
+/// `ops::attention_bf16_packed` (q, k, v as the column blocks of one fused projection), inference
+/// only like `attention_bf16`.
+pub fn attention_bf16_packed(tape: &Tape, qkv: &Var, heads: usize) -> Result<Var> {
+    if qkv.requires_grad() {
+        return Err(Error::msg("attention in bf16 precision is inference only: an input needs a gradient (train in f32)"));
+    }
+    Ok(tape.constant(ops::attention_bf16_packed(qkv.value(), heads)?))
+}

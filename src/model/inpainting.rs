@@ -74,7 +74,7 @@ impl InpaintingModel {
             let t = weights.get(&name).ok_or_else(|| Error::msg(format!("weights: missing {name}")))?;
             self.store.set(id, t.to_dtype(crate::DType::F32)?)?;
         }
-        Ok(())
+        self.transformer.restack(&self.store)
     }
 
     /// The parameters as a `WeightStore` in spec order.
@@ -102,14 +102,15 @@ impl InpaintingModel {
             let moved = self.store.get(id).to_device(device)?;
             self.store.set(id, moved)?;
         }
-        Ok(())
+        self.transformer.restack(&self.store)
     }
 
     /// Store the transformer's Linear weights (`Transformer::linear_weights`) in `precision`,
     /// converted where they live. Bf16 is for inference: it halves those weights' memory and, on
     /// CUDA, runs the linears on tensor cores (activations rounded to bf16, f32 sums); on the CPU
     /// it only rounds the weights (they are widened back to f32 for each product). Gradients
-    /// through bf16 weights are an error. `F32` widens them back (the rounding stays).
+    /// through bf16 weights are an error. `F32` widens them back (the rounding stays). Bf16 also
+    /// stacks each block's query/key/value weights into one projection (`Transformer::restack`).
     pub fn set_transformer_precision(&mut self, precision: Precision) -> Result<()> {
         let dtype = match precision {
             Precision::F32 => crate::DType::F32,
@@ -119,7 +120,7 @@ impl InpaintingModel {
             let converted = self.store.get(id).to_dtype(dtype)?;
             self.store.set(id, converted)?;
         }
-        Ok(())
+        self.transformer.restack(&self.store)
     }
 
     pub fn device(&self) -> Device {

@@ -4,10 +4,10 @@
 //! `to_logits` (D -> 512 classes = the unmasked half of the codebook). Non-causal, no dropout.
 //! Linear weights start N(0, 0.02), biases 0 (spec §3.4).
 
-use super::fx::{add, attention, attention_bf16, Tape, Var};
+use super::fx::{add, attention, attention_bf16, attention_bf16_packed, Tape, Var};
 use super::presets::TransformerConfig;
 use crate::error::{Error, Result};
-use crate::nn::layers::{Init, LayerNorm, Linear};
+use crate::nn::layers::{Init, LayerNorm, Linear, StackedLinear};
 use crate::nn::{Bound, ParamId, ParamStore};
 use crate::rng::Rng;
 
@@ -20,6 +20,8 @@ struct Block {
     ln2: LayerNorm,
     fc: Linear,
     out: Linear,
+    /// query, key and value as one projection, built for bf16 inference (`Transformer::restack`).
+    qkv: Option<StackedLinear>,
 }
 
 pub struct Transformer {
@@ -44,6 +46,7 @@ impl Block {
             ln2: LayerNorm::new(store, &format!("{name}.ln2"), d)?,
             fc: lin(store, rng, "mlp.0", d, c.mlp_ratio * d)?,
             out: lin(store, rng, "mlp.2", c.mlp_ratio * d, d)?,
+            qkv: None,
         })
     }
 
@@ -51,12 +54,19 @@ impl Block {
     /// after the block and `next(stream)` (`next`: the following block's ln1, or the final
     /// LayerNorm), so each residual add and the LayerNorm after it can run as one op.
     fn forward(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, next: &LayerNorm, n_head: usize) -> Result<(Var, Var)> {
-        let (q, k, v) = (self.query.forward(t, p, h)?, self.key.forward(t, p, h)?, self.value.forward(t, p, h)?);
-        // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.
-        let a = if p.var(self.query.weight).value().dtype() == crate::DType::BF16 {
-            attention_bf16(t, &q, &k, &v, n_head)?
-        } else {
-            attention(t, &q, &k, &v, n_head)?
+        let query_weight = p.var(self.query.weight).value();
+        // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too,
+        // on the stacked q/k/v projection where it is built for these weights.
+        let a = match &self.qkv {
+            Some(qkv) if qkv.matches(query_weight) && !h.requires_grad() => attention_bf16_packed(t, &qkv.forward(t, h)?, n_head)?,
+            _ => {
+                let (q, k, v) = (self.query.forward(t, p, h)?, self.key.forward(t, p, h)?, self.value.forward(t, p, h)?);
+                if query_weight.dtype() == crate::DType::BF16 {
+                    attention_bf16(t, &q, &k, &v, n_head)?
+                } else {
+                    attention(t, &q, &k, &v, n_head)?
+                }
+            }
         };
         let a = self.proj.forward(t, p, &a)?;
         let (x, h) = self.ln2.add_forward(t, p, x, &a)?;
@@ -91,6 +101,18 @@ impl Transformer {
         }
         ids.push(self.to_logits.weight);
         ids
+    }
+
+    /// Builds each block's stacked query/key/value projection from `store` where the weights are
+    /// bf16 (inference: one GEMM and one bf16 attention on its output instead of three GEMMs);
+    /// drops it where they are f32 (training needs the separate parameters). Call after the
+    /// weights change dtype, device or value.
+    pub fn restack(&mut self, store: &ParamStore) -> Result<()> {
+        for b in &mut self.blocks {
+            let bf16 = store.get(b.query.weight).dtype() == crate::DType::BF16;
+            b.qkv = if bf16 { Some(StackedLinear::stack(store, &[&b.query, &b.key, &b.value])?) } else { None };
+        }
+        Ok(())
     }
 
     /// `feat`: B x L x e_dim token features (row-major over the grid) -> logits B x L x vocab.

@@ -78,6 +78,44 @@ impl Linear {
     }
 }
 
+/// Several Linears over the same input run as one: their weights stacked along the output dim,
+/// their biases concatenated, in the weights' stored dtype. A fixed tensor copied from the
+/// parameters for inference (nothing of it is trained or saved): build it again after the
+/// parameters change.
+pub struct StackedLinear {
+    weight: crate::Tensor,
+    bias: Option<crate::Tensor>,
+}
+
+impl StackedLinear {
+    /// Stacks `parts` (all with biases or none, the same input width) from `store`.
+    pub fn stack(store: &ParamStore, parts: &[&Linear]) -> Result<Self> {
+        let dtype = parts.first().map_or(crate::DType::F32, |l| store.get(l.weight).dtype());
+        let widen = |ids: Vec<ParamId>| ids.iter().map(|&id| store.get(id).to_dtype(crate::DType::F32)).collect::<Result<Vec<_>>>();
+        let weights = widen(parts.iter().map(|l| l.weight).collect())?;
+        let weight = crate::ops::concat::concat(&weights.iter().collect::<Vec<_>>(), 0)?.to_dtype(dtype)?;
+        let bias = match parts.iter().map(|l| l.bias).collect::<Option<Vec<_>>>() {
+            Some(ids) if !ids.is_empty() => Some(crate::ops::concat::concat(&widen(ids)?.iter().collect::<Vec<_>>(), 0)?),
+            _ if parts.iter().all(|l| l.bias.is_none()) => None,
+            _ => return Err(crate::error::Error::msg("StackedLinear: some of the stacked Linears have a bias and some not")),
+        };
+        Ok(StackedLinear { weight, bias })
+    }
+
+    /// The stored dtype and device of the stacked weight (to tell a stale stack).
+    pub fn matches(&self, like: &crate::Tensor) -> bool {
+        let on_cpu = |t: &crate::Tensor| matches!(t.device(), crate::Device::Cpu);
+        self.weight.dtype() == like.dtype() && on_cpu(&self.weight) == on_cpu(like)
+    }
+
+    /// The stacked outputs, [.., sum of the parts' widths]; no gradient flows to the parts.
+    pub fn forward(&self, t: &Tape, x: &Var) -> Result<Var> {
+        let (w, b) = (t.constant(self.weight.clone()), self.bias.clone().map(|b| t.constant(b)));
+        let k = self.weight.shape()[1] as u64;
+        profile::op("linear", || ag::linear::linear(t, x, &w, b.as_ref()), |y| macs(y, k))
+    }
+}
+
 pub struct Conv2d {
     pub weight: ParamId,
     pub bias: Option<ParamId>,

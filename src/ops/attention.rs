@@ -104,6 +104,33 @@ pub fn attention_bf16(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Resul
     }
 }
 
+/// `attention_bf16` of q, k, v given as the three column blocks of one fused projection `qkv`
+/// `[B, L, 3*W]` (query, key, value in that order): `[B, L, W]`. On CUDA the tensor-core kernel
+/// reads the blocks in place (`attention_fwd_bf16_packed`); on the CPU they are sliced out.
+pub fn attention_bf16_packed(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    expect_rank(OP, "qkv", qkv, 3)?;
+    let (b, l, w3) = (qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]);
+    if w3 % 3 != 0 {
+        return Err(Error::shape(OP, format!("fused q, k, v width {w3} is not a multiple of 3")));
+    }
+    let w = w3 / 3;
+    match qkv.storage() {
+        Storage::Cpu(_) => {
+            let [q, k, v] = [0, 1, 2].map(|i| qkv.narrow(2, i * w, w));
+            attention_bf16(&q?, &k?, &v?, heads)
+        }
+        Storage::Cuda(_) => {
+            expect_f32(OP, qkv)?;
+            if heads == 0 || w % heads != 0 {
+                return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
+            }
+            let qkv = qkv.contiguous()?;
+            let o = cuda::attention_fwd_bf16_packed(qkv.cuda_dense()?, b, l, heads, w / heads)?;
+            Tensor::from_cuda(o, &[b, l, w])
+        }
+    }
+}
+
 /// Gradients (dq, dk, dv) from the forward's inputs, `out`, `lse` and the output gradient.
 pub fn attention_backward(
     q: &Tensor,

@@ -241,6 +241,13 @@ pub fn conv2d_ref(
     y
 }
 
+/// Dense q, k, v of `rows` rows of `w` as one buffer whose rows are [q | k | v] (the layout of
+/// the fused query/key/value projection).
+#[allow(dead_code)]
+pub fn fuse_qkv_rows(q: &[f32], k: &[f32], v: &[f32], rows: usize, w: usize) -> Vec<f32> {
+    (0..rows).flat_map(|r| [q, k, v].into_iter().flat_map(move |x| x[r * w..(r + 1) * w].iter().copied())).collect()
+}
+
 /// Multi-head attention in f64 for one (batch, head, query) of dense [B, L, H*D] q, k, v:
 /// returns (output row of D values, log-sum-exp of the scaled scores).
 #[allow(clippy::too_many_arguments)]

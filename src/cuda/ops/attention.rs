@@ -32,6 +32,11 @@ pub struct AttentionParams {
     pub row_stride: u32,
     /// Elements between consecutive batch items (len * row_stride when dense).
     pub batch_stride: u32,
+    /// The same two strides of the output `o` (the forward kernels only; the backward's tensors
+    /// are all dense alike). They differ from q's where q, k and v are column blocks of one fused
+    /// projection (`packed_qkv`).
+    pub o_row_stride: u32,
+    pub o_batch_stride: u32,
     /// Multiplier of q.k (1 / sqrt(64) in the model).
     pub scale: f32,
 }
@@ -50,8 +55,16 @@ impl AttentionParams {
             heads: heads as u32,
             row_stride: row as u32,
             batch_stride: (len * row) as u32,
+            o_row_stride: row as u32,
+            o_batch_stride: (len * row) as u32,
             scale: 1.0 / (head_dim as f32).sqrt(),
         }
+    }
+    /// q, k and v as the three column blocks of one [batch, len, 3 * heads * head_dim] tensor
+    /// (the fused query/key/value projection), o dense [batch, len, heads * head_dim].
+    pub fn packed_qkv(batch: usize, len: usize, heads: usize, head_dim: usize) -> Self {
+        let row = 3 * heads * head_dim;
+        AttentionParams { row_stride: row as u32, batch_stride: (len * row) as u32, ..Self::dense_dim(batch, len, heads, head_dim) }
     }
 }
 
@@ -236,28 +249,49 @@ pub fn attention_fwd_tc_splits(
     splits: usize,
 ) -> Result<CudaStorage> {
     let p = checked_params(q, k, v, dims)?;
-    let (batch, len, heads, head_dim) = dims;
+    tc_forward(q, [device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0)], &p, dims.3, splits)
+}
+
+/// The bf16 tensor-core forward of the fused projection `qkv` [batch, len, 3 * heads * head_dim]
+/// (q, k, v its three column blocks, in that order): o dense [batch, len, heads * head_dim].
+/// Saves bf16 inference two GEMMs and their input casts per layer (one projection instead of
+/// three) and the copies that splitting the fused output would cost.
+pub fn attention_fwd_bf16_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<CudaStorage> {
+    check_dims(batch, len, heads, head_dim)?;
+    let width = heads * head_dim;
+    u32_arg("attention", 3 * batch * len * width)?;
+    check_f32("attention", qkv, 3 * batch * len * width)?;
+    let p = AttentionParams::packed_qkv(batch, len, heads, head_dim);
+    let base = device_ptr(qkv, 0);
+    let block = (width * DType::F32.size_in_bytes()) as u64;
+    tc_forward(qkv, [base, base + block, base + 2 * block], &p, head_dim, tc_splits(batch, len, heads))
+}
+
+/// Runs the tensor-core forward on the q, k, v device pointers `qkv` (laid out as `p` says) into
+/// a new dense o; `like` names the device.
+fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, splits: usize) -> Result<CudaStorage> {
+    let (batch, len, heads) = (p.batch as usize, p.len as usize, p.heads as usize);
     if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
         return Err(Error::shape("attention", format!("{splits} key splits of {len} keys (1 to one per 64-key tile)")));
     }
-    // The kernel reads 16-byte pieces; dense rows of 32 or 64 per head keep every piece aligned
-    // when the buffers are (device blocks are; a foreign pointer may not be).
-    if [q, k, v].iter().any(|t| !device_ptr(t, 0).is_multiple_of(16)) {
+    // The kernel reads 16-byte pieces: rows of 32 or 64 per head (times 1 or 3) keep every
+    // piece aligned when the base pointers are (device blocks are; a foreign pointer may not be).
+    if qkv.iter().any(|ptr| !ptr.is_multiple_of(16)) || p.row_stride % 4 != 0 || p.batch_stride % 4 != 0 {
         return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
     }
-    let (qp, kp, vp) = (device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0));
-    let dev = q.device();
+    let [qp, kp, vp] = qkv;
+    let dev = like.device();
     let n = batch * len * heads * head_dim;
     let o = dev.alloc(DType::F32, n)?;
     if splits == 1 {
-        let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, device_ptr(&o, 0), 0, qp, kp, vp, &p);
+        let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, device_ptr(&o, 0), 0, qp, kp, vp, p);
         run_on_device(dev, &launch)?;
         return Ok(o);
     }
     u32_arg("attention partials", splits * n)?;
     let (o_part, lse_part) = (dev.alloc(DType::F32, splits * n)?, dev.alloc(DType::F32, splits * batch * heads * len)?);
     let ptrs = [device_ptr(&o, 0), 0, device_ptr(&o_part, 0), device_ptr(&lse_part, 0)];
-    for launch in attention_tc_split_launches(head_dim, splits, ptrs, [qp, kp, vp], &p) {
+    for launch in attention_tc_split_launches(head_dim, splits, ptrs, qkv, p) {
         run_on_device(dev, &launch)?;
     }
     Ok(o)
@@ -289,13 +323,8 @@ pub fn attention_tc_split_launches(head_dim: usize, splits: usize, out: [u64; 4]
     [split, merge]
 }
 
-/// Checks dense q, k, v `[batch, len, heads * head_dim]`; their kernel parameters.
-fn checked_params(
-    q: &CudaStorage,
-    k: &CudaStorage,
-    v: &CudaStorage,
-    (batch, len, heads, head_dim): (usize, usize, usize, usize),
-) -> Result<AttentionParams> {
+/// A head dim with a kernel, and sizes the grid can hold.
+fn check_dims(batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<()> {
     if !SUPPORTED_HEAD_DIMS.contains(&head_dim) {
         return Err(Error::shape(
             "attention",
@@ -308,6 +337,17 @@ fn checked_params(
             format!("batch {batch}, length {len}, heads {heads}"),
         ));
     }
+    Ok(())
+}
+
+/// Checks dense q, k, v `[batch, len, heads * head_dim]`; their kernel parameters.
+fn checked_params(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    (batch, len, heads, head_dim): (usize, usize, usize, usize),
+) -> Result<AttentionParams> {
+    check_dims(batch, len, heads, head_dim)?;
     let n = batch * len * heads * head_dim;
     u32_arg("attention", n)?;
     for t in [q, k, v] {
