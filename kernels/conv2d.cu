@@ -11,7 +11,11 @@
 // and A[m, k] is read from x on the fly. Tiles as in gemm.cu: a 64-pixel x 64-channel output tile
 // per block of 256 threads, k in slices of 16 through shared memory, 4 x 4 outputs per thread at
 // pixels tx + 16 i and channels ty + 16 j (consecutive threads -> consecutive pixels, so loads of
-// x and stores of y coalesce along ow).
+// x and stores of y coalesce along ow). Launch: grid (ceil(N OH OW / 64), ceil(O / 64)), 256 threads.
+// conv2d_fwd_splitk_f32 + conv2d_splitk_sum_f32 (below): the reduction split over grid z into
+// partial outputs, then summed in split order with the bias: for grids too small to fill the GPU
+// (FDM's and the decoder's 256-channel convolutions at 32 x 32 and batch 1: 64 blocks, each over
+// K = 2304; the launcher's `conv2d_fwd_k_splits`).
 
 #define CONV_BM FDM_TILE  // covered by the 4 x 4 register tiles of tile_fma_4x4 (common.cuh)
 #define CONV_BN FDM_TILE
@@ -26,11 +30,13 @@ struct Conv2dParams {
   unsigned stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
 };
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
-    conv2d_fwd_f32(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
-                   const float* __restrict__ bias, Conv2dParams p) {
-  __shared__ float as[CONV_BK][CONV_BM + 1];
-  __shared__ float bs[CONV_BK][CONV_BN + 1];
+// The output tile (blockIdx.x, blockIdx.y) summed over the reduction range k_beg .. k_end - 1
+// (k_beg a multiple of CONV_BK), plus bias[o] where bias is not null.
+// as, bs: the kernel's shared tiles [CONV_BK][CONV_BM + 1] and [CONV_BK][CONV_BN + 1].
+static __device__ __forceinline__ void conv2d_fwd_body(float (*as)[CONV_BM + 1], float (*bs)[CONV_BN + 1],
+                                                       float* __restrict__ y, const float* __restrict__ x,
+                                                       const float* __restrict__ w, const float* __restrict__ bias,
+                                                       const Conv2dParams& p, unsigned k_beg, unsigned k_end) {
   const unsigned t = threadIdx.x, tx = t % 16, ty = t / 16;
   const unsigned khw = p.kh * p.kw, K = p.c * khw;
   const unsigned M = p.n * p.oh * p.ow, ohw = p.oh * p.ow;
@@ -52,11 +58,11 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
   // (channel, kernel row, kernel column) once per slice, and the warp shares the four results by
   // shuffles, so a slice costs one integer division chain per warp instead of four.
   const unsigned lane = t & 31;
-  for (unsigned k0 = 0; k0 < K; k0 += CONV_BK) {
+  for (unsigned k0 = k_beg; k0 < k_end; k0 += CONV_BK) {
     unsigned my_c = 0, my_dh = 0, my_dw = 0;
     {
       const unsigned k = k0 + t / CONV_BM + 4 * (lane & 3);
-      if (k < K) {
+      if (k < k_end) {
         const unsigned r = k % khw;
         my_c = k / khw;
         my_dh = (r / p.kw) * p.dil_h;
@@ -80,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
     for (int q = 0; q < CONV_BN * CONV_BK / CONV_THREADS; ++q) {
       const unsigned e = t + CONV_THREADS * q, oc = e / CONV_BK, kk = e % CONV_BK;
       const unsigned o = o0 + oc, k = k0 + kk;
-      bs[kk][oc] = (o < p.o && k < K) ? w[(size_t)o * K + k] : 0.0f;
+      bs[kk][oc] = (o < p.o && k < k_end) ? w[(size_t)o * K + k] : 0.0f;
     }
     __syncthreads();
     tile_fma_4x4<CONV_BK>(acc, as, bs, tx, ty);
@@ -98,5 +104,38 @@ extern "C" __global__ void __launch_bounds__(CONV_THREADS)
       if (o >= p.o) continue;
       y[((size_t)n * p.o + o) * ohw + pix] = acc[i][j] + (bias ? bias[o] : 0.0f);
     }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv2d_fwd_f32(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+                   const float* __restrict__ bias, Conv2dParams p) {
+  __shared__ float as[CONV_BK][CONV_BM + 1];
+  __shared__ float bs[CONV_BK][CONV_BN + 1];
+  conv2d_fwd_body(as, bs, y, x, w, bias, p, 0, p.c * p.kh * p.kw);
+}
+
+// Split-K: grid z = splits; split s sums the reduction slices s * S / splits .. (s + 1) * S /
+// splits - 1 (S = ceil(K / CONV_BK) slices of CONV_BK) into part + s * N O OH OW, without bias.
+extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+    conv2d_fwd_splitk_f32(float* __restrict__ part, const float* __restrict__ x, const float* __restrict__ w,
+                          Conv2dParams p, unsigned splits) {
+  const unsigned K = p.c * p.kh * p.kw, slices = (K + CONV_BK - 1) / CONV_BK, s = blockIdx.z;
+  const unsigned k_beg = CONV_BK * (s * slices / splits), k_end = min(K, CONV_BK * ((s + 1) * slices / splits));
+  const size_t total = (size_t)p.n * p.o * p.oh * p.ow;
+  __shared__ float as[CONV_BK][CONV_BM + 1];
+  __shared__ float bs[CONV_BK][CONV_BN + 1];
+  conv2d_fwd_body(as, bs, part + s * total, x, w, nullptr, p, k_beg, k_end);
+}
+
+// y = sum of the splits' partials in split order (deterministic), plus bias[o] (null: none).
+// Grid-stride over the N O OH OW outputs.
+extern "C" __global__ void conv2d_splitk_sum_f32(float* __restrict__ y, const float* __restrict__ part,
+                                                 const float* __restrict__ bias, Conv2dParams p, unsigned splits) {
+  const unsigned ohw = p.oh * p.ow, total = p.n * p.o * ohw;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    float acc = 0.0f;
+    for (unsigned s = 0; s < splits; ++s) acc += part[(size_t)s * total + i];
+    y[i] = acc + (bias ? bias[(i / ohw) % p.o] : 0.0f);
   }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::conv2d_ref;
-use fdm::cuda::ops::conv2d::{conv2d_fwd_launch, Conv2dParams};
+use fdm::cuda::ops::conv2d::{conv2d_fwd_k_splits, conv2d_fwd_launch, conv2d_fwd_split_launches, Conv2dParams};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
@@ -46,14 +46,7 @@ fn check_channels<B: Backend>(
     let w = random_vec(seed + 1, p.weight_len(), -0.2, 0.2);
     let bias = random_vec(seed + 2, weight[0], -0.5, 0.5);
     let (xb, wb, bb) = (be.f32s(&x), be.f32s(&w), be.f32s(&bias));
-    let y = be.f32s(&vec![f32::NAN; p.output_len()]);
-    be.run(&conv2d_fwd_launch(
-        be.ptr(&y),
-        be.ptr(&xb),
-        be.ptr(&wb),
-        if with_bias { be.ptr(&bb) } else { 0 },
-        &p,
-    ));
+    let bias_ptr = if with_bias { be.ptr(&bb) } else { 0 };
     let want = conv2d_ref(
         &x,
         &w,
@@ -68,25 +61,41 @@ fn check_channels<B: Backend>(
     );
     let plane = (p.oh * p.ow) as usize;
     let keep = |i: &usize| ((i / plane) % weight[0]).is_multiple_of(o_step);
-    let got: Vec<f32> = be
-        .get_f32(&y)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| keep(i))
-        .map(|(_, v)| v)
-        .collect();
     let want: Vec<f32> = want
         .into_iter()
         .enumerate()
         .filter(|(i, _)| keep(i))
         .map(|(_, v)| v)
         .collect();
-    assert_close(
-        &got,
-        &want,
-        TOL_CUDA_F32,
-        &format!("conv2d {input:?} * {weight:?} s{stride:?} p{pad:?} d{dil:?}"),
-    );
+    // One pass over the reduction, the launcher's own split count, and 2 and 3 splits (uneven
+    // ranges) where the reduction has that many 16-long slices.
+    let slices = (weight[1] * weight[2] * weight[3]).div_ceil(16);
+    let mut counts = vec![1, conv2d_fwd_k_splits(&p), 2, 3];
+    counts.dedup();
+    for splits in counts.into_iter().filter(|&s| s <= slices) {
+        let y = be.f32s(&vec![f32::NAN; p.output_len()]);
+        if splits == 1 {
+            be.run(&conv2d_fwd_launch(be.ptr(&y), be.ptr(&xb), be.ptr(&wb), bias_ptr, &p));
+        } else {
+            let part = be.f32s(&vec![f32::NAN; splits * p.output_len()]);
+            for launch in conv2d_fwd_split_launches(be.ptr(&y), be.ptr(&part), be.ptr(&xb), be.ptr(&wb), bias_ptr, &p, splits) {
+                be.run(&launch);
+            }
+        }
+        let got: Vec<f32> = be.get_f32(&y).into_iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, v)| v).collect();
+        let what = format!("conv2d {input:?} * {weight:?} s{stride:?} p{pad:?} d{dil:?}, reduction in {splits} splits");
+        assert_close(&got, &want, TOL_CUDA_F32, &what);
+    }
+}
+
+#[test]
+fn k_splits_only_where_the_output_tiles_leave_the_gpu_idle() {
+    let p = |input, weight| Conv2dParams::new(input, weight, (1, 1), (1, 1), (1, 1)).unwrap();
+    assert_eq!(conv2d_fwd_k_splits(&p([1, 256, 32, 32], [256, 256, 3, 3])), 4, "FDM at batch 1: 64 tiles");
+    assert_eq!(conv2d_fwd_k_splits(&p([4, 256, 32, 32], [256, 256, 3, 3])), 1, "batch 4: 256 tiles");
+    assert_eq!(conv2d_fwd_k_splits(&p([1, 64, 256, 256], [64, 64, 3, 3])), 1, "1024 tiles");
+    assert_eq!(conv2d_fwd_k_splits(&p([1, 3, 8, 8], [4, 3, 3, 3])), 1, "27-long reduction: 2 slices");
+    assert_eq!(conv2d_fwd_k_splits(&p([1, 512, 4, 4], [64, 512, 3, 3])), 8, "one tile, 288 slices");
 }
 
 fn conv2d_strided_padded_dilated_odd_sizes<B: Backend>(be: &B) {

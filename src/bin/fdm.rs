@@ -68,8 +68,8 @@ struct InpaintArgs {
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Storage of the transformer's Linear weights. bf16 halves the transformer's weight memory
-    /// and runs its linears on tensor cores on CUDA (activations rounded to bf16, f32 sums); on
-    /// the CPU it only rounds the weights to bf16 (no speed-up). Inference only.
+    /// and runs its linears and attention on tensor cores on CUDA (activations rounded to bf16,
+    /// f32 sums); the CPU computes the same roundings (no speed-up there). Inference only.
     #[arg(long, value_enum, default_value = "f32")]
     precision: PrecisionArg,
     /// Seed of the token draws: the same seed on the same device gives identical output.

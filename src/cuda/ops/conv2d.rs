@@ -1,6 +1,7 @@
 //! Launchers for `kernels/conv2d.cu`: 2-D convolution forward (NCHW input, weight
 //! `[out, in, kh, kw]`, optional bias, stride / zero padding / dilation, one group) as an implicit
-//! GEMM with 64 x 64 output tiles.
+//! GEMM with 64 x 64 output tiles, the reduction split over several blocks where the tiles alone
+//! would leave most of the GPU idle (`conv2d_fwd_k_splits`).
 
 use crate::cuda::launch::{check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
 use crate::cuda::CudaStorage;
@@ -10,6 +11,8 @@ use crate::error::{Error, Result};
 const MODULE: &str = "conv2d";
 const TILE: usize = 64;
 const THREADS: u32 = 256;
+/// The reduction slice of one shared-memory stage (`CONV_BK`).
+const K_SLICE: usize = 16;
 
 /// Same layout as `struct Conv2dParams` in kernels/conv2d.cu.
 #[repr(C)]
@@ -110,6 +113,37 @@ pub fn conv2d_fwd_launch(y: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams) ->
     }
 }
 
+/// Reduction splits for the forward of `p`: 1 where the output tiles already make ~128 blocks;
+/// otherwise enough for ~256 blocks, at most 8 and never fewer than 8 slices of 16 per split.
+/// At batch 1, FDM's and the decoder's 256-channel 3 x 3 convolutions at 32 x 32 have 64 output
+/// tiles, each a 2304-long reduction: 4 splits.
+pub fn conv2d_fwd_k_splits(p: &Conv2dParams) -> usize {
+    let pixels = (p.n * p.oh * p.ow) as usize;
+    let blocks = pixels.div_ceil(TILE) * (p.o as usize).div_ceil(TILE);
+    let slices = ((p.c * p.kh * p.kw) as usize).div_ceil(K_SLICE);
+    if blocks >= 128 {
+        return 1;
+    }
+    256usize.div_ceil(blocks).min(8).min(slices / 8).max(1)
+}
+
+/// The two launches of the split-K forward (`splits` >= 2, at most one per 16-long slice of the
+/// reduction): each split's partial output into `part` (`splits * output_len` floats), then
+/// their sum in split order plus the bias into `y`.
+pub fn conv2d_fwd_split_launches(y: u64, part: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams, splits: usize) -> [Launch; 2] {
+    let mut split = conv2d_fwd_launch(part, x, w, 0, p);
+    split.kernel = "conv2d_fwd_splitk_f32";
+    split.cfg.grid.2 = splits as u32;
+    split.args = vec![KArg::Ptr(part), KArg::Ptr(x), KArg::Ptr(w), KArg::pod(p), KArg::U32(splits as u32)];
+    let sum = Launch {
+        module: MODULE,
+        kernel: "conv2d_splitk_sum_f32",
+        cfg: LaunchCfg::for_elements(p.output_len(), 256, 4096),
+        args: vec![KArg::Ptr(y), KArg::Ptr(part), KArg::Ptr(bias), KArg::pod(p), KArg::U32(splits as u32)],
+    };
+    [split, sum]
+}
+
 pub fn conv2d_fwd(
     x: &CudaStorage,
     w: &CudaStorage,
@@ -121,14 +155,18 @@ pub fn conv2d_fwd(
     if let Some(b) = bias {
         check_f32("conv2d", b, p.o as usize)?;
     }
-    let y = x.device().alloc(DType::F32, p.output_len())?;
-    let launch = conv2d_fwd_launch(
-        device_ptr(&y, 0),
-        device_ptr(x, 0),
-        device_ptr(w, 0),
-        bias.map_or(0, |b| device_ptr(b, 0)),
-        p,
-    );
-    run_on_device(x.device(), &launch)?;
+    let dev = x.device();
+    let y = dev.alloc(DType::F32, p.output_len())?;
+    let (yp, xp, wp, bp) = (device_ptr(&y, 0), device_ptr(x, 0), device_ptr(w, 0), bias.map_or(0, |b| device_ptr(b, 0)));
+    let splits = conv2d_fwd_k_splits(p);
+    if splits == 1 {
+        run_on_device(dev, &conv2d_fwd_launch(yp, xp, wp, bp, p))?;
+        return Ok(y);
+    }
+    u32_arg("conv2d partials", splits * p.output_len())?;
+    let part = dev.alloc(DType::F32, splits * p.output_len())?;
+    for launch in conv2d_fwd_split_launches(yp, device_ptr(&part, 0), xp, wp, bp, p, splits) {
+        run_on_device(dev, &launch)?;
+    }
     Ok(y)
 }
