@@ -41,6 +41,31 @@ impl CpuStorage {
             DType::U32 => CpuStorage::U32(vec![0; n]),
         }
     }
+    /// The elements of `layout` in row-major order of its shape (a dense copy of the view).
+    /// Where the innermost dim is unit-stride (narrowed last dims, permutes that keep it), each of
+    /// its rows is copied as one slice instead of element by element.
+    pub fn gather_layout(&self, layout: &crate::shape::Layout) -> Self {
+        let r = layout.rank();
+        if r == 0 || layout.strides[r - 1] != 1 || layout.shape[r - 1] < 2 {
+            return self.gather(layout.indices());
+        }
+        let run = layout.shape[r - 1];
+        let rows = crate::shape::Layout { shape: layout.shape[..r - 1].to_vec(), strides: layout.strides[..r - 1].to_vec(), offset: layout.offset };
+        fn copy_runs<T: Copy>(v: &[T], rows: &crate::shape::Layout, run: usize, n: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(n);
+            for start in rows.indices() {
+                out.extend_from_slice(&v[start..start + run]);
+            }
+            out
+        }
+        let n = layout.numel();
+        match self {
+            CpuStorage::F32(v) => CpuStorage::F32(copy_runs(v, &rows, run, n)),
+            CpuStorage::F16(v) => CpuStorage::F16(copy_runs(v, &rows, run, n)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(copy_runs(v, &rows, run, n)),
+            CpuStorage::U32(v) => CpuStorage::U32(copy_runs(v, &rows, run, n)),
+        }
+    }
     /// Gather the elements at the given flat indices (the order of a layout walk).
     pub fn gather(&self, idx: impl Iterator<Item = usize>) -> Self {
         match self {

@@ -116,7 +116,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         match &*self.storage {
-            Storage::Cpu(s) => Ok(Tensor::from_storage(Storage::Cpu(s.gather(self.layout.indices())), self.shape())),
+            Storage::Cpu(s) => Ok(Tensor::from_storage(Storage::Cpu(s.gather_layout(&self.layout)), self.shape())),
             Storage::Cuda(_) => crate::cuda::ops::copy::contiguous(self),
         }
     }

@@ -138,3 +138,36 @@ fn concat_rejects_bad_inputs_cpu() -> Result<()> {
     assert!(err.contains("does not fit"), "{err}");
     Ok(())
 }
+
+/// `contiguous` of CPU views copies unit-stride rows as slices (`CpuStorage::gather_layout`):
+/// the same elements as the element-by-element walk of the layout, for narrowed last and middle
+/// dims, permutes that keep or move the last dim, broadcasts (stride 0) and offsets, in f32, bf16
+/// and u32.
+#[test]
+fn contiguous_views_equal_the_element_walk_cpu() -> Result<()> {
+    let views = |dtype: fdm::DType| -> Result<Vec<Tensor>> {
+        let base = Tensor::from_vec(random_vec(3, 2 * 3 * 4 * 5, 0.0, 100.0), &[2, 3, 4, 5])?.to_dtype(dtype)?;
+        let small = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?.to_dtype(dtype)?;
+        Ok(vec![
+            base.narrow(3, 1, 3)?,
+            base.narrow(3, 4, 1)?,
+            base.narrow(1, 1, 2)?.narrow(3, 2, 2)?,
+            base.permute(&[0, 2, 1, 3])?,
+            base.permute(&[3, 1, 0, 2])?,
+            base.narrow(0, 1, 1)?.broadcast_as(&[3, 3, 4, 5])?,
+            small.reshape(&[3, 1])?.broadcast_as(&[3, 4])?,
+            small.reshape(&[1, 3])?.broadcast_as(&[4, 3])?,
+            base.reshape(&[120])?.narrow(0, 7, 50)?,
+        ])
+    };
+    for dtype in [fdm::DType::F32, fdm::DType::BF16, fdm::DType::U32] {
+        for (i, v) in views(dtype)?.iter().enumerate() {
+            let fdm::storage::Storage::Cpu(s) = v.storage() else { unreachable!() };
+            let want = s.gather(v.layout().indices());
+            let got = s.gather_layout(v.layout());
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "view {i} in {dtype:?}");
+            assert_eq!(v.contiguous()?.shape(), v.shape());
+        }
+    }
+    Ok(())
+}

@@ -19,12 +19,14 @@ pub const SEED: u64 = 7;
 pub const MASKED_30PCT: usize = 302;
 
 /// A freshly initialised model of `preset` ("tiny" or "paper") on `device`, with the
-/// transformer's Linear weights stored in `precision`.
+/// transformer's Linear weights stored in `precision`, set up for inference as the CLI sets it
+/// (`prepare_for_inference`).
 pub fn model(preset: &str, device: &Device, precision: Precision) -> InpaintingModel {
     let cfg = ModelConfig::by_name(preset).expect("preset");
     let mut m = InpaintingModel::new(&cfg, SEED).expect("model");
     m.set_transformer_precision(precision).expect("precision");
     m.to_device(device).expect("model to device");
+    m.prepare_for_inference().expect("inference set-up");
     m
 }
 

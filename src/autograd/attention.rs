@@ -34,11 +34,11 @@ pub fn attention_bf16(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> R
     Ok(tape.constant(ops::attention_bf16(q.value(), k.value(), v.value(), heads)?))
 }
 
-/// `ops::attention_bf16_packed` (q, k, v as the column blocks of one fused projection), inference
-/// only like `attention_bf16`.
-pub fn attention_bf16_packed(tape: &Tape, qkv: &Var, heads: usize) -> Result<Var> {
+/// `ops::attention_packed` (q, k, v as the column blocks of one fused projection; f32 or bf16):
+/// inference only, so an error where the input needs a gradient.
+pub fn attention_packed(tape: &Tape, qkv: &Var, heads: usize, bf16: bool) -> Result<Var> {
     if qkv.requires_grad() {
-        return Err(Error::msg("attention in bf16 precision is inference only: an input needs a gradient (train in f32)"));
+        return Err(Error::msg("attention on a fused q/k/v projection is inference only: its input needs a gradient"));
     }
-    Ok(tape.constant(ops::attention_bf16_packed(qkv.value(), heads)?))
+    Ok(tape.constant(ops::attention_packed(qkv.value(), heads, bf16)?))
 }

@@ -210,6 +210,7 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
     // Rounded on the host first, so a bf16 model uploads half the transformer's bytes.
     model.set_transformer_precision(a.precision.into())?;
     model.to_device(&device)?;
+    model.prepare_for_inference()?;
     let opts = InpaintOptions {
         sampler: SamplerOptions { tokens_per_pass: a.tokens_per_pass, top_k: a.top_k, temperature: a.temperature, gibbs_sweeps: a.gibbs_sweeps },
         samples: a.samples,
@@ -248,6 +249,7 @@ fn load_model_as(weights: Option<PathBuf>, random_init: Option<&str>, device: &f
     };
     model.set_transformer_precision(precision.into())?;
     model.to_device(device)?;
+    model.prepare_for_inference()?;
     Ok(model)
 }
 

@@ -20,11 +20,12 @@ pub fn attention_bf16(t: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Resu
     op("attention_bf16", || att::attention_bf16(t, q, k, v, heads), |_| macs)
 }
 
-/// `attention_bf16` of q, k, v packed in one fused projection (B x L x 3*H*Dh).
-pub fn attention_bf16_packed(t: &Tape, qkv: &Var, heads: usize) -> Result<Var> {
+/// `attention` (or with `bf16`, `attention_bf16`) of q, k, v packed in one fused projection
+/// (B x L x 3*H*Dh); inference only.
+pub fn attention_packed(t: &Tape, qkv: &Var, heads: usize, bf16: bool) -> Result<Var> {
     let s = qkv.shape();
     let macs = 2 * (s[0] * s[1] * s[1] * (s[2] / 3)) as u64;
-    op("attention_bf16", || att::attention_bf16_packed(t, qkv, heads), |_| macs)
+    op(if bf16 { "attention_bf16" } else { "attention" }, || att::attention_packed(t, qkv, heads, bf16), |_| macs)
 }
 
 pub fn add(t: &Tape, a: &Var, b: &Var) -> Result<Var> {

@@ -123,6 +123,14 @@ impl InpaintingModel {
         self.transformer.restack(&self.store)
     }
 
+    /// Sets the model up for inference only: the transformer's query/key/value projections of
+    /// each block run as one stacked GEMM in f32 too (bf16 always does; `Transformer::restack`).
+    /// The CLI's inference commands call it; training must not (its stacks would not follow the
+    /// optimiser's updates).
+    pub fn prepare_for_inference(&mut self) -> Result<()> {
+        self.transformer.set_inference(&self.store, true)
+    }
+
     pub fn device(&self) -> Device {
         self.store.iter().next().map(|(_, _, t)| t.device()).unwrap_or(Device::Cpu)
     }

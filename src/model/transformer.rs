@@ -4,7 +4,7 @@
 //! `to_logits` (D -> 512 classes = the unmasked half of the codebook). Non-causal, no dropout.
 //! Linear weights start N(0, 0.02), biases 0 (spec §3.4).
 
-use super::fx::{add, attention, attention_bf16, attention_bf16_packed, Tape, Var};
+use super::fx::{add, attention, attention_bf16, attention_packed, Tape, Var};
 use super::presets::TransformerConfig;
 use crate::error::{Error, Result};
 use crate::nn::layers::{Init, LayerNorm, Linear, StackedLinear};
@@ -20,7 +20,7 @@ struct Block {
     ln2: LayerNorm,
     fc: Linear,
     out: Linear,
-    /// query, key and value as one projection, built for bf16 inference (`Transformer::restack`).
+    /// query, key and value as one projection, built for inference (`Transformer::restack`).
     qkv: Option<StackedLinear>,
 }
 
@@ -31,6 +31,8 @@ pub struct Transformer {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     to_logits: Linear,
+    /// Stack each block's query/key/value weights for inference even in f32 (`set_inference`).
+    inference: bool,
 }
 
 impl Block {
@@ -55,10 +57,12 @@ impl Block {
     /// LayerNorm), so each residual add and the LayerNorm after it can run as one op.
     fn forward(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, next: &LayerNorm, n_head: usize) -> Result<(Var, Var)> {
         let query_weight = p.var(self.query.weight).value();
-        // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too,
-        // on the stacked q/k/v projection where it is built for these weights.
+        // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.
+        // Inference runs it on the stacked q/k/v projection where one is built for these weights.
         let a = match &self.qkv {
-            Some(qkv) if qkv.matches(query_weight) && !h.requires_grad() => attention_bf16_packed(t, &qkv.forward(t, h)?, n_head)?,
+            Some(qkv) if qkv.matches(query_weight) && !h.requires_grad() => {
+                attention_packed(t, &qkv.forward(t, h)?, n_head, query_weight.dtype() == crate::DType::BF16)?
+            }
             _ => {
                 let (q, k, v) = (self.query.forward(t, p, h)?, self.key.forward(t, p, h)?, self.value.forward(t, p, h)?);
                 if query_weight.dtype() == crate::DType::BF16 {
@@ -84,7 +88,7 @@ impl Transformer {
             .collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::new(store, &format!("{name}.layer_norm"), c.n_embd)?;
         let to_logits = Linear::new(store, rng, &format!("{name}.to_logits"), c.n_embd, c.vocab, Init::Normal(0.02))?;
-        Ok(Transformer { cfg: c.clone(), emb_proj, pos_emb, blocks, ln_f, to_logits })
+        Ok(Transformer { cfg: c.clone(), emb_proj, pos_emb, blocks, ln_f, to_logits, inference: false })
     }
 
     pub fn config(&self) -> &TransformerConfig {
@@ -103,16 +107,25 @@ impl Transformer {
         ids
     }
 
-    /// Builds each block's stacked query/key/value projection from `store` where the weights are
-    /// bf16 (inference: one GEMM and one bf16 attention on its output instead of three GEMMs);
-    /// drops it where they are f32 (training needs the separate parameters). Call after the
-    /// weights change dtype, device or value.
+    /// Builds each block's stacked query/key/value projection from `store` (one GEMM, and an
+    /// attention that reads its output in place, instead of three GEMMs) where the weights are
+    /// bf16 (inference only) or the transformer is set for inference (`set_inference`); drops it
+    /// otherwise (training reads the separate parameters, whose values the stack would not follow).
+    /// Call after the weights change dtype, device or value.
     pub fn restack(&mut self, store: &ParamStore) -> Result<()> {
         for b in &mut self.blocks {
-            let bf16 = store.get(b.query.weight).dtype() == crate::DType::BF16;
-            b.qkv = if bf16 { Some(StackedLinear::stack(store, &[&b.query, &b.key, &b.value])?) } else { None };
+            let stack = self.inference || store.get(b.query.weight).dtype() == crate::DType::BF16;
+            b.qkv = if stack { Some(StackedLinear::stack(store, &[&b.query, &b.key, &b.value])?) } else { None };
         }
         Ok(())
+    }
+
+    /// Sets the transformer for inference (or back) and restacks: with `on`, forwards where no
+    /// gradient is needed run the stacked projection in f32 too. A model being trained must not
+    /// be set so, since its stacks would keep the weights of the moment they were built.
+    pub fn set_inference(&mut self, store: &ParamStore, on: bool) -> Result<()> {
+        self.inference = on;
+        self.restack(store)
     }
 
     /// `feat`: B x L x e_dim token features (row-major over the grid) -> logits B x L x vocab.

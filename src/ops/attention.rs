@@ -104,10 +104,12 @@ pub fn attention_bf16(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Resul
     }
 }
 
-/// `attention_bf16` of q, k, v given as the three column blocks of one fused projection `qkv`
-/// `[B, L, 3*W]` (query, key, value in that order): `[B, L, W]`. On CUDA the tensor-core kernel
-/// reads the blocks in place (`attention_fwd_bf16_packed`); on the CPU they are sliced out.
-pub fn attention_bf16_packed(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+/// The attention of q, k, v given as the three column blocks of one fused projection `qkv`
+/// `[B, L, 3*W]` (query, key, value in that order): `[B, L, W]`, in f32 (`attention`'s numerics)
+/// or, with `bf16`, `attention_bf16`'s. Inference only (no log-sum-exp, no backward). On CUDA the
+/// kernels read the blocks in place (`attention_fwd_packed`, `attention_fwd_bf16_packed`); on the
+/// CPU they are sliced out.
+pub fn attention_packed(qkv: &Tensor, heads: usize, bf16: bool) -> Result<Tensor> {
     expect_rank(OP, "qkv", qkv, 3)?;
     let (b, l, w3) = (qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]);
     if w3 % 3 != 0 {
@@ -117,7 +119,12 @@ pub fn attention_bf16_packed(qkv: &Tensor, heads: usize) -> Result<Tensor> {
     match qkv.storage() {
         Storage::Cpu(_) => {
             let [q, k, v] = [0, 1, 2].map(|i| qkv.narrow(2, i * w, w));
-            attention_bf16(&q?, &k?, &v?, heads)
+            let (q, k, v) = (q?, k?, v?);
+            if bf16 {
+                attention_bf16(&q, &k, &v, heads)
+            } else {
+                attention(&q, &k, &v, heads)
+            }
         }
         Storage::Cuda(_) => {
             expect_f32(OP, qkv)?;
@@ -125,8 +132,8 @@ pub fn attention_bf16_packed(qkv: &Tensor, heads: usize) -> Result<Tensor> {
                 return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
             }
             let qkv = qkv.contiguous()?;
-            let o = cuda::attention_fwd_bf16_packed(qkv.cuda_dense()?, b, l, heads, w / heads)?;
-            Tensor::from_cuda(o, &[b, l, w])
+            let run = if bf16 { cuda::attention_fwd_bf16_packed } else { cuda::attention_fwd_packed };
+            Tensor::from_cuda(run(qkv.cuda_dense()?, b, l, heads, w / heads)?, &[b, l, w])
         }
     }
 }

@@ -257,14 +257,30 @@ pub fn attention_fwd_tc_splits(
 /// Saves bf16 inference two GEMMs and their input casts per layer (one projection instead of
 /// three) and the copies that splitting the fused output would cost.
 pub fn attention_fwd_bf16_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<CudaStorage> {
+    let (p, ptrs) = packed_pointers(qkv, batch, len, heads, head_dim)?;
+    tc_forward(qkv, ptrs, &p, head_dim, tc_splits(batch, len, heads))
+}
+
+/// As `attention_fwd_bf16_packed` in f32 (`AttentionKernel::SplitKeys`, the f32 forward's
+/// default), for inference: only `o`, no log-sum-exp.
+pub fn attention_fwd_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<CudaStorage> {
+    let (p, [qp, kp, vp]) = packed_pointers(qkv, batch, len, heads, head_dim)?;
+    let o = qkv.device().alloc(DType::F32, batch * len * heads * head_dim)?;
+    let launch = attention_fwd_kernel_launch(AttentionKernel::SplitKeys, head_dim, device_ptr(&o, 0), 0, qp, kp, vp, &p);
+    run_on_device(qkv.device(), &launch)?;
+    Ok(o)
+}
+
+/// Checks the fused projection `qkv` [batch, len, 3 * heads * head_dim]; its kernel parameters
+/// and the device addresses of its q, k and v column blocks.
+fn packed_pointers(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<(AttentionParams, [u64; 3])> {
     check_dims(batch, len, heads, head_dim)?;
     let width = heads * head_dim;
     u32_arg("attention", 3 * batch * len * width)?;
     check_f32("attention", qkv, 3 * batch * len * width)?;
-    let p = AttentionParams::packed_qkv(batch, len, heads, head_dim);
     let base = device_ptr(qkv, 0);
     let block = (width * DType::F32.size_in_bytes()) as u64;
-    tc_forward(qkv, [base, base + block, base + 2 * block], &p, head_dim, tc_splits(batch, len, heads))
+    Ok((AttentionParams::packed_qkv(batch, len, heads, head_dim), [base, base + block, base + 2 * block]))
 }
 
 /// Runs the tensor-core forward on the q, k, v device pointers `qkv` (laid out as `p` says) into

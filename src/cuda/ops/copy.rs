@@ -36,7 +36,7 @@ pub fn contiguous(t: &Tensor) -> Result<Tensor> {
         let dense = elementwise::strided_copy(s, &l.shape, &l.strides, l.offset)?;
         return Ok(Tensor::from_storage(Storage::Cuda(dense), t.shape()));
     }
-    let gathered = s.download()?.gather(l.indices());
+    let gathered = s.download()?.gather_layout(l);
     to_device(&gathered, t.shape(), s.device())
 }
 
