@@ -41,16 +41,28 @@ fn main() -> fdm::Result<()> {
     let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let preset = std::env::args().nth(2).unwrap_or_else(|| "tiny".into());
     let cfg = ModelConfig::by_name(&preset)?;
-    let m = InpaintingModel::new(&cfg, 1)?;
+    let mut m = InpaintingModel::new(&cfg, 1)?;
     let t = Tape::no_grad();
-    let p = m.store.bind(&t, |_| false);
     let tc = &cfg.transformer;
     let (c, h, heads) = (tc.n_embd, tc.mlp_hidden(), tc.n_head);
     let x = t.constant(rand(1, &[1, 1024, cfg.codec.e_dim]));
-    let pass = time_ms(reps, || {
-        m.transformer.forward(&t, &p, &x).expect("pass");
-    });
-    report(&format!("{preset} transformer pass"), pass);
+    let mut pass = (0.0, 0.0);
+    // As built (separate q/k/v projections, what runs on the CPU), then with q/k/v as one
+    // stacked projection (`Transformer::set_inference`, what CUDA inference runs), alternating.
+    for round in 0..2 {
+        for stacked in [false, true] {
+            m.transformer.set_inference(&m.store, stacked)?;
+            let p = m.store.bind(&t, |_| false);
+            let timed = time_ms(reps, || {
+                m.transformer.forward(&t, &p, &x).expect("pass");
+            });
+            let how = if stacked { "stacked q/k/v" } else { "separate q/k/v" };
+            report(&format!("{preset} transformer pass, {how} ({})", round + 1), timed);
+            if !stacked {
+                pass = timed;
+            }
+        }
+    }
 
     println!("-- attention core (forward; backward) --");
     let mut pass_attention = (0.0, 0.0);

@@ -148,14 +148,14 @@ fn stacked_query_key_value_give_the_logits_of_the_separate_ones_cpu() {
     assert_eq!(logits(&stacked, &feat), logits(&separate, &feat));
 }
 
-/// `prepare_for_inference` stacks the query/key/value projections in f32 too: the same logits as
-/// the separate projections on the CPU.
+/// The query/key/value projections stacked in f32 (`Transformer::set_inference`, what
+/// `prepare_for_inference` does on CUDA): the same logits as the separate projections on the CPU.
 #[test]
 fn f32_inference_stacking_gives_the_logits_of_the_separate_projections_cpu() {
     let mut stacked = tiny();
     let separate = tiny();
     let feat = token_features(&separate);
-    stacked.prepare_for_inference().unwrap();
+    stacked.transformer.set_inference(&stacked.store, true).unwrap();
     let (a, b) = (logits(&stacked, &feat), logits(&separate, &feat));
     let diff = max_abs_diff(&a, &b);
     let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));

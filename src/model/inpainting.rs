@@ -123,12 +123,16 @@ impl InpaintingModel {
         self.transformer.restack(&self.store)
     }
 
-    /// Sets the model up for inference only: the transformer's query/key/value projections of
-    /// each block run as one stacked GEMM in f32 too (bf16 always does; `Transformer::restack`).
-    /// The CLI's inference commands call it; training must not (its stacks would not follow the
-    /// optimiser's updates).
+    /// Sets the model up for inference only, on the device it is on (call after `to_device`): on
+    /// CUDA the transformer's query/key/value projections of each block run as one stacked GEMM
+    /// in f32 too (bf16 always does; `Transformer::restack`), two launches fewer per layer. On the
+    /// CPU f32 keeps the separate projections: the stack measured no faster there (tiny preset
+    /// 0-8 % slower, paper 2-5 % faster; `examples/pass_timing`), since the CPU attention slices
+    /// q, k and v out of it. The CLI's inference commands call it; training must not (a stack
+    /// would not follow the optimiser's updates).
     pub fn prepare_for_inference(&mut self) -> Result<()> {
-        self.transformer.set_inference(&self.store, true)
+        let on_cuda = !matches!(self.device(), Device::Cpu);
+        self.transformer.set_inference(&self.store, on_cuda)
     }
 
     pub fn device(&self) -> Device {
