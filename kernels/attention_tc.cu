@@ -35,6 +35,9 @@
 // Alignment: q, k, v 16-byte aligned, row_stride and batch_stride multiples of 4 (the launcher
 // checks; dense tensors of head dim 32 or 64 always are).
 // Launch: grid (ceil(L / 64), heads, B), 128 threads.
+// attention_fwd_tc_kg2[_d32]_bf16: the same result from 256 threads, two key groups of 4 warps
+// (even and odd 64-key tiles) over the same 64 queries, merged in shared memory at the end
+// (attention_tc_kg2_body); 40 KiB for D = 64.
 // attention_fwd_tc_split[_d32]_bf16 + attention_tc_merge: the keys in `splits` ranges of whole
 // tiles, one block per (query tile, head, batch, range), each range's normalised result and
 // log-sum-exp into partial buffers, merged exactly by the second kernel. At batch 1 the paper
@@ -118,14 +121,14 @@ static __device__ __forceinline__ float4 atc_row4(const float* __restrict__ x, s
 template <int D>
 static __device__ __forceinline__ void atc_load_tile(AtcTile<D>& r, const float* __restrict__ k,
                                                      const float* __restrict__ v, size_t head_base, unsigned k0,
-                                                     const AttentionParams& p) {
+                                                     const AttentionParams& p, unsigned tid) {
   constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
 #pragma unroll
   for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
-    const unsigned e = threadIdx.x + ATC_THREADS * i, j = k0 + e / QUADS;
+    const unsigned e = tid + ATC_THREADS * i, j = k0 + e / QUADS;
     r.k[i] = atc_row4(k, head_base + (size_t)j * p.row_stride + 4 * (e % QUADS), j < p.len);
   }
-  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const unsigned lane = tid & 31, warp = tid >> 5;
 #pragma unroll
   for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
     const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
@@ -140,15 +143,15 @@ static __device__ __forceinline__ void atc_load_tile(AtcTile<D>& r, const float*
 // (V transposed: pairs along the keys), the same element mapping as atc_load_tile.
 template <int D>
 static __device__ __forceinline__ void atc_store_tile(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
-                                                      const AtcTile<D>& r) {
+                                                      const AtcTile<D>& r, unsigned tid) {
   constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
 #pragma unroll
   for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
-    const unsigned e = threadIdx.x + ATC_THREADS * i, key = e / QUADS, q = e % QUADS;
+    const unsigned e = tid + ATC_THREADS * i, key = e / QUADS, q = e % QUADS;
     ks[key][atc_col(2 * q) ^ atc_kswz(key)] = atc_pack(r.k[i].x, r.k[i].y);
     ks[key][atc_col(2 * q + 1) ^ atc_kswz(key)] = atc_pack(r.k[i].z, r.k[i].w);
   }
-  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const unsigned lane = tid & 31, warp = tid >> 5;
 #pragma unroll
   for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
     const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
@@ -283,7 +286,7 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LD
                                                          const float* __restrict__ k, const float* __restrict__ v,
                                                          const AttentionParams& p, unsigned b, unsigned h,
                                                          unsigned kbeg, unsigned kend) {
-  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  const unsigned tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
   unsigned qf[D / 16][4];
@@ -294,11 +297,11 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LD
   float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
   const float sl2 = p.scale * 1.4426950408889634f;
   AtcTile<D> tile;
-  atc_load_tile<D>(tile, k, v, head_base, kbeg, p);
+  atc_load_tile<D>(tile, k, v, head_base, kbeg, p, tid);
   for (unsigned k0 = kbeg; k0 < kend; k0 += ATC_BK) {
-    atc_store_tile<D>(ks, vt, tile);
+    atc_store_tile<D>(ks, vt, tile, tid);
     __syncthreads();
-    if (k0 + ATC_BK < kend) atc_load_tile<D>(tile, k, v, head_base, k0 + ATC_BK, p);
+    if (k0 + ATC_BK < kend) atc_load_tile<D>(tile, k, v, head_base, k0 + ATC_BK, p, tid);
     float s[ATC_BK / 8][4];
     atc_scores<D>(s, qf, ks, g, t);
     atc_softmax_tile<D>(s, acc, m, l, k0, t, kend, sl2);
@@ -317,6 +320,90 @@ static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[ATC_K_L
   const AtcOut out = {o, lse, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
                       p.o_row_stride};
   attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, 0, p.len);
+}
+
+// Words of shared memory per key group: its ks tile, then its vt tile.
+#define ATC_GROUP_WORDS(D) (ATC_BK * ATC_K_LDS(D) + (D) * ATC_KV_LDS)
+
+// Two key groups in one block of 2 x ATC_THREADS threads: group 0 (threads 0 .. 127) takes the
+// even 64-key tiles, group 1 the odd ones, each with the same 64 queries, its own shared tiles
+// (smem + grp * ATC_GROUP_WORDS(D)) and its own running max, sum and accumulator. At the end
+// group 1 leaves its state in its shared words and group 0 merges it exactly (the online softmax's
+// rescaling) and stores. Twice the warps per multiprocessor of attention_tc_body where the grid
+// has about one block per multiprocessor (the paper model at batch 1: 128 blocks), with no second
+// kernel and no partial buffers. Grid (ceil(L / 64), heads, B).
+template <int D>
+static __device__ __forceinline__ void attention_tc_kg2_body(unsigned* smem, float* o, float* lse,
+                                                             const float* __restrict__ q, const float* __restrict__ k,
+                                                             const float* __restrict__ v, const AttentionParams& p) {
+  const unsigned h = blockIdx.y, b = blockIdx.z, grp = threadIdx.x / ATC_THREADS;
+  // tid: the thread's index in its group, for the group's own tile loads and stores.
+  const unsigned tid = threadIdx.x % ATC_THREADS, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  unsigned* mine = smem + grp * ATC_GROUP_WORDS(D);
+  unsigned (*ks)[ATC_K_LDS(D)] = reinterpret_cast<unsigned (*)[ATC_K_LDS(D)]>(mine);
+  unsigned (*vt)[ATC_KV_LDS] = reinterpret_cast<unsigned (*)[ATC_KV_LDS]>(mine + ATC_BK * ATC_K_LDS(D));
+  const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
+  const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
+  unsigned qf[D / 16][4];
+  atc_load_q<D>(qf, q, head_base, r0, t, p);
+  float acc[D / 8][4];
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) acc[jd][0] = acc[jd][1] = acc[jd][2] = acc[jd][3] = 0.0f;
+  float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
+  const float sl2 = p.scale * 1.4426950408889634f;
+  AtcTile<D> tile;
+  unsigned k0 = ATC_BK * grp;
+  if (k0 < p.len) atc_load_tile<D>(tile, k, v, head_base, k0, p, tid);
+  // Both groups run the same number of iterations (barriers are block-wide); a group whose tile
+  // starts past the sequence only takes part in the barriers.
+  for (unsigned base = 0; base < p.len; base += 2 * ATC_BK, k0 += 2 * ATC_BK) {
+    const bool has_tile = k0 < p.len;
+    if (has_tile) atc_store_tile<D>(ks, vt, tile, tid);
+    __syncthreads();
+    if (k0 + 2 * ATC_BK < p.len) atc_load_tile<D>(tile, k, v, head_base, k0 + 2 * ATC_BK, p, tid);
+    if (has_tile) {
+      float s[ATC_BK / 8][4];
+      atc_scores<D>(s, qf, ks, g, t);
+      atc_softmax_tile<D>(s, acc, m, l, k0, t, p.len, sl2);
+      atc_pv<D>(acc, s, vt, g, t);
+    }
+    __syncthreads();
+  }
+  // Group 1's state, entry e of thread i at xs[e * ATC_THREADS + i]: m[2], l[2] (this thread's
+  // partial sums: atc_store adds the row's 4 threads), acc. Its own tile words are free now.
+  float* xs = reinterpret_cast<float*>(smem + ATC_GROUP_WORDS(D));
+  const unsigned i = tid;
+  if (grp == 1) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      xs[r * ATC_THREADS + i] = m[r];
+      xs[(2 + r) * ATC_THREADS + i] = l[r];
+    }
+#pragma unroll
+    for (int jd = 0; jd < D / 8; ++jd)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) xs[(4 + 4 * jd + e) * ATC_THREADS + i] = acc[jd][e];
+  }
+  __syncthreads();
+  if (grp == 1) return;
+  float c0[2], c1[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    // Group 0 saw key 0, so m[r] is finite; group 1's is -inf where it had no tile (c1 = 0).
+    const float m1 = xs[r * ATC_THREADS + i], next = fmaxf(m[r], m1);
+    c0[r] = exp2f(m[r] - next);
+    c1[r] = exp2f(m1 - next);
+    m[r] = next;
+    l[r] = l[r] * c0[r] + xs[(2 + r) * ATC_THREADS + i] * c1[r];
+  }
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      acc[jd][e] = acc[jd][e] * c0[e >> 1] + xs[(4 + 4 * jd + e) * ATC_THREADS + i] * c1[e >> 1];
+  const AtcOut out = {o, lse, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
+                      p.o_row_stride};
+  atc_store<D>(out, acc, m, l, r0, t, p.len);
 }
 
 // One of `splits` key ranges (whole 64-key tiles, none empty): grid (ceil(L / 64), heads,
@@ -368,6 +455,20 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
   __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
   __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
   attention_tc_split<32>(ks, vt, o_part, lse_part, q, k, v, p, splits);
+}
+
+extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
+    attention_fwd_tc_kg2_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                              const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned smem[2 * ATC_GROUP_WORDS(64)];
+  attention_tc_kg2_body<64>(smem, o, lse, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
+    attention_fwd_tc_kg2_d32_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                                  const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned smem[2 * ATC_GROUP_WORDS(32)];
+  attention_tc_kg2_body<32>(smem, o, lse, q, k, v, p);
 }
 
 // The split results combined (exactly, in f32): with w_s = exp(lse_s - max_s lse_s),

@@ -1,5 +1,7 @@
 //! `kernels/attention_tc.cu` (attention forward on bf16 tensor cores, spec §3.2), launched by its
-//! launcher, against the f64 reference of the bf16-rounded q, k, v, on the CPU emulator (`emu::*`,
+//! launcher (the one-pass kernel, the two-key-group kernel and the split keys with their merge;
+//! "0 key ranges" in a message names the two key groups), against the f64 reference of the
+//! bf16-rounded q, k, v, on the CPU emulator (`emu::*`,
 //! where the mma instruction is its emulated twin) and a real GPU (`cuda::*`, skipped without one).
 //!
 //! Tolerance: the kernel also rounds each probability p_j to bf16 for the P V product (relative
@@ -29,13 +31,15 @@ fn bf16_rounded(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect()
 }
 
-/// Runs the tensor-core forward (one pass, or the keys in `splits` ranges and the merge) on q, k, v
-/// at `qkv` laid out as `p` says, the log-sum-exp into `lse` unless it is 0; returns the dense o.
+/// Runs the tensor-core forward on q, k, v at `qkv` laid out as `p` says, the log-sum-exp into
+/// `lse` unless it is 0; returns the dense o. `splits`: 1 the one-pass kernel, 0 the two key
+/// groups in one block, more the keys in that many ranges and the merge.
 fn run_tc<B: Backend>(be: &B, p: &AttentionParams, dh: usize, splits: usize, qkv: [u64; 3], lse: u64) -> Vec<f32> {
     let n = (p.batch * p.len * p.heads) as usize * dh;
     let o = be.f32s(&vec![f32::NAN; n]);
-    if splits == 1 {
-        be.run(&attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, dh, be.ptr(&o), lse, qkv[0], qkv[1], qkv[2], p));
+    if splits <= 1 {
+        let which = if splits == 0 { AttentionKernel::TensorCoreBf16KeyGroups } else { AttentionKernel::TensorCoreBf16 };
+        be.run(&attention_fwd_kernel_launch(which, dh, be.ptr(&o), lse, qkv[0], qkv[1], qkv[2], p));
     } else {
         let rows = (p.batch * p.heads * p.len) as usize;
         let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * rows]));
@@ -82,9 +86,10 @@ fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usiz
     }
 }
 
-/// `check_split` with the one-pass kernel and, where there are two 64-key tiles, the keys split in 2.
+/// `check_split` with the one-pass kernel, the two-key-group kernel (0) and, where there are two
+/// 64-key tiles, the keys split in 2.
 fn check<B: Backend>(be: &B, seed: u64, shape: (usize, usize, usize, usize), spread: f32, rows: &[usize]) {
-    for splits in [1, 2].into_iter().filter(|&s| s <= shape.1.div_ceil(64)) {
+    for splits in [1, 0, 2].into_iter().filter(|&s| s <= shape.1.div_ceil(64)) {
         check_split(be, seed, shape, splits, spread, rows);
     }
 }
@@ -96,6 +101,9 @@ fn tc_attention_matches_the_rounded_reference_with_partial_tiles<B: Backend>(be:
     check(be, 1, (2, 130, 3, 64), 3.0, &all);
     check(be, 4, (1, 1, 1, 64), 1.0, &[0]);
     check_split(be, 5, (1, 17, 2, 32), 1, 2.0, &(0..17).collect::<Vec<_>>());
+    // Two key groups where group 1 has no tile at all (one tile), and an odd tile count (3).
+    check_split(be, 5, (1, 17, 2, 32), 0, 2.0, &(0..17).collect::<Vec<_>>());
+    check_split(be, 6, (2, 190, 2, 64), 0, 3.0, &[0, 63, 64, 128, 189]);
     // Uneven ranges: 3 tiles in 3, 5 tiles (the last partial) in 3 and in 4.
     check_split(be, 6, (2, 190, 2, 64), 3, 3.0, &[0, 63, 64, 128, 189]);
     for splits in [3, 4] {
@@ -128,7 +136,7 @@ fn tc_attention_head_dim_32_at_the_tiny_shape<B: Backend>(be: &B) {
 
 /// q, k and v as the column blocks of one [b, l, 3 * h * dh] buffer (the fused projection of bf16
 /// inference, `AttentionParams::packed_qkv`): the same o, bit for bit, as from dense q, k, v, with
-/// the keys in one pass and split.
+/// the keys in one pass, in two key groups and split.
 fn tc_attention_reads_q_k_v_from_one_fused_projection<B: Backend>(be: &B) {
     for (seed, (b, l, h, dh)) in [(11, (2, 130, 3, 64)), (12, (1, 1024, 2, 32))] {
         let (w, rows) = (h * dh, b * l);
@@ -137,7 +145,7 @@ fn tc_attention_reads_q_k_v_from_one_fused_projection<B: Backend>(be: &B) {
         let (qb, kb, vb, fb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v), be.f32s(&fused));
         let base = be.ptr(&fb);
         let fused_ptrs = [base, base + 4 * w as u64, base + 8 * w as u64];
-        for splits in [1, 2, 4].into_iter().filter(|&s| s <= l.div_ceil(64)) {
+        for splits in [1, 0, 2, 4].into_iter().filter(|&s| s <= l.div_ceil(64)) {
             let dense = run_tc(be, &AttentionParams::dense_dim(b, l, h, dh), dh, splits, [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)], 0);
             let packed = run_tc(be, &AttentionParams::packed_qkv(b, l, h, dh), dh, splits, fused_ptrs, 0);
             assert!(dense.iter().all(|x| x.is_finite()), "dense o written everywhere ({splits} key ranges)");

@@ -92,6 +92,11 @@ pub enum AttentionKernel {
     /// rounded to bf16 for the tensor cores, f32 softmax and sums; 128 threads per block. Another
     /// function than the f32 kernels (the rounding), so only `attention_fwd_bf16` chooses it.
     TensorCoreBf16,
+    /// `attention_fwd_tc_kg2[_d32]_bf16`: as `TensorCoreBf16` with 256 threads per block in two
+    /// key groups (even and odd 64-key tiles) merged at the end inside the block: twice the warps
+    /// per multiprocessor where the grid is about one block per multiprocessor, with no second
+    /// kernel. Not yet timed on a GPU, so no launcher picks it by default.
+    TensorCoreBf16KeyGroups,
     /// `attention_fwd_tc_split[_d32]_bf16`: as `TensorCoreBf16` with the keys in this many ranges
     /// (2 or more), each range's result into partials that `attention_tc_merge` combines; grid z
     /// is batch x ranges, and `o`, `lse` of the launch are the partials.
@@ -131,6 +136,8 @@ pub fn attention_fwd_kernel_launch(
         (AttentionKernel::SplitKeys, 32) => (MODULE, "attention_fwd_split_d32_f32", SPLIT_THREADS),
         (AttentionKernel::TensorCoreBf16, 64) => (TC_MODULE, "attention_fwd_tc_bf16", TC_THREADS),
         (AttentionKernel::TensorCoreBf16, 32) => (TC_MODULE, "attention_fwd_tc_d32_bf16", TC_THREADS),
+        (AttentionKernel::TensorCoreBf16KeyGroups, 64) => (TC_MODULE, "attention_fwd_tc_kg2_bf16", 2 * TC_THREADS),
+        (AttentionKernel::TensorCoreBf16KeyGroups, 32) => (TC_MODULE, "attention_fwd_tc_kg2_d32_bf16", 2 * TC_THREADS),
         (AttentionKernel::TensorCoreBf16Split(_), 64) => (TC_MODULE, "attention_fwd_tc_split_bf16", TC_THREADS),
         (AttentionKernel::TensorCoreBf16Split(_), 32) => (TC_MODULE, "attention_fwd_tc_split_d32_bf16", TC_THREADS),
         (_, d) => panic!("no attention kernel for head dim {d}"),
@@ -239,8 +246,9 @@ pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
 }
 
 /// The tensor-core forward with the keys in `splits` ranges (1: one pass over all of them);
-/// more than one: each range's softmax result into partial buffers, then `attention_tc_merge`.
-/// Returns `o` only (no log-sum-exp is written).
+/// more than one: each range's softmax result into partial buffers, then `attention_tc_merge`;
+/// 0: one pass in two key groups merged inside the block (`TensorCoreBf16KeyGroups`). Returns
+/// `o` only (no log-sum-exp is written).
 pub fn attention_fwd_tc_splits(
     q: &CudaStorage,
     k: &CudaStorage,
@@ -284,10 +292,11 @@ fn packed_pointers(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, he
 }
 
 /// Runs the tensor-core forward on the q, k, v device pointers `qkv` (laid out as `p` says) into
-/// a new dense o; `like` names the device.
+/// a new dense o; `like` names the device. `splits` 0 runs the two-key-group kernel
+/// (`AttentionKernel::TensorCoreBf16KeyGroups`), 1 the one-pass kernel, more the split keys.
 fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, splits: usize) -> Result<CudaStorage> {
     let (batch, len, heads) = (p.batch as usize, p.len as usize, p.heads as usize);
-    if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
+    if splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
         return Err(Error::shape("attention", format!("{splits} key splits of {len} keys (1 to one per 64-key tile)")));
     }
     // The kernel reads 16-byte pieces: rows of 32 or 64 per head (times 1 or 3) keep every
@@ -295,12 +304,14 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
     if qkv.iter().any(|ptr| !ptr.is_multiple_of(16)) || p.row_stride % 4 != 0 || p.batch_stride % 4 != 0 {
         return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
     }
+    let whole = if splits == 0 { AttentionKernel::TensorCoreBf16KeyGroups } else { AttentionKernel::TensorCoreBf16 };
+    let splits = splits.max(1);
     let [qp, kp, vp] = qkv;
     let dev = like.device();
     let n = batch * len * heads * head_dim;
     let o = dev.alloc(DType::F32, n)?;
     if splits == 1 {
-        let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, head_dim, device_ptr(&o, 0), 0, qp, kp, vp, p);
+        let launch = attention_fwd_kernel_launch(whole, head_dim, device_ptr(&o, 0), 0, qp, kp, vp, p);
         run_on_device(dev, &launch)?;
         return Ok(o);
     }
