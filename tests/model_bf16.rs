@@ -164,6 +164,33 @@ fn f32_inference_stacking_gives_the_logits_of_the_separate_projections_cpu() {
     assert!(diff <= 2f32.powi(-12) * scale, "max |diff| {diff} vs max |logit| {scale}");
 }
 
+/// A forward that needs gradients runs the separate projections even where an inference stack
+/// is built (the stack carries none): the same gradients reach the query/key/value weights.
+#[test]
+fn an_inference_stack_steps_aside_when_gradients_are_needed_cpu() {
+    let mut stacked = tiny();
+    stacked.transformer.set_inference(&stacked.store, true).unwrap();
+    let separate = tiny();
+    let feat = token_features(&separate);
+    let grads = |m: &InpaintingModel| -> Vec<Vec<f32>> {
+        let t = Tape::new();
+        let p = m.store.bind(&t, |n| n.starts_with("generator.blocks.0.attn."));
+        let logits = m.transformer.forward(&t, &p, &t.constant(feat.clone())).unwrap();
+        let loss = fdm::autograd::reduce::sum_all(&t, &logits).unwrap();
+        let g = t.backward(&loss).unwrap();
+        let all = m.store.grads_of(&p, &g);
+        m.store
+            .iter()
+            .zip(all)
+            .filter(|((_, name, _), _)| name.contains("blocks.0.attn.query") || name.contains("blocks.0.attn.value"))
+            .map(|(_, g)| g.expect("a gradient for every bound projection parameter").to_vec_f32().unwrap())
+            .collect()
+    };
+    let (a, b) = (grads(&stacked), grads(&separate));
+    assert_eq!(a.len(), 4, "query and value weight and bias");
+    assert_eq!(a, b);
+}
+
 /// The stacked f32 projection and the f32 attention reading q, k, v in place from it
 /// (`attention_fwd_packed`) on the device, against the separate projections on the same device.
 fn f32_inference_stacking_on_the_device(dev: CudaDevice) {

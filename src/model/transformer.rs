@@ -59,8 +59,11 @@ impl Block {
         let query_weight = p.var(self.query.weight).value();
         // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.
         // Inference runs it on the stacked q/k/v projection where one is built for these weights.
+        // The stack carries no gradient: where one is needed (to h or to a projection's
+        // parameters) the separate projections run.
+        let no_grad = !h.requires_grad() && ![&self.query, &self.key, &self.value].iter().any(|l| l.needs_grad(p));
         let a = match &self.qkv {
-            Some(qkv) if qkv.matches(query_weight) && !h.requires_grad() => {
+            Some(qkv) if no_grad && qkv.matches(query_weight) => {
                 attention_packed(t, &qkv.forward(t, h)?, n_head, query_weight.dtype() == crate::DType::BF16)?
             }
             _ => {

@@ -63,6 +63,11 @@ impl Linear {
         profile::op("linear", || ag::linear::linear(t, x, w, self.bias.map(|b| p.var(b))), |y| macs(y, k))
     }
 
+    /// Whether a gradient must reach this layer's weight or bias in the forward bound as `p`.
+    pub fn needs_grad(&self, p: &Bound) -> bool {
+        any_needs_grad(&[Some(p.var(self.weight)), self.bias.map(|b| p.var(b))])
+    }
+
     /// `forward(gelu2(x))`, the MLP's second Linear. Where nothing needs a gradient, one op that
     /// can run the activation inside the input's bf16 cast on CUDA (`ops::linear_after_gelu2`);
     /// otherwise GELU2 and this Linear on the tape.
