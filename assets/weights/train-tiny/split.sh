@@ -6,7 +6,8 @@
 # DEV is the dev photo folder (the 96 dev_NNN.jpg crops, beside fetch_more.sh).
 # Every tile of eight source photos is held out of training, among them the sources of the four
 # bundled demo photos (assets/photos: astronaut, chelsea, notre-dame, seeding), so the README's
-# demo runs on photos the model has not seen. TRAIN_DIR gets symlinks to the other 845 tiles;
+# demo runs on photos the model has not seen. TRAIN_DIR gets symlinks to the other tiles (845 of
+# that pool; 2307 of the five-scale one, SCALES="384 512 640 768 1024", of the last transformer run);
 # HOLDOUT_DIR gets copies of the 18 dev photos cut from the held-out sources (used for the
 # feature-distance table and the demo sheets).
 set -euo pipefail
