@@ -101,6 +101,20 @@ static __device__ __forceinline__ void atc_load_q(unsigned (&qf)[D / 16][4], con
   }
 }
 
+// The warp's query fragments, and a cleared running state: max -inf, sum 0, accumulator 0.
+// Returns the exponent scale sl2 = scale * log2(e) of atc_softmax_tile.
+template <int D>
+static __device__ __forceinline__ float atc_start(unsigned (&qf)[D / 16][4], float (&acc)[D / 8][4], float (&m)[2],
+                                                 float (&l)[2], const float* __restrict__ q, size_t head_base,
+                                                 unsigned r0, unsigned t, const AttentionParams& p) {
+  atc_load_q<D>(qf, q, head_base, r0, t, p);
+#pragma unroll
+  for (int jd = 0; jd < D / 8; ++jd) acc[jd][0] = acc[jd][1] = acc[jd][2] = acc[jd][3] = 0.0f;
+  m[0] = m[1] = -FDM_INF;
+  l[0] = l[1] = 0.0f;
+  return p.scale * 1.4426950408889634f;
+}
+
 // One K/V tile held in registers between its global load and its shared-memory store, so the
 // loads of tile i + 1 are in flight while tile i is computed (one block per multiprocessor is
 // common at batch 1, so the latency must be hidden inside the block).
@@ -290,12 +304,8 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LD
   const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
   unsigned qf[D / 16][4];
-  atc_load_q<D>(qf, q, head_base, r0, t, p);
-  float acc[D / 8][4];
-#pragma unroll
-  for (int jd = 0; jd < D / 8; ++jd) acc[jd][0] = acc[jd][1] = acc[jd][2] = acc[jd][3] = 0.0f;
-  float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
-  const float sl2 = p.scale * 1.4426950408889634f;
+  float acc[D / 8][4], m[2], l[2];
+  const float sl2 = atc_start<D>(qf, acc, m, l, q, head_base, r0, t, p);
   AtcTile<D> tile;
   atc_load_tile<D>(tile, k, v, head_base, kbeg, p, tid);
   for (unsigned k0 = kbeg; k0 < kend; k0 += ATC_BK) {
@@ -342,16 +352,12 @@ static __device__ __forceinline__ void attention_tc_kg2_body(unsigned* smem, flo
   unsigned* mine = smem + grp * ATC_GROUP_WORDS(D);
   unsigned (*ks)[ATC_K_LDS(D)] = reinterpret_cast<unsigned (*)[ATC_K_LDS(D)]>(mine);
   unsigned (*vt)[ATC_KV_LDS] = reinterpret_cast<unsigned (*)[ATC_KV_LDS]>(mine + ATC_BK * ATC_K_LDS(D));
+  AtcTile<D> tile;  // this group's next K/V tile
   const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
   const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
   unsigned qf[D / 16][4];
-  atc_load_q<D>(qf, q, head_base, r0, t, p);
-  float acc[D / 8][4];
-#pragma unroll
-  for (int jd = 0; jd < D / 8; ++jd) acc[jd][0] = acc[jd][1] = acc[jd][2] = acc[jd][3] = 0.0f;
-  float m[2] = {-FDM_INF, -FDM_INF}, l[2] = {0.0f, 0.0f};
-  const float sl2 = p.scale * 1.4426950408889634f;
-  AtcTile<D> tile;
+  float acc[D / 8][4], m[2], l[2];
+  const float sl2 = atc_start<D>(qf, acc, m, l, q, head_base, r0, t, p);
   unsigned k0 = ATC_BK * grp;
   if (k0 < p.len) atc_load_tile<D>(tile, k, v, head_base, k0, p, tid);
   // Both groups run the same number of iterations (barriers are block-wide); a group whose tile

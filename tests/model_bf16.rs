@@ -74,6 +74,17 @@ fn logits(model: &InpaintingModel, feat: &Tensor) -> Vec<f32> {
         .unwrap()
 }
 
+/// The logits of a model whose query/key/value projections are stacked against those of one
+/// whose are separate: equal up to f32 rounding of a reordered sum (a different blocking of the
+/// wider GEMM, or on a GPU another cuBLAS algorithm), far below 2^-12 of the largest logit.
+fn assert_stacked_logits_match(stacked: &InpaintingModel, separate: &InpaintingModel, feat: &Tensor, what: &str) {
+    let (a, b) = (logits(stacked, feat), logits(separate, feat));
+    let diff = max_abs_diff(&a, &b);
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    println!("tiny transformer logits, {what}, stacked vs separate q/k/v: max |diff| {diff:e}, max |logit| {scale}");
+    assert!(diff <= 2f32.powi(-12) * scale, "{what}: max |diff| {diff} vs max |logit| {scale}");
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -135,13 +146,7 @@ fn stacked_query_key_value_give_the_logits_of_the_separate_ones_cpu() {
         let rounded = separate.store.get(id).to_dtype(DType::BF16).unwrap();
         separate.store.set(id, rounded).unwrap();
     }
-    let (a, b) = (logits(&stacked, &feat), logits(&separate, &feat));
-    let diff = max_abs_diff(&a, &b);
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    println!("tiny transformer logits, stacked vs separate q/k/v (CPU, bf16): max |diff| {diff:e}, max |logit| {scale}");
-    // The same products and sums, each output column's dot product over the same inputs; only a
-    // different blocking of the wider GEMM could reorder a sum (f32 rounding, far below 2^-12).
-    assert!(diff <= 2f32.powi(-12) * scale, "max |diff| {diff} vs max |logit| {scale}");
+    assert_stacked_logits_match(&stacked, &separate, &feat, "bf16 on the CPU");
     // Back to f32 drops the stacks, and the separate path runs again with the same logits.
     stacked.set_transformer_precision(Precision::F32).unwrap();
     separate.set_transformer_precision(Precision::F32).unwrap();
@@ -156,12 +161,7 @@ fn f32_inference_stacking_gives_the_logits_of_the_separate_projections_cpu() {
     let separate = tiny();
     let feat = token_features(&separate);
     stacked.transformer.set_inference(&stacked.store, true).unwrap();
-    let (a, b) = (logits(&stacked, &feat), logits(&separate, &feat));
-    let diff = max_abs_diff(&a, &b);
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    println!("tiny transformer logits, f32, stacked vs separate q/k/v (CPU): max |diff| {diff:e}, max |logit| {scale}");
-    // As in the bf16 test above: only a different blocking of the wider GEMM could reorder a sum.
-    assert!(diff <= 2f32.powi(-12) * scale, "max |diff| {diff} vs max |logit| {scale}");
+    assert_stacked_logits_match(&stacked, &separate, &feat, "f32 on the CPU");
 }
 
 /// A forward that needs gradients runs the separate projections even where an inference stack
@@ -201,13 +201,7 @@ fn f32_inference_stacking_on_the_device(dev: CudaDevice) {
         m.to_device(&Device::Cuda(dev.clone())).unwrap();
     }
     stacked.prepare_for_inference().unwrap();
-    let (a, b) = (logits(&stacked, &feat), logits(&separate, &feat));
-    let diff = max_abs_diff(&a, &b);
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    println!("tiny transformer logits, f32 on the device, stacked vs separate q/k/v: max |diff| {diff:e}, max |logit| {scale}");
-    // The same f32 kernels on both sides except the wider GEMM (on a GPU cuBLAS may pick another
-    // algorithm for it, reordering its sums): f32 rounding, far below 2^-12 of the largest logit.
-    assert!(diff <= 2f32.powi(-12) * scale, "max |diff| {diff} vs max |logit| {scale}");
+    assert_stacked_logits_match(&stacked, &separate, &feat, "f32 on the device");
 }
 
 #[test]
