@@ -301,7 +301,7 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
     }
     // The kernel reads 16-byte pieces: rows of 32 or 64 per head (times 1 or 3) keep every
     // piece aligned when the base pointers are (device blocks are; a foreign pointer may not be).
-    if qkv.iter().any(|ptr| !ptr.is_multiple_of(16)) || p.row_stride % 4 != 0 || p.batch_stride % 4 != 0 {
+    if qkv.iter().any(|ptr| !ptr.is_multiple_of(16)) || !p.row_stride.is_multiple_of(4) || !p.batch_stride.is_multiple_of(4) {
         return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
     }
     let whole = if splits == 0 { AttentionKernel::TensorCoreBf16KeyGroups } else { AttentionKernel::TensorCoreBf16 };
