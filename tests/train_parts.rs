@@ -298,6 +298,68 @@ fn data_resizes_the_shorter_side_and_crops_cpu() {
 }
 
 #[test]
+fn data_load_size_zero_keeps_each_photos_scale_cpu() {
+    let dir = scratch("keep_size");
+    // R and G encode the source pixel's position, so a crop can be located in its photo.
+    let (w, h) = (300u32, 280u32);
+    let big = ::image::RgbImage::from_fn(w, h, |x, y| {
+        ::image::Rgb([(x / 2) as u8, (y / 2) as u8, 128])
+    });
+    big.save(dir.join("a_big.png")).unwrap();
+    // Smaller than the crop: enlarged so its shorter side is 256.
+    ::image::RgbImage::from_pixel(200, 240, ::image::Rgb([9, 9, 128]))
+        .save(dir.join("b_small.png"))
+        .unwrap();
+    let mut cfg = TrainConfig::tiny(Phase::Phase2);
+    cfg.batch_size = 2;
+    cfg.load_size = 0;
+    cfg.validate().unwrap();
+    let ds = Arc::new(Dataset::scan(&dir, 0.1).unwrap());
+    let src = BatchSource::new(ds, &cfg, 8).unwrap();
+    let n = 256 * 256;
+    let mut offsets = std::collections::BTreeSet::new();
+    for step in 0..6 {
+        let b = src.batch(step).unwrap();
+        assert_eq!(b.images.shape(), &[2, 3, 256, 256]);
+        let v = b.images.to_vec_f32().unwrap();
+        for (k, &idx) in b.indices.iter().enumerate() {
+            let img = &v[k * 3 * n..(k + 1) * 3 * n];
+            if idx == 1 {
+                assert!(
+                    img[..2 * n].iter().all(|&x| x == 9.0),
+                    "small photo enlarged"
+                );
+                continue;
+            }
+            // The crop is an unresized window of the big photo, possibly mirrored.
+            let found = (0..=(w - 256))
+                .flat_map(|x0| (0..=(h - 256)).map(move |y0| (x0, y0)))
+                .flat_map(|(x0, y0)| [(x0, y0, false), (x0, y0, true)])
+                .find(|&(x0, y0, flip)| {
+                    (0..256u32).all(|y| {
+                        (0..256u32).all(|x| {
+                            let sx = if flip { x0 + 255 - x } else { x0 + x };
+                            let p = big.get_pixel(sx, y0 + y);
+                            let i = (y * 256 + x) as usize;
+                            img[i] == p[0] as f32 && img[n + i] == p[1] as f32
+                        })
+                    })
+                });
+            let (x0, y0, _) = found.unwrap_or_else(|| panic!("step {step}: not a window"));
+            offsets.insert((x0, y0));
+        }
+    }
+    assert!(offsets.len() > 1, "random offsets: {offsets:?}");
+    cfg.load_size = 100;
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("load_size 100"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn data_masks_follow_each_phase_cpu() {
     // Spec §6.7: 1a = provided (p 0.7) or stroke, then zero_mask p 0.3, erase p 0.2;
     // 1b = provided (p 0.8) or stroke, low_to_high p 0.05, no zero masks, no erasing;

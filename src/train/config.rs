@@ -167,6 +167,8 @@ pub struct TrainConfig {
     /// schedule.
     pub max_steps: Option<u64>,
     /// Shorter image side after resizing (256 Paris, 288 NaturalScene) before the random crop.
+    /// 0 keeps each photo's own size (only a photo smaller than the crop is enlarged to it): for
+    /// folders of photos stored at several scales, so crops land anywhere in the whole photo.
     pub load_size: usize,
     /// Side of the random crop (the model's image size, 256).
     pub crop_size: usize,
@@ -332,9 +334,9 @@ impl TrainConfig {
         if self.epochs == 0 {
             bad.push("epochs must be at least 1".to_string());
         }
-        if self.crop_size == 0 || self.load_size < self.crop_size {
+        if self.crop_size == 0 || (self.load_size != 0 && self.load_size < self.crop_size) {
             bad.push(format!(
-                "load_size {} must be >= crop_size {} > 0",
+                "load_size {} must be 0 (keep each photo's size) or >= crop_size {} > 0",
                 self.load_size, self.crop_size
             ));
         }

@@ -11,8 +11,9 @@
 //!   function of (seed, s): prefetching, threads and resuming cannot change what is trained on.
 //! * Augmentation (albumentations `SmallestMaxSize` + `RandomCrop` + `HorizontalFlip`): the shorter
 //!   side is resized to `load_size` with the `image` crate's bilinear (Triangle) filter (skipped
-//!   when it already has that size), a `crop_size` square is cut at a random offset, and the crop
-//!   is mirrored with p = 0.5. Masks are drawn independently of the augmentation.
+//!   when it already has that size; `load_size` 0 keeps every photo's size and only enlarges one
+//!   whose shorter side is below the crop), a `crop_size` square is cut at a random offset, and
+//!   the crop is mirrored with p = 0.5. Masks are drawn independently of the augmentation.
 //! * Masks (spec §6.7 table, engine polarity 1 = visible): see `MaskSampler`.
 //! * Background decoding: `Loader` runs on its own thread, decodes the samples of a batch in
 //!   parallel with rayon and keeps `prefetch` batches ready while the model trains.
@@ -439,6 +440,8 @@ fn decode(path: &Path) -> std::result::Result<DynamicImage, String> {
 fn augment(img: &DynamicImage, load: usize, crop: usize, rng: &mut Rng) -> Result<Vec<f32>> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let short = w.min(h);
+    // load 0: keep the photo's own scale unless it is too small to crop.
+    let load = if load == 0 { short.max(crop) } else { load };
     let resized;
     let img = if short == load {
         img
