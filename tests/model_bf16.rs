@@ -19,7 +19,11 @@ use fdm::pipeline::sampler::SamplerOptions;
 use fdm::{DType, Device, Tensor};
 use std::process::Command;
 
-device_tests!(bf16_transformer_on_the_device_matches_the_cpu, f32_inference_stacking_on_the_device);
+device_tests!(
+    bf16_transformer_on_the_device_matches_the_cpu,
+    f32_inference_stacking_on_the_device,
+    inference_set_up_follows_the_model_across_devices
+);
 
 fn asset(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
@@ -369,4 +373,20 @@ fn inpaint_cli_with_bf16_precision_cpu() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `prepare_for_inference` stacks f32 q/k/v on CUDA only; a model prepared on one device and
+/// moved keeps the set-up that suits where it now is.
+fn inference_set_up_follows_the_model_across_devices(dev: CudaDevice) {
+    let mut m = tiny();
+    m.prepare_for_inference().unwrap();
+    assert!(!m.transformer.is_stacked(), "f32 on the CPU: separate");
+    m.to_device(&Device::Cuda(dev.clone())).unwrap();
+    assert!(m.transformer.is_stacked(), "f32 on CUDA: stacked");
+    m.to_device(&Device::Cpu).unwrap();
+    assert!(!m.transformer.is_stacked(), "back on the CPU: separate");
+    // A model never prepared (training) is never stacked in f32, wherever it goes.
+    let mut trained = tiny();
+    trained.to_device(&Device::Cuda(dev)).unwrap();
+    assert!(!trained.transformer.is_stacked());
 }

@@ -42,6 +42,8 @@ pub struct InpaintingModel {
     pub codec: Codec,
     pub transformer: Transformer,
     pub fdm: Fdm,
+    /// Set by `prepare_for_inference`; `to_device` then redoes the device-dependent set-up.
+    prepared_for_inference: bool,
 }
 
 impl InpaintingModel {
@@ -54,7 +56,7 @@ impl InpaintingModel {
         let codec = Codec::new(&mut store, &mut rng, "content_codec", &cfg.codec)?;
         let fdm = Fdm::new(&mut store, &mut rng, "fdm", cfg.codec.e_dim, &cfg.fdm)?;
         let transformer = Transformer::new(&mut store, &mut rng, "generator", &cfg.transformer)?;
-        Ok(InpaintingModel { cfg: cfg.clone(), store, codec, transformer, fdm })
+        Ok(InpaintingModel { cfg: cfg.clone(), store, codec, transformer, fdm, prepared_for_inference: false })
     }
 
     /// Load weights written by `save` or by the converter; strict against the config's spec.
@@ -102,7 +104,12 @@ impl InpaintingModel {
             let moved = self.store.get(id).to_device(device)?;
             self.store.set(id, moved)?;
         }
-        self.transformer.restack(&self.store)
+        if self.prepared_for_inference {
+            // What inference stacks depends on the device (see `prepare_for_inference`).
+            self.prepare_for_inference()
+        } else {
+            self.transformer.restack(&self.store)
+        }
     }
 
     /// Store the transformer's Linear weights (`Transformer::linear_weights`) in `precision`,
@@ -123,14 +130,15 @@ impl InpaintingModel {
         self.transformer.restack(&self.store)
     }
 
-    /// Sets the model up for inference only, on the device it is on (call after `to_device`): on
-    /// CUDA the transformer's query/key/value projections of each block run as one stacked GEMM
-    /// in f32 too (bf16 always does; `Transformer::restack`), two launches fewer per layer. On the
-    /// CPU f32 keeps the separate projections: the stack measured no faster there (tiny preset
+    /// Sets the model up for inference only, on the device it is on (a later `to_device` redoes
+    /// it for the new device): on CUDA the transformer's query/key/value projections of each
+    /// block run as one stacked GEMM in f32 too (bf16 always does; `Transformer::restack`), two
+    /// launches fewer per layer. On the CPU f32 keeps the separate projections: the stack measured no faster there (tiny preset
     /// 0-8 % slower, paper 2-5 % faster; `examples/pass_timing`), since the CPU attention slices
     /// q, k and v out of it. The CLI's inference commands call it; training must not (a stack
     /// would not follow the optimiser's updates).
     pub fn prepare_for_inference(&mut self) -> Result<()> {
+        self.prepared_for_inference = true;
         let on_cuda = !matches!(self.device(), Device::Cpu);
         self.transformer.set_inference(&self.store, on_cuda)
     }

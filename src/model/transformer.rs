@@ -123,6 +123,12 @@ impl Transformer {
         Ok(())
     }
 
+    /// Whether every block runs its query/key/value projections as one stacked GEMM (where no
+    /// gradient is needed).
+    pub fn is_stacked(&self) -> bool {
+        self.blocks.iter().all(|b| b.qkv.is_some())
+    }
+
     /// Sets the transformer for inference (or back) and restacks: with `on`, forwards where no
     /// gradient is needed run the stacked projection in f32 too. A model being trained must not
     /// be set so, since its stacks would keep the weights of the moment they were built.
