@@ -145,19 +145,19 @@ fn attention(c: &mut Criterion) {
     // `tc_splits`), and batch 4 (the `-n 4` sampler).
     let [qs, ks, vs] = [0, 1, 2].map(|i| qkv[i].cuda_dense().unwrap());
     time(c, "attention", format!("cuda_attention_tc_bf16_split2_{h}x{l}x{d}"), flops, &dev, || {
-        tc::attention_fwd_tc_splits(qs, ks, vs, (1, l, h, d), 2).unwrap();
+        tc::attention_fwd_tc_plan(qs, ks, vs, (1, l, h, d), tc::TcPlan::Split(2)).unwrap();
         qkv[0].clone()
     });
     // Two key groups in one block of 256 threads (`TensorCoreBf16KeyGroups`, not a default yet).
     time(c, "attention", format!("cuda_attention_tc_bf16_kg2_{h}x{l}x{d}"), flops, &dev, || {
-        tc::attention_fwd_tc_splits(qs, ks, vs, (1, l, h, d), 0).unwrap();
+        tc::attention_fwd_tc_plan(qs, ks, vs, (1, l, h, d), tc::TcPlan::KeyGroups).unwrap();
         qkv[0].clone()
     });
     let qkv4: Vec<Tensor> = (0..3).map(|i| on(&dev, 15 + i, &[4, l, h * d], -1.0, 1.0)).collect();
     time(c, "attention", format!("cuda_attention_tc_bf16_b4_{h}x{l}x{d}"), 4 * flops, &dev, || ops::attention::attention_bf16(&qkv4[0], &qkv4[1], &qkv4[2], h).unwrap());
     let [qs4, ks4, vs4] = [0, 1, 2].map(|i| qkv4[i].cuda_dense().unwrap());
     time(c, "attention", format!("cuda_attention_tc_bf16_kg2_b4_{h}x{l}x{d}"), 4 * flops, &dev, || {
-        tc::attention_fwd_tc_splits(qs4, ks4, vs4, (4, l, h, d), 0).unwrap();
+        tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::KeyGroups).unwrap();
         qkv4[0].clone()
     });
     // The one-thread-per-query kernel (reference of the split-keys one that `attention` runs).

@@ -13,7 +13,7 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::{attention_row_ref, fuse_qkv_rows};
-use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, attention_tc_split_launches, tc_splits, AttentionKernel, AttentionParams};
+use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, attention_tc_split_launches, tc_splits, AttentionKernel, AttentionParams, TcPlan};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
@@ -120,6 +120,9 @@ fn key_splits_fill_a_large_gpu_and_stay_within_the_tiles() {
     assert_eq!(tc_splits(1, 320, 4), 4, "20 blocks");
     assert_eq!(tc_splits(1, 100, 1), 2, "never more ranges than 64-key tiles");
     assert_eq!(tc_splits(1, 1, 1), 1);
+    // The default plan of a shape: one pass where one range suffices, else the split.
+    assert_eq!(TcPlan::for_shape(1, 1024, 8), TcPlan::OnePass);
+    assert_eq!(TcPlan::for_shape(1, 1024, 2), TcPlan::Split(4));
 }
 
 fn tc_attention_at_the_model_shape<B: Backend>(be: &B) {

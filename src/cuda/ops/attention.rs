@@ -211,7 +211,7 @@ pub fn attention_fwd_bf16(
     heads: usize,
     head_dim: usize,
 ) -> Result<CudaStorage> {
-    attention_fwd_tc_splits(q, k, v, (batch, len, heads, head_dim), tc_splits(batch, len, heads))
+    attention_fwd_tc_plan(q, k, v, (batch, len, heads, head_dim), TcPlan::for_shape(batch, len, heads))
 }
 
 /// The f32 forward on the kernel `which` (not the tensor-core ones: `attention_fwd_bf16`) for
@@ -245,19 +245,40 @@ pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
     128usize.div_ceil((tiles * heads * batch).max(1)).clamp(1, 4).min(tiles)
 }
 
-/// The tensor-core forward with the keys in `splits` ranges (1: one pass over all of them);
-/// more than one: each range's softmax result into partial buffers, then `attention_tc_merge`;
-/// 0: one pass in two key groups merged inside the block (`TensorCoreBf16KeyGroups`). Returns
-/// `o` only (no log-sum-exp is written).
-pub fn attention_fwd_tc_splits(
+/// How the tensor-core forward covers the keys of a query tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcPlan {
+    /// One pass over all keys (`AttentionKernel::TensorCoreBf16`).
+    OnePass,
+    /// One pass in two key groups of 4 warps merged inside the block
+    /// (`AttentionKernel::TensorCoreBf16KeyGroups`; opt-in until timed on a GPU).
+    KeyGroups,
+    /// The keys in this many ranges (2 to one per 64-key tile), each range's softmax result into
+    /// partial buffers, then `attention_tc_merge`.
+    Split(usize),
+}
+
+impl TcPlan {
+    /// The default for a shape: `tc_splits`' count of key ranges.
+    pub fn for_shape(batch: usize, len: usize, heads: usize) -> TcPlan {
+        match tc_splits(batch, len, heads) {
+            1 => TcPlan::OnePass,
+            n => TcPlan::Split(n),
+        }
+    }
+}
+
+/// The tensor-core forward of dense q, k, v covering the keys as `plan` says. Returns `o` only
+/// (no log-sum-exp is written).
+pub fn attention_fwd_tc_plan(
     q: &CudaStorage,
     k: &CudaStorage,
     v: &CudaStorage,
     dims: (usize, usize, usize, usize),
-    splits: usize,
+    plan: TcPlan,
 ) -> Result<CudaStorage> {
     let p = checked_params(q, k, v, dims)?;
-    tc_forward(q, [device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0)], &p, dims.3, splits)
+    tc_forward(q, [device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0)], &p, dims.3, plan)
 }
 
 /// The bf16 tensor-core forward of the fused projection `qkv` [batch, len, 3 * heads * head_dim]
@@ -266,7 +287,7 @@ pub fn attention_fwd_tc_splits(
 /// three) and the copies that splitting the fused output would cost.
 pub fn attention_fwd_bf16_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<CudaStorage> {
     let (p, ptrs) = packed_pointers(qkv, batch, len, heads, head_dim)?;
-    tc_forward(qkv, ptrs, &p, head_dim, tc_splits(batch, len, heads))
+    tc_forward(qkv, ptrs, &p, head_dim, TcPlan::for_shape(batch, len, heads))
 }
 
 /// As `attention_fwd_bf16_packed` in f32 (`AttentionKernel::SplitKeys`, the f32 forward's
@@ -292,11 +313,15 @@ fn packed_pointers(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, he
 }
 
 /// Runs the tensor-core forward on the q, k, v device pointers `qkv` (laid out as `p` says) into
-/// a new dense o; `like` names the device. `splits` 0 runs the two-key-group kernel
-/// (`AttentionKernel::TensorCoreBf16KeyGroups`), 1 the one-pass kernel, more the split keys.
-fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, splits: usize) -> Result<CudaStorage> {
+/// a new dense o, covering the keys as `plan` says; `like` names the device.
+fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, plan: TcPlan) -> Result<CudaStorage> {
     let (batch, len, heads) = (p.batch as usize, p.len as usize, p.heads as usize);
-    if splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
+    let (whole, splits) = match plan {
+        TcPlan::OnePass => (AttentionKernel::TensorCoreBf16, 1),
+        TcPlan::KeyGroups => (AttentionKernel::TensorCoreBf16KeyGroups, 1),
+        TcPlan::Split(n) => (AttentionKernel::TensorCoreBf16, n),
+    };
+    if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
         return Err(Error::shape("attention", format!("{splits} key splits of {len} keys (1 to one per 64-key tile)")));
     }
     // The kernel reads 16-byte pieces: rows of 32 or 64 per head (times 1 or 3) keep every
@@ -304,8 +329,6 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
     if qkv.iter().any(|ptr| !ptr.is_multiple_of(16)) || !p.row_stride.is_multiple_of(4) || !p.batch_stride.is_multiple_of(4) {
         return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
     }
-    let whole = if splits == 0 { AttentionKernel::TensorCoreBf16KeyGroups } else { AttentionKernel::TensorCoreBf16 };
-    let splits = splits.max(1);
     let [qp, kp, vp] = qkv;
     let dev = like.device();
     let n = batch * len * heads * head_dim;
