@@ -198,10 +198,14 @@ fn tensors_equal(a: &Path, b: &Path) {
 #[test]
 fn train_resume_is_bit_exact_cpu() {
     // 6 steps straight vs 3 steps, resume, 3 more: the discriminator's zero-loss stretch
-    // (step 1) and its real updates (steps 2-5), the EMA codebook, Adam moments, schedules and
-    // data order all cross the interruption.
+    // (step 1) and its real updates (steps 2-5), the EMA codebook with dead-code restarts
+    // (after steps 1, 3, 5), Adam moments, schedules and data order all cross the interruption.
     let dir = scratch("resume");
-    let cfg = write_config(&early_disc(Phase::Phase1a, 2), &dir.join("cfg.json"));
+    let mut c = early_disc(Phase::Phase1a, 2);
+    // From the data start every code has size 1; a code unused for two EMA steps is at 0.9801.
+    c.codebook_restart_every = 2;
+    c.codebook_restart_below = 0.99;
+    let cfg = write_config(&c, &dir.join("cfg.json"));
     let base = |out: &str| TrainArgs {
         config: Some(cfg.clone()),
         batch: Some(1),
@@ -248,6 +252,13 @@ fn train_resume_is_bit_exact_cpu() {
         read_csv(&dir.join("straight/losses.csv")),
         read_csv(&dir.join("split/losses.csv")),
         "per-step losses differ"
+    );
+    let (header, rows) = read_csv(&dir.join("straight/losses.csv"));
+    let col = header.iter().position(|h| h == "codes_restarted").unwrap();
+    let restarted: Vec<f32> = rows.iter().map(|r| r[col].parse().unwrap()).collect();
+    assert!(
+        restarted.iter().step_by(2).all(|&n| n == 0.0) && restarted[1] > 0.0,
+        "restarts only after steps 1, 3, 5, the first one with dead codes: {restarted:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -337,6 +348,35 @@ fn train_lr_follows_the_warmup_cosine_schedule_cpu() {
             "step {k}: lr {got}, expected {want}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn train_phase1a_from_init_keeps_the_codebook_cpu() {
+    // The tiny preset starts a fresh codebook from the first batch's features; with --init the
+    // weights' own codebook must be kept (its tokens are what their transformer learnt). One step
+    // of batch 1 moves the used codes by the 1 % EMA step only, and leaves the unused ones as
+    // they were; the data start would have replaced every row with a feature.
+    let dir = scratch("init-codebook");
+    let init = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/weights/fdm-tiny.safetensors");
+    let a = TrainArgs {
+        init: Some(init.clone()),
+        steps: Some(1),
+        batch: Some(1),
+        ..args("phase1a", &dir.join("o"))
+    };
+    assert!(TrainConfig::tiny(Phase::Phase1a).codebook_data_init);
+    let out = run(&a, None).unwrap().final_weights.unwrap();
+    let key = "content_codec.quantize.embedding";
+    let rows = |p: &Path| st::load(p).unwrap().0.get(key).unwrap().to_vec_f32().unwrap();
+    let (before, after) = (rows(&init), rows(&out));
+    let d = 64;
+    let kept = before
+        .chunks(d)
+        .zip(after.chunks(d))
+        .filter(|(b, a)| b.iter().zip(*a).all(|(x, y)| (x - y).abs() <= 0.02 * x.abs().max(0.05)))
+        .count();
+    assert!(kept * 10 >= 9 * before.len() / d, "only {kept} of {} codebook rows kept", before.len() / d);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

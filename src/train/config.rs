@@ -185,6 +185,13 @@ pub struct TrainConfig {
     /// `phase1a::init_codebook_from_features`); false = the official N(0, 1) start.
     #[serde(default)]
     pub codebook_data_init: bool,
+    /// Phase 1a: restart the codebook's dead codes every this many steps (0: never, the
+    /// official rule; see `codebook_restart`).
+    #[serde(default)]
+    pub codebook_restart_every: u64,
+    /// Phase 1a: a code whose EMA `cluster_size` is below this is dead.
+    #[serde(default)]
+    pub codebook_restart_below: f32,
     /// Checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
     /// Checkpoint directories kept (older ones are deleted).
@@ -287,6 +294,8 @@ impl TrainConfig {
             codebook_decay: 0.99,
             codebook_eps: 1e-5,
             codebook_data_init: false,
+            codebook_restart_every: 0,
+            codebook_restart_below: 0.0,
             checkpoint_every: 1000,
             keep_checkpoints: 2,
             sample_every: 0,
@@ -312,6 +321,8 @@ impl TrainConfig {
         c.losses.feature_losses_start = 50;
         c.checkpoint_every = 200;
         c.codebook_data_init = true;
+        c.codebook_restart_every = 25;
+        c.codebook_restart_below = 0.5;
         c
     }
 
@@ -338,6 +349,12 @@ impl TrainConfig {
             bad.push(format!(
                 "load_size {} must be 0 (keep each photo's size) or >= crop_size {} > 0",
                 self.load_size, self.crop_size
+            ));
+        }
+        if self.codebook_restart_every > 0 && !(self.codebook_restart_below > 0.0 && self.codebook_restart_below.is_finite()) {
+            bad.push(format!(
+                "codebook_restart_below {} must be a finite number > 0 when codebook_restart_every is set",
+                self.codebook_restart_below
             ));
         }
         let mut optims = vec![("generator", &self.generator)];

@@ -16,6 +16,7 @@
 //! Training runs on the model's device (the CPU or one CUDA device, `--device`), or data-parallel
 //! on several (`dist`).
 pub mod checkpoint;
+pub mod codebook_restart;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -12,7 +12,9 @@
 //! 5. EMA codebook update from this step's assignments (`codebook_assignment_stats` +
 //!    `codebook_ema_apply`, decay 0.99, eps 1e-5), written back into the store (the buffers
 //!    `embedding`, `cluster_size`, `embedding_avg`);
-//! 6. discriminator step on (`image/255`, `rec/255` detached).
+//! 6. every `codebook_restart_every` steps (0: never, the official rule), the dead codes are
+//!    restarted from this step's features (`codebook_restart`, a deviation for small runs);
+//! 7. discriminator step on (`image/255`, `rec/255` detached).
 //!
 //! Nothing is updated when the loss is not finite.
 //!
@@ -20,6 +22,7 @@
 //! over the ranks before the update, as the official quantizer all-reduces them (spec §2.3), and
 //! the data-dependent codebook start reads the features of the whole global batch.
 
+use super::codebook_restart::{restart_dead_codes, HostCodebook, StepRows};
 use super::config::Phase;
 use super::data::Batch;
 use super::dist::{self, ReduceOp};
@@ -34,7 +37,7 @@ use crate::ops;
 use crate::ops::codebook::CodebookEma;
 use crate::tensor::Tensor;
 
-pub const TERMS: [&str; 8] = [
+pub const TERMS: [&str; 9] = [
     "total",
     "l1",
     "gradient",
@@ -43,6 +46,7 @@ pub const TERMS: [&str; 8] = [
     "style",
     "quantize",
     "discriminator",
+    "codes_restarted",
 ];
 
 pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
@@ -91,6 +95,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     let grads = tape.backward(&total)?;
     let g = tr.gen.select(&tr.model.store.grads_of(&p, &grads));
     ema_update(tr, &rows, idx)?;
+    let restarted = restart_codes(tr, &rows, &halves)?;
     tr.update_generator(g)?;
 
     let fake = y.value().clone();
@@ -99,6 +104,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     terms.extend(rec_terms);
     terms.push(("quantize", commit.value().to_scalar()?));
     terms.push(("discriminator", d_loss.unwrap_or(0.0)));
+    terms.push(("codes_restarted", restarted as f32));
     Ok(StepOutput {
         terms,
         preview: Some(ops::unary::mul_scalar(&fake, 255.0)?),
@@ -187,4 +193,40 @@ fn ema_update(tr: &mut Trainer, rows: &Tensor, idx: Vec<u32>) -> Result<()> {
     store.set(avg_id, new.embedding_avg)?;
     store.set(emb_id, new.embedding)?;
     Ok(())
+}
+
+/// Dead-code restart after this step's EMA update when the step is due (module docs of
+/// `codebook_restart`); returns how many codes were restarted. Every rank sees the whole global
+/// batch (rows tagged with their half), so all ranks restart the same codes with the same rows.
+fn restart_codes(tr: &mut Trainer, rows: &Tensor, halves: &[Half]) -> Result<usize> {
+    let every = tr.cfg.codebook_restart_every;
+    if every == 0 || (tr.step + 1) % every != 0 {
+        return Ok(0);
+    }
+    let (n, d) = (rows.shape()[0], rows.shape()[1]);
+    let tags: Vec<f32> = halves.iter().map(|h| if *h == Half::Masked { 1.0 } else { 0.0 }).collect();
+    let tags = Tensor::from_vec(tags, &[n, 1])?.to_device(&rows.device())?;
+    let tagged = dist::all_gather_rows(&*tr.comm, &ops::concat::concat(&[rows, &tags], 1)?)?.to_vec_f32()?;
+    let (mut values, mut masked) = (Vec::with_capacity(tagged.len()), Vec::with_capacity(tagged.len() / (d + 1)));
+    for r in tagged.chunks_exact(d + 1) {
+        values.extend_from_slice(&r[..d]);
+        masked.push(r[d] > 0.5);
+    }
+    let q = &tr.model.codec.quantizer;
+    let (emb_id, cs_id, avg_id, n_e, half) = (q.embedding, q.cluster_size, q.embedding_avg, q.n_e, q.masked_start);
+    let store = &mut tr.model.store;
+    let device = store.get(emb_id).device();
+    let mut cb = HostCodebook {
+        cluster_size: store.get(cs_id).to_vec_f32()?,
+        embedding: store.get(emb_id).to_vec_f32()?,
+        embedding_avg: store.get(avg_id).to_vec_f32()?,
+        dim: d,
+    };
+    let done = restart_dead_codes(&mut cb, &StepRows { rows: &values, masked: &masked }, half, tr.cfg.codebook_restart_below)?;
+    if !done.is_empty() {
+        store.set(cs_id, Tensor::from_vec(cb.cluster_size, &[n_e])?.to_device(&device)?)?;
+        store.set(emb_id, Tensor::from_vec(cb.embedding, &[n_e, d])?.to_device(&device)?)?;
+        store.set(avg_id, Tensor::from_vec(cb.embedding_avg, &[n_e, d])?.to_device(&device)?)?;
+    }
+    Ok(done.len())
 }
