@@ -200,7 +200,7 @@ fn ema_update(tr: &mut Trainer, rows: &Tensor, idx: Vec<u32>) -> Result<()> {
 /// batch (rows tagged with their half), so all ranks restart the same codes with the same rows.
 fn restart_codes(tr: &mut Trainer, rows: &Tensor, halves: &[Half]) -> Result<usize> {
     let every = tr.cfg.codebook_restart_every;
-    if every == 0 || (tr.step + 1) % every != 0 {
+    if every == 0 || !(tr.step + 1).is_multiple_of(every) {
         return Ok(0);
     }
     let (n, d) = (rows.shape()[0], rows.shape()[1]);
