@@ -8,6 +8,7 @@
 //! * `losses`: the image losses of spec §6.5 and the VGG hook;
 //! * `optimizer`: one Adam/AdamW + warmup-cosine schedule + start iteration;
 //! * `trainer`: the shared state and the discriminator step; `phase1a`..`phase3`: one step each;
+//! * `codebook_restart`: phase 1a's dead-code restart of the EMA codebook (a deviation for small runs);
 //! * `checkpoint`: atomic checkpoints and resume; `runner`: the loop, progress, CSV, samples;
 //! * `cli`: `fdm train ...`;
 //! * `dist`, `dist_tcp` + `dist_hub`, `dist_nccl`, `launch`: data-parallel training over several processes
