@@ -256,15 +256,7 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     let phase = Phase::parse(&args.phase)?;
     let (comm, device) = join_group(args)?;
     let (rank, world) = (comm.rank(), comm.world());
-    let (mut cfg, resumed) = resolve_config(args, phase)?;
-    if resumed.is_none() && args.init.is_some() && cfg.codebook_data_init {
-        // The data start would overwrite the codebook that --init brings (and with it the
-        // meaning of every token the weights' transformer has learnt).
-        if rank == 0 {
-            eprintln!("note: --init given: its codebook is kept (codebook_data_init is ignored)");
-        }
-        cfg.codebook_data_init = false;
-    }
+    let (cfg, resumed) = resolve_config(args, phase)?;
     let model = match (&resumed, &args.init) {
         (Some((dir, state)), _) => checkpoint::load_model(dir, state)?,
         (None, Some(path)) => {

@@ -182,7 +182,8 @@ pub struct TrainConfig {
     pub codebook_decay: f32,
     pub codebook_eps: f32,
     /// Phase 1a: start the codebook from the first batch's features (deviation, see
-    /// `phase1a::init_codebook_from_features`); false = the official N(0, 1) start.
+    /// `phase1a::init_codebook_from_features`); false = the official N(0, 1) start. A codebook
+    /// that has been updated before (weights given with `--init`) is kept either way.
     #[serde(default)]
     pub codebook_data_init: bool,
     /// Phase 1a: restart the codebook's dead codes every this many steps (0: never, the

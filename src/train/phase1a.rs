@@ -64,7 +64,7 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
         .map(|&v| if v { Half::Unmasked } else { Half::Masked })
         .collect();
     let rows = feature_rows(f.value())?;
-    if tr.step == 0 && cfg.codebook_data_init {
+    if tr.step == 0 && cfg.codebook_data_init && codebook_never_updated(tr)? {
         init_codebook_from_features(tr, &rows)?;
     }
     let (model, codec) = (&tr.model, &tr.model.codec);
@@ -111,8 +111,16 @@ pub fn step(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
     })
 }
 
+/// Whether the codebook is still as initialised: every EMA size 0 (spec §2.3's start). A codebook
+/// that weights bring (`--init` of a trained model) has been updated, and the data start must not
+/// replace it: that would change the meaning of every token their transformer has learnt.
+fn codebook_never_updated(tr: &Trainer) -> Result<bool> {
+    let sizes = tr.model.store.get(tr.model.codec.quantizer.cluster_size).to_vec_f32()?;
+    Ok(sizes.iter().all(|&s| s == 0.0))
+}
+
 /// Data-dependent codebook start (deviation from spec §2.3, on by default for `tiny`): before the
-/// first update, every code (both halves) becomes a feature of the first batch, taken at evenly
+/// first update of a codebook that has never been updated, every code (both halves) becomes a feature of the first batch, taken at evenly
 /// spaced positions, `embedding_avg` its copy and `cluster_size` 1. With the official start
 /// (N(0, 1) codes, zero sizes) the encoder's small non-negative features all fall to one or two
 /// codes, and the first EMA step divides every unused code by a Laplace-smoothed size of ~1e-5,
