@@ -135,8 +135,9 @@ impl InpaintingModel {
     /// block run as one stacked GEMM in f32 too (bf16 always does; `Transformer::restack`), two
     /// launches fewer per layer. On the CPU f32 keeps the separate projections: the stack
     /// measured no faster there (tiny preset 0-8 % slower, paper 2-5 % faster;
-    /// `examples/pass_timing`), since the CPU attention slices q, k and v out of it. The CLI's inference commands call it; training must not (a stack
-    /// would not follow the optimiser's updates).
+    /// `examples/pass_timing`), since the CPU attention slices q, k and v out of it. The CLI's
+    /// inference commands call it; training must not (a stack would not follow the optimiser's
+    /// updates).
     pub fn prepare_for_inference(&mut self) -> Result<()> {
         self.prepared_for_inference = true;
         let on_cuda = !matches!(self.device(), Device::Cpu);
