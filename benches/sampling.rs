@@ -10,7 +10,9 @@
 //!   position choice, top-K draw, codebook row written back) on a 1 x 1024 x 64 feature table
 //!   with one unknown position.
 //! * `cuda_inpaint_paper_30pct_{n1,n4}[_bf16]`: the paper preset (35 layers x 512) on the GPU,
-//!   302 passes, one sample or four batched, with f32 or bf16 transformer weights.
+//!   302 passes, one sample or four batched, with f32 or bf16 transformer weights. Passes 1 on
+//!   replay a CUDA graph of the transformer pass (the default); `..._n1_bf16_eager` runs every
+//!   pass eagerly (`cuda_graph: false`), for comparison.
 //! * `cuda_sampling_pass_paper[_bf16]`: one sampler pass of the paper preset on the GPU
 //!   (device-resident fill: upload, one pass, read back).
 //!
@@ -157,6 +159,10 @@ fn cuda_paper(c: &mut Criterion) {
             );
         }
     }
+    let m = model("paper", &Device::Cuda(dev.clone()), Precision::Bf16);
+    let mut eager = options(true, 1);
+    eager.sampler.cuda_graph = false;
+    bench_inpaint(c, "cuda_inpaint_paper_30pct_n1_bf16_eager", &m, &mask, MASKED_30PCT, eager, Some(&dev));
 }
 
 criterion_group! { name = quick; config = short(); targets = cpu_tiny_small_hole }

@@ -9,7 +9,7 @@ mod common;
 
 use fdm::autograd::Tape;
 use fdm::cuda::CudaDevice;
-use fdm::model::inpainting::InpaintingModel;
+use fdm::model::inpainting::{InpaintingModel, Precision};
 use fdm::pipeline::sampler::{sample, Sampled, SamplerInput, SamplerOptions};
 use fdm::rng::Rng;
 use fdm::{Device, Tensor};
@@ -68,4 +68,37 @@ fn gpu_passes_reuse_buffers_after_warm_up() {
     let out = sample(input, &SamplerOptions::default(), &mut Rng::new(1), &mut |_, _| misses.push(allocator.stats().misses)).unwrap();
     assert_eq!(out.passes, 8);
     assert!(misses[2..].iter().all(|&m| m == misses[1]), "driver allocations after each pass: {misses:?}");
+}
+
+/// On a GPU the fill replays its transformer pass from a CUDA graph after two eager passes'
+/// worth of set-up (pass 0 eager, pass 1 recorded): every pass from 1 on is a replay, and the
+/// tokens, fill order and feature table are bit-equal to the eager fill's (`cuda_graph: false`),
+/// for f32 and for bf16 transformer weights as `fdm inpaint` prepares them.
+#[test]
+fn gpu_graph_replays_give_the_eager_fill() {
+    let Some(dev) = fdm::testing::cuda_device_or_skip("cuda_sampler::gpu_graph_replays_give_the_eager_fill") else {
+        return;
+    };
+    for precision in [Precision::F32, Precision::Bf16] {
+        let mut model = InpaintingModel::load(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors"), None).unwrap();
+        model.to_device(&Device::Cuda(dev.clone())).unwrap();
+        model.set_transformer_precision(precision).unwrap();
+        model.prepare_for_inference().unwrap();
+        let (l, c) = (model.cfg.grid() * model.cfg.grid(), model.cfg.codec.e_dim);
+        // Two images, holes of 9 and 4 positions: 9 passes, the second image idle after 4.
+        let mut visible = vec![true; 2 * l];
+        visible[200..209].iter_mut().for_each(|v| *v = false);
+        visible[l + 40..l + 44].iter_mut().for_each(|v| *v = false);
+        let mut rng = Rng::new(5);
+        let table = Tensor::from_vec((0..2 * l * c).map(|_| rng.normal()).collect(), &[2, l, c]).unwrap();
+        let eager = run(&model, &table, &visible, &SamplerOptions { cuda_graph: false, ..Default::default() });
+        let graphed = run(&model, &table, &visible, &SamplerOptions::default());
+        let what = format!("{precision:?}");
+        assert_eq!(graphed.graph_note, None, "{what}: the capture failed");
+        assert_eq!((eager.passes, eager.graph_replays), (9, 0), "{what}");
+        assert_eq!((graphed.passes, graphed.graph_replays), (9, 8), "{what}");
+        assert_eq!(graphed.tokens, eager.tokens, "{what}: tokens");
+        assert_eq!(graphed.fill_order, eager.fill_order, "{what}: fill order");
+        assert_eq!(graphed.table.to_vec_f32().unwrap(), eager.table.to_vec_f32().unwrap(), "{what}: feature table");
+    }
 }

@@ -90,6 +90,10 @@ struct InpaintArgs {
     /// Decode without FDM (the PUT baseline).
     #[arg(long)]
     no_fdm: bool,
+    /// On a GPU, run every transformer pass eagerly instead of replaying a CUDA graph of it (same
+    /// tokens; for comparison and debugging).
+    #[arg(long)]
+    no_cuda_graph: bool,
     /// Masks use black = hole instead.
     #[arg(long)]
     invert_mask: bool,
@@ -212,7 +216,7 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
     model.to_device(&device)?;
     model.prepare_for_inference()?;
     let opts = InpaintOptions {
-        sampler: SamplerOptions { tokens_per_pass: a.tokens_per_pass, top_k: a.top_k, temperature: a.temperature, gibbs_sweeps: a.gibbs_sweeps },
+        sampler: SamplerOptions { tokens_per_pass: a.tokens_per_pass, top_k: a.top_k, temperature: a.temperature, gibbs_sweeps: a.gibbs_sweeps, cuda_graph: !a.no_cuda_graph },
         samples: a.samples,
         use_fdm: !a.no_fdm,
         seed: a.seed,

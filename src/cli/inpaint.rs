@@ -153,8 +153,12 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         sheet.extend(res.images.iter().cloned());
         let sheet_path = run.out.join(format!("{name}_sheet.png"));
         save_contact_sheet(&sheet, sheet.len(), &sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
+        if let Some(why) = &res.graph_note {
+            eprintln!("note: {name}: the passes ran without a CUDA graph: {why}");
+        }
+        let replayed = if res.graph_replays > 0 { format!(" ({} replayed from a CUDA graph)", res.graph_replays) } else { String::new() };
         println!(
-            "{name}: {} sample(s), {} masked patches, {} passes in {:.2} s -> {}",
+            "{name}: {} sample(s), {} masked patches, {} passes{replayed} in {:.2} s -> {}",
             res.images.len(),
             res.masked_patches,
             res.passes,

@@ -12,6 +12,13 @@
 //! queued after them. When the driver runs out of memory, the pool frees everything it caches and
 //! the allocation is tried once more.
 //!
+//! CUDA graphs (`cuda::graph`): while a graph is captured, blocks returned to the pool go to a
+//! capture list that only the capture itself reuses; at the end of the capture they move into a
+//! `GraphReserve` that the graph owns, so no work outside the graph is ever given memory that the
+//! graph's replays write. A capture may not allocate from the driver (the stream-ordered
+//! allocation would be captured into the graph): a pool miss during a capture is an error, so a
+//! capture follows an eager run of the same work, which leaves the blocks it needs in the pool.
+//!
 //! `BucketPool` is the bookkeeping alone (generic over the block type, so it is unit-tested
 //! without a GPU); `DeviceAllocator` puts it in front of cudarc.
 
@@ -53,6 +60,8 @@ pub struct AllocStats {
 #[derive(Debug)]
 pub struct BucketPool<B> {
     free: BTreeMap<usize, Vec<B>>,
+    /// Some while a CUDA graph is captured: the blocks returned during the capture.
+    capture: Option<BTreeMap<usize, Vec<B>>>,
     stats: AllocStats,
 }
 
@@ -60,6 +69,7 @@ impl<B> Default for BucketPool<B> {
     fn default() -> Self {
         BucketPool {
             free: BTreeMap::new(),
+            capture: None,
             stats: AllocStats::default(),
         }
     }
@@ -68,8 +78,10 @@ impl<B> Default for BucketPool<B> {
 impl<B> BucketPool<B> {
     /// A cached block of exactly `bucket` bytes, if any (counted as a hit), else None (a miss:
     /// the caller allocates `bucket` bytes and reports it with `note_fresh`).
+    /// During a capture, blocks returned by the capture come first.
     pub fn take(&mut self, bucket: usize) -> Option<B> {
-        let block = self.free.get_mut(&bucket).and_then(|v| v.pop());
+        let captured = self.capture.as_mut().and_then(|c| c.get_mut(&bucket)?.pop());
+        let block = captured.or_else(|| self.free.get_mut(&bucket).and_then(|v| v.pop()));
         match block {
             Some(b) => {
                 self.stats.hits += 1;
@@ -95,7 +107,37 @@ impl<B> BucketPool<B> {
     pub fn give(&mut self, bucket: usize, block: B) {
         self.stats.in_use_bytes -= bucket;
         self.stats.cached_bytes += bucket;
-        self.free.entry(bucket).or_default().push(block);
+        let lists = self.capture.as_mut().unwrap_or(&mut self.free);
+        lists.entry(bucket).or_default().push(block);
+    }
+    /// Whether a capture is under way.
+    pub fn capturing(&self) -> bool {
+        self.capture.is_some()
+    }
+    /// Start a capture: from now on returned blocks are kept for the capture (false: one is
+    /// already under way).
+    pub fn begin_capture(&mut self) -> bool {
+        if self.capture.is_some() {
+            return false;
+        }
+        self.capture = Some(BTreeMap::new());
+        true
+    }
+    /// End the capture: the blocks returned during it, with their buckets, counted as in use
+    /// (the graph holds them) until they are given back.
+    pub fn end_capture(&mut self) -> Vec<(usize, B)> {
+        let held: Vec<(usize, B)> = self
+            .capture
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(bucket, blocks)| blocks.into_iter().map(move |b| (bucket, b)))
+            .collect();
+        for &(bucket, _) in &held {
+            self.stats.cached_bytes -= bucket;
+            self.stats.in_use_bytes += bucket;
+        }
+        held
     }
     /// Every cached block, emptying the free lists (to be freed by the caller).
     pub fn drain(&mut self) -> Vec<B> {
@@ -146,6 +188,11 @@ impl DeviceAllocator {
                 pool: self.pool.clone(),
             });
         }
+        if self.lock().capturing() {
+            return Err(Error::Cuda(format!(
+                "capturing a CUDA graph: no cached block of {bucket} bytes for {bytes} (the capture must follow an eager run of the same work)"
+            )));
+        }
         let slice = match unsafe { stream.alloc::<u8>(bucket) } {
             Ok(s) => s,
             Err(_) => {
@@ -171,6 +218,40 @@ impl DeviceAllocator {
 
     pub fn stats(&self) -> AllocStats {
         self.lock().stats()
+    }
+
+    /// Start keeping the blocks returned from now on for a graph capture (Err: one is already
+    /// under way on this device).
+    pub fn begin_capture(&self) -> Result<()> {
+        if self.lock().begin_capture() {
+            Ok(())
+        } else {
+            Err(Error::Cuda("a CUDA graph capture is already under way on this device".into()))
+        }
+    }
+
+    /// End the capture; the blocks it used are held by the returned reserve until it drops.
+    pub fn end_capture(&self) -> GraphReserve {
+        GraphReserve {
+            blocks: self.lock().end_capture(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// The blocks a captured graph writes (its intermediates), kept out of the pool while the graph
+/// lives; they go back to the pool when the reserve drops.
+pub struct GraphReserve {
+    blocks: Vec<(usize, CudaSlice<u8>)>,
+    pool: SharedPool,
+}
+
+impl Drop for GraphReserve {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        for (bucket, block) in self.blocks.drain(..) {
+            pool.give(bucket, block);
+        }
     }
 }
 
@@ -333,5 +414,33 @@ mod tests {
         assert_eq!(s.hits, 3 * 399);
         assert_eq!(s.in_use_bytes, 0);
         assert_eq!(s.peak_in_use_bytes, sizes.iter().sum::<usize>());
+    }
+
+    #[test]
+    fn blocks_returned_during_a_capture_are_reused_by_it_and_then_held() {
+        let mut p: BucketPool<u32> = BucketPool::default();
+        for _ in 0..2 {
+            assert_eq!(p.take(512), None);
+            p.note_fresh(512);
+        }
+        p.give(512, 0);
+        p.give(512, 1);
+        assert!(p.begin_capture());
+        assert!(!p.begin_capture(), "one capture at a time");
+        // The capture takes a cached block, returns it, and takes it again.
+        let a = p.take(512).unwrap();
+        p.give(512, a);
+        assert_eq!(p.take(512), Some(a), "the capture reuses its own returned block first");
+        p.give(512, a);
+        let held = p.end_capture();
+        assert_eq!(held, vec![(512, a)]);
+        assert!(!p.capturing());
+        // Outside the capture only the untouched block is cached; the graph's is in use.
+        let s = p.stats();
+        assert_eq!((s.cached_bytes, s.in_use_bytes), (512, 512));
+        assert_eq!(p.take(512), Some(1 - a));
+        assert_eq!(p.take(512), None, "the graph's block is not handed out");
+        p.give(512, a); // the reserve drops
+        assert_eq!(p.take(512), Some(a));
     }
 }

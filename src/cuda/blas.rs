@@ -35,7 +35,13 @@ pub(super) struct Blas(Mutex<Handle>);
 struct Handle {
     raw: sys::cublasHandle_t,
     ctx: Arc<CudaContext>,
+    /// The handle's workspace, ours rather than cuBLAS's own pool, so that GEMMs recorded into a
+    /// CUDA graph (`graph`) allocate nothing while captured. Dropped after the handle.
+    _workspace: cudarc::driver::CudaSlice<u8>,
 }
+
+/// cuBLAS's advice for Hopper GPUs (32 MiB; less is enough on older ones).
+const WORKSPACE_BYTES: usize = 32 << 20;
 
 // The raw handle is only used behind `Blas`'s mutex, one thread at a time.
 unsafe impl Send for Handle {}
@@ -71,10 +77,16 @@ fn status_text(what: &str, e: CublasError) -> String {
 fn create(g: &Gpu) -> std::result::Result<Blas, String> {
     library_status()?;
     g.ctx.bind_to_thread().map_err(|e| format!("cannot make the CUDA context current: {e:?}"))?;
+    let workspace = unsafe { g.stream.alloc::<u8>(WORKSPACE_BYTES) }.map_err(|e| format!("allocating the cuBLAS workspace: {e:?}"))?;
     let raw = cublas::create_handle().map_err(|e| status_text("cublasCreate", e))?;
-    let handle = Handle { raw, ctx: g.ctx.clone() };
+    let (ws_ptr, _) = cudarc::driver::DevicePtr::device_ptr(&workspace, &g.stream);
+    let handle = Handle { raw, ctx: g.ctx.clone(), _workspace: workspace };
     unsafe { cublas::set_stream(raw, g.stream.cu_stream() as sys::cudaStream_t) }
         .map_err(|e| status_text("cublasSetStream", e))?;
+    // After set_stream, which resets the workspace to the library's default.
+    unsafe { sys::cublasSetWorkspace_v2(raw, ws_ptr as *mut c_void, WORKSPACE_BYTES) }
+        .result()
+        .map_err(|e| status_text("cublasSetWorkspace", e))?;
     // DEFAULT_MATH: f32 GEMMs in full f32 (TF32 only with TF32_TENSOR_OP_MATH or a FAST_TF32
     // compute type, neither of which is used here).
     unsafe { sys::cublasSetMathMode(raw, sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }

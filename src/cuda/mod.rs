@@ -3,13 +3,14 @@
 //! (`module`); the launchers in `ops/` describe each launch as data (`launch`), which runs on a GPU
 //! or, in tests, on the CPU emulator of the CUDA execution model (`emu`); `ptxas` reads the
 //! register/spill report of the kernel compile tier; `alloc` is the caching allocator; `blas`
-//! the cuBLAS fast path of the Linear GEMMs.
+//! the cuBLAS fast path of the Linear GEMMs; `graph` records and replays CUDA graphs.
 //! Nothing here may panic on a machine without CUDA: cudarc's context constructors panic when
 //! libcuda is absent, so `probe()` checks `is_culib_present()` first.
 
 pub mod alloc;
 pub mod blas;
 pub mod emu;
+pub mod graph;
 pub mod launch;
 pub mod memory;
 pub mod module;
@@ -258,16 +259,31 @@ pub fn probe_ordinal(ordinal: usize) -> std::result::Result<CudaDevice, String> 
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err("no NVRTC library (libnvrtc.so.13/.12) on the loader path".into());
     }
+    // One handle per device for the whole process: every caller gets the same stream (the
+    // shared caching allocator's reuse relies on one stream per device) and the same cuBLAS handle.
+    static GPUS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<usize, Arc<Gpu>>>> = std::sync::OnceLock::new();
+    let mut gpus = GPUS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(gpu) = gpus.get(&ordinal) {
+        return Ok(CudaDevice { backend: Backend::Gpu(gpu.clone()) });
+    }
     let ctx = CudaContext::new(ordinal)
         .map_err(|e| format!("no usable CUDA device {ordinal}: {e:?}"))?;
-    let stream = ctx.default_stream();
+    // Every kernel, copy and cuBLAS call of the device runs on this one stream, in order, so
+    // cudarc's per-buffer event tracking (for work spread over several streams) is not needed; it
+    // is turned off before anything is allocated, as its events would also get into CUDA graph
+    // captures. A created stream, not the legacy default one, because only such a stream can be
+    // captured into a graph (`graph`).
+    unsafe { ctx.disable_event_tracking() };
+    let stream = ctx
+        .new_stream()
+        .map_err(|e| format!("cannot create a stream on CUDA device {ordinal}: {e:?}"))?;
     let allocator = DeviceAllocator::for_ordinal(ctx.ordinal());
-    Ok(CudaDevice {
-        backend: Backend::Gpu(Arc::new(Gpu {
-            blas: blas::BlasSlot::new(),
-            ctx,
-            stream,
-            allocator,
-        })),
-    })
+    let gpu = Arc::new(Gpu {
+        blas: blas::BlasSlot::new(),
+        ctx,
+        stream,
+        allocator,
+    });
+    gpus.insert(ordinal, gpu.clone());
+    Ok(CudaDevice { backend: Backend::Gpu(gpu) })
 }

@@ -47,3 +47,4 @@ pub mod optim;
 pub mod codebook;
 pub mod sampling;
 pub mod sampling_device;
+pub mod graph;

@@ -41,6 +41,9 @@ pub struct Inpainted {
     pub tokens: Vec<Vec<u32>>,
     /// Transformer passes run (0 in token-replay mode).
     pub passes: usize,
+    /// Of them, replays of a CUDA graph; and why none was used where one was asked for.
+    pub graph_replays: usize,
+    pub graph_note: Option<String>,
     /// Number of masked patches (token type != 1).
     pub masked_patches: usize,
     /// B x C x h x w features given to the decoder before FDM (codebook rows at masked
@@ -101,6 +104,8 @@ pub fn inpaint(
         raw: split(&out)?,
         tokens: sampled.tokens.chunks(l).map(|c| c.to_vec()).collect(),
         passes: sampled.passes,
+        graph_replays: sampled.graph_replays,
+        graph_note: sampled.graph_note,
         masked_patches,
         dequantized: opts.use_fdm.then(|| feature.clone()),
         generated,
@@ -179,5 +184,5 @@ pub fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visi
     let e = table.shape()[2];
     let rows = model.codec.quantizer.rows(&model.store, &picked)?;
     let t = ops::index::scatter_rows(&table.reshape(&[n * l, e])?, &idx, &rows)?.reshape(&[n, l, e])?;
-    Ok(Sampled { table: t, tokens: flat, passes: 0, fill_order: vec![Vec::new(); n] })
+    Ok(Sampled { table: t, tokens: flat, passes: 0, fill_order: vec![Vec::new(); n], graph_replays: 0, graph_note: None })
 }

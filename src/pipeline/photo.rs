@@ -15,6 +15,9 @@ pub struct PhotoResult {
     pub tokens: Vec<Vec<u32>>,
     pub passes: usize,
     pub masked_patches: usize,
+    /// Passes replayed from a CUDA graph, and why none was used where one was asked for.
+    pub graph_replays: usize,
+    pub graph_note: Option<String>,
 }
 
 /// `image` [3, H, W] in [0, 255], `mask` [1, H, W] with 1 = visible.
@@ -35,7 +38,7 @@ pub fn inpaint_photo(
     let s = model.cfg.image_size;
     if (h, w) == (s, s) {
         let out: Inpainted = inpaint(model, image, mask, opts, tokens, on_pass)?;
-        return Ok(PhotoResult { images: out.images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches });
+        return Ok(PhotoResult { images: out.images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches, graph_replays: out.graph_replays, graph_note: out.graph_note });
     }
     let (small, small_mask) = model_inputs(model, image, mask)?;
     let out = inpaint(model, &small, &small_mask, opts, tokens, on_pass)?;
@@ -47,7 +50,7 @@ pub fn inpaint_photo(
             composite(&ops::unary::clamp(&up, 0.0, 255.0)?, image, mask)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(PhotoResult { images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches })
+    Ok(PhotoResult { images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches, graph_replays: out.graph_replays, graph_note: out.graph_note })
 }
 
 /// The image and mask at the model's resolution S x S: the image resized bilinearly (clamped to
