@@ -196,6 +196,10 @@ fn codebook_rejects_bad_input_cpu() -> Result<()> {
     .unwrap_err()
     .to_string();
     assert!(err.contains("names no code"), "{err}");
+    let err = ops::codebook_argmin_halves(&z, &cb, &[0, 1]).unwrap_err().to_string();
+    assert!(err.contains("2 half selectors for 3 rows"), "{err}");
+    let err = ops::codebook_argmin(&z, &cb, &Tensor::from_u32(vec![0; 2], &[2])?).unwrap_err().to_string();
+    assert!(err.contains("2 half selectors for 3 rows"), "{err}");
     let err = ops::codebook_assignment_stats(&z, &Tensor::from_u32(vec![0, 1, 6], &[3])?, 6)
         .unwrap_err()
         .to_string();

@@ -162,10 +162,16 @@ fn codebook_argmin_by_half(dev: CudaDevice) {
     use fdm::params::codebook::{CODEBOOK_HALF_MASKED, CODEBOOK_HALF_UNMASKED};
     let (z, cb) = (rand(32, &[300, 16], -1.0, 1.0), rand(33, &[64, 16], -1.0, 1.0));
     let half: Vec<u32> = (0..300).map(|i| if i % 3 == 0 { CODEBOOK_HALF_MASKED } else { CODEBOOK_HALF_UNMASKED }).collect();
+    let host_half = half.clone();
     let half = Tensor::from_u32(half, &[300]).unwrap();
     let want = ops::codebook::codebook_argmin(&z, &cb, &half).unwrap().to_vec_u32().unwrap();
     let got = ops::codebook::codebook_argmin(&on(&dev, &z), &on(&dev, &cb), &on(&dev, &half)).unwrap();
     assert_eq!(got.to_vec_u32().unwrap(), want, "nearest code per half");
+    // The selectors as host data (the quantizer's path): the same codes on both backends.
+    let got = ops::codebook::codebook_argmin_halves(&on(&dev, &z), &on(&dev, &cb), &host_half).unwrap();
+    assert_eq!(got.to_vec_u32().unwrap(), want, "nearest code per half, host selectors");
+    let cpu_host = ops::codebook::codebook_argmin_halves(&z, &cb, &host_half).unwrap();
+    assert_eq!(cpu_host.to_vec_u32().unwrap(), want, "host selectors on the CPU");
     let want = ops::codebook::codebook_argmin_all(&z, &cb).unwrap().to_vec_u32().unwrap();
     let got = ops::codebook::codebook_argmin_all(&on(&dev, &z), &on(&dev, &cb)).unwrap();
     assert_eq!(got.to_vec_u32().unwrap(), want, "nearest code over the whole codebook");

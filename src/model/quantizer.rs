@@ -62,10 +62,9 @@ impl Quantizer {
                 Half::Masked => CODEBOOK_HALF_MASKED,
             })
             .collect();
-        let sel = Tensor::from_u32(sel, &[halves.len()])?.to_device(&rows.device())?;
         let cb = store.get(self.embedding);
         let macs = (rows.shape()[0] * self.n_e / 2 * self.e_dim) as u64; // one half per row
-        crate::profile::op("codebook_argmin", || ops::codebook::codebook_argmin(rows, cb, &sel), |_| macs)?.to_vec_u32()
+        crate::profile::op("codebook_argmin", || ops::codebook::codebook_argmin_halves(rows, cb, &sel), |_| macs)?.to_vec_u32()
     }
 
     /// Codebook rows of the given tokens: N -> N x e_dim.

@@ -43,61 +43,53 @@ fn check_z_codebook(op: &'static str, z: &Tensor, codebook: &Tensor) -> Result<C
 }
 
 /// Index of the nearest code (squared Euclidean distance) within each row's half; ties go to
-/// the lowest index.
+/// the lowest index. `half` is a u32 tensor `[N]` on z's device; on CUDA it is read back to the
+/// host to find the ranges (use `codebook_argmin_halves` where the selectors are host data).
 pub fn codebook_argmin(z: &Tensor, codebook: &Tensor, half: &Tensor) -> Result<Tensor> {
     const OP: &str = "codebook_argmin";
-    let p = check_z_codebook(OP, z, codebook)?;
+    check_z_codebook(OP, z, codebook)?;
     expect_u32(OP, half)?;
-    if half.shape() != [p.n as usize] {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "half selector {:?} must be [{}], one per row of z",
-                half.shape(),
-                p.n
-            ),
-        ));
-    }
     expect_same_device(OP, &[z, half])?;
-    let (z, codebook, half) = (z.contiguous()?, codebook.contiguous()?, half.contiguous()?);
+    if half.rank() != 1 {
+        return Err(Error::shape(OP, format!("half selector {:?} must be [{}], one per row of z", half.shape(), z.shape()[0])));
+    }
+    let half = half.contiguous()?;
+    match half.storage() {
+        Storage::Cpu(_) => codebook_argmin_halves(z, codebook, half.cpu_u32()?),
+        Storage::Cuda(_) => codebook_argmin_halves(z, codebook, &half.to_vec_u32()?),
+    }
+}
+
+/// `codebook_argmin` with the half selectors (one per row of z, `params::codebook`) given as
+/// host data, as the quantizer has them: on CUDA the ranges are found on the host and only the
+/// rows' first codes are uploaded, with no read-back before the search.
+pub fn codebook_argmin_halves(z: &Tensor, codebook: &Tensor, half: &[u32]) -> Result<Tensor> {
+    const OP: &str = "codebook_argmin";
+    let p = check_z_codebook(OP, z, codebook)?;
+    if half.len() != p.n as usize {
+        return Err(Error::shape(OP, format!("{} half selectors for {} rows of z", half.len(), p.n)));
+    }
+    let (z, codebook) = (z.contiguous()?, codebook.contiguous()?);
     match z.storage() {
         Storage::Cpu(_) => {
             let mut out = vec![0u32; p.n as usize];
-            cpu::codebook_argmin_fast(
-                &p,
-                z.cpu_f32()?,
-                codebook.cpu_f32()?,
-                half.cpu_u32()?,
-                &mut out,
-            )?;
+            cpu::codebook_argmin_fast(&p, z.cpu_f32()?, codebook.cpu_f32()?, half, &mut out)?;
             Tensor::from_u32(out, &[p.n as usize])
         }
         Storage::Cuda(_) => {
-            let (offsets, span) = row_offsets(&p, &half)?;
-            let shape = cuda::ArgminShape {
-                n: p.n as usize,
-                k: p.codes as usize,
-                d: p.dim as usize,
-                span,
-            };
+            let (offsets, span) = row_offsets(&p, half)?;
+            let shape = cuda::ArgminShape { n: p.n as usize, k: p.codes as usize, d: p.dim as usize, span };
             let offsets = offsets.to_device(&z.device())?;
-            let (idx, _) = cuda::codebook_argmin(
-                z.cuda_dense()?,
-                codebook.cuda_dense()?,
-                Some(offsets.cuda_dense()?),
-                shape,
-            )?;
+            let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, Some(offsets.cuda_dense()?), shape)?;
             Tensor::from_cuda(idx, &[p.n as usize])
         }
     }
 }
 
-/// The first code of every row's range and the one span they share, for the CUDA kernel. The
-/// selectors come to the host for this (n u32 values, once per quantisation: the encoder, never
-/// the sampler's per-pass loop); rows whose ranges differ in length in one call are an error.
-fn row_offsets(p: &CodebookParams, half: &Tensor) -> Result<(Tensor, usize)> {
-    let sel = half.to_device(&crate::device::Device::Cpu)?;
-    let ranges = cpu::ranges(p, sel.cpu_u32()?)?;
+/// The first code of every row's range and the one span they share, for the CUDA kernel; rows
+/// whose ranges differ in length in one call are an error.
+fn row_offsets(p: &CodebookParams, half: &[u32]) -> Result<(Tensor, usize)> {
+    let ranges = cpu::ranges(p, half)?;
     let span = ranges.first().map_or(p.codes as usize, |r| r.1 - r.0);
     if let Some((i, r)) = ranges.iter().enumerate().find(|(_, r)| r.1 - r.0 != span) {
         return Err(Error::shape(
@@ -112,8 +104,7 @@ fn row_offsets(p: &CodebookParams, half: &Tensor) -> Result<(Tensor, usize)> {
 /// Nearest code over the whole codebook (the quantizer called without a token-type map).
 pub fn codebook_argmin_all(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
     let n = if z.rank() == 2 { z.shape()[0] } else { 0 };
-    let half = Tensor::from_u32(vec![CODEBOOK_ALL; n], &[n])?.to_device(&z.device())?;
-    codebook_argmin(z, codebook, &half)
+    codebook_argmin_halves(z, codebook, &vec![CODEBOOK_ALL; n])
 }
 
 /// Assignment statistics for the EMA update: (counts `[K]`, sums of assigned rows `[K, D]`).
