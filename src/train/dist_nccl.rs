@@ -1,11 +1,13 @@
 //! The NCCL transport of data-parallel training (`fdm train ... --gpus N`): one process per GPU,
 //! gradients all-reduced on the devices by NCCL (cudarc's `nccl` bindings, loaded at run time).
 //!
-//! NOT RUN BY ANY TEST: the machines this crate is tested on have no GPU and no NCCL, so this
-//! file is only compiled and type-checked, and its "NCCL is missing" path is tested. The
-//! data-parallel logic it plugs into (sharding, which values are reduced, who writes, failure
-//! handling) is the same for every transport and is tested with the host transport (`dist_tcp`,
-//! tests/train_dist.rs, tests/train_dist_launch.rs).
+//! Tests: the CI machines have no GPU and no NCCL, so there this file is only compiled and its
+//! "NCCL is missing" path is tested. On a GPU with NCCL, tests/cuda_nccl.rs builds a group of one
+//! through the launcher's `join` and checks every collective (a group of several GPUs needs a
+//! multi-GPU machine, which no session has had). The data-parallel logic it plugs into
+//! (sharding, which values are reduced, who writes, failure handling) is the same for every
+//! transport and is tested with the host transport (`dist_tcp`, tests/train_dist.rs,
+//! tests/train_dist_launch.rs).
 //!
 //! How it works: the ranks first join the host transport's hub (`TcpComm`); rank 0 creates the
 //! NCCL unique id and hands it to the others through the hub; each rank then builds its NCCL
