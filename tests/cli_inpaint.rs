@@ -47,12 +47,14 @@ fn inpaint_writes_samples_sheet_and_tokens_cpu() {
             }
         }
     }
-    // Replaying the saved tokens reproduces the samples exactly.
+    // Replaying the saved tokens reproduces the samples exactly, here one sample per batch.
     let replay = dir.join("replay");
     let t0 = out.join("dev_005_0.txt");
     let t1 = out.join("dev_005_1.txt");
-    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--out", replay.to_str().unwrap(), "-n", "2", "--tokens", t0.to_str().unwrap(), t1.to_str().unwrap(), "--device", "cpu"]);
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--out", replay.to_str().unwrap(), "-n", "2", "--batch-size", "1", "--tokens", t0.to_str().unwrap(), t1.to_str().unwrap(), "--device", "cpu"]);
     assert!(ok, "{log}");
+    assert!(log.contains("2 sample(s)") && log.contains("in 2 batches"), "{log}");
+    assert!(replay.join("dev_005_sheet.png").exists(), "{log}");
     for k in 0..2 {
         let a = load_image(out.join(format!("dev_005_{k}.png"))).unwrap().tensor.to_vec_f32().unwrap();
         let b = load_image(replay.join(format!("dev_005_{k}.png"))).unwrap().tensor.to_vec_f32().unwrap();
@@ -101,5 +103,7 @@ fn inpaint_bad_input_is_a_clear_error_cpu() {
     assert!(!ok && log.contains("not found"), "{log}");
     let (ok, log) = fdm(&["inpaint", "/nonexistent.jpg", "--mask", full.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
     assert!(!ok && log.contains("nonexistent.jpg"), "{log}");
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--batch-size", "0"]);
+    assert!(!ok && log.contains("--batch-size"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,6 +3,7 @@
 use fdm::model::inpainting::InpaintingModel;
 use fdm::model::presets::ModelConfig;
 use fdm::pipeline::inpaint::{inpaint, InpaintOptions, Inpainted};
+use fdm::pipeline::photo::{batch_seed, inpaint_photo_batched, PhotoResult};
 use fdm::pipeline::sampler::SamplerOptions;
 use fdm::rng::Rng;
 use fdm::{Result, Tensor};
@@ -95,6 +96,53 @@ fn batched_samples_differ_and_replay_reproduces_cpu() -> Result<()> {
     }
     let no_fdm = inpaint(model(), &image(), &m, &InpaintOptions { use_fdm: false, ..opts.clone() }, Some(&out.tokens), &mut |_, _| {})?;
     assert_ne!(no_fdm.images[0].to_vec_f32()?, out.images[0].to_vec_f32()?, "FDM changes the decoded hole");
+    Ok(())
+}
+
+/// `inpaint_photo_batched` of `opts` in batches of `batch`: (first sample index, result) per batch,
+/// and the (pass, total) reports.
+fn run_batched(opts: &InpaintOptions, batch: usize, m: &Tensor, tokens: Option<&[Vec<u32>]>) -> Result<(Vec<(usize, PhotoResult)>, Vec<(usize, usize)>)> {
+    let (mut batches, mut passes) = (Vec::new(), Vec::new());
+    let summary = inpaint_photo_batched(model(), &image(), m, opts, batch, tokens, &mut |p, t| passes.push((p, t)), &mut |first, res| {
+        batches.push((first, res));
+        Ok(())
+    })?;
+    assert_eq!(summary.batches, batches.len());
+    assert_eq!(summary.passes, batches.iter().map(|(_, r)| r.passes).sum::<usize>());
+    Ok((batches, passes))
+}
+
+#[test]
+fn samples_beyond_one_batch_run_in_seeded_batches_cpu() -> Result<()> {
+    let m = mask(0, 24, 0, 24); // 3 x 3 patches
+    let opts = InpaintOptions { samples: 5, seed: 4, sampler: SamplerOptions { top_k: 200, ..Default::default() }, ..Default::default() };
+    let (batches, passes) = run_batched(&opts, 2, &m, None)?;
+    let shape: Vec<(usize, usize)> = batches.iter().map(|(first, r)| (*first, r.images.len())).collect();
+    assert_eq!(shape, [(0, 2), (2, 2), (4, 1)], "batches of 2, 2 and 1 samples, in order");
+    assert_eq!(passes.len(), 27);
+    assert!(passes.iter().enumerate().all(|(i, &(p, t))| p == i + 1 && t == 27), "passes counted over the batches: {passes:?}");
+    // Batch b draws what one batch of its size draws with batch_seed(seed, b); the first batch
+    // draws with the run's own seed.
+    assert_eq!(batch_seed(4, 0), 4);
+    for (b, (_, res)) in batches.iter().enumerate() {
+        let alone = run(&InpaintOptions { samples: res.images.len(), seed: batch_seed(4, b), ..opts.clone() }, &m)?;
+        assert_eq!(alone.tokens, res.tokens, "batch {b}");
+        assert_eq!(alone.images[0].to_vec_f32()?, res.images[0].to_vec_f32()?, "batch {b}");
+    }
+    let tokens: Vec<Vec<u32>> = batches.iter().flat_map(|(_, r)| r.tokens.clone()).collect();
+    assert!(tokens.windows(2).any(|w| w[0] != w[1]), "the batches draw different samples");
+    // Same seed and batch size: the same samples; replaying them through batches decodes them.
+    let (again, _) = run_batched(&opts, 2, &m, None)?;
+    assert!(again.iter().zip(&batches).all(|((_, a), (_, b))| a.tokens == b.tokens));
+    let (replayed, replay_passes) = run_batched(&opts, 3, &m, Some(&tokens))?;
+    assert!(replay_passes.is_empty());
+    let images = |bs: &[(usize, PhotoResult)]| -> Vec<Vec<f32>> { bs.iter().flat_map(|(_, r)| r.images.iter().map(|t| t.to_vec_f32().unwrap())).collect() };
+    assert_eq!(images(&replayed), images(&batches));
+    // Bad arguments are errors, before any batch runs.
+    let e = run_batched(&opts, 0, &m, None).err().unwrap().to_string();
+    assert!(e.contains("batch size must be at least 1"), "{e}");
+    let e = run_batched(&opts, 2, &m, Some(&tokens[..4])).err().unwrap().to_string();
+    assert!(e.contains("one token vector per sample (5)"), "{e}");
     Ok(())
 }
 

@@ -59,9 +59,14 @@ struct InpaintArgs {
     /// Output folder: <stem>_<k>.png per sample and <stem>_sheet.png.
     #[arg(long, default_value = "out")]
     out: PathBuf,
-    /// Samples per photo, drawn as one batch.
+    /// Samples per photo, drawn in batches of --batch-size (each one batched forward).
     #[arg(short = 'n', long = "samples", default_value_t = 1)]
     samples: usize,
+    /// Most samples drawn as one batched forward; more run in several batches, each written out
+    /// when done (the first batch draws with --seed, the others with seeds derived from it, so
+    /// the same -n, --batch-size and --seed give the same samples).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    batch_size: u64,
     /// Weights file (safetensors from `fdm train` or weights-tools/convert_pth.py).
     #[arg(long)]
     weights: Option<PathBuf>,
@@ -225,6 +230,7 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
         jobs,
         out: a.out,
         opts,
+        batch_size: a.batch_size as usize,
         invert_mask: a.invert_mask,
         save_tokens: a.save_tokens,
         replay: a.tokens,

@@ -8,7 +8,7 @@ use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, 
 use crate::metrics::folders::list_images;
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::InpaintOptions;
-use crate::pipeline::photo::inpaint_photo;
+use crate::pipeline::photo::{inpaint_photo_batched, PhotoResult};
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,6 +46,8 @@ pub struct InpaintRun {
     pub jobs: Vec<Job>,
     pub out: PathBuf,
     pub opts: InpaintOptions,
+    /// Samples per batched forward; more samples run in several batches (`inpaint_photo_batched`).
+    pub batch_size: usize,
     pub invert_mask: bool,
     pub save_tokens: bool,
     /// Token files to replay, one per sample (only with a single image).
@@ -97,6 +99,29 @@ fn holes_shown(image: &Tensor, mask: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, image.shape())?)
 }
 
+/// Samples shown on a contact sheet (all samples are written as files), and its columns: up to
+/// six samples stay on one row with the input and the mask, as before batching existed.
+const SHEET_SAMPLES: usize = 16;
+const SHEET_COLUMNS: usize = 8;
+
+/// Write one batch's samples (`<stem>_<k>.png`, with --save-tokens `<stem>_<k>.txt`), `first`
+/// being the index of its first sample.
+fn save_batch(run: &InpaintRun, name: &str, outputs: &[PathBuf], first: usize, batch: &PhotoResult) -> Result<()> {
+    for (i, img) in batch.images.iter().enumerate() {
+        let k = first + i;
+        save_png(img, &outputs[k]).with_context(|| format!("writing {}", outputs[k].display()))?;
+        if run.save_tokens {
+            write_tokens(&run.out.join(format!("{name}_{k}.txt")), &batch.tokens[i])?;
+        }
+    }
+    Ok(())
+}
+
+/// An error of this command as the pipeline's error type (its message chain kept).
+fn fdm_error(e: &anyhow::Error) -> crate::error::Error {
+    crate::error::Error::msg(format!("{e:#}"))
+}
+
 /// The mask as an RGB picture in the file convention (hole white).
 fn mask_picture(mask: &Tensor) -> Result<Tensor> {
     let v: Vec<f32> = mask.to_vec_f32()?.iter().map(|&m| if m < 0.5 { 255.0 } else { 0.0 }).collect();
@@ -137,29 +162,41 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         );
         bar.set_prefix(name.clone());
         let t0 = Instant::now();
-        let res = inpaint_photo(model, &loaded.tensor, &mask, &run.opts, replay.as_deref(), &mut |p, total| {
-            bar.set_length(total as u64);
-            bar.set_position(p as u64);
-        })
+        // The sheet: the input with its holes, the mask, then the first SHEET_SAMPLES samples.
+        let mut sheet = vec![holes_shown(&loaded.tensor, &mask)?, mask_picture(&mask)?];
+        let res = inpaint_photo_batched(
+            model,
+            &loaded.tensor,
+            &mask,
+            &run.opts,
+            run.batch_size,
+            replay.as_deref(),
+            &mut |p, total| {
+                bar.set_length(total as u64);
+                bar.set_position(p as u64);
+            },
+            &mut |first, batch| {
+                save_batch(run, &name, &outputs, first, &batch).map_err(|e| fdm_error(&e))?;
+                let room = SHEET_SAMPLES.saturating_sub(sheet.len() - 2);
+                sheet.extend(batch.images.into_iter().take(room));
+                Ok(())
+            },
+        )
         .with_context(|| format!("inpainting {}", job.image.display()))?;
         bar.finish_and_clear();
-        for (k, img) in res.images.iter().enumerate() {
-            save_png(img, &outputs[k]).with_context(|| format!("writing {}", outputs[k].display()))?;
-            if run.save_tokens {
-                write_tokens(&run.out.join(format!("{name}_{k}.txt")), &res.tokens[k])?;
-            }
-        }
-        let mut sheet = vec![holes_shown(&loaded.tensor, &mask)?, mask_picture(&mask)?];
-        sheet.extend(res.images.iter().cloned());
         let sheet_path = run.out.join(format!("{name}_sheet.png"));
-        save_contact_sheet(&sheet, sheet.len(), &sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
+        save_contact_sheet(&sheet, SHEET_COLUMNS, &sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
+        if run.opts.samples > SHEET_SAMPLES {
+            println!("{name}: the sheet shows the first {SHEET_SAMPLES} of {} samples", run.opts.samples);
+        }
         if let Some(why) = &res.graph_note {
             eprintln!("note: {name}: the passes ran without a CUDA graph: {why}");
         }
         let replayed = if res.graph_replays > 0 { format!(" ({} replayed from a CUDA graph)", res.graph_replays) } else { String::new() };
+        let batches = if res.batches > 1 { format!(" in {} batches", res.batches) } else { String::new() };
         println!(
-            "{name}: {} sample(s), {} masked patches, {} passes{replayed} in {:.2} s -> {}",
-            res.images.len(),
+            "{name}: {} sample(s), {} masked patches, {} passes{batches}{replayed} in {:.2} s -> {}",
+            run.opts.samples,
             res.masked_patches,
             res.passes,
             t0.elapsed().as_secs_f64(),

@@ -7,6 +7,7 @@ use super::inpaint::{composite, inpaint, InpaintOptions, Inpainted};
 use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::ops;
+use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 pub struct PhotoResult {
@@ -51,6 +52,70 @@ pub fn inpaint_photo(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(PhotoResult { images, tokens: out.tokens, passes: out.passes, masked_patches: out.masked_patches, graph_replays: out.graph_replays, graph_note: out.graph_note })
+}
+
+/// What a batched run (`inpaint_photo_batched`) reports besides the samples it handed over.
+pub struct BatchedSummary {
+    /// Batches run, and transformer passes over all of them.
+    pub batches: usize,
+    pub passes: usize,
+    pub masked_patches: usize,
+    pub graph_replays: usize,
+    pub graph_note: Option<String>,
+}
+
+/// The seed of batch `b` of a batched run: the run's own seed for the first batch (so a run of
+/// at most one batch draws exactly what `inpaint_photo` draws), a fork of it for the others.
+pub fn batch_seed(seed: u64, b: usize) -> u64 {
+    if b == 0 {
+        seed
+    } else {
+        Rng::new(seed).fork(b as u64).next_u64()
+    }
+}
+
+/// `opts.samples` samples of one photo in batches of at most `batch` samples (each one batched
+/// forward, batch b seeded by `batch_seed`), each batch handed to `on_batch(index of its first
+/// sample, result)` as soon as it is done, so only one batch of images is held at a time, however
+/// many samples are asked for. `tokens`: one vector per sample to replay. `on_pass(p, total)`
+/// counts the passes of every batch (all batches have the same number: one mask).
+#[allow(clippy::too_many_arguments)]
+pub fn inpaint_photo_batched(
+    model: &InpaintingModel,
+    image: &Tensor,
+    mask: &Tensor,
+    opts: &InpaintOptions,
+    batch: usize,
+    tokens: Option<&[Vec<u32>]>,
+    on_pass: &mut dyn FnMut(usize, usize),
+    on_batch: &mut dyn FnMut(usize, PhotoResult) -> Result<()>,
+) -> Result<BatchedSummary> {
+    if batch == 0 {
+        return Err(Error::msg("the batch size must be at least 1"));
+    }
+    if opts.samples == 0 {
+        return Err(Error::msg("the number of samples must be at least 1"));
+    }
+    if tokens.is_some_and(|t| t.len() != opts.samples) {
+        return Err(Error::msg(format!("token replay needs one token vector per sample ({})", opts.samples)));
+    }
+    let batches = opts.samples.div_ceil(batch);
+    let mut summary = BatchedSummary { batches, passes: 0, masked_patches: 0, graph_replays: 0, graph_note: None };
+    for b in 0..batches {
+        let first = b * batch;
+        let size = batch.min(opts.samples - first);
+        let batch_opts = InpaintOptions { samples: size, seed: batch_seed(opts.seed, b), ..opts.clone() };
+        let batch_tokens = tokens.map(|t| &t[first..first + size]);
+        let res = inpaint_photo(model, image, mask, &batch_opts, batch_tokens, &mut |p, total| on_pass(b * total + p, batches * total))?;
+        summary.passes += res.passes;
+        summary.masked_patches = res.masked_patches;
+        summary.graph_replays += res.graph_replays;
+        if summary.graph_note.is_none() {
+            summary.graph_note = res.graph_note.clone();
+        }
+        on_batch(first, res)?;
+    }
+    Ok(summary)
 }
 
 /// The image and mask at the model's resolution S x S: the image resized bilinearly (clamped to
