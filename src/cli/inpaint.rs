@@ -88,7 +88,7 @@ pub fn read_tokens(path: &Path, expected: usize) -> Result<Vec<u32>> {
 pub fn write_tokens(path: &Path, tokens: &[u32]) -> Result<()> {
     let mut s: String = tokens.iter().map(|t| format!("{t} ")).collect();
     s.push('\n');
-    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
+    crate::io::atomic::write_atomic(path, s.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The input with holes painted white, for the contact sheet.

@@ -230,8 +230,8 @@ pub fn table4(
 pub fn write_table4(t: &Table4, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (md, json) = (dir.join("table4.md"), dir.join("table4.json"));
-    std::fs::write(&md, table4_markdown(t)).with_context(|| format!("writing {}", md.display()))?;
-    std::fs::write(&json, serde_json::to_string_pretty(t)?).with_context(|| format!("writing {}", json.display()))?;
+    crate::io::atomic::write_atomic(&md, table4_markdown(t).as_bytes()).with_context(|| format!("writing {}", md.display()))?;
+    crate::io::atomic::write_atomic(&json, serde_json::to_string_pretty(t)?.as_bytes()).with_context(|| format!("writing {}", json.display()))?;
     Ok((md, json))
 }
 

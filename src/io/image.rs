@@ -144,17 +144,18 @@ pub fn save_image(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> 
 fn save_image_as(t: &Tensor, path: &Path, format: ImageFormat) -> Result<(), ImageError> {
     let (w, h, bytes) = tensor_to_rgb8(t)?;
     let img = ::image::RgbImage::from_raw(w, h, bytes).expect("buffer length is 3 * W * H by construction");
-    match format {
-        ImageFormat::Jpeg => {
-            let file = std::fs::File::create(path).map_err(|source| ImageError::Io {
-                path: path.into(),
-                source,
-            })?;
-            let mut enc = ::image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 95);
-            enc.encode_image(&img).map_err(|e| codec_err(path, e))
-        }
-        _ => img.save_with_format(path, format).map_err(|e| codec_err(path, e)),
-    }
+    write_encoded(path, |out| match format {
+        ImageFormat::Jpeg => ::image::codecs::jpeg::JpegEncoder::new_with_quality(out, 95).encode_image(&img),
+        _ => img.write_to(&mut std::io::Cursor::new(out), format),
+    })
+}
+
+/// Encode in memory, then write atomically (`io::atomic`): an interrupted run never leaves a
+/// truncated picture where a finished one is expected (folder mode resumes by the files that exist).
+fn write_encoded(path: &Path, encode: impl FnOnce(&mut Vec<u8>) -> ::image::ImageResult<()>) -> Result<(), ImageError> {
+    let mut encoded = Vec::new();
+    encode(&mut encoded).map_err(|e| codec_err(path, e))?;
+    crate::io::atomic::write_atomic(path, &encoded).map_err(|source| ImageError::Io { path: path.into(), source })
 }
 
 /// Engine mask `[1, H, W]` (1 = visible) from 8-bit luma in the file convention (white = hole).
@@ -190,8 +191,7 @@ pub fn save_mask_png(mask: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageE
         .map(|&m| if m < 0.5 { 255u8 } else { 0 })
         .collect();
     let img = ::image::GrayImage::from_raw(w as u32, h as u32, bytes).expect("W * H bytes by construction");
-    img.save_with_format(path, ImageFormat::Png)
-        .map_err(|e| codec_err(path, e))
+    write_encoded(path, |out| img.write_to(&mut std::io::Cursor::new(out), ImageFormat::Png))
 }
 
 fn mask_hw(mask: &Tensor, op: &'static str) -> Result<(usize, usize), ImageError> {

@@ -1,5 +1,7 @@
 //! Files in and out: weights (safetensors, memory-mapped, atomic saves), images and masks
-//! (PNG/JPEG), NumPy `.npy` arrays, and a small mask drawer; typed errors callers can branch on.
+//! (PNG/JPEG), NumPy `.npy` arrays, a small mask drawer and atomic whole-file writes; typed errors
+//! callers can branch on.
+pub mod atomic;
 pub mod error;
 pub mod image;
 pub mod mask_draw;

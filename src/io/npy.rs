@@ -10,7 +10,6 @@
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::DType;
-use std::io::Write;
 use std::path::Path;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -173,23 +172,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
     NpyArray::from_bytes(&bytes).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
 }
 
-/// Write `bytes` to `.<name>.tmp-<pid>` beside `path`, fsync, rename over `path`.
+/// `io::atomic::write_atomic` with this module's error type.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().ok_or_else(|| Error::msg(format!("{} is not a file path", path.display())))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let io = |what: &str, p: &Path, e: std::io::Error| Error::msg(format!("{what} {}: {e}", p.display()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| io("creating", &tmp, e))?;
-        file.write_all(bytes).map_err(|e| io("writing", &tmp, e))?;
-        file.sync_all().map_err(|e| io("syncing", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io("renaming onto", path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    super::atomic::write_atomic(path, bytes).map_err(|e| Error::msg(e.to_string()))
 }

@@ -202,8 +202,10 @@ impl CsvLog {
                 }
             }
         }
-        let mut file = std::fs::File::create(path).map_err(err)?;
-        writeln!(file, "{}", kept.join("\n")).map_err(err)?;
+        // The kept rows replace the file atomically (a crash here keeps the old log), then the
+        // steps append to it.
+        crate::io::atomic::write_atomic(path, format!("{}\n", kept.join("\n")).as_bytes()).map_err(err)?;
+        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(err)?;
         Ok(CsvLog { file })
     }
 

@@ -1,0 +1,65 @@
+//! Whole-file writes that never leave a partial file in place of a good one: the bytes go to a
+//! hidden temporary file beside the target (`.<name>.tmp-<pid>`), are synced to disk, and the
+//! temporary file is renamed over the target (atomic on one file system). An interrupted or
+//! failed write leaves the old file (or none) and removes its temporary file where it can. Every
+//! output of the commands goes through here: samples, sheets, token files, reports, `.npy` arrays
+//! (weights and checkpoints have their own streaming twin in `safetensors` and `train`).
+
+use std::io::{Error, Write};
+use std::path::{Path, PathBuf};
+
+/// An I/O error with the step and the file it concerns in its message.
+fn at<'a>(what: &'static str, p: &'a Path) -> impl FnOnce(Error) -> Error + 'a {
+    move |e| Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+}
+
+/// Write `bytes` to `path` atomically (module docs). The error names the file and the step.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a file path", path.display())))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(at("creating", &tmp))?;
+        file.write_all(bytes).map_err(at("writing", &tmp))?;
+        file.sync_all().map_err(at("syncing", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(at("renaming onto", path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("fdm-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.txt");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["out.txt"], "no temporary file left");
+        // A folder in the way of the rename: an error naming the step, the old file untouched,
+        // the temporary file removed.
+        let blocked = dir.join("blocked");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        let e = write_atomic(&blocked, b"x").unwrap_err().to_string();
+        assert!(e.contains("renaming onto") && e.contains("blocked"), "{e}");
+        assert!(blocked.join("inside").is_dir());
+        assert!(!dir.join(format!(".blocked.tmp-{}", std::process::id())).exists());
+        let e = write_atomic(&dir.join("missing/out.txt"), b"x").unwrap_err().to_string();
+        assert!(e.contains("creating"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
