@@ -82,6 +82,10 @@ fn inpaint_folder_mode_resumes_and_other_sizes_work_cpu() {
     assert_eq!((res.width, res.height), (300, 200));
     let (ok, log) = fdm(&args);
     assert!(ok && log.contains("skipped"), "second run resumes: {log}");
+    // The sheet is written last: without it the image was interrupted and is done again.
+    std::fs::remove_file(out.join("odd_sheet.png")).unwrap();
+    let (ok, log) = fdm(&args);
+    assert!(ok && !log.contains("skipped") && out.join("odd_sheet.png").exists(), "an unfinished image is redone: {log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

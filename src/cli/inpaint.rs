@@ -146,7 +146,9 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
     for job in &run.jobs {
         let name = stem(&job.image);
         let outputs: Vec<PathBuf> = (0..run.opts.samples).map(|k| run.out.join(format!("{name}_{k}.png"))).collect();
-        if run.resume && outputs.iter().all(|p| p.exists()) {
+        let sheet_path = run.out.join(format!("{name}_sheet.png"));
+        // The sheet is written last, so an image interrupted after its samples is redone.
+        if run.resume && outputs.iter().chain([&sheet_path]).all(|p| p.exists()) {
             println!("{name}: outputs exist, skipped");
             continue;
         }
@@ -184,7 +186,6 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         )
         .with_context(|| format!("inpainting {}", job.image.display()))?;
         bar.finish_and_clear();
-        let sheet_path = run.out.join(format!("{name}_sheet.png"));
         save_contact_sheet(&sheet, SHEET_COLUMNS, &sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
         if run.opts.samples > SHEET_SAMPLES {
             println!("{name}: the sheet shows the first {SHEET_SAMPLES} of {} samples", run.opts.samples);
