@@ -142,6 +142,53 @@ fn image_png_round_trip_is_exact_cpu() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A JPEG of `w x h` pixels, the left half red and the right half blue, carrying the EXIF
+/// orientation `exif` (a minimal little-endian TIFF block with the one Orientation tag).
+fn jpeg_with_orientation(path: &Path, w: u32, h: u32, exif: u16) {
+    use image::ImageEncoder;
+    let img = image::RgbImage::from_fn(w, h, |x, _| if x < w / 2 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+    let mut tiff = b"II*\0".to_vec();
+    tiff.extend(8u32.to_le_bytes()); // first IFD right after the header
+    tiff.extend(1u16.to_le_bytes()); // one entry
+    tiff.extend(0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend(3u16.to_le_bytes()); // SHORT
+    tiff.extend(1u32.to_le_bytes()); // one value
+    tiff.extend(exif.to_le_bytes());
+    tiff.extend([0, 0]); // value padding
+    tiff.extend(0u32.to_le_bytes()); // no next IFD
+    let mut bytes = Vec::new();
+    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 100);
+    enc.set_exif_metadata(tiff).unwrap();
+    enc.write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn image_exif_orientation_turns_photos_and_masks_upright_cpu() {
+    let dir = test_dir("exif");
+    // Orientation 6: the stored picture is shown turned 90 degrees clockwise, so its left half
+    // (red) becomes the top half, and 32 x 16 becomes 16 x 32.
+    let turned = dir.join("turned.jpg");
+    jpeg_with_orientation(&turned, 32, 16, 6);
+    let img = load_image(&turned).unwrap();
+    assert_eq!((img.width, img.height), (16, 32));
+    assert_eq!(img.tensor.shape(), [3, 32, 16]);
+    assert!(img.notes.iter().any(|n| n.contains("EXIF orientation")), "{:?}", img.notes);
+    let v = img.tensor.to_vec_f32().unwrap();
+    let (top, bottom) = ((at(&v, 32, 16, 0, 4, 8), at(&v, 32, 16, 2, 4, 8)), (at(&v, 32, 16, 0, 27, 8), at(&v, 32, 16, 2, 27, 8)));
+    assert!(top.0 > 200.0 && top.1 < 60.0, "top is red: {top:?}");
+    assert!(bottom.0 < 60.0 && bottom.1 > 200.0, "bottom is blue: {bottom:?}");
+    // A mask file with the same tag is turned the same way, so it still fits its photo.
+    let mask = load_mask(&turned, false).unwrap();
+    assert_eq!(mask.shape(), [1, 32, 16]);
+    // Orientation 1 (upright) changes nothing and adds no note.
+    let upright = dir.join("upright.jpg");
+    jpeg_with_orientation(&upright, 32, 16, 1);
+    let img = load_image(&upright).unwrap();
+    assert_eq!((img.width, img.height, img.notes.len()), (32, 16, 0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn image_mask_threshold_and_polarity_cpu() {
     // File convention: white (>= 128) = hole. Engine polarity: 1 = visible.

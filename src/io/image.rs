@@ -13,11 +13,13 @@
 //!   the convention (black = hole). The returned tensor is in the engine's polarity (spec §0):
 //!   `[1, H, W]` f32 with **1 = visible, 0 = hole**.
 //! * `require_hole` is the separate check `inpaint` runs: a mask with no hole is an error.
+//! * Both are turned upright by their EXIF orientation (JPEG), the way viewers show them; an
+//!   image's notes say so.
 //! * `contact_sheet` tiles several `[3, H, W]` images into one, with a small white gap.
 
 use super::error::ImageError;
 use crate::tensor::Tensor;
-use ::image::{ColorType, DynamicImage, ImageFormat, ImageReader};
+use ::image::{ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader, metadata::Orientation};
 use std::path::Path;
 
 /// A loaded image and what was changed to make it `[3, H, W]`.
@@ -38,16 +40,22 @@ fn codec_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
     }
 }
 
-fn decode(path: &Path) -> Result<DynamicImage, ImageError> {
-    let reader = ImageReader::open(path).map_err(|source| ImageError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let reader = reader.with_guessed_format().map_err(|source| ImageError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    reader.decode().map_err(|e| codec_err(path, e))
+/// Decode a PNG or JPEG (format from its content), turned upright by its EXIF orientation: phone
+/// photos store the sensor's rotation there, and viewers and mask editors show the upright
+/// picture, so that is the one a mask is drawn on. Returns the orientation applied, if any.
+fn decode(path: &Path) -> Result<(DynamicImage, Option<Orientation>), ImageError> {
+    let io = |source| ImageError::Io { path: path.to_path_buf(), source };
+    let reader = ImageReader::open(path).map_err(io)?.with_guessed_format().map_err(io)?;
+    let mut decoder = reader.into_decoder().map_err(|e| codec_err(path, e))?;
+    // The allocation check `ImageReader::decode` makes (default limits) before decoding.
+    ::image::Limits::default().reserve(decoder.total_bytes()).map_err(|e| codec_err(path, e))?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| codec_err(path, e))?;
+    if orientation == Orientation::NoTransforms {
+        return Ok((img, None));
+    }
+    img.apply_orientation(orientation);
+    Ok((img, Some(orientation)))
 }
 
 /// Planar `[3, H, W]` values from interleaved RGB.
@@ -93,8 +101,11 @@ pub fn image_to_tensor(img: &DynamicImage) -> Result<(Tensor, Vec<String>), Imag
 /// Load a PNG or JPEG (format from the file's content) as `[3, H, W]` f32 in [0, 255].
 pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
     let path = path.as_ref();
-    let img = decode(path)?;
-    let (tensor, notes) = image_to_tensor(&img)?;
+    let (img, turned) = decode(path)?;
+    let (tensor, mut notes) = image_to_tensor(&img)?;
+    if let Some(o) = turned {
+        notes.push(format!("turned upright by its EXIF orientation ({o:?})"));
+    }
     Ok(LoadedImage {
         width: img.width() as usize,
         height: img.height() as usize,
@@ -177,7 +188,7 @@ pub fn mask_from_luma(luma: &[u8], width: usize, height: usize, invert: bool) ->
 /// 1 = visible, 0 = hole (module docs).
 pub fn load_mask(path: impl AsRef<Path>, invert: bool) -> Result<Tensor, ImageError> {
     let path = path.as_ref();
-    let luma = decode(path)?.to_luma8();
+    let luma = decode(path)?.0.to_luma8();
     mask_from_luma(luma.as_raw(), luma.width() as usize, luma.height() as usize, invert)
 }
 
