@@ -99,9 +99,12 @@ fn batched_samples_differ_and_replay_reproduces_cpu() -> Result<()> {
     Ok(())
 }
 
-/// `inpaint_photo_batched` of `opts` in batches of `batch`: (first sample index, result) per batch,
-/// and the (pass, total) reports.
-fn run_batched(opts: &InpaintOptions, batch: usize, m: &Tensor, tokens: Option<&[Vec<u32>]>) -> Result<(Vec<(usize, PhotoResult)>, Vec<(usize, usize)>)> {
+/// Per batch of a batched run: the index of its first sample and its result.
+type Batches = Vec<(usize, PhotoResult)>;
+
+/// `inpaint_photo_batched` of `opts` in batches of `batch`: the batches and the (pass, total)
+/// reports.
+fn run_batched(opts: &InpaintOptions, batch: usize, m: &Tensor, tokens: Option<&[Vec<u32>]>) -> Result<(Batches, Vec<(usize, usize)>)> {
     let (mut batches, mut passes) = (Vec::new(), Vec::new());
     let summary = inpaint_photo_batched(model(), &image(), m, opts, batch, tokens, &mut |p, t| passes.push((p, t)), &mut |first, res| {
         batches.push((first, res));
