@@ -107,6 +107,10 @@ fn inpaint_bad_input_is_a_clear_error_cpu() {
     assert!(!ok && log.contains("not found"), "{log}");
     let (ok, log) = fdm(&["inpaint", "/nonexistent.jpg", "--mask", full.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
     assert!(!ok && log.contains("nonexistent.jpg"), "{log}");
+    let copy = dir.join("dev_005.png");
+    std::fs::copy(PHOTO, &copy).unwrap();
+    let (ok, log) = fdm(&["inpaint", PHOTO, copy.to_str().unwrap(), "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
+    assert!(!ok && log.contains("would write the same outputs (dev_005_<k>.png)"), "{log}");
     let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--batch-size", "0"]);
     assert!(!ok && log.contains("--batch-size"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -60,6 +60,23 @@ fn stem(p: &Path) -> String {
     p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into())
 }
 
+/// Outputs are named by the photo's file stem: two photos with one stem (`a/x.jpg b/x.jpg`,
+/// `x.png x.jpg`) would overwrite each other's samples, so that is an error before any work.
+fn check_distinct_names(jobs: &[Job]) -> Result<()> {
+    let mut seen: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
+    for job in jobs {
+        if let Some(prev) = seen.insert(stem(&job.image), &job.image) {
+            bail!(
+                "{} and {} would write the same outputs ({}_<k>.png): rename one or run them into different --out folders",
+                prev.display(),
+                job.image.display(),
+                stem(&job.image)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Pair `<image-dir>/<stem>.*` with `<mask-dir>/<stem>.*` (PNG/JPEG); unpaired images are an error.
 pub fn paired_jobs(image_dir: &Path, mask_dir: &Path) -> Result<Vec<Job>> {
     let images = list_images(image_dir, "image")?;
@@ -141,6 +158,7 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         }
         Some(run.replay.iter().map(|p| read_tokens(p, l)).collect::<Result<_>>()?)
     };
+    check_distinct_names(&run.jobs)?;
     let started = Instant::now();
     let mut done = 0usize;
     for job in &run.jobs {
