@@ -263,6 +263,7 @@ fn dist_launcher_command_line_parses_back_to_the_same_arguments_cpu() {
         rank: Some(1),
         dist_addr: Some("127.0.0.1:5".into()),
         no_progress: true,
+        overwrite: false,
         compare_sampler: true,
         inject_nan_at: Some(4),
         inject_nan_rank: Some(1),
@@ -274,7 +275,9 @@ fn dist_launcher_command_line_parses_back_to_the_same_arguments_cpu() {
         gpus: 2,
         ..Default::default()
     };
-    for args in [full, minimal] {
+    // --overwrite excludes --resume, so it travels in a run of its own.
+    let fresh = TrainArgs { overwrite: true, ..minimal.clone() };
+    for args in [full, minimal, fresh] {
         let mut argv = vec![std::ffi::OsString::from("fdm")];
         argv.extend(to_argv(&args));
         let Cmd::Train(back) = Wrapper::try_parse_from(&argv).unwrap().cmd;

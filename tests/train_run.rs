@@ -302,6 +302,65 @@ fn train_nan_loss_stops_and_keeps_last_checkpoint_cpu() {
 }
 
 #[test]
+fn train_fresh_run_never_overwrites_another_run_cpu() {
+    let dir = scratch("overwrite");
+    let init = dir.join("init.safetensors");
+    InpaintingModel::new(&ModelConfig::tiny(), 1)
+        .unwrap()
+        .save(&init)
+        .unwrap();
+    let out = dir.join("run");
+    let a = |steps: u64, overwrite: bool| TrainArgs {
+        init: Some(init.clone()),
+        steps: Some(steps),
+        batch: Some(1),
+        checkpoint_every: Some(2),
+        overwrite,
+        ..args("phase2", &out)
+    };
+    run(&a(4, false), None).unwrap();
+    let files = |d: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = walk(d);
+        v.sort();
+        v
+    };
+    let before = files(&out);
+    // The same command again: an error naming what is there; nothing changed.
+    let e = run(&a(2, false), None).unwrap_err().to_string();
+    assert!(
+        e.contains("already holds a phase2 run")
+            && e.contains("ckpt-00000004")
+            && e.contains("phase2.safetensors")
+            && e.contains("--resume")
+            && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert_eq!(files(&out), before, "the previous run is untouched");
+    // --overwrite deletes it first: only the new run's checkpoints remain.
+    run(&a(2, true), None).unwrap();
+    let ckpts = fdm::train::checkpoint::list(&out);
+    assert_eq!(ckpts, vec![out.join("ckpt-00000002")]);
+    let (_, rows) = read_csv(&out.join("losses.csv"));
+    assert_eq!(rows.len(), 2, "the loss log is the new run's");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every file under `d` (recursively) with its bytes, named relative to `d`.
+fn walk(d: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            out.extend(walk(&p).into_iter().map(|(n, b)| (format!("{name}/{n}"), b)));
+        } else {
+            out.push((p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
 fn train_lr_follows_the_warmup_cosine_schedule_cpu() {
     // Spec §6.0: step k uses lr_k; lr_0 = 0; the schedule's counter after k steps is e = k - 1;
     // e <= W: lr = (e + 1) * peak / W; else max(peak (W+1)/W * (1 + cos(pi (e - W) / (T - W))) / 2, min).

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::model::ModelConfig;
 use crate::Device;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +106,11 @@ pub struct TrainArgs {
     /// Set by the launcher: the address of the group's hub.
     #[arg(long, hide = true)]
     pub dist_addr: Option<String>,
+    /// Start a fresh run in an --out folder that already holds one, deleting its checkpoints,
+    /// final weights and loss log first (without it that is an error, so a repeated command
+    /// never destroys a run).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -302,6 +307,9 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     if args.compare_sampler {
         return compare(&mut tr, &source);
     }
+    if resumed.is_none() {
+        clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
+    }
     if rank == 0 {
         let group = match world {
             1 => String::new(),
@@ -328,6 +336,48 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
             stop,
         },
     )
+}
+
+/// What a previous run left in `out_dir`: its checkpoints, the phase's final weights, its loss log.
+fn previous_run(out_dir: &Path, phase: Phase) -> Vec<PathBuf> {
+    let mut found = checkpoint::list(out_dir);
+    found.extend(
+        [format!("{}.safetensors", phase.name()), "losses.csv".to_string()]
+            .iter()
+            .map(|f| out_dir.join(f))
+            .filter(|p| p.exists()),
+    );
+    found
+}
+
+/// A fresh run must not mix with (or overwrite) another run in its folder: an error naming what
+/// is there, unless `overwrite`, which deletes it (rank 0 only; the other ranks of a group wait
+/// for it at their first collective).
+fn clear_for_fresh_run(out_dir: &Path, phase: Phase, overwrite: bool, rank: usize) -> Result<()> {
+    let found = previous_run(out_dir, phase);
+    if found.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        return Err(Error::msg(format!(
+            "{} already holds a {} run ({}): continue it with --resume {}, train into another --out, or pass --overwrite to delete it and start again",
+            out_dir.display(),
+            phase.name(),
+            names.join(", "),
+            out_dir.display()
+        )));
+    }
+    if rank == 0 {
+        for p in &found {
+            let removed = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
+            removed.map_err(|e| Error::msg(format!("--overwrite: deleting {}: {e}", p.display())))?;
+        }
+    }
+    Ok(())
 }
 
 fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {

@@ -353,6 +353,7 @@ pub fn to_argv(args: &TrainArgs) -> Vec<std::ffi::OsString> {
     for (flag, on) in [
         ("--no-progress", args.no_progress),
         ("--compare-sampler", args.compare_sampler),
+        ("--overwrite", args.overwrite),
     ] {
         if on {
             v.push(flag.into());
