@@ -262,6 +262,14 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     let (comm, device) = join_group(args)?;
     let (rank, world) = (comm.rank(), comm.world());
     let (cfg, resumed) = resolve_config(args, phase)?;
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(phase.name()));
+    // Before the group's first collective, so no rank has written anything yet.
+    if resumed.is_none() && !args.compare_sampler {
+        clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
+    }
     let model = match (&resumed, &args.init) {
         (Some((dir, state)), _) => checkpoint::load_model(dir, state)?,
         (None, Some(path)) => {
@@ -300,15 +308,8 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     }
     tr.comm = comm;
     dist::sync_start(&mut tr)?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(phase.name()));
     if args.compare_sampler {
         return compare(&mut tr, &source);
-    }
-    if resumed.is_none() {
-        clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
     }
     if rank == 0 {
         let group = match world {
@@ -351,8 +352,8 @@ fn previous_run(out_dir: &Path, phase: Phase) -> Vec<PathBuf> {
 }
 
 /// A fresh run must not mix with (or overwrite) another run in its folder: an error naming what
-/// is there, unless `overwrite`, which deletes it (rank 0 only; the other ranks of a group wait
-/// for it at their first collective).
+/// is there, unless `overwrite`, which deletes it (rank 0 only). Every rank checks before the
+/// group's first collective, so none sees what another has started to write.
 fn clear_for_fresh_run(out_dir: &Path, phase: Phase, overwrite: bool, rank: usize) -> Result<()> {
     let found = previous_run(out_dir, phase);
     if found.is_empty() {
