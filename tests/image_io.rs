@@ -9,7 +9,7 @@
 
 use fdm::io::image::{
     check_mask_matches, contact_sheet, hole_fraction, load_image, load_mask, mask_from_luma, require_hole,
-    save_contact_sheet, save_image, save_mask_png, save_png, tensor_to_rgb8,
+    save_contact_sheet, save_image, save_mask_png, save_png, tensor_to_rgb8, thumbnail,
 };
 use fdm::io::mask_draw::{test_masks, MaskCanvas};
 use fdm::io::ImageError;
@@ -343,6 +343,21 @@ fn image_contact_sheet_tiles_with_gap_cpu() {
     let img = load_image(dir.join("sheet.png")).unwrap();
     assert_eq!((img.width, img.height), (4 * 256 + 5 * 4, 256 + 2 * 4));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn image_thumbnail_keeps_aspect_and_leaves_small_images_alone_cpu() {
+    // 600 x 300, left half dark (40), right half light (200).
+    let (w, h) = (600usize, 300usize);
+    let v: Vec<f32> = (0..3 * w * h).map(|i| if i % w < w / 2 { 40.0 } else { 200.0 }).collect();
+    let big = Tensor::from_vec(v, &[3, h, w]).unwrap();
+    let small = thumbnail(&big, 200).unwrap();
+    assert_eq!(small.shape(), [3, 100, 200]);
+    let s = small.to_vec_f32().unwrap();
+    assert!((at(&s, 100, 200, 1, 50, 20) - 40.0).abs() <= 1.0 && (at(&s, 100, 200, 2, 50, 180) - 200.0).abs() <= 1.0);
+    // Already within the bound: the same tensor, values untouched (no 8-bit rounding).
+    let odd = Tensor::from_vec(vec![12.25; 3 * 8 * 4], &[3, 8, 4]).unwrap();
+    assert_eq!(thumbnail(&odd, 8).unwrap().to_vec_f32().unwrap(), odd.to_vec_f32().unwrap());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! layout), which skips samples whose output already exists, so an interrupted run resumes.
 
 use crate::device::Device;
-use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, save_contact_sheet, save_png};
+use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, save_contact_sheet, save_png, thumbnail};
 use crate::metrics::folders::list_images;
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::InpaintOptions;
@@ -120,6 +120,8 @@ fn holes_shown(image: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// six samples stay on one row with the input and the mask, as before batching existed.
 const SHEET_SAMPLES: usize = 16;
 const SHEET_COLUMNS: usize = 8;
+/// Longest side of a sheet's pictures: a sheet of a 12-megapixel photo stays a preview.
+const SHEET_TILE: usize = 1024;
 
 /// Write one batch's samples (`<stem>_<k>.png`, with --save-tokens `<stem>_<k>.txt`), `first`
 /// being the index of its first sample.
@@ -182,8 +184,10 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         );
         bar.set_prefix(name.clone());
         let t0 = Instant::now();
-        // The sheet: the input with its holes, the mask, then the first SHEET_SAMPLES samples.
-        let mut sheet = vec![holes_shown(&loaded.tensor, &mask)?, mask_picture(&mask)?];
+        // The sheet: the input with its holes, the mask, then the first SHEET_SAMPLES samples,
+        // each at most SHEET_TILE pixels on its longer side (the samples keep the photo's size).
+        let tile = |t: &Tensor| thumbnail(t, SHEET_TILE);
+        let mut sheet = vec![tile(&holes_shown(&loaded.tensor, &mask)?)?, tile(&mask_picture(&mask)?)?];
         let res = inpaint_photo_batched(
             model,
             &loaded.tensor,
@@ -198,7 +202,9 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
             &mut |first, batch| {
                 save_batch(run, &name, &outputs, first, &batch).map_err(|e| fdm_error(&e))?;
                 let room = SHEET_SAMPLES.saturating_sub(sheet.len() - 2);
-                sheet.extend(batch.images.into_iter().take(room));
+                for img in batch.images.iter().take(room) {
+                    sheet.push(tile(img)?);
+                }
                 Ok(())
             },
         )

@@ -290,6 +290,22 @@ pub fn contact_sheet(images: &[Tensor], columns: usize, gap: usize) -> Result<Te
     Ok(Tensor::from_vec(out, &[3, sh, sw])?)
 }
 
+/// `[3, H, W]` in [0, 255] scaled down so its longer side is at most `max_side` (aspect kept;
+/// the `image` crate's area-like `thumbnail` filter, 8-bit); unchanged when already small enough.
+/// For previews such as contact sheets, never for results.
+pub fn thumbnail(t: &Tensor, max_side: usize) -> Result<Tensor, ImageError> {
+    let (w, h, bytes) = tensor_to_rgb8(t)?;
+    let long = w.max(h) as usize;
+    if long <= max_side || max_side == 0 {
+        return Ok(t.clone());
+    }
+    let scale = |x: u32| ((x as usize * max_side) / long).max(1) as u32;
+    let img = ::image::RgbImage::from_raw(w, h, bytes).expect("buffer length is 3 * W * H by construction");
+    let small = ::image::imageops::thumbnail(&img, scale(w), scale(h));
+    let (sw, sh) = (small.width() as usize, small.height() as usize);
+    planar_from_interleaved(small.pixels().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]), sw, sh)
+}
+
 /// `contact_sheet` with a 4-pixel gap, saved as PNG.
 pub fn save_contact_sheet(images: &[Tensor], columns: usize, path: impl AsRef<Path>) -> Result<(), ImageError> {
     save_png(&contact_sheet(images, columns, 4)?, path)
