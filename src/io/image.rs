@@ -294,11 +294,16 @@ pub fn contact_sheet(images: &[Tensor], columns: usize, gap: usize) -> Result<Te
 /// the `image` crate's area-like `thumbnail` filter, 8-bit); unchanged when already small enough.
 /// For previews such as contact sheets, never for results.
 pub fn thumbnail(t: &Tensor, max_side: usize) -> Result<Tensor, ImageError> {
-    let (w, h, bytes) = tensor_to_rgb8(t)?;
-    let long = w.max(h) as usize;
-    if long <= max_side || max_side == 0 {
+    // The size from the shape, so a picture already small enough is never converted.
+    let long = match t.shape() {
+        [3, h, w] => *h.max(w),
+        _ => 0, // tensor_to_rgb8 below names the bad shape
+    };
+    if (long <= max_side || max_side == 0) && long > 0 {
         return Ok(t.clone());
     }
+    let (w, h, bytes) = tensor_to_rgb8(t)?;
+    let long = w.max(h) as usize;
     let scale = |x: u32| ((x as usize * max_side) / long).max(1) as u32;
     let img = ::image::RgbImage::from_raw(w, h, bytes).expect("buffer length is 3 * W * H by construction");
     let small = ::image::imageops::thumbnail(&img, scale(w), scale(h));
