@@ -11,6 +11,8 @@
 //!     cuda_linear_bf16_plain_MxNxK: the same on the plain kernel; cuda_linear_cublas_bf16_MxNxK:
 //!     x rounded to bf16 by the cast kernel, then cuBLAS (the transformer's linears at
 //!     `--precision bf16` where cuBLAS is usable). The cuBLAS rows are left out without cuBLAS.
+//!     cuda_linear_{cublas,cublaslt}_bf16_bias_MxNxK: with a bias, added by bias rows and beta = 1
+//!     (cuBLAS) or in cuBLASLt's epilogue (`FDM_CUBLASLT=1`).
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
@@ -25,8 +27,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fdm::cuda::launch::{device_ptr, run_on_device};
 use fdm::cuda::ops::attention::{self as tc, attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
 use fdm::cuda::ops::gemm::linear_fwd_kernel;
-use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, TcKernel};
+use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, InputAct, TcKernel};
 use fdm::cuda::ops::sampling::{topk_sample_rows, RowSource};
+use fdm::cuda::blas::BiasPath;
 use fdm::cuda::{blas, CudaDevice, CudaStorage};
 use fdm::params::codebook::CODEBOOK_HALF_UNMASKED;
 use fdm::testing::random_vec;
@@ -118,6 +121,28 @@ fn linear_bf16(c: &mut Criterion) {
         if cublas_on(&dev) {
             time(c, "gemm", format!("cuda_linear_cublas_bf16_{m}x{n}x{k}"), flops, &dev, || {
                 linear_into(&dev, &x, &w, (m, n), |y, x, w| blas::bf16_linear(y, x, w, None, m, n, k))
+            });
+        }
+    }
+    linear_bf16_bias(c, &dev);
+}
+
+/// The transformer's Linears with their bias, both ways of adding it on cuBLAS: bias rows + beta
+/// = 1 (`_cublas_bf16_bias_`, the default) and cuBLASLt's epilogue (`_cublaslt_bf16_bias_`,
+/// `FDM_CUBLASLT=1`); one image (1024 rows) and four (4096).
+fn linear_bf16_bias(c: &mut Criterion, dev: &CudaDevice) {
+    if !cublas_on(dev) {
+        return;
+    }
+    for (m, n, k) in [(1024, 1536, 512), (1024, 2048, 512), (1024, 512, 2048), (4096, 1536, 512), (4096, 512, 2048)] {
+        let x = on(dev, 1, &[m, k], -1.0, 1.0);
+        let w = on(dev, 2, &[n, k], -1.0, 1.0).to_dtype(fdm::DType::BF16).unwrap();
+        let b = on(dev, 3, &[n], -1.0, 1.0);
+        let flops = (2 * m * n * k) as u64;
+        for (name, path) in [("cublas", BiasPath::Rows), ("cublaslt", BiasPath::Epilogue)] {
+            time(c, "gemm", format!("cuda_linear_{name}_bf16_bias_{m}x{n}x{k}"), flops, dev, || {
+                let bias = Some(b.cuda_dense().unwrap());
+                linear_into(dev, &x, &w, (m, n), |y, x, w| blas::bf16_linear_on(path, InputAct::Identity, y, x, w, bias, m, n, k))
             });
         }
     }

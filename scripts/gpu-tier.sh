@@ -172,6 +172,13 @@ run() {
     # bf16 first: the targets are for it; the f32 pair (n1 and n1_bf16 again) last.
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1_bf16 --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
+    # The bf16 biases in cuBLASLt's epilogue (opt-in until timed): the same pair with it, then
+    # the f32 inpainting.
+    local n
+    for n in n1 n4; do
+        bench_step bench-sampling-cublaslt.log 60 env FDM_CUBLASLT=1 "$exe/bench-sampling" \
+            --bench "cuda_inpaint_paper_30pct_${n}_bf16" --warm-up-time 1 --measurement-time 3
+    done
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1 --warm-up-time 1 --measurement-time 3
     echo "$failed failures; logs in $logs" | tee -a "$logs/summary.txt"
     save_logs

@@ -9,13 +9,18 @@
 //!   bf16-rounded operands and the hand-written tensor-core kernel (the bound of
 //!   `cuda_emu_gemm_tc.rs`: 1e-3 * (sum |p| + |bias|) + 1e-6), at the transformer's shapes
 //!   (1024 tokens; 512 -> 512, 512 -> 2048, 2048 -> 512) and an odd one, with and without bias.
+//!   The bias in cuBLASLt's epilogue (`BiasPath::Epilogue`, `FDM_CUBLASLT=1`): the same bound
+//!   against the f64 reference and twice it against the bias-rows path, GELU2 fused or not, and
+//!   on the transformer's shapes it must have run on cuBLASLt (not fallen back).
 
 mod common;
 
 use common::reference::gemm_ref;
 use fdm::cuda::launch::{device_ptr, run_on_device};
+use fdm::cuda::blas::BiasPath;
+use fdm::cuda::ops::gemm_tc::InputAct;
 use fdm::cuda::ops::{gemm, gemm_tc};
-use fdm::cuda::{blas, CudaDevice, CudaStorage};
+use fdm::cuda::{blas, blas_lt, CudaDevice, CudaStorage};
 use fdm::storage::CpuStorage;
 use fdm::testing::{assert_close, cuda_device_or_skip, cuda_required, random_vec, TOL_CUDA_F32};
 use half::bf16;
@@ -116,6 +121,10 @@ fn linear_falls_back_to_the_kernels_on_the_emulated_device() {
     assert!(err.contains("cuBLAS unavailable"), "{err}");
     let err = blas::bf16_linear(&mut y, &up(&dev, &x), &up_bf16(&dev, &round_bf16(&w)), None, m, out, inp).unwrap_err().to_string();
     assert!(err.contains("cuBLAS unavailable"), "{err}");
+    let (wb, b) = (up_bf16(&dev, &round_bf16(&w)), up(&dev, &bias));
+    let err = blas::bf16_linear_on(BiasPath::Epilogue, InputAct::Identity, &mut y, &up(&dev, &x), &wb, Some(&b), m, out, inp).unwrap_err().to_string();
+    assert!(err.contains("cuBLAS unavailable"), "{err}");
+    assert_eq!(blas::cublaslt_matmuls(&dev), 0);
 }
 
 #[test]
@@ -187,6 +196,47 @@ fn cublas_bf16_linear_matches_tensor_core_kernel_cuda() {
             assert_within_bf16_bound(&dispatched, &want, &abs, 1.0, &format!("linear_bf16_fwd (on cuBLAS): {what}"));
         }
     }
+}
+
+/// The bias in cuBLASLt's epilogue against the f64 reference and the bias-rows path, plain and
+/// after GELU2, on the transformer's shapes at one and four images and the odd shape.
+#[test]
+fn cublaslt_bias_epilogue_matches_bias_rows_cuda() {
+    let Some(dev) = cublas_device_or_skip("cublaslt_bias_epilogue_matches_bias_rows_cuda") else { return };
+    let shapes = [SHAPES[0], SHAPES[1], SHAPES[2], (4096, 1536, 512), SHAPES[3]];
+    for (i, &shape @ (m, out, inp)) in shapes.iter().enumerate() {
+        let (x, w, bias) = inputs(300 + 10 * i as u64, shape);
+        let wb = round_bf16(&w);
+        let (xs, ws, bs) = (up(&dev, &x), up_bf16(&dev, &wb), up(&dev, &bias));
+        for act in [InputAct::Identity, InputAct::Gelu2] {
+            let what = format!("{m}x{inp} -> {out} ({act:?})");
+            let before = blas::cublaslt_matmuls(&dev);
+            let mut y = dev.alloc(fdm::DType::F32, m * out).unwrap();
+            blas::bf16_linear_on(BiasPath::Epilogue, act, &mut y, &xs, &ws, Some(&bs), m, out, inp).unwrap();
+            let ran = blas::cublaslt_matmuls(&dev) - before;
+            let y = down(&y);
+            let xa: Vec<f32> = match act {
+                InputAct::Identity => x.clone(),
+                InputAct::Gelu2 => x.iter().map(|&v| gelu2_f32(v)).collect(),
+            };
+            let (want, abs) = reference(&widen(&round_bf16(&xa)), &widen(&wb), Some(&bias), shape);
+            assert_within_bf16_bound(&y, &want, &abs, 1.0, &format!("cuBLASLt vs f64 of the bf16 operands: {what}"));
+            let mut rows = dev.alloc(fdm::DType::F32, m * out).unwrap();
+            blas::bf16_linear_on(BiasPath::Rows, act, &mut rows, &xs, &ws, Some(&bs), m, out, inp).unwrap();
+            assert_within_bf16_bound(&y, &to_f64(&down(&rows)), &abs, 2.0, &format!("cuBLASLt vs bias rows: {what}"));
+            if (m, out, inp) == SHAPES[3] {
+                println!("{what}: {}", if ran == 1 { "on cuBLASLt" } else { "no cuBLASLt algorithm: bias rows" });
+            } else if blas_lt::library_present() {
+                assert_eq!(ran, 1, "{what}: the transformer's shape must run on cuBLASLt, not fall back");
+            }
+        }
+    }
+}
+
+/// GELU2 as the unary kernel writes it (x sigmoid(1.702 x)); the reference above rounds its
+/// output to bf16, so the last bits of the formula do not matter to the bound.
+fn gelu2_f32(x: f32) -> f32 {
+    x / (1.0 + (-1.702 * x).exp())
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {

@@ -11,6 +11,7 @@
 //! With dynamic loading, cudarc panics on the first cuBLAS call when the library is absent, so
 //! nothing here calls into cuBLAS before `is_culib_present()` said it is there.
 
+use super::blas_lt::{self, BiasLinear, LtState};
 use super::launch::{check_dtype_len, check_f32, device_ptr, queue_on_device, run_on_device, u32_arg, Launch};
 use super::ops::elementwise::{strided_copy_launch, StridedIndex};
 use super::ops::gemm_tc::{linear_prep_launch, InputAct};
@@ -36,8 +37,15 @@ struct Handle {
     raw: sys::cublasHandle_t,
     ctx: Arc<CudaContext>,
     /// The handle's workspace, ours rather than cuBLAS's own pool, so that GEMMs recorded into a
-    /// CUDA graph (`graph`) allocate nothing while captured. Dropped after the handle.
+    /// CUDA graph (`graph`) allocate nothing while captured. Dropped after the handle. cuBLASLt
+    /// calls use it too (`workspace_ptr`): they queue on the same stream, one at a time.
     _workspace: cudarc::driver::CudaSlice<u8>,
+    workspace_ptr: u64,
+    /// The device's stream (the raw `CUstream`), for cuBLASLt calls.
+    stream: *mut c_void,
+    /// The cuBLASLt handle and plans, made at the first bf16 Linear that asks for them, or why
+    /// there are none.
+    lt: Option<std::result::Result<LtState, String>>,
 }
 
 /// cuBLAS's advice for Hopper GPUs (32 MiB; less is enough on older ones).
@@ -80,7 +88,8 @@ fn create(g: &Gpu) -> std::result::Result<Blas, String> {
     let workspace = unsafe { g.stream.alloc::<u8>(WORKSPACE_BYTES) }.map_err(|e| format!("allocating the cuBLAS workspace: {e:?}"))?;
     let raw = cublas::create_handle().map_err(|e| status_text("cublasCreate", e))?;
     let (ws_ptr, _) = cudarc::driver::DevicePtr::device_ptr(&workspace, &g.stream);
-    let handle = Handle { raw, ctx: g.ctx.clone(), _workspace: workspace };
+    let stream = g.stream.cu_stream() as *mut c_void;
+    let handle = Handle { raw, ctx: g.ctx.clone(), _workspace: workspace, workspace_ptr: ws_ptr, stream, lt: None };
     unsafe { cublas::set_stream(raw, g.stream.cu_stream() as sys::cudaStream_t) }
         .map_err(|e| status_text("cublasSetStream", e))?;
     // After set_stream, which resets the workspace to the library's default.
@@ -115,6 +124,9 @@ pub fn available(dev: &CudaDevice) -> bool {
 /// One line for the device report: where the Linear GEMMs run and, if not on cuBLAS, why.
 pub fn status_line(dev: &CudaDevice) -> String {
     match unavailable_reason(dev) {
+        None if default_bias_path() == BiasPath::Epilogue => {
+            format!("cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; bf16 biases in cuBLASLt's epilogue ({}=1)", blas_lt::ENABLE_ENV)
+        }
         None => "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS".into(),
         Some(why) => format!("cuBLAS: not used ({why}); Linear GEMMs on the hand-written kernels"),
     }
@@ -127,6 +139,33 @@ fn with_handle(dev: &CudaDevice, op: &'static str, call: impl FnOnce(sys::cublas
     let handle = blas.0.lock().map_err(|_| Error::Cuda(format!("{op}: the cuBLAS handle's lock is poisoned")))?;
     handle.ctx.bind_to_thread().map_err(|e| Error::Cuda(format!("{op}: cannot make the CUDA context current: {e:?}")))?;
     queue_on_device(dev, "cublas", op, || call(handle.raw).map_err(|e| Error::Cuda(format!("cuBLAS {op}: {:?}", e.0))))
+}
+
+/// Runs `job` on `dev`'s cuBLASLt handle (made at the first call). Ok(false): nothing was queued
+/// (no cuBLASLt library, or no algorithm for the shape): the caller runs the cuBLAS path.
+fn lt_linear_bias(dev: &CudaDevice, op: &'static str, job: &BiasLinear) -> Result<bool> {
+    let blas = slot(dev).map_err(|why| Error::Cuda(format!("{op}: cuBLAS unavailable: {why}")))?;
+    let mut handle = blas.0.lock().map_err(|_| Error::Cuda(format!("{op}: the cuBLAS handle's lock is poisoned")))?;
+    handle.ctx.bind_to_thread().map_err(|e| Error::Cuda(format!("{op}: cannot make the CUDA context current: {e:?}")))?;
+    let handle = &mut *handle;
+    let (workspace, stream) = (handle.workspace_ptr, handle.stream);
+    let Ok(state) = handle.lt.get_or_insert_with(LtState::new) else { return Ok(false) };
+    let mut queued = false;
+    queue_on_device(dev, "cublaslt", op, || {
+        queued = state.linear_bias(job, workspace, WORKSPACE_BYTES, stream)?;
+        Ok(())
+    })?;
+    Ok(queued)
+}
+
+/// How many bf16 Linears ran on `dev`'s cuBLASLt path so far (0 where it has none).
+pub fn cublaslt_matmuls(dev: &CudaDevice) -> u64 {
+    let Ok(blas) = slot(dev) else { return 0 };
+    let Ok(handle) = blas.0.lock() else { return 0 };
+    match &handle.lt {
+        Some(Ok(state)) => state.matmuls,
+        _ => 0,
+    }
 }
 
 /// The launch that writes `bias [out]` into every row of `y [m, out]` (a strided copy whose row
@@ -185,9 +224,35 @@ pub fn bf16_linear(y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: 
     bf16_linear_act(InputAct::Identity, y, x, w, bias, m, out, inp)
 }
 
+/// How a bf16 Linear adds its bias on cuBLAS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasPath {
+    /// The bias written into every row of `y` first (with the input's cast, one launch), then
+    /// the GEMM with beta = 1.
+    Rows,
+    /// One cuBLASLt matmul with the bias in its epilogue (`blas_lt`); `Rows` where cuBLASLt has no
+    /// algorithm for the shape or no library.
+    Epilogue,
+}
+
+/// The path `bf16_linear` takes: `Epilogue` with `FDM_CUBLASLT=1`, else `Rows`.
+pub fn default_bias_path() -> BiasPath {
+    if blas_lt::requested() {
+        BiasPath::Epilogue
+    } else {
+        BiasPath::Rows
+    }
+}
+
 /// `bf16_linear` of `act(x)`: the activation applied inside the input's bf16 cast.
 #[allow(clippy::too_many_arguments)]
 pub fn bf16_linear_act(act: InputAct, y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
+    bf16_linear_on(default_bias_path(), act, y, x, w, bias, m, out, inp)
+}
+
+/// `bf16_linear_act` with the bias added as `path` says.
+#[allow(clippy::too_many_arguments)]
+pub fn bf16_linear_on(path: BiasPath, act: InputAct, y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
     const OP: &str = "bf16_linear";
     check_f32(OP, x, m * inp)?;
     check_dtype_len(OP, w, DType::BF16, out * inp)?;
@@ -201,11 +266,21 @@ pub fn bf16_linear_act(act: InputAct, y: &mut CudaStorage, x: &CudaStorage, w: &
         check_f32(OP, b, out)?;
     }
     u32_arg(OP, m * out)?;
-    // One launch rounds act(x) into a bf16 scratch buffer and writes the bias rows into y.
+    // One launch rounds act(x) into a bf16 scratch buffer and, on the Rows path, writes the
+    // bias rows into y.
     let xb = x.device().alloc(DType::BF16, m * inp)?;
     let bias_ptr = bias.map_or(0, |b| device_ptr(b, 0));
-    let prep = linear_prep_launch(device_ptr(&xb, 0), device_ptr(y, 0), device_ptr(x, 0), bias_ptr, m * inp, m * out, out, act);
+    let epilogue = path == BiasPath::Epilogue && bias.is_some();
+    let rows_bias = if epilogue { 0 } else { bias_ptr };
+    let prep = linear_prep_launch(device_ptr(&xb, 0), device_ptr(y, 0), device_ptr(x, 0), rows_bias, m * inp, m * out, out, act);
     run_on_device(x.device(), &prep)?;
+    if epilogue {
+        let job = BiasLinear { y: device_ptr(y, 0), x: device_ptr(&xb, 0), w: device_ptr(w, 0), bias: bias_ptr, m, out, inp };
+        if lt_linear_bias(x.device(), OP, &job)? {
+            return Ok(());
+        }
+        run_on_device(x.device(), &bias_rows_launch(device_ptr(y, 0), bias_ptr, m, out)?)?;
+    }
     let beta = if bias.is_some() { 1f32 } else { 0f32 };
     let (yp, xp, wp) = (device_ptr(y, 0), device_ptr(&xb, 0), device_ptr(w, 0));
     let (alpha, lda) = (1f32, ck.max(1));

@@ -180,8 +180,10 @@ fn apply_loop_options(cfg: &mut TrainConfig, args: &TrainArgs) {
 fn load_vgg(cfg: &TrainConfig, rank: usize) -> Result<Option<Box<dyn VggHook>>> {
     match (&cfg.vgg_weights, vgg_loader()) {
         (None, _) => {
-            if rank == 0 {
-                    eprintln!("note: no VGG weights given: the perceptual and style losses are off (deviation from spec §6.5)");
+            // Only phases 1a and 3 have image losses; a note about them in 1b or 2 is noise.
+            let wanted = cfg.losses.perceptual != 0.0 || cfg.losses.style != 0.0;
+            if rank == 0 && cfg.phase.has_discriminator() && wanted {
+                eprintln!("note: no VGG weights given: the perceptual and style losses are off (deviation from spec §6.5)");
             }
             Ok(None)
         }
