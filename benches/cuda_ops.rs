@@ -17,7 +17,8 @@
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
 //!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; one pass
-//!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` at batch 4.
+//!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` at batch 4,
+//!     `_kg2_` two key groups per block, `_wide_` 8 warps and 128 queries per block.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
 //! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
@@ -184,6 +185,15 @@ fn attention(c: &mut Criterion) {
     time(c, "attention", format!("cuda_attention_tc_bf16_kg2_b4_{h}x{l}x{d}"), 4 * flops, &dev, || {
         tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::KeyGroups).unwrap();
         qkv4[0].clone()
+    });
+    // 8 warps and 128 queries per block (`TcPlan::Wide`, `FDM_ATTENTION_WIDE=1`), at batch 4 and 1.
+    time(c, "attention", format!("cuda_attention_tc_bf16_wide_b4_{h}x{l}x{d}"), 4 * flops, &dev, || {
+        tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::Wide).unwrap();
+        qkv4[0].clone()
+    });
+    time(c, "attention", format!("cuda_attention_tc_bf16_wide_{h}x{l}x{d}"), flops, &dev, || {
+        tc::attention_fwd_tc_plan(qs, ks, vs, (1, l, h, d), tc::TcPlan::Wide).unwrap();
+        qkv[0].clone()
     });
     // The one-thread-per-query kernel (reference of the split-keys one that `attention` runs).
     let (o, lse) = (dev.alloc(fdm::DType::F32, l * h * d).unwrap(), dev.alloc(fdm::DType::F32, h * l).unwrap());

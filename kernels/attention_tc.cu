@@ -35,6 +35,8 @@
 // Alignment: q, k, v 16-byte aligned, row_stride and batch_stride multiples of 4 (the launcher
 // checks; dense tensors of head dim 32 or 64 always are).
 // Launch: grid (ceil(L / 64), heads, B), 128 threads.
+// attention_fwd_tc_w8[_d32]_bf16: the same with 8 warps and 128 queries per block, grid
+// (ceil(L / 128), heads, B), 256 threads: each K/V tile staged once for twice the queries.
 // attention_fwd_tc_kg2[_d32]_bf16: the same result from 256 threads, two key groups of 4 warps
 // (even and odd 64-key tiles) over the same 64 queries, merged in shared memory at the end
 // (attention_tc_kg2_body); 40 KiB for D = 64.
@@ -118,11 +120,12 @@ static __device__ __forceinline__ float atc_start(unsigned (&qf)[D / 16][4], flo
 // One K/V tile held in registers between its global load and its shared-memory store, so the
 // loads of tile i + 1 are in flight while tile i is computed (one block per multiprocessor is
 // common at batch 1, so the latency must be hidden inside the block).
-template <int D>
+// W: warps per block (the tile's loads are spread over all 32 W threads).
+template <int D, int W = ATC_WARPS>
 struct AtcTile {
-  float4 k[ATC_BK * (D / 4) / ATC_THREADS];       // key rows, 4 consecutive d each
-  float4 v0[(ATC_BK / 2) * (D / 4) / ATC_THREADS];  // even key of a pair, 4 consecutive d
-  float4 v1[(ATC_BK / 2) * (D / 4) / ATC_THREADS];  // odd key of the pair, the same d
+  float4 k[ATC_BK * (D / 4) / (32 * W)];       // key rows, 4 consecutive d each
+  float4 v0[(ATC_BK / 2) * (D / 4) / (32 * W)];  // even key of a pair, 4 consecutive d
+  float4 v1[(ATC_BK / 2) * (D / 4) / (32 * W)];  // odd key of the pair, the same d
 };
 
 static __device__ __forceinline__ float4 atc_row4(const float* __restrict__ x, size_t at, bool ok) {
@@ -132,20 +135,20 @@ static __device__ __forceinline__ float4 atc_row4(const float* __restrict__ x, s
 // Global -> registers for keys k0 .. k0 + 63 (zeros past the sequence). K: consecutive threads
 // read consecutive 16-byte pieces of one key row. V: a warp takes 16 key pairs x 2 quads of d
 // (one 32-byte sector per key row), the mapping whose transposed stores below hit 32 banks.
-template <int D>
-static __device__ __forceinline__ void atc_load_tile(AtcTile<D>& r, const float* __restrict__ k,
+template <int D, int W = ATC_WARPS>
+static __device__ __forceinline__ void atc_load_tile(AtcTile<D, W>& r, const float* __restrict__ k,
                                                      const float* __restrict__ v, size_t head_base, unsigned k0,
                                                      const AttentionParams& p, unsigned tid) {
-  constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
+  constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2, THREADS = 32 * W;
 #pragma unroll
-  for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
-    const unsigned e = tid + ATC_THREADS * i, j = k0 + e / QUADS;
+  for (int i = 0; i < ATC_BK * QUADS / THREADS; ++i) {
+    const unsigned e = tid + THREADS * i, j = k0 + e / QUADS;
     r.k[i] = atc_row4(k, head_base + (size_t)j * p.row_stride + 4 * (e % QUADS), j < p.len);
   }
   const unsigned lane = tid & 31, warp = tid >> 5;
 #pragma unroll
-  for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
-    const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
+  for (int i = 0; i < (ATC_BK / 2) * QUADS / THREADS; ++i) {
+    const unsigned c = warp + W * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
     const unsigned dq = (c % QUAD_BLOCKS) * 2 + (lane >> 4), j = k0 + 2 * pr;
     const size_t at = head_base + (size_t)j * p.row_stride + 4 * dq;
     r.v0[i] = atc_row4(v, at, j < p.len);
@@ -155,20 +158,20 @@ static __device__ __forceinline__ void atc_load_tile(AtcTile<D>& r, const float*
 
 // Registers -> shared memory as bf16 pairs: ks[key][d pair] (along d) and vt[d][key pair]
 // (V transposed: pairs along the keys), the same element mapping as atc_load_tile.
-template <int D>
+template <int D, int W = ATC_WARPS>
 static __device__ __forceinline__ void atc_store_tile(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
-                                                      const AtcTile<D>& r, unsigned tid) {
-  constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2;
+                                                      const AtcTile<D, W>& r, unsigned tid) {
+  constexpr int QUADS = D / 4, QUAD_BLOCKS = QUADS / 2, THREADS = 32 * W;
 #pragma unroll
-  for (int i = 0; i < ATC_BK * QUADS / ATC_THREADS; ++i) {
-    const unsigned e = tid + ATC_THREADS * i, key = e / QUADS, q = e % QUADS;
+  for (int i = 0; i < ATC_BK * QUADS / THREADS; ++i) {
+    const unsigned e = tid + THREADS * i, key = e / QUADS, q = e % QUADS;
     ks[key][atc_col(2 * q) ^ atc_kswz(key)] = atc_pack(r.k[i].x, r.k[i].y);
     ks[key][atc_col(2 * q + 1) ^ atc_kswz(key)] = atc_pack(r.k[i].z, r.k[i].w);
   }
   const unsigned lane = tid & 31, warp = tid >> 5;
 #pragma unroll
-  for (int i = 0; i < (ATC_BK / 2) * QUADS / ATC_THREADS; ++i) {
-    const unsigned c = warp + ATC_WARPS * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
+  for (int i = 0; i < (ATC_BK / 2) * QUADS / THREADS; ++i) {
+    const unsigned c = warp + W * i, pr = (c / QUAD_BLOCKS) * 16 + (lane & 15);
     const unsigned d = 4 * ((c % QUAD_BLOCKS) * 2 + (lane >> 4));
     const unsigned col = atc_col(pr) ^ atc_vswz(d);  // d .. d + 3 share bit 2
     vt[d][col] = atc_pack(r.v0[i].x, r.v1[i].x);
@@ -293,8 +296,9 @@ static __device__ __forceinline__ void atc_store(const AtcOut& out, const float 
 }
 
 // Queries of block column blockIdx.x of (batch b, head h) against keys kbeg .. kend - 1
-// (kbeg < kend <= len, kbeg a multiple of 64: the whole sequence, or one split of it).
-template <int D>
+// (kbeg < kend <= len, kbeg a multiple of 64: the whole sequence, or one split of it); W warps of
+// 16 queries each, so 16 W queries per block.
+template <int D, int W = ATC_WARPS>
 static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
                                                          const AtcOut& out, const float* __restrict__ q,
                                                          const float* __restrict__ k, const float* __restrict__ v,
@@ -302,16 +306,16 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LD
                                                          unsigned kbeg, unsigned kend) {
   const unsigned tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * D;
-  const unsigned r0 = blockIdx.x * ATC_BQ + 16 * warp + g;
+  const unsigned r0 = blockIdx.x * (16 * W) + 16 * warp + g;
   unsigned qf[D / 16][4];
   float acc[D / 8][4], m[2], l[2];
   const float sl2 = atc_start<D>(qf, acc, m, l, q, head_base, r0, t, p);
-  AtcTile<D> tile;
-  atc_load_tile<D>(tile, k, v, head_base, kbeg, p, tid);
+  AtcTile<D, W> tile;
+  atc_load_tile<D, W>(tile, k, v, head_base, kbeg, p, tid);
   for (unsigned k0 = kbeg; k0 < kend; k0 += ATC_BK) {
-    atc_store_tile<D>(ks, vt, tile, tid);
+    atc_store_tile<D, W>(ks, vt, tile, tid);
     __syncthreads();
-    if (k0 + ATC_BK < kend) atc_load_tile<D>(tile, k, v, head_base, k0 + ATC_BK, p, tid);
+    if (k0 + ATC_BK < kend) atc_load_tile<D, W>(tile, k, v, head_base, k0 + ATC_BK, p, tid);
     float s[ATC_BK / 8][4];
     atc_scores<D>(s, qf, ks, g, t);
     atc_softmax_tile<D>(s, acc, m, l, k0, t, kend, sl2);
@@ -321,15 +325,15 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LD
   atc_store<D>(out, acc, m, l, r0, t, p.len);
 }
 
-// The whole sequence: grid (ceil(L / 64), heads, B).
-template <int D>
+// The whole sequence: grid (ceil(L / (16 W)), heads, B).
+template <int D, int W = ATC_WARPS>
 static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
                                                           float* o, float* lse, const float* q, const float* k,
                                                           const float* v, const AttentionParams& p) {
   const unsigned h = blockIdx.y, b = blockIdx.z;
   const AtcOut out = {o, lse, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
                       p.o_row_stride};
-  attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, 0, p.len);
+  attention_tc_body<D, W>(ks, vt, out, q, k, v, p, b, h, 0, p.len);
 }
 
 // Words of shared memory per key group: its ks tile, then its vt tile.
@@ -461,6 +465,26 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
   __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
   __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
   attention_tc_split<32>(ks, vt, o_part, lse_part, q, k, v, p, splits);
+}
+
+// 8 warps, 128 queries per block: each K/V tile is staged (loaded, rounded, stored) once for
+// twice the queries of attention_fwd_tc_bf16, so half the L2 -> shared-memory traffic and half
+// the conversions per query, and half the tile registers per thread. For grids with enough
+// blocks (batch >= 2 on the paper model); grid (ceil(L / 128), heads, B), 256 threads.
+extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
+    attention_fwd_tc_w8_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                             const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
+  __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
+  attention_tc_whole<64, 2 * ATC_WARPS>(ks, vt, o, lse, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
+    attention_fwd_tc_w8_d32_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
+                                 const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
+  __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
+  attention_tc_whole<32, 2 * ATC_WARPS>(ks, vt, o, lse, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)

@@ -179,6 +179,12 @@ run() {
         bench_step bench-sampling-cublaslt.log 60 env FDM_CUBLASLT=1 "$exe/bench-sampling" \
             --bench "cuda_inpaint_paper_30pct_${n}_bf16" --warm-up-time 1 --measurement-time 3
     done
+    # The four-sample inpainting with the attention's 128-query blocks (opt-in until timed), and
+    # with both opt-ins.
+    bench_step bench-sampling-wide.log 60 env FDM_ATTENTION_WIDE=1 "$exe/bench-sampling" \
+        --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
+    bench_step bench-sampling-wide.log 60 env FDM_ATTENTION_WIDE=1 FDM_CUBLASLT=1 "$exe/bench-sampling" \
+        --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1 --warm-up-time 1 --measurement-time 3
     echo "$failed failures; logs in $logs" | tee -a "$logs/summary.txt"
     save_logs

@@ -1,6 +1,7 @@
 //! `kernels/attention_tc.cu` (attention forward on bf16 tensor cores, spec §3.2), launched by its
-//! launcher (the one-pass kernel, the two-key-group kernel and the split keys with their merge;
-//! "0 key ranges" in a message names the two key groups), against the f64 reference of the
+//! launcher (the one-pass kernel, the two-key-group kernel, the 8-warp kernel of 128 queries per
+//! block and the split keys with their merge; each message names the `TcPlan`), against the f64
+//! reference of the
 //! bf16-rounded q, k, v, on the CPU emulator (`emu::*`,
 //! where the mma instruction is its emulated twin) and a real GPU (`cuda::*`, skipped without one).
 //!
@@ -31,16 +32,21 @@ fn bf16_rounded(x: &[f32]) -> Vec<f32> {
     x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect()
 }
 
-/// Runs the tensor-core forward on q, k, v at `qkv` laid out as `p` says, the log-sum-exp into
-/// `lse` unless it is 0; returns the dense o. `splits`: 1 the one-pass kernel, 0 the two key
-/// groups in one block, more the keys in that many ranges and the merge.
-fn run_tc<B: Backend>(be: &B, p: &AttentionParams, dh: usize, splits: usize, qkv: [u64; 3], lse: u64) -> Vec<f32> {
+/// Runs the tensor-core forward on q, k, v at `qkv` laid out as `p` says, covering the keys as
+/// `plan` says, the log-sum-exp into `lse` unless it is 0; returns the dense o.
+fn run_tc<B: Backend>(be: &B, p: &AttentionParams, dh: usize, plan: TcPlan, qkv: [u64; 3], lse: u64) -> Vec<f32> {
     let n = (p.batch * p.len * p.heads) as usize * dh;
     let o = be.f32s(&vec![f32::NAN; n]);
-    if splits <= 1 {
-        let which = if splits == 0 { AttentionKernel::TensorCoreBf16KeyGroups } else { AttentionKernel::TensorCoreBf16 };
+    let whole = match plan {
+        TcPlan::OnePass => Some(AttentionKernel::TensorCoreBf16),
+        TcPlan::KeyGroups => Some(AttentionKernel::TensorCoreBf16KeyGroups),
+        TcPlan::Wide => Some(AttentionKernel::TensorCoreBf16Wide),
+        TcPlan::Split(_) => None,
+    };
+    if let Some(which) = whole {
         be.run(&attention_fwd_kernel_launch(which, dh, be.ptr(&o), lse, qkv[0], qkv[1], qkv[2], p));
     } else {
+        let TcPlan::Split(splits) = plan else { unreachable!() };
         let rows = (p.batch * p.heads * p.len) as usize;
         let (o_part, lse_part) = (be.f32s(&vec![f32::NAN; splits * n]), be.f32s(&vec![f32::NAN; splits * rows]));
         let out = [be.ptr(&o), lse, be.ptr(&o_part), be.ptr(&lse_part)];
@@ -51,11 +57,10 @@ fn run_tc<B: Backend>(be: &B, p: &AttentionParams, dh: usize, splits: usize, qkv
     be.get_f32(&o)
 }
 
-/// Runs the kernel on dense [b, l, h * dh] inputs with the keys in `splits` ranges (1: the
-/// one-pass kernel; more: the split kernel and the merge) and checks the query rows `rows` of
+/// Runs the kernel of `plan` on dense [b, l, h * dh] inputs and checks the query rows `rows` of
 /// every (b, h).
 #[allow(clippy::too_many_arguments)]
-fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usize, usize), splits: usize, spread: f32, rows: &[usize]) {
+fn check_plan<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usize, usize), plan: TcPlan, spread: f32, rows: &[usize]) {
     let n = b * l * h * dh;
     let q = random_vec(seed, n, -spread, spread);
     let k = random_vec(seed + 1, n, -spread, spread);
@@ -66,19 +71,19 @@ fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usiz
     // Once with the log-sum-exp and once without (a null lse, as inference passes): same o.
     let run = |with_lse: bool| {
         let lse = be.f32s(&vec![f32::NAN; b * h * l]);
-        let o = run_tc(be, &p, dh, splits, qkv, if with_lse { be.ptr(&lse) } else { 0 });
+        let o = run_tc(be, &p, dh, plan, qkv, if with_lse { be.ptr(&lse) } else { 0 });
         (o, be.get_f32(&lse))
     };
     let (o, lse) = run(true);
     let (o_no_lse, _) = run(false);
-    assert_eq!(o.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), o_no_lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "o must not depend on whether lse is written ({splits} key ranges)");
+    assert_eq!(o.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), o_no_lse.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "o must not depend on whether lse is written ({plan:?})");
     let (qr, kr, vr) = (bf16_rounded(&q), bf16_rounded(&k), bf16_rounded(&v));
     for bi in 0..b {
         for hi in 0..h {
             for &qi in rows {
                 let (want, want_lse) = attention_row_ref(&qr, &kr, &vr, l, h, dh, bi, hi, qi);
                 let start = (bi * l + qi) * h * dh + hi * dh;
-                let what = format!("tensor-core attention, {splits} key ranges: b{bi} h{hi} query {qi} of {l} (head dim {dh})");
+                let what = format!("tensor-core attention, {plan:?}: b{bi} h{hi} query {qi} of {l} (head dim {dh})");
                 assert_close(&o[start..start + dh], &want, TOL_TC_OUT, &what);
                 assert_close(&[lse[(bi * h + hi) * l + qi]], &[want_lse], TOL_CUDA_F32, &format!("{what} lse"));
             }
@@ -86,11 +91,18 @@ fn check_split<B: Backend>(be: &B, seed: u64, (b, l, h, dh): (usize, usize, usiz
     }
 }
 
-/// `check_split` with the one-pass kernel, the two-key-group kernel (0) and, where there are two
-/// 64-key tiles, the keys split in 2.
+/// The plans with one kernel over all keys, and the keys split in `splits` ranges where there
+/// are that many 64-key tiles of `len`.
+fn plans(len: usize, splits: &[usize]) -> Vec<TcPlan> {
+    let split = splits.iter().filter(|&&s| s <= len.div_ceil(64)).map(|&s| TcPlan::Split(s));
+    [TcPlan::OnePass, TcPlan::KeyGroups, TcPlan::Wide].into_iter().chain(split).collect()
+}
+
+/// `check_plan` with every whole-sequence kernel and, where there are two 64-key tiles, the
+/// keys split in 2.
 fn check<B: Backend>(be: &B, seed: u64, shape: (usize, usize, usize, usize), spread: f32, rows: &[usize]) {
-    for splits in [1, 0, 2].into_iter().filter(|&s| s <= shape.1.div_ceil(64)) {
-        check_split(be, seed, shape, splits, spread, rows);
+    for plan in plans(shape.1, &[2]) {
+        check_plan(be, seed, shape, plan, spread, rows);
     }
 }
 
@@ -100,14 +112,19 @@ fn tc_attention_matches_the_rounded_reference_with_partial_tiles<B: Backend>(be:
     let all: Vec<usize> = (0..130).collect();
     check(be, 1, (2, 130, 3, 64), 3.0, &all);
     check(be, 4, (1, 1, 1, 64), 1.0, &[0]);
-    check_split(be, 5, (1, 17, 2, 32), 1, 2.0, &(0..17).collect::<Vec<_>>());
+    check_plan(be, 5, (1, 17, 2, 32), TcPlan::OnePass, 2.0, &(0..17).collect::<Vec<_>>());
     // Two key groups where group 1 has no tile at all (one tile), and an odd tile count (3).
-    check_split(be, 5, (1, 17, 2, 32), 0, 2.0, &(0..17).collect::<Vec<_>>());
-    check_split(be, 6, (2, 190, 2, 64), 0, 3.0, &[0, 63, 64, 128, 189]);
+    check_plan(be, 5, (1, 17, 2, 32), TcPlan::KeyGroups, 2.0, &(0..17).collect::<Vec<_>>());
+    check_plan(be, 6, (2, 190, 2, 64), TcPlan::KeyGroups, 3.0, &[0, 63, 64, 128, 189]);
+    // 128 queries per block: warps whose rows are all past the sequence (17), a second block
+    // whose upper half is past it (190), at both head dims.
+    check_plan(be, 5, (1, 17, 2, 32), TcPlan::Wide, 2.0, &(0..17).collect::<Vec<_>>());
+    check_plan(be, 6, (2, 190, 2, 64), TcPlan::Wide, 3.0, &[0, 63, 64, 127, 128, 189]);
+    check_plan(be, 9, (1, 300, 2, 32), TcPlan::Wide, 3.0, &[0, 100, 127, 128, 255, 256, 299]);
     // Uneven ranges: 3 tiles in 3, 5 tiles (the last partial) in 3 and in 4.
-    check_split(be, 6, (2, 190, 2, 64), 3, 3.0, &[0, 63, 64, 128, 189]);
+    check_plan(be, 6, (2, 190, 2, 64), TcPlan::Split(3), 3.0, &[0, 63, 64, 128, 189]);
     for splits in [3, 4] {
-        check_split(be, 9, (1, 300, 2, 32), splits, 3.0, &[0, 100, 299]);
+        check_plan(be, 9, (1, 300, 2, 32), TcPlan::Split(splits), 3.0, &[0, 100, 299]);
     }
 }
 
@@ -123,6 +140,22 @@ fn key_splits_fill_a_large_gpu_and_stay_within_the_tiles() {
     // The default plan of a shape: one pass where one range suffices, else the split.
     assert_eq!(TcPlan::for_shape(1, 1024, 8), TcPlan::OnePass);
     assert_eq!(TcPlan::for_shape(1, 1024, 2), TcPlan::Split(4));
+    // With the wide kernel allowed: only where its grid of 128-query blocks has 128 blocks.
+    assert_eq!(TcPlan::choose(1, 1024, 8, true), TcPlan::OnePass, "64 wide blocks: too few");
+    assert_eq!(TcPlan::choose(2, 1024, 8, true), TcPlan::Wide);
+    assert_eq!(TcPlan::choose(4, 1024, 8, true), TcPlan::Wide);
+    assert_eq!(TcPlan::choose(4, 1024, 8, false), TcPlan::OnePass);
+    assert_eq!(TcPlan::choose(1, 1024, 2, true), TcPlan::Split(4));
+}
+
+/// The wide kernel's grid: 128 queries per block.
+#[test]
+fn wide_kernel_grid_has_128_queries_per_block() {
+    let p = AttentionParams::dense_dim(4, 1000, 8, 64);
+    let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16Wide, 64, 0, 0, 0, 0, 0, &p);
+    assert_eq!((launch.cfg.grid, launch.cfg.block.0), ((8, 8, 4), 256));
+    let launch = attention_fwd_kernel_launch(AttentionKernel::TensorCoreBf16, 64, 0, 0, 0, 0, 0, &p);
+    assert_eq!((launch.cfg.grid, launch.cfg.block.0), ((16, 8, 4), 128));
 }
 
 fn tc_attention_at_the_model_shape<B: Backend>(be: &B) {
@@ -148,12 +181,12 @@ fn tc_attention_reads_q_k_v_from_one_fused_projection<B: Backend>(be: &B) {
         let (qb, kb, vb, fb) = (be.f32s(&q), be.f32s(&k), be.f32s(&v), be.f32s(&fused));
         let base = be.ptr(&fb);
         let fused_ptrs = [base, base + 4 * w as u64, base + 8 * w as u64];
-        for splits in [1, 0, 2, 4].into_iter().filter(|&s| s <= l.div_ceil(64)) {
-            let dense = run_tc(be, &AttentionParams::dense_dim(b, l, h, dh), dh, splits, [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)], 0);
-            let packed = run_tc(be, &AttentionParams::packed_qkv(b, l, h, dh), dh, splits, fused_ptrs, 0);
-            assert!(dense.iter().all(|x| x.is_finite()), "dense o written everywhere ({splits} key ranges)");
+        for plan in plans(l, &[2, 4]) {
+            let dense = run_tc(be, &AttentionParams::dense_dim(b, l, h, dh), dh, plan, [be.ptr(&qb), be.ptr(&kb), be.ptr(&vb)], 0);
+            let packed = run_tc(be, &AttentionParams::packed_qkv(b, l, h, dh), dh, plan, fused_ptrs, 0);
+            assert!(dense.iter().all(|x| x.is_finite()), "dense o written everywhere ({plan:?})");
             let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&packed), bits(&dense), "fused q, k, v of {b} x {l} x {h} x {dh}, {splits} key ranges");
+            assert_eq!(bits(&packed), bits(&dense), "fused q, k, v of {b} x {l} x {h} x {dh}, {plan:?}");
         }
     }
 }

@@ -97,6 +97,10 @@ pub enum AttentionKernel {
     /// per multiprocessor where the grid is about one block per multiprocessor, with no second
     /// kernel. Not yet timed on a GPU, so no launcher picks it by default.
     TensorCoreBf16KeyGroups,
+    /// `attention_fwd_tc_w8[_d32]_bf16`: as `TensorCoreBf16` with 8 warps and 128 queries per
+    /// block (256 threads): each K/V tile is staged once for twice the queries. For grids with
+    /// enough blocks (the paper model from batch 2); opt-in until timed on a GPU.
+    TensorCoreBf16Wide,
     /// `attention_fwd_tc_split[_d32]_bf16`: as `TensorCoreBf16` with the keys in this many ranges
     /// (2 or more), each range's result into partials that `attention_tc_merge` combines; grid z
     /// is batch x ranges, and `o`, `lse` of the launch are the partials.
@@ -138,6 +142,8 @@ pub fn attention_fwd_kernel_launch(
         (AttentionKernel::TensorCoreBf16, 32) => (TC_MODULE, "attention_fwd_tc_d32_bf16", TC_THREADS),
         (AttentionKernel::TensorCoreBf16KeyGroups, 64) => (TC_MODULE, "attention_fwd_tc_kg2_bf16", 2 * TC_THREADS),
         (AttentionKernel::TensorCoreBf16KeyGroups, 32) => (TC_MODULE, "attention_fwd_tc_kg2_d32_bf16", 2 * TC_THREADS),
+        (AttentionKernel::TensorCoreBf16Wide, 64) => (TC_MODULE, "attention_fwd_tc_w8_bf16", 2 * TC_THREADS),
+        (AttentionKernel::TensorCoreBf16Wide, 32) => (TC_MODULE, "attention_fwd_tc_w8_d32_bf16", 2 * TC_THREADS),
         (AttentionKernel::TensorCoreBf16Split(_), 64) => (TC_MODULE, "attention_fwd_tc_split_bf16", TC_THREADS),
         (AttentionKernel::TensorCoreBf16Split(_), 32) => (TC_MODULE, "attention_fwd_tc_split_d32_bf16", TC_THREADS),
         (_, d) => panic!("no attention kernel for head dim {d}"),
@@ -146,8 +152,9 @@ pub fn attention_fwd_kernel_launch(
         AttentionKernel::TensorCoreBf16Split(s) => Some(s),
         _ => None,
     };
+    let queries = if which == AttentionKernel::TensorCoreBf16Wide { 2 * QUERIES_PER_BLOCK } else { QUERIES_PER_BLOCK };
     let grid = (
-        (p.len as usize).div_ceil(QUERIES_PER_BLOCK).max(1) as u32,
+        (p.len as usize).div_ceil(queries).max(1) as u32,
         p.heads,
         p.batch * splits.unwrap_or(1),
     );
@@ -242,7 +249,18 @@ pub fn attention_fwd_with(
 /// 1; the tiny preset (2 heads: 32 blocks) gets 4 (not timed on a GPU yet).
 pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
     let tiles = len.div_ceil(QUERIES_PER_BLOCK).max(1);
-    128usize.div_ceil((tiles * heads * batch).max(1)).clamp(1, 4).min(tiles)
+    TC_TARGET_BLOCKS.div_ceil((tiles * heads * batch).max(1)).clamp(1, 4).min(tiles)
+}
+
+/// Blocks the tensor-core forward's grid aims at (about one per multiprocessor of a large GPU).
+pub const TC_TARGET_BLOCKS: usize = 128;
+
+/// Set to `1` to run the bf16 attention with 128 queries per block where the grid is large
+/// enough (`TcPlan::Wide`).
+pub const WIDE_ENV: &str = "FDM_ATTENTION_WIDE";
+
+fn wide_requested() -> bool {
+    std::env::var(WIDE_ENV).is_ok_and(|v| v == "1")
 }
 
 /// How the tensor-core forward covers the keys of a query tile.
@@ -253,14 +271,26 @@ pub enum TcPlan {
     /// One pass in two key groups of 4 warps merged inside the block
     /// (`AttentionKernel::TensorCoreBf16KeyGroups`; opt-in until timed on a GPU).
     KeyGroups,
+    /// One pass, 128 queries per block (`AttentionKernel::TensorCoreBf16Wide`; opt-in with
+    /// `FDM_ATTENTION_WIDE=1` until timed on a GPU).
+    Wide,
     /// The keys in this many ranges (2 to one per 64-key tile), each range's softmax result into
     /// partial buffers, then `attention_tc_merge`.
     Split(usize),
 }
 
 impl TcPlan {
-    /// The default for a shape: `tc_splits`' count of key ranges.
+    /// The default for a shape: `tc_splits`' count of key ranges; with `FDM_ATTENTION_WIDE=1`,
+    /// `Wide` where its grid still has `TC_TARGET_BLOCKS` blocks.
     pub fn for_shape(batch: usize, len: usize, heads: usize) -> TcPlan {
+        TcPlan::choose(batch, len, heads, wide_requested())
+    }
+
+    /// `for_shape` with the wide kernel allowed (`wide`) or not.
+    pub fn choose(batch: usize, len: usize, heads: usize, wide: bool) -> TcPlan {
+        if wide && len.div_ceil(2 * QUERIES_PER_BLOCK) * heads * batch >= TC_TARGET_BLOCKS {
+            return TcPlan::Wide;
+        }
         match tc_splits(batch, len, heads) {
             1 => TcPlan::OnePass,
             n => TcPlan::Split(n),
@@ -319,6 +349,7 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
     let (whole, splits) = match plan {
         TcPlan::OnePass => (AttentionKernel::TensorCoreBf16, 1),
         TcPlan::KeyGroups => (AttentionKernel::TensorCoreBf16KeyGroups, 1),
+        TcPlan::Wide => (AttentionKernel::TensorCoreBf16Wide, 1),
         TcPlan::Split(n) => (AttentionKernel::TensorCoreBf16, n),
     };
     if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
