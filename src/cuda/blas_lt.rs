@@ -150,7 +150,7 @@ impl LtState {
     /// this shape or the bias is not aligned for it; nothing was queued and the caller runs the
     /// cuBLAS path.
     pub(super) fn linear_bias(&mut self, job: &BiasLinear, workspace: u64, workspace_bytes: usize, stream: *mut c_void) -> Result<bool> {
-        if job.bias == 0 || job.bias % BIAS_ALIGN != 0 {
+        if job.bias == 0 || !job.bias.is_multiple_of(BIAS_ALIGN) {
             return Ok(false);
         }
         let key = job.key();
