@@ -58,6 +58,8 @@ impl Drop for Handle {
     fn drop(&mut self) {
         // Destroying needs the handle's context current; errors at teardown have nowhere to go.
         let _ = self.ctx.bind_to_thread();
+        // The cuBLASLt handle and plans first, while the context is surely alive.
+        drop(self.lt.take());
         let _ = unsafe { cublas::destroy_handle(self.raw) };
     }
 }
