@@ -2,7 +2,7 @@
 # find_nvrtc puts the folder of the machine's own libnvrtc.so.13 (the torch venv's nvidia wheels,
 # else the CUDA toolkit) first on LD_LIBRARY_PATH and says which, or that none was found; then the
 # same for libcublas.so.13 (the Linear GEMMs' fast path; without it they run on the hand-written
-# kernels), usually the same folder; then NCCL (find_nccl).
+# kernels) and libcublasLt.so.13 (FDM_CUBLASLT=1), usually the same folder; then NCCL (find_nccl).
 cuda_lib_dirs() {
     python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null
     echo /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib
@@ -34,6 +34,7 @@ find_cuda_lib() {
 find_nvrtc() {
     find_cuda_lib libnvrtc.so.13 libnvrtc || true
     find_cuda_lib libcublas.so.13 libcublas || true
+    find_cuda_lib libcublasLt.so.13 libcublasLt || true
     find_nccl || true
 }
 
