@@ -398,6 +398,9 @@ fn selfcheck() -> Result<()> {
     println!("device: {why}");
     if let fdm::Device::Cuda(dev) = &device {
         println!("{}", fdm::cuda::blas::status_line(dev));
+        if std::env::var(fdm::cuda::ops::attention::WIDE_ENV).is_ok_and(|v| v == "1") {
+            println!("attention (bf16): 128 queries per block where the grid keeps 128 blocks ({}=1)", fdm::cuda::ops::attention::WIDE_ENV);
+        }
     }
     let tape = fdm::autograd::Tape::new();
     let a = tape.var(fdm::Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?);
