@@ -398,7 +398,7 @@ fn selfcheck() -> Result<()> {
     println!("device: {why}");
     if let fdm::Device::Cuda(dev) = &device {
         println!("{}", fdm::cuda::blas::status_line(dev));
-        if std::env::var(fdm::cuda::ops::attention::WIDE_ENV).is_ok_and(|v| v == "1") {
+        if fdm::cuda::ops::attention::wide_requested() {
             println!("attention (bf16): 128 queries per block where the grid keeps 128 blocks ({}=1)", fdm::cuda::ops::attention::WIDE_ENV);
         }
     }

@@ -33,9 +33,10 @@ pub const ENABLE_ENV: &str = "FDM_CUBLASLT";
 /// cuBLASLt needs the bias vector 16-byte aligned; other pointers are matched by the heuristic.
 const BIAS_ALIGN: u64 = 16;
 
-/// Whether `FDM_CUBLASLT=1` asks for the cuBLASLt path.
+/// Whether `FDM_CUBLASLT=1` asks for the cuBLASLt path (read once: every Linear asks).
 pub fn requested() -> bool {
-    std::env::var(ENABLE_ENV).is_ok_and(|v| v == "1")
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(ENABLE_ENV).is_ok_and(|v| v == "1"))
 }
 
 /// Whether libcublasLt is on the loader path (probed once; cudarc panics on the first call into a

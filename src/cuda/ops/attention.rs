@@ -259,8 +259,10 @@ pub const TC_TARGET_BLOCKS: usize = 128;
 /// enough (`TcPlan::Wide`).
 pub const WIDE_ENV: &str = "FDM_ATTENTION_WIDE";
 
-fn wide_requested() -> bool {
-    std::env::var(WIDE_ENV).is_ok_and(|v| v == "1")
+/// Whether `FDM_ATTENTION_WIDE=1` is set (read once: every bf16 attention asks).
+pub fn wide_requested() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(WIDE_ENV).is_ok_and(|v| v == "1"))
 }
 
 /// How the tensor-core forward covers the keys of a query tile.
