@@ -126,6 +126,10 @@ pub fn available(dev: &CudaDevice) -> bool {
 /// One line for the device report: where the Linear GEMMs run and, if not on cuBLAS, why.
 pub fn status_line(dev: &CudaDevice) -> String {
     match unavailable_reason(dev) {
+        None if default_bias_path() == BiasPath::Epilogue && !blas_lt::library_present() => format!(
+            "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; {}=1 asks for cuBLASLt, but libcublasLt.so.13 is not on the loader path: bf16 biases as bias rows",
+            blas_lt::ENABLE_ENV
+        ),
         None if default_bias_path() == BiasPath::Epilogue => {
             format!("cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; bf16 biases in cuBLASLt's epilogue ({}=1)", blas_lt::ENABLE_ENV)
         }
