@@ -154,7 +154,7 @@ fn safetensors_metadata_round_trip_cpu() {
     assert_eq!(meta.get(META_PRESET).map(String::as_str), Some("tiny"));
     assert_eq!(meta.get("source").map(String::as_str), Some("unit test"));
     assert_eq!(config_from_metadata(&meta, &path).unwrap(), Some(cfg.clone()));
-    // A config with the same name but other shapes is refused by name.
+    // A config with the same name but other shapes is refused by name, naming what differs.
     let mut other = cfg.clone();
     other.transformer.n_layer = 5;
     match load_model(&path, Some(&other)) {
@@ -165,7 +165,9 @@ fn safetensors_metadata_round_trip_cpu() {
             ..
         }) => {
             assert_eq!((found.as_str(), expected.as_str()), ("tiny", "tiny"));
-            assert!(detail.contains("different shapes"));
+            assert!(detail.contains("different shapes"), "{detail}");
+            let says = format!("transformer.n_layer {} (expected 5)", cfg.transformer.n_layer);
+            assert!(detail.contains(&says), "names the field: {detail}");
         }
         other => panic!("expected ConfigMismatch, got {other:?}"),
     }

@@ -440,6 +440,42 @@ fn train_phase1a_from_init_keeps_the_codebook_cpu() {
 }
 
 #[test]
+fn train_model_preset_init_takes_the_weights_architecture_cpu() {
+    // A transformer of 5 blocks (the tiny preset has 4): with model_preset "tiny" the weights
+    // are refused; with "init" phase 1b trains them and keeps their shape.
+    let dir = scratch("model-from-init");
+    let mut deeper = ModelConfig::tiny();
+    deeper.transformer.n_layer = ModelConfig::tiny().transformer.n_layer + 1;
+    let init = dir.join("deeper.safetensors");
+    InpaintingModel::new(&deeper, 4).unwrap().save(&init).unwrap();
+    let a = TrainArgs {
+        init: Some(init.clone()),
+        steps: Some(1),
+        batch: Some(1),
+        ..args("phase1b", &dir.join("refused"))
+    };
+    let e = run(&a, None).unwrap_err().to_string();
+    let says = format!("transformer.n_layer {} (expected {})", deeper.transformer.n_layer, ModelConfig::tiny().transformer.n_layer);
+    assert!(e.contains(&says) && e.contains(r#""model_preset": "init""#), "{e}");
+
+    let mut cfg = TrainConfig::tiny(Phase::Phase1b);
+    cfg.model_preset = fdm::train::cli::MODEL_FROM_INIT.into();
+    let a = TrainArgs {
+        config: Some(write_config(&cfg, &dir.join("init.json"))),
+        ..TrainArgs { out: Some(dir.join("o")), ..a }
+    };
+    let out = run(&a, None).unwrap().final_weights.unwrap();
+    let trained = InpaintingModel::load(&out, None).unwrap();
+    assert_eq!(trained.cfg, deeper, "the deeper architecture is kept");
+    assert_finite_losses(&dir.join("o/losses.csv"), 1);
+
+    // Without --init there is no architecture to take.
+    let e = run(&TrainArgs { init: None, out: Some(dir.join("none")), ..a }, None).unwrap_err().to_string();
+    assert!(e.contains("--init"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn train_bad_inputs_are_clear_errors_cpu() {
     let dir = scratch("bad");
     let empty = dir.join("empty");

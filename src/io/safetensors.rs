@@ -255,7 +255,8 @@ pub fn load_model(
                 found: found.preset.clone(),
                 expected: want.preset.clone(),
                 detail: if found.preset == want.preset {
-                    " (same name, different shapes)".into()
+                    let diff = found.differences(want).join(", ").replace("(other:", "(expected");
+                    format!(" (same name, different shapes: {diff})")
                 } else {
                     String::new()
                 },

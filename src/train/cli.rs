@@ -41,6 +41,24 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// `model_preset` value that takes the architecture from the `--init` file's own config instead
+/// of a named preset: for weights of a custom shape, e.g. a transformer deepened by
+/// `weights-tools/grow_depth.py`.
+pub const MODEL_FROM_INIT: &str = "init";
+
+/// A weights file of another architecture than the preset: say how to train it as it is.
+fn with_init_hint(e: Error, preset: &str) -> Error {
+    let text = e.to_string();
+    if text.contains("holds weights for config") {
+        Error::msg(format!(
+            "{text}; to train weights of their own architecture instead of the `{preset}` preset, \
+             set \"model_preset\": \"{MODEL_FROM_INIT}\" in the --config file"
+        ))
+    } else {
+        e
+    }
+}
+
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrainArgs {
     /// phase1a | phase1b | phase2 | phase3
@@ -272,10 +290,16 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     if resumed.is_none() && !args.compare_sampler {
         clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
     }
+    let from_init = cfg.model_preset == MODEL_FROM_INIT;
     let model = match (&resumed, &args.init) {
         (Some((dir, state)), _) => checkpoint::load_model(dir, state)?,
-        (None, Some(path)) => {
-            InpaintingModel::load(path, Some(&ModelConfig::by_name(&cfg.model_preset)?))?
+        (None, Some(path)) if from_init => InpaintingModel::load(path, None)?,
+        (None, Some(path)) => InpaintingModel::load(path, Some(&ModelConfig::by_name(&cfg.model_preset)?))
+            .map_err(|e| with_init_hint(e, &cfg.model_preset))?,
+        (None, None) if from_init => {
+            return Err(Error::msg(format!(
+                "model_preset \"{MODEL_FROM_INIT}\" takes the architecture of the --init weights: pass --init <weights>"
+            )))
         }
         (None, None) if phase == Phase::Phase1a => {
             InpaintingModel::new(&ModelConfig::by_name(&cfg.model_preset)?, cfg.seed)?

@@ -157,7 +157,8 @@ pub struct TrainConfig {
     pub phase: Phase,
     /// Training preset name ("paper", "tiny" or a custom label).
     pub preset: String,
-    /// Model preset the weights must match ("paper" or "tiny").
+    /// Model preset the weights must match ("paper" or "tiny"), or "init": the architecture of
+    /// the `--init` weights, whatever it is (`cli::MODEL_FROM_INIT`).
     pub model_preset: String,
     pub seed: u64,
     pub batch_size: usize,
