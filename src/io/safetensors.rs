@@ -255,7 +255,7 @@ pub fn load_model(
                 found: found.preset.clone(),
                 expected: want.preset.clone(),
                 detail: if found.preset == want.preset {
-                    let diff = found.differences(want).join(", ").replace("(other:", "(expected");
+                    let diff = found.differences(want, "expected").join(", ");
                     format!(" (same name, different shapes: {diff})")
                 } else {
                     String::new()

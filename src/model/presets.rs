@@ -252,28 +252,28 @@ impl ModelConfig {
         self.image_size / self.codec.patch.max(1)
     }
 
-    /// The fields where `self` differs from `other`, as `path value (other: value)`, in field
-    /// order: what a "same name, different shapes" error names.
-    pub fn differences(&self, other: &ModelConfig) -> Vec<String> {
-        fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    /// The fields where `self` differs from `other`, as `path value (label value)` in field order
+    /// (`label` names `other`, e.g. "expected"): what a "same name, different shapes" error names.
+    pub fn differences(&self, other: &ModelConfig, label: &str) -> Vec<String> {
+        fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, label: &str, out: &mut Vec<String>) {
             match (a, b) {
                 (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
                     for (k, va) in x {
                         let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                         match y.get(k) {
-                            Some(vb) => walk(&p, va, vb, out),
-                            None => out.push(format!("{p} {va} (other: absent)")),
+                            Some(vb) => walk(&p, va, vb, label, out),
+                            None => out.push(format!("{p} {va} ({label}: absent)")),
                         }
                     }
                 }
-                _ if a != b => out.push(format!("{path} {a} (other: {b})")),
+                _ if a != b => out.push(format!("{path} {a} ({label} {b})")),
                 _ => {}
             }
         }
         let (a, b) = (serde_json::to_value(self), serde_json::to_value(other));
         let mut out = Vec::new();
         if let (Ok(a), Ok(b)) = (a, b) {
-            walk("", &a, &b, &mut out);
+            walk("", &a, &b, label, &mut out);
         }
         out
     }
