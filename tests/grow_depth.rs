@@ -18,10 +18,15 @@ fn grow(input: &Path, output: &Path, after: &str) -> Output {
     Command::new("python3").arg(script).arg(input).arg(output).args(["--after", after]).output().unwrap()
 }
 
-fn test_dir(name: &str) -> PathBuf {
+/// A scratch folder for one test, or None (after printing SKIP) when there is no python3.
+fn scratch_if_python(name: &str) -> Option<PathBuf> {
+    if !python_available() {
+        println!("SKIP (no python3)");
+        return None;
+    }
     let dir = std::env::temp_dir().join(format!("fdm-grow-depth-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Some(dir)
 }
 
 fn logits(m: &InpaintingModel, x: &Tensor) -> Result<Vec<f32>> {
@@ -37,11 +42,7 @@ fn weight(m: &InpaintingModel, name: &str) -> Vec<f32> {
 
 #[test]
 fn grown_transformer_gives_the_same_logits_cpu() -> Result<()> {
-    if !python_available() {
-        println!("SKIP (no python3)");
-        return Ok(());
-    }
-    let dir = test_dir("same");
+    let Some(dir) = scratch_if_python("same") else { return Ok(()) };
     let (small, grown) = (dir.join("small.safetensors"), dir.join("grown.safetensors"));
     let model = InpaintingModel::new(&ModelConfig::tiny(), 11)?;
     model.save(&small)?;
@@ -80,11 +81,7 @@ fn grown_transformer_gives_the_same_logits_cpu() -> Result<()> {
 
 #[test]
 fn grow_depth_rejects_bad_arguments_cpu() -> Result<()> {
-    if !python_available() {
-        println!("SKIP (no python3)");
-        return Ok(());
-    }
-    let dir = test_dir("bad");
+    let Some(dir) = scratch_if_python("bad") else { return Ok(()) };
     let small = dir.join("small.safetensors");
     InpaintingModel::new(&ModelConfig::tiny(), 3)?.save(&small)?;
     let grown = dir.join("grown.safetensors");
