@@ -142,3 +142,34 @@ fn profile_with_bf16_transformer_weights_cpu() {
     assert_eq!(j["passes"], 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The sample stage's Linear MACs of `fdm profile -n samples` on the one-patch mask (JSON).
+fn sample_linear_macs(dir: &std::path::Path, mask: &std::path::Path, samples: &str) -> u64 {
+    let json = dir.join(format!("n{samples}.json"));
+    let out = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args(["profile", "--random-init", "tiny", "--device", "cpu", "--mask", mask.to_str().unwrap(), "-n", samples])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("; {samples} sample(s) as one batch")), "{log}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ops = j["ops"].as_array().unwrap();
+    let linear = ops.iter().find(|o| o["stage"] == "sample" && o["op"] == "linear").expect("a sample/linear row");
+    linear["macs"].as_u64().unwrap()
+}
+
+#[test]
+fn profile_samples_run_as_one_batch_cpu() {
+    let dir = std::env::temp_dir().join(format!("fdm-profile-n-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mask = one_patch_mask(&dir);
+    let (one, three) = (sample_linear_macs(&dir, &mask, "1"), sample_linear_macs(&dir, &mask, "3"));
+    assert!(one > 0);
+    assert_eq!(three, 3 * one, "three samples: three times the transformer's Linear work");
+    let out = Command::new(env!("CARGO_BIN_EXE_fdm")).args(["profile", "--device", "cpu", "-n", "0"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--samples"), "the error names the flag");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -133,6 +133,9 @@ struct ProfileArgs {
     precision: PrecisionArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Samples drawn as one batch (as `fdm inpaint -n`): the per-op costs at that batch size.
+    #[arg(short = 'n', long = "samples", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    samples: u64,
     /// Profile the PUT baseline (no FDM).
     #[arg(long)]
     no_fdm: bool,
@@ -274,7 +277,7 @@ fn profile(a: ProfileArgs) -> Result<()> {
     let img = fdm::io::image::load_image(&image).with_context(|| format!("loading {}", image.display()))?;
     let m = fdm::io::image::load_mask(&mask, false).with_context(|| format!("loading {}", mask.display()))?;
     fdm::io::image::check_mask_matches(&img.tensor, &m)?;
-    let opts = InpaintOptions { use_fdm: !a.no_fdm, seed: a.seed, ..Default::default() };
+    let opts = InpaintOptions { use_fdm: !a.no_fdm, seed: a.seed, samples: a.samples as usize, ..Default::default() };
     let bar = indicatif::ProgressBar::new(0);
     let (recording, passes) = prof::record(&device, || {
         let r = fdm::pipeline::photo::inpaint_photo(&model, &img.tensor, &m, &opts, None, &mut |p, t| {
@@ -285,7 +288,14 @@ fn profile(a: ProfileArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let report = prof::aggregate_recording(&recording, &device.name(), passes);
-    println!("model: {} preset ({} transformer weights); image {}; mask {}", model.cfg.preset, fdm::model::inpainting::Precision::from(a.precision).name(), image.display(), mask.display());
+    println!(
+        "model: {} preset ({} transformer weights); image {}; mask {}; {} sample(s) as one batch",
+        model.cfg.preset,
+        fdm::model::inpainting::Precision::from(a.precision).name(),
+        image.display(),
+        mask.display(),
+        a.samples
+    );
     prof::print(&report);
     if let Some(p) = &a.json {
         prof::write_json(&report, p)?;
@@ -399,7 +409,7 @@ fn selfcheck() -> Result<()> {
     if let fdm::Device::Cuda(dev) = &device {
         println!("{}", fdm::cuda::blas::status_line(dev));
         if fdm::cuda::ops::attention::wide_requested() {
-            println!("attention (bf16): 128 queries per block where the grid keeps 128 blocks ({}=1)", fdm::cuda::ops::attention::WIDE_ENV);
+            println!("attention (bf16): 128 queries per block where the grid keeps 128 blocks ({}=0 turns it off)", fdm::cuda::ops::attention::WIDE_ENV);
         }
     }
     let tape = fdm::autograd::Tape::new();
