@@ -12,12 +12,13 @@
 //!     x rounded to bf16 by the cast kernel, then cuBLAS (the transformer's linears at
 //!     `--precision bf16` where cuBLAS is usable). The cuBLAS rows are left out without cuBLAS.
 //!     cuda_linear_{cublas,cublaslt}_bf16_bias_MxNxK: with a bias, added by bias rows and beta = 1
-//!     (cuBLAS) or in cuBLASLt's epilogue (`FDM_CUBLASLT=1`).
+//!     (cuBLAS, `FDM_CUBLASLT=0`) or in cuBLASLt's epilogue (the default).
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
 //!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; one pass
-//!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` at batch 4,
+//!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` one pass at
+//!     batch 4 (`attention_bf16` picks `_wide_` there),
 //!     `_kg2_` two key groups per block, `_wide_` 8 warps and 128 queries per block.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
@@ -129,8 +130,8 @@ fn linear_bf16(c: &mut Criterion) {
 }
 
 /// The transformer's Linears with their bias, both ways of adding it on cuBLAS: bias rows + beta
-/// = 1 (`_cublas_bf16_bias_`, the default) and cuBLASLt's epilogue (`_cublaslt_bf16_bias_`,
-/// `FDM_CUBLASLT=1`); one image (1024 rows) and four (4096).
+/// = 1 (`_cublas_bf16_bias_`, `FDM_CUBLASLT=0`) and cuBLASLt's epilogue (`_cublaslt_bf16_bias_`,
+/// the default); one image (1024 rows) and four (4096).
 fn linear_bf16_bias(c: &mut Criterion, dev: &CudaDevice) {
     if !cublas_on(dev) {
         return;
@@ -180,13 +181,16 @@ fn attention(c: &mut Criterion) {
         qkv[0].clone()
     });
     let qkv4: Vec<Tensor> = (0..3).map(|i| on(&dev, 15 + i, &[4, l, h * d], -1.0, 1.0)).collect();
-    time(c, "attention", format!("cuda_attention_tc_bf16_b4_{h}x{l}x{d}"), 4 * flops, &dev, || ops::attention::attention_bf16(&qkv4[0], &qkv4[1], &qkv4[2], h).unwrap());
     let [qs4, ks4, vs4] = [0, 1, 2].map(|i| qkv4[i].cuda_dense().unwrap());
+    time(c, "attention", format!("cuda_attention_tc_bf16_b4_{h}x{l}x{d}"), 4 * flops, &dev, || {
+        tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::OnePass).unwrap();
+        qkv4[0].clone()
+    });
     time(c, "attention", format!("cuda_attention_tc_bf16_kg2_b4_{h}x{l}x{d}"), 4 * flops, &dev, || {
         tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::KeyGroups).unwrap();
         qkv4[0].clone()
     });
-    // 8 warps and 128 queries per block (`TcPlan::Wide`, `FDM_ATTENTION_WIDE=1`), at batch 4 and 1.
+    // 8 warps and 128 queries per block (`TcPlan::Wide`, the default at batch 4), at batch 4 and 1.
     time(c, "attention", format!("cuda_attention_tc_bf16_wide_b4_{h}x{l}x{d}"), 4 * flops, &dev, || {
         tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::Wide).unwrap();
         qkv4[0].clone()

@@ -2,7 +2,7 @@
 # find_nvrtc puts the folder of the machine's own libnvrtc.so.13 (the torch venv's nvidia wheels,
 # else the CUDA toolkit) first on LD_LIBRARY_PATH and says which, or that none was found; then the
 # same for libcublas.so.13 (the Linear GEMMs' fast path; without it they run on the hand-written
-# kernels) and libcublasLt.so.13 (FDM_CUBLASLT=1), usually the same folder; then NCCL (find_nccl).
+# kernels) and libcublasLt.so.13 (the bf16 biases' epilogue), usually the same folder; then NCCL (find_nccl).
 cuda_lib_dirs() {
     python3 -c 'import nvidia, os; [print(os.path.join(p, "cu13", "lib")) for p in nvidia.__path__]' 2>/dev/null
     echo /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib

@@ -172,18 +172,14 @@ run() {
     # bf16 first: the targets are for it; the f32 pair (n1 and n1_bf16 again) last.
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1_bf16 --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
-    # The bf16 biases in cuBLASLt's epilogue (opt-in until timed): the same pair with it, then
-    # the f32 inpainting.
+    # The same pair without cuBLASLt's bias epilogue (bias rows), then the four samples without
+    # the attention's 128-query blocks: what each default buys.
     local n
     for n in n1 n4; do
-        bench_step bench-sampling-cublaslt.log 60 env FDM_CUBLASLT=1 "$exe/bench-sampling" \
+        bench_step bench-sampling-no-cublaslt.log 60 env FDM_CUBLASLT=0 "$exe/bench-sampling" \
             --bench "cuda_inpaint_paper_30pct_${n}_bf16" --warm-up-time 1 --measurement-time 3
     done
-    # The four-sample inpainting with the attention's 128-query blocks (opt-in until timed), and
-    # with both opt-ins.
-    bench_step bench-sampling-wide.log 60 env FDM_ATTENTION_WIDE=1 "$exe/bench-sampling" \
-        --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
-    bench_step bench-sampling-wide.log 60 env FDM_ATTENTION_WIDE=1 FDM_CUBLASLT=1 "$exe/bench-sampling" \
+    bench_step bench-sampling-no-wide.log 60 env FDM_ATTENTION_WIDE=0 "$exe/bench-sampling" \
         --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1 --warm-up-time 1 --measurement-time 3
     echo "$failed failures; logs in $logs" | tee -a "$logs/summary.txt"

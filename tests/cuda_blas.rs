@@ -9,7 +9,7 @@
 //!   bf16-rounded operands and the hand-written tensor-core kernel (the bound of
 //!   `cuda_emu_gemm_tc.rs`: 1e-3 * (sum |p| + |bias|) + 1e-6), at the transformer's shapes
 //!   (1024 tokens; 512 -> 512, 512 -> 2048, 2048 -> 512) and an odd one, with and without bias.
-//!   The bias in cuBLASLt's epilogue (`BiasPath::Epilogue`, `FDM_CUBLASLT=1`): the same bound
+//!   The bias in cuBLASLt's epilogue (`BiasPath::Epilogue`, the default): the same bound
 //!   against the f64 reference and twice it against the bias-rows path, GELU2 fused or not, and
 //!   on the transformer's shapes it must have run on cuBLASLt (not fallen back).
 

@@ -127,13 +127,13 @@ pub fn available(dev: &CudaDevice) -> bool {
 pub fn status_line(dev: &CudaDevice) -> String {
     match unavailable_reason(dev) {
         None if default_bias_path() == BiasPath::Epilogue && !blas_lt::library_present() => format!(
-            "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; {}=1 asks for cuBLASLt, but libcublasLt.so.13 is not on the loader path: bf16 biases as bias rows",
+            "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; libcublasLt.so.13 is not on the loader path: bf16 biases as bias rows ({}=0 says this on purpose)",
             blas_lt::ENABLE_ENV
         ),
         None if default_bias_path() == BiasPath::Epilogue => {
-            format!("cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; bf16 biases in cuBLASLt's epilogue ({}=1)", blas_lt::ENABLE_ENV)
+            format!("cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; bf16 biases in cuBLASLt's epilogue ({}=0 turns it off)", blas_lt::ENABLE_ENV)
         }
-        None => "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS".into(),
+        None => format!("cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; bf16 biases as bias rows ({}=0)", blas_lt::ENABLE_ENV),
         Some(why) => format!("cuBLAS: not used ({why}); Linear GEMMs on the hand-written kernels"),
     }
 }
@@ -241,7 +241,7 @@ pub enum BiasPath {
     Epilogue,
 }
 
-/// The path `bf16_linear` takes: `Epilogue` with `FDM_CUBLASLT=1`, else `Rows`.
+/// The path `bf16_linear` takes: `Epilogue` unless `FDM_CUBLASLT=0`, then `Rows`.
 pub fn default_bias_path() -> BiasPath {
     if blas_lt::requested() {
         BiasPath::Epilogue

@@ -99,7 +99,7 @@ pub enum AttentionKernel {
     TensorCoreBf16KeyGroups,
     /// `attention_fwd_tc_w8[_d32]_bf16`: as `TensorCoreBf16` with 8 warps and 128 queries per
     /// block (256 threads): each K/V tile is staged once for twice the queries. For grids with
-    /// enough blocks (the paper model from batch 2); opt-in until timed on a GPU.
+    /// enough blocks (the paper model from batch 2), where it is the default (`TcPlan::choose`).
     TensorCoreBf16Wide,
     /// `attention_fwd_tc_split[_d32]_bf16`: as `TensorCoreBf16` with the keys in this many ranges
     /// (2 or more), each range's result into partials that `attention_tc_merge` combines; grid z
@@ -255,14 +255,16 @@ pub fn tc_splits(batch: usize, len: usize, heads: usize) -> usize {
 /// Blocks the tensor-core forward's grid aims at (about one per multiprocessor of a large GPU).
 pub const TC_TARGET_BLOCKS: usize = 128;
 
-/// Set to `1` to run the bf16 attention with 128 queries per block where the grid is large
-/// enough (`TcPlan::Wide`).
+/// Set to `0` to keep the bf16 attention at 64 queries per block where the grid would allow 128
+/// (`TcPlan::Wide`, the default since it was timed on an H100: 92.4 -> 81.1 us at batch 4 of the
+/// paper model, BENCHMARKS.md 2026-11-27).
 pub const WIDE_ENV: &str = "FDM_ATTENTION_WIDE";
 
-/// Whether `FDM_ATTENTION_WIDE=1` is set (read once: every bf16 attention asks).
+/// Whether the wide kernel may be used: unless `FDM_ATTENTION_WIDE=0` (read once: every bf16
+/// attention asks).
 pub fn wide_requested() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var(WIDE_ENV).is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var(WIDE_ENV).map_or(true, |v| v != "0"))
 }
 
 /// How the tensor-core forward covers the keys of a query tile.
@@ -273,8 +275,8 @@ pub enum TcPlan {
     /// One pass in two key groups of 4 warps merged inside the block
     /// (`AttentionKernel::TensorCoreBf16KeyGroups`; opt-in until timed on a GPU).
     KeyGroups,
-    /// One pass, 128 queries per block (`AttentionKernel::TensorCoreBf16Wide`; opt-in with
-    /// `FDM_ATTENTION_WIDE=1` until timed on a GPU).
+    /// One pass, 128 queries per block (`AttentionKernel::TensorCoreBf16Wide`; the default where
+    /// its grid keeps `TC_TARGET_BLOCKS` blocks, unless `FDM_ATTENTION_WIDE=0`).
     Wide,
     /// The keys in this many ranges (2 to one per 64-key tile), each range's softmax result into
     /// partial buffers, then `attention_tc_merge`.
@@ -282,8 +284,8 @@ pub enum TcPlan {
 }
 
 impl TcPlan {
-    /// The default for a shape: `tc_splits`' count of key ranges; with `FDM_ATTENTION_WIDE=1`,
-    /// `Wide` where its grid still has `TC_TARGET_BLOCKS` blocks.
+    /// The default for a shape: `Wide` where its grid still has `TC_TARGET_BLOCKS` blocks (unless
+    /// `FDM_ATTENTION_WIDE=0`), else `tc_splits`' count of key ranges.
     pub fn for_shape(batch: usize, len: usize, heads: usize) -> TcPlan {
         TcPlan::choose(batch, len, heads, wide_requested())
     }
