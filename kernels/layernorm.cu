@@ -7,6 +7,10 @@
 //   add_layernorm_fwd_f32(s, y, x, a, gamma, beta, rows, cols, eps)
 //       s = x + a; y = layernorm(s) as above (no statistics: inference), bit-identical to the two
 //       kernels one after the other.
+//   add_layernorm_fwd_bf16(s, yb, x, a, gamma, beta, rows, cols, eps)
+//       the same with y written rounded to bf16 (unsigned short bits, round to nearest even: the
+//       cast a bf16 Linear applies to its input), for LayerNorms whose only reader is such a
+//       Linear (`--precision bf16` inference): the Linear then skips its cast.
 //   layernorm_bwd_dx_f32(dx, dy, x, mean, rstd, gamma, rows, cols)
 //       xhat = (x - mean) * rstd, g = dy * gamma,
 //       dx = rstd * (g - mean_c(g) - xhat * mean_c(g * xhat))
@@ -17,9 +21,14 @@
 // blocks of 32 x 32 threads own 32 columns; threadIdx.y strides over rows; partial sums are
 // combined in shared memory in a fixed order.
 
+// Where a LayerNorm output goes: f32 as computed, or its bf16 bits.
+static __device__ __forceinline__ void ln_store(float* y, float h) { *y = h; }
+static __device__ __forceinline__ void ln_store(unsigned short* y, float h) { *y = (unsigned short)fdm_bf16_bits(h); }
+
 // LayerNorm of one row xr into yr by the whole block, given this thread's partial sum of xr over
 // its columns (c = threadIdx.x, + blockDim.x, ...); each thread reads only the columns it summed.
-static __device__ __forceinline__ void ln_row(float* __restrict__ yr, const float* xr, const float* __restrict__ gamma,
+template <typename Out>
+static __device__ __forceinline__ void ln_row(Out* __restrict__ yr, const float* xr, const float* __restrict__ gamma,
                                               const float* __restrict__ beta, unsigned cols, float eps,
                                               float partial_sum, float* scratch, float& mean, float& rstd) {
   const float inv_cols = 1.0f / (float)cols;
@@ -34,7 +43,7 @@ static __device__ __forceinline__ void ln_row(float* __restrict__ yr, const floa
     float h = (xr[c] - mean) * rstd;
     if (gamma) h *= gamma[c];
     if (beta) h += beta[c];
-    yr[c] = h;
+    ln_store(yr + c, h);
   }
 }
 
@@ -59,11 +68,11 @@ extern "C" __global__ void layernorm_fwd_f32(float* __restrict__ y, float* __res
 // The transformer's residual add and the LayerNorm after it in one pass (inference):
 // s = x + a (written), y = LayerNorm(s); the same arithmetic as binary add + layernorm_fwd_f32
 // with the same block size, so the same bits. Each thread re-reads only the sums it wrote.
-extern "C" __global__ void add_layernorm_fwd_f32(float* __restrict__ s, float* __restrict__ y,
-                                                 const float* __restrict__ x, const float* __restrict__ a,
-                                                 const float* __restrict__ gamma, const float* __restrict__ beta,
-                                                 unsigned rows, unsigned cols, float eps) {
-  __shared__ float scratch[32];
+template <typename Out>
+static __device__ __forceinline__ void add_layernorm_rows(float* __restrict__ s, Out* __restrict__ y,
+                                                          const float* __restrict__ x, const float* __restrict__ a,
+                                                          const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                          unsigned rows, unsigned cols, float eps, float* scratch) {
   for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
     const size_t base = (size_t)r * cols;
     float sum = 0.0f;
@@ -75,6 +84,22 @@ extern "C" __global__ void add_layernorm_fwd_f32(float* __restrict__ s, float* _
     float mean, rstd;
     ln_row(y + base, s + base, gamma, beta, cols, eps, sum, scratch, mean, rstd);
   }
+}
+
+extern "C" __global__ void add_layernorm_fwd_f32(float* __restrict__ s, float* __restrict__ y,
+                                                 const float* __restrict__ x, const float* __restrict__ a,
+                                                 const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                 unsigned rows, unsigned cols, float eps) {
+  __shared__ float scratch[32];
+  add_layernorm_rows(s, y, x, a, gamma, beta, rows, cols, eps, scratch);
+}
+
+extern "C" __global__ void add_layernorm_fwd_bf16(float* __restrict__ s, unsigned short* __restrict__ yb,
+                                                  const float* __restrict__ x, const float* __restrict__ a,
+                                                  const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                  unsigned rows, unsigned cols, float eps) {
+  __shared__ float scratch[32];
+  add_layernorm_rows(s, yb, x, a, gamma, beta, rows, cols, eps, scratch);
 }
 
 extern "C" __global__ void layernorm_bwd_dx_f32(float* __restrict__ dx, const float* __restrict__ dy,

@@ -11,7 +11,8 @@
 //!   (1024 tokens; 512 -> 512, 512 -> 2048, 2048 -> 512) and an odd one, with and without bias.
 //!   The bias in cuBLASLt's epilogue (`BiasPath::Epilogue`, the default): the same bound
 //!   against the f64 reference and twice it against the bias-rows path, GELU2 fused or not, and
-//!   on the transformer's shapes it must have run on cuBLASLt (not fallen back).
+//!   on the transformer's shapes it must have run on cuBLASLt (not fallen back). An input already
+//!   in bf16 (`bf16_linear_of_bf16`, no cast): the same bits as the cast path on both bias paths.
 
 mod common;
 
@@ -233,6 +234,30 @@ fn cublaslt_bias_epilogue_matches_bias_rows_cuda() {
             }
         }
     }
+}
+
+/// A bf16 input read as it is gives the bits of the f32 input cast by the prep launch: the same
+/// GEMM of the same operands, with the bias in the epilogue or in rows, with and without a bias.
+#[test]
+fn bf16_input_skips_the_cast_with_the_same_bits_cuda() {
+    let Some(dev) = cublas_device_or_skip("bf16_input_skips_the_cast_with_the_same_bits_cuda") else { return };
+    for (i, &shape @ (m, out, inp)) in [SHAPES[0], (4096, 1536, 512), SHAPES[3]].iter().enumerate() {
+        let (x, w, bias) = inputs(500 + 10 * i as u64, shape);
+        let (xs, xb, ws, bs) = (up(&dev, &x), up_bf16(&dev, &round_bf16(&x)), up_bf16(&dev, &round_bf16(&w)), up(&dev, &bias));
+        for path in [BiasPath::Epilogue, BiasPath::Rows] {
+            for b in [Some(&bs), None] {
+                let what = format!("{m}x{inp} -> {out}, {path:?}, bias {}", b.is_some());
+                let [mut cast, mut read] = [0, 1].map(|_| dev.alloc(fdm::DType::F32, m * out).unwrap());
+                blas::bf16_linear_on(path, InputAct::Identity, &mut cast, &xs, &ws, b, m, out, inp).unwrap();
+                blas::bf16_linear_of_bf16(path, &mut read, &xb, &ws, b, m, out, inp).unwrap();
+                assert_eq!(down(&read), down(&cast), "{what}");
+            }
+        }
+    }
+    let mut y = dev.alloc(fdm::DType::F32, 4 * 8).unwrap();
+    let w = up_bf16(&dev, &round_bf16(&[0.5; 8 * 16]));
+    let err = blas::bf16_linear_of_bf16(BiasPath::Epilogue, &mut y, &up(&dev, &[1.0; 4 * 16]), &w, None, 4, 8, 16).unwrap_err().to_string();
+    assert!(err.contains("bf16 input"), "an f32 input is not a bf16 one: {err}");
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {

@@ -1,8 +1,10 @@
 //! bf16 storage at the Tensor level: `Tensor::to_dtype` f32 <-> bf16 (rounding like
 //! `half::bf16::from_f32`, ties to even, exact widening) and `ops::linear` with a bf16 weight
-//! (x, b, y f32), on the CPU and on a CUDA device (`emu::*` on the emulated device, whose linear
-//! runs the tensor-core kernel's emulated twin; `cuda::*` on a GPU, SKIP without one), plus the
-//! errors: bf16 weights are inference-only, and activations must stay f32.
+//! (b, y f32; x f32, or bf16 as a LayerNorm writes it for such a Linear: the same bits as its f32
+//! values), on the CPU and on a CUDA device (`emu::*` on the emulated device, whose linear runs
+//! the tensor-core kernel's emulated twin; `cuda::*` on a GPU, SKIP without one: there cuBLAS
+//! reads the bf16 input without the cast), plus the errors: bf16 weights are inference-only, and
+//! a bf16 input needs a bf16 weight.
 //!
 //! Tolerance of the device linear against the CPU arm (same bf16 weights): both round the same
 //! activations to bf16 (the CPU does since 2026-11-26), so an output differs by the f32 summation
@@ -147,6 +149,9 @@ fn linear_with_bf16_weight_is_the_f32_linear_of_the_rounded_operands_cpu() {
     assert_eq!(y.to_vec_f32().unwrap(), want.to_vec_f32().unwrap(), "bf16 linear cpu");
     let unrounded = ops::matmul::linear(&x, &wide, Some(&b)).unwrap();
     assert_ne!(y.to_vec_f32().unwrap(), unrounded.to_vec_f32().unwrap(), "the input must be rounded");
+    // An input already in bf16: the same bits.
+    let of_bf16 = ops::matmul::linear(&x.to_dtype(DType::BF16).unwrap(), &wh, Some(&b)).unwrap();
+    assert_eq!(of_bf16.to_vec_f32().unwrap(), y.to_vec_f32().unwrap(), "bf16 input cpu");
 }
 
 /// `|got - want| <= 2^-8 * sum_k |x[r, k] w[o, k]| + 1e-6` for every output (bound in the header);
@@ -196,6 +201,12 @@ fn linear_with_bf16_weight_matches_the_cpu(dev: CudaDevice) {
             assert_eq!(y.shape(), cpu.shape());
             let what = format!("linear {xs:?} -> {out}, bias {}", bias.is_some());
             within_activation_rounding(&y, &cpu, &x, &wh, &what);
+            // The input already rounded to bf16 on the device (no cast on cuBLAS): the same GEMM
+            // of the same operands, so the same bits.
+            let xb = on(&dev, &x).to_dtype(DType::BF16).unwrap();
+            let of_bf16 = ops::matmul::linear(&xb, &on(&dev, &wh), bias_dev.as_ref()).unwrap();
+            assert_eq!(of_bf16.shape(), y.shape());
+            assert_eq!(of_bf16.to_vec_f32().unwrap(), y.to_vec_f32().unwrap(), "{what}: bf16 input");
         }
     }
     // A weight converted on the device gives the same bits as one converted on the host.
@@ -214,8 +225,8 @@ fn linear_with_bf16_weight_matches_the_cpu(dev: CudaDevice) {
 fn bf16_linear_errors_cpu() {
     let (x, w) = (rand(1, &[4, 8], -1.0, 1.0), rand(2, &[5, 8], -1.0, 1.0));
     let wh = w.to_dtype(DType::BF16).unwrap();
-    // Activations must be f32.
-    let err = ops::matmul::linear(&x.to_dtype(DType::BF16).unwrap(), &wh, None)
+    // A bf16 input needs a bf16 weight.
+    let err = ops::matmul::linear(&x.to_dtype(DType::BF16).unwrap(), &w, None)
         .unwrap_err()
         .to_string();
     assert!(err.contains("linear") && err.contains("BF16"), "{err}");

@@ -261,37 +261,65 @@ pub fn bf16_linear_act(act: InputAct, y: &mut CudaStorage, x: &CudaStorage, w: &
 pub fn bf16_linear_on(path: BiasPath, act: InputAct, y: &mut CudaStorage, x: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
     const OP: &str = "bf16_linear";
     check_f32(OP, x, m * inp)?;
-    check_dtype_len(OP, w, DType::BF16, out * inp)?;
-    let (cm, cn, ck) = (dim(OP, "out", out)?, dim(OP, "m", m)?, dim(OP, "in", inp)?);
-    u32_arg(OP, m * inp)?;
-    if m * out == 0 {
-        return Ok(());
-    }
-    check_f32(OP, y, m * out)?;
-    if let Some(b) = bias {
-        check_f32(OP, b, out)?;
-    }
-    u32_arg(OP, m * out)?;
+    let Some(job) = checked_job(OP, y, w, bias, m, out, inp)? else { return Ok(()) };
     // One launch rounds act(x) into a bf16 scratch buffer and, on the Rows path, writes the
     // bias rows into y.
     let xb = x.device().alloc(DType::BF16, m * inp)?;
-    let bias_ptr = bias.map_or(0, |b| device_ptr(b, 0));
     let epilogue = path == BiasPath::Epilogue && bias.is_some();
-    let rows_bias = if epilogue { 0 } else { bias_ptr };
-    let prep = linear_prep_launch(device_ptr(&xb, 0), device_ptr(y, 0), device_ptr(x, 0), rows_bias, m * inp, m * out, out, act);
+    let rows_bias = if epilogue { 0 } else { job.bias };
+    let prep = linear_prep_launch(device_ptr(&xb, 0), job.y, device_ptr(x, 0), rows_bias, m * inp, m * out, out, act);
     run_on_device(x.device(), &prep)?;
-    if epilogue {
-        let job = BiasLinear { y: device_ptr(y, 0), x: device_ptr(&xb, 0), w: device_ptr(w, 0), bias: bias_ptr, m, out, inp };
-        if lt_linear_bias(x.device(), OP, &job)? {
-            return Ok(());
-        }
-        run_on_device(x.device(), &bias_rows_launch(device_ptr(y, 0), bias_ptr, m, out)?)?;
+    gemm_bf16_operands(x.device(), BiasLinear { x: device_ptr(&xb, 0), ..job }, epilogue, !epilogue)
+}
+
+/// `bf16_linear_on` of an input already in bf16 (`xb` [m, inp], written so by the op that made
+/// it: no cast, no scratch buffer); the bias rows, where `path` needs them, take a launch of
+/// their own.
+#[allow(clippy::too_many_arguments)]
+pub fn bf16_linear_of_bf16(path: BiasPath, y: &mut CudaStorage, xb: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<()> {
+    const OP: &str = "bf16_linear (bf16 input)";
+    check_dtype_len(OP, xb, DType::BF16, m * inp)?;
+    let Some(job) = checked_job(OP, y, w, bias, m, out, inp)? else { return Ok(()) };
+    gemm_bf16_operands(xb.device(), BiasLinear { x: device_ptr(xb, 0), ..job }, path == BiasPath::Epilogue && bias.is_some(), false)
+}
+
+/// The checks both bf16 Linears share (weight, output, bias, sizes) and the job with its pointers
+/// (`x` left 0 for the caller); None when the output is empty.
+#[allow(clippy::too_many_arguments)]
+fn checked_job(op: &'static str, y: &CudaStorage, w: &CudaStorage, bias: Option<&CudaStorage>, m: usize, out: usize, inp: usize) -> Result<Option<BiasLinear>> {
+    check_dtype_len(op, w, DType::BF16, out * inp)?;
+    for (what, v) in [("out", out), ("m", m), ("in", inp)] {
+        dim(op, what, v)?;
     }
-    let beta = if bias.is_some() { 1f32 } else { 0f32 };
-    let (yp, xp, wp) = (device_ptr(y, 0), device_ptr(&xb, 0), device_ptr(w, 0));
+    u32_arg(op, m * inp)?;
+    if m * out == 0 {
+        return Ok(None);
+    }
+    check_f32(op, y, m * out)?;
+    if let Some(b) = bias {
+        check_f32(op, b, out)?;
+    }
+    u32_arg(op, m * out)?;
+    Ok(Some(BiasLinear { y: device_ptr(y, 0), x: 0, w: device_ptr(w, 0), bias: bias.map_or(0, |b| device_ptr(b, 0)), m, out, inp }))
+}
+
+/// The GEMM of a bf16 Linear whose bf16 input `job.x` is ready: with `epilogue`, one cuBLASLt
+/// matmul adding the bias (falling back to bias rows where it has no algorithm); else cuBLAS's
+/// GemmEx adding onto the bias rows in `y` (written already when `rows_written`, else here).
+fn gemm_bf16_operands(dev: &CudaDevice, job: BiasLinear, epilogue: bool, rows_written: bool) -> Result<()> {
+    const OP: &str = "bf16_linear";
+    if epilogue && lt_linear_bias(dev, OP, &job)? {
+        return Ok(());
+    }
+    if job.bias != 0 && !rows_written {
+        run_on_device(dev, &bias_rows_launch(job.y, job.bias, job.m, job.out)?)?;
+    }
+    let (cm, cn, ck) = (dim(OP, "out", job.out)?, dim(OP, "m", job.m)?, dim(OP, "in", job.inp)?);
+    let beta = if job.bias != 0 { 1f32 } else { 0f32 };
+    let (yp, xp, wp) = (job.y, job.x, job.w);
     let (alpha, lda) = (1f32, ck.max(1));
     let (bf16, f32t) = (sys::cudaDataType::CUDA_R_16BF, sys::cudaDataType::CUDA_R_32F);
-    with_handle(x.device(), OP, |h| unsafe {
+    with_handle(dev, OP, |h| unsafe {
         let (t, n) = (sys::cublasOperation_t::CUBLAS_OP_T, sys::cublasOperation_t::CUBLAS_OP_N);
         let (alpha, beta) = (&alpha as *const f32 as *const c_void, &beta as *const f32 as *const c_void);
         let compute = sys::cublasComputeType_t::CUBLAS_COMPUTE_32F;

@@ -7,6 +7,7 @@
 use super::fx::{add, attention, attention_bf16, attention_packed, Tape, Var};
 use super::presets::TransformerConfig;
 use crate::error::{Error, Result};
+use crate::DType;
 use crate::nn::layers::{Init, LayerNorm, Linear, StackedLinear};
 use crate::nn::{Bound, ParamId, ParamStore};
 use crate::rng::Rng;
@@ -54,8 +55,9 @@ impl Block {
 
     /// One block on the residual stream `x` and its normalised `h = ln1(x)`; returns the stream
     /// after the block and `next(stream)` (`next`: the following block's ln1, or the final
-    /// LayerNorm), so each residual add and the LayerNorm after it can run as one op.
-    fn forward(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, next: &LayerNorm, n_head: usize) -> Result<(Var, Var)> {
+    /// LayerNorm), so each residual add and the LayerNorm after it can run as one op. `next_dtype`:
+    /// the dtype `next`'s output is wanted in (bf16 where only bf16-weight Linears read it).
+    fn forward(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, next: (&LayerNorm, DType), n_head: usize) -> Result<(Var, Var)> {
         let query_weight = p.var(self.query.weight).value();
         // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.
         // Inference runs it on the stacked q/k/v projection where one is built for these weights.
@@ -76,9 +78,18 @@ impl Block {
             }
         };
         let a = self.proj.forward(t, p, &a)?;
-        let (x, h) = self.ln2.add_forward(t, p, x, &a)?;
+        let (x, h) = self.ln2.add_forward_to(t, p, x, &a, input_dtype(p, &self.fc))?;
         let m = self.out.forward_after_gelu2(t, p, &self.fc.forward(t, p, &h)?)?;
-        next.add_forward(t, p, &x, &m)
+        next.0.add_forward_to(t, p, &x, &m, next.1)
+    }
+}
+
+/// The dtype a LayerNorm whose only reader is `reader` writes: bf16 where the Linear's weight is
+/// bf16 (it rounds its input to bf16 anyway: the same numbers without its cast), else f32.
+fn input_dtype(p: &Bound, reader: &Linear) -> DType {
+    match p.var(reader.weight).value().dtype() {
+        DType::BF16 => DType::BF16,
+        _ => DType::F32,
     }
 }
 
@@ -149,7 +160,12 @@ impl Transformer {
         let mut x = add(t, &self.emb_proj.forward(t, p, feat)?, p.var(self.pos_emb))?;
         let mut h = self.blocks.first().map_or(&self.ln_f, |b| &b.ln1).forward(t, p, &x)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            let next = self.blocks.get(i + 1).map_or(&self.ln_f, |b| &b.ln1);
+            // The next block's ln1 is read by its q/k/v projections (the stack, or the query,
+            // key and value Linears, which share one precision); the final LayerNorm by to_logits.
+            let next = match self.blocks.get(i + 1) {
+                Some(b) => (&b.ln1, input_dtype(p, &b.query)),
+                None => (&self.ln_f, input_dtype(p, &self.to_logits)),
+            };
             (x, h) = block.forward(t, p, &x, &h, next, self.cfg.n_head)?;
         }
         self.to_logits.forward(t, p, &h)

@@ -203,13 +203,21 @@ impl LayerNorm {
     /// Where nothing needs a gradient (inference) one fused op (one kernel on CUDA, the same
     /// numbers); otherwise the add and the LayerNorm on the tape.
     pub fn add_forward(&self, t: &Tape, p: &Bound, x: &Var, a: &Var) -> Result<(Var, Var)> {
+        self.add_forward_to(t, p, x, a, crate::DType::F32)
+    }
+
+    /// `add_forward` whose fused inference op writes the LayerNorm's output in `y_dtype`: bf16
+    /// where its only readers are Linears with bf16 weights, which round their input to bf16
+    /// anyway (the same numbers, and the GPU Linear skips its cast). On the tape (where a
+    /// gradient is needed) the output stays f32.
+    pub fn add_forward_to(&self, t: &Tape, p: &Bound, x: &Var, a: &Var, y_dtype: crate::DType) -> Result<(Var, Var)> {
         let (w, b) = (p.var(self.weight), p.var(self.bias));
         if any_needs_grad(&[Some(x), Some(a), Some(w), Some(b)]) {
             let s = profile::op("add", || ag::binary::add(t, x, a), |_| 0)?;
             let y = self.forward(t, p, &s)?;
             return Ok((s, y));
         }
-        let (s, y) = profile::op("add_layer_norm", || crate::ops::layernorm::add_layer_norm(x.value(), a.value(), w.value(), b.value(), self.eps), |_| 0)?;
+        let (s, y) = profile::op("add_layer_norm", || crate::ops::layernorm::add_layer_norm_to(x.value(), a.value(), w.value(), b.value(), self.eps, y_dtype), |_| 0)?;
         Ok((t.constant(s), t.constant(y)))
     }
 }

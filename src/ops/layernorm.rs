@@ -6,6 +6,7 @@
 use super::prep::{check_u32_len, dense_f32, expect_shape};
 use crate::cpu::ops::layernorm as cpu;
 use crate::cuda::ops::layernorm as cuda;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::params::layernorm::LayerNormParams;
 use crate::storage::Storage;
@@ -92,7 +93,18 @@ pub fn layer_norm_with_stats(
 /// LayerNorm after it, for inference. On CUDA one fused kernel (the same bits as the two ops); on
 /// the CPU the two ops.
 pub fn add_layer_norm(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+    add_layer_norm_to(x, a, weight, bias, eps, DType::F32)
+}
+
+/// `add_layer_norm` with the LayerNorm's output in `y_dtype`: f32, or bf16 (rounded to nearest
+/// even, the cast a bf16-weight Linear applies to its input, so such a Linear reading it computes
+/// the same numbers and skips the cast). The sum stays f32. On CUDA the rounding happens in the
+/// fused kernel; on the CPU after the two ops.
+pub fn add_layer_norm_to(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32, y_dtype: DType) -> Result<(Tensor, Tensor)> {
     const FOP: &str = "add_layer_norm";
+    if !matches!(y_dtype, DType::F32 | DType::BF16) {
+        return Err(Error::DType { op: "add_layer_norm (output: f32 or bf16)", dtype: y_dtype });
+    }
     if x.shape() != a.shape() {
         return Err(Error::shape(FOP, format!("x {:?} and a {:?} must have one shape", x.shape(), a.shape())));
     }
@@ -103,11 +115,12 @@ pub fn add_layer_norm(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, ep
     if matches!(x.storage(), Storage::Cpu(_)) {
         let s = super::binary::add(x, a)?;
         let y = layer_norm(&s, weight, bias, eps)?;
+        let y = if y_dtype == DType::BF16 { y.to_dtype(DType::BF16)? } else { y };
         return Ok((s, y));
     }
     let [x, a, w, b] = [x, a, weight, bias].map(|t| dense_f32(FOP, t));
     let (x, a, w, b) = (x?, a?, w?, b?);
-    let (s, y) = cuda::add_layernorm_fwd(x.cuda_dense()?, a.cuda_dense()?, w.cuda_dense()?, b.cuda_dense()?, (p.rows as usize, p.dim as usize), p.eps)?;
+    let (s, y) = cuda::add_layernorm_fwd(x.cuda_dense()?, a.cuda_dense()?, w.cuda_dense()?, b.cuda_dense()?, (p.rows as usize, p.dim as usize), p.eps, y_dtype)?;
     Ok((Tensor::from_cuda(s, x.shape())?, Tensor::from_cuda(y, x.shape())?))
 }
 

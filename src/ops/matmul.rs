@@ -199,18 +199,38 @@ pub(crate) fn check_f32_same_device(op: &'static str, tensors: &[&Tensor]) -> Re
     Ok(())
 }
 
-/// The shape, dtype and device checks of `linear`: the params and the output shape.
+/// The shape, dtype and device checks of `linear`: the params and the output shape. `x` is f32,
+/// or bf16 with a bf16 weight.
 fn linear_checks(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(LinearParams, Vec<usize>)> {
     let (p, out_shape) = linear_dims("linear", x, w, b)?;
-    let mut inputs = vec![x];
-    inputs.extend(b);
-    check_f32_same_device("linear", &inputs)?;
-    super::check_same_device("linear", x, w)?;
+    if !(x.dtype() == DType::BF16 && w.dtype() == DType::BF16) {
+        check_f32("linear", x)?;
+    }
+    check_f32_same_device("linear", &b.into_iter().collect::<Vec<_>>())?;
+    for t in b.into_iter().chain([w]) {
+        super::check_same_device("linear", x, t)?;
+    }
     Ok((p, out_shape))
 }
 
+/// `linear` of a bf16 input on a GPU whose Linears run on cuBLAS: the GEMM reads it as it is.
+/// None elsewhere (the caller widens it: the same numbers, since rounding bf16 values to bf16
+/// changes nothing).
+fn linear_of_bf16_on_cublas(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &LinearParams, out_shape: &[usize]) -> Result<Option<Tensor>> {
+    let on_cublas = !super::is_cpu(x) && x.cuda_dense().is_ok_and(|s| crate::cuda::blas::available(s.device()));
+    if !on_cublas {
+        return Ok(None);
+    }
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
+    let bias = b.as_ref().map(|b| b.cuda_dense()).transpose()?;
+    let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
+    let y = crate::cuda::ops::gemm_tc::linear_bf16_fwd_of_bf16(x.cuda_dense()?, w.cuda_dense()?, bias, m, outf, inf)?;
+    Ok(Some(Tensor::from_cuda(y, out_shape)?))
+}
+
 /// `y = x * W^T + b` for `x [.., in]`, `W [out, in]`, `b [out]` -> `[.., out]`.
-/// `W` may be bf16 (inference storage of the transformer's weights; `x`, `b` and `y` stay f32):
+/// `W` may be bf16 (inference storage of the transformer's weights; `b` and `y` stay f32, `x` is
+/// f32 or already rounded to bf16 by the op that made it, which spares the cast):
 /// on CUDA tensor cores (activations rounded to bf16, f32 sums; cuBLAS where usable, else the
 /// hand-written kernel, see `cuda::blas`); on the CPU the same numerics: `x` rounded to bf16, the
 /// weight widened to f32 (exactly), and the f32 path.
@@ -220,6 +240,19 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         DType::F32 => false,
         DType::BF16 => true,
         dtype => return Err(Error::DType { op: "linear (weight: f32 or bf16)", dtype }),
+    };
+    // A bf16 input is already rounded: elsewhere than on cuBLAS it is widened (exactly) and not
+    // rounded again.
+    let rounded = x.dtype() == DType::BF16;
+    let widened_x;
+    let x = if rounded {
+        if let Some(y) = linear_of_bf16_on_cublas(x, w, b, &p, &out_shape)? {
+            return Ok(y);
+        }
+        widened_x = x.to_dtype(DType::F32)?;
+        &widened_x
+    } else {
+        x
     };
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.map(|b| b.contiguous()).transpose()?);
     if !super::is_cpu(&x) {
@@ -236,7 +269,8 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     // the tensor-core kernel's numerics (bf16 products, f32 sums), so `--precision bf16` computes
     // the same function on every device (up to summation order).
     let (x, w) = if bf16_weight {
-        (x.to_dtype(DType::BF16)?.to_dtype(DType::F32)?, w.to_dtype(DType::F32)?)
+        let x = if rounded { x } else { x.to_dtype(DType::BF16)?.to_dtype(DType::F32)? };
+        (x, w.to_dtype(DType::F32)?)
     } else {
         (x, w)
     };

@@ -97,6 +97,23 @@ pub fn linear_bf16_fwd(
     linear_bf16_fwd_cublas(InputAct::Identity, x, w, bias, (m, out, inp))
 }
 
+/// `linear_bf16_fwd` of an input already in bf16 (`xb` [m, inp]): no cast. On cuBLAS only (an
+/// error elsewhere: the caller widens `xb` and runs `linear_bf16_fwd`, the same numbers).
+pub fn linear_bf16_fwd_of_bf16(
+    xb: &CudaStorage,
+    w: &CudaStorage,
+    bias: Option<&CudaStorage>,
+    m: usize,
+    out: usize,
+    inp: usize,
+) -> Result<CudaStorage> {
+    u32_arg("linear_bf16 output", m * out)?;
+    let mut y = xb.device().alloc(DType::F32, m * out)?;
+    let path = crate::cuda::blas::default_bias_path();
+    crate::cuda::blas::bf16_linear_of_bf16(path, &mut y, xb, w, bias, m, out, inp)?;
+    Ok(y)
+}
+
 /// `linear_bf16_fwd` of `gelu2(x)` with the activation inside cuBLAS's input cast (one launch and
 /// one pass over `x` fewer; the same bits as the unary kernel and then `linear_bf16_fwd`). Only
 /// where cuBLAS runs the linear (`cuda::blas::available`); an error elsewhere.

@@ -158,8 +158,9 @@ pub fn layernorm_fwd(
     Ok(LayerNormOut { y, stats })
 }
 
-/// `add_layernorm_fwd_f32`: `s = x + a`, `y = LayerNorm(s)` (`p.mean`, `p.rstd` unused).
-pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, (rows, cols): (usize, usize), eps: f32) -> Launch {
+/// `add_layernorm_fwd_f32` (`y` f32) or, with `y_dtype` bf16, `add_layernorm_fwd_bf16`:
+/// `s = x + a`, `y = LayerNorm(s)` (`p.mean`, `p.rstd` unused).
+pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, (rows, cols): (usize, usize), eps: f32, y_dtype: DType) -> Launch {
     let args = vec![
         KArg::Ptr(s),
         KArg::Ptr(y),
@@ -171,11 +172,12 @@ pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, (rows
         KArg::U32(cols as u32),
         KArg::F32(eps),
     ];
-    Launch { module: MODULE, kernel: "add_layernorm_fwd_f32", cfg: row_cfg(rows, cols), args }
+    let kernel = if y_dtype == DType::BF16 { "add_layernorm_fwd_bf16" } else { "add_layernorm_fwd_f32" };
+    Launch { module: MODULE, kernel, cfg: row_cfg(rows, cols), args }
 }
 
-/// `(s, y)`: the residual sum `s = x + a` and `y = LayerNorm(s)` of dense `[rows, cols]` inputs,
-/// in one launch (inference: no statistics).
+/// `(s, y)`: the residual sum `s = x + a` (f32) and `y = LayerNorm(s)` (f32, or rounded to bf16
+/// with `y_dtype` bf16) of dense `[rows, cols]` inputs, in one launch (inference: no statistics).
 pub fn add_layernorm_fwd(
     x: &CudaStorage,
     a: &CudaStorage,
@@ -183,7 +185,11 @@ pub fn add_layernorm_fwd(
     beta: &CudaStorage,
     (rows, cols): (usize, usize),
     eps: f32,
+    y_dtype: DType,
 ) -> Result<(CudaStorage, CudaStorage)> {
+    if !matches!(y_dtype, DType::F32 | DType::BF16) {
+        return Err(crate::error::Error::DType { op: "add_layernorm (output: f32 or bf16)", dtype: y_dtype });
+    }
     let n = rows * cols;
     for t in [x, a] {
         check_f32("add_layernorm", t, n)?;
@@ -193,9 +199,9 @@ pub fn add_layernorm_fwd(
         check_f32("add_layernorm", p, cols)?;
     }
     let dev = x.device();
-    let (s, y) = (dev.alloc(DType::F32, n)?, dev.alloc(DType::F32, n)?);
+    let (s, y) = (dev.alloc(DType::F32, n)?, dev.alloc(y_dtype, n)?);
     let p = LnPtrs { gamma: device_ptr(gamma, 0), beta: device_ptr(beta, 0), ..LnPtrs::default() };
-    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), device_ptr(&y, 0), device_ptr(x, 0), device_ptr(a, 0), p, (rows, cols), eps);
+    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), device_ptr(&y, 0), device_ptr(x, 0), device_ptr(a, 0), p, (rows, cols), eps, y_dtype);
     run_on_device(dev, &launch)?;
     Ok((s, y))
 }
