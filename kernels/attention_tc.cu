@@ -37,6 +37,8 @@
 // Launch: grid (ceil(L / 64), heads, B), 128 threads.
 // attention_fwd_tc_w8[_d32]_bf16: the same with 8 warps and 128 queries per block, grid
 // (ceil(L / 128), heads, B), 256 threads: each K/V tile staged once for twice the queries.
+// attention_fwd_tc[_w8][_d32]_bf16_ob: the one-pass and wide kernels writing o rounded to bf16
+// (pairs in 32-bit words) for a bf16-weight Linear that reads it (no cast there).
 // attention_fwd_tc_kg2[_d32]_bf16: the same result from 256 threads, two key groups of 4 warps
 // (even and odd 64-key tiles) over the same 64 queries, merged in shared memory at the end
 // (attention_tc_kg2_body); 40 KiB for D = 64.
@@ -264,9 +266,12 @@ static __device__ __forceinline__ void atc_pv(float (&acc)[D / 8][4], const floa
 
 // Where a block's normalised output and log-sum-exp go: o rows `o_row_stride` apart from
 // `o_head_base` (its (batch, head) column block), lse entries from `lse_base` (its row 0).
+// Where a block's results go: o (f32) or, when ob is set instead, the same elements rounded to
+// bf16 as pairs in 32-bit words (ob[i / 2], element i in the low half for even i).
 struct AtcOut {
   float* o;
   float* lse;
+  unsigned* ob;
   size_t o_head_base, lse_base;
   unsigned o_row_stride;
 };
@@ -285,11 +290,19 @@ static __device__ __forceinline__ void atc_store(const AtcOut& out, const float 
     const unsigned row = r0 + 8 * r;
     if (row >= len) continue;
     const float inv = 1.0f / l[r];
-    float* dst = out.o + out.o_head_base + (size_t)row * out.o_row_stride;
+    const size_t at = out.o_head_base + (size_t)row * out.o_row_stride;
+    if (out.ob) {
+      // at and 8 jd + 2 t are even: each thread's two neighbours are one word.
+      unsigned* dst = out.ob + at / 2;
 #pragma unroll
-    for (int jd = 0; jd < D / 8; ++jd) {
-      dst[8 * jd + 2 * t] = acc[jd][2 * r] * inv;
-      dst[8 * jd + 2 * t + 1] = acc[jd][2 * r + 1] * inv;
+      for (int jd = 0; jd < D / 8; ++jd) dst[4 * jd + t] = atc_pack(acc[jd][2 * r] * inv, acc[jd][2 * r + 1] * inv);
+    } else {
+      float* dst = out.o + at;
+#pragma unroll
+      for (int jd = 0; jd < D / 8; ++jd) {
+        dst[8 * jd + 2 * t] = acc[jd][2 * r] * inv;
+        dst[8 * jd + 2 * t + 1] = acc[jd][2 * r + 1] * inv;
+      }
     }
     if (out.lse && t == 0) out.lse[out.lse_base + row] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
   }
@@ -328,10 +341,10 @@ static __device__ __forceinline__ void attention_tc_body(unsigned (*ks)[ATC_K_LD
 // The whole sequence: grid (ceil(L / (16 W)), heads, B).
 template <int D, int W = ATC_WARPS>
 static __device__ __forceinline__ void attention_tc_whole(unsigned (*ks)[ATC_K_LDS(D)], unsigned (*vt)[ATC_KV_LDS],
-                                                          float* o, float* lse, const float* q, const float* k,
-                                                          const float* v, const AttentionParams& p) {
+                                                          float* o, float* lse, unsigned* ob, const float* q,
+                                                          const float* k, const float* v, const AttentionParams& p) {
   const unsigned h = blockIdx.y, b = blockIdx.z;
-  const AtcOut out = {o, lse, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
+  const AtcOut out = {o, lse, ob, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
                       p.o_row_stride};
   attention_tc_body<D, W>(ks, vt, out, q, k, v, p, b, h, 0, p.len);
 }
@@ -411,8 +424,8 @@ static __device__ __forceinline__ void attention_tc_kg2_body(unsigned* smem, flo
 #pragma unroll
     for (int e = 0; e < 4; ++e)
       acc[jd][e] = acc[jd][e] * c0[e >> 1] + xs[(4 + 4 * jd + e) * ATC_THREADS + i] * c1[e >> 1];
-  const AtcOut out = {o, lse, (size_t)b * p.o_batch_stride + (size_t)h * D, ((size_t)b * p.heads + h) * p.len,
-                      p.o_row_stride};
+  const AtcOut out = {o, lse, nullptr, (size_t)b * p.o_batch_stride + (size_t)h * D,
+                      ((size_t)b * p.heads + h) * p.len, p.o_row_stride};
   atc_store<D>(out, acc, m, l, r0, t, p.len);
 }
 
@@ -429,7 +442,8 @@ static __device__ __forceinline__ void attention_tc_split(unsigned (*ks)[ATC_K_L
   const unsigned tiles = (p.len + ATC_BK - 1) / ATC_BK;
   const unsigned kbeg = ATC_BK * (s * tiles / splits), kend = min(p.len, ATC_BK * ((s + 1) * tiles / splits));
   const size_t sb = (size_t)s * p.batch + b, hd = (size_t)p.heads * D;
-  const AtcOut out = {o_part, lse_part, sb * p.len * hd + (size_t)h * D, (sb * p.heads + h) * p.len, (unsigned)hd};
+  const AtcOut out = {o_part, lse_part, nullptr, sb * p.len * hd + (size_t)h * D, (sb * p.heads + h) * p.len,
+                      (unsigned)hd};
   attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, kbeg, kend);
 }
 
@@ -438,7 +452,7 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
                           const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
   __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
-  attention_tc_whole<64>(ks, vt, o, lse, q, k, v, p);
+  attention_tc_whole<64>(ks, vt, o, lse, nullptr, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
@@ -446,7 +460,7 @@ extern "C" __global__ void __launch_bounds__(ATC_THREADS)
                               const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
   __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
-  attention_tc_whole<32>(ks, vt, o, lse, q, k, v, p);
+  attention_tc_whole<32>(ks, vt, o, lse, nullptr, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
@@ -476,7 +490,7 @@ extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
                              const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
   __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
-  attention_tc_whole<64, 2 * ATC_WARPS>(ks, vt, o, lse, q, k, v, p);
+  attention_tc_whole<64, 2 * ATC_WARPS>(ks, vt, o, lse, nullptr, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
@@ -484,7 +498,43 @@ extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
                                  const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
   __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
-  attention_tc_whole<32, 2 * ATC_WARPS>(ks, vt, o, lse, q, k, v, p);
+  attention_tc_whole<32, 2 * ATC_WARPS>(ks, vt, o, lse, nullptr, q, k, v, p);
+}
+
+// The one-pass and wide kernels with o written as bf16 (ob: [B, L, heads * D] bf16 dense as the
+// f32 o would be, in 32-bit words of two): where o's only reader is a Linear with bf16 weights,
+// which would round it to bf16 anyway (`--precision bf16` inference), it then skips that cast.
+// Same arguments as the f32 entries, ob in o's place.
+extern "C" __global__ void __launch_bounds__(ATC_THREADS)
+    attention_fwd_tc_bf16_ob(unsigned* __restrict__ ob, float* __restrict__ lse, const float* __restrict__ q,
+        const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
+  __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
+  attention_tc_whole<64>(ks, vt, nullptr, lse, ob, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(ATC_THREADS)
+    attention_fwd_tc_d32_bf16_ob(unsigned* __restrict__ ob, float* __restrict__ lse, const float* __restrict__ q,
+        const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
+  __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
+  attention_tc_whole<32>(ks, vt, nullptr, lse, ob, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
+    attention_fwd_tc_w8_bf16_ob(unsigned* __restrict__ ob, float* __restrict__ lse, const float* __restrict__ q,
+        const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(64)];
+  __shared__ __align__(16) unsigned vt[64][ATC_KV_LDS];
+  attention_tc_whole<64, 2 * ATC_WARPS>(ks, vt, nullptr, lse, ob, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
+    attention_fwd_tc_w8_d32_bf16_ob(unsigned* __restrict__ ob, float* __restrict__ lse, const float* __restrict__ q,
+        const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
+  __shared__ __align__(16) unsigned ks[ATC_BK][ATC_K_LDS(32)];
+  __shared__ __align__(16) unsigned vt[32][ATC_KV_LDS];
+  attention_tc_whole<32, 2 * ATC_WARPS>(ks, vt, nullptr, lse, ob, q, k, v, p);
 }
 
 extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)

@@ -28,7 +28,8 @@ use half::bf16;
 
 device_tests!(
     to_dtype_rounds_like_half_on_the_device,
-    linear_with_bf16_weight_matches_the_cpu
+    linear_with_bf16_weight_matches_the_cpu,
+    bf16_outputs_are_the_f32_outputs_rounded_on_the_device
 );
 
 /// Values that exercise the rounding: ties to even both ways, just above a tie, NaN, Inf, the
@@ -253,4 +254,40 @@ fn bf16_linear_errors_cpu() {
     let nt = Tape::no_grad();
     let y = fdm::autograd::linear::linear(&nt, &nt.constant(x), &nt.constant(wh), None).unwrap();
     assert_eq!(y.shape(), [4, 5]);
+}
+
+/// `add_layer_norm_to` and `attention_packed_to` with a bf16 output (what a bf16-weight Linear
+/// reads without its cast): the f32 output of the same op rounded, bit for bit; other dtypes are
+/// errors that name the op. `on` moves the inputs to the device under test (or leaves them on the
+/// CPU).
+fn bf16_outputs_match(on: &dyn Fn(&Tensor) -> Tensor, what: &str) {
+    let (x, a) = (rand(40, &[2, 5, 48], -2.0, 2.0), rand(41, &[2, 5, 48], -1.0, 1.0));
+    let (w, b) = (rand(42, &[48], 0.5, 1.5), rand(43, &[48], -0.5, 0.5));
+    let (x, a, w, b) = (on(&x), on(&a), on(&w), on(&b));
+    let (s32, y32) = ops::layernorm::add_layer_norm(&x, &a, &w, &b, 1e-5).unwrap();
+    let (s16, y16) = ops::layernorm::add_layer_norm_to(&x, &a, &w, &b, 1e-5, DType::BF16).unwrap();
+    assert_eq!(y16.dtype(), DType::BF16);
+    assert_eq!(s16.to_vec_f32().unwrap(), s32.to_vec_f32().unwrap(), "{what}: add_layer_norm's sum");
+    assert_eq!(bits_of(&y16), bits_of(&y32.to_dtype(DType::BF16).unwrap()), "{what}: add_layer_norm");
+    let err = ops::layernorm::add_layer_norm_to(&x, &a, &w, &b, 1e-5, DType::U32).unwrap_err().to_string();
+    assert!(err.contains("add_layer_norm"), "{err}");
+    // 2 x 130 tokens, 3 heads of 64: on CUDA the keys split in ranges and merged, then converted.
+    let qkv = on(&rand(44, &[2, 130, 3 * 3 * 64], -2.0, 2.0));
+    for bf16 in [true, false] {
+        let o32 = ops::attention::attention_packed(&qkv, 3, bf16).unwrap();
+        let o16 = ops::attention::attention_packed_to(&qkv, 3, bf16, DType::BF16).unwrap();
+        assert_eq!((o16.dtype(), o16.shape()), (DType::BF16, o32.shape()));
+        assert_eq!(bits_of(&o16), bits_of(&o32.to_dtype(DType::BF16).unwrap()), "{what}: attention_packed (bf16 numerics {bf16})");
+    }
+    let err = ops::attention::attention_packed_to(&qkv, 3, true, DType::U32).unwrap_err().to_string();
+    assert!(err.contains("attention"), "{err}");
+}
+
+#[test]
+fn bf16_outputs_are_the_f32_outputs_rounded_cpu() {
+    bf16_outputs_match(&|t| t.clone(), "cpu");
+}
+
+fn bf16_outputs_are_the_f32_outputs_rounded_on_the_device(dev: CudaDevice) {
+    bf16_outputs_match(&|t| on(&dev, t), "device");
 }

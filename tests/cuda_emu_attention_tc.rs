@@ -9,19 +9,22 @@
 //! error at most 2^-9 each) while it normalises by the unrounded sum, so an output differs from the
 //! reference by at most 2^-9 * max |v| = 2^-9 here (|v| <= 1), plus the f32 rounding of
 //! TOL_CUDA_F32; the log-sum-exp uses no rounded probability and keeps TOL_CUDA_F32.
+//! The `_ob` entries (o written in bf16 for a bf16-weight Linear): exactly the f32 entry's o
+//! rounded to nearest even, and the same log-sum-exp.
 
 mod common;
 
 use common::backend::Backend;
 use common::reference::{attention_row_ref, fuse_qkv_rows};
-use fdm::cuda::ops::attention::{attention_fwd_kernel_launch, attention_tc_split_launches, tc_splits, AttentionKernel, AttentionParams, TcPlan};
+use fdm::cuda::ops::attention::{attention_fwd_bf16_out_launch, attention_fwd_kernel_launch, attention_tc_split_launches, tc_splits, AttentionKernel, AttentionParams, TcPlan};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
     tc_attention_matches_the_rounded_reference_with_partial_tiles,
     tc_attention_at_the_model_shape,
     tc_attention_head_dim_32_at_the_tiny_shape,
-    tc_attention_reads_q_k_v_from_one_fused_projection
+    tc_attention_reads_q_k_v_from_one_fused_projection,
+    tc_attention_bf16_output_is_the_f32_output_rounded
 );
 
 /// Worst-case effect of the bf16 probabilities on an output with |v| <= 1 (see the header).
@@ -187,6 +190,37 @@ fn tc_attention_reads_q_k_v_from_one_fused_projection<B: Backend>(be: &B) {
             assert!(dense.iter().all(|x| x.is_finite()), "dense o written everywhere ({plan:?})");
             let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&packed), bits(&dense), "fused q, k, v of {b} x {l} x {h} x {dh}, {plan:?}");
+        }
+    }
+}
+
+/// The `_ob` entries of the one-pass and wide kernels (o in bf16 for the bf16 Linear after the
+/// attention): the f32 entry's o rounded as the host's `half` rounds it, the same log-sum-exp,
+/// on the fused projection the model passes, with partial tiles, at both head dims. The other
+/// kernels have no such entry.
+fn tc_attention_bf16_output_is_the_f32_output_rounded<B: Backend>(be: &B) {
+    for (seed, (b, l, h, dh)) in [(21, (2, 130, 3, 64)), (22, (1, 300, 2, 32))] {
+        let (w, rows) = (h * dh, b * l);
+        let [q, k, v] = [0, 1, 2].map(|i| random_vec(seed + i, rows * w, -2.0, 2.0));
+        let fused = be.f32s(&fuse_qkv_rows(&q, &k, &v, rows, w));
+        let base = be.ptr(&fused);
+        let qkv = [base, base + 4 * w as u64, base + 8 * w as u64];
+        let p = AttentionParams::packed_qkv(b, l, h, dh);
+        for which in [AttentionKernel::TensorCoreBf16, AttentionKernel::TensorCoreBf16Wide] {
+            let what = format!("{which:?} with a bf16 o, {b} x {l} x {h} x {dh}");
+            let [lse, lse_b] = [0, 1].map(|_| be.f32s(&vec![f32::NAN; b * h * l]));
+            let o = be.f32s(&vec![f32::NAN; rows * w]);
+            be.run(&attention_fwd_kernel_launch(which, dh, be.ptr(&o), be.ptr(&lse), qkv[0], qkv[1], qkv[2], &p));
+            let ob = be.u32s(&vec![u32::MAX; rows * w / 2]);
+            be.run(&attention_fwd_bf16_out_launch(which, dh, be.ptr(&ob), be.ptr(&lse_b), qkv, &p).expect("a bf16-output entry"));
+            let got: Vec<u16> = be.get_u32(&ob).iter().flat_map(|x| [*x as u16, (x >> 16) as u16]).collect();
+            let want: Vec<u16> = be.get_f32(&o).iter().map(|x| half::bf16::from_f32(*x).to_bits()).collect();
+            assert_eq!(got, want, "{what}: o");
+            let bits = |x: Vec<f32>| x.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(bits(be.get_f32(&lse_b)), bits(be.get_f32(&lse)), "{what}: lse");
+        }
+        for which in [AttentionKernel::TensorCoreBf16KeyGroups, AttentionKernel::TensorCoreBf16Split(2), AttentionKernel::SplitKeys] {
+            assert!(attention_fwd_bf16_out_launch(which, dh, 0, 0, qkv, &p).is_none(), "{which:?} has no bf16-output entry");
         }
     }
 }

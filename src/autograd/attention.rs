@@ -34,11 +34,12 @@ pub fn attention_bf16(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> R
     Ok(tape.constant(ops::attention_bf16(q.value(), k.value(), v.value(), heads)?))
 }
 
-/// `ops::attention_packed` (q, k, v as the column blocks of one fused projection; f32 or bf16):
-/// inference only, so an error where the input needs a gradient.
-pub fn attention_packed(tape: &Tape, qkv: &Var, heads: usize, bf16: bool) -> Result<Var> {
+/// `ops::attention_packed_to` (q, k, v as the column blocks of one fused projection; f32 or bf16
+/// numerics; the output in `o_dtype`): inference only, so an error where the input needs a
+/// gradient.
+pub fn attention_packed(tape: &Tape, qkv: &Var, heads: usize, bf16: bool, o_dtype: crate::dtype::DType) -> Result<Var> {
     if qkv.requires_grad() {
         return Err(Error::msg("attention on a fused q/k/v projection is inference only: its input needs a gradient"));
     }
-    Ok(tape.constant(ops::attention_packed(qkv.value(), heads, bf16)?))
+    Ok(tape.constant(ops::attention_packed_to(qkv.value(), heads, bf16, o_dtype)?))
 }

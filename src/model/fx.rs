@@ -21,11 +21,12 @@ pub fn attention_bf16(t: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Resu
 }
 
 /// `attention` (or with `bf16`, `attention_bf16`) of q, k, v packed in one fused projection
-/// (B x L x 3*H*Dh); inference only.
-pub fn attention_packed(t: &Tape, qkv: &Var, heads: usize, bf16: bool) -> Result<Var> {
+/// (B x L x 3*H*Dh), the output in `o_dtype` (f32, or bf16 for a bf16-weight Linear); inference
+/// only.
+pub fn attention_packed(t: &Tape, qkv: &Var, heads: usize, bf16: bool, o_dtype: crate::DType) -> Result<Var> {
     let s = qkv.shape();
     let macs = 2 * (s[0] * s[1] * s[1] * (s[2] / 3)) as u64;
-    op(if bf16 { "attention_bf16" } else { "attention" }, || att::attention_packed(t, qkv, heads, bf16), |_| macs)
+    op(if bf16 { "attention_bf16" } else { "attention" }, || att::attention_packed(t, qkv, heads, bf16, o_dtype), |_| macs)
 }
 
 pub fn add(t: &Tape, a: &Var, b: &Var) -> Result<Var> {

@@ -66,7 +66,8 @@ impl Block {
         let no_grad = !h.requires_grad() && ![&self.query, &self.key, &self.value].iter().any(|l| l.needs_grad(p));
         let a = match &self.qkv {
             Some(qkv) if no_grad && qkv.matches(query_weight) => {
-                attention_packed(t, &qkv.forward(t, h)?, n_head, query_weight.dtype() == crate::DType::BF16)?
+                let bf16 = query_weight.dtype() == DType::BF16;
+                attention_packed(t, &qkv.forward(t, h)?, n_head, bf16, input_dtype(p, &self.proj))?
             }
             _ => {
                 let (q, k, v) = (self.query.forward(t, p, h)?, self.key.forward(t, p, h)?, self.value.forward(t, p, h)?);

@@ -7,6 +7,7 @@ use super::argcheck::{expect_f32, expect_rank, expect_same_device, expect_same_s
 use crate::cpu::ops::{attention as cpu_fwd, attention_backward as cpu_bwd};
 use crate::cuda::ops::attention as cuda;
 use crate::cuda::ops::attention_backward as cuda_bwd;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::params::attention::AttentionParams;
 use crate::storage::Storage;
@@ -110,6 +111,17 @@ pub fn attention_bf16(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Resul
 /// kernels read the blocks in place (`attention_fwd_packed`, `attention_fwd_bf16_packed`); on the
 /// CPU they are sliced out.
 pub fn attention_packed(qkv: &Tensor, heads: usize, bf16: bool) -> Result<Tensor> {
+    attention_packed_to(qkv, heads, bf16, DType::F32)
+}
+
+/// `attention_packed` with the output in `o_dtype`: f32, or bf16 (rounded to nearest even, as a
+/// bf16-weight Linear rounds its input: that Linear then reads it without its cast). On CUDA
+/// the bf16 kernels write bf16 directly where they cover all keys in one pass; elsewhere the
+/// f32 result is converted.
+pub fn attention_packed_to(qkv: &Tensor, heads: usize, bf16: bool, o_dtype: DType) -> Result<Tensor> {
+    if !matches!(o_dtype, DType::F32 | DType::BF16) {
+        return Err(Error::DType { op: "attention_packed (output: f32 or bf16)", dtype: o_dtype });
+    }
     expect_rank(OP, "qkv", qkv, 3)?;
     let (b, l, w3) = (qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]);
     if w3 % 3 != 0 {
@@ -120,10 +132,11 @@ pub fn attention_packed(qkv: &Tensor, heads: usize, bf16: bool) -> Result<Tensor
         Storage::Cpu(_) => {
             let [q, k, v] = [0, 1, 2].map(|i| qkv.narrow(2, i * w, w));
             let (q, k, v) = (q?, k?, v?);
-            if bf16 {
-                attention_bf16(&q, &k, &v, heads)
+            let o = if bf16 { attention_bf16(&q, &k, &v, heads)? } else { attention(&q, &k, &v, heads)? };
+            if o_dtype == DType::BF16 {
+                o.to_dtype(DType::BF16)
             } else {
-                attention(&q, &k, &v, heads)
+                Ok(o)
             }
         }
         Storage::Cuda(_) => {
@@ -132,8 +145,16 @@ pub fn attention_packed(qkv: &Tensor, heads: usize, bf16: bool) -> Result<Tensor
                 return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
             }
             let qkv = qkv.contiguous()?;
-            let run = if bf16 { cuda::attention_fwd_bf16_packed } else { cuda::attention_fwd_packed };
-            Tensor::from_cuda(run(qkv.cuda_dense()?, b, l, heads, w / heads)?, &[b, l, w])
+            let (s, d) = (qkv.cuda_dense()?, w / heads);
+            if bf16 {
+                return Tensor::from_cuda(cuda::attention_fwd_bf16_packed(s, b, l, heads, d, o_dtype)?, &[b, l, w]);
+            }
+            let o = Tensor::from_cuda(cuda::attention_fwd_packed(s, b, l, heads, d)?, &[b, l, w])?;
+            if o_dtype == DType::BF16 {
+                o.to_dtype(DType::BF16)
+            } else {
+                Ok(o)
+            }
         }
     }
 }

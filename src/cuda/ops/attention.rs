@@ -180,6 +180,21 @@ pub fn attention_fwd_kernel_launch(
     }
 }
 
+/// `attention_fwd_kernel_launch` of the one-pass or wide tensor-core kernel writing `o` rounded
+/// to bf16 (`ob`: bf16 [B, L, heads * D], dense as the f32 `o` would be); None for the other
+/// kernels (they write f32 only).
+pub fn attention_fwd_bf16_out_launch(which: AttentionKernel, head_dim: usize, ob: u64, lse: u64, qkv: [u64; 3], p: &AttentionParams) -> Option<Launch> {
+    let kernel = match (which, head_dim) {
+        (AttentionKernel::TensorCoreBf16, 64) => "attention_fwd_tc_bf16_ob",
+        (AttentionKernel::TensorCoreBf16, 32) => "attention_fwd_tc_d32_bf16_ob",
+        (AttentionKernel::TensorCoreBf16Wide, 64) => "attention_fwd_tc_w8_bf16_ob",
+        (AttentionKernel::TensorCoreBf16Wide, 32) => "attention_fwd_tc_w8_d32_bf16_ob",
+        _ => return None,
+    };
+    let [q, k, v] = qkv;
+    Some(Launch { kernel, ..attention_fwd_kernel_launch(which, head_dim, ob, lse, q, k, v, p) })
+}
+
 /// (o [batch, len, heads * 64], lse [batch, heads, len]) for dense q, k, v of that shape.
 pub fn attention_fwd(
     q: &CudaStorage,
@@ -311,17 +326,30 @@ pub fn attention_fwd_tc_plan(
     dims: (usize, usize, usize, usize),
     plan: TcPlan,
 ) -> Result<CudaStorage> {
+    attention_fwd_tc_plan_to(q, k, v, dims, plan, DType::F32)
+}
+
+/// `attention_fwd_tc_plan` with `o` in `o_dtype` (f32, or bf16: `tc_forward`).
+pub fn attention_fwd_tc_plan_to(
+    q: &CudaStorage,
+    k: &CudaStorage,
+    v: &CudaStorage,
+    dims: (usize, usize, usize, usize),
+    plan: TcPlan,
+    o_dtype: DType,
+) -> Result<CudaStorage> {
     let p = checked_params(q, k, v, dims)?;
-    tc_forward(q, [device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0)], &p, dims.3, plan)
+    tc_forward(q, [device_ptr(q, 0), device_ptr(k, 0), device_ptr(v, 0)], &p, dims.3, plan, o_dtype)
 }
 
 /// The bf16 tensor-core forward of the fused projection `qkv` [batch, len, 3 * heads * head_dim]
 /// (q, k, v its three column blocks, in that order): o dense [batch, len, heads * head_dim].
 /// Saves bf16 inference two GEMMs and their input casts per layer (one projection instead of
-/// three) and the copies that splitting the fused output would cost.
-pub fn attention_fwd_bf16_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize) -> Result<CudaStorage> {
+/// three) and the copies that splitting the fused output would cost. `o` in `o_dtype` (f32, or
+/// bf16 for a bf16-weight Linear to read without its cast: `tc_forward`).
+pub fn attention_fwd_bf16_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize, o_dtype: DType) -> Result<CudaStorage> {
     let (p, ptrs) = packed_pointers(qkv, batch, len, heads, head_dim)?;
-    tc_forward(qkv, ptrs, &p, head_dim, TcPlan::for_shape(batch, len, heads))
+    tc_forward(qkv, ptrs, &p, head_dim, TcPlan::for_shape(batch, len, heads), o_dtype)
 }
 
 /// As `attention_fwd_bf16_packed` in f32 (`AttentionKernel::SplitKeys`, the f32 forward's
@@ -347,8 +375,13 @@ fn packed_pointers(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, he
 }
 
 /// Runs the tensor-core forward on the q, k, v device pointers `qkv` (laid out as `p` says) into
-/// a new dense o, covering the keys as `plan` says; `like` names the device.
-fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, plan: TcPlan) -> Result<CudaStorage> {
+/// a new dense o of `o_dtype`, covering the keys as `plan` says; `like` names the device. A bf16
+/// o is the f32 result rounded to nearest even: written so by the one-pass and wide kernels,
+/// converted after the other plans.
+fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, plan: TcPlan, o_dtype: DType) -> Result<CudaStorage> {
+    if !matches!(o_dtype, DType::F32 | DType::BF16) {
+        return Err(Error::DType { op: "attention (output: f32 or bf16)", dtype: o_dtype });
+    }
     let (batch, len, heads) = (p.batch as usize, p.len as usize, p.heads as usize);
     let (whole, splits) = match plan {
         TcPlan::OnePass => (AttentionKernel::TensorCoreBf16, 1),
@@ -364,8 +397,27 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
     if qkv.iter().any(|ptr| !ptr.is_multiple_of(16)) || !p.row_stride.is_multiple_of(4) || !p.batch_stride.is_multiple_of(4) {
         return Err(Error::msg("attention (bf16 tensor cores): q, k and v must be 16-byte aligned"));
     }
-    let [qp, kp, vp] = qkv;
     let dev = like.device();
+    let n = batch * len * heads * head_dim;
+    if o_dtype == DType::BF16 && splits == 1 {
+        let ob = dev.alloc(DType::BF16, n)?;
+        if let Some(launch) = attention_fwd_bf16_out_launch(whole, head_dim, device_ptr(&ob, 0), 0, qkv, p) {
+            run_on_device(dev, &launch)?;
+            return Ok(ob);
+        }
+    }
+    let o = tc_forward_f32(dev, qkv, p, head_dim, (whole, splits))?;
+    if o_dtype == DType::BF16 {
+        return super::gemm_tc::convert(&o, DType::BF16);
+    }
+    Ok(o)
+}
+
+/// `tc_forward` into f32 with the kernel `whole` over all keys (`splits` = 1) or the split
+/// kernel and the merge.
+fn tc_forward_f32(dev: &crate::cuda::CudaDevice, qkv: [u64; 3], p: &AttentionParams, head_dim: usize, (whole, splits): (AttentionKernel, usize)) -> Result<CudaStorage> {
+    let [qp, kp, vp] = qkv;
+    let (batch, len, heads) = (p.batch as usize, p.len as usize, p.heads as usize);
     let n = batch * len * heads * head_dim;
     let o = dev.alloc(DType::F32, n)?;
     if splits == 1 {
