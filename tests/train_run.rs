@@ -91,6 +91,9 @@ fn train_each_phase_runs_with_finite_losses_cpu() {
     };
     let s = run(&a, None).unwrap();
     assert_eq!((s.step, s.steps_run), (2, 2));
+    // The steady rate leaves out the first step (start-up), so it covers one step here.
+    let (after, secs) = s.after_first.expect("two steps ran");
+    assert!(after == 1 && secs > 0.0 && secs < s.seconds, "{:?} of {} s", s.after_first, s.seconds);
     assert_finite_losses(&dir.join("1a/losses.csv"), 2);
     assert!(dir.join("1a/samples/step_00000002.png").is_file());
     let w1a = s.final_weights.unwrap();
@@ -545,6 +548,7 @@ fn train_stop_request_writes_a_checkpoint_cpu() {
     let r = TrainArgs { resume: Some(dir.join("run")), steps: Some(5), ..args("phase2", &dir.join("run")) };
     let s = run(&r, Some(stop)).unwrap();
     assert!(s.stopped_early && s.steps_run == 0 && s.final_weights.is_none());
+    assert!(s.after_first.is_none() && s.steady_steps_per_second().is_none(), "no step ran");
     assert_eq!(s.checkpoint, Some(dir.join("run/ckpt-00000002")));
     let state = fdm::train::checkpoint::read_state(&dir.join("run/ckpt-00000002")).unwrap();
     assert_eq!((state.step, state.config.max_steps), (2, Some(5)));

@@ -424,6 +424,7 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
         step: tr.step,
         steps_run: 1,
         seconds: c.step_seconds,
+        after_first: None,
         last_terms: Vec::new(),
         checkpoint: None,
         final_weights: None,
@@ -482,8 +483,9 @@ pub fn main(args: &TrainArgs) -> Result<()> {
             .iter()
             .map(|(n, v)| format!("{n}={v:.5}"))
             .collect();
+        let steady = s.steady_steps_per_second().map_or(String::new(), |r| format!("; {r:.3} after the first step, which carries the start-up"));
         println!(
-            "{} steps in {:.1} s ({:.3} steps/s), step {}; last: {}",
+            "{} steps in {:.1} s ({:.3} steps/s{steady}), step {}; last: {}",
             s.steps_run,
             s.seconds,
             s.steps_per_second(),

@@ -44,6 +44,9 @@ pub struct RunSummary {
     /// Steps run by this call.
     pub steps_run: u64,
     pub seconds: f64,
+    /// Steps after the first one and the seconds they took (the first step carries the start-up:
+    /// kernel compilation, allocations); None when fewer than two steps ran.
+    pub after_first: Option<(u64, f64)>,
     pub last_terms: Vec<(&'static str, f32)>,
     /// The last checkpoint written.
     pub checkpoint: Option<PathBuf>,
@@ -55,6 +58,11 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn steps_per_second(&self) -> f64 {
         self.steps_run as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Steps per second after the first step (the steady rate), where two or more ran.
+    pub fn steady_steps_per_second(&self) -> Option<f64> {
+        self.after_first.map(|(steps, secs)| steps as f64 / secs.max(1e-9))
     }
 }
 
@@ -80,6 +88,7 @@ pub fn run(
     let mut last_ckpt = checkpoint::list(&opts.out_dir).pop();
     let mut last_terms = Vec::new();
     let t0 = Instant::now();
+    let mut first_done: Option<Instant> = None;
     let mut stopped_early = false;
     while tr.step < end {
         let asked = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
@@ -97,6 +106,7 @@ pub fn run(
                 .unwrap_or_else(|| "no checkpoint was written yet".into());
             Error::msg(format!("training failed at step {step}: {e}; {keep}"))
         })?;
+        first_done.get_or_insert_with(Instant::now);
         if let Some(csv) = csv.as_mut() {
             csv.row(step, batch.epoch, lr, lr_d, &out.terms)?;
         }
@@ -118,6 +128,7 @@ pub fn run(
             last_ckpt = Some(save_checkpoint(tr, &opts.out_dir, lead)?);
         }
     }
+    let after_first = first_done.map(|t| (tr.step - start - 1, t.elapsed().as_secs_f64())).filter(|&(steps, _)| steps > 0);
     drop(loader);
     bar.finish_and_clear();
     if tr.step > start || last_ckpt.is_none() || stopped_early {
@@ -136,6 +147,7 @@ pub fn run(
         step: tr.step,
         steps_run: tr.step - start,
         seconds: t0.elapsed().as_secs_f64(),
+        after_first,
         last_terms,
         checkpoint: last_ckpt,
         final_weights,
