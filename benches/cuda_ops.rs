@@ -20,7 +20,10 @@
 //!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` one pass at
 //!     batch 4 (`attention_bf16` picks `_wide_` there),
 //!     `_kg2_` two key groups per block, `_wide_` 8 warps and 128 queries per block.
-//!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook).
+//!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook),
+//!     the op as the quantizer calls it (host selectors: their ranges found on the host and the
+//!     rows' first codes uploaded); `_kernels_` the launches alone (norms, search, merge) on
+//!     offsets already on the device: the difference is the host side.
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
 //! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
 //! Run: cargo bench --bench cuda_ops; PyTorch on the same GPU: python3 benches/reference/torch_ops.py
@@ -227,6 +230,13 @@ fn codebook(c: &mut Criterion) {
     let half = vec![CODEBOOK_HALF_UNMASKED; n];
     let flops = (2 * n * (codes / 2) * dim) as u64;
     time(c, "codebook", format!("cuda_codebook_argmin_f32_{n}x{}x{dim}", codes / 2), flops, &dev, || ops::codebook::codebook_argmin_halves(&z, &cb, &half).unwrap());
+    let offsets = Tensor::from_u32(vec![0; n], &[n]).unwrap().to_device(&Device::Cuda(dev.clone())).unwrap();
+    let shape = fdm::cuda::ops::codebook::ArgminShape { n, k: codes, d: dim, span: codes / 2 };
+    let (zs, cbs, offs) = (z.cuda_dense().unwrap(), cb.cuda_dense().unwrap(), offsets.cuda_dense().unwrap());
+    time(c, "codebook", format!("cuda_codebook_argmin_kernels_f32_{n}x{}x{dim}", codes / 2), flops, &dev, || {
+        fdm::cuda::ops::codebook::codebook_argmin(zs, cbs, Some(offs), shape).unwrap();
+        z.clone()
+    });
 }
 
 fn sampling(c: &mut Criterion) {
