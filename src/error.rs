@@ -17,7 +17,12 @@ pub enum Error {
     Msg(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A weights file that could not be read or does not fit (kept typed so callers can tell a
+    /// config mismatch from a corrupt file).
+    #[error(transparent)]
+    Weights(Box<crate::io::error::WeightsError>),
 }
+
 
 pub type Result<T> = std::result::Result<T, Error>;
 

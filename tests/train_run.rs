@@ -451,6 +451,11 @@ fn train_model_preset_init_takes_the_weights_architecture_cpu() {
     deeper.transformer.n_layer = ModelConfig::tiny().transformer.n_layer + 1;
     let init = dir.join("deeper.safetensors");
     InpaintingModel::new(&deeper, 4).unwrap().save(&init).unwrap();
+    // The loader's error stays typed through the model layer (the hint below depends on it).
+    match InpaintingModel::load(&init, Some(&ModelConfig::tiny())) {
+        Err(fdm::error::Error::Weights(w)) => assert!(matches!(*w, fdm::io::WeightsError::ConfigMismatch { .. }), "{w}"),
+        other => panic!("expected a typed config mismatch, got {:?}", other.map(|m| m.cfg)),
+    }
     let a = TrainArgs {
         init: Some(init.clone()),
         steps: Some(1),

@@ -132,7 +132,7 @@ impl From<WeightsError> for crate::error::Error {
     fn from(e: WeightsError) -> Self {
         match e {
             WeightsError::Tensor(inner) => inner,
-            other => crate::error::Error::Msg(other.to_string()),
+            other => crate::error::Error::Weights(Box::new(other)),
         }
     }
 }

@@ -62,7 +62,7 @@ impl InpaintingModel {
     /// Load weights written by `save` or by the converter; strict against the config's spec.
     pub fn load(path: impl AsRef<Path>, expected: Option<&ModelConfig>) -> Result<Self> {
         let path = path.as_ref();
-        let (weights, cfg) = st::load_model(path, expected).map_err(|e| Error::msg(e.to_string()))?;
+        let (weights, cfg) = st::load_model(path, expected)?;
         let mut model = InpaintingModel::new(&cfg, 0)?;
         model.set_weights(&weights)?;
         Ok(model)
@@ -90,7 +90,7 @@ impl InpaintingModel {
 
     /// Save as safetensors (atomic write) with the config in the metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        st::save_model(path, &self.weights()?, &self.cfg, &Default::default()).map_err(|e| Error::msg(e.to_string()))
+        Ok(st::save_model(path, &self.weights()?, &self.cfg, &Default::default())?)
     }
 
     pub fn spec(&self) -> ParamSpec {

@@ -32,6 +32,7 @@ use super::phase2::sampler_comparison;
 use super::runner::{run as run_loop, RunOptions, RunSummary};
 use super::trainer::Trainer;
 use crate::cli::device::{pick_device, DeviceArg};
+use crate::io::WeightsError;
 use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
 use crate::model::ModelConfig;
@@ -48,14 +49,12 @@ pub const MODEL_FROM_INIT: &str = "init";
 
 /// A weights file of another architecture than the preset: say how to train it as it is.
 fn with_init_hint(e: Error, preset: &str) -> Error {
-    let text = e.to_string();
-    if text.contains("holds weights for config") {
-        Error::msg(format!(
-            "{text}; to train weights of their own architecture instead of the `{preset}` preset, \
+    match &e {
+        Error::Weights(w) if matches!(**w, WeightsError::ConfigMismatch { .. }) => Error::msg(format!(
+            "{e}; to train weights of their own architecture instead of the `{preset}` preset, \
              set \"model_preset\": \"{MODEL_FROM_INIT}\" in the --config file"
-        ))
-    } else {
-        e
+        )),
+        _ => e,
     }
 }
 

@@ -26,7 +26,7 @@ pub fn vgg16_name(vgg19: &str) -> &str {
 
 impl Vgg16Hook {
     pub fn load(path: &Path) -> Result<Vgg16Hook> {
-        let (weights, _) = crate::io::safetensors::load(path).map_err(|e| Error::msg(e.to_string()))?;
+        let (weights, _) = crate::io::safetensors::load(path)?;
         let net = FeatureNet::from_weights(Backbone::Vgg16, &weights, "features").map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
         Ok(Vgg16Hook { net })
     }
