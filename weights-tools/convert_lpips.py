@@ -27,10 +27,8 @@ Needs numpy only.
 
 import argparse
 import io
-import json
 import os
 import pickle
-import struct
 import sys
 import tarfile
 import tempfile
@@ -40,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pth_legacy  # noqa: E402
+import safetensors_io  # noqa: E402
 
 # Index of each conv in torchvision's `features`, in order.
 CONV_INDICES = {
@@ -124,26 +123,13 @@ def convert(net, sdist, wheel, backbone_dtype):
 
 
 def write_safetensors(path, items, metadata):
-    """Write [(name, array)] (float32 / float16) as safetensors, atomically."""
+    """Write [(name, array)] (float32 / float16) as safetensors, atomically
+    (``safetensors_io.write``)."""
     codes = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16"}
     # 4-byte tensors first so every tensor stays aligned to its element size.
     items = sorted(items, key=lambda it: -it[1].dtype.itemsize)
-    header, offset = {"__metadata__": metadata}, 0
-    for name, a in items:
-        n = a.nbytes
-        header[name] = {"dtype": codes[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * (-len(hb) % 8)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for _, a in items:
-            f.write(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tensors = [(name, codes[a.dtype], list(a.shape), np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()) for name, a in items]
+    safetensors_io.write(path, tensors, metadata)
 
 
 def main(argv=None):

@@ -37,6 +37,9 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import safetensors_io  # noqa: E402
+
 DEFAULT_TABLE = os.path.join(HERE, "paper_keys.json")
 
 PUT_CODEC_WARNING = (
@@ -286,43 +289,13 @@ def metadata_for(table, source_desc, notes, partial):
 
 
 def write_safetensors(path, items, metadata):
-    """Write [(name, value)] as F32 safetensors, atomically (temp file, fsync, rename)."""
-    header, offset, sizes = {"__metadata__": metadata}, 0, []
-    for name, value in items:
-        shape = shape_of(value)
-        n = 4
-        for d in shape:
-            n *= d
-        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-        sizes.append(n)
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    hb += b" " * (-len(hb) % 8)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    """Write [(name, value)] as F32 safetensors, atomically (``safetensors_io.write``); each
+    value's bytes are made only when it is written."""
+    tensors = [(name, "F32", list(shape_of(value)), lambda v=value: f32_bytes(v)) for name, value in items]
     try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(hb)))
-            f.write(hb)
-            for (name, value), n in zip(items, sizes):
-                data = f32_bytes(value)
-                if len(data) != n:
-                    raise ConversionError(f"{name}: {len(data)} bytes for shape {shape_of(value)}")
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+        safetensors_io.write(path, tensors, metadata)
+    except safetensors_io.SizeError as e:
+        raise ConversionError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ import re
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_io  # noqa: E402
+
 BLOCK_KEY = re.compile(r"^generator\.blocks\.(\d+)\.(.+)$")
 ZEROED_SUFFIXES = ("attn.proj.weight", "attn.proj.bias", "mlp.2.weight", "mlp.2.bias")
 
@@ -45,22 +48,9 @@ def read_safetensors(path):
 
 
 def write_safetensors(path, meta, tensors):
-    header, offset, chunks = {"__metadata__": meta}, 0, []
-    for name, (dtype, shape, blob) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
-        offset += len(blob)
-        chunks.append(blob)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in chunks:
-            f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write {name: (dtype, shape, raw bytes)} in order, atomically (``safetensors_io.write``):
+    the bytes pass through unchanged, whatever the dtype."""
+    safetensors_io.write(path, [(name, dtype, shape, blob) for name, (dtype, shape, blob) in tensors.items()], meta)
 
 
 def grow(meta, tensors, after):
