@@ -5,7 +5,7 @@ use elementwise_common::*;
 
 use fdm::autograd::layernorm as ag;
 use fdm::cpu::ops::layernorm::{
-    layernorm_bwd_fast, layernorm_bwd_ref, layernorm_fwd_fast, layernorm_fwd_ref,
+    add_layernorm_fwd_fast, add_layernorm_fwd_ref, layernorm_bwd_fast, layernorm_bwd_ref, layernorm_fwd_fast, layernorm_fwd_ref,
 };
 use fdm::ops::layernorm::{layer_norm, layer_norm_backward, layer_norm_with_stats};
 use fdm::params::layernorm::LayerNormParams;
@@ -83,6 +83,30 @@ fn layernorm_fast_matches_ref_cpu() {
         // = 5e-6 absolute at worst: inside 1e-5.
         assert_close(&dwf, &dwr, TOL_CPU_F32, "dweight");
         assert_close(&dbf, &dbr, TOL_CPU_F32, "dbias");
+    }
+}
+
+#[test]
+fn add_layernorm_fast_is_the_add_then_the_layernorm_cpu() {
+    // The fused residual add + LayerNorm of inference: the very bits of the f32 add and
+    // layernorm_fwd_fast on the sum (the transformer's outputs must not change with the fusion),
+    // and within TOL_CPU_F32 of the f64 oracle; the real width and an odd one.
+    for (rows, d) in [(1024, 512), (2048, 512), (7, 33)] {
+        let p = LayerNormParams::new(rows, d, EPS);
+        let (x, a) = (random_vec(11, rows * d, -3.0, 3.0), random_vec(12, rows * d, -1.0, 1.0));
+        let (w, b) = (random_vec(13, d, 0.5, 1.5), random_vec(14, d, -0.2, 0.2));
+        let (mut s, mut y) = (vec![f32::NAN; rows * d], vec![f32::NAN; rows * d]);
+        add_layernorm_fwd_fast(&p, &x, &a, &w, &b, &mut s, &mut y);
+        let sum: Vec<f32> = x.iter().zip(&a).map(|(x, a)| x + a).collect();
+        let (mut want, mut mean, mut rstd) = (vec![0f32; rows * d], vec![0f32; rows], vec![0f32; rows]);
+        layernorm_fwd_fast(&p, &sum, &w, &b, &mut want, &mut mean, &mut rstd);
+        let bits = |v: &[f32]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&s), bits(&sum), "{rows}x{d}: the sum");
+        assert_eq!(bits(&y), bits(&want), "{rows}x{d}: the normalised rows");
+        let (mut s_ref, mut y_ref) = (vec![0f32; rows * d], vec![0f32; rows * d]);
+        add_layernorm_fwd_ref(&p, &x, &a, &w, &b, &mut s_ref, &mut y_ref);
+        assert_eq!(bits(&s_ref), bits(&sum));
+        assert_close(&y, &y_ref, TOL_CPU_F32, &format!("{rows}x{d}: against the oracle"));
     }
 }
 

@@ -90,8 +90,8 @@ pub fn layer_norm_with_stats(
 }
 
 /// `(x + a, layer_norm(x + a))` for `x`, `a` of one shape: the transformer's residual add and the
-/// LayerNorm after it, for inference. On CUDA one fused kernel (the same bits as the two ops); on
-/// the CPU the two ops.
+/// LayerNorm after it, for inference: one fused pass, the same bits as the two ops (on CUDA one
+/// kernel; on the CPU each row's sum normalised while in cache, `add_layernorm_fwd_fast`).
 pub fn add_layer_norm(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     add_layer_norm_to(x, a, weight, bias, eps, DType::F32)
 }
@@ -99,7 +99,7 @@ pub fn add_layer_norm(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, ep
 /// `add_layer_norm` with the LayerNorm's output in `y_dtype`: f32, or bf16 (rounded to nearest
 /// even, the cast a bf16-weight Linear applies to its input, so such a Linear reading it computes
 /// the same numbers and skips the cast). The sum stays f32. On CUDA the rounding happens in the
-/// fused kernel; on the CPU after the two ops.
+/// fused kernel; on the CPU after it.
 pub fn add_layer_norm_to(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32, y_dtype: DType) -> Result<(Tensor, Tensor)> {
     const FOP: &str = "add_layer_norm";
     if !matches!(y_dtype, DType::F32 | DType::BF16) {
@@ -112,14 +112,15 @@ pub fn add_layer_norm_to(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor,
     for t in [a, weight, bias] {
         super::check_same_device(FOP, x, t)?;
     }
+    let [x, a, w, b] = [x, a, weight, bias].map(|t| dense_f32(FOP, t));
+    let (x, a, w, b) = (x?, a?, w?, b?);
     if matches!(x.storage(), Storage::Cpu(_)) {
-        let s = super::binary::add(x, a)?;
-        let y = layer_norm(&s, weight, bias, eps)?;
+        let (mut s, mut y) = (vec![0f32; x.numel()], vec![0f32; x.numel()]);
+        cpu::add_layernorm_fwd_fast(&p, x.cpu_f32()?, a.cpu_f32()?, w.cpu_f32()?, b.cpu_f32()?, &mut s, &mut y);
+        let (s, y) = (Tensor::from_vec(s, x.shape())?, Tensor::from_vec(y, x.shape())?);
         let y = if y_dtype == DType::BF16 { y.to_dtype(DType::BF16)? } else { y };
         return Ok((s, y));
     }
-    let [x, a, w, b] = [x, a, weight, bias].map(|t| dense_f32(FOP, t));
-    let (x, a, w, b) = (x?, a?, w?, b?);
     let (s, y) = cuda::add_layernorm_fwd(x.cuda_dense()?, a.cuda_dense()?, w.cuda_dense()?, b.cuda_dense()?, (p.rows as usize, p.dim as usize), p.eps, y_dtype)?;
     Ok((Tensor::from_cuda(s, x.shape())?, Tensor::from_cuda(y, x.shape())?))
 }

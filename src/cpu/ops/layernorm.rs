@@ -97,6 +97,37 @@ pub fn layernorm_fwd_fast(
         });
 }
 
+/// The residual add and the LayerNorm after it (inference, no statistics): `s = x + a`,
+/// `y = layernorm(s)`, the oracle: the f32 add, then `layernorm_fwd_ref`.
+#[allow(clippy::too_many_arguments)]
+pub fn add_layernorm_fwd_ref(p: &LayerNormParams, x: &[f32], a: &[f32], w: &[f32], b: &[f32], s: &mut [f32], y: &mut [f32]) {
+    s.iter_mut().zip(x.iter().zip(a)).for_each(|(s, (x, a))| *s = x + a);
+    let rows = p.dims().0;
+    let (mut mean, mut rstd) = (vec![0f32; rows], vec![0f32; rows]);
+    layernorm_fwd_ref(p, s, w, b, y, &mut mean, &mut rstd);
+}
+
+/// What runs: `add_layernorm_fwd_ref` in one parallel pass over the rows, each row's sum written
+/// and normalised while it is in cache. The same bits as the add and `layernorm_fwd_fast`.
+#[allow(clippy::too_many_arguments)]
+pub fn add_layernorm_fwd_fast(p: &LayerNormParams, x: &[f32], a: &[f32], w: &[f32], b: &[f32], s: &mut [f32], y: &mut [f32]) {
+    let (_, d) = p.dims();
+    if d == 0 {
+        return;
+    }
+    s.par_chunks_mut(d)
+        .zip(y.par_chunks_mut(d))
+        .zip(x.par_chunks(d).zip(a.par_chunks(d)))
+        .for_each(|((sr, yr), (xr, ar))| {
+            sr.iter_mut().zip(xr.iter().zip(ar)).for_each(|(s, (x, a))| *s = x + a);
+            let (m, r) = row_stats_lanes(sr, p.eps);
+            let (m, r) = (m as f32, r as f32);
+            for j in 0..d {
+                yr[j] = (sr[j] - m) * r * w[j] + b[j];
+            }
+        });
+}
+
 /// The oracle backward (f64, statistics recomputed from `x`).
 pub fn layernorm_bwd_ref(
     p: &LayerNormParams,
