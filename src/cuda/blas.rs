@@ -127,7 +127,7 @@ pub fn available(dev: &CudaDevice) -> bool {
 pub fn status_line(dev: &CudaDevice) -> String {
     match unavailable_reason(dev) {
         None if default_bias_path() == BiasPath::Epilogue && !blas_lt::library_present() => format!(
-            "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; libcublasLt.so.13 is not on the loader path: bf16 biases as bias rows ({}=0 says this on purpose)",
+            "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; libcublasLt.so.13 is not on the loader path: bf16 biases as bias rows (as with {}=0)",
             blas_lt::ENABLE_ENV
         ),
         None if default_bias_path() == BiasPath::Epilogue => {

@@ -55,8 +55,8 @@ impl Block {
 
     /// One block on the residual stream `x` and its normalised `h = ln1(x)`; returns the stream
     /// after the block and `next(stream)` (`next`: the following block's ln1, or the final
-    /// LayerNorm), so each residual add and the LayerNorm after it can run as one op. `next_dtype`:
-    /// the dtype `next`'s output is wanted in (bf16 where only bf16-weight Linears read it).
+    /// LayerNorm, paired with the dtype its output is wanted in: bf16 where only bf16-weight
+    /// Linears read it), so each residual add and the LayerNorm after it can run as one op.
     fn forward(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, next: (&LayerNorm, DType), n_head: usize) -> Result<(Var, Var)> {
         let query_weight = p.var(self.query.weight).value();
         // bf16 Linear weights mean `--precision bf16` inference: the attention runs in bf16 too.

@@ -206,7 +206,9 @@ fn linear_checks(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(LinearPa
     if !(x.dtype() == DType::BF16 && w.dtype() == DType::BF16) {
         check_f32("linear", x)?;
     }
-    check_f32_same_device("linear", &b.into_iter().collect::<Vec<_>>())?;
+    if let Some(b) = b {
+        check_f32("linear", b)?;
+    }
     for t in b.into_iter().chain([w]) {
         super::check_same_device("linear", x, t)?;
     }

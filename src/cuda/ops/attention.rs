@@ -399,7 +399,8 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
     }
     let dev = like.device();
     let n = batch * len * heads * head_dim;
-    if o_dtype == DType::BF16 && splits == 1 {
+    let has_bf16_entry = matches!(whole, AttentionKernel::TensorCoreBf16 | AttentionKernel::TensorCoreBf16Wide);
+    if o_dtype == DType::BF16 && splits == 1 && has_bf16_entry {
         let ob = dev.alloc(DType::BF16, n)?;
         if let Some(launch) = attention_fwd_bf16_out_launch(whole, head_dim, device_ptr(&ob, 0), 0, qkv, p) {
             run_on_device(dev, &launch)?;
