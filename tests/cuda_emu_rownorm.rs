@@ -232,7 +232,7 @@ fn add_layernorm_equals_the_add_then_the_layernorm_kernel<B: Backend>(be: &B) {
         for affine in [true, false] {
             let p = if affine { LnPtrs { gamma: be.ptr(&gb), beta: be.ptr(&bb), ..LnPtrs::default() } } else { LnPtrs::default() };
             let [s_out, y, want] = [0, 1, 2].map(|_| be.f32s(&vec![f32::NAN; x.len()]));
-            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_out), be.ptr(&y), be.ptr(&xb), be.ptr(&ab), p, (rows, cols), 1e-5, DType::F32));
+            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_out), (be.ptr(&y), DType::F32), be.ptr(&xb), be.ptr(&ab), p, (rows, cols), 1e-5));
             be.run(&ln::layernorm_fwd_launch(be.ptr(&want), be.ptr(&sb), p, rows, cols, 1e-5));
             let what = format!("add + layernorm {rows}x{cols} (affine {affine})");
             let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
@@ -241,7 +241,7 @@ fn add_layernorm_equals_the_add_then_the_layernorm_kernel<B: Backend>(be: &B) {
             // The bf16-output kernel: the same sum, and the normalised rows rounded as the host's
             // `half` rounds them (read back as pairs of bf16 in u32 words, the first in the low half).
             let (s_bf, y_bf) = (be.f32s(&vec![f32::NAN; x.len()]), be.u32s(&vec![u32::MAX; x.len().div_ceil(2)]));
-            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_bf), be.ptr(&y_bf), be.ptr(&xb), be.ptr(&ab), p, (rows, cols), 1e-5, DType::BF16));
+            be.run(&ln::add_layernorm_fwd_launch(be.ptr(&s_bf), (be.ptr(&y_bf), DType::BF16), be.ptr(&xb), be.ptr(&ab), p, (rows, cols), 1e-5));
             assert_eq!(bits(be.get_f32(&s_bf)), bits(sum.clone()), "{what}, bf16 output: the sum");
             let got: Vec<u16> = be.get_u32(&y_bf).iter().flat_map(|w| [*w as u16, (w >> 16) as u16]).take(x.len()).collect();
             let want_bf16: Vec<u16> = be.get_f32(&want).iter().map(|v| half::bf16::from_f32(*v).to_bits()).collect();

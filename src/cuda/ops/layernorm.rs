@@ -158,9 +158,9 @@ pub fn layernorm_fwd(
     Ok(LayerNormOut { y, stats })
 }
 
-/// `add_layernorm_fwd_f32` (`y` f32) or, with `y_dtype` bf16, `add_layernorm_fwd_bf16`:
+/// `add_layernorm_fwd_f32` (`y` f32) or, with `y`'s dtype bf16, `add_layernorm_fwd_bf16`:
 /// `s = x + a`, `y = LayerNorm(s)` (`p.mean`, `p.rstd` unused).
-pub fn add_layernorm_fwd_launch(s: u64, y: u64, x: u64, a: u64, p: LnPtrs, (rows, cols): (usize, usize), eps: f32, y_dtype: DType) -> Launch {
+pub fn add_layernorm_fwd_launch(s: u64, (y, y_dtype): (u64, DType), x: u64, a: u64, p: LnPtrs, (rows, cols): (usize, usize), eps: f32) -> Launch {
     let args = vec![
         KArg::Ptr(s),
         KArg::Ptr(y),
@@ -201,7 +201,7 @@ pub fn add_layernorm_fwd(
     let dev = x.device();
     let (s, y) = (dev.alloc(DType::F32, n)?, dev.alloc(y_dtype, n)?);
     let p = LnPtrs { gamma: device_ptr(gamma, 0), beta: device_ptr(beta, 0), ..LnPtrs::default() };
-    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), device_ptr(&y, 0), device_ptr(x, 0), device_ptr(a, 0), p, (rows, cols), eps, y_dtype);
+    let launch = add_layernorm_fwd_launch(device_ptr(&s, 0), (device_ptr(&y, 0), y_dtype), device_ptr(x, 0), device_ptr(a, 0), p, (rows, cols), eps);
     run_on_device(dev, &launch)?;
     Ok((s, y))
 }
