@@ -158,6 +158,8 @@ run() {
     # Where a bf16 paper-preset inpainting spends its time, per op and kernel (device time).
     bench_step profile.log 40 "$exe/fdm" profile --random-init paper --device cuda --precision bf16 \
         --json "$logs/profile_paper_bf16.json"
+    bench_step profile_n4.log 40 "$exe/fdm" profile --random-init paper --device cuda --precision bf16 -n 4 \
+        --json "$logs/profile_paper_bf16_n4.json"
     if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
         bench_step torch_ops.log 30 python3 benches/reference/torch_ops.py --json "$logs/torch_ops.json"
         bench_step torch_ops_tf32.log 30 python3 benches/reference/torch_ops.py --tf32 --json "$logs/torch_ops_tf32.json"

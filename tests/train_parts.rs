@@ -520,3 +520,24 @@ fn train_phase_parameters_and_decay_groups_cpu() {
         assert_eq!(decays(n, t), want, "{n}");
     }
 }
+
+/// `benches/train-speed/paper-<phase>.json` (what `scripts/train-speed.sh` times) are the paper
+/// preset of each phase with only what makes every step a full one changed: every loss term and
+/// the discriminator from step 0, no periodic checkpoint, no step limit.
+#[test]
+fn train_speed_configs_are_the_paper_preset_with_every_term_on_cpu() {
+    for phase in [Phase::Phase1a, Phase::Phase1b, Phase::Phase2, Phase::Phase3] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("benches/train-speed/paper-{}.json", phase.name()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let got: TrainConfig = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut want = TrainConfig::paper(phase);
+        want.max_steps = None;
+        want.checkpoint_every = 0;
+        want.losses.disc_start = 0;
+        want.losses.feature_losses_start = 0;
+        if let Some(d) = want.discriminator.as_mut() {
+            d.start_iter = 0;
+        }
+        assert_eq!(got, want, "{}", path.display());
+    }
+}
