@@ -133,7 +133,7 @@ pub fn attention_packed_to(qkv: &Tensor, heads: usize, bf16: bool, o_dtype: DTyp
             let [q, k, v] = [0, 1, 2].map(|i| qkv.narrow(2, i * w, w));
             let (q, k, v) = (q?, k?, v?);
             let o = if bf16 { attention_bf16(&q, &k, &v, heads)? } else { attention(&q, &k, &v, heads)? };
-            as_dtype(o, o_dtype)
+            o.to_dtype(o_dtype)
         }
         Storage::Cuda(_) => {
             expect_f32(OP, qkv)?;
@@ -145,17 +145,8 @@ pub fn attention_packed_to(qkv: &Tensor, heads: usize, bf16: bool, o_dtype: DTyp
             if bf16 {
                 return Tensor::from_cuda(cuda::attention_fwd_bf16_packed(s, b, l, heads, d, o_dtype)?, &[b, l, w]);
             }
-            as_dtype(Tensor::from_cuda(cuda::attention_fwd_packed(s, b, l, heads, d)?, &[b, l, w])?, o_dtype)
+            Tensor::from_cuda(cuda::attention_fwd_packed(s, b, l, heads, d)?, &[b, l, w])?.to_dtype(o_dtype)
         }
-    }
-}
-
-/// `t` (f32) in `dtype`: itself, or converted.
-fn as_dtype(t: Tensor, dtype: DType) -> Result<Tensor> {
-    if t.dtype() == dtype {
-        Ok(t)
-    } else {
-        t.to_dtype(dtype)
     }
 }
 

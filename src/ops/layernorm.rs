@@ -117,9 +117,7 @@ pub fn add_layer_norm_to(x: &Tensor, a: &Tensor, weight: &Tensor, bias: &Tensor,
     if matches!(x.storage(), Storage::Cpu(_)) {
         let (mut s, mut y) = (vec![0f32; x.numel()], vec![0f32; x.numel()]);
         cpu::add_layernorm_fwd_fast(&p, x.cpu_f32()?, a.cpu_f32()?, w.cpu_f32()?, b.cpu_f32()?, &mut s, &mut y);
-        let (s, y) = (Tensor::from_vec(s, x.shape())?, Tensor::from_vec(y, x.shape())?);
-        let y = if y_dtype == DType::BF16 { y.to_dtype(DType::BF16)? } else { y };
-        return Ok((s, y));
+        return Ok((Tensor::from_vec(s, x.shape())?, Tensor::from_vec(y, x.shape())?.to_dtype(y_dtype)?));
     }
     let (s, y) = cuda::add_layernorm_fwd(x.cuda_dense()?, a.cuda_dense()?, w.cuda_dense()?, b.cuda_dense()?, (p.rows as usize, p.dim as usize), p.eps, y_dtype)?;
     Ok((Tensor::from_cuda(s, x.shape())?, Tensor::from_cuda(y, x.shape())?))

@@ -99,7 +99,6 @@ pub fn layernorm_fwd_fast(
 
 /// The residual add and the LayerNorm after it (inference, no statistics): `s = x + a`,
 /// `y = layernorm(s)`, the oracle: the f32 add, then `layernorm_fwd_ref`.
-#[allow(clippy::too_many_arguments)]
 pub fn add_layernorm_fwd_ref(p: &LayerNormParams, x: &[f32], a: &[f32], w: &[f32], b: &[f32], s: &mut [f32], y: &mut [f32]) {
     s.iter_mut().zip(x.iter().zip(a)).for_each(|(s, (x, a))| *s = x + a);
     let rows = p.dims().0;
@@ -109,7 +108,6 @@ pub fn add_layernorm_fwd_ref(p: &LayerNormParams, x: &[f32], a: &[f32], w: &[f32
 
 /// What runs: `add_layernorm_fwd_ref` in one parallel pass over the rows, each row's sum written
 /// and normalised while it is in cache. The same bits as the add and `layernorm_fwd_fast`.
-#[allow(clippy::too_many_arguments)]
 pub fn add_layernorm_fwd_fast(p: &LayerNormParams, x: &[f32], a: &[f32], w: &[f32], b: &[f32], s: &mut [f32], y: &mut [f32]) {
     let (_, d) = p.dims();
     if d == 0 {
