@@ -13,7 +13,9 @@
 //!     `--precision bf16` where cuBLAS is usable). The cuBLAS rows are left out without cuBLAS.
 //!     cuda_linear_{cublas,cublaslt}_bf16_bias_MxNxK: with a bias, added by bias rows and beta = 1
 //!     (cuBLAS, `FDM_CUBLASLT=0`) or in cuBLASLt's epilogue (the default).
-//!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks).
+//!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks);
+//!     cuda_conv2d_wide_f32_CxHxW_k3: the 128 x 64 tile kernel alone (`FDM_CONV_WIDE=1` picks it
+//!     for large grids), at the 64-channel shape and at batch 10 (phase 1a's batch).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
 //!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; one pass
@@ -30,6 +32,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fdm::cuda::launch::{device_ptr, run_on_device};
+use fdm::cuda::ops::conv2d::{conv2d_fwd_wide_launch, Conv2dParams};
 use fdm::cuda::ops::attention::{self as tc, attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
 use fdm::cuda::ops::gemm::linear_fwd_kernel;
 use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, InputAct, TcKernel};
@@ -160,6 +163,23 @@ fn conv(c: &mut Criterion) {
         let w = on(&dev, 4, &[ch, ch, 3, 3], -0.1, 0.1);
         let flops = (2 * ch * ch * 9 * hw * hw) as u64;
         time(c, "conv2d", format!("cuda_conv2d_f32_{ch}x{hw}x{hw}_k3"), flops, &dev, || ops::conv::conv2d(&x, &w, None, 1, 1).unwrap());
+    }
+    for batch in [1, 10] {
+        let (ch, hw) = (64, 256);
+        let x = on(&dev, 3, &[batch, ch, hw, hw], -1.0, 1.0);
+        let w = on(&dev, 4, &[ch, ch, 3, 3], -0.1, 0.1);
+        let p = Conv2dParams::new([batch, ch, hw, hw], [ch, ch, 3, 3], (1, 1), (1, 1), (1, 1)).unwrap();
+        let flops = (2 * batch * ch * ch * 9 * hw * hw) as u64;
+        let b = if batch == 1 { String::new() } else { format!("b{batch}_") };
+        let y = dev.alloc(fdm::DType::F32, p.output_len()).unwrap();
+        let (yp, xp, wp) = (device_ptr(&y, 0), device_ptr(x.cuda_dense().unwrap(), 0), device_ptr(w.cuda_dense().unwrap(), 0));
+        time(c, "conv2d", format!("cuda_conv2d_wide_f32_{b}{ch}x{hw}x{hw}_k3"), flops, &dev, || {
+            run_on_device(&dev, &conv2d_fwd_wide_launch(yp, xp, wp, 0, &p)).unwrap();
+            x.clone()
+        });
+        if batch > 1 {
+            time(c, "conv2d", format!("cuda_conv2d_f32_{b}{ch}x{hw}x{hw}_k3"), flops, &dev, || ops::conv::conv2d(&x, &w, None, 1, 1).unwrap());
+        }
     }
 }
 

@@ -139,3 +139,139 @@ extern "C" __global__ void conv2d_splitk_sum_f32(float* __restrict__ y, const fl
     y[i] = acc + (bias ? bias[(i / ohw) % p.o] : 0.0f);
   }
 }
+
+// ---- conv2d_fwd_wide_f32: the same convolution with a 128-pixel x 64-channel tile ----
+// For grids with many pixel tiles (the codec's 64-channel 3 x 3 convolutions at 256 x 256: 512
+// tiles at batch 1). 128 threads, each owning 8 pixels x 8 channels: pixels tx 4 + {0..3} and
+// 64 + tx 4 + {0..3}, channels ty 4 + {0..3} and 32 + ty 4 + {0..3} (tx = t % 16, ty = t / 16),
+// so each k step is four 16-byte shared loads for 64 FMAs (the 64 x 64 kernel: eight 4-byte
+// loads for 16), and a warp's A loads are 64 consecutive floats, its B loads two broadcasts.
+// Two shared stages: the next slice is read from global memory into registers while the current
+// one is multiplied, then stored to the other stage, so each slice costs one barrier.
+// Every output is the same fmaf chain over k = 0 .. K-1 as in conv2d_fwd_body, plus the bias:
+// the two kernels give identical bits. Launch: grid (ceil(N OH OW / 128), ceil(O / 64)), 128
+// threads (src/cuda/ops/conv2d.rs `conv2d_fwd_wide_launch`).
+
+#define CW_BM 128
+#define CW_BN 64
+#define CW_BK 16
+#define CW_THREADS 128
+#define CW_BS_LD (CW_BN + 4)  // padded rows: the transposing B stores hit 2-way bank conflicts, not 16
+
+// One slice of A (16 k x this thread's pixel) and B (8 weights) in registers.
+struct ConvWideStage {
+  float a[CW_BK];
+  float b[CW_BN * CW_BK / CW_THREADS];
+};
+
+// Reads reduction slice k0 .. k0 + 15 (zeros past k_end, outside the image or past the last
+// pixel / channel). Lane q < 16 of each warp decodes k0 + q into its channel and its kernel
+// offsets (dh in the low, dw in the high 16 bits), shared with the warp by shuffles.
+static __device__ __forceinline__ void conv_wide_load(ConvWideStage& st, const float* __restrict__ x_img,
+                                                      const float* __restrict__ w, const Conv2dParams& p,
+                                                      unsigned k0, unsigned k_end, bool m_ok, int ih0, int iw0,
+                                                      unsigned o0) {
+  const unsigned t = threadIdx.x, lane = t & 31, khw = p.kh * p.kw, K = p.c * khw;
+  unsigned my_c = 0xffffffffu, my_off = 0;
+  {
+    const unsigned k = k0 + (lane & (CW_BK - 1));
+    if (k < k_end) {
+      const unsigned r = k % khw;
+      my_c = k / khw;
+      my_off = ((r / p.kw) * p.dil_h) | (((r % p.kw) * p.dil_w) << 16);
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < CW_BK; ++q) {
+    const unsigned c = __shfl_sync(FDM_FULL_MASK, my_c, q);
+    const unsigned off = __shfl_sync(FDM_FULL_MASK, my_off, q);
+    const int ih = ih0 + (int)(off & 0xffffu), iw = iw0 + (int)(off >> 16);
+    float v = 0.0f;
+    if (m_ok && c != 0xffffffffu && ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w)
+      v = x_img[((size_t)c * p.h + ih) * p.w + iw];
+    st.a[q] = v;
+  }
+#pragma unroll
+  for (int q = 0; q < CW_BN * CW_BK / CW_THREADS; ++q) {
+    const unsigned oc = t / CW_BK + (CW_THREADS / CW_BK) * q, k = k0 + t % CW_BK, o = o0 + oc;
+    st.b[q] = (o < p.o && k < k_end) ? w[(size_t)o * K + k] : 0.0f;
+  }
+}
+
+static __device__ __forceinline__ void conv_wide_store(const ConvWideStage& st, float (*as)[CW_BM],
+                                                       float (*bs)[CW_BS_LD]) {
+  const unsigned t = threadIdx.x;
+#pragma unroll
+  for (int q = 0; q < CW_BK; ++q) as[q][t] = st.a[q];
+#pragma unroll
+  for (int q = 0; q < CW_BN * CW_BK / CW_THREADS; ++q) bs[t % CW_BK][t / CW_BK + (CW_THREADS / CW_BK) * q] = st.b[q];
+}
+
+// acc[i][j] += sum over the slice's k (in order) of A[k][pixel i] B[k][channel j].
+static __device__ __forceinline__ void conv_wide_fma(float (&acc)[8][8], const float (*as)[CW_BM],
+                                                     const float (*bs)[CW_BS_LD], unsigned tx, unsigned ty) {
+#pragma unroll
+  for (int k = 0; k < CW_BK; ++k) {
+    const float4 a0 = *reinterpret_cast<const float4*>(&as[k][4 * tx]);
+    const float4 a1 = *reinterpret_cast<const float4*>(&as[k][64 + 4 * tx]);
+    const float4 b0 = *reinterpret_cast<const float4*>(&bs[k][4 * ty]);
+    const float4 b1 = *reinterpret_cast<const float4*>(&bs[k][32 + 4 * ty]);
+    const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(CW_THREADS)
+    conv2d_fwd_wide_f32(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w,
+                        const float* __restrict__ bias, Conv2dParams p) {
+  __shared__ __align__(16) float as[2][CW_BK][CW_BM];
+  __shared__ __align__(16) float bs[2][CW_BK][CW_BS_LD];
+  const unsigned t = threadIdx.x, tx = t % 16, ty = t / 16;
+  const unsigned K = p.c * p.kh * p.kw, M = p.n * p.oh * p.ow, ohw = p.oh * p.ow;
+  const unsigned m0 = blockIdx.x * CW_BM, o0 = blockIdx.y * CW_BN;
+
+  // The pixel this thread loads for the A tile: column t of the tile.
+  const unsigned lm = m0 + t;
+  const bool m_ok = lm < M;
+  const unsigned ln = m_ok ? lm / ohw : 0, lrem = m_ok ? lm % ohw : 0;
+  const int ih0 = (int)((lrem / p.ow) * p.stride_h) - (int)p.pad_h;
+  const int iw0 = (int)((lrem % p.ow) * p.stride_w) - (int)p.pad_w;
+  const float* x_img = x + (size_t)ln * p.c * p.h * p.w;
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
+
+  ConvWideStage st;
+  conv_wide_load(st, x_img, w, p, 0, K, m_ok, ih0, iw0, o0);
+  conv_wide_store(st, as[0], bs[0]);
+  __syncthreads();
+  unsigned cur = 0;
+  for (unsigned k0 = 0; k0 < K; k0 += CW_BK) {
+    const bool more = k0 + CW_BK < K;
+    if (more) conv_wide_load(st, x_img, w, p, k0 + CW_BK, K, m_ok, ih0, iw0, o0);
+    conv_wide_fma(acc, as[cur], bs[cur], tx, ty);
+    if (more) conv_wide_store(st, as[cur ^ 1], bs[cur ^ 1]);
+    __syncthreads();
+    cur ^= 1;
+  }
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const unsigned m = m0 + 4 * tx + (i & 3) + 64 * (i >> 2);
+    if (m >= M) continue;
+    const unsigned n = m / ohw, pix = m % ohw;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const unsigned o = o0 + 4 * ty + (j & 3) + 32 * (j >> 2);
+      if (o >= p.o) continue;
+      y[((size_t)n * p.o + o) * ohw + pix] = acc[i][j] + (bias ? bias[o] : 0.0f);
+    }
+  }
+}

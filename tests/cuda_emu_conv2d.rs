@@ -7,13 +7,17 @@ mod common;
 
 use common::backend::Backend;
 use common::reference::conv2d_ref;
-use fdm::cuda::ops::conv2d::{conv2d_fwd_k_splits, conv2d_fwd_launch, conv2d_fwd_split_launches, Conv2dParams};
+use fdm::cuda::ops::conv2d::{
+    conv2d_fwd_k_splits, conv2d_fwd_launch, conv2d_fwd_split_launches, conv2d_fwd_suits_wide, conv2d_fwd_wide_launch, Conv2dParams,
+};
 use fdm::testing::{assert_close, random_vec, TOL_CUDA_F32};
 
 backend_tests!(
     conv2d_strided_padded_dilated_odd_sizes,
     conv2d_model_shape_256ch_3x3_at_32x32,
-    conv2d_1x1_and_no_bias
+    conv2d_1x1_and_no_bias,
+    conv2d_partial_wide_tiles_two_images,
+    conv2d_64ch_3x3_at_48x48
 );
 
 #[allow(clippy::too_many_arguments)]
@@ -85,7 +89,24 @@ fn check_channels<B: Backend>(
         let got: Vec<f32> = be.get_f32(&y).into_iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, v)| v).collect();
         let what = format!("conv2d {input:?} * {weight:?} s{stride:?} p{pad:?} d{dil:?}, reduction in {splits} splits");
         assert_close(&got, &want, TOL_CUDA_F32, &what);
+        if splits == 1 {
+            // The 128 x 64 tile kernel sums every output in the same order: the same bits.
+            let wide = be.f32s(&vec![f32::NAN; p.output_len()]);
+            be.run(&conv2d_fwd_wide_launch(be.ptr(&wide), be.ptr(&xb), be.ptr(&wb), bias_ptr, &p));
+            let (wide, narrow) = (be.get_f32(&wide), be.get_f32(&y));
+            let differ = wide.iter().zip(&narrow).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert_eq!(differ, None, "{what}: the wide kernel differs from the 64 x 64 one at the output index shown");
+        }
     }
+}
+
+#[test]
+fn wide_tiles_only_where_the_grid_stays_large() {
+    let p = |input, weight| Conv2dParams::new(input, weight, (1, 1), (1, 1), (1, 1)).unwrap();
+    assert!(conv2d_fwd_suits_wide(&p([1, 64, 256, 256], [64, 64, 3, 3])), "codec at 256 x 256: 512 blocks");
+    assert!(conv2d_fwd_suits_wide(&p([10, 128, 128, 128], [128, 128, 3, 3])), "batch 10 at 128 x 128");
+    assert!(!conv2d_fwd_suits_wide(&p([1, 256, 32, 32], [256, 256, 3, 3])), "FDM at batch 1: 32 blocks");
+    assert!(!conv2d_fwd_suits_wide(&p([1, 64, 64, 64], [64, 64, 3, 3])), "32 blocks");
 }
 
 #[test]
@@ -185,4 +206,17 @@ fn conv2d_params_reject_bad_shapes() {
     );
     let p = Conv2dParams::new([2, 3, 32, 32], [8, 3, 4, 4], (2, 2), (1, 1), (1, 1)).unwrap();
     assert_eq!((p.oh, p.ow), (16, 16));
+}
+
+fn conv2d_partial_wide_tiles_two_images<B: Backend>(be: &B) {
+    // 2 x 20 x 30 = 1200 output pixels (nine full 128-pixel tiles and one of 48, the last rows of
+    // a tile in the second image), 70 output channels (a second channel tile of 6), and a
+    // 144-long reduction (nine slices).
+    check(be, 30, [2, 16, 20, 30], [70, 16, 3, 3], (1, 1), (1, 1), (1, 1), true);
+}
+
+fn conv2d_64ch_3x3_at_48x48<B: Backend>(be: &B) {
+    // The codec's 64-channel 3 x 3 convolution (256 x 256 in the model) at 48 x 48 to keep the
+    // emulator quick: 18 wide tiles over a 576-long reduction.
+    check_channels(be, 31, [1, 64, 48, 48], [64, 64, 3, 3], ((1, 1), (1, 1), (1, 1)), true, 3);
 }

@@ -5,7 +5,7 @@ codebook argmin and top-K sampling >= 3x the unfused PyTorch versions).
 
   torch_gemm_f32_MxNxK           a @ b (cuBLAS), TF32 off unless --tf32
   torch_linear_bf16_MxNxK        F.linear(x, w) with x and w in bf16 (cuBLAS tensor cores)
-  torch_conv2d_f32_CxHxW_k3      F.conv2d 3x3 s1 p1 C->C (cuDNN, benchmark mode on)
+  torch_conv2d_f32_CxHxW_k3      F.conv2d 3x3 s1 p1 C->C (cuDNN, benchmark mode on); _b10_ at batch 10
   torch_attention_f32_HxLxD      F.scaled_dot_product_attention (flash / memory-efficient kernel)
   torch_attention_bf16_HxLxD     the same in bf16 (flash attention on tensor cores)
   torch_codebook_argmin_f32_NxKxD torch.cdist + argmin (the official quantizer's way)
@@ -77,6 +77,9 @@ def main():
         for ch, hw in [(256, 32), (64, 256)]:
             x, w = rand(1, ch, hw, hw), rand(ch, ch, 3, 3, lo=-0.1, hi=0.1)
             report(f"torch_conv2d_f32_{ch}x{hw}x{hw}_k3", 2 * ch * ch * 9 * hw * hw, best(lambda: F.conv2d(x, w, padding=1)))
+        # Batch 10 (phase 1a's batch; ours: cuda_conv2d_{,wide_}f32_b10_*).
+        x10, w64 = rand(10, 64, 256, 256), rand(64, 64, 3, 3, lo=-0.1, hi=0.1)
+        report("torch_conv2d_f32_b10_64x256x256_k3", 10 * 2 * 64 * 64 * 9 * 256 * 256, best(lambda: F.conv2d(x10, w64, padding=1)))
         h, l, d = 8, 1024, 64
         q, k_, v = (rand(1, h, l, d) for _ in range(3))
         report(f"torch_attention_f32_{h}x{l}x{d}", 2 * 2 * h * l * l * d, best(lambda: F.scaled_dot_product_attention(q, k_, v)))

@@ -1,7 +1,8 @@
 //! Launchers for `kernels/conv2d.cu`: 2-D convolution forward (NCHW input, weight
 //! `[out, in, kh, kw]`, optional bias, stride / zero padding / dilation, one group) as an implicit
 //! GEMM with 64 x 64 output tiles, the reduction split over several blocks where the tiles alone
-//! would leave most of the GPU idle (`conv2d_fwd_k_splits`).
+//! would leave most of the GPU idle (`conv2d_fwd_k_splits`), or with 128 x 64 tiles
+//! (`conv2d_fwd_wide_f32`) on grids with many pixel tiles when `FDM_CONV_WIDE=1`.
 
 use crate::cuda::launch::{check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
 use crate::cuda::CudaStorage;
@@ -113,6 +114,37 @@ pub fn conv2d_fwd_launch(y: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams) ->
     }
 }
 
+/// Set to `1` to run large forwards (`conv2d_fwd_uses_wide`) on the 128-pixel x 64-channel
+/// kernel (8 x 8 outputs per thread). Opt-in until a GPU has timed it against the 64 x 64 kernel
+/// (`cuda_conv2d_wide_f32_*` benches); both give identical bits.
+pub const WIDE_ENV: &str = "FDM_CONV_WIDE";
+/// Pixels per block of the wide kernel (`CW_BM`); its channel tile is `TILE`.
+const WIDE_PIXELS: usize = 128;
+const WIDE_THREADS: u32 = 128;
+
+fn wide_requested() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(WIDE_ENV).is_ok_and(|v| v == "1"))
+}
+
+/// Whether `conv2d_fwd` would take the wide kernel for `p` if asked: where its grid has at least
+/// 256 blocks (about two per multiprocessor of a large GPU), so the larger tiles cost no
+/// parallelism. The codec's 64-channel convolutions at 256 x 256 have 512 at batch 1; FDM's
+/// 256-channel ones at 32 x 32 have 32 and keep the split-K path.
+pub fn conv2d_fwd_suits_wide(p: &Conv2dParams) -> bool {
+    let pixels = (p.n * p.oh * p.ow) as usize;
+    pixels.div_ceil(WIDE_PIXELS) * (p.o as usize).div_ceil(TILE) >= 256
+}
+
+/// Grid: (pixel tiles of 128, channel tiles of 64), 128 threads.
+pub fn conv2d_fwd_wide_launch(y: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams) -> Launch {
+    let mut launch = conv2d_fwd_launch(y, x, w, bias, p);
+    launch.kernel = "conv2d_fwd_wide_f32";
+    launch.cfg.grid.0 = ((p.n * p.oh * p.ow) as usize).div_ceil(WIDE_PIXELS) as u32;
+    launch.cfg.block = (WIDE_THREADS, 1, 1);
+    launch
+}
+
 /// Reduction splits for the forward of `p`: 1 where the output tiles already make ~128 blocks;
 /// otherwise enough for ~256 blocks, at most 8 and never fewer than 8 slices of 16 per split.
 /// At batch 1, FDM's and the decoder's 256-channel 3 x 3 convolutions at 32 x 32 have 64 output
@@ -160,7 +192,8 @@ pub fn conv2d_fwd(
     let (yp, xp, wp, bp) = (device_ptr(&y, 0), device_ptr(x, 0), device_ptr(w, 0), bias.map_or(0, |b| device_ptr(b, 0)));
     let splits = conv2d_fwd_k_splits(p);
     if splits == 1 {
-        run_on_device(dev, &conv2d_fwd_launch(yp, xp, wp, bp, p))?;
+        let launch = if wide_requested() && conv2d_fwd_suits_wide(p) { conv2d_fwd_wide_launch } else { conv2d_fwd_launch };
+        run_on_device(dev, &launch(yp, xp, wp, bp, p))?;
         return Ok(y);
     }
     u32_arg("conv2d partials", splits * p.output_len())?;
