@@ -23,9 +23,10 @@
 //!     batch 4 (`attention_bf16` picks `_wide_` there),
 //!     `_kg2_` two key groups per block, `_wide_` 8 warps and 128 queries per block.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook),
-//!     the op as the quantizer calls it (host selectors: their ranges found on the host and the
-//!     rows' first codes uploaded); `_kernels_` the launches alone (norms, search, merge) on
-//!     offsets already on the device: the difference is the host side.
+//!     the op as the quantizer calls it with host selectors, every row in the unmasked half (its
+//!     rows start at code 0: no offsets uploaded); `_mixed_` a third of the rows in the masked
+//!     half, as under a hole (the rows' first codes found on the host and uploaded); `_kernels_`
+//!     the launches alone (norms, search, merge) on offsets already on the device.
 //!   cuda_topk_sample_f32_RxV: top-50 draw on R rows of V = 512 logits.
 //! Without a CUDA device every bench prints `SKIP (no CUDA device)` and nothing is timed.
 //! Run: cargo bench --bench cuda_ops; PyTorch on the same GPU: python3 benches/reference/torch_ops.py
@@ -39,7 +40,7 @@ use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, InputAct, TcKernel};
 use fdm::cuda::ops::sampling::{topk_sample_rows, RowSource};
 use fdm::cuda::blas::BiasPath;
 use fdm::cuda::{blas, CudaDevice, CudaStorage};
-use fdm::params::codebook::CODEBOOK_HALF_UNMASKED;
+use fdm::params::codebook::{CODEBOOK_HALF_MASKED, CODEBOOK_HALF_UNMASKED};
 use fdm::testing::random_vec;
 use fdm::{ops, Device, Tensor};
 
@@ -250,6 +251,8 @@ fn codebook(c: &mut Criterion) {
     let half = vec![CODEBOOK_HALF_UNMASKED; n];
     let flops = (2 * n * (codes / 2) * dim) as u64;
     time(c, "codebook", format!("cuda_codebook_argmin_f32_{n}x{}x{dim}", codes / 2), flops, &dev, || ops::codebook::codebook_argmin_halves(&z, &cb, &half).unwrap());
+    let mixed: Vec<u32> = (0..n).map(|i| if i % 3 == 0 { CODEBOOK_HALF_MASKED } else { CODEBOOK_HALF_UNMASKED }).collect();
+    time(c, "codebook", format!("cuda_codebook_argmin_mixed_f32_{n}x{}x{dim}", codes / 2), flops, &dev, || ops::codebook::codebook_argmin_halves(&z, &cb, &mixed).unwrap());
     let offsets = Tensor::from_u32(vec![0; n], &[n]).unwrap().to_device(&Device::Cuda(dev.clone())).unwrap();
     let shape = fdm::cuda::ops::codebook::ArgminShape { n, k: codes, d: dim, span: codes / 2 };
     let (zs, cbs, offs) = (z.cuda_dense().unwrap(), cb.cuda_dense().unwrap(), offsets.cuda_dense().unwrap());

@@ -175,6 +175,14 @@ fn codebook_argmin_by_half(dev: CudaDevice) {
     let want = ops::codebook::codebook_argmin_all(&z, &cb).unwrap().to_vec_u32().unwrap();
     let got = ops::codebook::codebook_argmin_all(&on(&dev, &z), &on(&dev, &cb)).unwrap();
     assert_eq!(got.to_vec_u32().unwrap(), want, "nearest code over the whole codebook");
+    // Every row in one half: the unmasked half starts at code 0 (no offsets on the device), the
+    // masked one does not.
+    for one in [CODEBOOK_HALF_UNMASKED, CODEBOOK_HALF_MASKED] {
+        let want = ops::codebook::codebook_argmin_halves(&z, &cb, &[one; 300]).unwrap().to_vec_u32().unwrap();
+        let got = ops::codebook::codebook_argmin_halves(&on(&dev, &z), &on(&dev, &cb), &[one; 300]).unwrap();
+        assert_eq!(got.to_vec_u32().unwrap(), want, "every row in half {one}");
+        assert!(want.iter().all(|&c| (c >= 32) == (one == CODEBOOK_HALF_MASKED)), "half {one} gives codes of its half");
+    }
 }
 
 fn sampling_draws_the_cpu_tokens(dev: CudaDevice) {

@@ -79,8 +79,13 @@ pub fn codebook_argmin_halves(z: &Tensor, codebook: &Tensor, half: &[u32]) -> Re
         Storage::Cuda(_) => {
             let (offsets, span) = row_offsets(&p, half)?;
             let shape = cuda::ArgminShape { n: p.n as usize, k: p.codes as usize, d: p.dim as usize, span };
-            let offsets = offsets.to_device(&z.device())?;
-            let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, Some(offsets.cuda_dense()?), shape)?;
+            // Rows that all start at code 0 need no offsets on the device (and no upload).
+            let offsets = match offsets.iter().any(|&o| o != 0) {
+                true => Some(Tensor::from_u32(offsets, &[p.n as usize])?.to_device(&z.device())?),
+                false => None,
+            };
+            let offsets = offsets.as_ref().map(|o| o.cuda_dense()).transpose()?;
+            let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, offsets, shape)?;
             Tensor::from_cuda(idx, &[p.n as usize])
         }
     }
@@ -88,7 +93,7 @@ pub fn codebook_argmin_halves(z: &Tensor, codebook: &Tensor, half: &[u32]) -> Re
 
 /// The first code of every row's range and the one span they share, for the CUDA kernel; rows
 /// whose ranges differ in length in one call are an error.
-fn row_offsets(p: &CodebookParams, half: &[u32]) -> Result<(Tensor, usize)> {
+fn row_offsets(p: &CodebookParams, half: &[u32]) -> Result<(Vec<u32>, usize)> {
     let ranges = cpu::ranges(p, half)?;
     let span = ranges.first().map_or(p.codes as usize, |r| r.1 - r.0);
     if let Some((i, r)) = ranges.iter().enumerate().find(|(_, r)| r.1 - r.0 != span) {
@@ -97,8 +102,7 @@ fn row_offsets(p: &CodebookParams, half: &[u32]) -> Result<(Tensor, usize)> {
             format!("row {i} searches {} codes but row 0 searches {span}: one call takes one range length on CUDA", r.1 - r.0),
         ));
     }
-    let offsets: Vec<u32> = ranges.iter().map(|r| r.0 as u32).collect();
-    Ok((Tensor::from_u32(offsets, &[ranges.len()])?, span))
+    Ok((ranges.iter().map(|r| r.0 as u32).collect(), span))
 }
 
 /// Nearest code over the whole codebook (the quantizer called without a token-type map).
