@@ -15,7 +15,9 @@
 //!     (cuBLAS, `FDM_CUBLASLT=0`) or in cuBLASLt's epilogue (the default).
 //!   cuda_conv2d_f32_CxHxW_k3: 3x3 s1 p1 conv C->C at HxW (FDM / decoder res blocks);
 //!     cuda_conv2d_wide_f32_CxHxW_k3: the 128 x 64 tile kernel alone (`FDM_CONV_WIDE=1` picks it
-//!     for large grids), at the 64-channel shape and at batch 10 (phase 1a's batch).
+//!     for large grids), at the 64-channel shape and at batch 10 (phase 1a's batch);
+//!     cuda_conv2d_bwd_input{,_wide}_f32_b10_*: its input gradient on the gather kernel, or as the
+//!     flipped-weight forward on the wide kernel (weight flip included).
 //!   cuda_attention_f32_HxLxD: fused attention forward, the paper's 8 heads x 1024 x 64 (the
 //!     split-keys kernel); cuda_attention_perquery_f32_HxLxD: the one-thread-per-query kernel;
 //!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; one pass
@@ -34,6 +36,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fdm::cuda::launch::{device_ptr, run_on_device};
 use fdm::cuda::ops::conv2d::{conv2d_fwd_wide_launch, Conv2dParams};
+use fdm::cuda::ops::conv2d_backward::{conv2d_bwd_input_as_forward, conv2d_bwd_input_launch, conv2d_flip_weight_launch};
 use fdm::cuda::ops::attention::{self as tc, attention_fwd_kernel_launch, AttentionKernel, AttentionParams};
 use fdm::cuda::ops::gemm::linear_fwd_kernel;
 use fdm::cuda::ops::gemm_tc::{linear_bf16_fwd_with, InputAct, TcKernel};
@@ -180,6 +183,20 @@ fn conv(c: &mut Criterion) {
         });
         if batch > 1 {
             time(c, "conv2d", format!("cuda_conv2d_f32_{b}{ch}x{hw}x{hw}_k3"), flops, &dev, || ops::conv::conv2d(&x, &w, None, 1, 1).unwrap());
+            // The input gradient: the gather kernel, and (FDM_CONV_WIDE=1) the flipped-weight
+            // forward on the wide kernel, flip included.
+            let wt = dev.alloc(fdm::DType::F32, p.weight_len()).unwrap();
+            let wtp = device_ptr(&wt, 0);
+            let dual = conv2d_bwd_input_as_forward(&p).unwrap();
+            time(c, "conv2d", format!("cuda_conv2d_bwd_input_f32_{b}{ch}x{hw}x{hw}_k3"), flops, &dev, || {
+                run_on_device(&dev, &conv2d_bwd_input_launch(xp, yp, wp, 0, &p)).unwrap();
+                x.clone()
+            });
+            time(c, "conv2d", format!("cuda_conv2d_bwd_input_wide_f32_{b}{ch}x{hw}x{hw}_k3"), flops, &dev, || {
+                run_on_device(&dev, &conv2d_flip_weight_launch(wtp, wp, &p)).unwrap();
+                run_on_device(&dev, &conv2d_fwd_wide_launch(xp, yp, wtp, 0, &dual)).unwrap();
+                x.clone()
+            });
         }
     }
 }

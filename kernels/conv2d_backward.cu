@@ -27,6 +27,11 @@
 //   conv2d_bwd_bias_f32(db, g, n, channels, plane)
 //       db[o] = sum_{n, pixel} g[n, o, pixel]: one block of 256 threads per channel, a fixed
 //       per-thread order then block_sum (fixed order too). Grid (channels), 256 threads.
+//   conv2d_flip_weight_f32(wt, w, o, c, kh, kw)   wt [C, O, KH, KW]
+//       wt[c, o, i, j] = w[o, c, KH-1-i, KW-1-j]: with it, the input gradient of a stride-1
+//       convolution is the forward convolution of g with wt, padding dil (K-1) - pad (same
+//       dilation), which the launcher runs on conv2d.cu's 128 x 64 tile kernel when that is asked
+//       for (`conv2d_bwd_input_as_forward`). Grid-stride over the weight, 256 threads.
 // The tiled kernels share the register tiling of conv2d.cu / gemm.cu (tile_fma_4x4, common.cuh):
 // 4 x 4 outputs per thread, reduction slices of 16 through 2 x 4.2 KB of static shared memory.
 
@@ -238,4 +243,15 @@ extern "C" __global__ void __launch_bounds__(CBW_THREADS)
   }
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) db[o] = s;
+}
+
+extern "C" __global__ void conv2d_flip_weight_f32(float* __restrict__ wt, const float* __restrict__ w, unsigned o,
+                                                  unsigned c, unsigned kh, unsigned kw) {
+  const unsigned taps = kh * kw, len = o * c * taps;
+  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < len; e += gridDim.x * blockDim.x) {
+    // e indexes w = [o, c, i, j]; its value goes to wt[c, o, kh-1-i, kw-1-j].
+    const unsigned tap = e % taps, oc = e / taps, oi = oc / c, ci = oc % c;
+    const unsigned i = tap / kw, j = tap % kw;
+    wt[((size_t)ci * o + oi) * taps + (kh - 1 - i) * kw + (kw - 1 - j)] = w[e];
+  }
 }

@@ -14,7 +14,7 @@ mod common;
 
 use common::backend::Backend;
 use fdm::cpu::ops::conv2d::{conv2d_backward_input_ref_at, conv2d_backward_weight_ref_at};
-use fdm::cuda::ops::conv2d::Conv2dParams;
+use fdm::cuda::ops::conv2d::{conv2d_fwd_wide_launch, Conv2dParams};
 use fdm::cuda::ops::conv2d_backward::*;
 use fdm::dtype::DType;
 use fdm::params::conv2d::Conv2dParams as CpuConv2dParams;
@@ -144,6 +144,15 @@ fn check<B: Backend>(be: &B, seed: u64, case: &Case, step: usize) {
         )
     });
     assert_close(&got, &want, TOL_CUDA_F32, &format!("conv2d dx {what}"));
+    if let Some(dual) = conv2d_bwd_input_as_forward(&p) {
+        // The stride-1 route of `FDM_CONV_WIDE=1`: the forward convolution of g with the flipped
+        // weight, on the 128 x 64 tile kernel.
+        let (wt, dx2) = (be.f32s(&vec![f32::NAN; p.weight_len()]), be.f32s(&vec![f32::NAN; p.input_len()]));
+        be.run(&conv2d_flip_weight_launch(be.ptr(&wt), be.ptr(&wb), &p));
+        be.run(&conv2d_fwd_wide_launch(be.ptr(&dx2), be.ptr(&gb), be.ptr(&wt), 0, &dual));
+        let got_dual: Vec<f32> = be.get_f32(&dx2).into_iter().enumerate().filter(|(i, _)| ((i / (h * wd)) % c).is_multiple_of(step)).map(|(_, v)| v).collect();
+        assert_close(&got_dual, &want, TOL_CUDA_F32, &format!("conv2d dx as a forward on the wide kernel {what}"));
+    }
 
     let (splits, chunk) = weight_grad_splits(&p);
     let got = weight_grad(be, &xb, &gb, &p, splits, chunk);
@@ -279,6 +288,13 @@ fn conv2d_backward_odd_sizes_stride_pad_dilation<B: Backend>(be: &B) {
         &Case::new([1, 2, 2, 5], [3, 2, 1, 2], (3, 2), (0, 0), (1, 1)),
         1,
     );
+    // Stride 1 with dilation 2 on one axis: the dual forward pads by 2 and 1.
+    check(
+        be,
+        14,
+        &Case::new([1, 4, 12, 12], [6, 4, 3, 3], (1, 1), (2, 1), (2, 1)),
+        1,
+    );
     // More input channels than one 64-channel tile, one output channel.
     check(
         be,
@@ -352,6 +368,18 @@ fn conv2d_backward_weight_uneven_splits<B: Backend>(be: &B) {
             &format!("conv2d dw, {splits} splits of {chunk}"),
         );
     }
+}
+
+#[test]
+fn conv2d_backward_input_as_forward_only_for_stride_1() {
+    let p = |weight, stride, pad, dil| Conv2dParams::new([2, 8, 16, 12], weight, stride, pad, dil).unwrap();
+    let dual = conv2d_bwd_input_as_forward(&p([4, 8, 3, 3], (1, 1), (1, 1), (1, 1))).unwrap();
+    assert_eq!((dual.n, dual.c, dual.h, dual.w, dual.o), (2, 4, 16, 12, 8), "g [2, 4, 16, 12] in, dx [2, 8, 16, 12] out");
+    assert_eq!((dual.pad_h, dual.pad_w, dual.oh, dual.ow), (1, 1, 16, 12));
+    let dual = conv2d_bwd_input_as_forward(&p([4, 8, 3, 5], (1, 1), (0, 1), (2, 1))).unwrap();
+    assert_eq!((dual.pad_h, dual.pad_w, dual.dil_h, dual.oh, dual.ow), (4, 3, 2, 16, 12));
+    assert!(conv2d_bwd_input_as_forward(&p([4, 8, 4, 4], (2, 2), (1, 1), (1, 1))).is_none(), "stride 2");
+    assert!(conv2d_bwd_input_as_forward(&p([4, 8, 1, 1], (1, 1), (1, 0), (1, 1))).is_none(), "padding past the kernel");
 }
 
 #[test]

@@ -122,7 +122,8 @@ pub const WIDE_ENV: &str = "FDM_CONV_WIDE";
 const WIDE_PIXELS: usize = 128;
 const WIDE_THREADS: u32 = 128;
 
-fn wide_requested() -> bool {
+/// Whether `FDM_CONV_WIDE=1` (read once).
+pub fn wide_requested() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var(WIDE_ENV).is_ok_and(|v| v == "1"))
 }

@@ -2,7 +2,9 @@
 //! `conv2d.rs` (NCHW input `[n, c, h, w]`, weight `[o, c, kh, kw]`, output gradient
 //! `g [n, o, oh, ow]`, the same `Conv2dParams` with stride / padding / dilation; spec §2, §4).
 //! * `dx [n, c, h, w]`: implicit GEMM in gather form (one 64-pixel x 64-channel tile per block),
-//!   one grid layer per stride phase so that only the taps that reach a pixel are summed;
+//!   one grid layer per stride phase so that only the taps that reach a pixel are summed; or,
+//!   with `FDM_CONV_WIDE=1` and stride 1, the forward convolution of g with the flipped weight
+//!   on the 128 x 64 tile kernel;
 //! * `dw [o, c, kh, kw]`: a GEMM reducing over the n*oh*ow output positions, split into
 //!   `weight_grad_splits` contiguous chunks (blockIdx.z) written to a workspace and summed in a
 //!   fixed order by a second kernel: no float atomics, so results are bit-reproducible;
@@ -10,7 +12,7 @@
 //!
 //! The split count depends only on the shape, never on the device or timing.
 
-use super::conv2d::Conv2dParams;
+use super::conv2d::{conv2d_fwd_suits_wide, conv2d_fwd_wide_launch, wide_requested, Conv2dParams};
 use crate::cuda::launch::{device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
 use crate::cuda::CudaStorage;
 use crate::dtype::DType;
@@ -163,12 +165,47 @@ pub fn conv2d_bwd_bias_launch(db: u64, g: u64, n: u32, channels: u32, plane: u32
     }
 }
 
+/// The forward convolution whose output is the input gradient of `p` (input g `[n, o, oh, ow]`,
+/// weight `conv2d_flip_weight_launch`'s `[c, o, kh, kw]`, padding dil (k-1) - pad, stride 1):
+/// None unless `p` has stride 1 and a padding of at most dil (k-1) on both axes.
+pub fn conv2d_bwd_input_as_forward(p: &Conv2dParams) -> Option<Conv2dParams> {
+    let dual_pad = |pad: u32, dil: u32, k: u32| (dil * (k - 1)).checked_sub(pad).map(|v| v as usize);
+    if (p.stride_h, p.stride_w) != (1, 1) {
+        return None;
+    }
+    let pad = (dual_pad(p.pad_h, p.dil_h, p.kh)?, dual_pad(p.pad_w, p.dil_w, p.kw)?);
+    let u = |v: u32| v as usize;
+    let dual = Conv2dParams::new([u(p.n), u(p.o), u(p.oh), u(p.ow)], [u(p.c), u(p.o), u(p.kh), u(p.kw)], (1, 1), pad, (u(p.dil_h), u(p.dil_w))).ok()?;
+    ((dual.oh, dual.ow) == (p.h, p.w)).then_some(dual)
+}
+
+/// wt `[c, o, kh, kw]` = w `[o, c, kh, kw]` with the channel axes swapped and the taps reversed.
+pub fn conv2d_flip_weight_launch(wt: u64, w: u64, p: &Conv2dParams) -> Launch {
+    Launch {
+        module: MODULE,
+        kernel: "conv2d_flip_weight_f32",
+        cfg: LaunchCfg::for_elements(p.weight_len(), 256, 4096),
+        args: vec![KArg::Ptr(wt), KArg::Ptr(w), KArg::U32(p.o), KArg::U32(p.c), KArg::U32(p.kh), KArg::U32(p.kw)],
+    }
+}
+
 /// dx `[n, c, h, w]` from the weight `[o, c, kh, kw]` and the output gradient `[n, o, oh, ow]`.
+/// With `FDM_CONV_WIDE=1`, a stride-1 convolution whose dual forward suits the 128 x 64 tile
+/// kernel runs as that forward (`conv2d_bwd_input_as_forward`); its sums run in another order
+/// than `conv2d_bwd_input_f32`'s, so the bits may differ (within the f32 tolerance).
 pub fn conv2d_bwd_input(w: &CudaStorage, g: &CudaStorage, p: &Conv2dParams) -> Result<CudaStorage> {
     const OP: &str = "conv2d_backward_input";
     check_storage(OP, "weight", w, p.weight_len())?;
     check_storage(OP, "output gradient", g, p.output_len())?;
     let dx = w.device().alloc(DType::F32, p.input_len())?;
+    let dual = conv2d_bwd_input_as_forward(p).filter(|d| wide_requested() && conv2d_fwd_suits_wide(d));
+    if let Some(dual) = dual {
+        let wt = w.device().alloc(DType::F32, p.weight_len())?;
+        run_on_device(w.device(), &conv2d_flip_weight_launch(device_ptr(&wt, 0), device_ptr(w, 0), p))?;
+        let launch = conv2d_fwd_wide_launch(device_ptr(&dx, 0), device_ptr(g, 0), device_ptr(&wt, 0), 0, &dual);
+        run_on_device(w.device(), &launch)?;
+        return Ok(dx);
+    }
     let launch =
         conv2d_bwd_input_launch(device_ptr(&dx, 0), device_ptr(g, 0), device_ptr(w, 0), 0, p);
     run_on_device(w.device(), &launch)?;
