@@ -1,4 +1,4 @@
-//! cuBLAS behind the Linear forward (`fdm::cuda::blas`).
+//! cuBLAS behind the Linear forward (`fdm::cuda::blas`) and its gradients (`blas_gemm`).
 //! * Everywhere: the availability probe gives a reason where cuBLAS is not used (the emulated
 //!   device; no libcublas; FDM_NO_CUBLAS=1), `linear_fwd` / `linear_bf16_fwd` fall back to the
 //!   hand-written kernels on the emulated device, the cuBLAS entry points there are errors (not
@@ -8,7 +8,8 @@
 //!   hand-written kernel (TOL_CUDA_F32), and the bf16-weight linear against the f64 sum of the
 //!   bf16-rounded operands and the hand-written tensor-core kernel (the bound of
 //!   `cuda_emu_gemm_tc.rs`: 1e-3 * (sum |p| + |bias|) + 1e-6), at the transformer's shapes
-//!   (1024 tokens; 512 -> 512, 512 -> 2048, 2048 -> 512) and an odd one, with and without bias.
+//!   (1024 tokens; 512 -> 512, 512 -> 2048, 2048 -> 512) and an odd one, with and without bias;
+//!   the f32 Linear's dx and dw (`gemm::linear_dx` / `linear_dw`, on cuBLAS) the same way.
 //!   The bias in cuBLASLt's epilogue (`BiasPath::Epilogue`, the default): the same bound
 //!   against the f64 reference and twice it against the bias-rows path, GELU2 fused or not, and
 //!   on the transformer's shapes it must have run on cuBLASLt (not fallen back). An input already
@@ -172,6 +173,32 @@ fn cublas_f32_linear_matches_reference_cuda() {
             let dispatched = down(&gemm::linear_fwd(&xs, &ws, b, m, out, inp).unwrap());
             assert_close(&dispatched, &y, TOL_CUDA_F32, &format!("linear_fwd (on cuBLAS): {what}"));
         }
+    }
+}
+
+#[test]
+fn cublas_linear_gradients_match_the_kernel_cuda() {
+    let Some(dev) = cublas_device_or_skip("cublas_linear_gradients_match_the_kernel_cuda") else { return };
+    for (i, &(m, out, inp)) in SHAPES.iter().enumerate() {
+        // g [m, out] plays x's part in `inputs`, with x [m, inp] from another seed.
+        let (g, w, _) = inputs(40 + 10 * i as u64, (m, inp, out));
+        let x = random_vec(45 + 10 * i as u64, m * inp, -1.0, 1.0);
+        let (gs, ws, xs) = (up(&dev, &g), up(&dev, &w), up(&dev, &x));
+        let what = format!("{m}x{inp} -> {out}");
+        // dx [m, inp] = g w: the f64 reference as a product with w^T [inp, out].
+        let dx = down(&gemm::linear_dx(&gs, &ws, m, out, inp).unwrap());
+        let want: Vec<f64> = (0..m).into_par_iter().flat_map(|r| gemm_ref(1, inp, out, |_, o| g[r * out + o], |c, o| w[o * inp + c])).collect();
+        assert_close(&dx, &to_f32(&want), TOL_CUDA_F32, &format!("dx on cuBLAS vs f64: {what}"));
+        let mut kernel = dev.alloc(fdm::DType::F32, m * inp).unwrap();
+        gemm::gemm_into(&mut kernel, &gs, &ws, None, &gemm::GemmParams::linear_dx(m, out, inp), 1).unwrap();
+        assert_close(&dx, &down(&kernel), TOL_CUDA_F32, &format!("dx on cuBLAS vs the hand-written kernel: {what}"));
+        // dw [out, inp] = g^T x.
+        let dw = down(&gemm::linear_dw(&gs, &xs, m, out, inp).unwrap());
+        let want: Vec<f64> = (0..out).into_par_iter().flat_map(|o| gemm_ref(1, inp, m, |_, r| g[r * out + o], |c, r| x[r * inp + c])).collect();
+        assert_close(&dw, &to_f32(&want), TOL_CUDA_F32, &format!("dw on cuBLAS vs f64: {what}"));
+        let mut kernel = dev.alloc(fdm::DType::F32, out * inp).unwrap();
+        gemm::gemm_into(&mut kernel, &gs, &xs, None, &gemm::GemmParams::linear_dw(m, out, inp, false), 1).unwrap();
+        assert_close(&dw, &down(&kernel), TOL_CUDA_F32, &format!("dw on cuBLAS vs the hand-written kernel: {what}"));
     }
 }
 

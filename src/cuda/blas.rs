@@ -140,7 +140,7 @@ pub fn status_line(dev: &CudaDevice) -> String {
 
 /// Runs `call` with `dev`'s handle, its context current on this thread; a status other than
 /// success becomes `Error::Cuda` naming `op`.
-fn with_handle(dev: &CudaDevice, op: &'static str, call: impl FnOnce(sys::cublasHandle_t) -> std::result::Result<(), CublasError>) -> Result<()> {
+pub(super) fn with_handle(dev: &CudaDevice, op: &'static str, call: impl FnOnce(sys::cublasHandle_t) -> std::result::Result<(), CublasError>) -> Result<()> {
     let blas = slot(dev).map_err(|why| Error::Cuda(format!("{op}: cuBLAS unavailable: {why}")))?;
     let handle = blas.0.lock().map_err(|_| Error::Cuda(format!("{op}: the cuBLAS handle's lock is poisoned")))?;
     handle.ctx.bind_to_thread().map_err(|e| Error::Cuda(format!("{op}: cannot make the CUDA context current: {e:?}")))?;
@@ -182,7 +182,7 @@ pub fn bias_rows_launch(y: u64, bias: u64, m: usize, out: usize) -> Result<Launc
     Ok(strided_copy_launch(y, bias, &idx))
 }
 
-fn dim(op: &'static str, what: &str, n: usize) -> Result<c_int> {
+pub(super) fn dim(op: &'static str, what: &str, n: usize) -> Result<c_int> {
     c_int::try_from(n).map_err(|_| Error::shape(op, format!("{what} {n} exceeds cuBLAS's 32-bit sizes")))
 }
 

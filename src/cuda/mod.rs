@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod blas;
+pub mod blas_gemm;
 pub mod blas_lt;
 pub mod emu;
 pub mod graph;

@@ -323,9 +323,7 @@ pub fn linear_backward_input(x_shape: &[usize], w: &Tensor, grad_out: &Tensor) -
     let (w, g) = (w.contiguous()?, grad_out.contiguous()?);
     if !super::is_cpu(&g) {
         let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
-        let mut dx = g.cuda_dense()?.device().alloc(crate::dtype::DType::F32, m * inf)?;
-        cuda::gemm_into(&mut dx, g.cuda_dense()?, w.cuda_dense()?, None, &cuda::GemmParams::linear_dx(m, outf, inf), 1)?;
-        return Tensor::from_cuda(dx, x_shape);
+        return Tensor::from_cuda(cuda::linear_dx(g.cuda_dense()?, w.cuda_dense()?, m, outf, inf)?, x_shape);
     }
     let mut dx = vec![0f32; numel(x_shape)];
     cpu_linear::linear_backward_input_fast(&p, w.cpu_f32()?, g.cpu_f32()?, &mut dx);
@@ -339,10 +337,7 @@ pub fn linear_backward_weight(x: &Tensor, w_shape: &[usize], grad_out: &Tensor) 
     let (x, g) = (x.contiguous()?, grad_out.contiguous()?);
     if !super::is_cpu(&g) {
         let (m, outf, inf) = (p.rows as usize, p.out_features as usize, p.in_features as usize);
-        let mut dw = g.cuda_dense()?.device().alloc(crate::dtype::DType::F32, outf * inf)?;
-        let params = cuda::GemmParams::linear_dw(m, outf, inf, false);
-        cuda::gemm_into(&mut dw, g.cuda_dense()?, x.cuda_dense()?, None, &params, 1)?;
-        return Tensor::from_cuda(dw, w_shape);
+        return Tensor::from_cuda(cuda::linear_dw(g.cuda_dense()?, x.cuda_dense()?, m, outf, inf)?, w_shape);
     }
     let mut dw = vec![0f32; numel(w_shape)];
     cpu_linear::linear_backward_weight_fast(&p, x.cpu_f32()?, g.cpu_f32()?, &mut dw);

@@ -211,6 +211,42 @@ pub fn linear_fwd_kernel(
     Ok(y)
 }
 
+/// Set to `0` to keep the Linear's gradients on the hand-written kernel where cuBLAS is usable.
+pub const BLAS_GRADIENTS_ENV: &str = "FDM_CUBLAS_GRADIENTS";
+
+/// Whether the Linear's gradients run on cuBLAS on `dev`: cuBLAS usable and not turned off by
+/// `FDM_CUBLAS_GRADIENTS=0` (read once).
+fn gradients_on_blas(dev: &crate::cuda::CudaDevice) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(BLAS_GRADIENTS_ENV).map_or(true, |v| v != "0")) && crate::cuda::blas::available(dev)
+}
+
+/// `c` = the unbatched product `p` of `a` and `b`: on cuBLAS when `blas` and `p` has a cuBLAS
+/// form, else on the hand-written kernel.
+fn gemm_maybe_blas(c: &mut CudaStorage, a: &CudaStorage, b: &CudaStorage, p: &GemmParams, blas: bool) -> Result<()> {
+    if blas && crate::cuda::blas_gemm::sgemm_args(p).is_some() {
+        return crate::cuda::blas_gemm::sgemm_params(c, a, b, p);
+    }
+    gemm_into(c, a, b, None, p, 1)
+}
+
+/// Linear input gradient `dx [m, inp] = g [m, out] w [out, inp]` (cuBLAS where usable, unless
+/// `FDM_CUBLAS_GRADIENTS=0`).
+pub fn linear_dx(g: &CudaStorage, w: &CudaStorage, m: usize, out: usize, inp: usize) -> Result<CudaStorage> {
+    u32_arg("linear_backward_input", m * out.max(inp))?;
+    let mut dx = g.device().alloc(DType::F32, m * inp)?;
+    gemm_maybe_blas(&mut dx, g, w, &GemmParams::linear_dx(m, out, inp), gradients_on_blas(g.device()))?;
+    Ok(dx)
+}
+
+/// Linear weight gradient `dw [out, inp] = g [m, out]^T x [m, inp]` (as `linear_dx`).
+pub fn linear_dw(g: &CudaStorage, x: &CudaStorage, m: usize, out: usize, inp: usize) -> Result<CudaStorage> {
+    u32_arg("linear_backward_weight", m * out.max(inp))?;
+    let mut dw = g.device().alloc(DType::F32, out * inp)?;
+    gemm_maybe_blas(&mut dw, g, x, &GemmParams::linear_dw(m, out, inp, false), gradients_on_blas(g.device()))?;
+    Ok(dw)
+}
+
 /// One operand of a batched matrix product as it is stored: rows of `ld` elements, read as the
 /// transpose of the stored matrix when `trans`, batch items `batch_stride` elements apart
 /// (0 = one matrix shared by the batch).
