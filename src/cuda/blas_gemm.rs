@@ -11,6 +11,7 @@
 //!   with ldb_k = 1 it is the transpose of the column-major [k, n] with ld = ldb_n (T).
 //! * A'(k, i) = A[i lda_m + k lda_k]: with lda_k = 1 it is column-major with ld = lda_m (N);
 //!   with lda_m = 1 it is the transpose of the column-major [m, k] with ld = lda_k (T).
+//!
 //! Other strides (neither 1) have no cuBLAS form: `sgemm_args` gives None and the caller runs the
 //! hand-written kernel. `tests/gemm_blas_args.rs` checks the mapping on the CPU by evaluating the
 //! arguments with the column-major definition above.
