@@ -30,6 +30,25 @@ struct Conv2dParams {
   unsigned stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
 };
 
+// Where output pixel m (of N OH OW) reads its input: its image, and the input row and column
+// under its kernel's top-left tap; ok is false past the last pixel (its loads read zeros).
+struct ConvPixel {
+  const float* img;
+  int ih0, iw0;
+  bool ok;
+};
+
+static __device__ __forceinline__ ConvPixel conv_pixel(const float* __restrict__ x, const Conv2dParams& p, unsigned m) {
+  const unsigned ohw = p.oh * p.ow;
+  ConvPixel px;
+  px.ok = m < p.n * ohw;
+  const unsigned n = px.ok ? m / ohw : 0, rem = px.ok ? m % ohw : 0;
+  px.ih0 = (int)((rem / p.ow) * p.stride_h) - (int)p.pad_h;
+  px.iw0 = (int)((rem % p.ow) * p.stride_w) - (int)p.pad_w;
+  px.img = x + (size_t)n * p.c * p.h * p.w;
+  return px;
+}
+
 // The output tile (blockIdx.x, blockIdx.y) summed over the reduction range k_beg .. k_end - 1
 // (k_beg a multiple of CONV_BK), plus bias[o] where bias is not null.
 // as, bs: the kernel's shared tiles [CONV_BK][CONV_BM + 1] and [CONV_BK][CONV_BN + 1].
@@ -44,12 +63,7 @@ static __device__ __forceinline__ void conv2d_fwd_body(float (*as)[CONV_BM + 1],
 
   // The pixel this thread loads for the A tile is fixed: column t % 64 of the tile, rows
   // (k) t / 64 + 4 q. Decode it once.
-  const unsigned lm = m0 + t % CONV_BM;
-  const bool m_ok = lm < M;
-  const unsigned ln = m_ok ? lm / ohw : 0, lrem = m_ok ? lm % ohw : 0;
-  const int ih0 = (int)((lrem / p.ow) * p.stride_h) - (int)p.pad_h;
-  const int iw0 = (int)((lrem % p.ow) * p.stride_w) - (int)p.pad_w;
-  const float* x_img = x + (size_t)ln * p.c * p.h * p.w;
+  const ConvPixel px = conv_pixel(x, p, m0 + t % CONV_BM);
 
   float acc[4][4];
   zero_tile_4x4(acc);
@@ -75,11 +89,11 @@ static __device__ __forceinline__ void conv2d_fwd_body(float (*as)[CONV_BM + 1],
     for (int q = 0; q < CONV_BM * CONV_BK / CONV_THREADS; ++q) {
       const unsigned kk = t / CONV_BM + 4 * q;
       const unsigned c = __shfl_sync(FDM_FULL_MASK, my_c, q);
-      const int ih = ih0 + (int)__shfl_sync(FDM_FULL_MASK, my_dh, q);
-      const int iw = iw0 + (int)__shfl_sync(FDM_FULL_MASK, my_dw, q);
+      const int ih = px.ih0 + (int)__shfl_sync(FDM_FULL_MASK, my_dh, q);
+      const int iw = px.iw0 + (int)__shfl_sync(FDM_FULL_MASK, my_dw, q);
       float v = 0.0f;
-      if (m_ok && c != 0xffffffffu && ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w)
-        v = x_img[((size_t)c * p.h + ih) * p.w + iw];
+      if (px.ok && c != 0xffffffffu && ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w)
+        v = px.img[((size_t)c * p.h + ih) * p.w + iw];
       as[kk][t % CONV_BM] = v;
     }
 #pragma unroll
@@ -167,10 +181,9 @@ struct ConvWideStage {
 // Reads reduction slice k0 .. k0 + 15 (zeros past k_end, outside the image or past the last
 // pixel / channel). Lane q < 16 of each warp decodes k0 + q into its channel and its kernel
 // offsets (dh in the low, dw in the high 16 bits), shared with the warp by shuffles.
-static __device__ __forceinline__ void conv_wide_load(ConvWideStage& st, const float* __restrict__ x_img,
+static __device__ __forceinline__ void conv_wide_load(ConvWideStage& st, const ConvPixel& px,
                                                       const float* __restrict__ w, const Conv2dParams& p,
-                                                      unsigned k0, unsigned k_end, bool m_ok, int ih0, int iw0,
-                                                      unsigned o0) {
+                                                      unsigned k0, unsigned k_end, unsigned o0) {
   const unsigned t = threadIdx.x, lane = t & 31, khw = p.kh * p.kw, K = p.c * khw;
   unsigned my_c = 0xffffffffu, my_off = 0;
   {
@@ -185,10 +198,10 @@ static __device__ __forceinline__ void conv_wide_load(ConvWideStage& st, const f
   for (int q = 0; q < CW_BK; ++q) {
     const unsigned c = __shfl_sync(FDM_FULL_MASK, my_c, q);
     const unsigned off = __shfl_sync(FDM_FULL_MASK, my_off, q);
-    const int ih = ih0 + (int)(off & 0xffffu), iw = iw0 + (int)(off >> 16);
+    const int ih = px.ih0 + (int)(off & 0xffffu), iw = px.iw0 + (int)(off >> 16);
     float v = 0.0f;
-    if (m_ok && c != 0xffffffffu && ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w)
-      v = x_img[((size_t)c * p.h + ih) * p.w + iw];
+    if (px.ok && c != 0xffffffffu && ih >= 0 && ih < (int)p.h && iw >= 0 && iw < (int)p.w)
+      v = px.img[((size_t)c * p.h + ih) * p.w + iw];
     st.a[q] = v;
   }
 #pragma unroll
@@ -234,13 +247,7 @@ extern "C" __global__ void __launch_bounds__(CW_THREADS)
   const unsigned K = p.c * p.kh * p.kw, M = p.n * p.oh * p.ow, ohw = p.oh * p.ow;
   const unsigned m0 = blockIdx.x * CW_BM, o0 = blockIdx.y * CW_BN;
 
-  // The pixel this thread loads for the A tile: column t of the tile.
-  const unsigned lm = m0 + t;
-  const bool m_ok = lm < M;
-  const unsigned ln = m_ok ? lm / ohw : 0, lrem = m_ok ? lm % ohw : 0;
-  const int ih0 = (int)((lrem / p.ow) * p.stride_h) - (int)p.pad_h;
-  const int iw0 = (int)((lrem % p.ow) * p.stride_w) - (int)p.pad_w;
-  const float* x_img = x + (size_t)ln * p.c * p.h * p.w;
+  const ConvPixel px = conv_pixel(x, p, m0 + t);  // the pixel this thread loads: column t of the tile
 
   float acc[8][8];
 #pragma unroll
@@ -249,13 +256,13 @@ extern "C" __global__ void __launch_bounds__(CW_THREADS)
     for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
   ConvWideStage st;
-  conv_wide_load(st, x_img, w, p, 0, K, m_ok, ih0, iw0, o0);
+  conv_wide_load(st, px, w, p, 0, K, o0);
   conv_wide_store(st, as[0], bs[0]);
   __syncthreads();
   unsigned cur = 0;
   for (unsigned k0 = 0; k0 < K; k0 += CW_BK) {
     const bool more = k0 + CW_BK < K;
-    if (more) conv_wide_load(st, x_img, w, p, k0 + CW_BK, K, m_ok, ih0, iw0, o0);
+    if (more) conv_wide_load(st, px, w, p, k0 + CW_BK, K, o0);
     conv_wide_fma(acc, as[cur], bs[cur], tx, ty);
     if (more) conv_wide_store(st, as[cur ^ 1], bs[cur ^ 1]);
     __syncthreads();
