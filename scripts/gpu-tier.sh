@@ -17,6 +17,12 @@
 #                                    do not fit are skipped, the running one is cut at the budget);
 #                                    GPU_TIER_ARCHIVE: a .tgz refreshed with the logs after each step;
 #                                    GPU_TIER_JOBS: test binaries run at once (default 6).
+#                                    With photos packed, it times a few training steps of phases
+#                                    1a and 1b twice (scripts/train-speed.sh): as configured, and
+#                                    with FDM_CONV_WIDE=1 FDM_CUBLAS_GRADIENTS=0 (1a shows the wide
+#                                    convolution, 1b the Linear gradients on cuBLAS).
+#   GPU_TIER_PHOTOS (pack): a folder whose first 10 JPEGs are packed for that (default
+#                                    ../shared/data/photos; skipped when absent).
 #
 # The test binaries read fixtures (weights, photos) through the absolute source path baked in at
 # build time; `run` links that path to the repository copy it runs in when the path is missing.
@@ -69,6 +75,12 @@ for line in sys.stdin:
     # One xz stream over all binaries: they share most of their code, so this is ~6 MB where
     # per-file gzip is ~30 MB (the device's working-tree limit is 64 MiB, weights included).
     tar -C "$stage" -cf - bin | xz -9 -T1 > "$dir/bins.tar.xz"
+    local photos=${GPU_TIER_PHOTOS:-../shared/data/photos}
+    rm -rf "$dir/photos"
+    if [ -d "$photos" ]; then
+        mkdir -p "$dir/photos"
+        find "$photos" -maxdepth 1 -name '*.jpg' | sort | head -n 10 | xargs -r cp -t "$dir/photos"
+    fi
     rm -rf "$stage" "$dir/bin"
     pwd > "$dir/source-path"
     echo "packed $(tar -tJf "$dir/bins.tar.xz" | grep -c '^bin/.') binaries ($(du -h "$dir/bins.tar.xz" | cut -f1)) into $dir; built in $(cat "$dir/source-path")"
@@ -153,6 +165,16 @@ run() {
         -n 2 --seed 7 --device cuda --out "$logs/e2e" --save-tokens
     bench_step bench-cuda_ops.log 60 "$exe/bench-cuda_ops" --bench --warm-up-time 1 --measurement-time 2
     # The model and sampling benches hold CPU benches too: only their `cuda_` ones run here.
+    if [ -d "$dir/photos" ]; then
+        local label switches
+        for label in defaults wide-conv-kernel-gradients; do
+            switches=()
+            [ "$label" = defaults ] || switches=(FDM_CONV_WIDE=1 FDM_CUBLAS_GRADIENTS=0)
+            echo "== $label ${switches[*]}" >> "$logs/train-speed.log"
+            bench_step train-speed.log 90 env "${switches[@]}" TRAIN_SPEED_STEPS="8 24 1 1" TRAIN_SPEED_LIMIT_S=30 \
+                TRAIN_SPEED_OUT="$logs/train-speed/$label" FDM="$exe/fdm" scripts/train-speed.sh "$dir/photos" cuda
+        done
+    fi
     bench_step bench-models.log 60 "$exe/bench-models" --bench cuda_ --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_sampling_pass --warm-up-time 1 --measurement-time 3
     # Where a bf16 paper-preset inpainting spends its time, per op and kernel (device time).
