@@ -66,13 +66,65 @@ extern "C" __global__ void layernorm_fwd_f32(float* __restrict__ y, float* __res
 }
 
 // The transformer's residual add and the LayerNorm after it in one pass (inference):
+// Sums per thread that add_layernorm_rows keeps in registers (the row launch gives a thread at
+// most 4 columns up to 1024 columns: `row_block_threads`).
+#define LN_REG_COLS 4
+
+// add_layernorm_rows for rows of at most LN_REG_COLS columns per thread: each thread keeps its
+// sums in registers instead of reading them back from s, with the same arithmetic in the same
+// order (columns c = threadIdx.x + blockDim.x q, q ascending), so the same bits.
+template <typename Out>
+static __device__ __forceinline__ void add_layernorm_rows_in_registers(
+    float* __restrict__ s, Out* __restrict__ y, const float* __restrict__ x, const float* __restrict__ a,
+    const float* __restrict__ gamma, const float* __restrict__ beta, unsigned rows, unsigned cols, float eps,
+    float* scratch) {
+  const float inv_cols = 1.0f / (float)cols;
+  for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
+    const size_t base = (size_t)r * cols;
+    float v[LN_REG_COLS];
+    float sum = 0.0f;
+#pragma unroll
+    for (int q = 0; q < LN_REG_COLS; ++q) {
+      const unsigned c = threadIdx.x + q * blockDim.x;
+      v[q] = 0.0f;
+      if (c < cols) {
+        v[q] = x[base + c] + a[base + c];
+        s[base + c] = v[q];
+        sum += v[q];
+      }
+    }
+    const float mean = block_sum(sum, scratch) * inv_cols;
+    float var = 0.0f;
+#pragma unroll
+    for (int q = 0; q < LN_REG_COLS; ++q) {
+      const float d = v[q] - mean;
+      if (threadIdx.x + q * blockDim.x < cols) var += d * d;
+    }
+    const float rstd = rsqrtf(block_sum(var, scratch) * inv_cols + eps);
+#pragma unroll
+    for (int q = 0; q < LN_REG_COLS; ++q) {
+      const unsigned c = threadIdx.x + q * blockDim.x;
+      if (c >= cols) continue;
+      float h = (v[q] - mean) * rstd;
+      if (gamma) h *= gamma[c];
+      if (beta) h += beta[c];
+      ln_store(y + base + c, h);
+    }
+  }
+}
+
 // s = x + a (written), y = LayerNorm(s); the same arithmetic as binary add + layernorm_fwd_f32
-// with the same block size, so the same bits. Each thread re-reads only the sums it wrote.
+// with the same block size, so the same bits. Each thread re-reads only the sums it wrote (or
+// keeps them in registers where it has at most LN_REG_COLS of them).
 template <typename Out>
 static __device__ __forceinline__ void add_layernorm_rows(float* __restrict__ s, Out* __restrict__ y,
                                                           const float* __restrict__ x, const float* __restrict__ a,
                                                           const float* __restrict__ gamma, const float* __restrict__ beta,
                                                           unsigned rows, unsigned cols, float eps, float* scratch) {
+  if (cols <= LN_REG_COLS * blockDim.x) {
+    add_layernorm_rows_in_registers(s, y, x, a, gamma, beta, rows, cols, eps, scratch);
+    return;
+  }
   for (unsigned r = blockIdx.x; r < rows; r += gridDim.x) {
     const size_t base = (size_t)r * cols;
     float sum = 0.0f;
