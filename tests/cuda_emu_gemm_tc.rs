@@ -364,4 +364,13 @@ fn linear_prep_gelu2_is_the_unary_kernel_then_the_cast<B: Backend>(be: &B) {
         let got = (words[i / 2] >> (16 * (i % 2))) as u16;
         assert_eq!(got, bf16::from_f32(a).to_bits(), "gelu2(x[{i}] = {})", x[i]);
     }
+    // From x[1] (not 16-byte aligned: the element-wise path) into the second word (8-byte
+    // aligned only when the first is 16-byte aligned): the same bits as above, shifted.
+    let shifted = be.u32s(&vec![0; n.div_ceil(2) + 1]);
+    be.run(&linear_prep_launch(be.ptr(&shifted) + 4, 0, be.ptr(&xb) + 4, 0, n - 1, 0, 1, InputAct::Gelu2));
+    let words = be.get_u32(&shifted);
+    for (i, &a) in act.iter().enumerate().skip(1) {
+        let got = (words[1 + (i - 1) / 2] >> (16 * ((i - 1) % 2))) as u16;
+        assert_eq!(got, bf16::from_f32(a).to_bits(), "unaligned: gelu2(x[{i}] = {})", x[i]);
+    }
 }
