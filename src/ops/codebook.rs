@@ -80,10 +80,7 @@ pub fn codebook_argmin_halves(z: &Tensor, codebook: &Tensor, half: &[u32]) -> Re
             let (offsets, span) = row_offsets(&p, half)?;
             let shape = cuda::ArgminShape { n: p.n as usize, k: p.codes as usize, d: p.dim as usize, span };
             // Rows that all start at code 0 need no offsets on the device (and no upload).
-            let offsets = match offsets.iter().any(|&o| o != 0) {
-                true => Some(Tensor::from_u32(offsets, &[p.n as usize])?.to_device(&z.device())?),
-                false => None,
-            };
+            let offsets = if offsets.iter().any(|&o| o != 0) { Some(Tensor::from_u32(offsets, &[p.n as usize])?.to_device(&z.device())?) } else { None };
             let offsets = offsets.as_ref().map(|o| o.cuda_dense()).transpose()?;
             let (idx, _) = cuda::codebook_argmin(z.cuda_dense()?, codebook.cuda_dense()?, offsets, shape)?;
             Tensor::from_cuda(idx, &[p.n as usize])

@@ -114,7 +114,7 @@ pub fn conv2d_fwd_launch(y: u64, x: u64, w: u64, bias: u64, p: &Conv2dParams) ->
     }
 }
 
-/// Set to `1` to run large forwards (`conv2d_fwd_uses_wide`) on the 128-pixel x 64-channel
+/// Set to `1` to run large forwards (`conv2d_fwd_suits_wide`) on the 128-pixel x 64-channel
 /// kernel (8 x 8 outputs per thread). Opt-in until a GPU has timed it against the 64 x 64 kernel
 /// (`cuda_conv2d_wide_f32_*` benches); both give identical bits.
 pub const WIDE_ENV: &str = "FDM_CONV_WIDE";
