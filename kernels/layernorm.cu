@@ -65,7 +65,6 @@ extern "C" __global__ void layernorm_fwd_f32(float* __restrict__ y, float* __res
   }
 }
 
-// The transformer's residual add and the LayerNorm after it in one pass (inference):
 // Sums per thread that add_layernorm_rows keeps in registers (the row launch gives a thread at
 // most 4 columns up to 1024 columns: `row_block_threads`).
 #define LN_REG_COLS 4
@@ -113,6 +112,7 @@ static __device__ __forceinline__ void add_layernorm_rows_in_registers(
   }
 }
 
+// The transformer's residual add and the LayerNorm after it in one pass (inference):
 // s = x + a (written), y = LayerNorm(s); the same arithmetic as binary add + layernorm_fwd_f32
 // with the same block size, so the same bits. Each thread re-reads only the sums it wrote (or
 // keeps them in registers where it has at most LN_REG_COLS of them).
