@@ -125,6 +125,19 @@ pub fn available(dev: &CudaDevice) -> bool {
 
 /// One line for the device report: where the Linear GEMMs run and, if not on cuBLAS, why.
 pub fn status_line(dev: &CudaDevice) -> String {
+    let line = forward_status(dev);
+    if unavailable_reason(dev).is_some() {
+        return line;
+    }
+    let env = super::blas_gemm::GRADIENTS_ENV;
+    if super::blas_gemm::gradients_requested() {
+        format!("{line}; f32 gradients on cuBLAS ({env}=0 turns it off)")
+    } else {
+        format!("{line}; f32 gradients on the hand-written kernel ({env}=0)")
+    }
+}
+
+fn forward_status(dev: &CudaDevice) -> String {
     match unavailable_reason(dev) {
         None if default_bias_path() == BiasPath::Epilogue && !blas_lt::library_present() => format!(
             "cuBLAS: Linear GEMMs (f32 and bf16 weights) on cuBLAS; libcublasLt.so.13 is not on the loader path: bf16 biases as bias rows (as with {}=0)",

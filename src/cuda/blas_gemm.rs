@@ -26,6 +26,15 @@ use crate::error::{Error, Result};
 use cudarc::cublas::result as cublas;
 use cudarc::cublas::sys::cublasOperation_t;
 
+/// Set to `0` to keep the Linear's gradients on the hand-written kernel where cuBLAS is usable.
+pub const GRADIENTS_ENV: &str = "FDM_CUBLAS_GRADIENTS";
+
+/// Whether the Linear's gradients may run on cuBLAS: unless `FDM_CUBLAS_GRADIENTS=0` (read once).
+pub fn gradients_requested() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(GRADIENTS_ENV).map_or(true, |v| v != "0"))
+}
+
 /// One `cublasSgemm` call: C' (m x n, ldc) = alpha op(first) op(second) + beta C', where `first`
 /// is the GEMM's B operand and `second` its A (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]

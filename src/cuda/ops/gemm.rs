@@ -211,14 +211,10 @@ pub fn linear_fwd_kernel(
     Ok(y)
 }
 
-/// Set to `0` to keep the Linear's gradients on the hand-written kernel where cuBLAS is usable.
-pub const BLAS_GRADIENTS_ENV: &str = "FDM_CUBLAS_GRADIENTS";
-
 /// Whether the Linear's gradients run on cuBLAS on `dev`: cuBLAS usable and not turned off by
-/// `FDM_CUBLAS_GRADIENTS=0` (read once).
+/// `FDM_CUBLAS_GRADIENTS=0`.
 fn gradients_on_blas(dev: &crate::cuda::CudaDevice) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var(BLAS_GRADIENTS_ENV).map_or(true, |v| v != "0")) && crate::cuda::blas::available(dev)
+    crate::cuda::blas_gemm::gradients_requested() && crate::cuda::blas::available(dev)
 }
 
 /// `c` = the unbatched product `p` of `a` and `b`: on cuBLAS when `blas` and `p` has a cuBLAS
