@@ -163,7 +163,8 @@ extern "C" __global__ void conv2d_splitk_sum_f32(float* __restrict__ y, const fl
 // Two shared stages: the next slice is read from global memory into registers while the current
 // one is multiplied, then stored to the other stage, so each slice costs one barrier.
 // Every output is the same fmaf chain over k = 0 .. K-1 as in conv2d_fwd_body, plus the bias:
-// the two kernels give identical bits. Launch: grid (ceil(N OH OW / 128), ceil(O / 64)), 128
+// the two kernels give identical bits. A tap's offsets dil (k - 1) must fit 16 bits each (the
+// launcher's `conv2d_fwd_suits_wide` checks). Launch: grid (ceil(N OH OW / 128), ceil(O / 64)), 128
 // threads (src/cuda/ops/conv2d.rs `conv2d_fwd_wide_launch`).
 
 #define CW_BM 128

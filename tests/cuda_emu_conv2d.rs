@@ -107,6 +107,9 @@ fn wide_tiles_only_where_the_grid_stays_large() {
     assert!(conv2d_fwd_suits_wide(&p([10, 128, 128, 128], [128, 128, 3, 3])), "batch 10 at 128 x 128");
     assert!(!conv2d_fwd_suits_wide(&p([1, 256, 32, 32], [256, 256, 3, 3])), "FDM at batch 1: 32 blocks");
     assert!(!conv2d_fwd_suits_wide(&p([1, 64, 64, 64], [64, 64, 3, 3])), "32 blocks");
+    let dilated = |dil| Conv2dParams::new([1, 8, 70000, 40], [64, 8, 3, 1], (1, 1), (dil, 0), (dil, 1)).unwrap();
+    assert!(conv2d_fwd_suits_wide(&dilated(32767)), "tap offsets up to 65534 fit 16 bits");
+    assert!(!conv2d_fwd_suits_wide(&dilated(32768)), "a tap offset of 65536 does not");
 }
 
 #[test]

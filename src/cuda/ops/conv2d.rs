@@ -131,10 +131,12 @@ pub fn wide_requested() -> bool {
 /// Whether `conv2d_fwd` would take the wide kernel for `p` if asked: where its grid has at least
 /// 256 blocks (about two per multiprocessor of a large GPU), so the larger tiles cost no
 /// parallelism. The codec's 64-channel convolutions at 256 x 256 have 512 at batch 1; FDM's
-/// 256-channel ones at 32 x 32 have 32 and keep the split-K path.
+/// 256-channel ones at 32 x 32 have 32 and keep the split-K path. The kernel packs a tap's two
+/// offsets dil (k - 1) into 16 bits each, so larger ones keep the 64 x 64 kernel.
 pub fn conv2d_fwd_suits_wide(p: &Conv2dParams) -> bool {
     let pixels = (p.n * p.oh * p.ow) as usize;
-    pixels.div_ceil(WIDE_PIXELS) * (p.o as usize).div_ceil(TILE) >= 256
+    let offsets_fit = p.dil_h * (p.kh - 1) < 1 << 16 && p.dil_w * (p.kw - 1) < 1 << 16;
+    offsets_fit && pixels.div_ceil(WIDE_PIXELS) * (p.o as usize).div_ceil(TILE) >= 256
 }
 
 /// Grid: (pixel tiles of 128, channel tiles of 64), 128 threads.
