@@ -411,6 +411,9 @@ fn selfcheck() -> Result<()> {
         if fdm::cuda::ops::attention::wide_requested() {
             println!("attention (bf16): 128 queries per block where the grid keeps 128 blocks ({}=0 turns it off)", fdm::cuda::ops::attention::WIDE_ENV);
         }
+        if fdm::cuda::ops::conv2d::wide_requested() {
+            println!("conv2d: 128-pixel x 64-channel tiles where the grid keeps 256 blocks ({}=1)", fdm::cuda::ops::conv2d::WIDE_ENV);
+        }
     }
     let tape = fdm::autograd::Tape::new();
     let a = tape.var(fdm::Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?);
