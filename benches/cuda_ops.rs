@@ -23,7 +23,9 @@
 //!     cuda_attention_tc_bf16_HxLxD: the bf16 tensor-core kernel (`--precision bf16`; one pass
 //!     over the keys at this shape), `_split2_` with the keys in 2 ranges, `_b4_` one pass at
 //!     batch 4 (`attention_bf16` picks `_wide_` there),
-//!     `_kg2_` two key groups per block, `_wide_` 8 warps and 128 queries per block.
+//!     `_kg2_` two key groups per block, `_wide_` 8 warps and 128 queries per block;
+//!     `cuda_attention_tc_bf16_inputs_b4_`: q, k, v cast to bf16, then the bf16-input kernel
+//!     (`TcPlan::Bf16Inputs`), and `cuda_attention_fa_kernel_bf16_b4_` that kernel alone.
 //!   cuda_codebook_argmin_f32_NxKxD: nearest of K = 512 codes (one half of the dual codebook),
 //!     the op as the quantizer calls it with host selectors, every row in the unmasked half (its
 //!     rows start at code 0: no offsets uploaded); `_mixed_` a third of the rows in the masked
@@ -201,6 +203,26 @@ fn conv(c: &mut Criterion) {
     }
 }
 
+/// The bf16-input kernel (`TcPlan::Bf16Inputs`, opt-in) at batch 4: the op as the model would
+/// run it (q, k, v cast to bf16, then the kernel), and the kernel alone on inputs already in bf16
+/// (what a projection writing bf16 would give it).
+fn attention_bf16_inputs(c: &mut Criterion, dev: &CudaDevice, qkv4: &[Tensor], (h, l, d): (usize, usize, usize), flops: u64) {
+    let [qs4, ks4, vs4] = [0, 1, 2].map(|i| qkv4[i].cuda_dense().unwrap());
+    time(c, "attention", format!("cuda_attention_tc_bf16_inputs_b4_{h}x{l}x{d}"), flops, dev, || {
+        tc::attention_fwd_tc_plan(qs4, ks4, vs4, (4, l, h, d), tc::TcPlan::Bf16Inputs).unwrap();
+        qkv4[0].clone()
+    });
+    let rounded = [qs4, ks4, vs4].map(|x| fdm::cuda::ops::gemm_tc::convert(x, fdm::DType::BF16).unwrap());
+    let ptrs = [0, 1, 2].map(|i| device_ptr(&rounded[i], 0));
+    let o = dev.alloc(fdm::DType::BF16, 4 * l * h * d).unwrap();
+    let p = AttentionParams::dense_dim(4, l, h, d);
+    let launch = fdm::cuda::ops::attention_fa::attention_fa_launch(device_ptr(&o, 0), true, 0, ptrs, &p);
+    time(c, "attention", format!("cuda_attention_fa_kernel_bf16_b4_{h}x{l}x{d}"), flops, dev, || {
+        run_on_device(dev, &launch).unwrap();
+        qkv4[0].clone()
+    });
+}
+
 fn attention(c: &mut Criterion) {
     let Some(dev) = device() else { return };
     let (h, l, d) = (8, 1024, 64);
@@ -240,6 +262,7 @@ fn attention(c: &mut Criterion) {
         tc::attention_fwd_tc_plan(qs, ks, vs, (1, l, h, d), tc::TcPlan::Wide).unwrap();
         qkv[0].clone()
     });
+    attention_bf16_inputs(c, &dev, &qkv4, (h, l, d), 4 * flops);
     // The one-thread-per-query kernel (reference of the split-keys one that `attention` runs).
     let (o, lse) = (dev.alloc(fdm::DType::F32, l * h * d).unwrap(), dev.alloc(fdm::DType::F32, h * l).unwrap());
     let ptr = |t: &Tensor| device_ptr(t.cuda_dense().unwrap(), 0);

@@ -42,6 +42,8 @@
 // attention_fwd_tc_kg2[_d32]_bf16: the same result from 256 threads, two key groups of 4 warps
 // (even and odd 64-key tiles) over the same 64 queries, merged in shared memory at the end
 // (attention_tc_kg2_body); 40 KiB for D = 64.
+// attention_fwd_fa_bf16[_ob] (head dim 64): the 8-warp kernel's result, bit for bit, from q, k, v
+// already in bf16: cp.async staging, ldmatrix fragments, 4 warps of 32 queries (attention_fa_body).
 // attention_fwd_tc_split[_d32]_bf16 + attention_tc_merge: the keys in `splits` ranges of whole
 // tiles, one block per (query tile, head, batch, range), each range's normalised result and
 // log-sum-exp into partial buffers, merged exactly by the second kernel. At batch 1 the paper
@@ -447,6 +449,162 @@ static __device__ __forceinline__ void attention_tc_split(unsigned (*ks)[ATC_K_L
   attention_tc_body<D>(ks, vt, out, q, k, v, p, b, h, kbeg, kend);
 }
 
+// ---- bf16 q, k, v in global memory: attention_fwd_fa_bf16[_ob] (head dim 64) ----
+// The same result, bit for bit, as attention_fwd_tc_w8_bf16 on the same bf16 values (every
+// output is the same chain of mma and softmax steps), from q, k, v already rounded to bf16
+// (`unsigned short`, strides of AttentionParams in elements, all multiples of 8 and the base
+// pointers 16-byte aligned: the launcher checks). Nothing is converted while staging, so:
+//   * K and V tiles go global -> shared by cp.async (16 bytes per copy, zeros past the sequence),
+//     in two stages: tile i + 1 is in flight while tile i is computed, and no registers hold it;
+//   * 4 warps of 32 queries (two 16-row mma tiles each), 128 queries per block: every K and V
+//     fragment feeds two mma, and ldmatrix reads four fragments per instruction (.trans for V,
+//     whose fragments pair two keys of one d).
+// Shared tiles: row-major [key][d], 128 bytes per key, its eight 16-byte chunks stored at chunk
+// c ^ (key % 8), so the eight rows of one ldmatrix matrix, and the eight chunks of one key that
+// eight threads copy, fall in different banks. Grid (ceil(L / 128), heads, B), 128 threads,
+// 32 KiB of shared memory.
+
+#define AFA_WARPS 4
+#define AFA_THREADS (32 * AFA_WARPS)
+#define AFA_BQ (32 * AFA_WARPS)
+#define AFA_ROW_BYTES 128                       // 64 bf16 of one key
+#define AFA_TILE_BYTES (ATC_BK * AFA_ROW_BYTES)  // 8 KiB: one K or V tile
+
+// Byte offset of 16-byte chunk c (d 8c .. 8c + 7) of key `key` in a tile.
+static __device__ __forceinline__ unsigned afa_at(unsigned key, unsigned c) {
+  return key * AFA_ROW_BYTES + ((c ^ (key & 7u)) << 4);
+}
+
+// Starts the copies of keys k0 .. k0 + 63 of K and V into the stage at `ks` (K) and
+// `ks + AFA_TILE_BYTES` (V): 512 chunks of each, four per thread.
+static __device__ __forceinline__ void afa_stage(unsigned char* ks, const unsigned short* __restrict__ k,
+                                                 const unsigned short* __restrict__ v, size_t head_base, unsigned k0,
+                                                 const AttentionParams& p, unsigned tid) {
+#pragma unroll
+  for (int i = 0; i < ATC_BK * 8 / AFA_THREADS; ++i) {
+    const unsigned e = tid + AFA_THREADS * i, key = e >> 3, c = e & 7u, j = k0 + key;
+    const bool ok = j < p.len;
+    const size_t at = head_base + (size_t)(ok ? j : 0) * p.row_stride + 8 * c;
+    fdm_cp_async16(ks + afa_at(key, c), k + at, ok);
+    fdm_cp_async16(ks + AFA_TILE_BYTES + afa_at(key, c), v + at, ok);
+  }
+  fdm_cp_async_commit();
+}
+
+// The A fragments of query rows r0 and r0 + 8 straight from bf16 memory (pairs are one word).
+static __device__ __forceinline__ void afa_load_q(unsigned (&qf)[4][4], const unsigned short* __restrict__ q,
+                                                  size_t head_base, unsigned r0, unsigned t, const AttentionParams& p) {
+  const unsigned* row0 = reinterpret_cast<const unsigned*>(q + head_base + (size_t)r0 * p.row_stride);
+  const unsigned* row1 = reinterpret_cast<const unsigned*>(q + head_base + (size_t)(r0 + 8) * p.row_stride);
+  const bool ok0 = r0 < p.len, ok1 = r0 + 8 < p.len;
+#pragma unroll
+  for (int kd = 0; kd < 4; ++kd) {
+    qf[kd][0] = ok0 ? row0[8 * kd + t] : 0u;
+    qf[kd][1] = ok1 ? row1[8 * kd + t] : 0u;
+    qf[kd][2] = ok0 ? row0[8 * kd + 4 + t] : 0u;
+    qf[kd][3] = ok1 ? row1[8 * kd + 4 + t] : 0u;
+  }
+}
+
+// s[mi] = Q K^T of the warp's row tile mi and the tile's 64 keys (raw, as atc_scores). ldmatrix
+// matrix i (rows given by lanes 8 i .. 8 i + 7) is keys 8 (2 jp + i / 2) .. + 7, chunk 2 kd + i % 2:
+// the B fragments of key groups 2 jp (r[0], r[1]) and 2 jp + 1 (r[2], r[3]) for d 16 kd .. + 15.
+static __device__ __forceinline__ void afa_scores(float (&s)[2][ATC_BK / 8][4], const unsigned (&qf)[2][4][4],
+                                                  const unsigned char* ks, unsigned lane) {
+  const unsigned mat = lane >> 3, r = lane & 7u;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int j = 0; j < ATC_BK / 8; ++j) s[mi][j][0] = s[mi][j][1] = s[mi][j][2] = s[mi][j][3] = 0.0f;
+#pragma unroll
+  for (int jp = 0; jp < ATC_BK / 16; ++jp)
+#pragma unroll
+    for (int kd = 0; kd < 4; ++kd) {
+      unsigned b[4];
+      fdm_ldmatrix_x4(b, ks + afa_at(8 * (2 * jp + (mat >> 1)) + r, 2 * kd + (mat & 1u)));
+      const unsigned b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        fdm_mma_bf16_16816(s[mi][2 * jp], qf[mi][kd], b0);
+        fdm_mma_bf16_16816(s[mi][2 * jp + 1], qf[mi][kd], b1);
+      }
+    }
+}
+
+// acc[mi] += P V for both row tiles (atc_pv's order); ldmatrix.trans matrix i is keys
+// 16 kk + 8 (i % 2) .., chunk 2 jp + i / 2: the B fragments of d groups 2 jp and 2 jp + 1.
+static __device__ __forceinline__ void afa_pv(float (&acc)[2][8][4], const float (&s)[2][ATC_BK / 8][4],
+                                              const unsigned char* vs, unsigned lane) {
+  const unsigned mat = lane >> 3, r = lane & 7u;
+#pragma unroll
+  for (int kk = 0; kk < ATC_BK / 16; ++kk) {
+    unsigned af[2][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) {
+      af[mi][0] = atc_pack(s[mi][2 * kk][0], s[mi][2 * kk][1]);
+      af[mi][1] = atc_pack(s[mi][2 * kk][2], s[mi][2 * kk][3]);
+      af[mi][2] = atc_pack(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
+      af[mi][3] = atc_pack(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int jp = 0; jp < 4; ++jp) {
+      unsigned b[4];
+      fdm_ldmatrix_x4_trans(b, vs + afa_at(16 * kk + 8 * (mat & 1u) + r, 2 * jp + (mat >> 1)));
+      const unsigned b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        fdm_mma_bf16_16816(acc[mi][2 * jp], af[mi], b0);
+        fdm_mma_bf16_16816(acc[mi][2 * jp + 1], af[mi], b1);
+      }
+    }
+  }
+}
+
+// Queries of block column blockIdx.x of (batch blockIdx.z, head blockIdx.y) against all keys.
+static __device__ __forceinline__ void attention_fa_body(unsigned char* smem, float* o, float* lse, unsigned* ob,
+                                                         const unsigned short* __restrict__ q,
+                                                         const unsigned short* __restrict__ k,
+                                                         const unsigned short* __restrict__ v,
+                                                         const AttentionParams& p) {
+  const unsigned h = blockIdx.y, b = blockIdx.z;
+  const unsigned tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const size_t head_base = (size_t)b * p.batch_stride + (size_t)h * 64;
+  const unsigned r0 = blockIdx.x * AFA_BQ + 32 * warp + g;  // row tile mi: rows r0 + 16 mi (+ 8)
+  afa_stage(smem, k, v, head_base, 0, p, tid);
+  unsigned qf[2][4][4];
+  float acc[2][8][4], m[2][2], l[2][2];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi) {
+    afa_load_q(qf[mi], q, head_base, r0 + 16 * mi, t, p);
+#pragma unroll
+    for (int jd = 0; jd < 8; ++jd) acc[mi][jd][0] = acc[mi][jd][1] = acc[mi][jd][2] = acc[mi][jd][3] = 0.0f;
+    m[mi][0] = m[mi][1] = -FDM_INF;
+    l[mi][0] = l[mi][1] = 0.0f;
+  }
+  const float sl2 = p.scale * 1.4426950408889634f;
+  const unsigned tiles = (p.len + ATC_BK - 1) / ATC_BK;
+  for (unsigned i = 0; i < tiles; ++i) {
+    if (i + 1 < tiles) {
+      afa_stage(smem + ((i + 1) & 1u) * 2 * AFA_TILE_BYTES, k, v, head_base, (i + 1) * ATC_BK, p, tid);
+      fdm_cp_async_wait<1>();  // tile i has landed; tile i + 1 may still be in flight
+    } else {
+      fdm_cp_async_wait<0>();
+    }
+    __syncthreads();
+    const unsigned char* ks = smem + (i & 1u) * 2 * AFA_TILE_BYTES;
+    float s[2][ATC_BK / 8][4];
+    afa_scores(s, qf, ks, lane);
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) atc_softmax_tile<64>(s[mi], acc[mi], m[mi], l[mi], i * ATC_BK, t, p.len, sl2);
+    afa_pv(acc, s, ks + AFA_TILE_BYTES, lane);
+    __syncthreads();  // the next iteration's copies overwrite this stage
+  }
+  const AtcOut out = {o, lse, ob, (size_t)b * p.o_batch_stride + (size_t)h * 64, ((size_t)b * p.heads + h) * p.len,
+                      p.o_row_stride};
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi) atc_store<64>(out, acc[mi], m[mi], l[mi], r0 + 16 * mi, t, p.len);
+}
+
 extern "C" __global__ void __launch_bounds__(ATC_THREADS)
     attention_fwd_tc_bf16(float* __restrict__ o, float* __restrict__ lse, const float* __restrict__ q,
                           const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
@@ -549,6 +707,23 @@ extern "C" __global__ void __launch_bounds__(2 * ATC_THREADS)
                                   const float* __restrict__ k, const float* __restrict__ v, AttentionParams p) {
   __shared__ __align__(16) unsigned smem[2 * ATC_GROUP_WORDS(32)];
   attention_tc_kg2_body<32>(smem, o, lse, q, k, v, p);
+}
+
+// bf16 q, k, v (see attention_fa_body): o in f32, or in bf16 (`_ob`, as the other `_ob` entries).
+extern "C" __global__ void __launch_bounds__(AFA_THREADS)
+    attention_fwd_fa_bf16(float* __restrict__ o, float* __restrict__ lse, const unsigned short* __restrict__ q,
+                          const unsigned short* __restrict__ k, const unsigned short* __restrict__ v,
+                          AttentionParams p) {
+  __shared__ __align__(16) unsigned char smem[4 * AFA_TILE_BYTES];
+  attention_fa_body(smem, o, lse, nullptr, q, k, v, p);
+}
+
+extern "C" __global__ void __launch_bounds__(AFA_THREADS)
+    attention_fwd_fa_bf16_ob(unsigned* __restrict__ ob, float* __restrict__ lse, const unsigned short* __restrict__ q,
+                             const unsigned short* __restrict__ k, const unsigned short* __restrict__ v,
+                             AttentionParams p) {
+  __shared__ __align__(16) unsigned char smem[4 * AFA_TILE_BYTES];
+  attention_fa_body(smem, nullptr, lse, ob, q, k, v, p);
 }
 
 // The split results combined (exactly, in f32): with w_s = exp(lse_s - max_s lse_s),

@@ -200,4 +200,70 @@ static void fdm_mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsi
 }
 #endif
 
+// ---- shared-memory fragment loads and asynchronous copies (kernels/attention_tc.cu) ----
+// fdm_ldmatrix_x4(r, row): ldmatrix.sync.aligned.m8n8.x4.shared.b16. Four 8 x 8 matrices of
+// 16-bit elements, each row 16 contiguous bytes of shared memory; lane l gives the address of
+// row l % 8 of matrix l / 8. Lane (g = l / 4, t = l % 4) receives in r[i] the elements (g, 2t)
+// (low half) and (g, 2t + 1) of matrix i: one mma B fragment word of a row-major [n][k] tile.
+// fdm_ldmatrix_x4_trans: the same matrices transposed: r[i] holds (2t, g) (low) and (2t + 1, g),
+// the B fragment word of a row-major [k][n] tile.
+// fdm_cp_async16(dst, src, ok): cp.async.cg of 16 bytes global -> shared (both 16-byte aligned),
+// or 16 zero bytes when ok is false (src is then not read); fdm_cp_async_commit closes a group
+// of copies and fdm_cp_async_wait<N>() waits until at most N groups are pending (a barrier must
+// follow before other threads read the bytes). The emulated twins copy at once and read the rows
+// of the other lanes through shuffled addresses, as the instructions do.
+#ifndef FDM_EMU
+static __device__ __forceinline__ void fdm_ldmatrix_x4(unsigned (&r)[4], const void* row) {
+  const unsigned a = (unsigned)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a)
+               : "memory");
+}
+static __device__ __forceinline__ void fdm_ldmatrix_x4_trans(unsigned (&r)[4], const void* row) {
+  const unsigned a = (unsigned)__cvta_generic_to_shared(row);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a)
+               : "memory");
+}
+static __device__ __forceinline__ void fdm_cp_async16(void* dst, const void* src, bool ok) {
+  const unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(src), "r"(ok ? 16 : 0) : "memory");
+}
+static __device__ __forceinline__ void fdm_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+static __device__ __forceinline__ void fdm_cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+#else
+static void fdm_ldmatrix_x4(unsigned (&r)[4], const void* row) {
+  const unsigned lane = ::cuda_emu::lane(), g = lane >> 2, t = lane & 3;
+  for (unsigned i = 0; i < 4; ++i) {
+    const unsigned char* src = (const unsigned char*)__shfl_sync(FDM_FULL_MASK, row, (int)(8 * i + g));
+    if (reinterpret_cast<uintptr_t>(src) % 16 != 0) ::cuda_emu::fail("ldmatrix: row address not 16-byte aligned");
+    std::memcpy(&r[i], src + 4 * t, 4);
+  }
+}
+static void fdm_ldmatrix_x4_trans(unsigned (&r)[4], const void* row) {
+  const unsigned lane = ::cuda_emu::lane(), g = lane >> 2, t = lane & 3;
+  for (unsigned i = 0; i < 4; ++i) {
+    const unsigned short* r0 = (const unsigned short*)__shfl_sync(FDM_FULL_MASK, row, (int)(8 * i + 2 * t));
+    const unsigned short* r1 = (const unsigned short*)__shfl_sync(FDM_FULL_MASK, row, (int)(8 * i + 2 * t + 1));
+    if (reinterpret_cast<uintptr_t>(r0) % 16 != 0 || reinterpret_cast<uintptr_t>(r1) % 16 != 0)
+      ::cuda_emu::fail("ldmatrix.trans: row address not 16-byte aligned");
+    r[i] = (unsigned)r0[g] | ((unsigned)r1[g] << 16);
+  }
+}
+static void fdm_cp_async16(void* dst, const void* src, bool ok) {
+  if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (ok && reinterpret_cast<uintptr_t>(src) % 16 != 0))
+    ::cuda_emu::fail("cp.async: address not 16-byte aligned");
+  if (ok) std::memcpy(dst, src, 16);
+  else std::memset(dst, 0, 16);
+}
+static void fdm_cp_async_commit() {}
+template <int N>
+static void fdm_cp_async_wait() {}
+#endif
+
 #endif  // FDM_COMMON_CUH

@@ -196,6 +196,10 @@ run() {
     # bf16 first: the targets are for it; the f32 pair (n1 and n1_bf16 again) last.
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n1_bf16 --warm-up-time 1 --measurement-time 3
     bench_step bench-sampling.log 60 "$exe/bench-sampling" --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
+    # Four samples with the opt-in bf16-input attention kernel (q, k, v cast once, cp.async +
+    # ldmatrix, 32 queries per warp): to make it the default if it wins.
+    bench_step bench-sampling-bf16-inputs.log 60 env FDM_ATTENTION_BF16_INPUTS=1 "$exe/bench-sampling" \
+        --bench cuda_inpaint_paper_30pct_n4_bf16 --warm-up-time 1 --measurement-time 3
     # The same pair without cuBLASLt's bias epilogue (bias rows), then the four samples without
     # the attention's 128-query blocks: what each default buys.
     local n

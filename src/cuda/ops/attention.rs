@@ -2,6 +2,7 @@
 //! the tiny preset's 32, no mask) in one pass over the keys, reading q, k, v straight from the [B, L, heads * 64] layout of
 //! the query/key/value Linear outputs and writing o in the same layout (+ the log-sum-exp per row).
 
+use super::attention_fa::{bf16_inputs_requested, fa_forward, FA_HEAD_DIM};
 use crate::cuda::launch::{check_f32, device_ptr, run_on_device, u32_arg, KArg, Launch, LaunchCfg};
 use crate::cuda::CudaStorage;
 use crate::dtype::DType;
@@ -233,7 +234,7 @@ pub fn attention_fwd_bf16(
     heads: usize,
     head_dim: usize,
 ) -> Result<CudaStorage> {
-    attention_fwd_tc_plan(q, k, v, (batch, len, heads, head_dim), TcPlan::for_shape(batch, len, heads))
+    attention_fwd_tc_plan(q, k, v, (batch, len, heads, head_dim), TcPlan::for_shape(batch, len, heads, head_dim))
 }
 
 /// The f32 forward on the kernel `which` (not the tensor-core ones: `attention_fwd_bf16`) for
@@ -296,13 +297,21 @@ pub enum TcPlan {
     /// The keys in this many ranges (2 to one per 64-key tile), each range's softmax result into
     /// partial buffers, then `attention_tc_merge`.
     Split(usize),
+    /// q, k, v rounded to bf16 first, then the bf16-input kernel, 128 queries per block
+    /// (`attention_fa.rs`; head dim 64 only; where `Wide` would run, when
+    /// `FDM_ATTENTION_BF16_INPUTS=1`, until it is timed on a GPU).
+    Bf16Inputs,
 }
 
 impl TcPlan {
     /// The default for a shape: `Wide` where its grid still has `TC_TARGET_BLOCKS` blocks (unless
-    /// `FDM_ATTENTION_WIDE=0`), else `tc_splits`' count of key ranges.
-    pub fn for_shape(batch: usize, len: usize, heads: usize) -> TcPlan {
-        TcPlan::choose(batch, len, heads, wide_requested())
+    /// `FDM_ATTENTION_WIDE=0`; `Bf16Inputs` there instead for head dim 64 when
+    /// `FDM_ATTENTION_BF16_INPUTS=1`), else `tc_splits`' count of key ranges.
+    pub fn for_shape(batch: usize, len: usize, heads: usize, head_dim: usize) -> TcPlan {
+        match TcPlan::choose(batch, len, heads, wide_requested()) {
+            TcPlan::Wide if head_dim == FA_HEAD_DIM && bf16_inputs_requested() => TcPlan::Bf16Inputs,
+            plan => plan,
+        }
     }
 
     /// `for_shape` with the wide kernel allowed (`wide`) or not.
@@ -349,7 +358,7 @@ pub fn attention_fwd_tc_plan_to(
 /// bf16 for a bf16-weight Linear to read without its cast: `tc_forward`).
 pub fn attention_fwd_bf16_packed(qkv: &CudaStorage, batch: usize, len: usize, heads: usize, head_dim: usize, o_dtype: DType) -> Result<CudaStorage> {
     let (p, ptrs) = packed_pointers(qkv, batch, len, heads, head_dim)?;
-    tc_forward(qkv, ptrs, &p, head_dim, TcPlan::for_shape(batch, len, heads), o_dtype)
+    tc_forward(qkv, ptrs, &p, head_dim, TcPlan::for_shape(batch, len, heads, head_dim), o_dtype)
 }
 
 /// As `attention_fwd_bf16_packed` in f32 (`AttentionKernel::SplitKeys`, the f32 forward's
@@ -388,6 +397,10 @@ fn tc_forward(like: &CudaStorage, qkv: [u64; 3], p: &AttentionParams, head_dim: 
         TcPlan::KeyGroups => (AttentionKernel::TensorCoreBf16KeyGroups, 1),
         TcPlan::Wide => (AttentionKernel::TensorCoreBf16Wide, 1),
         TcPlan::Split(n) => (AttentionKernel::TensorCoreBf16, n),
+        TcPlan::Bf16Inputs if head_dim == FA_HEAD_DIM => return fa_forward(like.device(), qkv, p, o_dtype),
+        TcPlan::Bf16Inputs => {
+            return Err(Error::shape("attention", format!("head dim {head_dim}: the bf16-input kernel supports {FA_HEAD_DIM}")))
+        }
     };
     if splits == 0 || splits > len.div_ceil(QUERIES_PER_BLOCK) || batch * splits > 65535 {
         return Err(Error::shape("attention", format!("{splits} key splits of {len} keys (1 to one per 64-key tile)")));

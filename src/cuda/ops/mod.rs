@@ -1,5 +1,6 @@
 //! Launchers: the only place that knows a kernel's grid, block and argument order.
 pub mod attention;
+pub mod attention_fa;
 pub mod checks;
 pub mod attention_backward;
 pub mod codebook;
