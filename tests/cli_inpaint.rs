@@ -100,7 +100,7 @@ fn inpaint_bad_input_is_a_clear_error_cpu() {
     let other = dir.join("other.png");
     write_mask(&other, (128, 128), (0, 8, 0, 8));
     let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
-    assert!(!ok && log.contains("128"), "size mismatch must be named: {log}");
+    assert!(!ok && log.contains("128x128") && log.contains("--resize-mask"), "size mismatch must be named: {log}");
     let (ok, log) = fdm(&["inpaint", PHOTO, "--weights", w.to_str().unwrap()]);
     assert!(!ok && log.contains("--mask"), "{log}");
     let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", other.to_str().unwrap(), "--weights", "/nonexistent.safetensors"]);
@@ -113,5 +113,27 @@ fn inpaint_bad_input_is_a_clear_error_cpu() {
     assert!(!ok && log.contains("would write the same outputs (dev_005_<k>.png)"), "{log}");
     let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--batch-size", "0"]);
     assert!(!ok && log.contains("--batch-size"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn inpaint_resize_mask_resizes_with_a_note_cpu() {
+    let dir = setup("resize");
+    let w = dir.join("w.safetensors");
+    // Half the photo's size: the hole doubles to rows 96..112, columns 56..72 (2 x 2 patches).
+    let (masks, images, out) = (dir.join("masks"), dir.join("images"), dir.join("out"));
+    std::fs::create_dir_all(&masks).unwrap();
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::copy(PHOTO, images.join("dev_005.jpg")).unwrap();
+    let mask = masks.join("dev_005.png");
+    write_mask(&mask, (128, 128), (48, 56, 28, 36));
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--resize-mask", "--weights", w.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+    assert!(ok, "{log}");
+    assert!(log.contains("resized from 128x128 to 256x256") && log.contains("4 masked patches"), "{log}");
+    // Folder mode: the same flag, the same note.
+    let (ok, log) = fdm(&["inpaint", "--image-dir", images.to_str().unwrap(), "--mask-dir", masks.to_str().unwrap(), "--resize-mask", "--weights", w.to_str().unwrap(), "--out", dir.join("out2").to_str().unwrap(), "--device", "cpu"]);
+    assert!(ok && log.contains("resized from 128x128 to 256x256"), "{log}");
+    let (ok, log) = fdm(&["inpaint", "--image-dir", images.to_str().unwrap(), "--mask-dir", masks.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--out", dir.join("out3").to_str().unwrap(), "--device", "cpu"]);
+    assert!(!ok && log.contains("--resize-mask"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -103,6 +103,10 @@ struct InpaintArgs {
     /// Masks use black = hole instead.
     #[arg(long)]
     invert_mask: bool,
+    /// Resize a mask of another size than its photo to the photo's size (nearest neighbour, then
+    /// the usual threshold), with a note; without it such a mask is an error.
+    #[arg(long)]
+    resize_mask: bool,
     /// Also write the sampled tokens as <stem>_<k>.txt.
     #[arg(long)]
     save_tokens: bool,
@@ -239,6 +243,7 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
         save_tokens: a.save_tokens,
         replay: a.tokens,
         resume: a.image_dir.is_some(),
+        resize_mask: a.resize_mask,
     };
     println!("model: {} preset from {} ({} transformer weights)", model.cfg.preset, weights.display(), fdm::model::inpainting::Precision::from(a.precision).name());
     fdm::cli::inpaint::run(&model, &run, &device)

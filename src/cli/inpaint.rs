@@ -4,7 +4,7 @@
 //! layout), which skips samples whose output already exists, so an interrupted run resumes.
 
 use crate::device::Device;
-use crate::io::image::{check_mask_matches, load_image, load_mask, require_hole, save_contact_sheet, save_png, thumbnail};
+use crate::io::image::{load_image, load_mask, require_hole, resize_mask_nearest, save_contact_sheet, save_png, thumbnail};
 use crate::metrics::folders::list_images;
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::InpaintOptions;
@@ -54,6 +54,8 @@ pub struct InpaintRun {
     pub replay: Vec<PathBuf>,
     /// Skip samples whose output file exists (folder mode).
     pub resume: bool,
+    /// Resize a mask of another size than its image (with a note) instead of refusing it.
+    pub resize_mask: bool,
 }
 
 fn stem(p: &Path) -> String {
@@ -149,6 +151,28 @@ fn mask_picture(mask: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(v.iter().cycle().take(3 * n).copied().collect(), &[3, h, w])?)
 }
 
+/// The job's mask at its image's size. A mask of another size is an error unless
+/// `run.resize_mask`, which resizes it by nearest neighbour (`resize_mask_nearest`) with a note:
+/// a silently stretched mask could hide a mask paired with the wrong photo.
+fn job_mask(run: &InpaintRun, job: &Job, image: &Tensor) -> Result<Tensor> {
+    let mut mask = load_mask(&job.mask, run.invert_mask).with_context(|| format!("loading mask {}", job.mask.display()))?;
+    let (ih, iw) = (image.shape()[1], image.shape()[2]);
+    let (mh, mw) = (mask.shape()[1], mask.shape()[2]);
+    if (mh, mw) != (ih, iw) {
+        if !run.resize_mask {
+            bail!(
+                "mask {} is {mw}x{mh} but image {} is {iw}x{ih} (pass --resize-mask to resize the mask to the image)",
+                job.mask.display(),
+                job.image.display()
+            );
+        }
+        eprintln!("note: mask {} resized from {mw}x{mh} to {iw}x{ih} (nearest neighbour) for {}", job.mask.display(), job.image.display());
+        mask = resize_mask_nearest(&mask, ih, iw)?;
+    }
+    require_hole(&mask).with_context(|| format!("mask {}", job.mask.display()))?;
+    Ok(mask)
+}
+
 pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result<()> {
     std::fs::create_dir_all(&run.out).with_context(|| format!("creating output folder {}", run.out.display()))?;
     let l = model.cfg.grid() * model.cfg.grid();
@@ -176,9 +200,7 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         for note in &loaded.notes {
             println!("{name}: note: {note}");
         }
-        let mask = load_mask(&job.mask, run.invert_mask).with_context(|| format!("loading mask {}", job.mask.display()))?;
-        check_mask_matches(&loaded.tensor, &mask).with_context(|| format!("{} vs {}", job.mask.display(), job.image.display()))?;
-        require_hole(&mask).with_context(|| format!("mask {}", job.mask.display()))?;
+        let mask = job_mask(run, job, &loaded.tensor)?;
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} passes {per_sec} {elapsed}").expect("valid template").progress_chars("=> "),
         );
