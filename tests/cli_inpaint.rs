@@ -137,3 +137,17 @@ fn inpaint_resize_mask_resizes_with_a_note_cpu() {
     assert!(!ok && log.contains("--resize-mask"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inpaint_all_hole_mask_says_nothing_is_kept_cpu() {
+    let dir = setup("allhole");
+    let w = dir.join("w.safetensors");
+    let mask = dir.join("all.png");
+    write_mask(&mask, (256, 256), (0, 256, 0, 256));
+    // 64 positions per pass keep the 256-patch fill short.
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--tokens-per-pass", "64", "--weights", w.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap(), "--device", "cpu"]);
+    assert!(ok, "{log}");
+    assert!(log.contains("every pixel as a hole") && log.contains("nothing of"), "{log}");
+    assert_eq!(log.matches("every pixel as a hole").count(), 1, "one note: {log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

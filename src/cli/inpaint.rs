@@ -4,7 +4,7 @@
 //! layout), which skips samples whose output already exists, so an interrupted run resumes.
 
 use crate::device::Device;
-use crate::io::image::{load_image, load_mask, require_hole, resize_mask_nearest, save_contact_sheet, save_png, thumbnail};
+use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, resize_mask_nearest, save_contact_sheet, save_png, thumbnail};
 use crate::metrics::folders::list_images;
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::InpaintOptions;
@@ -170,6 +170,10 @@ fn job_mask(run: &InpaintRun, job: &Job, image: &Tensor) -> Result<Tensor> {
         mask = resize_mask_nearest(&mask, ih, iw)?;
     }
     require_hole(&mask).with_context(|| format!("mask {}", job.mask.display()))?;
+    // Allowed, but then the result owes nothing to the photo: say so, in case the mask is wrong.
+    if hole_fraction(&mask)? >= 1.0 {
+        eprintln!("note: mask {} marks every pixel as a hole: the whole image is generated and nothing of {} is kept", job.mask.display(), job.image.display());
+    }
     Ok(mask)
 }
 
