@@ -71,6 +71,9 @@ pub fn fa_forward(dev: &CudaDevice, qkv: [u64; 3], p: &AttentionParams, o_dtype:
         DType::BF16 => true,
         other => return Err(Error::DType { op: "attention (output: f32 or bf16)", dtype: other }),
     };
+    if p.batch == 0 || p.len == 0 || p.heads == 0 {
+        return Err(Error::shape("attention (bf16 inputs)", format!("batch {}, length {}, heads {}", p.batch, p.len, p.heads)));
+    }
     let (inputs, ptrs) = rounded_inputs(dev, qkv, p)?;
     check_fa_inputs(ptrs, p)?;
     let width = p.heads as usize * FA_HEAD_DIM;
