@@ -172,7 +172,10 @@ pub fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visi
     for (i, (&tok, &vis)) in flat.iter().zip(visible).enumerate() {
         if !vis {
             if tok >= limit && limit == vocab {
-                return Err(Error::msg(format!("token {tok} at position {} is not in the unmasked half (< {vocab})", i % l)));
+                return Err(Error::msg(format!(
+                    "token {tok} at position {} is out of range: a sampled token is below {vocab}, the transformer's vocabulary (the unmasked half of the codebook)",
+                    i % l
+                )));
             }
             if tok >= limit {
                 return Err(Error::msg(format!("token {tok} at position {} is not a codebook index (< {limit})", i % l)));
