@@ -107,6 +107,11 @@ fn inpaint_bad_input_is_a_clear_error_cpu() {
     assert!(!ok && log.contains("not found"), "{log}");
     let (ok, log) = fdm(&["inpaint", "/nonexistent.jpg", "--mask", full.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
     assert!(!ok && log.contains("nonexistent.jpg"), "{log}");
+    let cut = dir.join("cut.jpg");
+    let jpg = std::fs::read(PHOTO).unwrap();
+    std::fs::write(&cut, &jpg[..jpg.len() / 3]).unwrap();
+    let (ok, log) = fdm(&["inpaint", cut.to_str().unwrap(), "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
+    assert!(!ok && log.contains("cut.jpg is truncated or corrupt"), "{log}");
     let copy = dir.join("dev_005.png");
     std::fs::copy(PHOTO, &copy).unwrap();
     let (ok, log) = fdm(&["inpaint", PHOTO, copy.to_str().unwrap(), "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);

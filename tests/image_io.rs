@@ -392,10 +392,20 @@ fn image_bad_input_gives_typed_errors_cpu() {
         load_image(dir.join("missing.png")),
         Err(ImageError::Io { .. })
     ));
-    // Truncated JPEG.
+    // Truncated JPEGs: the decoder alone would fill the missing rows with grey; cut in the
+    // header, at a third, and short of the last 2000 bytes, each is named as truncated.
     let jpg = std::fs::read(asset("photos/dev_005.jpg")).unwrap();
-    std::fs::write(dir.join("cut.jpg"), &jpg[..200]).unwrap();
-    assert!(load_image(dir.join("cut.jpg")).is_err());
+    for cut in [200, jpg.len() / 3, jpg.len() - 2000] {
+        let path = dir.join("cut.jpg");
+        std::fs::write(&path, &jpg[..cut]).unwrap();
+        let err = load_image(&path).unwrap_err();
+        assert!(matches!(err, ImageError::Truncated { .. }) && err.to_string().contains("cut.jpg is truncated or corrupt"), "cut at {cut}: {err}");
+        assert!(matches!(load_mask(&path, false), Err(ImageError::Truncated { .. })), "cut at {cut}");
+    }
+    // Padding after the end-of-image marker is not a truncation.
+    let padded = dir.join("padded.jpg");
+    std::fs::write(&padded, [jpg.as_slice(), &[0u8; 64]].concat()).unwrap();
+    load_image(&padded).unwrap();
     let err = save_png(&Tensor::zeros(&[4, 2, 2]), dir.join("x.png")).unwrap_err();
     assert!(
         matches!(err, ImageError::Shape { .. }) && err.to_string().contains("[4, 2, 2]"),

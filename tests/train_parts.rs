@@ -274,6 +274,21 @@ fn data_batches_are_a_function_of_seed_and_step_cpu() {
 }
 
 #[test]
+fn data_scan_skips_a_truncated_jpeg_cpu() {
+    let dir = scratch("truncated");
+    for name in ["dev_005.jpg", "dev_018.jpg", "dev_047.jpg"] {
+        std::fs::copy(photos().join(name), dir.join(name)).unwrap();
+    }
+    let jpg = std::fs::read(photos().join("dev_064.jpg")).unwrap();
+    std::fs::write(dir.join("cut.jpg"), &jpg[..jpg.len() - 2000]).unwrap();
+    let ds = Dataset::scan(&dir, 0.5).unwrap();
+    assert_eq!(ds.len(), 3);
+    assert_eq!(ds.skipped.len(), 1);
+    assert!(ds.skipped[0].0.ends_with("cut.jpg") && ds.skipped[0].1.contains("truncated"), "{:?}", ds.skipped);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn data_resizes_the_shorter_side_and_crops_cpu() {
     let dir = scratch("resize");
     for (i, (w, h)) in [(400u32, 300u32), (300, 520)].into_iter().enumerate() {

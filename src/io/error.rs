@@ -110,6 +110,10 @@ pub enum ImageError {
     /// The file could not be decoded or encoded as an image.
     #[error("{}: {detail}", path.display())]
     Codec { path: PathBuf, detail: String },
+    /// JPEG data that stops before its end-of-image marker (`io::jpeg`): a cut-off file the
+    /// decoder would fill with grey.
+    #[error("{} is truncated or corrupt (its JPEG data stops before the end-of-image marker)", path.display())]
+    Truncated { path: PathBuf },
     /// A tensor handed to an image function has the wrong shape.
     #[error("{op}: {detail}")]
     Shape { op: &'static str, detail: String },

@@ -40,12 +40,23 @@ fn codec_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
     }
 }
 
+/// The whole file, refused as `ImageError::Truncated` when it is JPEG data cut off before its end
+/// (`io::jpeg`: the decoder would fill the missing rows with grey and report nothing).
+pub fn read_image_bytes(path: &Path) -> Result<Vec<u8>, ImageError> {
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    if bytes.starts_with(&[0xFF, 0xD8]) && !super::jpeg::jpeg_is_complete(&bytes) {
+        return Err(ImageError::Truncated { path: path.to_path_buf() });
+    }
+    Ok(bytes)
+}
+
 /// Decode a PNG or JPEG (format from its content), turned upright by its EXIF orientation: phone
 /// photos store the sensor's rotation there, and viewers and mask editors show the upright
 /// picture, so that is the one a mask is drawn on. Returns the orientation applied, if any.
 fn decode(path: &Path) -> Result<(DynamicImage, Option<Orientation>), ImageError> {
     let io = |source| ImageError::Io { path: path.to_path_buf(), source };
-    let reader = ImageReader::open(path).map_err(io)?.with_guessed_format().map_err(io)?;
+    let bytes = read_image_bytes(path)?;
+    let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(io)?;
     let mut decoder = reader.into_decoder().map_err(|e| codec_err(path, e))?;
     // The allocation check `ImageReader::decode` makes (default limits) before decoding.
     ::image::Limits::default().reserve(decoder.total_bytes()).map_err(|e| codec_err(path, e))?;

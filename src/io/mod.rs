@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod error;
 pub mod image;
+pub mod jpeg;
 pub mod mask_draw;
 pub mod npy;
 pub mod safetensors;

@@ -2,7 +2,8 @@
 //! resize + random crop + horizontal flip, the phase's masks, and background decoding.
 //!
 //! * `Dataset::scan` lists every PNG/JPEG under a folder (recursively, sorted by path) and reads
-//!   each file's header; unreadable files are skipped and counted, and more than
+//!   each file's header (and checks that a JPEG is not cut off: `io::jpeg`); unreadable files
+//!   are skipped and counted, and more than
 //!   `max_unreadable_fraction` of them (10 % by default) is an error, as is an empty folder.
 //! * Order: epoch `e` visits the images in the permutation drawn by
 //!   `Rng::new(seed).fork(ORDER).fork(e)`; with `drop_last` an epoch has floor(N / B) batches
@@ -72,10 +73,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Reads only the header: format and dimensions.
+/// Reads the file (to check that a JPEG is whole) and its header: format and dimensions.
 fn probe(path: &Path) -> std::result::Result<(u32, u32), String> {
-    let reader = ::image::ImageReader::open(path).map_err(|e| e.to_string())?;
-    let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
+    let reader = open_checked(path)?;
     let (w, h) = reader.into_dimensions().map_err(|e| e.to_string())?;
     if w == 0 || h == 0 {
         return Err("zero-sized image".into());
@@ -428,12 +428,15 @@ impl BatchSource {
 }
 
 fn decode(path: &Path) -> std::result::Result<DynamicImage, String> {
-    let reader = ::image::ImageReader::open(path).map_err(|e| e.to_string())?;
-    reader
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .decode()
-        .map_err(|e| e.to_string())
+    open_checked(path)?.decode().map_err(|e| e.to_string())
+}
+
+/// A reader of the whole file, which must not be a truncated JPEG (`io::jpeg`): the decoder
+/// would fill its missing rows with grey and train on them. The scan reads each file once for
+/// this; a header alone cannot tell.
+fn open_checked(path: &Path) -> std::result::Result<::image::ImageReader<std::io::Cursor<Vec<u8>>>, String> {
+    let bytes = img_io::read_image_bytes(path).map_err(|e| e.to_string())?;
+    ::image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())
 }
 
 /// SmallestMaxSize(load) + RandomCrop(crop) + HorizontalFlip(0.5) -> planar 3 x crop x crop.
