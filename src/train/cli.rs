@@ -71,7 +71,8 @@ pub struct TrainArgs {
     /// JSON TrainConfig replacing the preset's.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Output folder (checkpoints, losses.csv, samples, final weights); default runs/<phase>.
+    /// Output folder (checkpoints, losses.csv, samples, final weights); default runs/<phase>, or
+    /// with --resume the resumed run's folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Model weights to start from (the previous phase's output).
@@ -274,6 +275,19 @@ fn join_group(args: &TrainArgs) -> Result<(Arc<dyn Communicator>, Device)> {
     }
 }
 
+/// `--out`, else the folder of the resumed run (the one holding its checkpoint, so a continued
+/// run goes on where it was), else `runs/<phase>`.
+fn output_dir(args: &TrainArgs, phase: Phase, resumed_checkpoint: Option<&Path>) -> PathBuf {
+    if let Some(out) = &args.out {
+        return out.clone();
+    }
+    match resumed_checkpoint.and_then(Path::parent) {
+        Some(run) if !run.as_os_str().is_empty() => run.to_path_buf(),
+        Some(_) => PathBuf::from("."),
+        None => PathBuf::from("runs").join(phase.name()),
+    }
+}
+
 /// Build everything and train (or, with `--compare-sampler`, measure and return). A
 /// `--ranks` / `--gpus` run must be started by `launch::launch`; this runs one of its ranks.
 pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary> {
@@ -281,10 +295,7 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     let (comm, device) = join_group(args)?;
     let (rank, world) = (comm.rank(), comm.world());
     let (cfg, resumed) = resolve_config(args, phase)?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(phase.name()));
+    let out_dir = output_dir(args, phase, resumed.as_ref().map(|(dir, _)| dir.as_path()));
     // Before the group's first collective, so no rank has written anything yet.
     if resumed.is_none() && !args.compare_sampler {
         clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;

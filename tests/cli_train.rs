@@ -1,0 +1,50 @@
+//! `fdm train` through the binary, run as a user would from a working folder: where a resumed
+//! run writes.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fdm-cli-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `fdm train ARGS` run in `cwd`; (exit status ok, stdout + stderr).
+fn train(cwd: &Path, args: &[&str]) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .arg("train")
+        .args(args)
+        .args(["--no-progress", "--device", "cpu", "--data"])
+        .arg(root.join("assets/photos"))
+        .current_dir(cwd)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn train_resume_without_out_continues_in_the_resumed_run_cpu() {
+    let dir = scratch("resume");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
+    let run = dir.join("myrun");
+    let run_s = run.to_str().unwrap();
+    let (ok, log) = train(&dir, &["phase2", "--batch", "1", "--steps", "1", "--init", init, "--out", run_s]);
+    assert!(ok, "{log}");
+    // Resumed by its run folder, then by its checkpoint: each continues in `myrun`.
+    let (ok, log) = train(&dir, &["phase2", "--steps", "2", "--resume", run_s]);
+    assert!(ok, "{log}");
+    assert!(run.join("ckpt-00000002").is_dir(), "{log}");
+    let ckpt = run.join("ckpt-00000002");
+    let (ok, log) = train(&dir, &["phase2", "--steps", "3", "--resume", ckpt.to_str().unwrap()]);
+    assert!(ok, "{log}");
+    assert!(run.join("ckpt-00000003").is_dir(), "{log}");
+    assert!(!dir.join("runs").exists(), "nothing written to ./runs: {log}");
+    let rows = std::fs::read_to_string(run.join("losses.csv")).unwrap().lines().count() - 1;
+    assert_eq!(rows, 3, "one loss log over the three steps");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
