@@ -1,5 +1,5 @@
 //! `fdm train` through the binary, run as a user would from a working folder: where a resumed
-//! run writes.
+//! run writes, and the errors of a bad `--resume`.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -46,5 +46,16 @@ fn train_resume_without_out_continues_in_the_resumed_run_cpu() {
     assert!(!dir.join("runs").exists(), "nothing written to ./runs: {log}");
     let rows = std::fs::read_to_string(run.join("losses.csv")).unwrap().lines().count() - 1;
     assert_eq!(rows, 3, "one loss log over the three steps");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_resume_of_a_missing_path_says_it_does_not_exist_cpu() {
+    let dir = scratch("missing");
+    let (ok, log) = train(&dir, &["phase2", "--resume", "/nonexistent/run"]);
+    assert!(!ok && log.contains("/nonexistent/run does not exist"), "{log}");
+    // An existing folder with no checkpoint keeps its own message.
+    let (ok, log) = train(&dir, &["phase2", "--resume", dir.to_str().unwrap()]);
+    assert!(!ok && log.contains("neither a checkpoint nor a folder holding one"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

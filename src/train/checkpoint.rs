@@ -204,6 +204,9 @@ fn prune(out_dir: &Path, keep: usize) -> Result<()> {
 
 /// A checkpoint directory, or the newest checkpoint under a run's output folder.
 pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if !path.exists() {
+        return Err(Error::msg(format!("{} does not exist: --resume takes a checkpoint folder (ckpt-*) or the run folder holding one", path.display())));
+    }
     if path.join(STATE_FILE).is_file() {
         return Ok(path.to_path_buf());
     }
