@@ -156,3 +156,33 @@ fn inpaint_all_hole_mask_says_nothing_is_kept_cpu() {
     assert_eq!(log.matches("every pixel as a hole").count(), 1, "one note: {log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inpaint_write_errors_and_bad_flags_come_first_and_once_cpu() {
+    let dir = setup("write");
+    let w = dir.join("w.safetensors");
+    let mask = dir.join("mask.png");
+    write_mask(&mask, (256, 256), (96, 112, 56, 72));
+    let base = ["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"];
+    let with = |extra: &[&str]| fdm(&[&base[..], extra].concat());
+    // A folder that cannot be written to is found before the model is loaded.
+    let (ok, log) = with(&["--out", "/proc/self"]);
+    assert!(!ok && log.contains("cannot write to the output folder /proc/self: "), "{log}");
+    assert!(!log.contains("model:") && log.matches("os error").count() == 1, "{log}");
+    // A sample that cannot be written: the file once, the cause once.
+    let out = dir.join("out");
+    std::fs::create_dir_all(out.join("dev_005_0.png/inside")).unwrap();
+    let (ok, log) = with(&["--out", out.to_str().unwrap()]);
+    assert!(!ok && log.contains(&format!("cannot write {}", out.join("dev_005_0.png").display())), "{log}");
+    assert_eq!(log.matches("dev_005_0.png").count(), 1, "{log}");
+    assert!(!log.contains(".tmp-"), "no temporary file name: {log}");
+    // Sampling flags are refused as the command line is read, naming the flag.
+    for (flag, value) in [("-n", "0"), ("--top-k", "0"), ("--tokens-per-pass", "0"), ("--temperature", "0"), ("--temperature", "nan"), ("--batch-size", "0")] {
+        let (ok, log) = with(&[flag, value, "--out", out.to_str().unwrap()]);
+        let name = if flag == "-n" { "--samples" } else { flag };
+        assert!(!ok && log.contains(name) && !log.contains("inpainting"), "{flag} {value}: {log}");
+    }
+    let (ok, log) = with(&["--top-k", "100000", "--out", out.to_str().unwrap()]);
+    assert!(!ok && log.contains("--top-k must be in 1..=") && !log.contains("inpainting"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -61,7 +61,7 @@ struct InpaintArgs {
     #[arg(long, default_value = "out")]
     out: PathBuf,
     /// Samples per photo, drawn in batches of --batch-size (each one batched forward).
-    #[arg(short = 'n', long = "samples", default_value_t = 1)]
+    #[arg(short = 'n', long = "samples", default_value_t = 1, value_parser = at_least_one)]
     samples: usize,
     /// Most samples drawn as one batched forward; more run in several batches, each written out
     /// when done (the first batch draws with --seed, the others with seeds derived from it, so
@@ -82,13 +82,13 @@ struct InpaintArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Positions filled per transformer pass (paper: 1).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     tokens_per_pass: usize,
     /// Top-K filter of the token draw (paper: 50).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     top_k: usize,
     /// Softmax temperature of the token draw (paper: 1).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive_finite)]
     temperature: f32,
     /// Re-sampling sweeps over the filled tokens after the fill (paper: 0).
     #[arg(long, default_value_t = 0)]
@@ -195,6 +195,27 @@ struct ReproduceArgs {
     lpips: String,
 }
 
+/// A count of at least 1 (`-n`, `--top-k`, `--tokens-per-pass`), refused when the command line is
+/// read rather than after the model and the photos are loaded.
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
+/// A positive, finite number (`--temperature`): 0, a negative, `inf` or `nan` is refused when the
+/// command line is read, before anything is loaded.
+fn positive_finite(s: &str) -> std::result::Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if v > 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("must be positive and finite, got {s}"))
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Inpaint(a) => inpaint(a),
@@ -222,6 +243,8 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
     if !weights.exists() {
         bail!("weights file {} not found (pass --weights FILE)", weights.display());
     }
+    // Before the model is loaded, so an unwritable --out is reported at once, not after sampling.
+    fdm::cli::inpaint::check_output_folder(&a.out)?;
     let device = pick_device(a.device)?;
     let mut model = InpaintingModel::load(&weights, None).with_context(|| format!("loading weights {}", weights.display()))?;
     // Rounded on the host first, so a bf16 model uploads half the transformer's bytes.
@@ -234,6 +257,11 @@ fn inpaint(a: InpaintArgs) -> Result<()> {
         use_fdm: !a.no_fdm,
         seed: a.seed,
     };
+    // The top-k bound is the model's vocabulary: checked here, not under an image's name.
+    let vocab = model.cfg.transformer.vocab;
+    if opts.sampler.top_k > vocab {
+        bail!("--top-k must be in 1..={vocab} for this model (its token vocabulary), got {}", opts.sampler.top_k);
+    }
     let run = InpaintRun {
         jobs,
         out: a.out,

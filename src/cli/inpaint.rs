@@ -107,7 +107,7 @@ pub fn read_tokens(path: &Path, expected: usize) -> Result<Vec<u32>> {
 pub fn write_tokens(path: &Path, tokens: &[u32]) -> Result<()> {
     let mut s: String = tokens.iter().map(|t| format!("{t} ")).collect();
     s.push('\n');
-    crate::io::atomic::write_atomic(path, s.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    Ok(crate::io::atomic::write_atomic(path, s.as_bytes())?)
 }
 
 /// The input with holes painted white, for the contact sheet.
@@ -130,7 +130,7 @@ const SHEET_TILE: usize = 1024;
 fn save_batch(run: &InpaintRun, name: &str, outputs: &[PathBuf], first: usize, batch: &PhotoResult) -> Result<()> {
     for (i, img) in batch.images.iter().enumerate() {
         let k = first + i;
-        save_png(img, &outputs[k]).with_context(|| format!("writing {}", outputs[k].display()))?;
+        save_png(img, &outputs[k])?;
         if run.save_tokens {
             write_tokens(&run.out.join(format!("{name}_{k}.txt")), &batch.tokens[i])?;
         }
@@ -177,8 +177,18 @@ fn job_mask(run: &InpaintRun, job: &Job, image: &Tensor) -> Result<Tensor> {
     Ok(mask)
 }
 
+/// Create the output folder and write (then remove) a small file in it: a folder that cannot be
+/// written to is an error before the model is loaded, not after every sample is drawn.
+pub fn check_output_folder(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let probe = out.join(format!(".fdm-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| anyhow::anyhow!("cannot write to the output folder {}: {e}", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result<()> {
-    std::fs::create_dir_all(&run.out).with_context(|| format!("creating output folder {}", run.out.display()))?;
+    check_output_folder(&run.out)?;
     let l = model.cfg.grid() * model.cfg.grid();
     let replay: Option<Vec<Vec<u32>>> = if run.replay.is_empty() {
         None
@@ -236,7 +246,7 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         )
         .with_context(|| format!("inpainting {}", job.image.display()))?;
         bar.finish_and_clear();
-        save_contact_sheet(&sheet, SHEET_COLUMNS, &sheet_path).with_context(|| format!("writing {}", sheet_path.display()))?;
+        save_contact_sheet(&sheet, SHEET_COLUMNS, &sheet_path)?;
         if run.opts.samples > SHEET_SAMPLES {
             println!("{name}: the sheet shows the first {SHEET_SAMPLES} of {} samples", run.opts.samples);
         }

@@ -6,7 +6,7 @@
 //! (stage, kernel) with launches and time from CUDA events (host time on the emulated device).
 
 use crate::profile::{self, Event, KernelEvent, Recording};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -169,7 +169,8 @@ fn print_kernels(r: &Report) {
 }
 
 pub fn write_json(r: &Report, path: &Path) -> Result<()> {
-    crate::io::atomic::write_atomic(path, serde_json::to_string_pretty(r)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    crate::io::atomic::write_atomic(path, serde_json::to_string_pretty(r)?.as_bytes())?;
+    Ok(())
 }
 
 /// Chrome trace-event format: one complete ("X") event per op; stages, ops and kernel launches
@@ -186,7 +187,8 @@ pub fn write_chrome_trace(rec: &Recording, path: &Path) -> Result<()> {
     trace.extend(rec.kernels.iter().map(|k| {
         serde_json::json!({"name": k.kernel, "cat": k.stage, "ph": "X", "ts": k.start_us, "dur": k.dur_us, "pid": 1, "tid": 2, "args": {"module": k.module, "op": k.op}})
     }));
-    crate::io::atomic::write_atomic(path, serde_json::to_string(&serde_json::json!({ "traceEvents": trace }))?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    crate::io::atomic::write_atomic(path, serde_json::to_string(&serde_json::json!({ "traceEvents": trace }))?.as_bytes())?;
+    Ok(())
 }
 
 /// Record one run of `f` (which returns the number of passes) on `device`.

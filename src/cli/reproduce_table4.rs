@@ -18,7 +18,7 @@
 //! The paper's numbers are printed beside ours; they measure generation on other data sets and
 //! are not comparable in value, only in the direction of the change.
 
-use super::reproduce::{provenance_markdown, Provenance};
+use super::reproduce::{fid_missing_reason, provenance_markdown, scope_markdown, Provenance, RunScope};
 use crate::autograd::Tape;
 use crate::metrics::fid::{self as fidm, FidModel};
 use crate::metrics::kid::{kid, Kid, DEFAULT_SUBSETS, DEFAULT_SUBSET_SIZE};
@@ -121,6 +121,8 @@ pub struct Table4Row {
 #[derive(Serialize, Debug)]
 pub struct Table4 {
     pub provenance: Provenance,
+    #[serde(flatten)]
+    pub scope: RunScope,
     pub adaptation: String,
     /// Which codebook half the tokens come from and the FDM mask used.
     pub codebook: String,
@@ -129,6 +131,8 @@ pub struct Table4 {
     pub lpips_net: String,
     pub inception_weights: Option<String>,
     pub fid_resize: Option<String>,
+    /// Why FID and KID are left out; None when they were computed.
+    pub fid_missing: Option<String>,
 }
 
 fn scores(lpips: &Lpips, out: &Tensor, photo: &Tensor) -> Result<Scores> {
@@ -213,11 +217,14 @@ pub fn table4(
             ssim: m.ssim,
         });
     }
-    let vocab = model.cfg.codec.masked_embed_start;
+    // The last code of the unmasked half, written inclusive as `fdm inspect` writes the halves.
+    let last = model.cfg.codec.masked_embed_start - 1;
     Ok(Table4 {
+        scope: RunScope::new(&prov, photos),
+        fid_missing: fid_missing_reason(fid.is_some(), photos.len()),
         provenance: prov,
         adaptation: TABLE4_ADAPTATION.into(),
-        codebook: format!("tokens: nearest code in the unmasked half (codes 0..{vocab}) at every patch; FDM mask M = 1 at every patch; decoder reference fully masked"),
+        codebook: format!("tokens: nearest code in the unmasked half (codes 0-{last}) at every patch; FDM mask M = 1 at every patch; decoder reference fully masked"),
         rows,
         images,
         lpips_net: lpips.net().name().to_string(),
@@ -230,8 +237,8 @@ pub fn table4(
 pub fn write_table4(t: &Table4, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let (md, json) = (dir.join("table4.md"), dir.join("table4.json"));
-    crate::io::atomic::write_atomic(&md, table4_markdown(t).as_bytes()).with_context(|| format!("writing {}", md.display()))?;
-    crate::io::atomic::write_atomic(&json, serde_json::to_string_pretty(t)?.as_bytes()).with_context(|| format!("writing {}", json.display()))?;
+    crate::io::atomic::write_atomic(&md, table4_markdown(t).as_bytes())?;
+    crate::io::atomic::write_atomic(&json, serde_json::to_string_pretty(t)?.as_bytes())?;
     Ok((md, json))
 }
 
@@ -283,16 +290,17 @@ pub fn table4_markdown(t: &Table4) -> String {
         "LPIPS: {} backbone, spatial mean; PSNR and SSIM as `fdm eval`; means over the photos. ",
         t.lpips_net
     );
-    s += &match (&t.inception_weights, &t.fid_resize) {
-        (Some(w), Some(r)) if t.rows.iter().all(|r| r.fid.is_some()) => {
-            format!("FID / KID: Inception `{w}` ({r} resize), photos vs reconstructions.\n")
-        }
-        (Some(_), Some(_)) => "FID / KID: not computed (they need at least 2 photos).\n".to_string(),
-        _ => "FID / KID: not computed (no Inception weights; see weights-tools/convert_inception.py).\n".to_string(),
+    s += &match &t.fid_missing {
+        Some(why) => format!("FID / KID: not computed: {why}.\n"),
+        None => format!(
+            "FID / KID: Inception `{}` ({} resize), photos vs reconstructions.\n",
+            t.inception_weights.as_deref().unwrap_or_default(),
+            t.fid_resize.as_deref().unwrap_or_default()
+        ),
     };
-    s += &format!(
-        "This is a reduced run on {} photo(s): FID from so few images is dominated by the small-sample bias and is not comparable to the paper's values (full generated sets on other data sets); LPIPS, PSNR and SSIM are the per-image measures to read.\n",
-        t.provenance.images
-    );
+    s += &scope_markdown(&t.scope);
+    if t.scope.reduced_run {
+        s += "FID from so few images is dominated by the small-sample bias and is not comparable to the paper's values (full generated sets on other data sets); LPIPS, PSNR and SSIM are the per-image measures to read.\n";
+    }
     s
 }

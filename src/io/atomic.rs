@@ -8,12 +8,18 @@
 use std::io::{Error, Write};
 use std::path::{Path, PathBuf};
 
-/// An I/O error with the step and the file it concerns in its message.
-fn at<'a>(what: &'static str, p: &'a Path) -> impl FnOnce(Error) -> Error + 'a {
-    move |e| Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+/// An I/O error naming the target file once and the OS's cause once: the temporary file is this
+/// module's detail, and the folder it sits in is the target's, so the target says where to look.
+/// Only the rename, which can fail for its own reasons (a folder in the way), names its step.
+fn at<'a>(what: Option<&'static str>, target: &'a Path) -> impl FnOnce(Error) -> Error + 'a {
+    move |e| {
+        let step = what.map(|w| format!("{w}: ")).unwrap_or_default();
+        Error::new(e.kind(), format!("cannot write {}: {step}{e}", target.display()))
+    }
 }
 
-/// Write `bytes` to `path` atomically (module docs). The error names the file and the step.
+/// Write `bytes` to `path` atomically (module docs). The error is one line, `cannot write PATH:
+/// CAUSE` (callers add no file name of their own).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
@@ -24,10 +30,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     };
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(at("creating", &tmp))?;
-        file.write_all(bytes).map_err(at("writing", &tmp))?;
-        file.sync_all().map_err(at("syncing", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(at("renaming onto", path))
+        let mut file = std::fs::File::create(&tmp).map_err(at(None, path))?;
+        file.write_all(bytes).map_err(at(None, path))?;
+        file.sync_all().map_err(at(None, path))?;
+        std::fs::rename(&tmp, path).map_err(at(Some("renaming the finished file into place"), path))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -55,11 +61,15 @@ mod tests {
         let blocked = dir.join("blocked");
         std::fs::create_dir_all(blocked.join("inside")).unwrap();
         let e = write_atomic(&blocked, b"x").unwrap_err().to_string();
-        assert!(e.contains("renaming onto") && e.contains("blocked"), "{e}");
+        assert!(e.starts_with(&format!("cannot write {}: renaming", blocked.display())), "{e}");
         assert!(blocked.join("inside").is_dir());
         assert!(!dir.join(format!(".blocked.tmp-{}", std::process::id())).exists());
-        let e = write_atomic(&dir.join("missing/out.txt"), b"x").unwrap_err().to_string();
-        assert!(e.contains("creating"), "{e}");
+        // The target named once, the OS's cause once, no temporary file name.
+        let missing = dir.join("missing/out.txt");
+        let e = write_atomic(&missing, b"x").unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot write {}: ", missing.display())), "{e}");
+        assert_eq!(e.matches("out.txt").count(), 1, "{e}");
+        assert_eq!(e.matches("os error").count(), 1, "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -114,6 +114,9 @@ pub enum ImageError {
     /// decoder would fill with grey.
     #[error("{} is truncated or corrupt (its JPEG data stops before the end-of-image marker)", path.display())]
     Truncated { path: PathBuf },
+    /// Writing the encoded picture failed; the message (`io::atomic`) names the file and the cause.
+    #[error("{0}")]
+    Write(std::io::Error),
     /// A tensor handed to an image function has the wrong shape.
     #[error("{op}: {detail}")]
     Shape { op: &'static str, detail: String },

@@ -177,7 +177,7 @@ fn save_image_as(t: &Tensor, path: &Path, format: ImageFormat) -> Result<(), Ima
 fn write_encoded(path: &Path, encode: impl FnOnce(&mut Vec<u8>) -> ::image::ImageResult<()>) -> Result<(), ImageError> {
     let mut encoded = Vec::new();
     encode(&mut encoded).map_err(|e| codec_err(path, e))?;
-    crate::io::atomic::write_atomic(path, &encoded).map_err(|source| ImageError::Io { path: path.into(), source })
+    crate::io::atomic::write_atomic(path, &encoded).map_err(ImageError::Write)
 }
 
 /// Engine mask `[1, H, W]` (1 = visible) from 8-bit luma in the file convention (white = hole).

@@ -516,8 +516,8 @@ pub fn write_report(report: &EvalReport, dir: &Path) -> Result<(PathBuf, PathBuf
     std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?;
     let (json, md) = (dir.join("metrics.json"), dir.join("metrics.md"));
     let text = serde_json::to_string_pretty(report).map_err(|e| Error::msg(format!("metrics.json: {e}")))?;
-    crate::io::atomic::write_atomic(&json, (text + "\n").as_bytes()).map_err(|e| Error::msg(format!("{}: {e}", json.display())))?;
-    crate::io::atomic::write_atomic(&md, markdown(report).as_bytes()).map_err(|e| Error::msg(format!("{}: {e}", md.display())))?;
+    crate::io::atomic::write_atomic(&json, (text + "\n").as_bytes()).map_err(|e| Error::msg(e.to_string()))?;
+    crate::io::atomic::write_atomic(&md, markdown(report).as_bytes()).map_err(|e| Error::msg(e.to_string()))?;
     Ok((json, md))
 }
 

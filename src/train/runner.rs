@@ -216,7 +216,7 @@ impl CsvLog {
         }
         // The kept rows replace the file atomically (a crash here keeps the old log), then the
         // steps append to it.
-        crate::io::atomic::write_atomic(path, format!("{}\n", kept.join("\n")).as_bytes()).map_err(err)?;
+        crate::io::atomic::write_atomic(path, format!("{}\n", kept.join("\n")).as_bytes()).map_err(|e| Error::msg(e.to_string()))?;
         let file = std::fs::OpenOptions::new().append(true).open(path).map_err(err)?;
         Ok(CsvLog { file })
     }
