@@ -186,3 +186,23 @@ fn inpaint_write_errors_and_bad_flags_come_first_and_once_cpu() {
     assert!(!ok && log.contains("--top-k must be in 1..=") && !log.contains("inpainting"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inpaint_weights_of_another_model_are_summarised_cpu() {
+    use fdm::io::safetensors::{load, model_metadata, save};
+    let dir = setup("preset");
+    let mask = dir.join("mask.png");
+    write_mask(&mask, (256, 256), (96, 112, 56, 72));
+    // Tiny tensors under the paper preset's config: hundreds of differences, a few named.
+    let (store, _) = load(dir.join("w.safetensors")).unwrap();
+    let wrong = dir.join("wrong.safetensors");
+    save(&wrong, &store, &model_metadata(&ModelConfig::paper())).unwrap();
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--weights", wrong.to_str().unwrap(), "--device", "cpu"]);
+    assert!(!ok && log.contains("weights do not match") && log.contains("more"), "{log}");
+    assert!(log.lines().count() < 15, "a summary, not every tensor: {log}");
+    // A weights file with no model config (an LPIPS backbone) is named as not an fdm model.
+    let lpips = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/vgg16_lpips.safetensors");
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--weights", lpips, "--device", "cpu"]);
+    assert!(!ok && log.contains("not an fdm model file") && !log.contains("name the preset"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -215,6 +215,7 @@ fn safetensors_strict_load_lists_every_problem_cpu() {
         }
         other => panic!("expected WeightsError::Mismatch, got {other:?}"),
     }
+    assert!(!msg.contains("more"), "five problems are all listed:\n{msg}");
     for name in [
         "fdm.mix.4.bias",
         "generator.blocks.2.attn.key.weight",

@@ -46,6 +46,9 @@ fn list_pairs(v: &[(String, String)]) -> String {
         .join(", ")
 }
 
+/// Differences a `SpecMismatch` message lists by name; the rest are counted.
+const MISMATCH_EXAMPLES: usize = 5;
+
 /// Every difference between a set of tensors and a `ParamSpec`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SpecMismatch {
@@ -84,17 +87,21 @@ impl fmt::Display for SpecMismatch {
             self.misshaped.len(),
             self.wrong_dtype.len()
         )?;
-        for (n, s) in &self.missing {
-            write!(f, "\n  missing:     {n} {s:?}")?;
+        // The counts say how far off the file is; a few names say how (a file of another preset
+        // differs in hundreds of tensors, and listing each buries the counts).
+        let lines: Vec<String> = self
+            .missing
+            .iter()
+            .map(|(n, s)| format!("missing:     {n} {s:?}"))
+            .chain(self.unexpected.iter().map(|(n, s)| format!("unexpected:  {n} {s:?}")))
+            .chain(self.misshaped.iter().map(|(n, want, got)| format!("wrong shape: {n}: expected {want:?}, found {got:?}")))
+            .chain(self.wrong_dtype.iter().map(|(n, d)| format!("wrong dtype: {n}: {}, expected f32/f16/bf16", d.name())))
+            .collect();
+        for line in lines.iter().take(MISMATCH_EXAMPLES) {
+            write!(f, "\n  {line}")?;
         }
-        for (n, s) in &self.unexpected {
-            write!(f, "\n  unexpected:  {n} {s:?}")?;
-        }
-        for (n, want, got) in &self.misshaped {
-            write!(f, "\n  wrong shape: {n}: expected {want:?}, found {got:?}")?;
-        }
-        for (n, d) in &self.wrong_dtype {
-            write!(f, "\n  wrong dtype: {n}: {}, expected f32/f16/bf16", d.name())?;
+        if lines.len() > MISMATCH_EXAMPLES {
+            write!(f, "\n  ... and {} more", lines.len() - MISMATCH_EXAMPLES)?;
         }
         Ok(())
     }

@@ -267,7 +267,7 @@ pub fn load_model(
         (None, None) => {
             return Err(WeightsError::Metadata {
                 path: path.into(),
-                detail: format!("no `{META_CONFIG}` or `{META_PRESET}` entry; name the preset explicitly"),
+                detail: format!("no `{META_CONFIG}` or `{META_PRESET}` entry, so this is not an fdm model file (fdm train and weights-tools/convert_pth.py write one)"),
             })
         }
     };
