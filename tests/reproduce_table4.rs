@@ -164,6 +164,9 @@ fn table4_rejects_an_empty_photo_folder_and_wrong_shapes_cpu() {
     let dir = temp_dir("empty");
     let err = load_photos(&dir, 4, 256).unwrap_err().to_string();
     assert!(err.contains("holds no .png/.jpg/.jpeg images"), "{err}");
+    // -n 0 is refused before any table runs (every table would average over nothing).
+    let err = load_photos(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos")), 0, 256).unwrap_err().to_string();
+    assert!(err.contains("-n 0") && err.contains("at least one photo"), "{err}");
     let model = InpaintingModel::new(&ModelConfig::tiny(), 4).unwrap();
     let alex = Lpips::load_default(LpipsNet::Alex).unwrap();
     let err = table4(&model, &[], &alex, None, prov(0), &mut |_, _, _| Ok(())).unwrap_err().to_string();

@@ -30,9 +30,25 @@ pub struct Provenance {
     pub seed: u64,
 }
 
-/// Photos as 3 x S x S tensors: centre square crop, bilinear resize to S.
+/// The tables average over the photos: with none, every mean would be 0 / 0.
+fn need_photos(photos: &[(String, Tensor)], table: &str) -> Result<()> {
+    if photos.is_empty() {
+        bail!("{table} needs at least one photo (the photo folder gave none)");
+    }
+    Ok(())
+}
+
+/// Photos as 3 x S x S tensors: centre square crop, bilinear resize to S. `limit` is `-n`: 0 is
+/// refused here, before any table runs, since every table would be empty (means of nothing); a
+/// `limit` above the folder's count uses them all, with a note, and the tables record that count.
 pub fn load_photos(dir: &Path, limit: usize, s: usize) -> Result<Vec<(String, Tensor)>> {
+    if limit == 0 {
+        bail!("-n 0: give at least one photo to reproduce on (-n 1 or more)");
+    }
     let mut files = crate::metrics::folders::list_images(dir, "photo")?;
+    if limit > files.len() {
+        eprintln!("note: -n {limit} asks for more photos than {} holds: using its {} photo(s)", dir.display(), files.len());
+    }
     files.truncate(limit);
     files
         .iter()
@@ -112,6 +128,7 @@ fn secs_of(events: &[profile::Event], stage: Option<&str>) -> f64 {
 /// Table 2: per image, one PUT run (no FDM) and one PUT + FDM run with the same seed; times and
 /// MACs are means over images.
 pub fn table2(model: &InpaintingModel, photos: &[(String, Tensor)], masks: &[Tensor], prov: Provenance, on_image: &mut dyn FnMut(usize)) -> Result<Table2> {
+    need_photos(photos, "table2")?;
     let (mut t_put, mut t_fdm, mut m_put, mut m_fdm, mut passes) = (0.0, 0.0, 0u64, 0u64, 0usize);
     for (i, ((_, img), mask)) in photos.iter().zip(masks).enumerate() {
         let opts = InpaintOptions { seed: prov.seed + i as u64, ..Default::default() };
@@ -215,6 +232,7 @@ fn mean_patch_l2(a: &Tensor, ideal: &Tensor, visible: &[bool]) -> Result<(f64, u
 /// Table 3: per bucket and photo, one sampling run; the same sampled features are compared to
 /// the ideal features (encoder features of the original photo) before FDM (PUT) and after.
 pub fn table3(model: &InpaintingModel, photos: &[(String, Tensor)], buckets: &[(f32, f32)], masks_for: &mut dyn FnMut(usize, usize) -> Result<Tensor>, prov: Provenance) -> Result<Table3> {
+    need_photos(photos, "table3")?;
     let tape = Tape::no_grad();
     let params = model.store.bind(&tape, |_| false);
     let mut rows = Vec::new();
@@ -289,6 +307,7 @@ pub fn table1(
     on_run: &mut dyn FnMut(usize),
 ) -> Result<Table1> {
     use crate::metrics::fid as fidm;
+    need_photos(photos, "table1")?;
     let real_feats = match fid {
         Some((m, _)) => Some(m.features(&photos.iter().map(|(_, t)| t).collect::<Vec<_>>())?),
         None => None,
