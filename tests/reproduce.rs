@@ -34,6 +34,9 @@ fn table2_counts_params_and_macs_cpu() {
     assert!(t.time_put_s > 0.0 && t.time_fdm_s > 0.0 && t.time_fdm_s < t.time_put_s);
     let md = table2_markdown(&t);
     assert!(md.contains("59.331T") && md.contains("Ours (PUT + FDM)") && md.contains("fresh"), "{md}");
+    assert!(md.contains("This is a reduced run: 1 photo(s)") && md.contains("Photos (1): `dev_005.jpg`"), "{md}");
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!((json["reduced_run"].clone(), json["photo_files"].clone()), (serde_json::json!(true), serde_json::json!(["dev_005.jpg"])));
 }
 
 #[test]
@@ -45,5 +48,7 @@ fn table3_measures_distances_at_masked_patches_cpu() {
     let r = &t.rows[0];
     assert!(r.put.is_finite() && r.put > 0.0 && r.ours.is_finite());
     assert_ne!(r.put, r.ours, "FDM changes the masked features");
-    assert!(table3_markdown(&t).contains("3.685"));
+    let md = table3_markdown(&t);
+    assert!(md.contains("3.685") && md.contains("This is a reduced run: 1 photo(s)") && md.contains("`dev_005.jpg`"), "{md}");
+    assert_eq!(serde_json::to_value(&t).unwrap()["reduced_run"], true);
 }

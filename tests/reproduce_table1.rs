@@ -85,7 +85,15 @@ fn table1_lpips_per_method_and_bucket_cpu() {
         md.contains("12.58")
             && md.contains("Ours (PUT + FDM)")
             && md.contains("reduced run")
-            && md.contains("FID: not computed"),
+            && md.contains("FID: not computed: no Inception weights found")
+            && md.contains("Photos (1): `dev_005.jpg`"),
         "{md}"
     );
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json["reduced_run"], true);
+    assert_eq!(json["photo_files"], serde_json::json!(["dev_005.jpg"]));
+    assert!(json["fid_missing"].as_str().unwrap().contains("no Inception weights"), "{json}");
+    // With an Inception model, one photo per set still leaves FID out, and says why.
+    assert!(fid_missing_reason(true, 1).unwrap().contains("at least 2 photos"));
+    assert_eq!(fid_missing_reason(true, 2), None);
 }

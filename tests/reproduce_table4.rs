@@ -144,8 +144,10 @@ fn table4_rows_are_means_of_per_image_scores_and_files_carry_provenance_cpu() {
         "2 photo(s)",
         "seed 5",
         "unmasked half",
-        "FID / KID: not computed",
+        "FID / KID: not computed: no Inception weights found",
         "reduced run",
+        "codes 0-255",
+        "Photos (2): `dev_005.jpg`, `dev_018.jpg`",
     ] {
         assert!(md.contains(needle), "markdown lacks `{needle}`:\n{md}");
     }
@@ -156,6 +158,11 @@ fn table4_rows_are_means_of_per_image_scores_and_files_carry_provenance_cpu() {
     assert_eq!(json["rows"][1]["method"], "VQ codec + FDM");
     assert_eq!(json["images"][0]["stem"], photos[0].0.as_str());
     assert!(json["adaptation"].as_str().unwrap().contains("no token is sampled"));
+    // The written files say the run is reduced and which photos it used, not only the terminal.
+    assert_eq!(json["reduced_run"], true);
+    assert!(json["reduced_run_reason"].as_str().unwrap().contains("2 photo(s)"), "{json}");
+    assert_eq!(json["photo_files"], serde_json::json!(["dev_005.jpg", "dev_018.jpg"]));
+    assert!(json["fid_missing"].as_str().unwrap().contains("no Inception weights"), "{json}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

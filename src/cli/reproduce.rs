@@ -30,6 +30,65 @@ pub struct Provenance {
     pub seed: u64,
 }
 
+/// The smallest test split a column of the paper scores (Places2: 800 images; Paris StreetView:
+/// 1,000): a run on fewer photos is a reduced run, not comparable to the paper's values.
+pub const PAPER_TEST_IMAGES: usize = 800;
+
+/// How many photo names a Markdown report lists before "... and N more" (the JSON lists all).
+const MARKDOWN_NAME_LIMIT: usize = 8;
+
+/// What a table was computed on beyond the provenance: whether the run is reduced (and why) and
+/// the photo files used. Flattened into every table's JSON and stated in its Markdown, so the
+/// written files say it, not only the terminal.
+#[derive(Serialize, Clone, Debug)]
+pub struct RunScope {
+    pub reduced_run: bool,
+    /// Why the run is reduced; None when it is not.
+    pub reduced_run_reason: Option<String>,
+    /// The photo files used, in the order scored (file names in the data folder).
+    pub photo_files: Vec<String>,
+}
+
+impl RunScope {
+    pub fn new(prov: &Provenance, photos: &[(String, Tensor)]) -> RunScope {
+        let n = photos.len();
+        let reduced = n < PAPER_TEST_IMAGES;
+        RunScope {
+            reduced_run: reduced,
+            reduced_run_reason: reduced.then(|| {
+                format!("{n} photo(s), fewer than the paper's test splits (800 Places2 / 1,000 Paris StreetView images per column): the values are not comparable to the paper's")
+            }),
+            photo_files: photo_file_names(Path::new(&prov.data), photos),
+        }
+    }
+}
+
+/// The file names of the photos, looked up by stem in their folder. `load_photos` keeps only
+/// stems (the tables name outputs by them); when the folder cannot be listed again the stems
+/// stand in, since the provenance must not fail a finished run.
+fn photo_file_names(dir: &Path, photos: &[(String, Tensor)]) -> Vec<String> {
+    let files: std::collections::HashMap<String, PathBuf> = crate::metrics::folders::list_images(dir, "photo").map(|v| v.into_iter().collect()).unwrap_or_default();
+    photos
+        .iter()
+        .map(|(stem, _)| files.get(stem).and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| stem.clone()))
+        .collect()
+}
+
+/// The scope in Markdown: the photo list (shortened past `MARKDOWN_NAME_LIMIT`) and, for a
+/// reduced run, a statement of it.
+pub fn scope_markdown(scope: &RunScope) -> String {
+    let names = &scope.photo_files;
+    let mut list = names.iter().take(MARKDOWN_NAME_LIMIT).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    if names.len() > MARKDOWN_NAME_LIMIT {
+        list += &format!(", ... and {} more (all in the JSON)", names.len() - MARKDOWN_NAME_LIMIT);
+    }
+    let mut s = format!("Photos ({}): {list}.\n", names.len());
+    if let Some(why) = &scope.reduced_run_reason {
+        s += &format!("This is a reduced run: {why}.\n");
+    }
+    s
+}
+
 /// The tables average over the photos: with none, every mean would be 0 / 0.
 fn need_photos(photos: &[(String, Tensor)], table: &str) -> Result<()> {
     if photos.is_empty() {
@@ -108,6 +167,8 @@ pub fn bucket_mask(rng: &mut Rng, s: usize, (lo, hi): (f32, f32)) -> Result<Tens
 #[derive(Serialize, Debug)]
 pub struct Table2 {
     pub provenance: Provenance,
+    #[serde(flatten)]
+    pub scope: RunScope,
     pub params_put: usize,
     pub params_fdm: usize,
     pub time_put_s: f64,
@@ -151,6 +212,7 @@ pub fn table2(model: &InpaintingModel, photos: &[(String, Tensor)], masks: &[Ten
     let params_fdm = s.numel_with_prefix("fdm.");
     let buffers = s.numel_with_prefix("content_codec.quantize.cluster_size") + s.numel_with_prefix("content_codec.quantize.embedding_avg");
     Ok(Table2 {
+        scope: RunScope::new(&prov, photos),
         provenance: prov,
         params_put: s.numel() - params_fdm - buffers - 1, // learnable + codebook, no `temp`
         params_fdm,
@@ -190,6 +252,7 @@ pub fn table2_markdown(t: &Table2) -> String {
         t.mean_passes
     );
     s += &provenance_markdown(p);
+    s += &scope_markdown(&t.scope);
     s += "The training-time column of the paper is not measured by this command (see `fdm train`).\n";
     s
 }
@@ -211,6 +274,8 @@ pub struct Table3Row {
 #[derive(Serialize, Debug)]
 pub struct Table3 {
     pub provenance: Provenance,
+    #[serde(flatten)]
+    pub scope: RunScope,
     pub rows: Vec<Table3Row>,
 }
 
@@ -252,7 +317,7 @@ pub fn table3(model: &InpaintingModel, photos: &[(String, Tensor)], buckets: &[(
         let n = n.max(1) as f64;
         rows.push(Table3Row { bucket, put: put / n, ours: ours / n });
     }
-    Ok(Table3 { provenance: prov, rows })
+    Ok(Table3 { scope: RunScope::new(&prov, photos), provenance: prov, rows })
 }
 
 pub fn table3_markdown(t: &Table3) -> String {
@@ -265,6 +330,7 @@ pub fn table3_markdown(t: &Table3) -> String {
     }
     s += "\n";
     s += &provenance_markdown(&t.provenance);
+    s += &scope_markdown(&t.scope);
     s += "Distances depend on the codec's feature scale: compare the difference's sign and relative size across presets, not the raw values.\n";
     s
 }
@@ -283,10 +349,26 @@ pub struct Table1Row {
 #[derive(Serialize, Debug)]
 pub struct Table1 {
     pub provenance: Provenance,
+    #[serde(flatten)]
+    pub scope: RunScope,
     pub rows: Vec<Table1Row>,
     pub lpips_net: String,
     pub inception_weights: Option<String>,
     pub fid_resize: Option<String>,
+    /// Why the FID cells are empty; None when FID was computed.
+    pub fid_missing: Option<String>,
+}
+
+/// Why Table 1 (and 4) leave FID out, or None when it can be computed: it needs the Inception
+/// model and at least 2 images per set (a covariance of one feature vector is undefined).
+pub fn fid_missing_reason(have_model: bool, photos: usize) -> Option<String> {
+    if !have_model {
+        Some("no Inception weights found (pass --inception-weights or see weights-tools/convert_inception.py)".into())
+    } else if photos < 2 {
+        Some(format!("FID needs at least 2 photos per set, this run has {photos}"))
+    } else {
+        None
+    }
 }
 
 /// The mask-ratio buckets of Table 1: small and large holes.
@@ -350,11 +432,13 @@ pub fn table1(
         })
         .collect();
     Ok(Table1 {
+        scope: RunScope::new(&prov, photos),
         provenance: prov,
         rows,
         lpips_net: lpips.net().name().to_string(),
         inception_weights: fid.map(|(_, w)| w.to_string()),
         fid_resize: fid.map(|(m, _)| m.resize().name().to_string()),
+        fid_missing: fid_missing_reason(fid.is_some(), photos.len()),
     })
 }
 
@@ -373,14 +457,16 @@ pub fn table1_markdown(t: &Table1) -> String {
     }
     s += "\n";
     s += &provenance_markdown(&t.provenance);
+    s += &scope_markdown(&t.scope);
     s += &format!("LPIPS: {} backbone, spatial mean, raw decoder output vs the photo. ", t.lpips_net);
-    s += &match (&t.inception_weights, &t.fid_resize) {
-        (Some(w), Some(r)) => format!("FID: Inception `{w}` ({r} resize), photos vs outputs, one sample per photo.\n"),
-        _ => "FID: not computed (no Inception weights; see weights-tools/convert_inception.py).\n".to_string(),
+    s += &match &t.fid_missing {
+        Some(why) => format!("FID: not computed: {why}.\n"),
+        None => format!(
+            "FID: Inception `{}` ({} resize), photos vs outputs, one sample per photo{}.\n",
+            t.inception_weights.as_deref().unwrap_or_default(),
+            t.fid_resize.as_deref().unwrap_or_default(),
+            if t.scope.reduced_run { format!("; from {} image(s) per set it is dominated by the small-sample bias", t.provenance.images) } else { String::new() }
+        ),
     };
-    s += &format!(
-        "This is a reduced run: the paper scores 1,000 (Paris) / 800 (Places) test images per column; FID from {} image(s) per set is dominated by the small-sample bias and is not comparable to the paper's values.\n",
-        t.provenance.images
-    );
     s
 }
