@@ -71,7 +71,7 @@ pub fn check_tokens(model: &InpaintingModel, tokens: &[u32]) -> Result<()> {
     let n_e = model.cfg.codec.n_e as u32;
     if let Some((pos, &tok)) = tokens.iter().enumerate().find(|(_, &t)| t >= n_e) {
         return Err(Error::msg(format!(
-            "token {tok} at position {pos} is not a codebook index: the {} preset's codebook has {n_e} rows (0..{} unmasked half, {}..{} masked half)",
+            "token {tok} at position {pos} is not a codebook index: the {} preset's codebook has {n_e} rows (0-{} unmasked half, {}-{} masked half)",
             model.cfg.preset,
             model.cfg.transformer.vocab - 1,
             model.cfg.transformer.vocab,
