@@ -206,3 +206,26 @@ fn inpaint_weights_of_another_model_are_summarised_cpu() {
     assert!(!ok && log.contains("not an fdm model file") && !log.contains("name the preset"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inpaint_errors_are_one_line_without_repeats_cpu() {
+    let dir = setup("oneline");
+    let mask = dir.join("mask.png");
+    write_mask(&mask, (256, 256), (96, 112, 56, 72));
+    let m = mask.to_str().unwrap();
+    let folder = dir.to_str().unwrap();
+    let cases: [&[&str]; 3] = [
+        &["inpaint", "/nonexistent.jpg", "--mask", m, "--device", "cpu"],
+        &["inpaint", folder, "--mask", m, "--device", "cpu"],
+        &["train", "phase2", "--data", concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos"), "--init", "/nonexistent.safetensors", "--out", folder, "--device", "cpu"],
+    ];
+    for args in cases {
+        let (ok, log) = fdm(args);
+        let err: Vec<&str> = log.lines().filter(|l| !l.starts_with("model:")).collect();
+        assert!(!ok && err.len() == 1 && err[0].starts_with("error: "), "{args:?}: {log}");
+        assert_eq!(err[0].matches("os error").count(), 1, "the cause once: {log}");
+        let named = if args[1] == folder { folder } else if args[0] == "train" { "/nonexistent.safetensors" } else { "/nonexistent.jpg" };
+        assert_eq!(err[0].matches(named).count(), 1, "the path once: {log}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -297,7 +297,7 @@ fn failure_report(ranks: &[Rank], failed: usize, hub: Option<Error>) -> Error {
         .map(|(r, rank)| {
             let last = rank.tail.as_ref().and_then(|t| {
                 let t = t.lock().unwrap_or_else(|e| e.into_inner());
-                t.iter().rev().find(|l| l.starts_with("Error:")).cloned()
+                t.iter().rev().find(|l| l.starts_with("error:")).cloned()
             });
             match last {
                 Some(line) => format!("rank {r}: {} ({line})", status(rank)),
