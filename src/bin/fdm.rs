@@ -31,6 +31,10 @@ enum Command {
     /// run on cuBLAS), and a small autograd run.
     Selfcheck,
     /// Train one phase (phase1a, phase1b, phase2, phase3) on a folder of photos.
+    ///
+    /// phase1a starts from fresh weights; phase1b, phase2 and phase3 each start from the previous
+    /// phase's final weights, given with --init (phase1a.safetensors for phase1b, and so on), or
+    /// continue a run of their own with --resume.
     Train(fdm::train::cli::TrainArgs),
     /// Score generated images against ground truth: PSNR, SSIM, MAE, L1, LPIPS, diversity.
     Eval(fdm::metrics::eval::EvalArgs),
@@ -68,9 +72,12 @@ struct InpaintArgs {
     /// the same -n, --batch-size and --seed give the same samples).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
     batch_size: u64,
-    /// Weights file (safetensors from `fdm train` or weights-tools/convert_pth.py).
+    /// Weights file (safetensors from `fdm train` or weights-tools/convert_pth.py) [default: the
+    /// bundled tiny model, assets/weights/fdm-tiny.safetensors].
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Where to run: auto (a usable CUDA GPU, else the CPU), cpu, cuda, or cuda-emu (the CUDA
+    /// kernels on a CPU emulator: for checking, very slow).
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Storage of the transformer's Linear weights. bf16 halves the transformer's weight memory
@@ -84,7 +91,8 @@ struct InpaintArgs {
     /// Positions filled per transformer pass (paper: 1).
     #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     tokens_per_pass: usize,
-    /// Top-K filter of the token draw (paper: 50).
+    /// Top-K filter of the token draw (paper: 50): 1 to the model's token vocabulary (256 for the
+    /// tiny preset, 512 for the paper's).
     #[arg(long, default_value_t = 50, value_parser = at_least_one)]
     top_k: usize,
     /// Softmax temperature of the token draw (paper: 1).
@@ -129,12 +137,15 @@ struct ProfileArgs {
     /// Profile freshly initialised weights of this preset (timing and MACs only).
     #[arg(long, value_parser = ["tiny", "paper"])]
     random_init: Option<String>,
+    /// Where to run: auto (a usable CUDA GPU, else the CPU), cpu, cuda, or cuda-emu (the CUDA
+    /// kernels on a CPU emulator: for checking, very slow).
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Storage of the transformer's Linear weights (as `fdm inpaint --precision`): bf16 runs
     /// them and the attention on tensor cores on CUDA.
     #[arg(long, value_enum, default_value = "f32")]
     precision: PrecisionArg,
+    /// Seed of the token draws (as `fdm inpaint --seed`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Samples drawn as one batch (as `fdm inpaint -n`): the per-op costs at that batch size.
@@ -163,6 +174,7 @@ enum TableArg {
 
 #[derive(Args)]
 struct ReproduceArgs {
+    /// Which table to reproduce (all: the four in turn).
     #[arg(value_enum)]
     table: TableArg,
     /// Weights file (default: the bundled tiny model).
@@ -180,10 +192,14 @@ struct ReproduceArgs {
     /// Number of photos to use (the paper uses its whole test split).
     #[arg(short = 'n', long, default_value_t = 4)]
     images: usize,
+    /// Output folder: each table as <table>.md and <table>.json (Table 4 also its reconstructions).
     #[arg(long, default_value = "out/reproduce")]
     out: PathBuf,
+    /// Seed of the generated masks and of the token draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Where to run: auto (a usable CUDA GPU, else the CPU), cpu, cuda, or cuda-emu (the CUDA
+    /// kernels on a CPU emulator: for checking, very slow).
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// Tables 1 and 4: converted Inception weights for FID (default: $FDM_INCEPTION_WEIGHTS or the

@@ -60,7 +60,8 @@ fn with_init_hint(e: Error, preset: &str) -> Error {
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrainArgs {
-    /// phase1a | phase1b | phase2 | phase3
+    /// phase1a | phase1b | phase2 | phase3 (phase1b, phase2 and phase3 need --init: the previous
+    /// phase's final weights).
     pub phase: String,
     /// Folder of training photos (PNG/JPEG, searched recursively).
     #[arg(long)]
@@ -75,7 +76,8 @@ pub struct TrainArgs {
     /// with --resume the resumed run's folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Model weights to start from (the previous phase's output).
+    /// Model weights to start from: the previous phase's <phase>.safetensors (required by phase1b,
+    /// phase2 and phase3; phase1a starts fresh without it).
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Continue from a checkpoint directory or a run folder.
@@ -87,6 +89,8 @@ pub struct TrainArgs {
     /// Batch size (the global batch: with --gpus / --ranks it is split over the ranks).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Seed of the data order, the augmentation, the masks and fresh weights [default: the
+    /// preset's].
     #[arg(long)]
     pub seed: Option<u64>,
     /// Write a sample grid every N steps.
