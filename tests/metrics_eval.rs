@@ -253,6 +253,13 @@ fn metrics_eval_errors_cpu() {
     a.diversity_pairs = "all".into();
     a.lpips = Some("squeeze".into());
     assert!(err_of(&a).contains("unknown LPIPS network"));
+    a.lpips = Some("none".into());
+
+    // A stray `<stem>.png` beside `<stem>_<k>.png` samples is not one more sample.
+    save(&root.join("fake"), "a.png", &image(12));
+    let e = err_of(&a);
+    assert!(e.contains("both a fake named <stem>.<ext> and fakes named <stem>_<k>.<ext>") && e.contains(": a"), "{e}");
+    std::fs::remove_file(root.join("fake/a.png")).unwrap();
     let _ = std::fs::remove_dir_all(&root);
 }
 

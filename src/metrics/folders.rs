@@ -8,7 +8,9 @@
 //!
 //! A fake whose stem equals a real stem exactly belongs to it (sample index none) even when the
 //! stem also ends in `_<digits>`; otherwise one trailing `_<digits>` is stripped and the rest
-//! must be a real stem. Image files are `.png`, `.jpg`, `.jpeg` (any case); other files are
+//! must be a real stem. One input's samples use one naming: a `<stem>.<ext>` beside
+//! `<stem>_<k>.<ext>` files is an error (a stray copy would otherwise count as one more sample).
+//! Image files are `.png`, `.jpg`, `.jpeg` (any case); other files are
 //! ignored. Every fake must match a real image and every real image needs at least one fake
 //! (and a mask when masks are given); otherwise one error lists the offending names.
 
@@ -131,6 +133,19 @@ pub fn match_folders(real_dir: &Path, fake_dir: &Path, mask_dir: Option<&Path>) 
             "{} fake image(s) match no real image by name (expected <stem>.<ext> or <stem>_<k>.<ext> for a real <stem>): {}",
             unmatched.len(),
             list_names(&unmatched)
+        )));
+    }
+    let mixed: Vec<String> = inputs
+        .values()
+        .filter(|i| i.samples.len() > 1 && i.samples.iter().any(|s| s.index.is_none()))
+        .map(|i| i.stem.clone())
+        .collect();
+    if !mixed.is_empty() {
+        return Err(Error::msg(format!(
+            "{} input(s) have both a fake named <stem>.<ext> and fakes named <stem>_<k>.<ext> in {} (keep one naming per input): {}",
+            mixed.len(),
+            fake_dir.display(),
+            list_names(&mixed)
         )));
     }
     let without: Vec<String> = inputs
