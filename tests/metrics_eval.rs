@@ -3,7 +3,7 @@
 //! Images are small (64x64) and LPIPS uses AlexNet to keep the runtime low.
 
 use fdm::io::image::{load_image, save_mask_png, save_png};
-use fdm::metrics::eval::{evaluate, ratio_bucket, write_report, EvalArgs};
+use fdm::metrics::eval::{evaluate, markdown, ratio_bucket, write_report, EvalArgs};
 use fdm::metrics::folders::{match_folders, split_sample_index};
 use fdm::metrics::{l1, mae, psnr, ssim, Lpips, LpipsNet};
 use fdm::Tensor;
@@ -260,6 +260,65 @@ fn metrics_eval_errors_cpu() {
     let e = err_of(&a);
     assert!(e.contains("both a fake named <stem>.<ext> and fakes named <stem>_<k>.<ext>") && e.contains(": a"), "{e}");
     std::fs::remove_file(root.join("fake/a.png")).unwrap();
+
+    // Numeric settings out of range fail before any scoring (library callers too).
+    for (batch, subsets, size, flag) in [(0, 100, 1000, "--fid-batch"), (8, 0, 1000, "--kid-subsets"), (8, 100, 1, "--kid-subset-size")] {
+        (a.fid_batch, a.kid_subsets, a.kid_subset_size) = (batch, subsets, size);
+        let e = err_of(&a);
+        assert!(e.contains(flag) && e.contains("must be at least"), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn metrics_eval_warns_of_small_samples_when_fid_is_computed_cpu() {
+    let root = layout("small");
+    let mut a = args(&root);
+    a.lpips = Some("none".into());
+    let report = evaluate(&a, &mut |_, _| {}).unwrap();
+    // FID runs only where Inception weights are found; the warning goes with it.
+    match (&report.fid, &report.small_sample_warning) {
+        (Some(_), Some(w)) => {
+            assert!(w.contains("2 real and 3 generated") && w.contains("KID can come out negative"), "{w}");
+            assert!(markdown(&report).contains(&format!("Warning: {w}")));
+        }
+        (None, None) => {}
+        other => panic!("FID and the warning disagree: {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Run the binary; (success, stdout + stderr).
+fn fdm_eval(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fdm")).arg("eval").args(args).output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn metrics_eval_checks_outputs_before_scoring_cpu() {
+    let root = layout("outcheck");
+    let base = |out: &Path| -> Vec<std::ffi::OsString> {
+        ["--lpips", "none", "--no-fid", "--real"].iter().map(Into::into).chain([root.join("real").into(), "--fake".into(), root.join("fake").into(), "--out".into(), out.into()]).collect()
+    };
+    let run = |args: Vec<std::ffi::OsString>| fdm_eval(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    // --out naming a file.
+    let file = root.join("afile");
+    std::fs::write(&file, "").unwrap();
+    let (ok, log) = run(base(&file));
+    assert!(!ok && log.contains("is a file, not a folder") && !log.contains("| all |"), "{log}");
+    // A folder where metrics.md goes: neither report file is written.
+    let out = root.join("blocked");
+    std::fs::create_dir_all(out.join("metrics.md")).unwrap();
+    let (ok, log) = run(base(&out));
+    assert!(!ok && log.contains("metrics.md") && log.contains("in the way") && !log.contains("| all |"), "{log}");
+    assert!(!out.join("metrics.json").exists());
+    let report = evaluate(&EvalArgs { lpips: Some("none".into()), no_fid: true, ..args(&root) }, &mut |_, _| {}).unwrap();
+    assert!(write_report(&report, &out).is_err() && !out.join("metrics.json").exists());
+    // Zero-valued counts are refused when the command line is read.
+    let mut zero = base(&root.join("report"));
+    zero.extend(["--fid-batch".into(), "0".into()]);
+    let (ok, log) = run(zero);
+    assert!(!ok && log.contains("--fid-batch") && log.contains("at least 1"), "{log}");
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -84,15 +84,44 @@ pub struct EvalArgs {
     /// FID preprocessing: pytorch (pytorch-fid, the FDM repo's tool) or tf (TF legacy bilinear).
     #[arg(long, default_value = "pytorch")]
     pub fid_resize: String,
-    /// Images per Inception batch.
-    #[arg(long, default_value_t = 8)]
+    /// Images per Inception batch (1 or more).
+    #[arg(long, default_value_t = 8, value_parser = positive_count)]
     pub fid_batch: usize,
-    /// KID: number of random subsets.
-    #[arg(long, default_value_t = DEFAULT_SUBSETS)]
+    /// KID: number of random subsets (1 or more).
+    #[arg(long, default_value_t = DEFAULT_SUBSETS, value_parser = positive_count)]
     pub kid_subsets: usize,
-    /// KID: subset size (capped by the number of images).
-    #[arg(long, default_value_t = DEFAULT_SUBSET_SIZE)]
+    /// KID: subset size, 2 or more (capped by the number of images).
+    #[arg(long, default_value_t = DEFAULT_SUBSET_SIZE, value_parser = kid_subset_size)]
     pub kid_subset_size: usize,
+}
+
+/// A whole number of at least `least`, read from the command line (clap's message names the flag).
+fn count_at_least(s: &str, least: usize) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= least => Ok(n),
+        _ => Err(format!("must be a whole number of at least {least}, got `{s}`")),
+    }
+}
+
+fn positive_count(s: &str) -> std::result::Result<usize, String> {
+    count_at_least(s, 1)
+}
+
+/// KID's unbiased estimate divides by m (m - 1): a subset needs 2 images.
+fn kid_subset_size(s: &str) -> std::result::Result<usize, String> {
+    count_at_least(s, 2)
+}
+
+/// The numeric settings' bounds, checked again here for callers that build `EvalArgs` without
+/// the command line: a bad value must fail before the scoring, not after it.
+fn check_settings(args: &EvalArgs) -> Result<()> {
+    let bounds = [("--fid-batch", args.fid_batch, 1), ("--kid-subsets", args.kid_subsets, 1), ("--kid-subset-size", args.kid_subset_size, 2)];
+    for (name, value, least) in bounds {
+        if value < least {
+            return Err(Error::msg(format!("{name} must be at least {least}, got {value}")));
+        }
+    }
+    Ok(())
 }
 
 /// Scores of one (input, sample) pair.
@@ -162,6 +191,8 @@ pub struct EvalReport {
     pub diversity_pairs: String,
     /// None when FID/KID were not computed.
     pub fid: Option<FidSettings>,
+    /// Set when FID/KID were computed from too few images to mean much (`small_sample_warning`).
+    pub small_sample_warning: Option<String>,
     pub samples: Vec<SampleScores>,
 }
 
@@ -273,6 +304,18 @@ struct FidFeatures {
     settings: FidSettings,
 }
 
+/// A warning when FID/KID come from fewer images than the Inception feature width: the
+/// covariance of n feature vectors has rank below n, so FID is then dominated by the small-sample
+/// bias, and KID's unbiased estimate can come out negative.
+fn small_sample_warning(f: &FidFeatures) -> Option<String> {
+    let (real, fake, dim) = (f.real.n, f.fake.n, f.real.dim);
+    (real.min(fake) < dim).then(|| {
+        format!(
+            "FID/KID from {real} real and {fake} generated image(s), fewer than the {dim} Inception features: they are dominated by the small-sample bias (KID can come out negative) and are not comparable to published values"
+        )
+    })
+}
+
 /// FID and KID of the inputs of `idx` (indices into the sample rows) against those samples.
 fn fid_kid(f: &FidFeatures, rows: &[SampleScores], idx: &[usize], stems: &[String]) -> Result<(Option<f64>, Option<Kid>)> {
     let mut real_idx: Vec<usize> = idx
@@ -382,6 +425,7 @@ pub fn evaluate_staged(args: &EvalArgs, progress: &mut dyn FnMut(Stage, usize, u
     if args.composite && args.masks.is_none() {
         return Err(Error::msg("--composite needs --masks"));
     }
+    check_settings(args)?;
     let pairs = parse_pairs(&args.diversity_pairs, args.seed)?;
     let net = match args.lpips.as_deref() {
         Some("none") => None,
@@ -414,7 +458,7 @@ pub fn evaluate_staged(args: &EvalArgs, progress: &mut dyn FnMut(Stage, usize, u
     let feats = match fid_model {
         None => None,
         Some((model, settings)) => {
-            let batch = args.fid_batch.max(1);
+            let batch = args.fid_batch;
             let reals: Vec<PathBuf> = inputs.iter().map(|i| i.real.clone()).collect();
             let real = model.features_of_files(&reals, batch, &mut |d, t| progress(Stage::RealFeatures, d, t))?;
             // Composited samples are scored as composited, like the other metrics.
@@ -443,6 +487,7 @@ pub fn evaluate_staged(args: &EvalArgs, progress: &mut dyn FnMut(Stage, usize, u
         summaries: summaries(&rows, feats.as_ref(), &stems)?,
         diversity,
         diversity_pairs: args.diversity_pairs.clone(),
+        small_sample_warning: feats.as_ref().and_then(small_sample_warning),
         fid: feats.map(|f| f.settings),
         samples: rows,
     })
@@ -496,6 +541,9 @@ pub fn markdown(report: &EvalReport) -> String {
             f.inception_weights, f.resize, f.kid_subsets, f.kid_subset_size, f.seed
         );
     }
+    if let Some(w) = &report.small_sample_warning {
+        s += &format!("\nWarning: {w}.\n");
+    }
     s += &format!("\nreal: {}; fake: {}", report.real, report.fake);
     if let Some(m) = &report.masks {
         s += &format!(
@@ -511,10 +559,35 @@ pub fn markdown(report: &EvalReport) -> String {
     s
 }
 
+/// The report files `write_report` writes into `dir`.
+const REPORT_FILES: [&str; 2] = ["metrics.json", "metrics.md"];
+
+/// Check that the report can be written into `dir` (created here if missing): `run` calls it
+/// before any scoring, so a `--out` that is a file, cannot be created or written, or holds a
+/// folder named like a report file fails at once, not after all the work (or after writing one
+/// of the two files).
+pub fn check_report_targets(dir: &Path) -> Result<()> {
+    if dir.is_file() {
+        return Err(Error::msg(format!("--out {} is a file, not a folder", dir.display())));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("cannot create the output folder {}: {e}", dir.display())))?;
+    for name in REPORT_FILES {
+        let target = dir.join(name);
+        if target.is_dir() {
+            return Err(Error::msg(format!("cannot write {}: a folder of that name is in the way", target.display())));
+        }
+    }
+    let probe = dir.join(format!(".fdm-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::msg(format!("cannot write to the output folder {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Write `metrics.json` and `metrics.md` into `dir` (created if needed); returns their paths.
+/// Both targets are checked before either is written, so a failure leaves no half report.
 pub fn write_report(report: &EvalReport, dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("{}: {e}", dir.display())))?;
-    let (json, md) = (dir.join("metrics.json"), dir.join("metrics.md"));
+    check_report_targets(dir)?;
+    let (json, md) = (dir.join(REPORT_FILES[0]), dir.join(REPORT_FILES[1]));
     let text = serde_json::to_string_pretty(report).map_err(|e| Error::msg(format!("metrics.json: {e}")))?;
     crate::io::atomic::write_atomic(&json, (text + "\n").as_bytes()).map_err(|e| Error::msg(e.to_string()))?;
     crate::io::atomic::write_atomic(&md, markdown(report).as_bytes()).map_err(|e| Error::msg(e.to_string()))?;
@@ -527,6 +600,12 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
     let style = ProgressStyle::with_template("{prefix:34} [{bar:30}] {pos}/{len} {elapsed}")
         .expect("valid template")
         .progress_chars("=> ");
+    let out = args.out.as_deref().unwrap_or(&args.fake);
+    // The default, the fake folder, is not created here: a mistyped --fake is reported by the
+    // folder matching as missing, not turned into an empty folder.
+    if args.out.is_some() || args.fake.is_dir() {
+        check_report_targets(out)?;
+    }
     let mut bar: Option<(Stage, ProgressBar)> = None;
     let report = evaluate_staged(args, &mut |stage, done, total| {
         if bar.as_ref().map(|b| b.0) != Some(stage) {
@@ -549,7 +628,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalReport> {
         b.finish();
     }
     print!("{}", markdown(&report));
-    let (json, md) = write_report(&report, args.out.as_deref().unwrap_or(&args.fake))?;
+    let (json, md) = write_report(&report, out)?;
     println!("wrote {} and {}", json.display(), md.display());
     Ok(report)
 }
