@@ -122,7 +122,8 @@ pub fn load_photos(dir: &Path, limit: usize, s: usize) -> Result<Vec<(String, Te
         .collect()
 }
 
-/// Every mask file (white = hole) in `dir`, nearest-resized to S x S, in name order.
+/// Every mask file (white = hole) in `dir`, nearest-resized to S x S (with a note naming the
+/// resized files), in name order.
 pub fn load_photos_masks(dir: &Path, s: usize) -> Result<Vec<Tensor>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -133,14 +134,25 @@ pub fn load_photos_masks(dir: &Path, s: usize) -> Result<Vec<Tensor>> {
     if files.is_empty() {
         bail!("no PNG masks in {}", dir.display());
     }
-    files
+    let mut resized = Vec::new();
+    let masks = files
         .iter()
         .map(|p| {
             let m = crate::io::image::load_mask(p, false).with_context(|| format!("loading {}", p.display()))?;
             let (h, w) = (m.shape()[1], m.shape()[2]);
-            Ok(if (h, w) == (s, s) { m } else { crate::ops::resize::resize_nearest(&m.reshape(&[1, 1, h, w])?, (s, s))?.reshape(&[1, s, s])? })
+            if (h, w) == (s, s) {
+                return Ok(m);
+            }
+            resized.push(format!("{} ({w}x{h})", p.file_name().unwrap_or_default().to_string_lossy()));
+            Ok(crate::ops::resize::resize_nearest(&m.reshape(&[1, 1, h, w])?, (s, s))?.reshape(&[1, s, s])?)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    // Every table takes its masks from here, so this one note covers them all: a resized mask's
+    // hole ratio (its bucket) is the resized one's.
+    if !resized.is_empty() {
+        eprintln!("note: {} mask file(s) in {} are not {s}x{s} and were resized to it (nearest neighbour): {}", resized.len(), dir.display(), resized.join(", "));
+    }
+    Ok(masks)
 }
 
 /// The `i`-th (cycling) mask whose hole ratio lies in the bucket.
