@@ -38,3 +38,12 @@ fn help_names_defaults_ranges_and_requirements_cpu() {
     let (_, train) = fdm(&["train", "--help"]);
     assert!(train.contains("phase1b, phase2 and phase3") && train.contains("--init"), "{train}");
 }
+
+#[test]
+fn selfcheck_runs_a_checked_backward_and_an_emulated_kernel_cpu() {
+    let (ok, out) = fdm(&["selfcheck"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("device: "), "{out}");
+    assert!(out.contains("gradients are b and a"), "the backward's check: {out}");
+    assert!(out.contains("matches the CPU"), "the emulated kernel: {out}");
+}

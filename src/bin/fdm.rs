@@ -28,7 +28,8 @@ enum Command {
     /// Reproduce the paper's tables on given weights, photos and masks.
     Reproduce(ReproduceArgs),
     /// Check the engine on this machine: which device is used (on a GPU, whether its Linear GEMMs
-    /// run on cuBLAS), and a small autograd run.
+    /// run on cuBLAS, and the kernel switches set), a small forward and backward whose gradients
+    /// are checked, and one CUDA kernel on the emulator against the CPU.
     Selfcheck,
     /// Train one phase (phase1a, phase1b, phase2, phase3) on a folder of photos.
     ///
@@ -485,6 +486,23 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// A forward and backward through the tape: loss = sum(a * b), whose gradients are b and a.
+fn selfcheck_autograd() -> Result<()> {
+    use fdm::autograd::{binary, reduce, Tape};
+    let tape = Tape::new();
+    let (av, bv) = (vec![1.0f32, 2.0, 3.0], vec![0.5f32, -1.0, 4.0]);
+    let a = tape.var(fdm::Tensor::from_vec(av.clone(), &[3])?);
+    let b = tape.var(fdm::Tensor::from_vec(bv.clone(), &[3])?);
+    let loss = reduce::sum(&tape, &binary::mul(&tape, &a, &b)?, &[0], false)?;
+    let grads = tape.backward(&loss)?;
+    let (da, db) = (grads.expect(&a, "a")?.to_vec_f32()?, grads.expect(&b, "b")?.to_vec_f32()?);
+    if da != bv || db != av {
+        bail!("autograd: d sum(a b) / da = {da:?} and / db = {db:?}, expected {bv:?} and {av:?}");
+    }
+    println!("engine: sum(a * b) = {:?}; its gradients are b and a, as they must be", loss.value().to_vec_f32()?);
+    Ok(())
+}
+
 fn selfcheck() -> Result<()> {
     let (device, why) = fdm::Device::best();
     println!("device: {why}");
@@ -496,12 +514,11 @@ fn selfcheck() -> Result<()> {
         if fdm::cuda::ops::conv2d::wide_requested() {
             println!("conv2d: 128-pixel x 64-channel tiles where the grid keeps 256 blocks ({}=1)", fdm::cuda::ops::conv2d::WIDE_ENV);
         }
+        if fdm::cuda::ops::attention_fa::bf16_inputs_requested() {
+            println!("attention (bf16): the bf16-input kernel where 128-query blocks run ({}=1)", fdm::cuda::ops::attention_fa::BF16_INPUTS_ENV);
+        }
     }
-    let tape = fdm::autograd::Tape::new();
-    let a = tape.var(fdm::Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?);
-    let b = tape.var(fdm::Tensor::from_vec(vec![0.5, 0.5, 0.5], &[3])?);
-    let s = fdm::ops::binary::add(a.value(), b.value())?;
-    println!("engine: [1,2,3] + [0.5,0.5,0.5] = {:?}", s.to_vec_f32()?);
+    selfcheck_autograd()?;
     // The CUDA path (dispatch, launcher, kernel) on the emulated device, against the CPU.
     let x = fdm::Tensor::from_vec((0..64).map(|i| (i as f32 * 0.37).sin() * 4.0).collect(), &[4, 16])?;
     let want = fdm::ops::softmax::softmax(&x)?.to_vec_f32()?;
