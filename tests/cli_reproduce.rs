@@ -46,3 +46,48 @@ fn reproduce_caps_n_with_a_note_and_records_the_photos_used_cpu() {
     assert!(md.contains("This is a reduced run: 1 photo(s)") && md.contains("Photos (1): `dev_005.jpg`"), "{md}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn reproduce_checks_its_output_folder_first_and_names_the_mask_files_cpu() {
+    let dir = temp_dir("out");
+    // An output path that is a file: refused before the model loads.
+    let file = dir.join("afile");
+    std::fs::write(&file, b"x").unwrap();
+    let (ok, log) = fdm(&["reproduce", "table2", "-n", "1", "--random-init", "tiny", "--device", "cpu", "--out", file.to_str().unwrap()]);
+    assert!(!ok && log.contains("is a file, not a folder"), "{log}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is left as it was");
+    // Mask files (a 25 % hole: Table 2 draws from [0.2, 0.3)): named in the provenance; table4
+    // says it does not use them.
+    let masks = dir.join("masks");
+    std::fs::create_dir_all(&masks).unwrap();
+    let mut m = image::GrayImage::new(256, 256);
+    for y in 64..192 {
+        for x in 64..192 {
+            m.put_pixel(x, y, image::Luma([255]));
+        }
+    }
+    m.save(masks.join("square.png")).unwrap();
+    let out = dir.join("out");
+    let args = ["-n", "1", "--random-init", "tiny", "--lpips", "alex", "--device", "cpu", "--masks", masks.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let (ok, log) = fdm(&[&["reproduce", "table2"][..], &args].concat());
+    assert!(ok, "{log}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("table2.json")).unwrap()).unwrap();
+    let desc = json["provenance"]["masks"].as_str().unwrap();
+    assert!(desc.contains("1 files from") && desc.contains("square.png"), "{desc}");
+    let (ok, log) = fdm(&[&["reproduce", "table4"][..], &args].concat());
+    assert!(ok && log.contains("--masks is not used by table4"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn profile_checks_report_paths_first_and_explains_the_default_mask_cpu() {
+    let dir = temp_dir("profile");
+    let missing = dir.join("nope/p.json");
+    let (ok, log) = fdm(&["profile", "--random-init", "tiny", "--device", "cpu", "--json", missing.to_str().unwrap()]);
+    assert!(!ok && log.contains("no folder"), "{log}");
+    let small = dir.join("small.png");
+    image::RgbImage::new(128, 100).save(&small).unwrap();
+    let (ok, log) = fdm(&["profile", "--random-init", "tiny", "--device", "cpu", "--image", small.to_str().unwrap()]);
+    assert!(!ok && log.contains("without --mask the bundled mask is used"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -61,7 +61,7 @@ fn mask_files_of_another_size_are_resized_to_the_model_size_cpu() {
     // A 64x64 mask with its left quarter a hole: resized (nearest), the ratio stays 0.25.
     let m: Vec<f32> = (0..64 * 64).map(|i| if i % 64 < 16 { 0.0 } else { 1.0 }).collect();
     fdm::io::image::save_mask_png(&Tensor::from_vec(m, &[1, 64, 64]).unwrap(), dir.join("m.png")).unwrap();
-    let masks = load_photos_masks(&dir, 256).unwrap();
+    let (masks, _) = load_photos_masks(&dir, 256).unwrap();
     assert_eq!(masks[0].shape(), &[1, 256, 256]);
     assert_eq!(fdm::io::image::hole_fraction(&masks[0]).unwrap(), 0.25);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -124,7 +124,8 @@ pub fn load_photos(dir: &Path, limit: usize, s: usize) -> Result<Vec<(String, Te
 
 /// Every mask file (white = hole) in `dir`, nearest-resized to S x S (with a note naming the
 /// resized files), in name order.
-pub fn load_photos_masks(dir: &Path, s: usize) -> Result<Vec<Tensor>> {
+/// The PNG masks of `dir` (sorted by name) at `s` x `s`, and their file names.
+pub fn load_photos_masks(dir: &Path, s: usize) -> Result<(Vec<Tensor>, Vec<String>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -152,7 +153,17 @@ pub fn load_photos_masks(dir: &Path, s: usize) -> Result<Vec<Tensor>> {
     if !resized.is_empty() {
         eprintln!("note: {} mask file(s) in {} are not {s}x{s} and were resized to it (nearest neighbour): {}", resized.len(), dir.display(), resized.join(", "));
     }
-    Ok(masks)
+    let names = files.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    Ok((masks, names))
+}
+
+/// The provenance's description of mask files: the folder, the rule, and the first file names
+/// (all of them up to the Markdown's limit).
+pub fn masks_description(dir: &Path, names: &[String]) -> String {
+    let shown = names.iter().take(MARKDOWN_NAME_LIMIT).cloned().collect::<Vec<_>>().join(", ");
+    let more = names.len().saturating_sub(MARKDOWN_NAME_LIMIT);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!("{} files from `{}` chosen by hole ratio: {shown}{more}", names.len(), dir.display())
 }
 
 /// The `i`-th (cycling) mask whose hole ratio lies in the bucket.

@@ -18,6 +18,19 @@ fn at<'a>(what: Option<&'static str>, target: &'a Path) -> impl FnOnce(Error) ->
     }
 }
 
+/// A file about to be written must not be a folder, and its folder must exist: checked before
+/// long work whose result it holds, so a mistyped path fails at once.
+pub fn check_output_file(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(Error::new(std::io::ErrorKind::IsADirectory, format!("cannot write {}: it is a folder", path.display())));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::new(std::io::ErrorKind::NotFound, format!("cannot write {}: no folder {}", path.display(), dir.display())));
+    }
+    Ok(())
+}
+
 /// Write `bytes` to `path` atomically (module docs). The error is one line, `cannot write PATH:
 /// CAUSE` (callers add no file name of their own).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
