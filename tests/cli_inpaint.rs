@@ -90,6 +90,29 @@ fn inpaint_folder_mode_resumes_and_other_sizes_work_cpu() {
 }
 
 #[test]
+fn inpaint_folder_mode_skips_an_unusable_photo_and_does_the_others_cpu() {
+    let dir = setup("skip");
+    let (images, masks, out) = (dir.join("images"), dir.join("masks"), dir.join("out"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&masks).unwrap();
+    let jpg = std::fs::read(PHOTO).unwrap();
+    std::fs::write(images.join("a_cut.jpg"), &jpg[..jpg.len() / 3]).unwrap();
+    std::fs::copy(PHOTO, images.join("b_good.jpg")).unwrap();
+    for name in ["a_cut", "b_good"] {
+        write_mask(&masks.join(format!("{name}.png")), (256, 256), (96, 128, 96, 128));
+    }
+    let w = dir.join("w.safetensors");
+    let (ok, log) = fdm(&["inpaint", "--image-dir", images.to_str().unwrap(), "--mask-dir", masks.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--out", out.to_str().unwrap(), "--device", "cpu"]);
+    assert!(!ok, "a skipped photo makes the run fail at its end: {log}");
+    assert!(log.contains("a_cut.jpg: truncated or corrupt (its JPEG data stops before the end-of-image marker); skipped"), "{log}");
+    assert_eq!(log.matches("a_cut.jpg").count(), 2, "the path once in the skip line, once in the summary: {log}");
+    assert!(log.contains("1 of 2 image(s) skipped"), "{log}");
+    assert!(out.join("b_good_0.png").exists() && out.join("b_good_sheet.png").exists(), "the photo after it was done: {log}");
+    assert!(!out.join("a_cut_0.png").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn inpaint_bad_input_is_a_clear_error_cpu() {
     let dir = setup("bad");
     let w = dir.join("w.safetensors");
@@ -111,7 +134,7 @@ fn inpaint_bad_input_is_a_clear_error_cpu() {
     let jpg = std::fs::read(PHOTO).unwrap();
     std::fs::write(&cut, &jpg[..jpg.len() / 3]).unwrap();
     let (ok, log) = fdm(&["inpaint", cut.to_str().unwrap(), "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);
-    assert!(!ok && log.contains("cut.jpg is truncated or corrupt"), "{log}");
+    assert!(!ok && log.contains("cut.jpg: truncated or corrupt"), "{log}");
     let copy = dir.join("dev_005.png");
     std::fs::copy(PHOTO, &copy).unwrap();
     let (ok, log) = fdm(&["inpaint", PHOTO, copy.to_str().unwrap(), "--mask", other.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--device", "cpu"]);

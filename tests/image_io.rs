@@ -399,7 +399,7 @@ fn image_bad_input_gives_typed_errors_cpu() {
         let path = dir.join("cut.jpg");
         std::fs::write(&path, &jpg[..cut]).unwrap();
         let err = load_image(&path).unwrap_err();
-        assert!(matches!(err, ImageError::Truncated { .. }) && err.to_string().contains("cut.jpg is truncated or corrupt"), "cut at {cut}: {err}");
+        assert!(matches!(err, ImageError::Truncated { .. }) && err.to_string().contains("cut.jpg: truncated or corrupt"), "cut at {cut}: {err}");
         assert!(matches!(load_mask(&path, false), Err(ImageError::Truncated { .. })), "cut at {cut}");
     }
     // Padding after the end-of-image marker is not a truncation.

@@ -234,37 +234,16 @@ fn positive_finite(s: &str) -> std::result::Result<f32, String> {
     }
 }
 
-/// Errors are printed as one line, `error: what: why: cause`, and the exit status is 1. The
-/// causes come from several layers (the command's context, the file layer, the OS), and a layer
-/// often repeats the one below it in its own text: a cause already in the line is left out, as is
-/// a cause's leading `NAME: ` when the line already names NAME (usually a file's path).
+/// Errors are printed as one line, `error: what: why: cause` (`cli::one_line`), and the exit
+/// status is 1.
 fn main() -> std::process::ExitCode {
     match run(Cli::parse().command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", fdm::cli::one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        let text = match text.split_once(": ") {
-            Some((head, rest)) if !head.is_empty() && line.contains(head) => rest.to_string(),
-            _ => text,
-        };
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
 }
 
 fn run(command: Command) -> Result<()> {

@@ -204,6 +204,7 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
     check_distinct_names(&run.jobs)?;
     let started = Instant::now();
     let mut done = 0usize;
+    let mut skipped = Vec::new();
     for job in &run.jobs {
         let name = stem(&job.image);
         let outputs: Vec<PathBuf> = (0..run.opts.samples).map(|k| run.out.join(format!("{name}_{k}.png"))).collect();
@@ -213,11 +214,23 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
             println!("{name}: outputs exist, skipped");
             continue;
         }
-        let loaded = load_image(&job.image).with_context(|| format!("loading image {}", job.image.display()))?;
+        let inputs = load_image(&job.image)
+            .with_context(|| format!("loading image {}", job.image.display()))
+            .and_then(|loaded| job_mask(run, job, &loaded.tensor).map(|mask| (loaded, mask)));
+        let (loaded, mask) = match inputs {
+            Ok(inputs) => inputs,
+            // With several images, one unreadable photo or unusable mask should not cost the
+            // others their run: it is reported, skipped, and counted in the final error.
+            Err(e) if run.jobs.len() > 1 => {
+                eprintln!("error: {}; skipped", super::one_line(&e));
+                skipped.push(job.image.display().to_string());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         for note in &loaded.notes {
             println!("{name}: note: {note}");
         }
-        let mask = job_mask(run, job, &loaded.tensor)?;
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} passes {per_sec} {elapsed}").expect("valid template").progress_chars("=> "),
         );
@@ -270,5 +283,8 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
     }
     let secs = started.elapsed().as_secs_f64();
     println!("done: {done} image(s) on {} in {secs:.2} s ({:.2} s per image)", device.name(), secs / done.max(1) as f64);
+    if !skipped.is_empty() {
+        bail!("{} of {} image(s) skipped because their image or mask could not be used (above): {}", skipped.len(), run.jobs.len(), skipped.join(", "));
+    }
     Ok(())
 }

@@ -119,7 +119,7 @@ pub enum ImageError {
     Codec { path: PathBuf, detail: String },
     /// JPEG data that stops before its end-of-image marker (`io::jpeg`): a cut-off file the
     /// decoder would fill with grey.
-    #[error("{} is truncated or corrupt (its JPEG data stops before the end-of-image marker)", path.display())]
+    #[error("{}: truncated or corrupt (its JPEG data stops before the end-of-image marker)", path.display())]
     Truncated { path: PathBuf },
     /// Writing the encoded picture failed; the message (`io::atomic`) names the file and the cause.
     #[error("{0}")]
