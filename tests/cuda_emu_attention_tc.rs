@@ -45,6 +45,7 @@ fn run_tc<B: Backend>(be: &B, p: &AttentionParams, dh: usize, plan: TcPlan, qkv:
         TcPlan::KeyGroups => Some(AttentionKernel::TensorCoreBf16KeyGroups),
         TcPlan::Wide => Some(AttentionKernel::TensorCoreBf16Wide),
         TcPlan::Split(_) => None,
+        TcPlan::Bf16Inputs => panic!("the bf16-input kernel takes bf16 inputs: tests/cuda_emu_attention_fa.rs"),
     };
     if let Some(which) = whole {
         be.run(&attention_fwd_kernel_launch(which, dh, be.ptr(&o), lse, qkv[0], qkv[1], qkv[2], p));
@@ -141,8 +142,8 @@ fn key_splits_fill_a_large_gpu_and_stay_within_the_tiles() {
     assert_eq!(tc_splits(1, 100, 1), 2, "never more ranges than 64-key tiles");
     assert_eq!(tc_splits(1, 1, 1), 1);
     // The default plan of a shape: one pass where one range suffices, else the split.
-    assert_eq!(TcPlan::for_shape(1, 1024, 8), TcPlan::OnePass);
-    assert_eq!(TcPlan::for_shape(1, 1024, 2), TcPlan::Split(4));
+    assert_eq!(TcPlan::for_shape(1, 1024, 8, 64), TcPlan::OnePass);
+    assert_eq!(TcPlan::for_shape(1, 1024, 2, 32), TcPlan::Split(4));
     // With the wide kernel allowed: only where its grid of 128-query blocks has 128 blocks.
     assert_eq!(TcPlan::choose(1, 1024, 8, true), TcPlan::OnePass, "64 wide blocks: too few");
     assert_eq!(TcPlan::choose(2, 1024, 8, true), TcPlan::Wide);
