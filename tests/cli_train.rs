@@ -59,3 +59,11 @@ fn train_resume_of_a_missing_path_says_it_does_not_exist_cpu() {
     assert!(!ok && log.contains("neither a checkpoint nor a folder holding one"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_init_of_a_missing_file_names_the_option_cpu() {
+    let dir = scratch("init");
+    let (ok, log) = train(&dir, &["phase2", "--init", "/nonexistent/w.safetensors", "--out", dir.join("o").to_str().unwrap()]);
+    assert!(!ok && log.contains("--init /nonexistent/w.safetensors: no such file"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

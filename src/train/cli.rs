@@ -305,6 +305,11 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
     }
     let from_init = cfg.model_preset == MODEL_FROM_INIT;
+    if let (None, Some(path)) = (&resumed, &args.init) {
+        if !path.exists() {
+            return Err(Error::msg(format!("--init {}: no such file (the weights to start from)", path.display())));
+        }
+    }
     let model = match (&resumed, &args.init) {
         (Some((dir, state)), _) => checkpoint::load_model(dir, state)?,
         (None, Some(path)) if from_init => InpaintingModel::load(path, None)?,
