@@ -1,7 +1,8 @@
 //! `fdm train` through the binary, run as a user would from a working folder: where a resumed
-//! run writes, and the errors of a bad `--resume`.
+//! run writes, and the errors of a bad `--resume` or `--init`.
+mod cli_common;
+use cli_common::fdm_in;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fdm-cli-train-{name}-{}", std::process::id()));
@@ -10,21 +11,10 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// `fdm train ARGS` run in `cwd`; (exit status ok, stdout + stderr).
+/// `fdm train ARGS` run in `cwd` on the bundled photos; (exit status ok, stdout + stderr).
 fn train(cwd: &Path, args: &[&str]) -> (bool, String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(env!("CARGO_BIN_EXE_fdm"))
-        .arg("train")
-        .args(args)
-        .args(["--no-progress", "--device", "cpu", "--data"])
-        .arg(root.join("assets/photos"))
-        .current_dir(cwd)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos");
+    fdm_in(cwd, &[&["train"][..], args, &["--no-progress", "--device", "cpu", "--data", data]].concat())
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Helpers shared by the command-line tests (`cli_inpaint.rs`, `cli_inspect.rs`): running the
+//! Helpers shared by the command-line tests (`cli_inpaint.rs`, `cli_train.rs`, ...): running the
 //! built `fdm` binary as a user would and writing mask files.
 #![allow(dead_code)]
 
@@ -10,8 +10,15 @@ use std::process::Command;
 /// Run the `fdm` binary; (exit status ok, stdout + stderr). Without RUST_BACKTRACE (cargo test
 /// may set it), as a user runs it: anyhow then prints the error alone.
 pub fn fdm(args: &[&str]) -> (bool, String) {
+    fdm_in(Path::new("."), args)
+}
+
+/// `fdm` run from the working folder `cwd` (where relative paths and defaults such as
+/// `runs/<phase>` land).
+pub fn fdm_in(cwd: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_fdm"))
         .args(args)
+        .current_dir(cwd)
         .env_remove("RUST_BACKTRACE")
         .env_remove("RUST_LIB_BACKTRACE")
         .output()
