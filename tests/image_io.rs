@@ -9,7 +9,6 @@
 
 use fdm::io::image::{
     check_mask_matches, contact_sheet, hole_fraction, load_image, load_mask, mask_from_luma, require_hole,
-    resize_mask_nearest,
     save_contact_sheet, save_image, save_mask_png, save_png, tensor_to_rgb8, thumbnail,
 };
 use fdm::io::mask_draw::{test_masks, MaskCanvas};
@@ -273,17 +272,18 @@ fn image_mask_size_must_match_image_cpu() {
 
 #[test]
 fn image_mask_resize_is_nearest_and_stays_binary_cpu() {
+    // `--resize-mask` (and `fdm reproduce`'s mask files) resize by `ops::resize::resize_nearest`.
     // A 4x2 mask with its left half a hole, doubled: the hole is the left half again, exactly.
     let small = Tensor::from_vec(vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0], &[1, 2, 4]).unwrap();
-    let big = resize_mask_nearest(&small, 4, 8).unwrap();
+    let resize = |m: &Tensor, h: usize, w: usize| fdm::ops::resize::resize_nearest(&m.reshape(&[1, 1, 2, 4]).unwrap(), (h, w)).map(|t| t.reshape(&[1, h, w]).unwrap());
+    let big = resize(&small, 4, 8).unwrap();
     assert_eq!(big.shape(), &[1, 4, 8]);
     let v = big.to_vec_f32().unwrap();
     for y in 0..4 {
         assert_eq!(&v[y * 8..y * 8 + 8], &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0], "row {y}");
     }
     // Shrinking to 2x1 keeps one hole pixel and one visible pixel, nothing in between.
-    assert_eq!(resize_mask_nearest(&small, 1, 2).unwrap().to_vec_f32().unwrap(), vec![0.0, 1.0]);
-    assert!(resize_mask_nearest(&small, 0, 2).is_err());
+    assert_eq!(resize(&small, 1, 2).unwrap().to_vec_f32().unwrap(), vec![0.0, 1.0]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! layout), which skips samples whose output already exists, so an interrupted run resumes.
 
 use crate::device::Device;
-use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, resize_mask_nearest, save_contact_sheet, save_png, thumbnail};
+use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, save_contact_sheet, save_png, thumbnail};
 use crate::metrics::folders::list_images;
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::InpaintOptions;
@@ -152,7 +152,8 @@ fn mask_picture(mask: &Tensor) -> Result<Tensor> {
 }
 
 /// The job's mask at its image's size. A mask of another size is an error unless
-/// `run.resize_mask`, which resizes it by nearest neighbour (`resize_mask_nearest`) with a note:
+/// `run.resize_mask`, which resizes it by nearest neighbour (PyTorch's rule, as `fdm reproduce`
+/// resizes mask files; the mask stays binary) with a note:
 /// a silently stretched mask could hide a mask paired with the wrong photo.
 fn job_mask(run: &InpaintRun, job: &Job, image: &Tensor) -> Result<Tensor> {
     let mut mask = load_mask(&job.mask, run.invert_mask).with_context(|| format!("loading mask {}", job.mask.display()))?;
@@ -167,7 +168,7 @@ fn job_mask(run: &InpaintRun, job: &Job, image: &Tensor) -> Result<Tensor> {
             );
         }
         eprintln!("note: mask {} resized from {mw}x{mh} to {iw}x{ih} (nearest neighbour) for {}", job.mask.display(), job.image.display());
-        mask = resize_mask_nearest(&mask, ih, iw)?;
+        mask = crate::ops::resize::resize_nearest(&mask.reshape(&[1, 1, mh, mw])?, (ih, iw))?.reshape(&[1, ih, iw])?;
     }
     require_hole(&mask).with_context(|| format!("mask {}", job.mask.display()))?;
     // Allowed, but then the result owes nothing to the photo: say so, in case the mask is wrong.

@@ -203,29 +203,6 @@ pub fn load_mask(path: impl AsRef<Path>, invert: bool) -> Result<Tensor, ImageEr
     mask_from_luma(luma.as_raw(), luma.width() as usize, luma.height() as usize, invert)
 }
 
-/// An engine mask `[1, H, W]` resized to `height x width` by nearest neighbour (pixel centres
-/// mapped onto the source). The mask is already thresholded, so this equals a nearest-neighbour
-/// resize of the file's luma followed by the usual threshold at 128, and it stays binary: a
-/// smoothing filter would blur the hole's edge into grey that the threshold then moves.
-pub fn resize_mask_nearest(mask: &Tensor, height: usize, width: usize) -> Result<Tensor, ImageError> {
-    let (h, w) = mask_hw(mask, "resize_mask_nearest")?;
-    if height == 0 || width == 0 || h == 0 || w == 0 {
-        return Err(ImageError::Shape {
-            op: "resize_mask_nearest",
-            detail: format!("cannot resize a {w}x{h} mask to {width}x{height}"),
-        });
-    }
-    let src = mask.to_vec_f32()?;
-    let pick = |i: usize, to: usize, from: usize| ((2 * i + 1) * from / (2 * to)).min(from - 1);
-    let cols: Vec<usize> = (0..width).map(|x| pick(x, width, w)).collect();
-    let mut out = Vec::with_capacity(height * width);
-    for y in 0..height {
-        let row = &src[pick(y, height, h) * w..][..w];
-        out.extend(cols.iter().map(|&x| row[x]));
-    }
-    Ok(Tensor::from_vec(out, &[1, height, width])?)
-}
-
 /// Save an engine mask `[1, H, W]` (1 = visible) in the file convention: hole white, known black.
 pub fn save_mask_png(mask: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
     let path = path.as_ref();
