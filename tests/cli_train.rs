@@ -57,3 +57,21 @@ fn train_init_of_a_missing_file_names_the_option_cpu() {
     assert!(!ok && log.contains("--init /nonexistent/w.safetensors: no such file"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn train_config_errors_name_the_option_and_the_phase_cpu() {
+    let dir = scratch("config");
+    let out = dir.join("o");
+    let out_s = out.to_str().unwrap();
+    let (ok, log) = train(&dir, &["phase2", "--config", "/nonexistent/c.json", "--out", out_s]);
+    assert!(!ok && log.contains("--config /nonexistent/c.json: No such file"), "{log}");
+    // A phase-3 config under `train phase2` is reported as such, not by what phase 2 rejects in it.
+    let p3 = dir.join("p3.json");
+    let text = fdm::train::config::TrainConfig::tiny(fdm::train::config::Phase::Phase3).to_json();
+    std::fs::write(&p3, text.replace("\"seed\"", "\"extra_key\": 1,\n  \"seed\"")).unwrap();
+    let (ok, log) = train(&dir, &["phase2", "--config", p3.to_str().unwrap(), "--out", out_s]);
+    assert!(!ok && log.contains("is a phase3 config, not phase2"), "{log}");
+    let (ok, log) = train(&dir, &["phase3", "--config", p3.to_str().unwrap(), "--out", out_s]);
+    assert!(!ok && log.contains("unknown field `extra_key`") && log.lines().count() == 1, "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

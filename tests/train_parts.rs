@@ -556,3 +556,49 @@ fn train_speed_configs_are_the_paper_preset_with_every_term_on_cpu() {
         assert_eq!(got, want, "{}", path.display());
     }
 }
+
+/// Every training config committed with the project (the tiny runs' recipes and the speed
+/// benchmarks) still loads now that an unknown key is an error, and declares its own phase.
+#[test]
+fn committed_training_configs_all_load_cpu() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for folder in ["assets/weights/train-tiny", "benches/train-speed"] {
+        for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let c = TrainConfig::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(TrainConfig::declared_phase(&text), Some(c.phase), "{}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 4, "found only {seen} configs");
+}
+
+/// A key that is no field, at the top or in a section (a typo such as `batch_sizee`), is an
+/// error naming it instead of being dropped in silence; `crop_size: 0` says so plainly.
+#[test]
+fn training_config_rejects_unknown_keys_and_a_zero_crop_cpu() {
+    let good = TrainConfig::tiny(Phase::Phase2).to_json();
+    let with = |from: &str, to: &str| {
+        assert!(good.contains(from), "{from}");
+        TrainConfig::from_json(&good.replacen(from, to, 1)).unwrap_err().to_string()
+    };
+    let e = with("\"seed\"", "\"extra_key\": 1,\n  \"seed\"");
+    assert!(e.contains("unknown field `extra_key`"), "{e}");
+    let e = with("\"batch_size\"", "\"batch_sizee\"");
+    assert!(e.contains("unknown field `batch_sizee`"), "{e}");
+    let e = with("\"l1\"", "\"l11\"");
+    assert!(e.contains("unknown field `l11`"), "{e}");
+    let e = with("\"adamw\"", "\"adam_w\"");
+    assert!(e.contains("unknown field `adam_w`"), "{e}");
+    let e = with("\"erase_p\"", "\"erase\"");
+    assert!(e.contains("unknown field `erase`"), "{e}");
+    let e = with("\"crop_size\": 256", "\"crop_size\": 0");
+    assert!(e.contains("crop_size must be at least 1") && !e.contains("load_size"), "{e}");
+    let e = with("\"load_size\": 256", "\"load_size\": 100");
+    assert!(e.contains("load_size 100 must be 0 (keep each photo's size) or at least crop_size 256"), "{e}");
+    assert_eq!(TrainConfig::declared_phase(&good.replace("phase2", "phase3")), Some(Phase::Phase3));
+}

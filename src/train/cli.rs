@@ -156,17 +156,20 @@ fn configure(args: &TrainArgs, phase: Phase) -> Result<TrainConfig> {
     let mut cfg = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
-            let c = TrainConfig::from_json(&text)?;
-            if c.phase != phase {
-                return Err(Error::msg(format!(
-                    "{} is a {} config, not {}",
-                    path.display(),
-                    c.phase.name(),
-                    phase.name()
-                )));
+                .map_err(|e| Error::msg(format!("--config {}: {e}", path.display())))?;
+            match TrainConfig::declared_phase(&text) {
+                Some(found) if found != phase => {
+                    return Err(Error::msg(format!(
+                        "--config {} is a {} config, not {}",
+                        path.display(),
+                        found.name(),
+                        phase.name()
+                    )))
+                }
+                _ => {}
             }
-            c
+            TrainConfig::from_json(&text)
+                .map_err(|e| Error::msg(format!("--config {}: {e}", path.display())))?
         }
         None => TrainConfig::preset(phase, &args.preset)?,
     };

@@ -81,6 +81,7 @@ impl Phase {
 
 /// One optimiser of spec §6.0 with its `CosineAnnealingLRWithWarmup` schedule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimConfig {
     /// true: AdamW (decoupled decay, phase 1b); false: Adam.
     pub adamw: bool,
@@ -112,6 +113,7 @@ impl OptimConfig {
 
 /// Loss weights and start iterations (spec §6.2, §6.4, §6.5).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LossConfig {
     /// L1n, hole-normalised L1 (from step 0).
     pub l1: f32,
@@ -136,6 +138,7 @@ pub struct LossConfig {
 /// Mask mix per phase (spec §6.7 table). "Provided" masks are the PConv masks of the hole-ratio
 /// buckets 0.2-0.6; without a mask folder they are drawn by `data::masks::bucketed_mask`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MaskConfig {
     /// Probability of a provided (bucketed) mask; otherwise a free-form stroke mask.
     pub provided_p: f32,
@@ -153,6 +156,7 @@ pub struct MaskConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub phase: Phase,
     /// Training preset name ("paper", "tiny" or a custom label).
@@ -347,9 +351,11 @@ impl TrainConfig {
         if self.epochs == 0 {
             bad.push("epochs must be at least 1".to_string());
         }
-        if self.crop_size == 0 || (self.load_size != 0 && self.load_size < self.crop_size) {
+        if self.crop_size == 0 {
+            bad.push("crop_size must be at least 1".to_string());
+        } else if self.load_size != 0 && self.load_size < self.crop_size {
             bad.push(format!(
-                "load_size {} must be 0 (keep each photo's size) or >= crop_size {} > 0",
+                "load_size {} must be 0 (keep each photo's size) or at least crop_size {}",
                 self.load_size, self.crop_size
             ));
         }
@@ -423,6 +429,14 @@ impl TrainConfig {
             .map_err(|e| Error::msg(format!("training config JSON: {e}")))?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// The `"phase"` a config JSON declares, if it declares a known one: read before the full
+    /// parse, so a config of another phase is reported as such rather than by whatever of its
+    /// fields the other phase rejects.
+    pub fn declared_phase(s: &str) -> Option<Phase> {
+        let v: serde_json::Value = serde_json::from_str(s).ok()?;
+        Phase::parse(v.get("phase")?.as_str()?).ok()
     }
 
     /// Iterations per epoch with `drop_last` (spec §6.0): floor(images / batch).
