@@ -1,7 +1,8 @@
 //! Ctrl-C on `fdm train`, with real signals to the built binary: the first interrupt stops the
 //! run after its current step and writes a checkpoint, also when the one interrupt reaches the
 //! process twice at once (`timeout -s INT` signals the command and then its process group; on a
-//! GPU machine that once made a run quit without its checkpoint).
+//! GPU machine that once made a run quit without its checkpoint). SIGTERM does the same; either
+//! way the run then exits non-zero (128 + the signal).
 #![cfg(unix)]
 
 use fdm::train::cli::is_second_press;
@@ -39,8 +40,33 @@ fn logged_steps(out: &Path) -> usize {
 }
 
 fn interrupt(child: &Child) {
-    let ok = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success();
-    assert!(ok, "kill -INT failed");
+    signal(child, "INT");
+}
+
+fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap().success();
+    assert!(ok, "kill -{name} failed");
+}
+
+/// Waits until the run has logged `n` steps.
+fn wait_for_steps(out: &Path, n: usize) {
+    let t0 = Instant::now();
+    while logged_steps(out) < n {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no training steps logged in 300 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The checkpoint of the last logged step is complete and the output points at it.
+fn assert_checkpoint_of_last_step(out: &Path, text: &str) {
+    let steps = logged_steps(out);
+    let ckpt = out.join(format!("ckpt-{steps:08}"));
+    assert!(text.contains(&format!("checkpoint: {}", ckpt.display())), "{text}");
+    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
+        assert!(ckpt.join(f).is_file(), "{} missing", ckpt.join(f).display());
+    }
+    let state = std::fs::read_to_string(ckpt.join("state.json")).unwrap();
+    assert!(state.contains(&format!("\"step\": {steps}")), "state.json of step {steps}: {state}");
 }
 
 /// Waits for the child to exit (at most `limit`); its exit code and output.
@@ -63,27 +89,32 @@ fn interrupt_delivered_twice_at_once_still_writes_the_checkpoint_cpu() {
     let dir = scratch("twice");
     let out = dir.join("run");
     let child = spawn_training(&out);
-    let t0 = Instant::now();
-    while logged_steps(&out) < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(300), "no training steps logged in 300 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_steps(&out, 3);
     // The second delivery 20 ms after the first: before the fix any second SIGINT quit at once
     // (exit 130, no checkpoint); with no gap the kernel may merge the two pending signals.
     interrupt(&child);
     std::thread::sleep(Duration::from_millis(20));
     interrupt(&child);
     let (code, text) = wait(child, Duration::from_secs(120));
-    assert_eq!(code, Some(0), "an interrupted run exits normally after its checkpoint:\n{text}");
+    // Not 0: `fdm train phase1a ... && fdm train phase1b ...` must not go on from a stopped run.
+    assert_eq!(code, Some(130), "an interrupted run exits 130 after its checkpoint:\n{text}");
     assert!(text.contains("stopped early; continue with --resume"), "{text}");
-    let steps = logged_steps(&out);
-    let ckpt = out.join(format!("ckpt-{steps:08}"));
-    assert!(text.contains(&format!("checkpoint: {}", ckpt.display())), "{text}");
-    for f in ["model.safetensors", "optimizer.safetensors", "state.json"] {
-        assert!(ckpt.join(f).is_file(), "{} missing", ckpt.join(f).display());
-    }
-    let state = std::fs::read_to_string(ckpt.join("state.json")).unwrap();
-    assert!(state.contains(&format!("\"step\": {steps}")), "state.json of step {steps}: {state}");
+    assert_checkpoint_of_last_step(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGTERM (`kill`, `timeout`, job schedulers) stops the run like Ctrl-C, with exit status 143.
+#[test]
+fn sigterm_writes_the_checkpoint_and_exits_143_cpu() {
+    let dir = scratch("term");
+    let out = dir.join("run");
+    let child = spawn_training(&out);
+    wait_for_steps(&out, 2);
+    signal(&child, "TERM");
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(143), "a terminated run exits 143 after its checkpoint:\n{text}");
+    assert!(text.contains("stopped early; continue with --resume"), "{text}");
+    assert_checkpoint_of_last_step(&out, &text);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

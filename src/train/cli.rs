@@ -38,7 +38,7 @@ use crate::model::inpainting::InpaintingModel;
 use crate::model::ModelConfig;
 use crate::Device;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -463,6 +463,70 @@ pub fn is_second_press(since_first: Duration) -> bool {
     since_first >= Duration::from_millis(250)
 }
 
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+/// The signal that asked this process to stop (0: none). An interrupted run exits with
+/// 128 + it, the status a shell reports for a command killed by that signal, so a chain such as
+/// `fdm train phase1a ... && fdm train phase1b ...` does not go on from a half-trained phase.
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// The first stop request: remember its signal, raise the run's stop flag and say what happens.
+fn request_stop(signal: i32, flag: &AtomicBool, again: &str) {
+    if STOPPED_BY.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        flag.store(true, Ordering::SeqCst);
+        eprintln!("\nstopping after this step (a checkpoint will be written); {again}");
+    }
+}
+
+/// After the summary of a run stopped by a signal: exit with that signal's status (see
+/// `STOPPED_BY`); the checkpoint and the `--resume` hint are already written.
+fn exit_if_stopped() {
+    let signal = STOPPED_BY.load(Ordering::SeqCst);
+    if signal != 0 {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::process::exit(128 + signal);
+    }
+}
+
+#[cfg(unix)]
+static TERM_RECEIVED: AtomicBool = AtomicBool::new(false);
+
+/// Only an atomic store: the one thing a signal handler may safely do here.
+#[cfg(unix)]
+extern "C" fn on_sigterm(_: libc::c_int) {
+    TERM_RECEIVED.store(true, Ordering::SeqCst);
+}
+
+/// SIGTERM (what `kill`, `timeout` and job schedulers send) stops the run like a first Ctrl-C:
+/// checkpoint after the current step. A watcher thread does the work outside the handler; a
+/// quarter of a second after the first SIGTERM (see `is_second_press`: `timeout` delivers it
+/// twice at once) the default action is back, so another SIGTERM ends the process at once.
+#[cfg(unix)]
+fn handle_sigterm(flag: Arc<AtomicBool>) -> Result<()> {
+    let handler = on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: installs a handler that only stores to a static atomic.
+    if unsafe { libc::signal(libc::SIGTERM, handler) } == libc::SIG_ERR {
+        return Err(Error::msg("cannot install the SIGTERM handler"));
+    }
+    std::thread::spawn(move || {
+        while !TERM_RECEIVED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        request_stop(SIGTERM, &flag, "send SIGTERM again to quit at once");
+        std::thread::sleep(Duration::from_millis(250));
+        // SAFETY: restores the default disposition of SIGTERM.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_DFL) };
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn handle_sigterm(_: Arc<AtomicBool>) -> Result<()> {
+    Ok(())
+}
+
 /// The binary's entry: installs a Ctrl-C handler (first press: checkpoint and stop after the
 /// current step; second press: exit at once), runs, and prints the summary. With `--ranks N` /
 /// `--gpus N` (N > 1) it starts the N rank processes instead (`launch`); a Ctrl-C in the
@@ -472,14 +536,19 @@ pub fn main(args: &TrainArgs) -> Result<()> {
         if let Some(plan) = launch::plan(args)? {
             let pressed = AtomicBool::new(false);
             ctrlc::set_handler(move || {
-                if pressed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                if pressed.swap(true, Ordering::SeqCst) {
                     std::process::exit(130);
                 }
+                // The ranks got the same Ctrl-C and stop with a checkpoint; the group's exit
+                // status then says it was interrupted.
+                STOPPED_BY.store(SIGINT, Ordering::SeqCst);
             })
             .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
             let exe = std::env::current_exe()
                 .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
-            return launch::launch(args, &exe, &plan);
+            launch::launch(args, &exe, &plan)?;
+            exit_if_stopped();
+            return Ok(());
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -490,11 +559,11 @@ pub fn main(args: &TrainArgs) -> Result<()> {
         Some(_) => {} // the same interrupt delivered twice (see is_second_press)
         None => {
             first_press = Some(Instant::now());
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("\nstopping after this step (a checkpoint will be written); press Ctrl-C again to quit at once");
+            request_stop(SIGINT, &flag, "press Ctrl-C again to quit at once");
         }
     })
     .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
+    handle_sigterm(stop.clone())?;
     let s = run(args, Some(stop))?;
     if args.rank.is_some_and(|r| r > 0) {
         return Ok(()); // rank 0 reports for the group
@@ -529,6 +598,9 @@ pub fn main(args: &TrainArgs) -> Result<()> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         );
+        if args.rank.is_none() {
+            exit_if_stopped(); // a rank exits 0: its launcher reports the group's status
+        }
     }
     Ok(())
 }
