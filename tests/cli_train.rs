@@ -75,3 +75,31 @@ fn train_config_errors_name_the_option_and_the_phase_cpu() {
     assert!(!ok && log.contains("unknown field `extra_key`") && log.lines().count() == 1, "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--resume` with the run's own command line (same `--config`, `--batch`, `--seed`) continues
+/// it; a value that differs is named with both values, and a `--steps` already reached is an
+/// error instead of a rewritten checkpoint.
+#[test]
+fn train_resume_accepts_the_runs_own_options_and_names_a_changed_one_cpu() {
+    let dir = scratch("resume-options");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
+    let cfg = dir.join("p2.json");
+    let mut c = fdm::train::config::TrainConfig::tiny(fdm::train::config::Phase::Phase2);
+    c.batch_size = 1;
+    std::fs::write(&cfg, c.to_json()).unwrap();
+    let (run, cfg) = (dir.join("run"), cfg.to_str().unwrap().to_string());
+    let run_s = run.to_str().unwrap();
+    let same = ["--config", &cfg, "--batch", "1", "--seed", "0", "--out", run_s];
+    let (ok, log) = train(&dir, &[&["phase2", "--steps", "1", "--init", init][..], &same].concat());
+    assert!(ok, "{log}");
+    let (ok, log) = train(&dir, &[&["phase2", "--steps", "2", "--resume", run_s][..], &same].concat());
+    assert!(ok && run.join("ckpt-00000002").is_dir(), "{log}");
+    let (ok, log) = train(&dir, &["phase2", "--steps", "3", "--resume", run_s, "--batch", "3", "--seed", "0"]);
+    assert!(!ok && log.contains("--batch 3 (the checkpoint's run has 1)") && !log.contains("--seed"), "{log}");
+    let (ok, log) = train(&dir, &["phase2", "--steps", "2", "--resume", run_s]);
+    assert!(!ok && log.contains("is already at step 2 (--steps 2)"), "{log}");
+    let (ok, log) = train(&dir, &["phase2", "--steps", "3", "--resume", run_s, "--init", init]);
+    assert!(!ok && log.contains("drop --init"), "{log}");
+    assert!(!run.join("ckpt-00000003").exists(), "no refused resume trained");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,8 +6,9 @@
 //!   starts from the previous phase's `<phase>.safetensors`), phase 1a starts fresh without it;
 //! * `--resume CKPT`: a checkpoint directory or a run folder (its newest checkpoint). The
 //!   checkpoint's configuration is used; only `--steps`, `--sample-every` and
-//!   `--checkpoint-every` may change (they do not alter the arithmetic), anything else is an
-//!   error;
+//!   `--checkpoint-every` may change (they do not alter the arithmetic). `--config`, `--batch`,
+//!   `--seed`, `--masks` and `--vgg` may repeat the checkpoint's values; a different value is an
+//!   error naming it, as is `--init` and a `--steps` the run has already reached;
 //! * `--steps N`: stop at global step N (the schedule still spans the nominal epochs);
 //! * `--device auto|cpu|cuda|cuda-emu` (as `fdm inpaint`, `cli::device`): where the step runs;
 //!   `auto` = a usable CUDA GPU, else the CPU. Checkpoints hold host copies and resume on any
@@ -154,25 +155,32 @@ pub fn vgg_loader() -> Option<VggLoader> {
 
 fn configure(args: &TrainArgs, phase: Phase) -> Result<TrainConfig> {
     let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::msg(format!("--config {}: {e}", path.display())))?;
-            match TrainConfig::declared_phase(&text) {
-                Some(found) if found != phase => {
-                    return Err(Error::msg(format!(
-                        "--config {} is a {} config, not {}",
-                        path.display(),
-                        found.name(),
-                        phase.name()
-                    )))
-                }
-                _ => {}
-            }
-            TrainConfig::from_json(&text)
-                .map_err(|e| Error::msg(format!("--config {}: {e}", path.display())))?
-        }
+        Some(path) => read_config(path, phase)?,
         None => TrainConfig::preset(phase, &args.preset)?,
     };
+    apply_run_options(&mut cfg, args);
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The `--config` file, which must be a config of `phase`.
+fn read_config(path: &Path, phase: Phase) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::msg(format!("--config {}: {e}", path.display())))?;
+    match TrainConfig::declared_phase(&text) {
+        Some(found) if found != phase => Err(Error::msg(format!(
+            "--config {} is a {} config, not {}",
+            path.display(),
+            found.name(),
+            phase.name()
+        ))),
+        _ => TrainConfig::from_json(&text)
+            .map_err(|e| Error::msg(format!("--config {}: {e}", path.display()))),
+    }
+}
+
+/// `--batch`, `--seed`, `--masks` and `--vgg` over the preset's or the config file's values.
+fn apply_run_options(cfg: &mut TrainConfig, args: &TrainArgs) {
     if let Some(b) = args.batch {
         cfg.batch_size = b;
     }
@@ -185,8 +193,93 @@ fn configure(args: &TrainArgs, phase: Phase) -> Result<TrainConfig> {
     if args.vgg.is_some() {
         cfg.vgg_weights = args.vgg.clone();
     }
-    cfg.validate()?;
-    Ok(cfg)
+}
+
+/// Config fields that only steer the loop: `--steps`, `--sample-every` and `--checkpoint-every`
+/// may change them on resume (`apply_loop_options`).
+const LOOP_FIELDS: [&str; 3] = ["max_steps", "sample_every", "checkpoint_every"];
+
+/// Every leaf of a JSON value with its dotted path (`generator.warmup_lr`).
+fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                leaves(&path, v, out);
+            }
+        }
+        _ => out.push((prefix.to_string(), v.to_string())),
+    }
+}
+
+/// The option of the command line that set a config field, if one did.
+fn option_of(field: &str, args: &TrainArgs) -> Option<&'static str> {
+    match field {
+        "batch_size" if args.batch.is_some() => Some("--batch"),
+        "seed" if args.seed.is_some() => Some("--seed"),
+        "masks.mask_dir" if args.masks.is_some() => Some("--masks"),
+        "vgg_weights" if args.vgg.is_some() => Some("--vgg"),
+        _ => None,
+    }
+}
+
+/// `--resume` continues the checkpoint's configuration. `--config`, `--batch`, `--seed`,
+/// `--masks` and `--vgg` may repeat it (so the command line of the run, with `--resume` added,
+/// works); a value that differs is an error naming the option and both values. Returns the
+/// loop fields of a `--config` file, which apply like `--steps` and friends.
+fn check_resume_options(args: &TrainArgs, phase: Phase, had: &TrainConfig) -> Result<TrainConfig> {
+    if let Some(init) = &args.init {
+        return Err(Error::msg(format!(
+            "--init {}: a resumed run continues from its checkpoint's own weights; drop --init",
+            init.display()
+        )));
+    }
+    let mut given = match &args.config {
+        Some(path) => read_config(path, phase)?,
+        None => had.clone(),
+    };
+    apply_run_options(&mut given, args);
+    let json = |c: &TrainConfig| serde_json::to_value(c).expect("a TrainConfig always serialises");
+    let (mut want, mut have) = (Vec::new(), Vec::new());
+    leaves("", &json(&given), &mut want);
+    leaves("", &json(had), &mut have);
+    let have: std::collections::BTreeMap<String, String> = have.into_iter().collect();
+    let absent = "absent".to_string();
+    let mut differ = Vec::new();
+    let mut in_file = Vec::new();
+    for (field, a) in &want {
+        let b = have.get(field).unwrap_or(&absent);
+        if a == b || LOOP_FIELDS.contains(&field.as_str()) {
+            continue;
+        }
+        match option_of(field, args) {
+            Some(opt) => differ.push(format!("{opt} {a} (the checkpoint's run has {b})")),
+            None => in_file.push(format!("{field} {a} (the checkpoint's run has {b})")),
+        }
+    }
+    if let (Some(path), false) = (&args.config, in_file.is_empty()) {
+        differ.push(format!("--config {}: {}", path.display(), in_file.join(", ")));
+    }
+    if !differ.is_empty() {
+        return Err(Error::msg(format!(
+            "--resume continues the checkpoint's configuration, which these options change: {}",
+            differ.join("; ")
+        )));
+    }
+    Ok(given)
+}
+
+/// A resumed run must have steps left: `--steps` at or below the checkpoint's step would only
+/// rewrite the checkpoint.
+fn check_steps_left(cfg: &TrainConfig, state: &CheckpointState, dir: &Path) -> Result<()> {
+    match cfg.max_steps {
+        Some(n) if n <= state.step => Err(Error::msg(format!(
+            "{} is already at step {} (--steps {n}): pass a larger --steps to continue it",
+            dir.display(),
+            state.step
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Options that only steer the loop (allowed with `--resume`).
@@ -224,15 +317,6 @@ pub fn resolve_config(
 ) -> Result<(TrainConfig, Option<(PathBuf, CheckpointState)>)> {
     let resumed = match &args.resume {
         Some(path) => {
-            if args.config.is_some()
-                || args.batch.is_some()
-                || args.seed.is_some()
-                || args.init.is_some()
-                || args.masks.is_some()
-                || args.vgg.is_some()
-            {
-                return Err(Error::msg("--resume continues the checkpoint's configuration: --config, --batch, --seed, --init, --masks and --vgg cannot be changed"));
-            }
             let dir = checkpoint::resolve(path)?;
             let state = checkpoint::read_state(&dir)?;
             if state.config.phase != phase {
@@ -248,10 +332,22 @@ pub fn resolve_config(
         None => None,
     };
     let mut cfg = match &resumed {
-        Some((_, state)) => state.config.clone(),
+        Some((_, state)) => {
+            let given = check_resume_options(args, phase, &state.config)?;
+            let mut cfg = state.config.clone();
+            if args.config.is_some() {
+                cfg.max_steps = given.max_steps;
+                cfg.sample_every = given.sample_every;
+                cfg.checkpoint_every = given.checkpoint_every;
+            }
+            cfg
+        }
         None => configure(args, phase)?,
     };
     apply_loop_options(&mut cfg, args);
+    if let Some((dir, state)) = &resumed {
+        check_steps_left(&cfg, state, dir)?;
+    }
     Ok((cfg, resumed))
 }
 
