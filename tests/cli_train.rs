@@ -103,3 +103,30 @@ fn train_resume_accepts_the_runs_own_options_and_names_a_changed_one_cpu() {
     assert!(!run.join("ckpt-00000003").exists(), "no refused resume trained");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A bad `--out` is one clear error before anything runs; a folder holding a run of another
+/// phase names that phase; `--overwrite` also removes the old run's sample grids.
+#[test]
+fn train_out_folder_errors_and_overwrite_clears_samples_cpu() {
+    let dir = scratch("out");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
+    let file = dir.join("afile");
+    std::fs::write(&file, b"x").unwrap();
+    let (ok, log) = train(&dir, &["phase2", "--init", init, "--out", file.to_str().unwrap()]);
+    assert!(!ok && log.contains("is a file, not a folder") && log.lines().count() == 1, "{log}");
+    let nested = file.join("run");
+    let (ok, log) = train(&dir, &["phase2", "--init", init, "--out", nested.to_str().unwrap()]);
+    assert!(!ok && log.contains("cannot create --out") && log.lines().count() == 1, "{log}");
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let (ok, log) = train(&dir, &["phase2", "--init", init, "--batch", "1", "--steps", "2", "--sample-every", "1", "--out", run_s]);
+    assert!(ok && run.join("samples/step_00000002.png").is_file(), "{log}");
+    std::fs::write(run.join("samples/notes.txt"), b"mine").unwrap();
+    let (ok, log) = train(&dir, &["phase3", "--init", init, "--batch", "1", "--steps", "1", "--out", run_s]);
+    assert!(!ok && log.contains("already holds a phase2 run") && log.contains("train phase3 into another --out"), "{log}");
+    let (ok, log) = train(&dir, &["phase2", "--init", init, "--batch", "1", "--steps", "1", "--overwrite", "--out", run_s]);
+    assert!(ok, "{log}");
+    assert!(!run.join("samples/step_00000001.png").exists() && !run.join("samples/step_00000002.png").exists(), "{log}");
+    assert!(run.join("samples/notes.txt").is_file(), "only the grids the tool wrote are removed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

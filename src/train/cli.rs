@@ -130,7 +130,7 @@ pub struct TrainArgs {
     #[arg(long, hide = true)]
     pub dist_addr: Option<String>,
     /// Start a fresh run in an --out folder that already holds one, deleting its checkpoints,
-    /// final weights and loss log first (without it that is an error, so a repeated command
+    /// final weights, loss log and sample grids first (without it that is an error, so a repeated command
     /// never destroys a run).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
@@ -400,8 +400,11 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     let (cfg, resumed) = resolve_config(args, phase)?;
     let out_dir = output_dir(args, phase, resumed.as_ref().map(|(dir, _)| dir.as_path()));
     // Before the group's first collective, so no rank has written anything yet.
-    if resumed.is_none() && !args.compare_sampler {
-        clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
+    if !args.compare_sampler {
+        prepare_out_dir(&out_dir, args.out.is_some())?;
+        if resumed.is_none() {
+            clear_for_fresh_run(&out_dir, phase, args.overwrite, rank)?;
+        }
     }
     let from_init = cfg.model_preset == MODEL_FROM_INIT;
     if let (None, Some(path)) = (&resumed, &args.init) {
@@ -483,6 +486,33 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     )
 }
 
+/// The output folder exists (created if need be) and is a folder: checked before anything is
+/// built, so a bad `--out` is one clear error rather than an I/O error after the run's header.
+fn prepare_out_dir(out_dir: &Path, from_option: bool) -> Result<()> {
+    let name = if from_option { "--out" } else { "the output folder" };
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(Error::msg(format!("{name} {} is a file, not a folder", out_dir.display())));
+    }
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| Error::msg(format!("cannot create {name} {}: {e}", out_dir.display())))
+}
+
+/// The sample grids a run wrote (`samples/step_<N>.png`), and nothing else in that folder.
+fn sample_grids(out_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(out_dir.join("samples")) else {
+        return Vec::new();
+    };
+    let mut grids: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("step_") && name.ends_with(".png") && p.is_file()
+        })
+        .collect();
+    grids.sort();
+    grids
+}
+
 /// What a previous run left in `out_dir`: its checkpoints, the phase's final weights, its loss log.
 fn previous_run(out_dir: &Path, phase: Phase) -> Vec<PathBuf> {
     let mut found = checkpoint::list(out_dir);
@@ -493,6 +523,35 @@ fn previous_run(out_dir: &Path, phase: Phase) -> Vec<PathBuf> {
             .filter(|p| p.exists()),
     );
     found
+}
+
+/// The phase of the run in `out_dir`: its newest checkpoint's, else that of the final weights
+/// it holds (None: only a loss log, whose phase nothing records).
+fn phase_found(out_dir: &Path) -> Option<Phase> {
+    let newest = checkpoint::list(out_dir).pop();
+    if let Some(state) = newest.and_then(|dir| checkpoint::read_state(&dir).ok()) {
+        return Some(state.config.phase);
+    }
+    [Phase::Phase1a, Phase::Phase1b, Phase::Phase2, Phase::Phase3]
+        .into_iter()
+        .find(|p| out_dir.join(format!("{}.safetensors", p.name())).is_file())
+}
+
+/// The error for a fresh run into a folder holding `names` of another run.
+fn occupied(out_dir: &Path, phase: Phase, names: &[String]) -> Error {
+    let dir = out_dir.display();
+    let what = names.join(", ");
+    match phase_found(out_dir) {
+        Some(found) if found != phase => Error::msg(format!(
+            "{dir} already holds a {} run ({what}): train {} into another --out, or pass --overwrite to delete it and start again",
+            found.name(),
+            phase.name()
+        )),
+        found => Error::msg(format!(
+            "{dir} already holds a {} run ({what}): continue it with --resume {dir}, train into another --out, or pass --overwrite to delete it and start again",
+            found.unwrap_or(phase).name()
+        )),
+    }
 }
 
 /// A fresh run must not mix with (or overwrite) another run in its folder: an error naming what
@@ -508,16 +567,11 @@ fn clear_for_fresh_run(out_dir: &Path, phase: Phase, overwrite: bool, rank: usiz
             .iter()
             .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
             .collect();
-        return Err(Error::msg(format!(
-            "{} already holds a {} run ({}): continue it with --resume {}, train into another --out, or pass --overwrite to delete it and start again",
-            out_dir.display(),
-            phase.name(),
-            names.join(", "),
-            out_dir.display()
-        )));
+        return Err(occupied(out_dir, phase, &names));
     }
     if rank == 0 {
-        for p in &found {
+        // The old run's sample grids go too: kept, they would pass for the new run's.
+        for p in found.iter().chain(&sample_grids(out_dir)) {
             let removed = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
             removed.map_err(|e| Error::msg(format!("--overwrite: deleting {}: {e}", p.display())))?;
         }
