@@ -602,3 +602,29 @@ fn training_config_rejects_unknown_keys_and_a_zero_crop_cpu() {
     assert!(e.contains("load_size 100 must be 0 (keep each photo's size) or at least crop_size 256"), "{e}");
     assert_eq!(TrainConfig::declared_phase(&good.replace("phase2", "phase3")), Some(Phase::Phase3));
 }
+
+/// The note about skipped files names the first five with their reasons and counts the rest;
+/// the photos smaller than the crop (enlarged to it) are counted.
+#[test]
+fn data_scan_names_skipped_files_and_counts_small_photos_cpu() {
+    let dir = scratch("skipnote");
+    for name in ["dev_005.jpg", "dev_018.jpg"] {
+        std::fs::copy(photos().join(name), dir.join(name)).unwrap();
+    }
+    for i in 0..7 {
+        std::fs::write(dir.join(format!("bad{i}.png")), b"not a png").unwrap();
+    }
+    let ds = Dataset::scan(&dir, 0.9).unwrap();
+    let note = ds.skipped_note().unwrap();
+    assert!(note.starts_with("note: skipped 7 unreadable file(s) under "), "{note}");
+    assert!(note.contains("bad0.png (") && note.contains("bad4.png (") && !note.contains("bad5.png"), "{note}");
+    assert!(note.ends_with(" ... and 2 more"), "{note}");
+    let (w, h) = ds.sizes[0];
+    let short = w.min(h) as usize;
+    assert_eq!((ds.smaller_than(short), ds.smaller_than(short + 1) >= 1), (0, true));
+    let _ = std::fs::remove_dir_all(&dir);
+    let clean = scratch("skipnote-clean");
+    std::fs::copy(photos().join("dev_005.jpg"), clean.join("a.jpg")).unwrap();
+    assert!(Dataset::scan(&clean, 0.1).unwrap().skipped_note().is_none());
+    let _ = std::fs::remove_dir_all(&clean);
+}

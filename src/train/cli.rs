@@ -435,12 +435,8 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     let mut model = model;
     model.to_device(&device)?;
     let dataset = Arc::new(Dataset::scan(&args.data, cfg.max_unreadable_fraction)?);
-    if !dataset.skipped.is_empty() && rank == 0 {
-        eprintln!(
-            "note: skipped {} unreadable file(s) under {}",
-            dataset.skipped.len(),
-            args.data.display()
-        );
+    if rank == 0 {
+        note_data(&dataset, cfg.crop_size);
     }
     let images = dataset.len();
     let source = BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?.shard(rank, world)?;
@@ -511,6 +507,21 @@ fn sample_grids(out_dir: &Path) -> Vec<PathBuf> {
         .collect();
     grids.sort();
     grids
+}
+
+/// What the scan found that the run handles on its own: skipped files, and photos enlarged to
+/// reach the crop (upscaled pixels train on blur, so a user should know how many there are).
+fn note_data(dataset: &Dataset, crop: usize) {
+    if let Some(note) = dataset.skipped_note() {
+        eprintln!("{note}");
+    }
+    let small = dataset.smaller_than(crop);
+    if small > 0 {
+        eprintln!(
+            "note: {small} of {} photos are smaller than the {crop} x {crop} crop and are enlarged to it",
+            dataset.len()
+        );
+    }
 }
 
 /// What a previous run left in `out_dir`: its checkpoints, the phase's final weights, its loss log.

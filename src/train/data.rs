@@ -47,7 +47,12 @@ pub struct Dataset {
     pub files: Vec<PathBuf>,
     /// Files skipped at scan time, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// (width, height) of each of `files`, from the scan's header check.
+    pub sizes: Vec<(u32, u32)>,
 }
+
+/// Skipped files named in a note; the rest are counted.
+const NAMED_SKIPS: usize = 5;
 
 fn is_photo(p: &Path) -> bool {
     let ext = p
@@ -102,10 +107,13 @@ impl Dataset {
             )));
         }
         let checks: Vec<_> = found.par_iter().map(|p| probe(p)).collect();
-        let (mut files, mut skipped) = (Vec::new(), Vec::new());
+        let (mut files, mut sizes, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         for (p, c) in found.into_iter().zip(checks) {
             match c {
-                Ok(_) => files.push(p),
+                Ok(size) => {
+                    files.push(p);
+                    sizes.push(size);
+                }
                 Err(why) => skipped.push((p, why)),
             }
         }
@@ -128,7 +136,36 @@ impl Dataset {
             root: root.to_path_buf(),
             files,
             skipped,
+            sizes,
         })
+    }
+
+    /// The note about skipped files, naming the first few with their reasons (None: none skipped).
+    pub fn skipped_note(&self) -> Option<String> {
+        if self.skipped.is_empty() {
+            return None;
+        }
+        let named: Vec<String> = self
+            .skipped
+            .iter()
+            .take(NAMED_SKIPS)
+            .map(|(p, why)| format!("{} ({why})", p.display()))
+            .collect();
+        let more = match self.skipped.len().saturating_sub(NAMED_SKIPS) {
+            0 => String::new(),
+            n => format!(" ... and {n} more"),
+        };
+        Some(format!(
+            "note: skipped {} unreadable file(s) under {}: {}{more}",
+            self.skipped.len(),
+            self.root.display(),
+            named.join(", ")
+        ))
+    }
+
+    /// Photos whose shorter side is below `side`: `augment` enlarges them to reach the crop.
+    pub fn smaller_than(&self, side: usize) -> usize {
+        self.sizes.iter().filter(|(w, h)| (*w.min(h) as usize) < side).count()
     }
 
     pub fn len(&self) -> usize {
