@@ -130,3 +130,24 @@ fn train_out_folder_errors_and_overwrite_clears_samples_cpu() {
     assert!(run.join("samples/notes.txt").is_file(), "only the grids the tool wrote are removed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With stderr going to a pipe (no terminal, so no bar) the run prints plain progress lines.
+#[test]
+fn train_prints_progress_lines_when_stderr_is_not_a_terminal_cpu() {
+    let dir = scratch("lines");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos");
+    let run = |out: &str, extra: &[&str]| {
+        let base = ["train", "phase2", "--device", "cpu", "--data", data, "--init", init, "--batch", "1", "--steps", "3", "--out", out];
+        fdm_in(&dir, &[&base[..], extra].concat())
+    };
+    let (ok, log) = run("a", &["--progress-every", "0"]);
+    assert!(ok, "{log}");
+    for step in 1..=3 {
+        assert!(log.contains(&format!("step {step}/3 | total ")), "{log}");
+    }
+    assert!(log.contains("steps/s | eta 0:00:00"), "{log}");
+    let (ok, log) = run("b", &["--progress-every", "0", "--no-progress"]);
+    assert!(ok && !log.contains("step 1/3"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

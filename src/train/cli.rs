@@ -134,9 +134,13 @@ pub struct TrainArgs {
     /// never destroys a run).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// No progress bar.
+    /// No progress bar (nor progress lines).
     #[arg(long)]
     pub no_progress: bool,
+    /// Seconds between progress lines when stderr is not a terminal (a log file, a pipe), where
+    /// no bar is drawn [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub progress_every: Option<f64>,
     /// Phase 2: time one step against the sampler on the same batch and exit.
     #[arg(long)]
     pub compare_sampler: bool,
@@ -395,6 +399,7 @@ fn output_dir(args: &TrainArgs, phase: Phase, resumed_checkpoint: Option<&Path>)
 /// `--ranks` / `--gpus` run must be started by `launch::launch`; this runs one of its ranks.
 pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary> {
     let phase = Phase::parse(&args.phase)?;
+    let progress_every = progress_interval(args)?;
     let (comm, device) = join_group(args)?;
     let (rank, world) = (comm.rank(), comm.world());
     let (cfg, resumed) = resolve_config(args, phase)?;
@@ -477,6 +482,7 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         &RunOptions {
             out_dir,
             progress: !args.no_progress,
+            progress_every,
             stop,
         },
     )
@@ -507,6 +513,15 @@ fn sample_grids(out_dir: &Path) -> Vec<PathBuf> {
         .collect();
     grids.sort();
     grids
+}
+
+/// `--progress-every` (30 s unless given).
+fn progress_interval(args: &TrainArgs) -> Result<Duration> {
+    match args.progress_every {
+        None => Ok(Duration::from_secs(30)),
+        Some(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(Error::msg(format!("--progress-every {s}: must be a number of seconds >= 0"))),
+    }
 }
 
 /// What the scan found that the run handles on its own: skipped files, and photos enlarged to

@@ -27,12 +27,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 pub struct RunOptions {
     pub out_dir: PathBuf,
-    /// Draw the progress bar (stderr).
+    /// Show progress on stderr: a bar on a terminal, else a plain line every `progress_every`.
     pub progress: bool,
+    /// Time between the plain progress lines of a stderr that is not a terminal.
+    pub progress_every: Duration,
     /// Set from outside (Ctrl-C) to stop after the current step with a checkpoint.
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -83,7 +86,12 @@ pub fn run(
     } else {
         None
     };
-    let bar = progress_bar(opts.progress && lead, start, end);
+    // indicatif draws nothing on a stderr that is not a terminal (a log file, a pipe): there the
+    // progress goes as plain lines instead, or a long run says nothing until it ends.
+    let terminal = std::io::stderr().is_terminal();
+    let bar = progress_bar(opts.progress && lead && terminal, start, end);
+    let mut lines = (opts.progress && lead && !terminal)
+        .then(|| ProgressLines::new(opts.progress_every, start, end));
     let mut loader = Loader::start(source, start, end, tr.cfg.prefetch);
     let mut last_ckpt = checkpoint::list(&opts.out_dir).pop();
     let mut last_terms = Vec::new();
@@ -113,6 +121,9 @@ pub fn run(
         let sps = (tr.step - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         bar.set_position(tr.step);
         bar.set_message(format!("{} | {sps:.2} steps/s", format_terms(&out.terms)));
+        if let Some(lines) = lines.as_mut() {
+            lines.update(tr.step, &out.terms);
+        }
         if lead && tr.cfg.sample_every > 0 && tr.step.is_multiple_of(tr.cfg.sample_every) {
             let path = opts
                 .out_dir
@@ -185,6 +196,43 @@ fn progress_bar(show: bool, start: u64, end: u64) -> indicatif::ProgressBar {
     bar.set_position(start);
     bar.reset_eta();
     bar
+}
+
+/// Plain progress lines (step, losses, steps/s, ETA) at most one per interval.
+struct ProgressLines {
+    every: Duration,
+    last: Instant,
+    t0: Instant,
+    start: u64,
+    end: u64,
+}
+
+impl ProgressLines {
+    fn new(every: Duration, start: u64, end: u64) -> Self {
+        let now = Instant::now();
+        ProgressLines { every, last: now, t0: now, start, end }
+    }
+
+    fn update(&mut self, step: u64, terms: &[(&str, f32)]) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        let sps = (step - self.start) as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
+        let eta = (self.end.saturating_sub(step)) as f64 / sps.max(1e-9);
+        eprintln!(
+            "step {step}/{} | {} | {sps:.2} steps/s | eta {}",
+            self.end,
+            format_terms(terms),
+            clock(eta)
+        );
+    }
+}
+
+/// Seconds as h:mm:ss.
+fn clock(seconds: f64) -> String {
+    let s = seconds.round().min(u64::MAX as f64 / 2.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// `losses.csv`: step, epoch, lr of each optimiser, then the phase's terms.
