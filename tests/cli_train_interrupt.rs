@@ -5,7 +5,7 @@
 //! way the run then exits non-zero (128 + the signal).
 #![cfg(unix)]
 
-use fdm::train::cli::is_second_press;
+use fdm::train::signals::is_second_press;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -33,6 +33,7 @@ pub mod phase1b;
 pub mod phase2;
 pub mod phase3;
 pub mod runner;
+pub mod signals;
 pub mod trainer;
 
 pub use config::{Phase, TrainConfig};
