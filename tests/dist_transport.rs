@@ -263,6 +263,7 @@ fn dist_launcher_command_line_parses_back_to_the_same_arguments_cpu() {
         rank: Some(1),
         dist_addr: Some("127.0.0.1:5".into()),
         no_progress: true,
+        progress_every: Some(12.5),
         overwrite: false,
         compare_sampler: true,
         inject_nan_at: Some(4),

@@ -336,6 +336,7 @@ pub fn to_argv(args: &TrainArgs) -> Vec<std::ffi::OsString> {
     opt("seed", num(args.seed));
     opt("sample-every", num(args.sample_every));
     opt("checkpoint-every", num(args.checkpoint_every));
+    opt("progress-every", args.progress_every.map(|s| s.to_string().into()));
     opt("masks", path(&args.masks));
     opt("vgg", path(&args.vgg));
     let device = clap::ValueEnum::to_possible_value(&args.device).expect("every device has a name");
