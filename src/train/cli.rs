@@ -520,7 +520,7 @@ fn sample_grids(out_dir: &Path) -> Vec<PathBuf> {
 fn progress_interval(args: &TrainArgs) -> Result<Duration> {
     match args.progress_every {
         None => Ok(Duration::from_secs(30)),
-        Some(s) if s.is_finite() && s >= 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
+        Some(s) if (0.0..1e9).contains(&s) => Ok(Duration::from_secs_f64(s)),
         Some(s) => Err(Error::msg(format!("--progress-every {s}: must be a number of seconds >= 0"))),
     }
 }
