@@ -181,14 +181,7 @@ fn job_mask(run: &InpaintRun, job: &Job, image: &Tensor) -> Result<Tensor> {
 /// Create the output folder and write (then remove) a small file in it: a folder that cannot be
 /// written to is an error before the model is loaded, not after every sample is drawn.
 pub fn check_output_folder(out: &Path) -> Result<()> {
-    if out.exists() && !out.is_dir() {
-        bail!("the output folder {} is a file, not a folder", out.display());
-    }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let probe = out.join(format!(".fdm-write-check-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| anyhow::anyhow!("cannot write to the output folder {}: {e}", out.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    Ok(crate::io::atomic::check_output_folder(out, "the output folder")?)
 }
 
 pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result<()> {

@@ -31,6 +31,20 @@ pub fn check_output_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A folder about to receive output: not a file, created if missing, and writable (a small file
+/// is written and removed), checked before long work so a bad path fails at once. `name` is how
+/// the messages call it (`--out`, "the output folder").
+pub fn check_output_folder(dir: &Path, name: &str) -> std::io::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::new(std::io::ErrorKind::NotADirectory, format!("{name} {} is a file, not a folder", dir.display())));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::new(e.kind(), format!("cannot create {name} {}: {e}", dir.display())))?;
+    let probe = dir.join(format!(".fdm-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::new(e.kind(), format!("cannot write to {name} {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Write `bytes` to `path` atomically (module docs). The error is one line, `cannot write PATH:
 /// CAUSE` (callers add no file name of their own).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -567,19 +567,13 @@ const REPORT_FILES: [&str; 2] = ["metrics.json", "metrics.md"];
 /// folder named like a report file fails at once, not after all the work (or after writing one
 /// of the two files).
 pub fn check_report_targets(dir: &Path) -> Result<()> {
-    if dir.is_file() {
-        return Err(Error::msg(format!("--out {} is a file, not a folder", dir.display())));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("cannot create the output folder {}: {e}", dir.display())))?;
+    crate::io::atomic::check_output_folder(dir, "--out").map_err(|e| Error::msg(e.to_string()))?;
     for name in REPORT_FILES {
         let target = dir.join(name);
         if target.is_dir() {
             return Err(Error::msg(format!("cannot write {}: a folder of that name is in the way", target.display())));
         }
     }
-    let probe = dir.join(format!(".fdm-write-check-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| Error::msg(format!("cannot write to the output folder {}: {e}", dir.display())))?;
-    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 

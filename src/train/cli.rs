@@ -493,11 +493,7 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
 /// built, so a bad `--out` is one clear error rather than an I/O error after the run's header.
 fn prepare_out_dir(out_dir: &Path, from_option: bool) -> Result<()> {
     let name = if from_option { "--out" } else { "the output folder" };
-    if out_dir.exists() && !out_dir.is_dir() {
-        return Err(Error::msg(format!("{name} {} is a file, not a folder", out_dir.display())));
-    }
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| Error::msg(format!("cannot create {name} {}: {e}", out_dir.display())))
+    crate::io::atomic::check_output_folder(out_dir, name).map_err(|e| Error::msg(e.to_string()))
 }
 
 /// The sample grids a run wrote (`samples/step_<N>.png`), and nothing else in that folder.
