@@ -1,7 +1,7 @@
 //! `fdm reproduce` through the binary on freshly initialised tiny weights: `-n 0` is refused for
 //! every table before any work, and an `-n` above the photo folder's count is a note, with the
 //! count used, the reduced run and the photo files recorded in the written files. Table 4 keeps
-//! it fast (no sampling).
+//! it fast (no sampling). A table's Markdown and JSON are written together.
 mod cli_common;
 use cli_common::fdm;
 use std::path::PathBuf;
@@ -76,6 +76,28 @@ fn reproduce_checks_its_output_folder_first_and_names_the_mask_files_cpu() {
     assert!(desc.contains("1 files from") && desc.contains("square.png"), "{desc}");
     let (ok, log) = fdm(&[&["reproduce", "table4"][..], &args].concat());
     assert!(ok && log.contains("--masks is not used by table4"), "{log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reproduce_writes_a_tables_markdown_and_json_together_cpu() {
+    let dir = temp_dir("pair");
+    let out = dir.join("out");
+    // A folder in the JSON's place: the run fails naming it, and the Markdown is not written
+    // alone (nor is a temporary file left behind).
+    std::fs::create_dir_all(out.join("table4.json").join("inside")).unwrap();
+    let args = ["reproduce", "table4", "-n", "1", "--random-init", "tiny", "--lpips", "alex", "--device", "cpu", "--out", out.to_str().unwrap()];
+    let (ok, log) = fdm(&args);
+    assert!(!ok, "{log}");
+    assert!(log.contains(&format!("cannot write {}: it is a folder", out.join("table4.json").display())), "{log}");
+    assert!(!out.join("table4.md").exists(), "no Markdown without its JSON: {log}");
+    let hidden: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect();
+    assert!(hidden.is_empty(), "temporary files left: {hidden:?}");
+    // With the way clear, both are written.
+    std::fs::remove_dir_all(out.join("table4.json")).unwrap();
+    let (ok, log) = fdm(&args);
+    assert!(ok, "{log}");
+    assert!(out.join("table4.md").is_file() && out.join("table4.json").is_file(), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

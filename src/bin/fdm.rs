@@ -3,7 +3,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fdm::cli::device::{pick_device, DeviceArg};
 use fdm::cli::inpaint::{paired_jobs, InpaintRun, Job, PrecisionArg};
-use fdm::io::atomic::write_atomic;
 use fdm::model::inpainting::InpaintingModel;
 use fdm::pipeline::inpaint::InpaintOptions;
 use fdm::pipeline::sampler::SamplerOptions;
@@ -438,8 +437,7 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         bar.finish_and_clear();
         let md = rep::table1_markdown(&t);
         println!("{md}");
-        write_atomic(&a.out.join("table1.md"), md.as_bytes())?;
-        write_atomic(&a.out.join("table1.json"), serde_json::to_string_pretty(&t)?.as_bytes())?;
+        rep::write_table(&a.out, "table1", &md, &t)?;
     }
     if matches!(a.table, TableArg::Table2 | TableArg::All) {
         let masks = (0..photos.len()).map(|i| pick((0.2, 0.3), i)).collect::<Result<Vec<_>>>()?;
@@ -448,16 +446,14 @@ fn reproduce(a: ReproduceArgs) -> Result<()> {
         bar.finish_and_clear();
         let md = rep::table2_markdown(&t);
         println!("{md}");
-        write_atomic(&a.out.join("table2.md"), md.as_bytes())?;
-        write_atomic(&a.out.join("table2.json"), serde_json::to_string_pretty(&t)?.as_bytes())?;
+        rep::write_table(&a.out, "table2", &md, &t)?;
     }
     if matches!(a.table, TableArg::Table3 | TableArg::All) {
         let buckets = [(0.2, 0.3), (0.3, 0.4), (0.4, 0.5), (0.5, 0.6)];
         let t = rep::table3(&model, &photos, &buckets, &mut |b, i| pick(buckets[b], i), prov.clone())?;
         let md = rep::table3_markdown(&t);
         println!("{md}");
-        write_atomic(&a.out.join("table3.md"), md.as_bytes())?;
-        write_atomic(&a.out.join("table3.json"), serde_json::to_string_pretty(&t)?.as_bytes())?;
+        rep::write_table(&a.out, "table3", &md, &t)?;
     }
     if matches!(a.table, TableArg::Table4 | TableArg::All) {
         use fdm::cli::reproduce_table4 as t4;

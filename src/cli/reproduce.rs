@@ -30,6 +30,16 @@ pub struct Provenance {
     pub seed: u64,
 }
 
+/// Write a table as `<dir>/<name>.md` and `<dir>/<name>.json` with `write_files_together`: both
+/// are complete on disk before either replaces an older one, so an interrupted run does not leave
+/// a new Markdown beside an old JSON. Returns both paths.
+pub fn write_table(dir: &Path, name: &str, markdown: &str, table: &impl Serialize) -> Result<(PathBuf, PathBuf)> {
+    let (md, json) = (dir.join(format!("{name}.md")), dir.join(format!("{name}.json")));
+    let text = serde_json::to_string_pretty(table)?;
+    crate::io::atomic::write_files_together(&[(&md, markdown.as_bytes()), (&json, text.as_bytes())])?;
+    Ok((md, json))
+}
+
 /// The smallest test split a column of the paper scores (Places2: 800 images; Paris StreetView:
 /// 1,000): a run on fewer photos is a reduced run, not comparable to the paper's values.
 pub const PAPER_TEST_IMAGES: usize = 800;

@@ -233,13 +233,11 @@ pub fn table4(
     })
 }
 
-/// Write `table4.md` and `table4.json` into `dir` (created if missing); returns both paths.
+/// Write `table4.md` and `table4.json` into `dir` (created if missing; the two together, as
+/// `write_table`); returns both paths.
 pub fn write_table4(t: &Table4, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (md, json) = (dir.join("table4.md"), dir.join("table4.json"));
-    crate::io::atomic::write_atomic(&md, table4_markdown(t).as_bytes())?;
-    crate::io::atomic::write_atomic(&json, serde_json::to_string_pretty(t)?.as_bytes())?;
-    Ok((md, json))
+    super::reproduce::write_table(dir, "table4", &table4_markdown(t), t)
 }
 
 pub fn table4_markdown(t: &Table4) -> String {

@@ -45,9 +45,8 @@ pub fn check_output_folder(dir: &Path, name: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write `bytes` to `path` atomically (module docs). The error is one line, `cannot write PATH:
-/// CAUSE` (callers add no file name of their own).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The hidden temporary file beside `path` that its bytes are written to before the rename.
+fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::new(std::io::ErrorKind::InvalidInput, format!("{} is not a file path", path.display())))?;
@@ -55,17 +54,75 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp).map_err(at(None, path))?;
-        file.write_all(bytes).map_err(at(None, path))?;
-        file.sync_all().map_err(at(None, path))?;
-        std::fs::rename(&tmp, path).map_err(at(Some("renaming the finished file into place"), path))
-    })();
+    Ok(dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+}
+
+/// Write and sync `bytes` to `tmp`; errors name `target`, the file the bytes are for.
+fn write_synced(tmp: &Path, bytes: &[u8], target: &Path) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(tmp).map_err(at(None, target))?;
+    file.write_all(bytes).map_err(at(None, target))?;
+    file.sync_all().map_err(at(None, target))
+}
+
+fn rename_into_place(tmp: &Path, target: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, target).map_err(at(Some("renaming the finished file into place"), target))
+}
+
+/// Write `bytes` to `path` atomically (module docs). The error is one line, `cannot write PATH:
+/// CAUSE` (callers add no file name of their own).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_path(path)?;
+    let result = write_synced(&tmp, bytes, path).and_then(|()| rename_into_place(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Write several files that belong together (a report's Markdown and its JSON) so that they
+/// stay a pair as far as a file system allows: every file is first written and synced to its
+/// temporary file, and only when all of them are complete are they renamed into place, one
+/// after the other. A failure or an interruption while writing leaves every target as it was;
+/// a target that is a folder is refused before anything is renamed. What remains is a rename
+/// failing after others succeeded (a full disk or a permission change in between): the error
+/// then names the file that was not replaced and the ones that already were, so a mixed pair is
+/// never silent. Temporary files are removed on every failure.
+pub fn write_files_together<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> std::io::Result<()> {
+    let files: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_ref(), b.as_ref())).collect();
+    write_then_rename(&files, &mut rename_into_place)
+}
+
+/// `write_files_together` with the rename step given, so the tests can make one fail.
+fn write_then_rename(files: &[(&Path, &[u8])], rename: &mut dyn FnMut(&Path, &Path) -> std::io::Result<()>) -> std::io::Result<()> {
+    let temps = files.iter().map(|(path, _)| temp_path(path)).collect::<std::io::Result<Vec<_>>>()?;
+    let remove_from = |first: usize| {
+        for tmp in &temps[first..] {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    // A folder in a target's place would fail its rename: found here, before any file is
+    // replaced, as is a file that cannot be written.
+    let written = files.iter().zip(&temps).try_for_each(|((path, bytes), tmp)| {
+        if path.is_dir() {
+            return Err(Error::new(std::io::ErrorKind::IsADirectory, format!("cannot write {}: it is a folder", path.display())));
+        }
+        write_synced(tmp, bytes, path)
+    });
+    if let Err(e) = written {
+        remove_from(0);
+        return Err(e);
+    }
+    for (i, ((path, _), tmp)) in files.iter().zip(&temps).enumerate() {
+        if let Err(e) = rename(tmp, path) {
+            remove_from(i);
+            if i == 0 {
+                return Err(e);
+            }
+            let done: Vec<String> = files[..i].iter().map(|(p, _)| p.display().to_string()).collect();
+            return Err(Error::new(e.kind(), format!("{e} ({} already replaced: the files no longer match)", done.join(", "))));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -97,6 +154,61 @@ mod tests {
         assert!(e.starts_with(&format!("cannot write {}: ", missing.display())), "{e}");
         assert_eq!(e.matches("out.txt").count(), 1, "{e}");
         assert_eq!(e.matches("os error").count(), 1, "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn files_written_together_replace_both_or_neither() {
+        let dir = std::env::temp_dir().join(format!("fdm-atomic-together-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (md, json) = (dir.join("t.md"), dir.join("t.json"));
+        write_files_together(&[(&md, "md 1"), (&json, "json 1")]).unwrap();
+        write_files_together(&[(&md, "md 2"), (&json, "json 2")]).unwrap();
+        assert_eq!((std::fs::read(&md).unwrap(), std::fs::read(&json).unwrap()), (b"md 2".to_vec(), b"json 2".to_vec()));
+        assert_eq!(names(&dir), ["t.json", "t.md"], "no temporary file left");
+        // A folder in the second file's place: refused before the first is replaced, the error
+        // naming the folder, no temporary file left.
+        let blocked = dir.join("blocked.json");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        let e = write_files_together(&[(&md, "md 3"), (&blocked, "json 3")]).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot write {}: ", blocked.display())), "{e}");
+        assert_eq!(std::fs::read(&md).unwrap(), b"md 2", "the first file is left as it was");
+        assert!(blocked.join("inside").is_dir());
+        assert_eq!(names(&dir), ["blocked.json", "t.json", "t.md"], "no temporary file left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_second_rename_is_reported_with_the_file_already_replaced() {
+        let dir = std::env::temp_dir().join(format!("fdm-atomic-second-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (md, json) = (dir.join("t.md"), dir.join("t.json"));
+        write_files_together(&[(&md, "md 1"), (&json, "json 1")]).unwrap();
+        // The second rename fails as a real one does when a folder takes the target's place
+        // after the check (what the check cannot see coming).
+        let mut calls = 0;
+        let mut rename = |tmp: &Path, target: &Path| {
+            calls += 1;
+            if calls == 2 {
+                std::fs::remove_file(target).unwrap();
+                std::fs::create_dir(target).unwrap();
+            }
+            rename_into_place(tmp, target)
+        };
+        let e = write_then_rename(&[(md.as_path(), &b"md 2"[..]), (json.as_path(), &b"json 2"[..])], &mut rename).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot write {}: renaming the finished file into place: ", json.display())), "{e}");
+        assert!(e.ends_with(&format!("({} already replaced: the files no longer match)", md.display())), "{e}");
+        assert_eq!(std::fs::read(&md).unwrap(), b"md 2");
+        assert_eq!(names(&dir), ["t.json", "t.md"], "no temporary file left");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
