@@ -1,6 +1,7 @@
 //! `fdm inpaint` end to end through the binary, with freshly initialised tiny weights written to
 //! a temporary folder: outputs and contact sheet written, known pixels kept, tokens saved and
-//! replayed, folder mode resumes, and bad input is a clear error.
+//! replayed, folder mode resumes, the output folder scores with `fdm eval`, and bad input is a
+//! clear error.
 mod cli_common;
 use cli_common::{fdm, write_mask};
 use fdm::io::image::{load_image, save_png};
@@ -86,6 +87,26 @@ fn inpaint_folder_mode_resumes_and_other_sizes_work_cpu() {
     std::fs::remove_file(out.join("odd_sheet.png")).unwrap();
     let (ok, log) = fdm(&args);
     assert!(ok && !log.contains("skipped") && out.join("odd_sheet.png").exists(), "an unfinished image is redone: {log}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn inpaint_output_folder_scores_with_eval_as_it_is_cpu() {
+    // `fdm eval --fake` on an inpaint output folder: the samples are scored, the contact sheet
+    // beside them is not taken for a sample (nor refused as an unmatched fake).
+    let dir = setup("eval");
+    let (images, masks, out) = (dir.join("images"), dir.join("masks"), dir.join("out"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&masks).unwrap();
+    std::fs::copy(PHOTO, images.join("dev_005.jpg")).unwrap();
+    write_mask(&masks.join("dev_005.png"), (256, 256), (96, 112, 56, 72));
+    let w = dir.join("w.safetensors");
+    let (ok, log) = fdm(&["inpaint", "--image-dir", images.to_str().unwrap(), "--mask-dir", masks.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--out", out.to_str().unwrap(), "-n", "2", "--device", "cpu"]);
+    assert!(ok && out.join("dev_005_sheet.png").exists(), "{log}");
+    let (ok, log) = fdm(&["eval", "--real", images.to_str().unwrap(), "--fake", out.to_str().unwrap(), "--masks", masks.to_str().unwrap(), "--lpips", "none", "--no-fid"]);
+    assert!(ok, "{log}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!((json["summaries"][0]["inputs"].as_u64(), json["summaries"][0]["pairs"].as_u64()), (Some(1), Some(2)), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -48,7 +48,8 @@ pub struct EvalArgs {
     /// Folder of ground-truth images `<stem>.<ext>`.
     #[arg(long)]
     pub real: PathBuf,
-    /// Folder of generated images `<stem>.<ext>` or `<stem>_<k>.<ext>` (sample k).
+    /// Folder of generated images `<stem>.<ext>` or `<stem>_<k>.<ext>` (sample k), such as
+    /// `fdm inpaint`'s output folder (its `<stem>_sheet.png` contact sheets are skipped).
     #[arg(long)]
     pub fake: PathBuf,
     /// Folder of masks `<stem>.<ext>` (white = hole): per-hole-ratio rows, `--composite`.

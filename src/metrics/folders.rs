@@ -11,7 +11,8 @@
 //! must be a real stem. One input's samples use one naming: a `<stem>.<ext>` beside
 //! `<stem>_<k>.<ext>` files is an error (a stray copy would otherwise count as one more sample).
 //! Image files are `.png`, `.jpg`, `.jpeg` (any case); other files are
-//! ignored. Every fake must match a real image and every real image needs at least one fake
+//! ignored, and so is a fake `<stem>_sheet.<ext>` of a real `<stem>`: the contact sheet that
+//! `fdm inpaint` writes beside its samples, so that its output folder scores as it is. Every fake must match a real image and every real image needs at least one fake
 //! (and a mask when masks are given); otherwise one error lists the offending names.
 
 use crate::error::{Error, Result};
@@ -19,6 +20,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// The end of the stem of `fdm inpaint`'s contact sheet, `<stem>_sheet.png` (not a sample).
+const SHEET_SUFFIX: &str = "_sheet";
 /// How many names an error lists before "... and N more".
 const LIST_LIMIT: usize = 8;
 
@@ -117,6 +120,10 @@ pub fn match_folders(real_dir: &Path, fake_dir: &Path, mask_dir: Option<&Path>) 
     for (stem, path) in fakes {
         if let Some(input) = inputs.get_mut(&stem) {
             input.samples.push(Sample { index: None, path });
+            continue;
+        }
+        // `fdm inpaint`'s contact sheet, not a sample (module docs).
+        if stem.strip_suffix(SHEET_SUFFIX).is_some_and(|base| inputs.contains_key(base)) {
             continue;
         }
         match split_sample_index(&stem).and_then(|(base, k)| inputs.get_mut(base).map(|i| (i, k))) {
