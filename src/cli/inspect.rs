@@ -187,6 +187,9 @@ fn write_random_init(a: &InspectArgs) -> Result<()> {
     let seed = a.seed.unwrap_or(0);
     let model = InpaintingModel::new(&ModelConfig::by_name(preset)?, seed)?;
     model.save(path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
-    println!("wrote {} ({preset} preset, {} parameters, seed {seed})", path.display(), model.store.numel());
+    // Counted as docs/PRESETS.md and the README do (learnable + codebook), not every value in the
+    // file (the codebook's running statistics are stored too).
+    let params = crate::model::cost::thousands(model.spec().model_total() as u64);
+    println!("wrote {} ({preset} preset, {params} parameters, seed {seed})", path.display());
     Ok(())
 }
