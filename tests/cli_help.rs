@@ -35,6 +35,11 @@ fn help_names_defaults_ranges_and_requirements_cpu() {
     assert!(inpaint.contains("bundled tiny model"), "--weights default: {inpaint}");
     assert!(inpaint.contains("1 to the model's token vocabulary"), "--top-k range: {inpaint}");
     assert!(inpaint.contains("--resize-mask"), "{inpaint}");
+    // Defaults named as the files and values they are.
+    let (_, eval) = fdm(&["eval", "--help"]);
+    assert!(eval.contains("assets/weights/vgg16_lpips.safetensors") && eval.contains("alexnet_lpips.safetensors"), "--lpips-weights default: {eval}");
+    let (_, reproduce) = fdm(&["reproduce", "--help"]);
+    assert!(reproduce.contains("[possible values: vgg, alex]") && reproduce.contains("[default: out/reproduce]"), "{reproduce}");
     let (_, train) = fdm(&["train", "--help"]);
     assert!(train.contains("phase1b, phase2 and phase3") && train.contains("--init"), "{train}");
 }

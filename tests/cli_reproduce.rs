@@ -1,5 +1,5 @@
 //! `fdm reproduce` through the binary on freshly initialised tiny weights: `-n 0` is refused for
-//! every table before any work, and an `-n` above the photo folder's count is a note, with the
+//! every table before any work (as is an unknown `--lpips`), and an `-n` above the photo folder's count is a note, with the
 //! count used, the reduced run and the photo files recorded in the written files. Table 4 keeps
 //! it fast (no sampling). A table's Markdown and JSON are written together.
 mod cli_common;
@@ -16,7 +16,7 @@ fn temp_dir(name: &str) -> PathBuf {
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos/dev_005.jpg");
 
 #[test]
-fn reproduce_refuses_zero_photos_for_every_table_cpu() {
+fn reproduce_refuses_zero_photos_and_unknown_lpips_before_any_work_cpu() {
     let dir = temp_dir("n0");
     for table in ["table1", "table2", "table3", "table4", "all"] {
         let out = dir.join(table);
@@ -25,6 +25,10 @@ fn reproduce_refuses_zero_photos_for_every_table_cpu() {
         assert!(log.contains("-n 0") && log.contains("at least one photo"), "{table}: {log}");
         assert!(!out.join(format!("{table}.json")).exists(), "{table}: nothing written");
     }
+    // A backbone that does not exist is refused as the command line is read, before the model.
+    let (ok, log) = fdm(&["reproduce", "table4", "--lpips", "none", "--random-init", "tiny", "--device", "cpu", "--out", dir.join("lpips").to_str().unwrap()]);
+    assert!(!ok && log.contains("invalid value 'none'") && log.contains("[possible values: vgg, alex]"), "{log}");
+    assert!(!log.contains("reproducing on"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -208,7 +208,7 @@ struct ReproduceArgs {
     #[arg(long)]
     inception_weights: Option<PathBuf>,
     /// Tables 1 and 4: LPIPS backbone (vgg, PUT's default, or alex).
-    #[arg(long, default_value = "vgg")]
+    #[arg(long, default_value = "vgg", value_parser = ["vgg", "alex"])]
     lpips: String,
 }
 

@@ -59,7 +59,8 @@ pub struct EvalArgs {
     /// present, else LPIPS is skipped with a note.
     #[arg(long)]
     pub lpips: Option<String>,
-    /// LPIPS weights file (default: the bundled assets/weights/<net>_lpips.safetensors).
+    /// LPIPS weights file (default: the bundled assets/weights/vgg16_lpips.safetensors, or
+    /// alexnet_lpips.safetensors with --lpips alex).
     #[arg(long)]
     pub lpips_weights: Option<PathBuf>,
     /// Diversity pairs per input: a number (random distinct pairs) or `all`.
