@@ -35,6 +35,9 @@ fn help_names_defaults_ranges_and_requirements_cpu() {
     assert!(inpaint.contains("bundled tiny model"), "--weights default: {inpaint}");
     assert!(inpaint.contains("1 to the model's token vocabulary"), "--top-k range: {inpaint}");
     assert!(inpaint.contains("--resize-mask"), "{inpaint}");
+    assert!(inpaint.contains("1 to 4096"), "--batch-size range: {inpaint}");
+    let (_, profile) = fdm(&["profile", "--help"]);
+    assert!(profile.contains("1 to 64"), "-n range: {profile}");
     // Defaults named as the files and values they are.
     let (_, eval) = fdm(&["eval", "--help"]);
     assert!(eval.contains("assets/weights/vgg16_lpips.safetensors") && eval.contains("alexnet_lpips.safetensors"), "--lpips-weights default: {eval}");

@@ -69,7 +69,7 @@ struct InpaintArgs {
     samples: usize,
     /// Most samples drawn as one batched forward; more run in several batches, each written out
     /// when done (the first batch draws with --seed, the others with seeds derived from it, so
-    /// the same -n, --batch-size and --seed give the same samples).
+    /// the same -n, --batch-size and --seed give the same samples). 1 to 4096.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
     batch_size: u64,
     /// Weights file (safetensors from `fdm train` or weights-tools/convert_pth.py) [default: the
@@ -148,7 +148,8 @@ struct ProfileArgs {
     /// Seed of the token draws (as `fdm inpaint --seed`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Samples drawn as one batch (as `fdm inpaint -n`): the per-op costs at that batch size.
+    /// Samples drawn as one batch (as `fdm inpaint -n`): the per-op costs at that batch size. 1 to
+    /// 64.
     #[arg(short = 'n', long = "samples", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     samples: u64,
     /// Profile the PUT baseline (no FDM).
