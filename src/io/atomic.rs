@@ -84,9 +84,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// temporary file, and only when all of them are complete are they renamed into place, one
 /// after the other. A failure or an interruption while writing leaves every target as it was;
 /// a target that is a folder is refused before anything is renamed. What remains is a rename
-/// failing after others succeeded (a full disk or a permission change in between): the error
-/// then names the file that was not replaced and the ones that already were, so a mixed pair is
-/// never silent. Temporary files are removed on every failure.
+/// failing after others succeeded (the folder's permissions changed, or a folder took a
+/// target's place, in between): the error then names the file that was not replaced and the
+/// ones that already were, so a mixed pair is never silent. Temporary files are removed on every
+/// failure.
 pub fn write_files_together<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> std::io::Result<()> {
     let files: Vec<(&Path, &[u8])> = files.iter().map(|(p, b)| (p.as_ref(), b.as_ref())).collect();
     write_then_rename(&files, &mut rename_into_place)
