@@ -2,7 +2,9 @@
 //! run after its current step and writes a checkpoint, also when the one interrupt reaches the
 //! process twice at once (`timeout -s INT` signals the command and then its process group; on a
 //! GPU machine that once made a run quit without its checkpoint). SIGTERM does the same; either
-//! way the run then exits non-zero (128 + the signal).
+//! way the run then exits non-zero (128 + the signal). A data-parallel group (`--ranks 2`)
+//! signalled through its launcher alone stops the same way: the launcher forwards the signal to
+//! its ranks, waits for their checkpoint and exits 128 + the signal, leaving no rank behind.
 #![cfg(unix)]
 
 use fdm::train::signals::is_second_press;
@@ -124,4 +126,114 @@ fn only_a_later_interrupt_counts_as_a_second_press_cpu() {
     assert!(!is_second_press(Duration::from_millis(100)));
     assert!(is_second_press(Duration::from_millis(400)));
     assert!(is_second_press(Duration::from_secs(3)));
+}
+
+/// A long phase-2 run of two ranks (`--ranks 2`, global batch 2) whose schedule spans far more
+/// steps than the test waits for (tiny's 20 epochs of 4 photos would end in a few seconds).
+fn spawn_group_training(dir: &Path, out: &Path) -> Child {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cfg = fdm::train::TrainConfig::tiny(fdm::train::Phase::Phase2);
+    cfg.epochs = 100_000;
+    let cfg_path = dir.join("long.json");
+    std::fs::write(&cfg_path, cfg.to_json()).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args(["train", "phase2", "--batch", "2", "--ranks", "2", "--no-progress", "--device", "cpu", "--dist-timeout", "120"])
+        .arg("--config")
+        .arg(&cfg_path)
+        .arg("--data")
+        .arg(root.join("assets/photos"))
+        .arg("--init")
+        .arg(root.join("assets/weights/fdm-tiny.safetensors"))
+        .arg("--out")
+        .arg(out)
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Processes whose command line mentions `text` (Linux: /proc; elsewhere none are found).
+fn processes_mentioning(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(text))
+        .collect()
+}
+
+/// The group is gone, its checkpoint is that of the last logged step, and it resumes.
+fn assert_group_stopped_resumably(out: &Path, text: &str) {
+    assert!(processes_mentioning(out.to_str().unwrap()).is_empty(), "a rank outlived its launcher: {:?}", processes_mentioning(out.to_str().unwrap()));
+    assert_checkpoint_of_last_step(out, text);
+    let steps = logged_steps(out);
+    let ckpt = out.join(format!("ckpt-{steps:08}"));
+    assert!(text.contains(&format!("continue with --resume {}", ckpt.display())), "{text}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let resumed = Command::new(env!("CARGO_BIN_EXE_fdm"))
+        .args(["train", "phase2", "--no-progress", "--device", "cpu", "--steps", &(steps + 1).to_string()])
+        .arg("--data")
+        .arg(root.join("assets/photos"))
+        .arg("--resume")
+        .arg(out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "resuming the group's checkpoint: {log}");
+    assert!(out.join(format!("ckpt-{:08}", steps + 1)).join("state.json").is_file(), "{log}");
+}
+
+/// SIGTERM to the launcher only (as `kill PID` or a job scheduler sends it): forwarded to both
+/// ranks, which write the checkpoint; the launcher exits 143 and names it.
+#[test]
+fn sigterm_to_the_launcher_stops_every_rank_with_a_checkpoint_and_exits_143_cpu() {
+    let dir = scratch("group-term");
+    let out = dir.join("run");
+    let child = spawn_group_training(&dir, &out);
+    wait_for_steps(&out, 3);
+    signal(&child, "TERM");
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(143), "a terminated group exits 143 after its checkpoint:\n{text}");
+    assert!(text.contains("interrupted by SIGTERM"), "{text}");
+    assert_group_stopped_resumably(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGINT delivered to the launcher twice at once (`timeout -s INT`) is one interrupt: the
+/// ranks still write their checkpoint, and the group exits 130.
+#[test]
+fn sigint_to_the_launcher_twice_at_once_still_writes_the_checkpoint_cpu() {
+    let dir = scratch("group-int");
+    let out = dir.join("run");
+    let child = spawn_group_training(&dir, &out);
+    wait_for_steps(&out, 3);
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(20));
+    interrupt(&child);
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(130), "an interrupted group exits 130 after its checkpoint:\n{text}");
+    assert!(text.contains("interrupted by SIGINT"), "{text}");
+    assert_group_stopped_resumably(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A second signal a while after the first kills the ranks at once; the launcher still exits
+/// with the first signal's status. Deliveries within a quarter of a second are the first again.
+#[test]
+fn launcher_counts_a_later_signal_as_the_second_cpu() {
+    use fdm::train::signals::{LauncherAction, LauncherStop};
+    let t0 = Instant::now();
+    let mut s = LauncherStop::default();
+    assert_eq!(s.poll_at(0, 0, t0), LauncherAction::Nothing);
+    // Two deliveries seen at once: forwarded once.
+    assert_eq!(s.poll_at(15, 2, t0), LauncherAction::Forward(15));
+    assert_eq!(s.poll_at(15, 2, t0 + Duration::from_secs(5)), LauncherAction::Nothing);
+    // One more 100 ms later: the same signal delivered again.
+    let mut s = LauncherStop::default();
+    assert_eq!(s.poll_at(2, 1, t0), LauncherAction::Forward(2));
+    assert_eq!(s.poll_at(2, 2, t0 + Duration::from_millis(100)), LauncherAction::Nothing);
+    // A later one, even another signal (the first is what is recorded): kill, once.
+    assert_eq!(s.poll_at(2, 3, t0 + Duration::from_secs(2)), LauncherAction::KillRanks(2));
+    assert_eq!(s.poll_at(2, 4, t0 + Duration::from_secs(3)), LauncherAction::Nothing);
 }

@@ -31,7 +31,7 @@ use super::launch::{self, Transport};
 use super::losses::{VggHook, VggLoader};
 use super::phase2::sampler_comparison;
 use super::runner::{run as run_loop, RunOptions, RunSummary};
-use super::signals::{exit_if_stopped, handle_sigterm, is_second_press, request_stop, SIGINT, STOPPED_BY};
+use super::signals::{exit_if_stopped, handle_sigterm, is_second_press, request_stop, SIGINT};
 use super::trainer::Trainer;
 use crate::cli::device::{pick_device, DeviceArg};
 use crate::io::WeightsError;
@@ -40,7 +40,7 @@ use crate::model::inpainting::InpaintingModel;
 use crate::model::ModelConfig;
 use crate::Device;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -385,7 +385,7 @@ fn join_group(args: &TrainArgs) -> Result<(Arc<dyn Communicator>, Device)> {
 
 /// `--out`, else the folder of the resumed run (the one holding its checkpoint, so a continued
 /// run goes on where it was), else `runs/<phase>`.
-fn output_dir(args: &TrainArgs, phase: Phase, resumed_checkpoint: Option<&Path>) -> PathBuf {
+pub(super) fn output_dir(args: &TrainArgs, phase: Phase, resumed_checkpoint: Option<&Path>) -> PathBuf {
     if let Some(out) = &args.out {
         return out.clone();
     }
@@ -629,26 +629,12 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
 
 /// The binary's entry: installs a Ctrl-C handler (first press: checkpoint and stop after the
 /// current step; second press: exit at once), runs, and prints the summary. With `--ranks N` /
-/// `--gpus N` (N > 1) it starts the N rank processes instead (`launch`); a Ctrl-C in the
-/// terminal reaches each of them, and they stop together.
+/// `--gpus N` (N > 1) it starts the N rank processes instead (`launch::main`), which forwards a
+/// Ctrl-C or SIGTERM to each of them; they stop together.
 pub fn main(args: &TrainArgs) -> Result<()> {
     if args.rank.is_none() {
         if let Some(plan) = launch::plan(args)? {
-            let pressed = AtomicBool::new(false);
-            ctrlc::set_handler(move || {
-                if pressed.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                // The ranks got the same Ctrl-C and stop with a checkpoint; the group's exit
-                // status then says it was interrupted.
-                STOPPED_BY.store(SIGINT, Ordering::SeqCst);
-            })
-            .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
-            let exe = std::env::current_exe()
-                .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
-            launch::launch(args, &exe, &plan)?;
-            exit_if_stopped();
-            return Ok(());
+            return launch::main(args, &plan);
         }
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -10,12 +10,21 @@
 //! (the hub tells them why) and are then killed, and the error names the failing rank, its exit
 //! status and the end of its error output. Each CPU rank gets `cores / N` rayon threads unless
 //! `RAYON_NUM_THREADS` is set.
+//!
+//! Signals (unix): each rank runs in a process group of its own, so a Ctrl-C in the terminal,
+//! `kill` or `timeout` reaches the launcher alone, and the launcher forwards the first SIGINT /
+//! SIGTERM to every rank still running: each then stops after its step with a checkpoint as a
+//! single process does, the launcher waits for them and exits with 128 + the signal. A second
+//! signal while waiting kills the ranks (`signals::LauncherStop`). Were the ranks in the
+//! launcher's group, a terminal Ctrl-C would reach each rank twice (the terminal's and the
+//! forwarded one), and one that came late would count as a second press.
 
 use super::cli::{resolve_config, TrainArgs};
 use super::config::Phase;
 use super::dist::{self, Communicator};
 use super::dist_nccl::{nccl_available, NcclComm};
 use super::dist_tcp::{start_hub, TcpComm};
+use super::signals::{self, LauncherAction, LauncherStop};
 use crate::cli::device::{pick_device, DeviceArg};
 use crate::error::{Error, Result};
 use crate::Device;
@@ -147,6 +156,41 @@ pub fn join(
     Ok((comm, device))
 }
 
+/// `fdm train ... --ranks N` / `--gpus N`: run the group of `plan` from this binary. When a
+/// SIGINT / SIGTERM interrupted it (module docs), say so in one line naming the checkpoint to
+/// resume from, after the error of a rank that failed if one did, and exit with 128 + the
+/// signal, as a single process does.
+pub fn main(args: &TrainArgs, plan: &Plan) -> Result<()> {
+    signals::handle_launcher_signals()?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
+    let result = launch(args, &exe, plan);
+    let Some(signal) = signals::launcher_stopped_by() else {
+        return result;
+    };
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
+    }
+    eprintln!("{}", interrupted_line(args, plan, signal));
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(128 + signal);
+}
+
+/// What an interrupted group leaves: the newest checkpoint of its output folder.
+fn interrupted_line(args: &TrainArgs, plan: &Plan, signal: i32) -> String {
+    let resumed = args.resume.as_deref().and_then(|p| super::checkpoint::resolve(p).ok());
+    let newest = Phase::parse(&args.phase)
+        .ok()
+        .map(|phase| super::cli::output_dir(args, phase, resumed.as_deref()))
+        .and_then(|out| super::checkpoint::list(&out).pop());
+    let group = format!("data-parallel training ({} ranks) interrupted by {}", plan.world, signals::signal_name(signal));
+    match newest {
+        Some(ckpt) => format!("{group}: the newest checkpoint is {0}; continue with --resume {0}", ckpt.display()),
+        None => format!("{group}: no checkpoint was written"),
+    }
+}
+
 /// The last lines a rank wrote to its error output.
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
@@ -163,6 +207,10 @@ pub fn launch(args: &TrainArgs, exe: &Path, plan: &Plan) -> Result<()> {
     let hub = start_hub(plan.world, timeout(args))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / plan.world).max(1).to_string();
+    if signals::launcher_stopped_by().is_some() {
+        hub.cancel();
+        return Ok(()); // interrupted before any rank started: nothing to stop
+    }
     let mut ranks: Vec<Rank> = Vec::new();
     for r in 0..plan.world {
         let mut argv = to_argv(args);
@@ -178,6 +226,8 @@ pub fn launch(args: &TrainArgs, exe: &Path, plan: &Plan) -> Result<()> {
         if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
             cmd.env("RUST_LIB_BACKTRACE", "0");
         }
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         if r > 0 {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -202,12 +252,14 @@ pub fn launch(args: &TrainArgs, exe: &Path, plan: &Plan) -> Result<()> {
             }
         }
     }
-    let failed = wait_all(&mut ranks)?;
+    let waited = wait_all(&mut ranks)?;
     hub.cancel();
     let hub_result = hub.join();
-    match failed {
-        None => hub_result,
-        Some(r) => Err(failure_report(&ranks, r, hub_result.err())),
+    match waited {
+        Waited::Done => hub_result,
+        Waited::Failed(r) => Err(failure_report(&ranks, r, hub_result.err())),
+        // The caller reports the interruption; the hub's complaint about the lost ranks is noise.
+        Waited::Killed => Ok(()),
     }
 }
 
@@ -228,10 +280,33 @@ fn keep_tail(stderr: std::process::ChildStderr) -> Tail {
     tail
 }
 
-/// Wait for every rank; returns the first that failed (the others stopped or killed).
-fn wait_all(ranks: &mut [Rank]) -> Result<Option<usize>> {
+/// How the group ended.
+enum Waited {
+    /// Every rank exited with success (also after a forwarded stop signal).
+    Done,
+    /// This rank failed first (the others stopped on their own or were killed).
+    Failed(usize),
+    /// A second stop signal: the ranks were killed.
+    Killed,
+}
+
+/// Wait for every rank, forwarding a stop signal the launcher gets (module docs).
+fn wait_all(ranks: &mut [Rank]) -> Result<Waited> {
     let mut first_failure: Option<(usize, Instant)> = None;
+    let mut stop = LauncherStop::default();
     loop {
+        match stop.poll() {
+            LauncherAction::Nothing => {}
+            LauncherAction::Forward(signal) => {
+                for rank in ranks.iter().filter(|r| r.status.is_none()) {
+                    signals::send(rank.child.id(), signal);
+                }
+            }
+            LauncherAction::KillRanks(_) => {
+                stop_all(ranks);
+                return Ok(Waited::Killed);
+            }
+        }
         for (r, rank) in ranks.iter_mut().enumerate() {
             if rank.status.is_none() {
                 let status = rank
@@ -247,12 +322,12 @@ fn wait_all(ranks: &mut [Rank]) -> Result<Option<usize>> {
             }
         }
         if ranks.iter().all(|r| r.status.is_some()) {
-            return Ok(first_failure.map(|(r, _)| r));
+            return Ok(first_failure.map_or(Waited::Done, |(r, _)| Waited::Failed(r)));
         }
         if let Some((r, since)) = first_failure {
             if since.elapsed() > GRACE {
                 stop_all(ranks);
-                return Ok(Some(r));
+                return Ok(Waited::Failed(r));
             }
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -2,11 +2,15 @@
 //! after its current step with a checkpoint, a second one quits at once, and an interrupted run
 //! exits with 128 + the signal, the status a shell gives a command killed by it (`cli::main`
 //! installs the handlers).
+//!
+//! The launcher of a data-parallel group (`launch`) forwards the first SIGINT / SIGTERM to its
+//! ranks, which stop so, waits for their checkpoint and exits with the same status; a second
+//! signal kills the ranks at once (`LauncherStop`).
 
 use crate::error::{Error, Result};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Whether a SIGINT `since_first` after the first one is a second press (quit at once) rather
 /// than the first interrupt arriving again. One interrupt often reaches the process twice within
@@ -18,7 +22,7 @@ pub fn is_second_press(since_first: Duration) -> bool {
 }
 
 pub(super) const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
+pub(super) const SIGTERM: i32 = 15;
 
 /// The signal that asked this process to stop (0: none). An interrupted run exits with
 /// 128 + it, the status a shell reports for a command killed by that signal, so a chain such as
@@ -79,4 +83,111 @@ pub(super) fn handle_sigterm(flag: Arc<AtomicBool>) -> Result<()> {
 #[cfg(not(unix))]
 pub(super) fn handle_sigterm(_: Arc<AtomicBool>) -> Result<()> {
     Ok(())
+}
+
+/// What the launcher of a `--ranks` / `--gpus` group does about the stop signals it got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LauncherAction {
+    Nothing,
+    /// The first stop signal: send it to every rank still running (each then stops after its
+    /// step with a checkpoint) and wait for them.
+    Forward(i32),
+    /// A second one while waiting: kill the ranks at once (the first signal's number).
+    KillRanks(i32),
+}
+
+/// The launcher's view of the stop signals its handler counted (`poll_at`). Deliveries within a
+/// quarter of a second of the first are that first signal again (`is_second_press`).
+#[derive(Debug, Default)]
+pub struct LauncherStop {
+    /// The first signal, when the launcher saw it and the deliveries counted up to then.
+    first: Option<(i32, Instant, u32)>,
+    killed: bool,
+}
+
+impl LauncherStop {
+    /// The action for `count` deliveries so far, the first of them `signal` (0: none), at `now`.
+    pub fn poll_at(&mut self, signal: i32, count: u32, now: Instant) -> LauncherAction {
+        if signal == 0 || count == 0 {
+            return LauncherAction::Nothing;
+        }
+        let Some((first, at, seen)) = self.first else {
+            self.first = Some((signal, now, count));
+            return LauncherAction::Forward(signal);
+        };
+        if count == seen || self.killed {
+            return LauncherAction::Nothing;
+        }
+        if is_second_press(now.saturating_duration_since(at)) {
+            self.killed = true;
+            return LauncherAction::KillRanks(first);
+        }
+        self.first = Some((first, at, count));
+        LauncherAction::Nothing
+    }
+
+    /// `poll_at` on what the launcher's signal handler has recorded, now.
+    pub fn poll(&mut self) -> LauncherAction {
+        self.poll_at(LAUNCHER_SIGNAL.load(Ordering::SeqCst), LAUNCHER_DELIVERIES.load(Ordering::SeqCst), Instant::now())
+    }
+}
+
+/// The first SIGINT / SIGTERM the launcher received (0: none), and how many arrived.
+static LAUNCHER_SIGNAL: AtomicI32 = AtomicI32::new(0);
+static LAUNCHER_DELIVERIES: AtomicU32 = AtomicU32::new(0);
+
+/// The signal that interrupted the launcher, if one did: it exits with 128 + it.
+pub fn launcher_stopped_by() -> Option<i32> {
+    Some(LAUNCHER_SIGNAL.load(Ordering::SeqCst)).filter(|&s| s != 0)
+}
+
+/// Only atomic operations: the one thing a signal handler may safely do here.
+#[cfg(unix)]
+extern "C" fn on_launcher_signal(signal: libc::c_int) {
+    let _ = LAUNCHER_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    LAUNCHER_DELIVERIES.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The launcher's SIGINT and SIGTERM handlers: they only count; the launcher's wait loop acts
+/// (`launch`, `LauncherStop::poll`). Each rank runs in a process group of its own, so a Ctrl-C
+/// in the terminal or a signal to the launcher's group reaches them once, forwarded, never twice.
+#[cfg(unix)]
+pub(super) fn handle_launcher_signals() -> Result<()> {
+    let handler = on_launcher_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        // SAFETY: installs a handler that only does atomic operations on statics.
+        if unsafe { libc::signal(signal, handler) } == libc::SIG_ERR {
+            return Err(Error::msg(format!("cannot install the {name} handler")));
+        }
+    }
+    Ok(())
+}
+
+/// Without POSIX signals the ranks share the console's Ctrl-C; the launcher only records it,
+/// for its exit status.
+#[cfg(not(unix))]
+pub(super) fn handle_launcher_signals() -> Result<()> {
+    ctrlc::set_handler(|| {
+        let _ = LAUNCHER_SIGNAL.compare_exchange(0, SIGINT, Ordering::SeqCst, Ordering::SeqCst);
+    })
+    .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))
+}
+
+/// Send `signal` to the process `pid` (a rank this launcher started).
+#[cfg(unix)]
+pub(super) fn send(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a child process of ours; a failure (it has just exited) is harmless.
+    unsafe { libc::kill(pid as libc::pid_t, signal) };
+}
+
+#[cfg(not(unix))]
+pub(super) fn send(_: u32, _: i32) {}
+
+/// The name of a stop signal, for messages.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
 }
