@@ -151,3 +151,63 @@ fn train_prints_progress_lines_when_stderr_is_not_a_terminal_cpu() {
     assert!(ok && !log.contains("step 1/3"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A copy of the bundled photos in `dir`, the files renamed by `name(i)`.
+fn copy_photos(dir: &Path, name: impl Fn(usize) -> String) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/photos");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
+    photos.sort();
+    for (i, p) in photos.iter().enumerate() {
+        std::fs::copy(p, dir.join(name(i))).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// The checkpoint records which photos it trained on: `--resume` on a folder of the same number
+/// of other files is an error naming both counts and `--allow-data-change`, which continues with
+/// a note (and records the new photos); a checkpoint from before the fingerprint resumes with a
+/// note that nothing could be checked.
+#[test]
+fn train_resume_checks_the_data_fingerprint_cpu() {
+    let dir = scratch("fingerprint");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
+    let a = copy_photos(&dir.join("a"), |i| format!("photo_{i}.jpg"));
+    // Same photos, same count, one file renamed: the order indexes other files.
+    let b = copy_photos(&dir.join("b"), |i| if i == 0 { "zz_renamed.jpg".into() } else { format!("photo_{i}.jpg") });
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let run = dir.join("run");
+    let run_s = run.to_str().unwrap();
+    let go = |args: &[&str]| fdm_in(&dir, &[&["train", "phase2", "--no-progress", "--device", "cpu"][..], args].concat());
+    let (ok, log) = go(&["--data", a_s, "--batch", "1", "--steps", "1", "--init", init, "--out", run_s]);
+    assert!(ok, "{log}");
+    let state = |step: u64| fdm::train::checkpoint::read_state(&run.join(format!("ckpt-{step:08}"))).unwrap();
+    let first = state(1).data.expect("a new checkpoint holds the data fingerprint");
+    assert_eq!(first.files, 4);
+    // The same folder resumes silently.
+    let (ok, log) = go(&["--data", a_s, "--steps", "2", "--resume", run_s]);
+    assert!(ok && !log.contains("note:"), "{log}");
+    let (ok, log) = go(&["--data", b_s, "--steps", "3", "--resume", run_s]);
+    assert!(!ok, "{log}");
+    assert_eq!(log.lines().count(), 1, "one line: {log}");
+    assert!(log.contains("trained on 4 photos") && log.contains(&format!("--data {b_s} holds 4")), "{log}");
+    assert!(log.contains("would not match an uninterrupted one") && log.contains("--allow-data-change"), "{log}");
+    assert!(!run.join("ckpt-00000003").exists(), "a refused resume trains nothing");
+    let (ok, log) = go(&["--data", b_s, "--steps", "3", "--resume", run_s, "--allow-data-change"]);
+    assert!(ok && log.contains("note: --allow-data-change"), "{log}");
+    let changed = state(3).data.unwrap();
+    assert!(changed.files == 4 && changed.hash != first.hash, "the new photos are recorded: {changed:?} vs {first:?}");
+    // --allow-data-change belongs to --resume.
+    let (ok, log) = go(&["--data", a_s, "--init", init, "--out", dir.join("other").to_str().unwrap(), "--allow-data-change"]);
+    assert!(!ok && log.contains("--resume"), "{log}");
+    // A checkpoint written before the field: still loads, resumes, and says what it could not check.
+    let json = run.join("ckpt-00000003/state.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    v.as_object_mut().unwrap().remove("data").unwrap();
+    std::fs::write(&json, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    assert!(fdm::train::checkpoint::read_state(&run.join("ckpt-00000003")).unwrap().data.is_none());
+    let (ok, log) = go(&["--data", a_s, "--steps", "4", "--resume", run_s]);
+    assert!(ok && log.contains("records no data fingerprint") && log.contains("could not check"), "{log}");
+    assert_eq!(state(4).data.unwrap(), first, "the resumed run records the data it now trains on");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

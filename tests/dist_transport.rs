@@ -249,6 +249,7 @@ fn dist_launcher_command_line_parses_back_to_the_same_arguments_cpu() {
         out: Some("out".into()),
         init: Some("w.safetensors".into()),
         resume: Some("run".into()),
+        allow_data_change: true,
         steps: Some(7),
         batch: Some(4),
         seed: Some(3),

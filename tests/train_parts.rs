@@ -628,3 +628,52 @@ fn data_scan_names_skipped_files_and_counts_small_photos_cpu() {
     assert!(Dataset::scan(&clean, 0.1).unwrap().skipped_note().is_none());
     let _ = std::fs::remove_dir_all(&clean);
 }
+
+/// FNV-1a 64 gives its published values; the data fingerprint depends on the photos' paths
+/// relative to the folder and their sizes, not on where the folder is.
+#[test]
+fn data_fingerprint_names_the_files_not_the_folder_cpu() {
+    use fdm::train::fingerprint::{hash_files, of_dataset, Fnv1a64};
+    let fnv = |b: &[u8]| {
+        let mut h = Fnv1a64::new();
+        h.write(b);
+        h.finish()
+    };
+    assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(fnv(b"a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(fnv(b"foobar"), 0x8594_4171_f739_67e8);
+    let dir = scratch("fingerprint");
+    let copy = |to: &Path| {
+        std::fs::create_dir_all(to.join("sub")).unwrap();
+        for e in std::fs::read_dir(photos()).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "jpg") {
+                std::fs::copy(&p, to.join("sub").join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    let (a, b) = (dir.join("a"), dir.join("elsewhere/b"));
+    copy(&a);
+    copy(&b);
+    let print = |d: &Path| of_dataset(&Dataset::scan(d, 0.1).unwrap()).unwrap();
+    let fa = print(&a);
+    assert_eq!(fa.files, 4);
+    assert_eq!(fa.hash.len(), 16);
+    assert_eq!(fa, print(&b), "the same files in another folder");
+    assert_eq!(fa, print(&a), "stable");
+    // The hash is over "sub/<name>" (a '/' on every platform) and the size.
+    let mut files: Vec<(PathBuf, u64)> = std::fs::read_dir(a.join("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (Path::new("sub").join(p.file_name().unwrap()), std::fs::metadata(&p).unwrap().len()))
+        .collect();
+    files.sort();
+    assert_eq!(hash_files(files.iter().map(|(p, n)| (p.as_path(), *n))), fa);
+    // One file replaced by another photo under its name (same names, same count): another
+    // fingerprint, from the size.
+    assert_ne!(files[0].1, files[1].1);
+    std::fs::copy(b.join(&files[1].0), b.join(&files[0].0)).unwrap();
+    let fb = print(&b);
+    assert!(fb.files == 4 && fb.hash != fa.hash, "{fb:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,8 +6,10 @@
 //!   vectors;
 //! * `optimizer.safetensors`: Adam moments, keys `<optimiser>.<param>.exp_avg` / `.exp_avg_sq`;
 //! * `state.json`: phase, steps done, epoch and batch position, the step generator's state,
-//!   per optimiser the schedule state and Adam step counts, and both configs. Floating-point
-//!   schedule values are stored as their IEEE bit patterns (`*_bits`) so JSON cannot round them.
+//!   per optimiser the schedule state and Adam step counts, both configs, and the fingerprint
+//!   of the training file list (`fingerprint`; absent in checkpoints written before it).
+//!   Floating-point schedule values are stored as their IEEE bit patterns (`*_bits`) so JSON
+//!   cannot round them.
 //!
 //! Atomicity: the files are written (each fsynced) into `.ckpt-<step>.tmp-<pid>`, the directory
 //! is fsynced and renamed to its final name, and the parent is fsynced; a crash leaves either the
@@ -15,6 +17,7 @@
 //! after the new one is in place.
 
 use super::config::TrainConfig;
+use super::fingerprint::DataFingerprint;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::io::safetensors as st;
@@ -59,6 +62,10 @@ pub struct CheckpointState {
     pub optimizers: Vec<OptimRecord>,
     pub config: TrainConfig,
     pub model_config: ModelConfig,
+    /// The photos the run trained on (`fingerprint`); None in a checkpoint from before this
+    /// field, and from a trainer that was given none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataFingerprint>,
 }
 
 fn io(what: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -149,6 +156,7 @@ pub fn save(tr: &Trainer, out_dir: &Path) -> Result<PathBuf> {
             optimizers,
             config: tr.cfg.clone(),
             model_config: tr.model.cfg.clone(),
+            data: tr.data_fingerprint.clone(),
         };
         let json = serde_json::to_string_pretty(&state).map_err(|e| Error::msg(e.to_string()))?;
         let path = tmp.join(STATE_FILE);

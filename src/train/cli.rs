@@ -8,7 +8,9 @@
 //!   checkpoint's configuration is used; only `--steps`, `--sample-every` and
 //!   `--checkpoint-every` may change (they do not alter the arithmetic). `--config`, `--batch`,
 //!   `--seed`, `--masks` and `--vgg` may repeat the checkpoint's values; a different value is an
-//!   error naming it, as is `--init` and a `--steps` the run has already reached;
+//!   error naming it, as is `--init` and a `--steps` the run has already reached. A `--data`
+//!   folder whose photos differ from the checkpoint's (`fingerprint`) is an error unless
+//!   `--allow-data-change`;
 //! * `--steps N`: stop at global step N (the schedule still spans the nominal epochs);
 //! * `--device auto|cpu|cuda|cuda-emu` (as `fdm inpaint`, `cli::device`): where the step runs;
 //!   `auto` = a usable CUDA GPU, else the CPU. Checkpoints hold host copies and resume on any
@@ -27,6 +29,7 @@ use super::checkpoint::{self, CheckpointState};
 use super::config::{Phase, TrainConfig};
 use super::data::{BatchSource, Dataset};
 use super::dist::{self, Communicator};
+use super::fingerprint;
 use super::launch::{self, Transport};
 use super::losses::{VggHook, VggLoader};
 use super::phase2::sampler_comparison;
@@ -85,6 +88,10 @@ pub struct TrainArgs {
     /// Continue from a checkpoint directory or a run folder.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// With --resume: continue even though --data holds other photos than the checkpoint's run
+    /// trained on (the resumed run then differs from an uninterrupted one).
+    #[arg(long, requires = "resume")]
+    pub allow_data_change: bool,
     /// Stop at this global step.
     #[arg(long)]
     pub steps: Option<u64>,
@@ -444,11 +451,19 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     if rank == 0 {
         note_data(&dataset, cfg.crop_size);
     }
+    let fingerprint = fingerprint::of_dataset(&dataset)?;
+    if let Some((_, state)) = &resumed {
+        let note = fingerprint::check_resume(state.data.as_ref(), &fingerprint, &args.data, args.allow_data_change)?;
+        if let (Some(note), 0) = (note, rank) {
+            eprintln!("{note}");
+        }
+    }
     let images = dataset.len();
     let source = BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?.shard(rank, world)?;
     let source = Arc::new(source);
     let vgg = load_vgg(&cfg, rank)?;
     let mut tr = Trainer::new(cfg, model, images, vgg)?;
+    tr.data_fingerprint = Some(fingerprint);
     if args.inject_nan_rank.is_none_or(|r| r == rank) {
         tr.inject_nan_at = args.inject_nan_at;
     }

@@ -430,6 +430,7 @@ pub fn to_argv(args: &TrainArgs) -> Vec<std::ffi::OsString> {
         ("--no-progress", args.no_progress),
         ("--compare-sampler", args.compare_sampler),
         ("--overwrite", args.overwrite),
+        ("--allow-data-change", args.allow_data_change),
     ] {
         if on {
             v.push(flag.into());

@@ -9,7 +9,8 @@
 //! * `optimizer`: one Adam/AdamW + warmup-cosine schedule + start iteration;
 //! * `trainer`: the shared state and the discriminator step; `phase1a`..`phase3`: one step each;
 //! * `codebook_restart`: phase 1a's dead-code restart of the EMA codebook (a deviation for small runs);
-//! * `checkpoint`: atomic checkpoints and resume; `runner`: the loop, progress, CSV, samples;
+//! * `checkpoint`: atomic checkpoints and resume; `fingerprint`: which photos a checkpoint trained on;
+//!   `runner`: the loop, progress, CSV, samples;
 //! * `cli`: `fdm train ...`;
 //! * `dist`, `dist_tcp` + `dist_hub`, `dist_nccl`, `launch`: data-parallel training over several processes
 //!   (`--ranks N` with the host transport, `--gpus N` with NCCL), gradients averaged.
@@ -25,6 +26,7 @@ pub mod dist;
 pub mod dist_hub;
 pub mod dist_nccl;
 pub mod dist_tcp;
+pub mod fingerprint;
 pub mod launch;
 pub mod losses;
 pub mod optimizer;

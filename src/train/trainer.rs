@@ -20,6 +20,7 @@
 use super::config::{Phase, TrainConfig};
 use super::data::Batch;
 use super::dist::{self, Communicator};
+use super::fingerprint::DataFingerprint;
 use super::losses::{discriminator_loss, Terms, VggHook};
 use super::optimizer::OptimSlot;
 use super::{phase1a, phase1b, phase2, phase3};
@@ -52,6 +53,9 @@ pub struct Trainer {
     pub inject_nan_at: Option<u64>,
     /// The data-parallel group (`dist::single()` for one process). Set before the first step.
     pub comm: Arc<dyn Communicator>,
+    /// The photos this run trains on, written into its checkpoints (`fingerprint`); set by the
+    /// CLI after the data scan.
+    pub data_fingerprint: Option<DataFingerprint>,
 }
 
 /// What one step reports.
@@ -121,6 +125,7 @@ impl Trainer {
             iters_per_epoch,
             inject_nan_at: None,
             comm: dist::single(),
+            data_fingerprint: None,
         })
     }
 
