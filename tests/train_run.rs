@@ -559,3 +559,46 @@ fn train_stop_request_writes_a_checkpoint_cpu() {
     assert_eq!((state.step, state.config.max_steps), (2, Some(5)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The rates leave out the time spent writing sample grids and checkpoints: computed from
+/// training time, and the summary says how long the writing took.
+#[test]
+fn train_rates_leave_out_sample_and_checkpoint_writing_cpu() {
+    use fdm::train::progress::{eta_seconds, summary_line, train_rate};
+    use fdm::train::runner::RunSummary;
+    assert_eq!(train_rate(10, 12.0, 2.0), 1.0);
+    assert_eq!(train_rate(10, 10.0, 0.0), 1.0);
+    assert!(train_rate(3, 1.0, 2.0).is_finite(), "writing longer than the total (clock skew) stays finite");
+    assert_eq!(eta_seconds(30, 2.0), 15.0);
+    let s = RunSummary {
+        step: 30,
+        steps_run: 10,
+        seconds: 12.0,
+        sample_seconds: 1.5,
+        checkpoint_seconds: 0.5,
+        after_first: Some((9, 4.5)),
+        last_terms: vec![("total", 0.5)],
+        checkpoint: None,
+        final_weights: None,
+        stopped_early: false,
+    };
+    assert_eq!(s.steps_per_second(), 1.0);
+    assert_eq!(s.steady_steps_per_second(), Some(2.0));
+    let line = summary_line(&s);
+    assert_eq!(
+        line,
+        "10 steps in 12.0 s (1.5 s writing sample grids and 0.5 s writing checkpoints, left out of the rates) (1.000 steps/s; 2.000 after the first step, which carries the start-up), step 30; last: total=0.50000"
+    );
+    let quiet = RunSummary { sample_seconds: 0.0, checkpoint_seconds: 0.0, ..s };
+    assert!(!summary_line(&quiet).contains("writing"), "{}", summary_line(&quiet));
+    // A real run measures its writing apart: a grid every step and the checkpoints (phase 1a,
+    // whose grid needs no sampling).
+    let dir = scratch("rates");
+    let a = TrainArgs { steps: Some(2), batch: Some(1), sample_every: Some(1), ..args("phase1a", &dir.join("run")) };
+    let s = run(&a, None).unwrap();
+    assert!(s.sample_seconds > 0.0 && s.checkpoint_seconds > 0.0, "{s:?}");
+    assert!(s.sample_seconds + s.checkpoint_seconds < s.seconds, "{s:?}");
+    let train_seconds = s.seconds - s.sample_seconds - s.checkpoint_seconds;
+    assert!((s.steps_per_second() - 2.0 / train_seconds).abs() < 1e-9 * s.steps_per_second(), "{s:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,6 +33,7 @@ use super::fingerprint;
 use super::launch::{self, Transport};
 use super::losses::{VggHook, VggLoader};
 use super::phase2::sampler_comparison;
+use super::progress::summary_line;
 use super::runner::{run as run_loop, RunOptions, RunSummary};
 use super::signals::{exit_if_stopped, handle_sigterm, is_second_press, request_stop, SIGINT};
 use super::trainer::Trainer;
@@ -634,6 +635,8 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
         step: tr.step,
         steps_run: 1,
         seconds: c.step_seconds,
+        sample_seconds: 0.0,
+        checkpoint_seconds: 0.0,
         after_first: None,
         last_terms: Vec::new(),
         checkpoint: None,
@@ -670,20 +673,7 @@ pub fn main(args: &TrainArgs) -> Result<()> {
         return Ok(()); // rank 0 reports for the group
     }
     if s.steps_run > 0 && !args.compare_sampler {
-        let terms: Vec<String> = s
-            .last_terms
-            .iter()
-            .map(|(n, v)| format!("{n}={v:.5}"))
-            .collect();
-        let steady = s.steady_steps_per_second().map_or(String::new(), |r| format!("; {r:.3} after the first step, which carries the start-up"));
-        println!(
-            "{} steps in {:.1} s ({:.3} steps/s{steady}), step {}; last: {}",
-            s.steps_run,
-            s.seconds,
-            s.steps_per_second(),
-            s.step,
-            terms.join(" ")
-        );
+        println!("{}", summary_line(&s));
     }
     if let Some(c) = &s.checkpoint {
         println!("checkpoint: {}", c.display());

@@ -10,7 +10,7 @@
 //! * `trainer`: the shared state and the discriminator step; `phase1a`..`phase3`: one step each;
 //! * `codebook_restart`: phase 1a's dead-code restart of the EMA codebook (a deviation for small runs);
 //! * `checkpoint`: atomic checkpoints and resume; `fingerprint`: which photos a checkpoint trained on;
-//!   `runner`: the loop, progress, CSV, samples;
+//!   `runner`: the loop, CSV, samples; `progress`: the bar, progress lines and summary, over training time;
 //! * `cli`: `fdm train ...`;
 //! * `dist`, `dist_tcp` + `dist_hub`, `dist_nccl`, `launch`: data-parallel training over several processes
 //!   (`--ranks N` with the host transport, `--gpus N` with NCCL), gradients averaged.
@@ -34,6 +34,7 @@ pub mod phase1a;
 pub mod phase1b;
 pub mod phase2;
 pub mod phase3;
+pub mod progress;
 pub mod runner;
 pub mod signals;
 pub mod trainer;

@@ -1,5 +1,5 @@
-//! The training loop around `Trainer::train_step`: background batches, a progress bar (step,
-//! losses, steps/s, ETA), a CSV row of every loss per step (`losses.csv`), sample grids,
+//! The training loop around `Trainer::train_step`: background batches, progress (step, losses,
+//! steps/s and ETA over training time, `progress`), a CSV row of every loss per step (`losses.csv`), sample grids,
 //! periodic and final checkpoints, and the two ways a run stops early:
 //! * a NaN / Inf loss: the step's error names the step; nothing of that step was applied and no
 //!   checkpoint is written, so the last checkpoint on disk is the last good state;
@@ -17,6 +17,7 @@ use super::checkpoint;
 use super::config::Phase;
 use super::data::{Batch, BatchSource, Loader};
 use super::dist;
+use super::progress::{timed, train_rate, Progress, Writing};
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
 use crate::io::image as img_io;
@@ -46,9 +47,15 @@ pub struct RunSummary {
     pub step: u64,
     /// Steps run by this call.
     pub steps_run: u64,
+    /// Wall time of the whole call, the writing of samples and checkpoints included.
     pub seconds: f64,
-    /// Steps after the first one and the seconds they took (the first step carries the start-up:
-    /// kernel compilation, allocations); None when fewer than two steps ran.
+    /// Of `seconds`: writing sample grids, and writing checkpoints and the final weights. The
+    /// rates leave them out: they measure training, not how often `--sample-every` asks for a
+    /// grid.
+    pub sample_seconds: f64,
+    pub checkpoint_seconds: f64,
+    /// Steps after the first one and the training seconds they took (the first step carries the
+    /// start-up: kernel compilation, allocations); None when fewer than two steps ran.
     pub after_first: Option<(u64, f64)>,
     pub last_terms: Vec<(&'static str, f32)>,
     /// The last checkpoint written.
@@ -59,8 +66,9 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Steps per second of training time (`seconds` less the writing, `train_rate`).
     pub fn steps_per_second(&self) -> f64 {
-        self.steps_run as f64 / self.seconds.max(1e-9)
+        train_rate(self.steps_run, self.seconds, self.sample_seconds + self.checkpoint_seconds)
     }
 
     /// Steps per second after the first step (the steady rate), where two or more ran.
@@ -82,21 +90,22 @@ pub fn run(
     let mut csv = if lead {
         std::fs::create_dir_all(&opts.out_dir)
             .map_err(|e| Error::msg(format!("{}: {e}", opts.out_dir.display())))?;
-        Some(CsvLog::open(&opts.out_dir.join("losses.csv"), &tr.term_names(), start)?)
+        Some(CsvLog::open(&opts.out_dir.join("losses.csv"), &csv_columns(tr.phase()), start)?)
     } else {
         None
     };
     // indicatif draws nothing on a stderr that is not a terminal (a log file, a pipe): there the
     // progress goes as plain lines instead, or a long run says nothing until it ends.
     let terminal = std::io::stderr().is_terminal();
-    let bar = progress_bar(opts.progress && lead && terminal, start, end);
-    let mut lines = (opts.progress && lead && !terminal)
-        .then(|| ProgressLines::new(opts.progress_every, start, end));
+    let show = opts.progress && lead;
+    let mut progress = Progress::new(show && terminal, (show && !terminal).then_some(opts.progress_every), start, end);
     let mut loader = Loader::start(source, start, end, tr.cfg.prefetch);
     let mut last_ckpt = checkpoint::list(&opts.out_dir).pop();
     let mut last_terms = Vec::new();
     let t0 = Instant::now();
-    let mut first_done: Option<Instant> = None;
+    let mut writing = Writing::default();
+    // When the first step ended and the writing time until then (for the steady rate).
+    let mut first_done: Option<(Instant, Duration)> = None;
     let mut stopped_early = false;
     while tr.step < end {
         let asked = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
@@ -114,42 +123,39 @@ pub fn run(
                 .unwrap_or_else(|| "no checkpoint was written yet".into());
             Error::msg(format!("training failed at step {step}: {e}; {keep}"))
         })?;
-        first_done.get_or_insert_with(Instant::now);
+        first_done.get_or_insert_with(|| (Instant::now(), writing.total()));
         if let Some(csv) = csv.as_mut() {
             csv.row(step, batch.epoch, lr, lr_d, &out.terms)?;
         }
-        let sps = (tr.step - start) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        bar.set_position(tr.step);
-        bar.set_message(format!("{} | {sps:.2} steps/s", format_terms(&out.terms)));
-        if let Some(lines) = lines.as_mut() {
-            lines.update(tr.step, &out.terms);
-        }
+        progress.update(tr.step, &out.terms, writing.total());
         if lead && tr.cfg.sample_every > 0 && tr.step.is_multiple_of(tr.cfg.sample_every) {
             let path = opts
                 .out_dir
                 .join("samples")
                 .join(format!("step_{:08}.png", tr.step));
-            write_samples(tr, &batch, out.preview.as_ref(), &path)?;
+            timed(&mut writing.samples, || write_samples(tr, &batch, out.preview.as_ref(), &path))?;
         }
         last_terms = out.terms;
         if tr.cfg.checkpoint_every > 0
             && tr.step.is_multiple_of(tr.cfg.checkpoint_every)
             && tr.step < end
         {
-            last_ckpt = Some(save_checkpoint(tr, &opts.out_dir, lead)?);
+            last_ckpt = Some(timed(&mut writing.checkpoints, || save_checkpoint(tr, &opts.out_dir, lead))?);
         }
     }
-    let after_first = first_done.map(|t| (tr.step - start - 1, t.elapsed().as_secs_f64())).filter(|&(steps, _)| steps > 0);
+    let after_first = first_done
+        .map(|(t, written)| (tr.step - start - 1, t.elapsed().saturating_sub(writing.total().saturating_sub(written)).as_secs_f64()))
+        .filter(|&(steps, _)| steps > 0);
     drop(loader);
-    bar.finish_and_clear();
+    progress.finish();
     if tr.step > start || last_ckpt.is_none() || stopped_early {
-        last_ckpt = Some(save_checkpoint(tr, &opts.out_dir, lead)?);
+        last_ckpt = Some(timed(&mut writing.checkpoints, || save_checkpoint(tr, &opts.out_dir, lead))?);
     }
     let final_weights = if tr.step >= end && lead {
         let path = opts
             .out_dir
             .join(format!("{}.safetensors", tr.phase().name()));
-        tr.model.save(&path)?;
+        timed(&mut writing.checkpoints, || tr.model.save(&path))?;
         Some(path)
     } else {
         None
@@ -158,6 +164,8 @@ pub fn run(
         step: tr.step,
         steps_run: tr.step - start,
         seconds: t0.elapsed().as_secs_f64(),
+        sample_seconds: writing.samples.as_secs_f64(),
+        checkpoint_seconds: writing.checkpoints.as_secs_f64(),
         after_first,
         last_terms,
         checkpoint: last_ckpt,
@@ -175,64 +183,13 @@ fn save_checkpoint(tr: &Trainer, out_dir: &Path, lead: bool) -> Result<PathBuf> 
     }
 }
 
-fn format_terms(terms: &[(&str, f32)]) -> String {
-    terms
-        .iter()
-        .filter(|(_, v)| *v != 0.0)
-        .map(|(n, v)| format!("{n} {v:.4}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+/// The columns of `losses.csv` before the phase's terms (docs/TRAINING.md describes them all).
+pub const CSV_LEAD_COLUMNS: [&str; 4] = ["step", "epoch", "lr", "lr_discriminator"];
 
-fn progress_bar(show: bool, start: u64, end: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(end);
-    let style =
-        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} eta {eta} {msg}")
-            .expect("valid template");
-    bar.set_style(style);
-    bar.set_position(start);
-    bar.reset_eta();
-    bar
-}
-
-/// Plain progress lines (step, losses, steps/s, ETA) at most one per interval.
-struct ProgressLines {
-    every: Duration,
-    last: Instant,
-    t0: Instant,
-    start: u64,
-    end: u64,
-}
-
-impl ProgressLines {
-    fn new(every: Duration, start: u64, end: u64) -> Self {
-        let now = Instant::now();
-        ProgressLines { every, last: now, t0: now, start, end }
-    }
-
-    fn update(&mut self, step: u64, terms: &[(&str, f32)]) {
-        if self.last.elapsed() < self.every {
-            return;
-        }
-        self.last = Instant::now();
-        let sps = (step - self.start) as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
-        let eta = (self.end.saturating_sub(step)) as f64 / sps.max(1e-9);
-        eprintln!(
-            "step {step}/{} | {} | {sps:.2} steps/s | eta {}",
-            self.end,
-            format_terms(terms),
-            clock(eta)
-        );
-    }
-}
-
-/// Seconds as h:mm:ss.
-fn clock(seconds: f64) -> String {
-    let s = seconds.round().min(u64::MAX as f64 / 2.0) as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+/// Every column of a phase's `losses.csv`, in order: `CSV_LEAD_COLUMNS`, then the phase's terms
+/// (`Trainer::terms_of`).
+pub fn csv_columns(phase: Phase) -> Vec<&'static str> {
+    CSV_LEAD_COLUMNS.iter().copied().chain(Trainer::terms_of(phase)).collect()
 }
 
 /// `losses.csv`: step, epoch, lr of each optimiser, then the phase's terms.
@@ -241,9 +198,9 @@ struct CsvLog {
 }
 
 impl CsvLog {
-    fn open(path: &Path, terms: &[&str], resume_step: u64) -> Result<CsvLog> {
+    fn open(path: &Path, columns: &[&str], resume_step: u64) -> Result<CsvLog> {
         let err = |e: std::io::Error| Error::msg(format!("{}: {e}", path.display()));
-        let header = format!("step,epoch,lr,lr_discriminator,{}", terms.join(","));
+        let header = columns.join(",");
         let mut kept = vec![header.clone()];
         if resume_step > 0 {
             if let Ok(text) = std::fs::read_to_string(path) {

@@ -165,7 +165,12 @@ impl Trainer {
 
     /// Column names of `StepOutput::terms` for this phase.
     pub fn term_names(&self) -> Vec<&'static str> {
-        match self.cfg.phase {
+        Self::terms_of(self.cfg.phase)
+    }
+
+    /// Column names of `StepOutput::terms` in `phase`, in the order a step reports them.
+    pub fn terms_of(phase: Phase) -> Vec<&'static str> {
+        match phase {
             Phase::Phase1a => phase1a::TERMS.to_vec(),
             Phase::Phase1b => phase1b::TERMS.to_vec(),
             Phase::Phase2 => phase2::TERMS.to_vec(),
