@@ -677,3 +677,26 @@ fn data_fingerprint_names_the_files_not_the_folder_cpu() {
     assert!(fb.files == 4 && fb.hash != fa.hash, "{fb:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// docs/TRAINING.md's table of the `losses.csv` columns lists, for each phase, exactly the
+/// columns that phase writes, in file order.
+#[test]
+fn training_doc_lists_every_loss_log_column_of_each_phase_cpu() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/TRAINING.md")).unwrap();
+    let section = doc.split("## The loss log (`losses.csv`)").nth(1).expect("the loss-log section");
+    let section = section.split("\n## ").next().unwrap();
+    // Rows `| `name` | phases | meaning |`.
+    let rows: Vec<(String, Vec<String>)> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_string(), cells[2].split_whitespace().map(String::from).collect())
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no column rows found");
+    for (phase, tag) in [(Phase::Phase1a, "1a"), (Phase::Phase1b, "1b"), (Phase::Phase2, "2"), (Phase::Phase3, "3")] {
+        let documented: Vec<&str> = rows.iter().filter(|(_, p)| p.iter().any(|x| x == tag)).map(|(n, _)| n.as_str()).collect();
+        assert_eq!(documented, fdm::train::runner::csv_columns(phase), "phase {tag}");
+    }
+}
