@@ -21,7 +21,7 @@ const AB: [f32; 15] = [1.375, -0.375, 1.375, -0.375, 0.5, -0.125, 0.125, 0.375, 
 const HALF_AB_PLUS_2C: [f32; 15] = [1.6875, 0.8125, 1.6875, 0.8125, 1.25, 0.9375, 1.0625, 1.1875, 1.3125, 1.0, 0.1875, 1.3125, 0.6875, 1.8125, 0.75];
 
 fn kernels() -> Vec<MicroKernel> {
-    [MicroKernel::Scalar, MicroKernel::Avx2Fma].into_iter().filter(|k| k.is_available()).collect()
+    MicroKernel::ALL.into_iter().filter(|k| k.is_available()).collect()
 }
 
 fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -191,4 +191,41 @@ fn gemm_rejects_short_slices_cpu() {
     let p = GemmParams::new(4, 4, 4);
     let mut c = vec![0.0; 16];
     gemm_fast(&p, &[0.0; 15], &[0.0; 16], &mut c);
+}
+
+/// Every fused micro-kernel (AVX2 on x86-64, NEON on 64-bit ARM) gives the bits of one fused
+/// multiply-add per k step in k order, then `alpha * acc` and, with beta, `fma(beta, C, alpha *
+/// acc)`: the recipe evaluated here one element at a time. So both architectures compute the
+/// same products to the bit, and a seed samples the same tokens on either.
+#[test]
+fn fused_micro_kernels_give_the_recipe_bits_cpu() {
+    use fdm::cpu::ops::gemm_kernel::{compute_tile, MR, NR};
+    let fused: Vec<MicroKernel> = kernels().into_iter().filter(|k| k.is_fused()).collect();
+    if fused.is_empty() {
+        eprintln!("SKIP (no fused micro-kernel on this CPU)");
+        return;
+    }
+    for kc in [1, 3, 64, 257] {
+        let a = random_vec(10 + kc as u64, kc * MR, -1.0, 1.0);
+        let b = random_vec(20 + kc as u64, kc * NR, -1.0, 1.0);
+        let c0 = random_vec(30 + kc as u64, MR * NR, -1.0, 1.0);
+        let acc: Vec<f32> = (0..MR * NR)
+            .map(|e| (0..kc).fold(0f32, |s, p| a[p * MR + e / NR].mul_add(b[p * NR + e % NR], s)))
+            .collect();
+        for (alpha, beta) in [(1.0f32, 0.0f32), (1.5, 0.5), (-0.75, 1.0)] {
+            let want: Vec<u32> = acc
+                .iter()
+                .zip(&c0)
+                .map(|(&s, &c)| if beta == 0.0 { alpha * s } else { beta.mul_add(c, alpha * s) }.to_bits())
+                .collect();
+            for &kernel in &fused {
+                let mut c = c0.clone();
+                // SAFETY: full panels of kc rows, a full MR x NR tile with row stride NR, and
+                // the kernel is available here.
+                unsafe { compute_tile(kernel, kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), NR, MR, NR, alpha, beta) };
+                let got: Vec<u32> = c.iter().map(|x| x.to_bits()).collect();
+                assert_eq!(got, want, "{kernel:?} kc {kc} alpha {alpha} beta {beta}");
+            }
+        }
+    }
 }

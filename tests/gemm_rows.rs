@@ -13,7 +13,7 @@ use fdm::rng::Rng;
 use fdm::testing::{assert_close, random_vec, TOL_CPU_F32};
 
 fn kernels() -> Vec<MicroKernel> {
-    [MicroKernel::Scalar, MicroKernel::Avx2Fma].into_iter().filter(|k| k.is_available()).collect()
+    MicroKernel::ALL.into_iter().filter(|k| k.is_available()).collect()
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -96,3 +96,47 @@ fn vmath_x_sigmoid_kx_matches_f64_cpu() {
         assert_close(&got, &want, TOL_CPU_F32, &format!("x sigmoid(kx), len {n}"));
     }
 }
+
+/// Where a vector kernel runs (AVX2 on x86-64, NEON on 64-bit ARM), every lane must give the
+/// Cephes scheme's bits as `cephes::exp_model` evaluates it one element at a time: that is what
+/// makes x86 and ARM machines sample the same tokens from a seed. Ragged lengths cover the
+/// padded tails of both lane widths.
+#[test]
+fn vmath_vector_exp_has_the_scheme_bits_cpu() {
+    use fdm::cpu::ops::vmath::{cephes::exp_model, simd, Simd};
+    if simd() == Simd::None {
+        eprintln!("SKIP (no vector kernels on this CPU: plain f32::exp, checked above against f64)");
+        return;
+    }
+    let mut xs: Vec<f32> = (0..=20_000).map(|i| -95.0 + i as f32 * 0.0093).collect();
+    xs.extend(random_vec(5, 9_999, -30.0, 0.0));
+    xs.extend([0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-30, -1e-30, 88.0, -87.336_54]);
+    let want: Vec<u32> = xs.iter().map(|&x| exp_model(x).to_bits()).collect();
+    let mut got = xs.clone();
+    exp_inplace(&mut got);
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.to_bits(), w, "exp({}) on {:?}: {g:e} against the scheme's {:e}", xs[i], simd(), f32::from_bits(w));
+    }
+    // The panel kernel: exp(x - shift) per column, and column sums in row order.
+    let rows = 37;
+    let panel = random_vec(6, rows * PANEL, -12.0, 3.0);
+    let shift: [f32; PANEL] = std::array::from_fn(|j| j as f32 * 0.25 - 1.0);
+    let mut got = panel.clone();
+    let sums = exp_columns(&mut got, &shift);
+    let mut want_sums = [0f32; PANEL];
+    for (t, row) in panel.chunks_exact(PANEL).enumerate() {
+        for j in 0..PANEL {
+            let e = exp_model(row[j] - shift[j]);
+            assert_eq!(got[t * PANEL + j].to_bits(), e.to_bits(), "exp_columns row {t} column {j}");
+            want_sums[j] += e;
+        }
+    }
+    assert_eq!(sums.map(f32::to_bits), want_sums.map(f32::to_bits), "exp_columns sums");
+    // GELU2's x sigmoid(kx) = x / (1 + exp(-kx)).
+    let xs = random_vec(7, 1_003, -8.0, 8.0);
+    let mut got = xs.clone();
+    x_sigmoid_kx(&mut got, 1.702);
+    for (&x, &g) in xs.iter().zip(&got) {
+        assert_eq!(g.to_bits(), (x / (1.0 + exp_model(-1.702 * x))).to_bits(), "x sigmoid(kx) at {x}");
+    }
+}

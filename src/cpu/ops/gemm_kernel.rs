@@ -29,22 +29,28 @@ pub enum MicroKernel {
     Scalar,
     /// `std::arch::x86_64` AVX2 + FMA intrinsics.
     Avx2Fma,
+    /// `std::arch::aarch64` NEON intrinsics (`gemm_neon.rs`): the AVX2 kernel's bits on ARM.
+    Neon,
 }
 
 impl MicroKernel {
     /// The best kernel this CPU can run (checked at run time, so one binary serves all CPUs).
     pub fn detect() -> MicroKernel {
-        if MicroKernel::Avx2Fma.is_available() {
-            MicroKernel::Avx2Fma
-        } else {
-            MicroKernel::Scalar
-        }
+        [MicroKernel::Avx2Fma, MicroKernel::Neon].into_iter().find(|k| k.is_available()).unwrap_or(MicroKernel::Scalar)
     }
     pub fn is_available(self) -> bool {
         match self {
             MicroKernel::Scalar => true,
             MicroKernel::Avx2Fma => avx2_fma_available(),
+            MicroKernel::Neon => neon_available(),
         }
+    }
+    /// Every kernel, available here or not (tests run the available ones).
+    pub const ALL: [MicroKernel; 3] = [MicroKernel::Scalar, MicroKernel::Avx2Fma, MicroKernel::Neon];
+    /// Whether the kernel sums with one fused multiply-add per k step (all but `Scalar`), so
+    /// that every such kernel gives the same bits.
+    pub fn is_fused(self) -> bool {
+        self != MicroKernel::Scalar
     }
 }
 
@@ -54,6 +60,14 @@ fn avx2_fma_available() -> bool {
 }
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_fma_available() -> bool {
+    false
+}
+#[cfg(target_arch = "aarch64")]
+fn neon_available() -> bool {
+    std::arch::is_aarch64_feature_detected!("neon")
+}
+#[cfg(not(target_arch = "aarch64"))]
+fn neon_available() -> bool {
     false
 }
 
@@ -80,6 +94,7 @@ impl BSource for PackedB {
         self.0.add(p * NR)
     }
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     fn prefetch_ahead(self, p: usize) {
         // 8 steps ahead; wrapping_add: the address may run past the panel, which a prefetch
         // tolerates but `add` would not.
@@ -156,6 +171,14 @@ pub unsafe fn compute_tile_from<B: BSource>(
             // Edge tile: full tile into a local buffer, then copy the valid corner.
             let mut tmp = [0f32; MR * NR];
             avx2::tile_6x16(kc, a, b, tmp.as_mut_ptr(), NR, 1.0, 0.0);
+            write_back(&tmp, c, ldc, mr, nr, alpha, beta);
+        }
+        #[cfg(target_arch = "aarch64")]
+        MicroKernel::Neon if mr == MR && nr == NR => super::gemm_neon::tile_6x16(kc, a, b, c, ldc, alpha, beta),
+        #[cfg(target_arch = "aarch64")]
+        MicroKernel::Neon => {
+            let mut tmp = [0f32; MR * NR];
+            super::gemm_neon::tile_6x16(kc, a, b, tmp.as_mut_ptr(), NR, 1.0, 0.0);
             write_back(&tmp, c, ldc, mr, nr, alpha, beta);
         }
         _ => {

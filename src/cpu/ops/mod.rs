@@ -2,6 +2,7 @@
 pub mod index;
 pub mod gemm;
 pub mod gemm_kernel;
+mod gemm_neon;
 pub mod gemm_rows;
 pub mod linear;
 pub mod im2col;
@@ -21,6 +22,7 @@ pub mod attention;
 pub mod attention_backward;
 pub mod attention_panels;
 pub mod vmath;
+mod vmath_neon;
 pub mod losses;
 pub mod cross_entropy;
 pub mod gram;

@@ -1,10 +1,11 @@
 //! Vectorised element kernels shared by the CPU fast paths (the attention softmax, GELU2):
 //! exp over whole slices and down the columns of `[rows][16]` score panels, 8 lanes at a time
-//! with AVX2 + FMA where the CPU has them, plain loops with `f32::exp` otherwise. Not ops of
+//! with AVX2 + FMA where the CPU has them, 4 with NEON on 64-bit ARM (`vmath_neon.rs`, the same
+//! bits), plain loops with `f32::exp` otherwise. Not ops of
 //! their own: no `_ref` twin; each caller's `_ref` is the oracle its tests compare against, and
 //! `tests/vmath.rs` checks these against f64.
 //!
-//! The AVX2 exp is the Cephes `expf` scheme: `x = n ln2 + r` with `n = round(x log2 e)` and
+//! The vector exp is the Cephes `expf` scheme (`cephes`): `x = n ln2 + r` with `n = round(x log2 e)` and
 //! `ln2` split in two so `r` (|r| <= ln2/2) is exact to f32 rounding, a degree-5 polynomial
 //! for `(exp(r) - 1 - r) / r^2`, then a scale by `2^n` built in the exponent bits. Its
 //! relative error is about 1 ulp, well inside the 1e-5 tolerance the callers are held to.
@@ -13,13 +14,63 @@
 //! saturates at e^88 ~ 1.65e38 instead of overflowing (softmax arguments are <= 0; GELU2 only
 //! gets there for x < -51.7, where it returns ~x/1.65e38 instead of -0). NaN stays NaN.
 
-#[cfg(target_arch = "x86_64")]
-fn simd_available() -> bool {
-    super::gemm_kernel::MicroKernel::Avx2Fma.is_available()
+use super::gemm_kernel::MicroKernel;
+#[cfg(target_arch = "aarch64")]
+use super::vmath_neon as neon;
+
+/// Which vector kernels this CPU runs (checked at run time, so one binary serves all CPUs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// 8 lanes, AVX2 + FMA (x86-64).
+    Avx2Fma,
+    /// 4 lanes, NEON (aarch64; `vmath_neon.rs`), the same bits per lane as AVX2.
+    Neon,
+    /// Plain loops with `f32::exp` (other CPUs): within 1e-5, not the same bits.
+    None,
 }
-#[cfg(not(target_arch = "x86_64"))]
-fn simd_available() -> bool {
-    false
+
+/// The vector kernels in use here: the GEMM's choice (`MicroKernel::detect`), which needs the
+/// same instructions.
+pub fn simd() -> Simd {
+    match MicroKernel::detect() {
+        MicroKernel::Avx2Fma => Simd::Avx2Fma,
+        MicroKernel::Neon => Simd::Neon,
+        MicroKernel::Scalar => Simd::None,
+    }
+}
+
+/// The constants of the Cephes `expf` scheme both vector kernels evaluate, and the scheme for
+/// one element (`exp_model`): what every lane of either kernel computes, step for step.
+pub mod cephes {
+    /// ln(2^-126): 2^n stays a normal number.
+    pub const LO: f32 = -87.336_54;
+    /// round(88 log2 e) = 127: 2^n stays finite.
+    pub const HI: f32 = 88.0;
+    pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// ln 2 = C1 + C2 with C1 exact in 9 bits, so n * C1 is exact for |n| <= 2^15.
+    pub const C1: f32 = 0.693_359_4;
+    pub const C2: f32 = -2.121_944_4e-4;
+    pub const P: [f32; 6] = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5, // Cephes' 5.0000001201e-1, which rounds to 0.5 in f32
+    ];
+
+    /// The scheme on one finite or infinite `x` with `f32::mul_add` where the kernels fuse (NaN
+    /// is not modelled: the kernels return NaN for it). The tests' oracle for the kernels' bits;
+    /// too slow to serve as a fallback where `mul_add` has no hardware instruction.
+    pub fn exp_model(x: f32) -> f32 {
+        let x = x.clamp(LO, HI);
+        let n = (x * LOG2E).round_ties_even();
+        let r = (-n).mul_add(C1, x);
+        let r = (-n).mul_add(C2, r);
+        let y = P[1..].iter().fold(P[0], |y, &c| y.mul_add(r, c));
+        let y = y.mul_add(r * r, r + 1.0);
+        y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
 }
 
 /// Width of the column kernels: a score panel is `[rows][PANEL]` (the GEMM's NR).
@@ -28,10 +79,13 @@ pub const PANEL: usize = 16;
 /// Column maxima of a `[rows][PANEL]` panel (`-inf` where there are no rows).
 pub fn column_max(panel: &[f32]) -> [f32; PANEL] {
     assert_eq!(panel.len() % PANEL, 0, "column_max: not whole rows");
-    #[cfg(target_arch = "x86_64")]
-    if simd_available() {
-        // SAFETY: AVX2 and FMA were checked at run time just above.
-        return unsafe { avx2::column_max(panel) };
+    match simd() {
+        // SAFETY: `simd()` checked the instructions at run time.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => return unsafe { avx2::column_max(panel) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => return unsafe { neon::column_max(panel) },
+        _ => {}
     }
     let mut m = [f32::NEG_INFINITY; PANEL];
     for row in panel.chunks_exact(PANEL) {
@@ -44,10 +98,13 @@ pub fn column_max(panel: &[f32]) -> [f32; PANEL] {
 /// sums of the new values.
 pub fn exp_columns(panel: &mut [f32], shift: &[f32; PANEL]) -> [f32; PANEL] {
     assert_eq!(panel.len() % PANEL, 0, "exp_columns: not whole rows");
-    #[cfg(target_arch = "x86_64")]
-    if simd_available() {
-        // SAFETY: AVX2 and FMA were checked at run time just above.
-        return unsafe { avx2::exp_columns(panel, shift) };
+    match simd() {
+        // SAFETY: `simd()` checked the instructions at run time.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => return unsafe { avx2::exp_columns(panel, shift) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => return unsafe { neon::exp_columns(panel, shift) },
+        _ => {}
     }
     let mut sum = [0f32; PANEL];
     for row in panel.chunks_exact_mut(PANEL) {
@@ -61,20 +118,26 @@ pub fn exp_columns(panel: &mut [f32], shift: &[f32; PANEL]) -> [f32; PANEL] {
 
 /// `xs[j] = exp(xs[j])` in place.
 pub fn exp_inplace(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if simd_available() {
-        // SAFETY: AVX2 and FMA were checked at run time just above.
-        return unsafe { avx2::exp_inplace(xs) };
+    match simd() {
+        // SAFETY: `simd()` checked the instructions at run time.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => return unsafe { avx2::exp_inplace(xs) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => return unsafe { neon::exp_inplace(xs) },
+        _ => {}
     }
     xs.iter_mut().for_each(|x| *x = x.exp());
 }
 
 /// `xs[j] = xs[j] / (1 + exp(-k xs[j]))` in place (GELU2 is k = 1.702, spec §3.2).
 pub fn x_sigmoid_kx(xs: &mut [f32], k: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if simd_available() {
-        // SAFETY: AVX2 and FMA were checked at run time just above.
-        return unsafe { avx2::x_sigmoid_kx(xs, k) };
+    match simd() {
+        // SAFETY: `simd()` checked the instructions at run time.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2Fma => return unsafe { avx2::x_sigmoid_kx(xs, k) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => return unsafe { neon::x_sigmoid_kx(xs, k) },
+        _ => {}
     }
     xs.iter_mut().for_each(|x| *x /= 1.0 + (-k * *x).exp());
 }
@@ -84,20 +147,7 @@ mod avx2 {
     use super::PANEL;
     use std::arch::x86_64::*;
 
-    const LO: f32 = -87.336_54; // ln(2^-126): 2^n stays a normal number
-    const HI: f32 = 88.0; // round(88 log2 e) = 127: 2^n stays finite
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 = C1 + C2 with C1 exact in 9 bits, so n * C1 is exact for |n| <= 2^15.
-    const C1: f32 = 0.693_359_4;
-    const C2: f32 = -2.121_944_4e-4;
-    const P: [f32; 6] = [
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5, // Cephes' 5.0000001201e-1, which rounds to 0.5 in f32
-    ];
+    use super::cephes::{C1, C2, HI, LO, LOG2E, P};
 
     /// exp of 8 lanes (Cephes expf).
     #[inline]
