@@ -1,7 +1,7 @@
 //! Build script: two jobs, neither needing CUDA.
 //! 1. `kernel_sources.rs` in OUT_DIR: every `kernels/*.cu` embedded with `include_str!`, as the list
 //!    `KERNEL_SOURCES` that `src/cuda/module.rs` compiles with NVRTC at run time.
-//! 2. The CPU emulator of the CUDA execution model (design.md §3 tier 3): the same `.cu` files
+//! 2. On Linux, the CPU emulator of the CUDA execution model (design.md §3 tier 3): the same `.cu` files
 //!    compiled as host C++17 by g++ with the shim `emu/cuda_emu.h`, one translation unit per kernel
 //!    file (each wrapped in its own namespace so file-local helpers cannot collide), plus a registry
 //!    of every `extern "C" __global__` entry point so Rust can launch a kernel by name.
@@ -21,7 +21,15 @@ fn main() {
 
     let kernels = kernel_files(&kernel_dir);
     write_kernel_sources(&out, &kernels);
-    build_emulator(&root, &out, &kernels);
+    // The emulator's fibers (ucontext to start, _setjmp/_longjmp to switch, MAP_NORESERVE
+    // stacks) are written for and tested on Linux, where CI runs the emulator tier; macOS, for
+    // one, refuses its ucontext calls. Elsewhere the engine builds without it and the emulator's
+    // tests print SKIP (`cfg(fdm_emu)`, `fdm::cuda::emu::BUILT`).
+    println!("cargo::rustc-check-cfg=cfg(fdm_emu)");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        build_emulator(&root, &out, &kernels);
+        println!("cargo:rustc-cfg=fdm_emu");
+    }
 }
 
 /// `(module name, path)` of every `kernels/*.cu`, sorted by name so the build is reproducible.

@@ -67,6 +67,15 @@ pub fn cuda_required() -> bool {
 
 /// The CUDA device for a GPU test, or None after printing `SKIP (no CUDA device)`.
 /// Panics instead of skipping when FDM_REQUIRE_CUDA=1.
+/// Whether a test on the CUDA emulator can run: true where it is built (Linux); elsewhere prints
+/// `SKIP` with the reason and returns false.
+pub fn emulator_or_skip(test: &str) -> bool {
+    if !crate::cuda::emu::BUILT {
+        println!("{test}: SKIP (the CUDA emulator is built on Linux only)");
+    }
+    crate::cuda::emu::BUILT
+}
+
 pub fn cuda_device_or_skip(test: &str) -> Option<crate::cuda::CudaDevice> {
     match crate::cuda::probe() {
         Ok(d) => Some(d),

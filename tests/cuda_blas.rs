@@ -103,6 +103,9 @@ fn probe_gives_a_reason_where_cublas_is_not_used() {
 
 #[test]
 fn linear_falls_back_to_the_kernels_on_the_emulated_device() {
+    if !fdm::testing::emulator_or_skip("linear_falls_back_to_the_kernels_on_the_emulated_device") {
+        return;
+    }
     let dev = CudaDevice::emulated();
     let shape @ (m, out, inp) = SHAPES[3];
     let (x, w, bias) = inputs(1, shape);
@@ -131,6 +134,9 @@ fn linear_falls_back_to_the_kernels_on_the_emulated_device() {
 
 #[test]
 fn bias_rows_launch_broadcasts_the_bias() {
+    if !fdm::testing::emulator_or_skip("bias_rows_launch_broadcasts_the_bias") {
+        return;
+    }
     let dev = CudaDevice::emulated();
     let (m, out) = (5, 7);
     let bias: Vec<f32> = (0..out).map(|o| o as f32 * 1.5 - 2.0).collect();

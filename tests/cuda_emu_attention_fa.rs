@@ -27,6 +27,9 @@ backend_tests!(fa_kernel_gives_the_wide_kernels_bits, fa_kernel_matches_the_refe
 // and `cuda` already).
 #[test]
 fn bf16_inputs_plan_gives_the_wide_plans_bits_emu() {
+    if !fdm::testing::emulator_or_skip("bf16_inputs_plan_gives_the_wide_plans_bits_emu") {
+        return;
+    }
     bf16_inputs_plan_gives_the_wide_plans_bits(CudaDevice::emulated());
 }
 

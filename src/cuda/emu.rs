@@ -10,8 +10,13 @@
 
 use super::launch::Launch;
 use crate::error::{Error, Result};
+#[cfg_attr(not(fdm_emu), allow(unused_imports))]
 use std::ffi::{c_char, c_void, CString};
 
+/// Whether this build has the emulator: Linux builds do (build.rs says why others do not).
+pub const BUILT: bool = cfg!(fdm_emu);
+
+#[cfg(fdm_emu)]
 extern "C" {
     fn fdm_emu_launch(
         module: *const c_char,
@@ -47,6 +52,23 @@ pub fn host_ptr_mut<T>(v: &mut [T]) -> u64 {
 /// makes for this configuration, exactly as device buffers must be for a real launch; outputs
 /// must not alias inputs the kernel reads unless the kernel allows it.
 pub unsafe fn run(launch: &Launch) -> Result<()> {
+    if !BUILT {
+        return Err(Error::Cuda(format!(
+            "emulator: not built on {} (the CPU emulator of CUDA kernels is built on Linux only); cannot run {}",
+            std::env::consts::OS,
+            launch.kernel
+        )));
+    }
+    launch_on_emulator(launch)
+}
+
+#[cfg(not(fdm_emu))]
+unsafe fn launch_on_emulator(_: &Launch) -> Result<()> {
+    unreachable!("run() checks BUILT first")
+}
+
+#[cfg(fdm_emu)]
+unsafe fn launch_on_emulator(launch: &Launch) -> Result<()> {
     let module = CString::new(launch.module).expect("module names have no NUL");
     let kernel = CString::new(launch.kernel).expect("kernel names have no NUL");
     let grid = [launch.cfg.grid.0, launch.cfg.grid.1, launch.cfg.grid.2];

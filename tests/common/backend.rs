@@ -127,7 +127,9 @@ macro_rules! backend_tests {
         mod emu {
             $(#[test]
             fn $name() {
-                super::$name(&$crate::common::backend::Emu);
+                if fdm::testing::emulator_or_skip(concat!(module_path!(), "::", stringify!($name))) {
+                    super::$name(&$crate::common::backend::Emu);
+                }
             })*
         }
         mod cuda {
@@ -151,7 +153,9 @@ macro_rules! device_tests {
         mod emu {
             $(#[test]
             fn $name() {
-                super::$name(fdm::cuda::CudaDevice::emulated());
+                if fdm::testing::emulator_or_skip(concat!(module_path!(), "::", stringify!($name))) {
+                    super::$name(fdm::cuda::CudaDevice::emulated());
+                }
             })*
         }
         mod cuda {
