@@ -96,7 +96,12 @@ unsafe fn launch_on_emulator(launch: &Launch) -> Result<()> {
     let msg: Vec<u8> = err
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        // c_char is i8 on x86-64 and u8 on aarch64: a no-op there.
+        .map(|&c| {
+            #[allow(clippy::unnecessary_cast)]
+            let byte = c as u8;
+            byte
+        })
         .collect();
     Err(Error::Cuda(format!(
         "emulator: {}",
