@@ -61,6 +61,18 @@ fn inpaint_writes_samples_sheet_and_tokens_cpu() {
         let b = load_image(replay.join(format!("dev_005_{k}.png"))).unwrap().tensor.to_vec_f32().unwrap();
         assert_eq!(a, b, "replayed sample {k}");
     }
+    // A token of the masked half (>= the vocabulary of 256) at a hole (patch 12 x 7 = position
+    // 391) in the second of two token files: the error names that file, and nothing is drawn.
+    let mut bad: Vec<String> = std::fs::read_to_string(&t1).unwrap().split_whitespace().map(String::from).collect();
+    bad[12 * 32 + 7] = "352".into();
+    let bad_file = dir.join("bad_tokens.txt");
+    std::fs::write(&bad_file, bad.join(" ") + " \n").unwrap();
+    let refused = dir.join("refused");
+    let (ok, log) = fdm(&["inpaint", PHOTO, "--mask", mask.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--out", refused.to_str().unwrap(), "-n", "2", "--batch-size", "1", "--tokens", t0.to_str().unwrap(), bad_file.to_str().unwrap(), "--device", "cpu"]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("token 352 at position 391 is out of range") && log.contains(bad_file.to_str().unwrap()), "{log}");
+    assert!(!log.contains(t0.to_str().unwrap()), "only the bad file is named: {log}");
+    assert!(!refused.join("dev_005_0.png").exists(), "checked before the first batch: {log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -7,8 +7,8 @@ use crate::device::Device;
 use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, save_contact_sheet, save_png, thumbnail};
 use crate::metrics::folders::list_images;
 use crate::model::inpainting::{InpaintingModel, Precision};
-use crate::pipeline::inpaint::InpaintOptions;
-use crate::pipeline::photo::{inpaint_photo_batched, PhotoResult};
+use crate::pipeline::inpaint::{check_replay_tokens, InpaintOptions};
+use crate::pipeline::photo::{inpaint_photo_batched, visible_patches, PhotoResult};
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -101,6 +101,18 @@ pub fn read_tokens(path: &Path, expected: usize) -> Result<Vec<u32>> {
         bail!("{}: {} tokens, expected {expected}", path.display(), tokens.len());
     }
     Ok(tokens)
+}
+
+/// Check each replayed token file against the image's hole before anything is drawn: the
+/// pipeline makes the same check per batch, but knows no file names, and with several token
+/// files the error must say which one holds the bad token.
+fn check_token_files(model: &InpaintingModel, paths: &[PathBuf], tokens: &[Vec<u32>], mask: &Tensor) -> Result<()> {
+    let visible = visible_patches(model, mask)?;
+    let vocab = model.cfg.transformer.vocab as u32;
+    for (path, t) in paths.iter().zip(tokens) {
+        check_replay_tokens(t, &visible, vocab, vocab).with_context(|| format!("token file {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Write tokens in the official format: space-separated, a trailing space, a newline.
@@ -222,6 +234,9 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
             }
             Err(e) => return Err(e),
         };
+        if let Some(tokens) = &replay {
+            check_token_files(model, &run.replay, tokens, &mask)?;
+        }
         for note in &loaded.notes {
             println!("{name}: note: {note}");
         }

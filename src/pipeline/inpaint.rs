@@ -156,6 +156,19 @@ pub fn dequantize_and_decode(
     Ok(Decoded { feature: feature.value().clone(), fdm, out })
 }
 
+/// The check `replay` makes of one token vector (L tokens, `visible` its L patches): every token
+/// at a hole is below `limit` (see `replay`; `vocab` is the transformer's vocabulary). Public so
+/// that a caller replaying files can check each one first and name the file in the error.
+pub fn check_replay_tokens(tokens: &[u32], visible: &[bool], vocab: u32, limit: u32) -> Result<()> {
+    let bad = tokens.iter().zip(visible).enumerate().find(|(_, (&tok, &vis))| !vis && tok >= limit);
+    let Some((pos, (&tok, _))) = bad else { return Ok(()) };
+    Err(Error::msg(if limit == vocab {
+        format!("token {tok} at position {pos} is out of range: a sampled token is below {vocab}, the transformer's vocabulary (the unmasked half of the codebook)")
+    } else {
+        format!("token {tok} at position {pos} is not a codebook index (< {limit})")
+    }))
+}
+
 /// Token replay (spec §5.6): codebook rows at masked positions from the given tokens; visible
 /// positions keep the encoder features (what `apply_fdm` restores in the official code).
 /// Tokens at masked positions must be below `limit`: the transformer's vocabulary (the unmasked
@@ -166,20 +179,14 @@ pub fn replay(model: &InpaintingModel, tokens: &[Vec<u32>], table: &Tensor, visi
     if tokens.len() != n || tokens.iter().any(|t| t.len() != l) {
         return Err(Error::msg(format!("token replay needs {n} token vectors of {l} tokens")));
     }
+    for (t, vis) in tokens.iter().zip(visible.chunks(l)) {
+        check_replay_tokens(t, vis, vocab, limit)?;
+    }
     let flat: Vec<u32> = tokens.concat();
     let mut idx = Vec::new();
     let mut picked = Vec::new();
     for (i, (&tok, &vis)) in flat.iter().zip(visible).enumerate() {
         if !vis {
-            if tok >= limit && limit == vocab {
-                return Err(Error::msg(format!(
-                    "token {tok} at position {} is out of range: a sampled token is below {vocab}, the transformer's vocabulary (the unmasked half of the codebook)",
-                    i % l
-                )));
-            }
-            if tok >= limit {
-                return Err(Error::msg(format!("token {tok} at position {} is not a codebook index (< {limit})", i % l)));
-            }
             idx.push(i as u32);
             picked.push(tok);
         }

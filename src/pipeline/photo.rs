@@ -6,6 +6,7 @@
 use super::inpaint::{composite, inpaint, InpaintOptions, Inpainted};
 use crate::error::{Error, Result};
 use crate::model::inpainting::InpaintingModel;
+use crate::model::masks;
 use crate::ops;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -129,6 +130,14 @@ pub fn model_inputs(model: &InpaintingModel, image: &Tensor, mask: &Tensor) -> R
     }
     let small = ops::resize::resize_bilinear(&image.reshape(&[1, 3, h, w])?, (s, s))?.reshape(&[3, s, s])?;
     Ok((ops::unary::clamp(&small, 0.0, 255.0)?, conservative_mask(mask, s)?))
+}
+
+/// Per patch of the model's grid (row-major), true when fully visible: the hole the model sees
+/// for a photo's `mask` [1, H, W] (resized as `model_inputs` does), as `get_features` finds it.
+pub fn visible_patches(model: &InpaintingModel, mask: &Tensor) -> Result<Vec<bool>> {
+    let s = model.cfg.image_size;
+    let small = if mask.shape()[1..] == [s, s] { mask.clone() } else { conservative_mask(mask, s)? };
+    masks::visible_tokens(&masks::masked_patch_indicator(&small.reshape(&[1, 1, s, s])?, model.cfg.codec.patch)?)
 }
 
 /// Resize a binary mask [1, H, W] to [1, s, s]: hole wherever any covered source pixel is a hole.
