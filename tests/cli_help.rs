@@ -20,6 +20,14 @@ fn undescribed(help: &str) -> Vec<String> {
     (0..lines.len()).filter(|&i| is_entry(lines[i]) && !described(lines.get(i + 1))).map(|i| lines[i].trim().to_string()).collect()
 }
 
+/// The description of `option` in a long `--help`: its lines up to the next blank line, joined.
+fn option_help(help: &str, option: &str) -> String {
+    let mut lines = help.lines().skip_while(|l| !l.trim_start().starts_with(&format!("{option} ")));
+    let head = lines.next().unwrap_or_else(|| panic!("{option} missing from:\n{help}"));
+    let body: Vec<&str> = lines.take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    format!("{} {}", head.trim(), body.join(" "))
+}
+
 #[test]
 fn help_describes_every_option_cpu() {
     for cmd in COMMANDS {
@@ -45,6 +53,24 @@ fn help_names_defaults_ranges_and_requirements_cpu() {
     assert!(reproduce.contains("[possible values: vgg, alex]") && reproduce.contains("[default: out/reproduce]"), "{reproduce}");
     let (_, train) = fdm(&["train", "--help"]);
     assert!(train.contains("phase1b, phase2 and phase3") && train.contains("--init"), "{train}");
+    // What an option left out means: the config file's or resumed checkpoint's value, else the
+    // preset's (values from TrainConfig::tiny / paper) or off.
+    for (option, default) in [
+        ("--steps", "max_steps if set, else the end of the nominal epochs]"),
+        ("--batch", "batch_size, else the preset's: tiny 2, paper 10 (phase1b: 2)]"),
+        ("--sample-every", "sample_every, else the preset's 0: no sample grids]"),
+        ("--checkpoint-every", "checkpoint_every, else the preset's: tiny 200, paper 1000]"),
+        ("--vgg", "vgg_weights, else none: both losses are off, a deviation from the paper]"),
+    ] {
+        let text = option_help(&train, option);
+        assert!(text.contains("[default: the --config file's or the resumed checkpoint's") && text.contains(default), "{option}: {text}");
+    }
+    for (phase, batch, checkpoint_every) in [(fdm::train::Phase::Phase1a, 10, 1000), (fdm::train::Phase::Phase1b, 2, 1000)] {
+        let (paper, tiny) = (fdm::train::TrainConfig::paper(phase), fdm::train::TrainConfig::tiny(phase));
+        assert_eq!((paper.batch_size, paper.checkpoint_every, paper.sample_every, paper.max_steps.is_none()), (batch, checkpoint_every, 0, true));
+        assert_eq!((tiny.batch_size, tiny.checkpoint_every, tiny.sample_every, tiny.max_steps.is_none()), (2, 200, 0, true));
+        assert!(paper.vgg_weights.is_none() && tiny.vgg_weights.is_none());
+    }
 }
 
 #[test]

@@ -93,26 +93,35 @@ pub struct TrainArgs {
     /// trained on (the resumed run then differs from an uninterrupted one).
     #[arg(long, requires = "resume")]
     pub allow_data_change: bool,
-    /// Stop at this global step.
+    /// Stop at this global step; the schedule still spans the nominal epochs [default: the
+    /// --config file's or the resumed checkpoint's max_steps if set, else the end of the nominal
+    /// epochs].
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Batch size (the global batch: with --gpus / --ranks it is split over the ranks).
+    /// Batch size (the global batch: with --gpus / --ranks it is split over the ranks)
+    /// [default: the --config file's or the resumed checkpoint's batch_size, else the preset's:
+    /// tiny 2, paper 10 (phase1b: 2)].
     #[arg(long)]
     pub batch: Option<usize>,
     /// Seed of the data order, the augmentation, the masks and fresh weights [default: the
     /// preset's].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Write a sample grid every N steps.
+    /// Write a sample grid (samples/step_<N>.png) every N steps; 0: never [default: the --config
+    /// file's or the resumed checkpoint's sample_every, else the preset's 0: no sample grids].
     #[arg(long)]
     pub sample_every: Option<u64>,
-    /// Write a checkpoint every N steps.
+    /// Write a checkpoint every N steps, besides the one every run writes when it ends or is
+    /// stopped; 0: only that one [default: the --config file's or the resumed checkpoint's
+    /// checkpoint_every, else the preset's: tiny 200, paper 1000].
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
     /// Folder of mask PNGs (white = hole) used as the "provided" masks.
     #[arg(long)]
     pub masks: Option<PathBuf>,
-    /// VGG-19 weights for the perceptual and style losses.
+    /// VGG-19 weights for the perceptual and style losses of phases 1a and 3 [default: the
+    /// --config file's or the resumed checkpoint's vgg_weights, else none: both losses are off,
+    /// a deviation from the paper].
     #[arg(long)]
     pub vgg: Option<PathBuf>,
     /// Where training runs: auto (a usable CUDA GPU, else the CPU), cpu, cuda, or cuda-emu (the
