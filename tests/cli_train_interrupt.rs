@@ -4,7 +4,8 @@
 //! GPU machine that once made a run quit without its checkpoint). SIGTERM does the same; either
 //! way the run then exits non-zero (128 + the signal). A data-parallel group (`--ranks 2`)
 //! signalled through its launcher alone stops the same way: the launcher forwards the signal to
-//! its ranks, waits for their checkpoint and exits 128 + the signal, leaving no rank behind.
+//! its ranks, waits for their checkpoint and exits 128 + the signal, leaving no rank behind; a
+//! SIGHUP (terminal closed) stops the group the same way, the ranks getting SIGTERM.
 #![cfg(unix)]
 
 use fdm::train::signals::is_second_press;
@@ -200,6 +201,53 @@ fn sigterm_to_the_launcher_stops_every_rank_with_a_checkpoint_and_exits_143_cpu(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The process ids of the ranks (not the launcher) of the group writing to `out` (Linux: /proc).
+fn rank_pids(out: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let c = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+            (c.contains(out.to_str().unwrap()) && c.contains("\0--rank\0")).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+fn kill_pids(pids: &[String], name: &str) {
+    for pid in pids {
+        let ok = Command::new("kill").args([&format!("-{name}"), pid]).status().unwrap().success();
+        assert!(ok, "kill -{name} {pid} failed");
+    }
+}
+
+/// SIGHUP to the launcher (its terminal closed): the ranks get SIGTERM and write the checkpoint;
+/// the launcher exits 129 and names it. A hangup arriving again later (the kernel's, then the
+/// shell's) is not a second press: the ranks, held stopped meanwhile so that the group is still
+/// waiting for them, still finish their checkpoint.
+#[test]
+fn sighup_to_the_launcher_stops_every_rank_with_a_checkpoint_and_exits_129_cpu() {
+    let dir = scratch("group-hup");
+    let out = dir.join("run");
+    let child = spawn_group_training(&dir, &out);
+    wait_for_steps(&out, 3);
+    let ranks = rank_pids(&out);
+    if cfg!(target_os = "linux") {
+        assert_eq!(ranks.len(), 2, "{:?}", processes_mentioning(out.to_str().unwrap()));
+    }
+    kill_pids(&ranks, "STOP");
+    signal(&child, "HUP");
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&child, "HUP");
+    std::thread::sleep(Duration::from_millis(200));
+    kill_pids(&ranks, "CONT");
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(129), "a hung-up group exits 129 after its checkpoint:\n{text}");
+    assert!(text.contains("interrupted by SIGHUP"), "{text}");
+    assert!(text.contains("send SIGTERM again to quit at once"), "the ranks got SIGTERM: {text}");
+    assert_group_stopped_resumably(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// SIGINT delivered to the launcher twice at once (`timeout -s INT`) is one interrupt: the
 /// ranks still write their checkpoint, and the group exits 130.
 #[test]
@@ -236,4 +284,16 @@ fn launcher_counts_a_later_signal_as_the_second_cpu() {
     // A later one, even another signal (the first is what is recorded): kill, once.
     assert_eq!(s.poll_at(2, 3, t0 + Duration::from_secs(2)), LauncherAction::KillRanks(2));
     assert_eq!(s.poll_at(2, 4, t0 + Duration::from_secs(3)), LauncherAction::Nothing);
+}
+
+/// A SIGHUP is forwarded as SIGTERM (a rank's own SIGHUP would kill it without a checkpoint),
+/// and only a first hangup counts: a repeated one is never a second press.
+#[test]
+fn launcher_forwards_a_hangup_as_sigterm_cpu() {
+    use fdm::train::signals::{counts_again, forwarded, signal_name, LauncherAction, LauncherStop};
+    assert_eq!((forwarded(1), forwarded(2), forwarded(15)), (15, 2, 15));
+    assert!(!counts_again(1) && counts_again(2) && counts_again(15));
+    assert_eq!(signal_name(1), "SIGHUP");
+    let mut s = LauncherStop::default();
+    assert_eq!(s.poll_at(1, 1, Instant::now()), LauncherAction::Forward(15));
 }

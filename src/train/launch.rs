@@ -14,8 +14,10 @@
 //! Signals (unix): each rank runs in a process group of its own, so a Ctrl-C in the terminal,
 //! `kill` or `timeout` reaches the launcher alone, and the launcher forwards the first SIGINT /
 //! SIGTERM to every rank still running: each then stops after its step with a checkpoint as a
-//! single process does, the launcher waits for them and exits with 128 + the signal. A second
-//! signal while waiting kills the ranks (`signals::LauncherStop`). Were the ranks in the
+//! single process does, the launcher waits for them and exits with 128 + the signal. A SIGHUP
+//! (the terminal closed) does the same, with SIGTERM sent to the ranks: without it the launcher
+//! died and its ranks failed at their next step without a checkpoint. A second SIGINT / SIGTERM
+//! while waiting kills the ranks (`signals::LauncherStop`). Were the ranks in the
 //! launcher's group, a terminal Ctrl-C would reach each rank twice (the terminal's and the
 //! forwarded one), and one that came late would count as a second press.
 
@@ -157,9 +159,9 @@ pub fn join(
 }
 
 /// `fdm train ... --ranks N` / `--gpus N`: run the group of `plan` from this binary. When a
-/// SIGINT / SIGTERM interrupted it (module docs), say so in one line naming the checkpoint to
-/// resume from, after the error of a rank that failed if one did, and exit with 128 + the
-/// signal, as a single process does.
+/// SIGINT / SIGTERM / SIGHUP interrupted it (module docs), say so in one line naming the
+/// checkpoint to resume from, after the error of a rank that failed if one did, and exit with
+/// 128 + the signal, as a single process does.
 pub fn main(args: &TrainArgs, plan: &Plan) -> Result<()> {
     signals::handle_launcher_signals()?;
     let exe = std::env::current_exe()
@@ -168,11 +170,13 @@ pub fn main(args: &TrainArgs, plan: &Plan) -> Result<()> {
     let Some(signal) = signals::launcher_stopped_by() else {
         return result;
     };
-    if let Err(e) = &result {
-        eprintln!("error: {e}");
-    }
-    eprintln!("{}", interrupted_line(args, plan, signal));
+    // Written ignoring errors, not with eprintln!, which panics when the write fails: after a
+    // SIGHUP the terminal may be gone, and the exit status must still say what happened.
     use std::io::Write;
+    if let Err(e) = &result {
+        let _ = writeln!(std::io::stderr(), "error: {e}");
+    }
+    let _ = writeln!(std::io::stderr(), "{}", interrupted_line(args, plan, signal));
     let _ = std::io::stdout().flush();
     std::process::exit(128 + signal);
 }

@@ -5,7 +5,8 @@
 //!
 //! The launcher of a data-parallel group (`launch`) forwards the first SIGINT / SIGTERM to its
 //! ranks, which stop so, waits for their checkpoint and exits with the same status; a second
-//! signal kills the ranks at once (`LauncherStop`).
+//! signal kills the ranks at once (`LauncherStop`). A SIGHUP (its terminal closed) stops the
+//! group like SIGTERM, which is what the ranks get; the launcher exits 128 + SIGHUP.
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
@@ -21,6 +22,7 @@ pub fn is_second_press(since_first: Duration) -> bool {
     since_first >= Duration::from_millis(250)
 }
 
+pub(super) const SIGHUP: i32 = 1;
 pub(super) const SIGINT: i32 = 2;
 pub(super) const SIGTERM: i32 = 15;
 
@@ -33,7 +35,10 @@ pub(super) static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
 pub(super) fn request_stop(signal: i32, flag: &AtomicBool, again: &str) {
     if STOPPED_BY.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
         flag.store(true, Ordering::SeqCst);
-        eprintln!("\nstopping after this step (a checkpoint will be written); {again}");
+        // Not eprintln!: a rank's stderr may be a terminal that has just been closed, and a
+        // failed write must not cost the run its stop.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\nstopping after this step (a checkpoint will be written); {again}");
     }
 }
 
@@ -89,8 +94,8 @@ pub(super) fn handle_sigterm(_: Arc<AtomicBool>) -> Result<()> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LauncherAction {
     Nothing,
-    /// The first stop signal: send it to every rank still running (each then stops after its
-    /// step with a checkpoint) and wait for them.
+    /// The first stop signal: send this signal (`forwarded`) to every rank still running (each
+    /// then stops after its step with a checkpoint) and wait for them.
     Forward(i32),
     /// A second one while waiting: kill the ranks at once (the first signal's number).
     KillRanks(i32),
@@ -113,7 +118,7 @@ impl LauncherStop {
         }
         let Some((first, at, seen)) = self.first else {
             self.first = Some((signal, now, count));
-            return LauncherAction::Forward(signal);
+            return LauncherAction::Forward(forwarded(signal));
         };
         if count == seen || self.killed {
             return LauncherAction::Nothing;
@@ -132,7 +137,27 @@ impl LauncherStop {
     }
 }
 
-/// The first SIGINT / SIGTERM the launcher received (0: none), and how many arrived.
+/// What the ranks get for the launcher's first stop signal: the same one, but SIGTERM for a
+/// SIGHUP. A rank has no SIGHUP handler (its default action would kill it without a checkpoint),
+/// and SIGTERM means what a hangup asks for: stop, keeping the work done.
+pub fn forwarded(signal: i32) -> i32 {
+    if signal == SIGHUP {
+        SIGTERM
+    } else {
+        signal
+    }
+}
+
+/// Whether a delivery of `signal` that is not the launcher's first counts towards a second
+/// press (`LauncherStop`). A hangup does not: one closed terminal may send it more than once
+/// (the kernel, then the shell, to its jobs), apart by more than a quarter of a second, and it
+/// never asks for the ranks to be killed without their checkpoint.
+pub fn counts_again(signal: i32) -> bool {
+    signal != SIGHUP
+}
+
+/// The first SIGINT / SIGTERM / SIGHUP the launcher received (0: none), and how many of the
+/// deliveries count (`counts_again`).
 static LAUNCHER_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static LAUNCHER_DELIVERIES: AtomicU32 = AtomicU32::new(0);
 
@@ -144,23 +169,40 @@ pub fn launcher_stopped_by() -> Option<i32> {
 /// Only atomic operations: the one thing a signal handler may safely do here.
 #[cfg(unix)]
 extern "C" fn on_launcher_signal(signal: libc::c_int) {
-    let _ = LAUNCHER_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
-    LAUNCHER_DELIVERIES.fetch_add(1, Ordering::SeqCst);
+    let first = LAUNCHER_SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+    if first || counts_again(signal) {
+        LAUNCHER_DELIVERIES.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
-/// The launcher's SIGINT and SIGTERM handlers: they only count; the launcher's wait loop acts
-/// (`launch`, `LauncherStop::poll`). Each rank runs in a process group of its own, so a Ctrl-C
-/// in the terminal or a signal to the launcher's group reaches them once, forwarded, never twice.
+/// The launcher's SIGINT, SIGTERM and SIGHUP handlers: they only count; the launcher's wait loop
+/// acts (`launch`, `LauncherStop::poll`). Each rank runs in a process group of its own, so a
+/// Ctrl-C in the terminal or a signal to the launcher's group reaches them once, forwarded, never
+/// twice. A SIGHUP that is ignored (`nohup`) stays ignored: the run was meant to outlive its
+/// terminal.
 #[cfg(unix)]
 pub(super) fn handle_launcher_signals() -> Result<()> {
     let handler = on_launcher_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        if signal == libc::SIGHUP && is_ignored(signal) {
+            continue;
+        }
         // SAFETY: installs a handler that only does atomic operations on statics.
         if unsafe { libc::signal(signal, handler) } == libc::SIG_ERR {
             return Err(Error::msg(format!("cannot install the {name} handler")));
         }
     }
     Ok(())
+}
+
+/// Whether `signal` is ignored in this process (inherited, as `nohup` sets SIGHUP).
+#[cfg(unix)]
+fn is_ignored(signal: libc::c_int) -> bool {
+    // SAFETY: sigaction(2) with no new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
 }
 
 /// Without POSIX signals the ranks share the console's Ctrl-C; the launcher only records it,
@@ -186,6 +228,7 @@ pub(super) fn send(_: u32, _: i32) {}
 /// The name of a stop signal, for messages.
 pub fn signal_name(signal: i32) -> &'static str {
     match signal {
+        SIGHUP => "SIGHUP",
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
         _ => "a signal",
