@@ -71,8 +71,9 @@ pub fn im2col_chunk(p: &Conv2dParams, x_img: &[f32], q0: usize, cols: usize, col
             seg[..a - ow0].fill(0.0);
             seg[b - ow0..].fill(0.0);
             // ow in a..b reads src[ow*sw + j - pw], always inside the row.
-            for (dst, ow) in seg[a - ow0..b - ow0].iter_mut().zip(a..b) {
-                *dst = src[ow * sw + j - pw];
+            let dst = &mut seg[a - ow0..b - ow0];
+            if b > a {
+                copy_strided(dst, &src[a * sw + j - pw..], sw);
             }
         });
     });
@@ -97,13 +98,34 @@ pub fn col2im_chunk_add(p: &Conv2dParams, dcol: &[f32], q0: usize, cols: usize, 
                     }
                     let dst = &mut plane[ih * w..(ih + 1) * w];
                     let (a, b) = (lo.clamp(ow0, ow1), hi.clamp(ow0, ow1));
-                    for (ow, &v) in (a..b).zip(&row[t + a - ow0..t + b - ow0]) {
-                        dst[ow * sw + j - pw] += v;
+                    if b > a {
+                        add_strided(&mut dst[a * sw + j - pw..], &row[t + a - ow0..t + b - ow0], sw);
                     }
                 });
             }
         }
     });
+}
+
+/// `dst[t] = src[t * stride]` for every t. Stride 1 (every stride-1 convolution) is one slice
+/// copy; the general case steps through `src` without a bounds check per element (measured:
+/// the element-wise indexed loop was 9 % of a tiny phase-1a training step on its own).
+fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 1 {
+        dst.copy_from_slice(&src[..dst.len()]);
+    } else {
+        dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &s)| *d = s);
+    }
+}
+
+/// `dst[t * stride] += src[t]` for every t (the adjoint of `copy_strided`; stride 1 is a
+/// vectorised slice add).
+fn add_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 1 {
+        dst[..src.len()].iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+    } else {
+        dst.iter_mut().step_by(stride).zip(src).for_each(|(d, &s)| *d += s);
+    }
 }
 
 thread_local! {
