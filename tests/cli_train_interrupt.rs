@@ -132,13 +132,18 @@ fn only_a_later_interrupt_counts_as_a_second_press_cpu() {
 /// A long phase-2 run of two ranks (`--ranks 2`, global batch 2) whose schedule spans far more
 /// steps than the test waits for (tiny's 20 epochs of 4 photos would end in a few seconds).
 fn spawn_group_training(dir: &Path, out: &Path) -> Child {
+    group_command(dir, out).spawn().unwrap()
+}
+
+/// The command of `spawn_group_training`.
+fn group_command(dir: &Path, out: &Path) -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cfg = fdm::train::TrainConfig::tiny(fdm::train::Phase::Phase2);
     cfg.epochs = 100_000;
     let cfg_path = dir.join("long.json");
     std::fs::write(&cfg_path, cfg.to_json()).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_fdm"))
-        .args(["train", "phase2", "--batch", "2", "--ranks", "2", "--no-progress", "--device", "cpu", "--dist-timeout", "120"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fdm"));
+    cmd.args(["train", "phase2", "--batch", "2", "--ranks", "2", "--no-progress", "--device", "cpu", "--dist-timeout", "120"])
         .arg("--config")
         .arg(&cfg_path)
         .arg("--data")
@@ -149,9 +154,8 @@ fn spawn_group_training(dir: &Path, out: &Path) -> Child {
         .arg(out)
         .env("RAYON_NUM_THREADS", "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    cmd
 }
 
 /// Processes whose command line mentions `text` (Linux: /proc; elsewhere none are found).
@@ -228,7 +232,18 @@ fn kill_pids(pids: &[String], name: &str) {
 fn sighup_to_the_launcher_stops_every_rank_with_a_checkpoint_and_exits_129_cpu() {
     let dir = scratch("group-hup");
     let out = dir.join("run");
-    let child = spawn_group_training(&dir, &out);
+    let mut cmd = group_command(&dir, &out);
+    // The launcher keeps an ignored SIGHUP ignored (`nohup`), and a test run under nohup (as CI
+    // jobs often are) passes that on: start the launcher with the default action, as a terminal
+    // session would.
+    // SAFETY: signal(2) is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
     wait_for_steps(&out, 3);
     let ranks = rank_pids(&out);
     if cfg!(target_os = "linux") {
