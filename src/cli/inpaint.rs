@@ -5,7 +5,7 @@
 
 use crate::device::Device;
 use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, save_contact_sheet, save_png, thumbnail};
-use crate::metrics::folders::list_images;
+use crate::metrics::folders::{list_images, SHEET_SUFFIX};
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::{check_replay_tokens, InpaintOptions};
 use crate::pipeline::photo::{inpaint_photo_batched, visible_patches, PhotoResult};
@@ -214,7 +214,7 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
     for job in &run.jobs {
         let name = stem(&job.image);
         let outputs: Vec<PathBuf> = (0..run.opts.samples).map(|k| run.out.join(format!("{name}_{k}.png"))).collect();
-        let sheet_path = run.out.join(format!("{name}_sheet.png"));
+        let sheet_path = run.out.join(format!("{name}{SHEET_SUFFIX}.png"));
         // The sheet is written last, so an image interrupted after its samples is redone.
         if run.resume && outputs.iter().chain([&sheet_path]).all(|p| p.exists()) {
             println!("{name}: outputs exist, skipped");

@@ -20,8 +20,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
-/// The end of the stem of `fdm inpaint`'s contact sheet, `<stem>_sheet.png` (not a sample).
-const SHEET_SUFFIX: &str = "_sheet";
+/// The end of the stem of `fdm inpaint`'s contact sheet, `<stem>_sheet.png` (not a sample); the
+/// inpaint command names its sheets with it, so the two cannot drift apart.
+pub const SHEET_SUFFIX: &str = "_sheet";
 /// How many names an error lists before "... and N more".
 const LIST_LIMIT: usize = 8;
 
