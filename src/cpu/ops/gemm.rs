@@ -18,6 +18,7 @@
 //! transposes and leading dimensions are.
 
 use super::gemm_kernel::{compute_tile, MicroKernel, MR, NR};
+use super::gemm_pack::pack_rows_transposed;
 use crate::params::gemm::GemmParams;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -302,16 +303,7 @@ fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: u
         let nr = NR.min(jc + nc - j0);
         if p.is_trans_b() {
             // Stored B is [n, ldb]: column j of op(B) is row j of the stored matrix.
-            for j in 0..NR {
-                if j < nr {
-                    let src = &b[(j0 + j) * ldb + pc..][..kc];
-                    for (q, &v) in src.iter().enumerate() {
-                        d[q * NR + j] = v;
-                    }
-                } else {
-                    (0..kc).for_each(|q| d[q * NR + j] = 0.0);
-                }
-            }
+            pack_rows_transposed(&b[j0 * ldb + pc..], ldb, nr, kc, d);
         } else {
             for (q, row) in d.chunks_exact_mut(NR).enumerate() {
                 let src = &b[(pc + q) * ldb + j0..];
