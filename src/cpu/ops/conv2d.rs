@@ -11,7 +11,9 @@
 //! forwards skip it too: the input is zero-padded once and the GEMM reads the column matrix's
 //! rows in place from it (`conv2d_stride1_implicit`, `gemm_rows.rs`), adding the bias as it
 //! stores y. Elsewhere the bias is written into y first and the GEMM accumulates onto it
-//! (beta = 1).
+//! (beta = 1). The input gradient of a stride-1 conv is the same implicit forward run on the
+//! output gradient with the kernel turned round (`stride1_adjoint`), so it needs neither the
+//! column matrix nor its scatter-add.
 //!
 //! `_ref` functions are direct loop nests with f64 sums, written from the definition (gather
 //! form for the input gradient), independent of the GEMM path; they are the oracles.
@@ -142,7 +144,7 @@ pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
     for n in 0..p.batch as usize {
         let (x_img, y_img) = (&x[n * xl..(n + 1) * xl], &mut y[n * yl..(n + 1) * yl]);
         if p.stride_h == 1 && p.stride_w == 1 && !p.is_pointwise() {
-            conv2d_stride1_implicit(p, x_img, w, b, y_img);
+            conv2d_stride1_implicit(p, x_img, w, b, 0.0, y_img);
             continue;
         }
         let beta = match b {
@@ -170,8 +172,8 @@ pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
 /// zero-padded once into `xpad [C, Hp, Wp]`, and row `(c, i, j)` of the column matrix is then
 /// `xpad[c]` read from offset `i * Wp + j`, one run of `OW` contiguous columns per output row,
 /// `Wp` apart. `gemm_b_in_place` reads those rows where they lie and writes `y [O, OH * OW]`
-/// directly (`y` holds the bias first when there is one, and the GEMM accumulates onto it).
-fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option<&[f32]>, y_img: &mut [f32]) {
+/// directly: `y = beta * y + conv(x) (+ bias)`.
+fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option<&[f32]>, beta: f32, y_img: &mut [f32]) {
     let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
     let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
     let (oc, oh, ow) = (p.out_channels as usize, p.out_h as usize, p.out_w as usize);
@@ -184,7 +186,7 @@ fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option
         pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad);
         let rows: Vec<usize> = (0..c_n * kh * kw).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
         let layout = BInPlace { rows: &rows, width: ow, stride: wp };
-        gemm_b_in_place(&GemmParams::new(oc, oh * ow, rows.len()), w, xpad, layout, b, y_img);
+        gemm_b_in_place(&GemmParams::new(oc, oh * ow, rows.len()).beta(beta), w, xpad, layout, b, y_img);
     });
 }
 
@@ -239,6 +241,10 @@ pub fn conv2d_backward_weight_fast(p: &Conv2dParams, x: &[f32], g: &[f32], dw: &
 /// Input gradient added into `dx` (`dx += conv2d^T(g)`); callers zero or pre-fill `dx` (the
 /// transposed convolution pre-fills its bias here).
 pub fn conv2d_backward_input_add(p: &Conv2dParams, w: &[f32], g: &[f32], dx: &mut [f32]) {
+    if let Some(t) = stride1_adjoint(p) {
+        backward_input_as_forward(p, &t, w, g, 1.0, dx);
+        return;
+    }
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
     let (xl, gl) = (p.in_image_len(), p.out_image_len());
     for n in 0..p.batch as usize {
@@ -260,8 +266,52 @@ pub fn conv2d_backward_input_add(p: &Conv2dParams, w: &[f32], g: &[f32], dx: &mu
 
 /// Input gradient (overwrites dx).
 pub fn conv2d_backward_input_fast(p: &Conv2dParams, w: &[f32], g: &[f32], dx: &mut [f32]) {
+    if let Some(t) = stride1_adjoint(p) {
+        backward_input_as_forward(p, &t, w, g, 0.0, dx);
+        return;
+    }
     dx[..p.batch as usize * p.in_image_len()].fill(0.0);
     conv2d_backward_input_add(p, w, g, dx);
+}
+
+/// The input gradient of a stride-1 convolution is itself a stride-1 convolution: of `g`, zero
+/// padded by `k - 1 - pad`, with the weights' channel axes swapped and the kernel turned by 180
+/// degrees (`dx[c, y, x] = sum_{o,i,j} w[o, c, i, j] g[o, y + pad - i, x + pad - j]`). Its
+/// parameters, where that holds (stride 1, a kernel wider than one pixel, pad < kernel): then it
+/// runs through the implicit forward GEMM, with no column matrix to scatter back and no zeroed
+/// `dx` to add into.
+fn stride1_adjoint(p: &Conv2dParams) -> Option<Conv2dParams> {
+    let fits = p.stride_h == 1 && p.stride_w == 1 && !p.is_pointwise() && p.pad_h < p.kernel_h && p.pad_w < p.kernel_w;
+    fits.then(|| Conv2dParams {
+        batch: 1,
+        in_channels: p.out_channels,
+        in_h: p.out_h,
+        in_w: p.out_w,
+        out_channels: p.in_channels,
+        out_h: p.in_h,
+        out_w: p.in_w,
+        pad_h: p.kernel_h - 1 - p.pad_h,
+        pad_w: p.kernel_w - 1 - p.pad_w,
+        has_bias: 0,
+        ..*p
+    })
+}
+
+/// `dx = beta * dx + conv2d^T(g)` per image through the adjoint convolution `t`
+/// (`stride1_adjoint`).
+fn backward_input_as_forward(p: &Conv2dParams, t: &Conv2dParams, w: &[f32], g: &[f32], beta: f32, dx: &mut [f32]) {
+    let (oc, c_n, kh, kw) = (p.out_channels as usize, p.in_channels as usize, p.kernel_h as usize, p.kernel_w as usize);
+    let taps = kh * kw;
+    // turned[c, o, i, j] = w[o, c, kh - 1 - i, kw - 1 - j]
+    let mut turned = vec![0f32; p.weight_len()];
+    for (dst, idx) in turned.iter_mut().zip(0..) {
+        let (c, o, tap) = (idx / (oc * taps), (idx / taps) % oc, idx % taps);
+        *dst = w[(o * c_n + c) * taps + (taps - 1 - tap)];
+    }
+    let (xl, gl) = (p.in_image_len(), p.out_image_len());
+    for n in 0..p.batch as usize {
+        conv2d_stride1_implicit(t, &g[n * gl..(n + 1) * gl], &turned, None, beta, &mut dx[n * xl..(n + 1) * xl]);
+    }
 }
 
 /// Bias gradient: `db[c] = sum over images and positions of g[n, c, :]`.
