@@ -5,7 +5,9 @@
 //! way the run then exits non-zero (128 + the signal). A data-parallel group (`--ranks 2`)
 //! signalled through its launcher alone stops the same way: the launcher forwards the signal to
 //! its ranks, waits for their checkpoint and exits 128 + the signal, leaving no rank behind; a
-//! SIGHUP (terminal closed) stops the group the same way, the ranks getting SIGTERM.
+//! SIGHUP (terminal closed) stops the group the same way, the ranks getting SIGTERM. A single
+//! run stops on SIGHUP as on SIGTERM (exit 129, also with its output gone), unless it started
+//! with SIGHUP ignored (nohup).
 #![cfg(unix)]
 
 use fdm::train::signals::is_second_press;
@@ -22,9 +24,14 @@ fn scratch(name: &str) -> PathBuf {
 
 /// A long phase-2 run on the bundled photos and weights (batch 1: ~10 steps/s on 2 cores).
 fn spawn_training(out: &Path) -> Child {
+    training_command(out).spawn().unwrap()
+}
+
+/// The command of `spawn_training`.
+fn training_command(out: &Path) -> Command {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    Command::new(env!("CARGO_BIN_EXE_fdm"))
-        .args(["train", "phase2", "--preset", "tiny", "--batch", "1", "--no-progress", "--device", "cpu"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fdm"));
+    cmd.args(["train", "phase2", "--preset", "tiny", "--batch", "1", "--no-progress", "--device", "cpu"])
         .arg("--data")
         .arg(root.join("assets/photos"))
         .arg("--init")
@@ -32,9 +39,21 @@ fn spawn_training(out: &Path) -> Child {
         .arg("--out")
         .arg(out)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Start `cmd` with `signal`'s disposition set to `action` (`SIG_DFL`, `SIG_IGN`) whatever the
+/// test inherited: a test run under nohup passes an ignored SIGHUP on, and a run in a terminal
+/// session has the default.
+fn with_disposition(cmd: &mut Command, signal: libc::c_int, action: libc::sighandler_t) -> &mut Command {
+    // SAFETY: signal(2) is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            libc::signal(signal, action);
+            Ok(())
+        })
+    }
 }
 
 /// Data rows in the run's loss log so far.
@@ -117,6 +136,66 @@ fn sigterm_writes_the_checkpoint_and_exits_143_cpu() {
     let (code, text) = wait(child, Duration::from_secs(120));
     assert_eq!(code, Some(143), "a terminated run exits 143 after its checkpoint:\n{text}");
     assert!(text.contains("stopped early; continue with --resume"), "{text}");
+    assert_checkpoint_of_last_step(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP (the terminal closed) stops a single run like SIGTERM: the checkpoint of the last
+/// step, the `--resume` hint, exit 129. The hangup arriving again (the kernel's, then the
+/// shell's) is not a second press.
+#[test]
+fn sighup_writes_the_checkpoint_and_exits_129_cpu() {
+    let dir = scratch("hup");
+    let out = dir.join("run");
+    let child = with_disposition(&mut training_command(&out), libc::SIGHUP, libc::SIG_DFL).spawn().unwrap();
+    wait_for_steps(&out, 2);
+    signal(&child, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    // Not `signal`: the run may have finished its checkpoint and exited meanwhile (a zombie
+    // until waited for, so the id is still the child's).
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(129), "a hung-up run exits 129 after its checkpoint:\n{text}");
+    assert!(text.contains("stopped early; continue with --resume"), "{text}");
+    assert_checkpoint_of_last_step(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After a hangup the terminal is gone: writing the final lines fails (here: the pipes of the
+/// output are closed), and the run still writes its checkpoint and exits 129 (not a panic's 101).
+#[test]
+fn sighup_with_the_output_gone_still_writes_the_checkpoint_and_exits_129_cpu() {
+    let dir = scratch("hup-gone");
+    let out = dir.join("run");
+    let mut child = with_disposition(&mut training_command(&out), libc::SIGHUP, libc::SIG_DFL).spawn().unwrap();
+    wait_for_steps(&out, 2);
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    signal(&child, "HUP");
+    let (code, _) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(129), "a hung-up run exits 129 after its checkpoint, its output gone");
+    let steps = logged_steps(&out);
+    let state = std::fs::read_to_string(out.join(format!("ckpt-{steps:08}")).join("state.json")).unwrap();
+    assert!(state.contains(&format!("\"step\": {steps}")), "state.json of step {steps}: {state}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Under nohup (SIGHUP ignored when the run starts) a hangup changes nothing: the run goes on.
+#[test]
+fn ignored_sighup_stays_ignored_cpu() {
+    let dir = scratch("nohup");
+    let out = dir.join("run");
+    let mut child = with_disposition(&mut training_command(&out), libc::SIGHUP, libc::SIG_IGN).spawn().unwrap();
+    wait_for_steps(&out, 2);
+    signal(&child, "HUP");
+    let steps = logged_steps(&out);
+    wait_for_steps(&out, steps + 3);
+    assert!(child.try_wait().unwrap().is_none(), "the run goes on after an ignored hangup");
+    signal(&child, "TERM");
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(143), "{text}");
+    assert!(!text.contains("SIGHUP"), "{text}");
     assert_checkpoint_of_last_step(&out, &text);
     let _ = std::fs::remove_dir_all(&dir);
 }

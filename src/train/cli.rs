@@ -35,7 +35,7 @@ use super::losses::{VggHook, VggLoader};
 use super::phase2::sampler_comparison;
 use super::progress::summary_line;
 use super::runner::{run as run_loop, RunOptions, RunSummary};
-use super::signals::{exit_if_stopped, handle_sigterm, is_second_press, request_stop, SIGINT};
+use super::signals::{exit_if_stopped, handle_term_and_hangup, is_second_press, request_stop, SIGINT};
 use super::trainer::Trainer;
 use crate::cli::device::{pick_device, DeviceArg};
 use crate::io::WeightsError;
@@ -655,9 +655,10 @@ fn compare(tr: &mut Trainer, source: &BatchSource) -> Result<RunSummary> {
 }
 
 /// The binary's entry: installs a Ctrl-C handler (first press: checkpoint and stop after the
-/// current step; second press: exit at once), runs, and prints the summary. With `--ranks N` /
+/// current step; second press: exit at once) and the SIGTERM and SIGHUP ones
+/// (`signals::handle_term_and_hangup`), runs, and prints the summary. With `--ranks N` /
 /// `--gpus N` (N > 1) it starts the N rank processes instead (`launch::main`), which forwards a
-/// Ctrl-C or SIGTERM to each of them; they stop together.
+/// Ctrl-C, SIGTERM or SIGHUP to each of them; they stop together.
 pub fn main(args: &TrainArgs) -> Result<()> {
     if args.rank.is_none() {
         if let Some(plan) = launch::plan(args)? {
@@ -676,28 +677,34 @@ pub fn main(args: &TrainArgs) -> Result<()> {
         }
     })
     .map_err(|e| Error::msg(format!("cannot install the Ctrl-C handler: {e}")))?;
-    handle_sigterm(stop.clone())?;
+    handle_term_and_hangup(stop.clone())?;
     let s = run(args, Some(stop))?;
     if args.rank.is_some_and(|r| r > 0) {
         return Ok(()); // rank 0 reports for the group
     }
+    // Not println!, which panics when the write fails: after a hangup the terminal may be gone,
+    // and the exit status must still say what happened (the checkpoint is already written).
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
     if s.steps_run > 0 && !args.compare_sampler {
-        println!("{}", summary_line(&s));
+        say(summary_line(&s));
     }
     if let Some(c) = &s.checkpoint {
-        println!("checkpoint: {}", c.display());
+        say(format!("checkpoint: {}", c.display()));
     }
     if let Some(w) = &s.final_weights {
-        println!("weights: {}", w.display());
+        say(format!("weights: {}", w.display()));
     }
     if s.stopped_early && !args.compare_sampler {
-        println!(
+        say(format!(
             "stopped early; continue with --resume {}",
             s.checkpoint
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
-        );
+        ));
         if args.rank.is_none() {
             exit_if_stopped(); // a rank exits 0: its launcher reports the group's status
         }

@@ -70,7 +70,10 @@ impl Progress {
             return;
         }
         self.last_line = Instant::now();
-        eprintln!("step {step}/{} | {} | {rate:.2} steps/s | eta {eta}", self.end, format_terms(terms));
+        // A failed write (the log's reader gone, e.g. a `| tee` ended by the terminal's hangup)
+        // must not cost the run its steps and checkpoint: not eprintln!, which panics then.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "step {step}/{} | {} | {rate:.2} steps/s | eta {eta}", self.end, format_terms(terms));
     }
 
     pub fn finish(&self) {

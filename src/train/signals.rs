@@ -1,7 +1,9 @@
 //! Stopping a training run by signal: the first Ctrl-C (SIGINT) or SIGTERM asks the run to stop
 //! after its current step with a checkpoint, a second one quits at once, and an interrupted run
 //! exits with 128 + the signal, the status a shell gives a command killed by it (`cli::main`
-//! installs the handlers).
+//! installs the handlers). A SIGHUP (its terminal closed) stops it the same way (exit 129), and
+//! however often the hangup arrives it never quits at once; a SIGHUP ignored when the run
+//! starts (`nohup`) stays ignored.
 //!
 //! The launcher of a data-parallel group (`launch`) forwards the first SIGINT / SIGTERM to its
 //! ranks, which stop so, waits for their checkpoint and exits with the same status; a second
@@ -55,6 +57,8 @@ pub(super) fn exit_if_stopped() {
 
 #[cfg(unix)]
 static TERM_RECEIVED: AtomicBool = AtomicBool::new(false);
+#[cfg(unix)]
+static HUP_RECEIVED: AtomicBool = AtomicBool::new(false);
 
 /// Only an atomic store: the one thing a signal handler may safely do here.
 #[cfg(unix)]
@@ -62,31 +66,62 @@ extern "C" fn on_sigterm(_: libc::c_int) {
     TERM_RECEIVED.store(true, Ordering::SeqCst);
 }
 
-/// SIGTERM (what `kill`, `timeout` and job schedulers send) stops the run like a first Ctrl-C:
-/// checkpoint after the current step. A watcher thread does the work outside the handler; a
-/// quarter of a second after the first SIGTERM (see `is_second_press`: `timeout` delivers it
-/// twice at once) the default action is back, so another SIGTERM ends the process at once.
+/// Only an atomic store, as `on_sigterm`.
 #[cfg(unix)]
-pub(super) fn handle_sigterm(flag: Arc<AtomicBool>) -> Result<()> {
-    let handler = on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: installs a handler that only stores to a static atomic.
-    if unsafe { libc::signal(libc::SIGTERM, handler) } == libc::SIG_ERR {
-        return Err(Error::msg("cannot install the SIGTERM handler"));
+extern "C" fn on_sighup(_: libc::c_int) {
+    HUP_RECEIVED.store(true, Ordering::SeqCst);
+}
+
+/// SIGTERM (what `kill`, `timeout` and job schedulers send) and SIGHUP (the terminal closed)
+/// stop the run like a first Ctrl-C: checkpoint after the current step, then exit 143 / 129
+/// (`exit_if_stopped`). A watcher thread does the work outside the handlers. A quarter of a
+/// second after the first SIGTERM (see `is_second_press`: `timeout` delivers it twice at once)
+/// its default action is back, so another SIGTERM ends the process at once. A SIGHUP never does:
+/// one closed terminal may send it more than once (the kernel, then the shell), and it asks for
+/// the work done to be kept. A SIGHUP ignored at start (`nohup`) stays ignored.
+///
+/// Installed by every process but a launcher: a single run and each rank of a group. A rank is
+/// in a process group of its own, so a terminal's hangup does not reach it; its launcher
+/// forwards one as SIGTERM (`forwarded`), and a SIGHUP sent to the rank itself stops the group
+/// after the step as a SIGTERM would.
+#[cfg(unix)]
+pub(super) fn handle_term_and_hangup(flag: Arc<AtomicBool>) -> Result<()> {
+    install(libc::SIGTERM, on_sigterm, "SIGTERM")?;
+    if !is_ignored(libc::SIGHUP) {
+        install(libc::SIGHUP, on_sighup, "SIGHUP")?;
     }
     std::thread::spawn(move || {
-        while !TERM_RECEIVED.load(Ordering::SeqCst) {
+        let (mut term, mut hup) = (false, false);
+        while !(term && hup) {
+            if !hup && HUP_RECEIVED.load(Ordering::SeqCst) {
+                hup = true;
+                request_stop(SIGHUP, &flag, "the terminal hung up (SIGHUP); a repeated hangup does not quit at once");
+            }
+            if !term && TERM_RECEIVED.load(Ordering::SeqCst) {
+                term = true;
+                request_stop(SIGTERM, &flag, "send SIGTERM again to quit at once");
+                std::thread::sleep(Duration::from_millis(250));
+                // SAFETY: restores the default disposition of SIGTERM.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_DFL) };
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        request_stop(SIGTERM, &flag, "send SIGTERM again to quit at once");
-        std::thread::sleep(Duration::from_millis(250));
-        // SAFETY: restores the default disposition of SIGTERM.
-        unsafe { libc::signal(libc::SIGTERM, libc::SIG_DFL) };
     });
     Ok(())
 }
 
 #[cfg(not(unix))]
-pub(super) fn handle_sigterm(_: Arc<AtomicBool>) -> Result<()> {
+pub(super) fn handle_term_and_hangup(_: Arc<AtomicBool>) -> Result<()> {
+    Ok(())
+}
+
+/// Install `handler` for `signal` (`name` for the error).
+#[cfg(unix)]
+pub(super) fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int), name: &str) -> Result<()> {
+    // SAFETY: the handlers installed here only do atomic operations on statics.
+    if unsafe { libc::signal(signal, handler as libc::sighandler_t) } == libc::SIG_ERR {
+        return Err(Error::msg(format!("cannot install the {name} handler")));
+    }
     Ok(())
 }
 
@@ -138,8 +173,9 @@ impl LauncherStop {
 }
 
 /// What the ranks get for the launcher's first stop signal: the same one, but SIGTERM for a
-/// SIGHUP. A rank has no SIGHUP handler (its default action would kill it without a checkpoint),
-/// and SIGTERM means what a hangup asks for: stop, keeping the work done.
+/// SIGHUP. The hangup is the launcher's terminal's, not theirs: the ranks are asked to stop,
+/// keeping the work done, which is what SIGTERM asks (a rank stops on either the same way,
+/// `handle_term_and_hangup`).
 pub fn forwarded(signal: i32) -> i32 {
     if signal == SIGHUP {
         SIGTERM
@@ -182,15 +218,11 @@ extern "C" fn on_launcher_signal(signal: libc::c_int) {
 /// terminal.
 #[cfg(unix)]
 pub(super) fn handle_launcher_signals() -> Result<()> {
-    let handler = on_launcher_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
         if signal == libc::SIGHUP && is_ignored(signal) {
             continue;
         }
-        // SAFETY: installs a handler that only does atomic operations on statics.
-        if unsafe { libc::signal(signal, handler) } == libc::SIG_ERR {
-            return Err(Error::msg(format!("cannot install the {name} handler")));
-        }
+        install(signal, on_launcher_signal, name)?;
     }
     Ok(())
 }
