@@ -4,6 +4,8 @@
 //! f64 finite differences, the autograd node, and shape errors.
 use fdm::autograd::{conv as ag, Tape};
 use fdm::cpu::ops::conv2d::*;
+use fdm::cpu::ops::conv2d_weight_grad::conv2d_weight_grad_stride1;
+use fdm::cpu::ops::gemm_kernel::MicroKernel;
 use fdm::ops::conv;
 use fdm::params::conv2d::Conv2dParams;
 use fdm::rng::Rng;
@@ -121,6 +123,28 @@ fn conv2d_stride1_in_place_edges_cpu() {
     conv2d_ref(&p, &x, &w, None, &mut want);
     conv2d_fast(&p, &x, &w, None, &mut got);
     assert_close(&got, &want, TOL_CPU_F32, "stride-1 conv without bias");
+}
+
+#[test]
+fn conv2d_weight_grad_in_place_every_kernel_cpu() {
+    // The stride-1 weight gradient reads the column matrix's rows in place: with every
+    // micro-kernel this CPU has (the others copy each A panel first), output rows longer than one
+    // micro-kernel call (300 > 256 positions), output channels past one 16-wide panel and not a
+    // multiple of it (19), row counts not a multiple of 6 (c * kh * kw = 5 * 4 * 4 = 80, 7), a
+    // 1x1 kernel, pad 0 and pad = kernel - 1, rectangular kernels' worth of padding.
+    let configs = [(2, 5, (3, 301), 19, 4, 1, 1), (1, 7, (6, 5), 3, 1, 1, 0), (1, 2, (9, 4), 17, 3, 1, 2), (2, 3, (5, 7), 33, 2, 1, 0)];
+    for (i, &(n, c, hw, o, k, s, pad)) in configs.iter().enumerate() {
+        let p = params(n, c, hw, o, k, s, pad);
+        let (x, w, b) = inputs(&p, 300 + i as u64);
+        let g = random_vec(310 + i as u64, n * p.out_image_len(), -0.1, 0.1);
+        let (mut dx, mut want, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        conv2d_backward_ref(&p, &x, &w, &g, &mut dx, &mut want, &mut db);
+        for kernel in MicroKernel::ALL.into_iter().filter(|k| k.is_available()) {
+            let mut got = vec![f32::NAN; w.len()];
+            conv2d_weight_grad_stride1(kernel, &p, &x, &g, &mut got);
+            assert_close(&got, &want, TOL_CPU_F32, &format!("dw {kernel:?} {p:?}"));
+        }
+    }
 }
 
 /// Forward and all three gradients, fast vs the per-element oracles at `samples` random

@@ -4,7 +4,8 @@
 //!
 //! Fast path, per image and per chunk of output positions (`im2col::column_chunks`):
 //! * forward: `y[:, chunk] = W [out, K] * col [K, chunk] (+ bias)`, K = in*kh*kw;
-//! * weight gradient: `dW [out, K] += g[:, chunk] * col^T`;
+//! * weight gradient: `dW [out, K] += g[:, chunk] * col^T` (stride 1: `conv2d_weight_grad.rs`,
+//!   which reads col's rows in place);
 //! * input gradient: `dcol = W^T * g[:, chunk]`, then col2im scatter-adds dcol into dx.
 //!
 //! A 1x1 stride-1 unpadded conv skips im2col: the image is its own column matrix. Other stride-1
@@ -19,7 +20,8 @@
 //! form for the input gradient), independent of the GEMM path; they are the oracles.
 
 use super::gemm::gemm_fast;
-use super::gemm_kernel::NR;
+use super::conv2d_weight_grad;
+use super::gemm_kernel::{MicroKernel, NR};
 use super::gemm_rows::{gemm_b_in_place, BInPlace};
 use super::im2col::{col2im_chunk_add, column_chunks, im2col_chunk, with_col_buffer};
 use crate::params::conv2d::Conv2dParams;
@@ -192,7 +194,7 @@ fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option
 
 /// `dst [C, H + 2 ph, W + 2 pw] (+ tail)` = `x [C, H, W]` with zero borders; every element of
 /// dst is written (it may be a reused buffer).
-fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), dst: &mut [f32]) {
+pub(super) fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), dst: &mut [f32]) {
     let (wp, ps) = (wd + 2 * pw, (h + 2 * ph) * (wd + 2 * pw));
     let (planes, tail) = dst.split_at_mut(c_n * ps);
     tail.fill(0.0);
@@ -218,16 +220,15 @@ pub fn fill_channels(img: &mut [f32], values: &[f32], plane: usize) {
 
 /// Weight gradient: `dw [out, in, kh, kw] = sum over images of g * col^T` (overwrites dw).
 pub fn conv2d_backward_weight_fast(p: &Conv2dParams, x: &[f32], g: &[f32], dw: &mut [f32]) {
+    if conv2d_weight_grad::handles(p) {
+        conv2d_weight_grad::conv2d_weight_grad_stride1(MicroKernel::detect(), p, x, g, dw);
+        return;
+    }
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
     let (xl, gl) = (p.in_image_len(), p.out_image_len());
     dw[..p.weight_len()].fill(0.0);
     for n in 0..p.batch as usize {
         let (x_img, g_img) = (&x[n * xl..(n + 1) * xl], &g[n * gl..(n + 1) * gl]);
-        if p.is_pointwise() {
-            // col = x_img [in, plane]: dw [out, in] += g [out, plane] * x_img^T.
-            gemm_fast(&GemmParams::with_trans(oc, k, plane, false, true).beta(1.0), g_img, x_img, dw);
-            continue;
-        }
         for (q0, cols) in column_chunks(p) {
             with_col_buffer(k * cols, |col| {
                 im2col_chunk(p, x_img, q0, cols, col);

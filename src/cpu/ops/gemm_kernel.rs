@@ -121,6 +121,55 @@ impl BSource for OffsetB {
     }
 }
 
+/// Where element i (< MR) of k step p of an A micro-panel lies: a packed panel, or MR rows read
+/// in place. The AVX2 kernel reads A through this; the others get a packed copy
+/// (`compute_tile_ab`).
+pub trait ASource: Copy {
+    /// Address of element `i` of the current k step.
+    ///
+    /// # Safety
+    /// `i < MR`, and the current step lies below the panel's depth.
+    unsafe fn elem(&self, i: usize) -> *const f32;
+    /// Move to the next k step.
+    ///
+    /// # Safety
+    /// Called at most kc times per tile (the pointers stay inside or one past their rows).
+    unsafe fn step(&mut self);
+}
+
+/// A packed A panel: element i of step p at `ptr + p * MR + i`.
+#[derive(Clone, Copy)]
+pub struct PackedA(pub *const f32);
+
+impl ASource for PackedA {
+    #[inline(always)]
+    unsafe fn elem(&self, i: usize) -> *const f32 {
+        self.0.add(i)
+    }
+    #[inline(always)]
+    unsafe fn step(&mut self) {
+        self.0 = self.0.add(MR);
+    }
+}
+
+/// MR rows of A where they lie: element i of step p at `rows[i] + p` (a row may repeat another
+/// on an edge tile; its results are not written back).
+#[derive(Clone, Copy)]
+pub struct RowsA(pub [*const f32; MR]);
+
+impl ASource for RowsA {
+    #[inline(always)]
+    unsafe fn elem(&self, i: usize) -> *const f32 {
+        self.0[i]
+    }
+    #[inline(always)]
+    unsafe fn step(&mut self) {
+        for r in &mut self.0 {
+            *r = r.add(1);
+        }
+    }
+}
+
 /// Compute one tile from a packed A panel and a packed B panel and write its valid `mr x nr`
 /// corner into C.
 ///
@@ -165,14 +214,7 @@ pub unsafe fn compute_tile_from<B: BSource>(
 ) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        MicroKernel::Avx2Fma if mr == MR && nr == NR => avx2::tile_6x16(kc, a, b, c, ldc, alpha, beta),
-        #[cfg(target_arch = "x86_64")]
-        MicroKernel::Avx2Fma => {
-            // Edge tile: full tile into a local buffer, then copy the valid corner.
-            let mut tmp = [0f32; MR * NR];
-            avx2::tile_6x16(kc, a, b, tmp.as_mut_ptr(), NR, 1.0, 0.0);
-            write_back(&tmp, c, ldc, mr, nr, alpha, beta);
-        }
+        MicroKernel::Avx2Fma => avx2_tile(kc, PackedA(a), b, c, ldc, mr, nr, alpha, beta),
         #[cfg(target_arch = "aarch64")]
         MicroKernel::Neon if mr == MR && nr == NR => super::gemm_neon::tile_6x16(kc, a, b, c, ldc, alpha, beta),
         #[cfg(target_arch = "aarch64")]
@@ -188,6 +230,62 @@ pub unsafe fn compute_tile_from<B: BSource>(
             write_back(&acc, c, ldc, mr, nr, alpha, beta);
         }
     }
+}
+
+/// The AVX2 kernel on any tile: full tiles straight into C, edge tiles through a local buffer.
+///
+/// # Safety
+/// As `compute_tile_ab`, with AVX2 and FMA available.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn avx2_tile<A: ASource, B: BSource>(kc: usize, a: A, b: B, c: *mut f32, ldc: usize, mr: usize, nr: usize, alpha: f32, beta: f32) {
+    if mr == MR && nr == NR {
+        avx2::tile_6x16(kc, a, b, c, ldc, alpha, beta)
+    } else {
+        // Edge tile: full tile into a local buffer, then copy the valid corner.
+        let mut tmp = [0f32; MR * NR];
+        avx2::tile_6x16(kc, a, b, tmp.as_mut_ptr(), NR, 1.0, 0.0);
+        write_back(&tmp, c, ldc, mr, nr, alpha, beta);
+    }
+}
+
+/// Deepest A panel `compute_tile_ab` copies for the kernels that read A packed only.
+pub const MAX_ROWS_KC: usize = 256;
+
+/// `compute_tile_from` with A from any `ASource`. The AVX2 kernel reads it where it lies; the
+/// others read a packed copy (the same values, so the same sums).
+///
+/// # Safety
+/// As `compute_tile_from`, where `a.elem(i)` is readable for every i < MR at each of the kc
+/// steps, and `kc <= MAX_ROWS_KC` unless the AVX2 kernel runs.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn compute_tile_ab<A: ASource, B: BSource>(
+    kernel: MicroKernel,
+    kc: usize,
+    a: A,
+    b: B,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    alpha: f32,
+    beta: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == MicroKernel::Avx2Fma {
+        return avx2_tile(kc, a, b, c, ldc, mr, nr, alpha, beta);
+    }
+    assert!(kc <= MAX_ROWS_KC, "compute_tile_ab: depth {kc} above {MAX_ROWS_KC}");
+    let mut panel = [0f32; MAX_ROWS_KC * MR];
+    let mut a = a;
+    for step in panel.chunks_exact_mut(MR).take(kc) {
+        for (i, v) in step.iter_mut().enumerate() {
+            *v = *a.elem(i);
+        }
+        a.step();
+    }
+    compute_tile_from(kernel, kc, panel.as_ptr(), b, c, ldc, mr, nr, alpha, beta)
 }
 
 /// The portable kernel: the same sum, as plain loops the compiler may vectorise.
@@ -220,13 +318,13 @@ unsafe fn write_back(acc: &[f32; MR * NR], c: *mut f32, ldc: usize, mr: usize, n
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BSource, MR, NR};
+    use super::{ASource, BSource, MR, NR};
     use std::arch::x86_64::*;
 
     /// 6 x 16 tile with AVX2 + FMA. Accumulators are named locals (not an array) so they stay in
     /// registers; the k loop is unrolled by 4 to cut loop overhead.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_6x16<B: BSource>(kc: usize, a: *const f32, b: B, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
+    pub(super) unsafe fn tile_6x16<A: ASource, B: BSource>(kc: usize, a: A, b: B, c: *mut f32, ldc: usize, alpha: f32, beta: f32) {
         let z = _mm256_setzero_ps();
         let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
         let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
@@ -236,25 +334,25 @@ mod avx2 {
                 let pb = b.row($p);
                 let b0 = _mm256_loadu_ps(pb);
                 let b1 = _mm256_loadu_ps(pb.add(8));
-                let a0 = _mm256_broadcast_ss(&*pa);
+                let a0 = _mm256_broadcast_ss(&*pa.elem(0));
                 c00 = _mm256_fmadd_ps(a0, b0, c00);
                 c01 = _mm256_fmadd_ps(a0, b1, c01);
-                let a1 = _mm256_broadcast_ss(&*pa.add(1));
+                let a1 = _mm256_broadcast_ss(&*pa.elem(1));
                 c10 = _mm256_fmadd_ps(a1, b0, c10);
                 c11 = _mm256_fmadd_ps(a1, b1, c11);
-                let a2 = _mm256_broadcast_ss(&*pa.add(2));
+                let a2 = _mm256_broadcast_ss(&*pa.elem(2));
                 c20 = _mm256_fmadd_ps(a2, b0, c20);
                 c21 = _mm256_fmadd_ps(a2, b1, c21);
-                let a3 = _mm256_broadcast_ss(&*pa.add(3));
+                let a3 = _mm256_broadcast_ss(&*pa.elem(3));
                 c30 = _mm256_fmadd_ps(a3, b0, c30);
                 c31 = _mm256_fmadd_ps(a3, b1, c31);
-                let a4 = _mm256_broadcast_ss(&*pa.add(4));
+                let a4 = _mm256_broadcast_ss(&*pa.elem(4));
                 c40 = _mm256_fmadd_ps(a4, b0, c40);
                 c41 = _mm256_fmadd_ps(a4, b1, c41);
-                let a5 = _mm256_broadcast_ss(&*pa.add(5));
+                let a5 = _mm256_broadcast_ss(&*pa.elem(5));
                 c50 = _mm256_fmadd_ps(a5, b0, c50);
                 c51 = _mm256_fmadd_ps(a5, b1, c51);
-                pa = pa.add(MR);
+                pa.step();
             }};
         }
         // Fetch the C tile while the k loop runs: its rows are ldc apart (4 KiB for a 1024-wide
