@@ -7,7 +7,8 @@
 //! its ranks, waits for their checkpoint and exits 128 + the signal, leaving no rank behind; a
 //! SIGHUP (terminal closed) stops the group the same way, the ranks getting SIGTERM. A single
 //! run stops on SIGHUP as on SIGTERM (exit 129, also with its output gone), unless it started
-//! with SIGHUP ignored (nohup).
+//! with SIGHUP ignored (nohup). Ctrl-Z (SIGTSTP) to a group's launcher stops its ranks too, and
+//! SIGCONT continues them all.
 #![cfg(unix)]
 
 use fdm::train::signals::is_second_press;
@@ -338,6 +339,65 @@ fn sighup_to_the_launcher_stops_every_rank_with_a_checkpoint_and_exits_129_cpu()
     assert_eq!(code, Some(129), "a hung-up group exits 129 after its checkpoint:\n{text}");
     assert!(text.contains("interrupted by SIGHUP"), "{text}");
     assert!(text.contains("send SIGTERM again to quit at once"), "the ranks got SIGTERM: {text}");
+    assert_group_stopped_resumably(&out, &text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The state letter of process `pid` in /proc/PID/stat (`T`: stopped); None once it is gone.
+fn process_state(pid: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Polls `done` every 20 ms until it holds; after `limit`, kills `pids` (so a failure leaves
+/// nothing stopped or running behind) and fails naming `what`.
+fn wait_until(what: &str, limit: Duration, pids: &[String], done: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        if t0.elapsed() > limit {
+            let states: Vec<_> = pids.iter().map(|p| (p.clone(), process_state(p))).collect();
+            for pid in pids {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+            panic!("{what}: not within {limit:?} (process states {states:?})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ctrl-Z (SIGTSTP to the launcher, what the terminal sends its foreground job) stops the whole
+/// group, not the launcher alone: the ranks, in process groups of their own, are stopped with
+/// it and train no step; SIGCONT (`fg`, `bg`) continues all of them, and the run then stops
+/// on SIGTERM with its checkpoint as usual.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigtstp_to_the_launcher_stops_every_rank_and_sigcont_continues_them_cpu() {
+    let dir = scratch("group-tstp");
+    let out = dir.join("run");
+    let mut cmd = group_command(&dir, &out);
+    // A process group of its own: the kernel discards the stop of a SIGTSTP in an "orphaned"
+    // group, which the test's own group may be (whatever runs the tests). And SIGTSTP's default
+    // action, not an ignore inherited from that runner.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = with_disposition(&mut cmd, libc::SIGTSTP, libc::SIG_DFL).spawn().unwrap();
+    wait_for_steps(&out, 2);
+    let mut pids = rank_pids(&out);
+    assert_eq!(pids.len(), 2, "{:?}", processes_mentioning(out.to_str().unwrap()));
+    pids.push(child.id().to_string());
+    let limit = Duration::from_secs(30);
+    signal(&child, "TSTP");
+    wait_until("the launcher and both ranks stopped", limit, &pids, || pids.iter().all(|p| process_state(p) == Some('T')));
+    let steps = logged_steps(&out);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(logged_steps(&out), steps, "no step while the group is stopped");
+    signal(&child, "CONT");
+    wait_until("the launcher and both ranks running again", limit, &pids, || {
+        pids.iter().all(|p| process_state(p).is_some_and(|s| s != 'T'))
+    });
+    wait_until("two more steps after SIGCONT", Duration::from_secs(120), &pids, || logged_steps(&out) >= steps + 2);
+    signal(&child, "TERM");
+    let (code, text) = wait(child, Duration::from_secs(120));
+    assert_eq!(code, Some(143), "a terminated group exits 143 after its checkpoint:\n{text}");
     assert_group_stopped_resumably(&out, &text);
     let _ = std::fs::remove_dir_all(&dir);
 }

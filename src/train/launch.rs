@@ -19,13 +19,16 @@
 //! died and its ranks failed at their next step without a checkpoint. A second SIGINT / SIGTERM
 //! while waiting kills the ranks (`signals::LauncherStop`). Were the ranks in the
 //! launcher's group, a terminal Ctrl-C would reach each rank twice (the terminal's and the
-//! forwarded one), and one that came late would count as a second press.
+//! forwarded one), and one that came late would count as a second press. Ctrl-Z (SIGTSTP) stops
+//! the ranks and then the launcher, and SIGCONT (`fg`, `bg`) continues them
+//! (`job_control`).
 
 use super::cli::{resolve_config, TrainArgs};
 use super::config::Phase;
 use super::dist::{self, Communicator};
 use super::dist_nccl::{nccl_available, NcclComm};
 use super::dist_tcp::{start_hub, TcpComm};
+use super::job_control;
 use super::signals::{self, LauncherAction, LauncherStop};
 use crate::cli::device::{pick_device, DeviceArg};
 use crate::error::{Error, Result};
@@ -164,6 +167,7 @@ pub fn join(
 /// 128 + the signal, as a single process does.
 pub fn main(args: &TrainArgs, plan: &Plan) -> Result<()> {
     signals::handle_launcher_signals()?;
+    job_control::handle_job_control()?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::msg(format!("cannot find this program's path: {e}")))?;
     let result = launch(args, &exe, plan);
@@ -204,6 +208,39 @@ struct Rank {
     status: Option<ExitStatus>,
 }
 
+impl Rank {
+    /// A rank just started: Ctrl-Z and `fg` reach it (`job_control`).
+    fn new(child: Child, tail: Option<Tail>) -> Rank {
+        job_control::add_rank(child.id());
+        Rank { child, tail, status: None }
+    }
+
+    /// Its exit status, once it has exited (it is then reaped, and job control forgets it).
+    fn try_wait(&mut self, r: usize) -> Result<Option<ExitStatus>> {
+        let status = self
+            .child
+            .try_wait()
+            .map_err(|e| Error::msg(format!("waiting for rank {r}: {e}")))?;
+        if status.is_some() {
+            job_control::remove_rank(self.child.id());
+        }
+        Ok(status)
+    }
+
+    /// Kill it and reap it.
+    fn kill(&mut self) {
+        job_control::remove_rank(self.child.id());
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+    }
+}
+
+impl Drop for Rank {
+    fn drop(&mut self) {
+        job_control::remove_rank(self.child.id());
+    }
+}
+
 /// Start the group of `plan` running `exe` (the fdm binary) and wait for it. Ok when every rank
 /// finished; otherwise the error of the first rank that failed (module docs).
 pub fn launch(args: &TrainArgs, exe: &Path, plan: &Plan) -> Result<()> {
@@ -240,11 +277,7 @@ pub fn launch(args: &TrainArgs, exe: &Path, plan: &Plan) -> Result<()> {
         match cmd.spawn() {
             Ok(mut child) => {
                 let tail = child.stderr.take().map(keep_tail);
-                ranks.push(Rank {
-                    child,
-                    tail,
-                    status: None,
-                });
+                ranks.push(Rank::new(child, tail));
             }
             Err(e) => {
                 stop_all(&mut ranks);
@@ -313,11 +346,7 @@ fn wait_all(ranks: &mut [Rank]) -> Result<Waited> {
         }
         for (r, rank) in ranks.iter_mut().enumerate() {
             if rank.status.is_none() {
-                let status = rank
-                    .child
-                    .try_wait()
-                    .map_err(|e| Error::msg(format!("waiting for rank {r}: {e}")))?;
-                if let Some(s) = status {
+                if let Some(s) = rank.try_wait(r)? {
                     rank.status = Some(s);
                     if !s.success() && first_failure.is_none() {
                         first_failure = Some((r, Instant::now()));
@@ -341,8 +370,7 @@ fn wait_all(ranks: &mut [Rank]) -> Result<Waited> {
 /// Kill every rank still running (only the processes this launcher started) and reap them.
 fn stop_all(ranks: &mut [Rank]) {
     for rank in ranks.iter_mut().filter(|r| r.status.is_none()) {
-        let _ = rank.child.kill();
-        rank.status = rank.child.wait().ok();
+        rank.kill();
     }
 }
 

@@ -13,7 +13,8 @@
 //!   `runner`: the loop, CSV, samples; `progress`: the bar, progress lines and summary, over training time;
 //! * `cli`: `fdm train ...`;
 //! * `dist`, `dist_tcp` + `dist_hub`, `dist_nccl`, `launch`: data-parallel training over several processes
-//!   (`--ranks N` with the host transport, `--gpus N` with NCCL), gradients averaged.
+//!   (`--ranks N` with the host transport, `--gpus N` with NCCL), gradients averaged;
+//! * `signals`: stopping a run by signal; `job_control`: Ctrl-Z / `fg` for a whole group.
 //!
 //! Training runs on the model's device (the CPU or one CUDA device, `--device`), or data-parallel
 //! on several (`dist`).
@@ -27,6 +28,7 @@ pub mod dist_hub;
 pub mod dist_nccl;
 pub mod dist_tcp;
 pub mod fingerprint;
+pub mod job_control;
 pub mod launch;
 pub mod losses;
 pub mod optimizer;

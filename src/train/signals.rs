@@ -8,7 +8,8 @@
 //! The launcher of a data-parallel group (`launch`) forwards the first SIGINT / SIGTERM to its
 //! ranks, which stop so, waits for their checkpoint and exits with the same status; a second
 //! signal kills the ranks at once (`LauncherStop`). A SIGHUP (its terminal closed) stops the
-//! group like SIGTERM, which is what the ranks get; the launcher exits 128 + SIGHUP.
+//! group like SIGTERM, which is what the ranks get; the launcher exits 128 + SIGHUP. Ctrl-Z and
+//! `fg` / `bg` stop and continue the whole group (`job_control`).
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
@@ -118,7 +119,8 @@ pub(super) fn handle_term_and_hangup(_: Arc<AtomicBool>) -> Result<()> {
 /// Install `handler` for `signal` (`name` for the error).
 #[cfg(unix)]
 pub(super) fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int), name: &str) -> Result<()> {
-    // SAFETY: the handlers installed here only do atomic operations on statics.
+    // SAFETY: the handlers of this crate only do what a signal handler may (atomic operations,
+    // and in `job_control` kill(2), signal(2), pthread_sigmask(3) and raise(3)).
     if unsafe { libc::signal(signal, handler as libc::sighandler_t) } == libc::SIG_ERR {
         return Err(Error::msg(format!("cannot install the {name} handler")));
     }
@@ -229,7 +231,7 @@ pub(super) fn handle_launcher_signals() -> Result<()> {
 
 /// Whether `signal` is ignored in this process (inherited, as `nohup` sets SIGHUP).
 #[cfg(unix)]
-fn is_ignored(signal: libc::c_int) -> bool {
+pub(super) fn is_ignored(signal: libc::c_int) -> bool {
     // SAFETY: sigaction(2) with no new action only reads the current one into `old`.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
