@@ -211,3 +211,70 @@ fn train_resume_checks_the_data_fingerprint_cpu() {
     assert_eq!(state(4).data.unwrap(), first, "the resumed run records the data it now trains on");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every file of a checkpoint folder, by name.
+fn checkpoint_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The data rows of a run's loss log.
+fn loss_rows(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("losses.csv")).unwrap().lines().skip(1).map(String::from).collect()
+}
+
+/// `--resume --allow-data-change` on a folder holding another number of photos (so another
+/// number of batches per epoch): the position in the old order means nothing in the new one, so
+/// the epoch after the checkpoint's starts at its step from the beginning of the new data order
+/// (a note says so) instead of the run failing; the checkpoints record where that order starts,
+/// so the resumed run resumes bit for bit, and the same command twice trains the same. Without
+/// the flag the resume is refused.
+#[test]
+fn train_resume_allow_data_change_with_another_number_of_batches_starts_the_next_epoch_cpu() {
+    let dir = scratch("data-count");
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
+    let four = copy_photos(&dir.join("four"), |i| format!("photo_{i}.jpg"));
+    let three = copy_photos(&dir.join("three"), |i| format!("photo_{i}.jpg"));
+    std::fs::remove_file(three.join("photo_3.jpg")).unwrap();
+    let (four_s, three_s) = (four.to_str().unwrap(), three.to_str().unwrap());
+    let go = |args: &[&str]| fdm_in(&dir, &[&["train", "phase2", "--no-progress", "--device", "cpu"][..], args].concat());
+    let run = dir.join("run");
+    // Batch 1: 4 batches per epoch; the checkpoint is 2 batches into epoch 0.
+    let (ok, log) = go(&["--data", four_s, "--batch", "1", "--steps", "2", "--init", init, "--out", run.to_str().unwrap()]);
+    assert!(ok, "{log}");
+    let ckpt = run.join("ckpt-00000002");
+    let ckpt_s = ckpt.to_str().unwrap();
+    let (ok, log) = go(&["--data", three_s, "--steps", "5", "--resume", ckpt_s]);
+    assert!(!ok && log.contains(&format!("--data {three_s} holds 3")) && log.contains("--allow-data-change"), "{log}");
+    assert!(!run.join("ckpt-00000005").exists(), "a refused resume trains nothing");
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    for out in [&a, &b] {
+        let (ok, log) = go(&["--data", three_s, "--steps", "5", "--resume", ckpt_s, "--allow-data-change", "--out", out.to_str().unwrap()]);
+        assert!(ok, "{log}");
+        assert!(log.contains("epoch 1 starts at step 2 from the beginning of the new data order"), "{log}");
+        assert!(log.contains("3 steps per epoch"), "{log}");
+    }
+    assert_eq!(checkpoint_files(&a.join("ckpt-00000005")), checkpoint_files(&b.join("ckpt-00000005")), "the same resume twice trains the same");
+    assert_eq!(loss_rows(&a), loss_rows(&b));
+    // Steps 2, 3 and 4 are epoch 1 of the new order (3 batches), step 5 would begin epoch 2.
+    let epochs: Vec<String> = loss_rows(&a).iter().map(|r| r.split(',').take(2).collect::<Vec<_>>().join(",")).collect();
+    assert_eq!(epochs, ["2,1", "3,1", "4,1"]);
+    let state = fdm::train::checkpoint::read_state(&a.join("ckpt-00000005")).unwrap();
+    assert_eq!((state.epoch, state.batch_in_epoch, state.iters_per_epoch), (2, 0, 3));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.join("ckpt-00000005/state.json")).unwrap()).unwrap();
+    assert_eq!(json["data_origin"], serde_json::json!({"step": 2, "epoch": 1}), "the checkpoint records where the new data order starts");
+    // The resumed run continues bit for bit: 2 -> 5 -> 7 equals 2 -> 7, and needs no flag (its
+    // checkpoint holds the new photos and where their order starts).
+    let (ok, log) = go(&["--data", three_s, "--steps", "7", "--resume", a.to_str().unwrap()]);
+    assert!(ok && !log.contains("note:"), "{log}");
+    let (ok, log) = go(&["--data", three_s, "--steps", "7", "--resume", ckpt_s, "--allow-data-change", "--out", c.to_str().unwrap()]);
+    assert!(ok, "{log}");
+    assert_eq!(checkpoint_files(&a.join("ckpt-00000007")), checkpoint_files(&c.join("ckpt-00000007")), "resumed in two legs = in one");
+    assert_eq!(loss_rows(&a), loss_rows(&c));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

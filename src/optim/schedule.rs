@@ -84,6 +84,12 @@ impl CosineAnnealingLRWithWarmup {
         }
     }
 
+    /// Where the cosine ends: a resumed run whose data changed ends its nominal epochs at another
+    /// step (`train::data::DataOrigin`).
+    pub fn set_t_max(&mut self, t_max: u64) {
+        self.t_max = t_max as i64;
+    }
+
     pub fn set_state(&mut self, s: ScheduleState) {
         self.last_epoch = s.last_epoch;
         self.lr = s.lr;

@@ -6,8 +6,10 @@
 //!   vectors;
 //! * `optimizer.safetensors`: Adam moments, keys `<optimiser>.<param>.exp_avg` / `.exp_avg_sq`;
 //! * `state.json`: phase, steps done, epoch and batch position, the step generator's state,
-//!   per optimiser the schedule state and Adam step counts, both configs, and the fingerprint
-//!   of the training file list (`fingerprint`; absent in checkpoints written before it).
+//!   per optimiser the schedule state and Adam step counts, both configs, the fingerprint
+//!   of the training file list (`fingerprint`; absent in checkpoints written before it), and
+//!   where the epochs of the data order start when a resume moved that (`data_origin`, only
+//!   then: `data::DataOrigin`, `resume_origin`).
 //!   Floating-point schedule values are stored as their IEEE bit patterns (`*_bits`) so JSON
 //!   cannot round them.
 //!
@@ -17,6 +19,7 @@
 //! after the new one is in place.
 
 use super::config::TrainConfig;
+use super::data::DataOrigin;
 use super::fingerprint::DataFingerprint;
 use super::trainer::Trainer;
 use crate::error::{Error, Result};
@@ -66,6 +69,10 @@ pub struct CheckpointState {
     /// field, and from a trainer that was given none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataFingerprint>,
+    /// Where the epochs of the data order start (`DataOrigin`): None for step 0 (every run
+    /// whose data never changed the number of batches per epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_origin: Option<DataOrigin>,
 }
 
 fn io(what: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -146,17 +153,19 @@ pub fn save(tr: &Trainer, out_dir: &Path) -> Result<PathBuf> {
         let mut moments = WeightStore::new();
         let optimizers = optim_records(tr, &mut moments)?;
         st::save(tmp.join(OPTIM_FILE), &moments, &Default::default()).map_err(weights_err)?;
+        let (epoch, batch_in_epoch) = tr.data_origin.position(tr.step, tr.iters_per_epoch);
         let state = CheckpointState {
             format: FORMAT.into(),
             step: tr.step,
-            epoch: tr.step / tr.iters_per_epoch,
-            batch_in_epoch: tr.step % tr.iters_per_epoch,
+            epoch,
+            batch_in_epoch,
             iters_per_epoch: tr.iters_per_epoch,
             rng: tr.rng.clone(),
             optimizers,
             config: tr.cfg.clone(),
             model_config: tr.model.cfg.clone(),
             data: tr.data_fingerprint.clone(),
+            data_origin: (tr.data_origin != DataOrigin::default()).then_some(tr.data_origin),
         };
         let json = serde_json::to_string_pretty(&state).map_err(|e| Error::msg(e.to_string()))?;
         let path = tmp.join(STATE_FILE);
@@ -246,13 +255,59 @@ pub fn load_model(dir: &Path, state: &CheckpointState) -> Result<InpaintingModel
     InpaintingModel::load(dir.join(MODEL_FILE), Some(&state.model_config))
 }
 
+/// Where the data order of a run resumed from `state` starts, for data that gives
+/// `iters_per_epoch` batches per epoch: the checkpoint's own origin when that is the
+/// checkpoint's number. Otherwise the position in the old order means nothing in the new one:
+/// with `allow_change` (`--allow-data-change`) the epoch after the checkpoint's starts at its
+/// step from the beginning of the new order (`DataOrigin::next_epoch_at`), with a note saying
+/// so; without, an error naming both numbers. `epochs`: the run's nominal epochs, for the note.
+pub fn resume_origin(
+    state: &CheckpointState,
+    iters_per_epoch: u64,
+    epochs: u64,
+    allow_change: bool,
+) -> Result<(DataOrigin, Option<String>)> {
+    let had = state.data_origin.unwrap_or_default();
+    if state.iters_per_epoch == iters_per_epoch || state.iters_per_epoch == 0 || iters_per_epoch == 0 {
+        // (0: no batch at all, which `BatchSource::new` reports.)
+        return Ok((had, None));
+    }
+    if !allow_change {
+        return Err(iters_mismatch(state.iters_per_epoch, iters_per_epoch));
+    }
+    let origin = had.next_epoch_at(state.step, state.iters_per_epoch);
+    Ok((
+        origin,
+        Some(format!(
+            "note: --allow-data-change: the data gives {iters_per_epoch} batches per epoch (the checkpoint's gave {}): epoch {} starts at step {} from the beginning of the new data order; the nominal {epochs} epochs now end at step {}",
+            state.iters_per_epoch,
+            origin.epoch,
+            origin.step,
+            origin.end(epochs, iters_per_epoch)
+        )),
+    ))
+}
+
+fn iters_mismatch(had: u64, now: u64) -> Error {
+    Error::msg(format!(
+        "the checkpoint was made with {had} iterations per epoch, this data gives {now}: the data folder or batch size changed (--allow-data-change continues with the next epoch from the beginning of the new data order)"
+    ))
+}
+
 /// Restore the discriminator, the optimisers, the step and the generator state into `tr`
-/// (built from the checkpoint's configs and model).
+/// (built from the checkpoint's configs and model). `tr.data_origin` must be where the resumed
+/// run's data order starts (`resume_origin`): the checkpoint's own, which needs the same number
+/// of batches per epoch, or one at the checkpoint's step, which starts the order anew.
 pub fn restore(tr: &mut Trainer, dir: &Path, state: &CheckpointState) -> Result<()> {
-    if state.iters_per_epoch != tr.iters_per_epoch {
+    let had = state.data_origin.unwrap_or_default();
+    let continues = tr.data_origin == had && state.iters_per_epoch == tr.iters_per_epoch;
+    if !continues && tr.data_origin.step != state.step {
+        if tr.data_origin == had {
+            return Err(iters_mismatch(state.iters_per_epoch, tr.iters_per_epoch));
+        }
         return Err(Error::msg(format!(
-            "the checkpoint was made with {} iterations per epoch, this data gives {}: the data folder or batch size changed",
-            state.iters_per_epoch, tr.iters_per_epoch
+            "the data order of a run resumed at step {} cannot start at step {} (epoch {}): checkpoint::resume_origin gives where it starts",
+            state.step, tr.data_origin.step, tr.data_origin.epoch
         )));
     }
     if let Some(d) = tr.disc.as_mut() {

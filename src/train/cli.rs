@@ -10,7 +10,8 @@
 //!   `--seed`, `--masks` and `--vgg` may repeat the checkpoint's values; a different value is an
 //!   error naming it, as is `--init` and a `--steps` the run has already reached. A `--data`
 //!   folder whose photos differ from the checkpoint's (`fingerprint`) is an error unless
-//!   `--allow-data-change`;
+//!   `--allow-data-change`, with which photos giving another number of batches per epoch start
+//!   the next epoch from the beginning of their order (`checkpoint::resume_origin`);
 //! * `--steps N`: stop at global step N (the schedule still spans the nominal epochs);
 //! * `--device auto|cpu|cuda|cuda-emu` (as `fdm inpaint`, `cli::device`): where the step runs;
 //!   `auto` = a usable CUDA GPU, else the CPU. Checkpoints hold host copies and resume on any
@@ -27,7 +28,7 @@
 
 use super::checkpoint::{self, CheckpointState};
 use super::config::{Phase, TrainConfig};
-use super::data::{BatchSource, Dataset};
+use super::data::{BatchSource, DataOrigin, Dataset};
 use super::dist::{self, Communicator};
 use super::fingerprint;
 use super::launch::{self, Transport};
@@ -90,7 +91,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// With --resume: continue even though --data holds other photos than the checkpoint's run
-    /// trained on (the resumed run then differs from an uninterrupted one).
+    /// trained on (the resumed run then differs from an uninterrupted one; with another number of
+    /// batches per epoch, the next epoch starts from the beginning of the new data order).
     #[arg(long, requires = "resume")]
     pub allow_data_change: bool,
     /// Stop at this global step; the schedule still spans the nominal epochs [default: the
@@ -469,10 +471,22 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
         }
     }
     let images = dataset.len();
-    let source = BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?.shard(rank, world)?;
+    let origin = match &resumed {
+        Some((_, state)) => {
+            let ipe = cfg.iterations_per_epoch(images);
+            let (origin, note) = checkpoint::resume_origin(state, ipe, cfg.epochs, args.allow_data_change)?;
+            if let (Some(note), 0) = (note, rank) {
+                eprintln!("{note}");
+            }
+            origin
+        }
+        None => DataOrigin::default(),
+    };
+    let source = BatchSource::new(dataset, &cfg, model.cfg.codec.patch)?.with_origin(origin).shard(rank, world)?;
     let source = Arc::new(source);
     let vgg = load_vgg(&cfg, rank)?;
     let mut tr = Trainer::new(cfg, model, images, vgg)?;
+    tr.set_data_origin(origin);
     tr.data_fingerprint = Some(fingerprint);
     if args.inject_nan_rank.is_none_or(|r| r == rank) {
         tr.inject_nan_at = args.inject_nan_at;
@@ -496,7 +510,7 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
             tr.device().name(),
             tr.iters_per_epoch,
             tr.step,
-            tr.cfg.total_steps(images),
+            tr.end_step(),
             tr.t_max(),
             out_dir.display()
         );
@@ -504,7 +518,6 @@ pub fn run(args: &TrainArgs, stop: Option<Arc<AtomicBool>>) -> Result<RunSummary
     run_loop(
         &mut tr,
         source,
-        images,
         &RunOptions {
             out_dir,
             progress: !args.no_progress,

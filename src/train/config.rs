@@ -443,10 +443,4 @@ impl TrainConfig {
     pub fn iterations_per_epoch(&self, images: usize) -> u64 {
         (images / self.batch_size.max(1)) as u64
     }
-
-    /// The global step at which the run ends.
-    pub fn total_steps(&self, images: usize) -> u64 {
-        let nominal = self.epochs * self.iterations_per_epoch(images);
-        self.max_steps.unwrap_or(nominal)
-    }
 }

@@ -10,6 +10,9 @@
 //!   (spec §6.0). Every random choice of a sample (crop, flip, masks) comes from
 //!   `Rng::new(seed).fork(SAMPLE).fork(e).fork(position in epoch)`. So batch `s` is a pure
 //!   function of (seed, s): prefetching, threads and resuming cannot change what is trained on.
+//!   Epoch `e` starts at step `e * batches per epoch`, unless a resume moved the start of the
+//!   epochs (`DataOrigin`: `--allow-data-change` with another number of batches per epoch);
+//!   then batch `s` is a pure function of (seed, s, origin).
 //! * Augmentation (albumentations `SmallestMaxSize` + `RandomCrop` + `HorizontalFlip`): the shorter
 //!   side is resized to `load_size` with the `image` crate's bilinear (Triangle) filter (skipped
 //!   when it already has that size; `load_size` 0 keeps every photo's size and only enlarges one
@@ -32,6 +35,7 @@ use crate::tensor::Tensor;
 use ::image::imageops::FilterType;
 use ::image::DynamicImage;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -186,6 +190,39 @@ pub fn epoch_order(seed: u64, epoch: u64, n: usize) -> Vec<usize> {
     order
 }
 
+/// Where the epochs of the data order start: from global step `step` on, epoch `epoch` begins
+/// with the first batch of its order, and every epoch after it follows with the run's number of
+/// batches per epoch. The default (0, 0) is a run's own start. A run resumed with
+/// `--allow-data-change` on photos that give another number of batches per epoch starts the
+/// epoch after its checkpoint's at the checkpoint's step (`next_epoch_at`), since its position
+/// in the old order means nothing in the new one; its checkpoints record the origin
+/// (`state.json`, `data_origin`), so it resumes bit for bit in turn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataOrigin {
+    pub step: u64,
+    pub epoch: u64,
+}
+
+impl DataOrigin {
+    /// (epoch, batch in that epoch) of global step `step` (at or after `self.step`).
+    pub fn position(&self, step: u64, iters_per_epoch: u64) -> (u64, u64) {
+        let since = step.saturating_sub(self.step);
+        (self.epoch + since / iters_per_epoch, since % iters_per_epoch)
+    }
+
+    /// The global step at which `epochs` epochs end (the nominal end of the run).
+    pub fn end(&self, epochs: u64, iters_per_epoch: u64) -> u64 {
+        self.step + epochs.saturating_sub(self.epoch) * iters_per_epoch
+    }
+
+    /// The origin that starts, at global step `step`, the epoch after the one `step` is in with
+    /// this origin and `iters_per_epoch` (the epoch `step` begins, when it begins one).
+    pub fn next_epoch_at(&self, step: u64, iters_per_epoch: u64) -> DataOrigin {
+        let (epoch, batch) = self.position(step, iters_per_epoch);
+        DataOrigin { step, epoch: epoch + u64::from(batch > 0) }
+    }
+}
+
 /// Draws the masks of a phase (spec §6.7), in the engine's polarity (1 = visible), size x size.
 pub struct MaskSampler {
     cfg: MaskConfig,
@@ -332,6 +369,8 @@ pub struct BatchSource {
     crop: usize,
     erase: bool,
     iters_per_epoch: u64,
+    /// Where the epochs start (`with_origin`).
+    origin: DataOrigin,
     max_failures: usize,
     failures: AtomicUsize,
     /// Items `[lo, hi)` of each global batch this source builds (all of it unless sharded).
@@ -364,9 +403,17 @@ impl BatchSource {
             crop: cfg.crop_size,
             erase: cfg.phase == Phase::Phase1a,
             iters_per_epoch,
+            origin: DataOrigin::default(),
             failures: AtomicUsize::new(0),
             shard: (0, cfg.batch_size),
         })
+    }
+
+    /// Epochs start at `origin` instead of step 0 (`DataOrigin`); the batches of steps before
+    /// `origin.step` are not defined then (a resumed run never asks for them).
+    pub fn with_origin(mut self, origin: DataOrigin) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Only rank `rank`'s items of each batch, `dist::shard_range` (data-parallel training):
@@ -388,10 +435,8 @@ impl BatchSource {
 
     /// The batch of global step `step` (this source's shard of it).
     pub fn batch(&self, step: u64) -> Result<Batch> {
-        let (epoch, pos) = (
-            step / self.iters_per_epoch,
-            (step % self.iters_per_epoch) as usize,
-        );
+        let (epoch, pos) = self.origin.position(step, self.iters_per_epoch);
+        let pos = pos as usize;
         let order = epoch_order(self.seed, epoch, self.dataset.len());
         let (lo, hi) = (pos * self.batch + self.shard.0, pos * self.batch + self.shard.1);
         let indices: Vec<usize> = order[lo..hi].to_vec();

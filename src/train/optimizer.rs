@@ -67,6 +67,11 @@ impl OptimSlot {
         })
     }
 
+    /// The step at which the cosine of the schedule ends (`Trainer::set_data_origin`).
+    pub fn set_t_max(&mut self, t_max: u64) {
+        self.sched.set_t_max(t_max);
+    }
+
     /// The optimiser runs at global iteration `step` (spec §6.0: skipped before `start_iter`).
     pub fn active(&self, step: u64) -> bool {
         step >= self.cfg.start_iter

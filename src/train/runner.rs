@@ -77,14 +77,13 @@ impl RunSummary {
     }
 }
 
-/// Train until the configured end (or a stop request).
+/// Train until the configured end (`Trainer::end_step`), or a stop request.
 pub fn run(
     tr: &mut Trainer,
     source: Arc<BatchSource>,
-    images: usize,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
-    let end = tr.cfg.total_steps(images);
+    let end = tr.end_step();
     let start = tr.step;
     let lead = tr.comm.rank() == 0;
     let mut csv = if lead {

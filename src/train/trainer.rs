@@ -18,7 +18,7 @@
 //! the NaN guard and the logged terms use values averaged over the ranks.
 
 use super::config::{Phase, TrainConfig};
-use super::data::Batch;
+use super::data::{Batch, DataOrigin};
 use super::dist::{self, Communicator};
 use super::fingerprint::DataFingerprint;
 use super::losses::{discriminator_loss, Terms, VggHook};
@@ -49,6 +49,8 @@ pub struct Trainer {
     pub rng: Rng,
     pub vgg: Option<Box<dyn VggHook>>,
     pub iters_per_epoch: u64,
+    /// Where the epochs of the data order start (`DataOrigin`; `set_data_origin`).
+    pub data_origin: DataOrigin,
     /// Test hook: the loss of this global step is replaced by NaN (the run must stop cleanly).
     pub inject_nan_at: Option<u64>,
     /// The data-parallel group (`dist::single()` for one process). Set before the first step.
@@ -123,6 +125,7 @@ impl Trainer {
             rng,
             vgg,
             iters_per_epoch,
+            data_origin: DataOrigin::default(),
             inject_nan_at: None,
             comm: dist::single(),
             data_fingerprint: None,
@@ -138,9 +141,26 @@ impl Trainer {
         self.cfg.phase
     }
 
-    /// Total number of steps the nominal schedule spans.
+    /// Total number of steps the nominal schedule spans: to the end of the nominal epochs.
     pub fn t_max(&self) -> u64 {
-        self.cfg.epochs * self.iters_per_epoch
+        self.data_origin.end(self.cfg.epochs, self.iters_per_epoch)
+    }
+
+    /// The global step at which the run ends: `max_steps` (`--steps`), else `t_max`.
+    pub fn end_step(&self) -> u64 {
+        self.cfg.max_steps.unwrap_or_else(|| self.t_max())
+    }
+
+    /// Epochs start at `origin` (a run resumed on photos that give another number of batches
+    /// per epoch, `DataOrigin`): the nominal epochs, and so the schedules' cosine, end at
+    /// another step.
+    pub fn set_data_origin(&mut self, origin: DataOrigin) {
+        self.data_origin = origin;
+        let t_max = self.t_max();
+        self.gen.set_t_max(t_max);
+        if let Some(d) = self.dis.as_mut() {
+            d.set_t_max(t_max);
+        }
     }
 
     /// Run one training step on `batch` (which must be the batch of `self.step`).
