@@ -126,6 +126,17 @@ fn conv2d_stride1_in_place_edges_cpu() {
 }
 
 #[test]
+fn conv2d_strided_phase_planes_cpu() {
+    // Strides that divide the kernel run as stride-1 convs over phase planes: odd padded sizes
+    // (the last phase row and column are partly past the input), stride 3 with a 6x6 kernel,
+    // pad 0 and pad 2, non-square images; forward and all three gradients against the loops.
+    let configs = [(1, 3, (7, 9), 5, 4, 2, 1), (2, 2, (10, 8), 3, 6, 3, 2), (1, 4, (9, 6), 7, 4, 2, 0), (1, 2, (5, 5), 3, 4, 2, 2), (2, 6, (12, 11), 17, 4, 2, 1)];
+    for (i, &(n, c, hw, o, k, s, pad)) in configs.iter().enumerate() {
+        check_fast_vs_ref(&params(n, c, hw, o, k, s, pad), 400 + 10 * i as u64, true);
+    }
+}
+
+#[test]
 fn conv2d_weight_grad_in_place_every_kernel_cpu() {
     // The stride-1 weight gradient reads the column matrix's rows in place: with every
     // micro-kernel this CPU has (the others copy each A panel first), output rows longer than one

@@ -88,6 +88,10 @@ fn conv_transpose2d_fast_matches_ref_odd_configs_cpu() {
         (3, 7, (4, 6), 5, 1, 1, 0),
         (1, 2, (3, 4), 3, 2, 2, 0),
         (2, 17, (9, 7), 19, 4, 2, 1),
+        // Stride-2 4x4 (the decoder's up-steps run as phase-plane convs) on odd sizes, and a
+        // 6x6 kernel at stride 3.
+        (1, 3, (5, 3), 4, 4, 2, 1),
+        (1, 2, (4, 5), 3, 6, 3, 2),
     ];
     for (i, &(n, c, hw, o, k, s, pad)) in configs.iter().enumerate() {
         check_fast_vs_ref(&params(n, c, hw, o, k, s, pad), 10 + 10 * i as u64);

@@ -14,12 +14,15 @@
 //! stores y. Elsewhere the bias is written into y first and the GEMM accumulates onto it
 //! (beta = 1). The input gradient of a stride-1 conv is the same implicit forward run on the
 //! output gradient with the kernel turned round (`stride1_adjoint`), so it needs neither the
-//! column matrix nor its scatter-add.
+//! column matrix nor its scatter-add. Strided convs whose stride divides the kernel (the 4x4
+//! stride-2 ones) run their forward and weight gradient as stride-1 convs over phase planes
+//! (`conv2d_phases.rs`).
 //!
 //! `_ref` functions are direct loop nests with f64 sums, written from the definition (gather
 //! form for the input gradient), independent of the GEMM path; they are the oracles.
 
 use super::gemm::gemm_fast;
+use super::conv2d_phases::{self, phase_view};
 use super::conv2d_weight_grad;
 use super::gemm_kernel::{MicroKernel, NR};
 use super::gemm_rows::{gemm_b_in_place, BInPlace};
@@ -141,6 +144,10 @@ pub fn conv2d_backward_ref(p: &Conv2dParams, x: &[f32], w: &[f32], g: &[f32], dx
 
 /// Forward: `y = conv2d(x, w) + b` via a GEMM (im2col only for strided convs).
 pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    if let Some(view) = phase_view(p) {
+        conv2d_phases::forward(&view, x, w, b, y);
+        return;
+    }
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
     let (xl, yl) = (p.in_image_len(), p.out_image_len());
     for n in 0..p.batch as usize {
@@ -176,6 +183,14 @@ pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
 /// `Wp` apart. `gemm_b_in_place` reads those rows where they lie and writes `y [O, OH * OW]`
 /// directly: `y = beta * y + conv(x) (+ bias)`.
 fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option<&[f32]>, beta: f32, y_img: &mut [f32]) {
+    let (c_n, h, wd, ph, pw) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize, p.pad_h as usize, p.pad_w as usize);
+    implicit_of_padded(p, &|xpad: &mut [f32]| pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad), w, b, beta, y_img);
+}
+
+/// `conv2d_stride1_implicit` on a padded input `[C, H + 2 ph, W + 2 pw]` that `fill` writes
+/// (every element, the tail included: a padded image, or the phase planes of a strided
+/// convolution, `conv2d_phases`).
+pub(super) fn implicit_of_padded(p: &Conv2dParams, fill: &dyn Fn(&mut [f32]), w: &[f32], b: Option<&[f32]>, beta: f32, y_img: &mut [f32]) {
     let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
     let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
     let (oc, oh, ow) = (p.out_channels as usize, p.out_h as usize, p.out_w as usize);
@@ -185,7 +200,7 @@ fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option
     // panel of the last channel reads up to NR - 1 floats past its row; with this tail it still
     // reads inside the buffer (in place instead of packed).
     with_col_buffer(c_n * ps + NR, |xpad| {
-        pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad);
+        fill(xpad);
         let rows: Vec<usize> = (0..c_n * kh * kw).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
         let layout = BInPlace { rows: &rows, width: ow, stride: wp };
         gemm_b_in_place(&GemmParams::new(oc, oh * ow, rows.len()).beta(beta), w, xpad, layout, b, y_img);
@@ -222,6 +237,10 @@ pub fn fill_channels(img: &mut [f32], values: &[f32], plane: usize) {
 pub fn conv2d_backward_weight_fast(p: &Conv2dParams, x: &[f32], g: &[f32], dw: &mut [f32]) {
     if conv2d_weight_grad::handles(p) {
         conv2d_weight_grad::conv2d_weight_grad_stride1(MicroKernel::detect(), p, x, g, dw);
+        return;
+    }
+    if let Some(view) = phase_view(p) {
+        conv2d_phases::backward_weight(&view, x, g, dw);
         return;
     }
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());

@@ -48,13 +48,23 @@ pub fn handles(p: &Conv2dParams) -> bool {
 /// convolution (`handles`).
 pub fn conv2d_weight_grad_stride1(kernel: MicroKernel, p: &Conv2dParams, x: &[f32], g: &[f32], dw: &mut [f32]) {
     assert!(handles(p) && kernel.is_available(), "conv2d_weight_grad_stride1: {p:?} with {kernel:?}");
-    let (oc, k) = (p.out_channels as usize, p.col_rows());
-    let (xl, gl) = (p.in_image_len(), p.out_image_len());
-    assert!(x.len() >= p.batch as usize * xl && g.len() >= p.batch as usize * gl && dw.len() >= oc * k, "conv2d_weight_grad_stride1: buffers too short for {p:?}");
+    let xl = p.in_image_len();
+    assert!(x.len() >= p.batch as usize * xl, "conv2d_weight_grad_stride1: x too short for {p:?}");
+    let (c_n, h, wd, ph, pw) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize, p.pad_h as usize, p.pad_w as usize);
+    let fill = |n: usize, xpad: &mut [f32]| super::conv2d::pad_planes(&x[n * xl..(n + 1) * xl], (c_n, h, wd), (ph, pw), xpad);
+    weight_grad_of_padded(kernel, p, &fill, g, dw);
+}
+
+/// The weight gradient of the stride-1 convolution `p` whose zero-padded input of image n,
+/// `[C, H + 2 ph, W + 2 pw]`, `fill(n, buffer)` writes (every element): a padded photo, or the
+/// phase planes of a strided convolution (`conv2d_phases`). Overwrites `dw [out, C, kh, kw]`.
+pub(super) fn weight_grad_of_padded(kernel: MicroKernel, p: &Conv2dParams, fill: &(dyn Fn(usize, &mut [f32]) + Sync), g: &[f32], dw: &mut [f32]) {
+    let (oc, k, gl) = (p.out_channels as usize, p.col_rows(), p.out_image_len());
+    assert!(g.len() >= p.batch as usize * gl && dw.len() >= oc * k, "conv2d weight gradient: buffers too short for {p:?}");
     let mut dw_t = vec![0f32; k * oc];
     if oc > 0 && k > 0 && p.out_plane() > 0 {
         for n in 0..p.batch as usize {
-            accumulate_image(kernel, p, &x[n * xl..(n + 1) * xl], &g[n * gl..(n + 1) * gl], &mut dw_t);
+            accumulate_image(kernel, p, &|xpad: &mut [f32]| fill(n, xpad), &g[n * gl..(n + 1) * gl], &mut dw_t);
         }
     }
     for (o, row) in dw[..oc * k].chunks_exact_mut(k).enumerate() {
@@ -62,8 +72,8 @@ pub fn conv2d_weight_grad_stride1(kernel: MicroKernel, p: &Conv2dParams, x: &[f3
     }
 }
 
-/// `dw_t [k, oc] += col(x_img) g_img^T` for one image.
-fn accumulate_image(kernel: MicroKernel, p: &Conv2dParams, x_img: &[f32], g_img: &[f32], dw_t: &mut [f32]) {
+/// `dw_t [k, oc] += col(x_img) g_img^T` for one image, whose padded input `fill` writes.
+fn accumulate_image(kernel: MicroKernel, p: &Conv2dParams, fill: &dyn Fn(&mut [f32]), g_img: &[f32], dw_t: &mut [f32]) {
     let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
     let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
@@ -73,7 +83,7 @@ fn accumulate_image(kernel: MicroKernel, p: &Conv2dParams, x_img: &[f32], g_img:
     let gpack = g_buf.slice(panels * plane * NR);
     pack_g_transposed(g_img, oc, plane, gpack);
     with_col_buffer(c_n * ps, |xpad| {
-        super::conv2d::pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad);
+        fill(xpad);
         let rows: Vec<usize> = (0..k).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
         let work = Work { kernel, p, xpad, rows: &rows, gpack, oc, wp };
         let a_panels = k.div_ceil(MR);

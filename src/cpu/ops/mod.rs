@@ -8,6 +8,7 @@ pub mod gemm_rows;
 pub mod linear;
 pub mod im2col;
 pub mod conv2d;
+mod conv2d_phases;
 pub mod conv2d_weight_grad;
 pub mod conv_transpose2d;
 pub mod binary;
