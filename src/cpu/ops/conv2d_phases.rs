@@ -17,7 +17,11 @@
 //! plane over one grid, `ceil((W + 2 pw) / s)` wide, of which each phase needs one column less
 //! (measured at the decoder's up-steps, whose forward is this input gradient: 4.6 -> 6.4 ms,
 //! 9.5 -> 11.1 ms, 14.4 -> 15.2 ms at batch 4, `examples/conv_backward_timing.rs`), so the im2col
-//! path (a GEMM, then col2im) stays.
+//! path (a GEMM, then col2im) stays. Splitting it by the phase of the input position instead
+//! (one stride-1 convolution of g per phase, exactly over that phase's positions: four GEMMs of
+//! a quarter of the depth) was tried too: faster with 16 input channels (13.3 -> 11.0 ms), slower
+//! with 32 and 64 (9.3 -> 11.3 ms, 4.5 -> 7.5 ms), and no change in a phase-1a step with the
+//! discriminator (1.253 steps/s both), so it was not kept.
 
 use super::gemm_kernel::MicroKernel;
 use super::{conv2d, conv2d_weight_grad};
