@@ -2,9 +2,12 @@
 # The 64-bit ARM tier: the CPU kernels' tests built for aarch64-unknown-linux-gnu and run under
 # qemu's user-mode emulator, so the NEON GEMM micro-kernel and vector exp (src/cpu/ops/gemm_neon.rs,
 # vmath_neon.rs), which no x86 build compiles, are checked on every CI run: against the
-# reference loops and, bit for bit, against the fused recipe the AVX2 kernels follow.
+# reference loops and, bit for bit, against the fused recipe the AVX2 kernels follow. The
+# convolution tests cover the paths where the NEON kernel reads a packed copy of A rows the
+# AVX2 kernel reads in place (gemm_kernel::compute_tile_ab; about 2.5 minutes of the tier).
 #
 #   scripts/aarch64-tier.sh [TEST ...]   default tests: vmath gemm gemm_rows attention unary linear
+#                                        conv2d conv_transpose2d
 #
 # Set-up, best effort: `rustup target add aarch64-unknown-linux-gnu`, and where the cross tools
 # are missing and this is a Debian/Ubuntu machine run as root, `apt-get install` of the cross
@@ -21,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(vmath gemm gemm_rows attention unary linear)
+[ ${#tests[@]} -gt 0 ] || tests=(vmath gemm gemm_rows attention unary linear conv2d conv_transpose2d)
 
 skip() {
     echo "SKIP (aarch64 tier: $1)"

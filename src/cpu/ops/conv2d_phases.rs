@@ -43,7 +43,7 @@ pub(super) struct PhaseView {
 pub(super) fn phase_view(p: &Conv2dParams) -> Option<PhaseView> {
     let (sh, sw) = (p.stride_h, p.stride_w);
     let strided = sh > 1 || sw > 1;
-    if !strided || p.kernel_h % sh != 0 || p.kernel_w % sw != 0 || (p.kernel_h == sh && p.kernel_w == sw) {
+    if !strided || !p.kernel_h.is_multiple_of(sh) || !p.kernel_w.is_multiple_of(sw) || (p.kernel_h == sh && p.kernel_w == sw) {
         return None;
     }
     let v = Conv2dParams {
