@@ -183,8 +183,7 @@ pub fn conv2d_fast(p: &Conv2dParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
 /// `Wp` apart. `gemm_b_in_place` reads those rows where they lie and writes `y [O, OH * OW]`
 /// directly: `y = beta * y + conv(x) (+ bias)`.
 fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option<&[f32]>, beta: f32, y_img: &mut [f32]) {
-    let (c_n, h, wd, ph, pw) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize, p.pad_h as usize, p.pad_w as usize);
-    implicit_of_padded(p, &|xpad: &mut [f32]| pad_planes(x_img, (c_n, h, wd), (ph, pw), xpad), w, b, beta, y_img);
+    implicit_of_padded(p, &|xpad: &mut [f32]| pad_image(p, x_img, xpad), w, b, beta, y_img);
 }
 
 /// `conv2d_stride1_implicit` on a padded input `[C, H + 2 ph, W + 2 pw]` that `fill` writes
@@ -192,7 +191,7 @@ fn conv2d_stride1_implicit(p: &Conv2dParams, x_img: &[f32], w: &[f32], b: Option
 /// convolution, `conv2d_phases`).
 pub(super) fn implicit_of_padded(p: &Conv2dParams, fill: &dyn Fn(&mut [f32]), w: &[f32], b: Option<&[f32]>, beta: f32, y_img: &mut [f32]) {
     let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
-    let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
+    let (ph, pw) = (p.pad_h as usize, p.pad_w as usize);
     let (oc, oh, ow) = (p.out_channels as usize, p.out_h as usize, p.out_w as usize);
     let (hp, wp) = (h + 2 * ph, wd + 2 * pw);
     let ps = hp * wp;
@@ -201,15 +200,30 @@ pub(super) fn implicit_of_padded(p: &Conv2dParams, fill: &dyn Fn(&mut [f32]), w:
     // reads inside the buffer (in place instead of packed).
     with_col_buffer(c_n * ps + NR, |xpad| {
         fill(xpad);
-        let rows: Vec<usize> = (0..c_n * kh * kw).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
+        let rows = padded_row_offsets(p);
         let layout = BInPlace { rows: &rows, width: ow, stride: wp };
         gemm_b_in_place(&GemmParams::new(oc, oh * ow, rows.len()).beta(beta), w, xpad, layout, b, y_img);
     });
 }
 
+/// Where row `(c, i, j)` of a stride-1 convolution's column matrix starts in its zero-padded
+/// input `[C, H + 2 ph, W + 2 pw]`: plane c, shifted by i rows and j columns.
+pub(super) fn padded_row_offsets(p: &Conv2dParams) -> Vec<usize> {
+    let (kh, kw) = (p.kernel_h as usize, p.kernel_w as usize);
+    let wp = (p.in_w + 2 * p.pad_w) as usize;
+    let ps = (p.in_h + 2 * p.pad_h) as usize * wp;
+    (0..p.col_rows()).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect()
+}
+
+/// `pad_planes` with the input's shape and padding taken from `p`.
+pub(super) fn pad_image(p: &Conv2dParams, x_img: &[f32], dst: &mut [f32]) {
+    let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
+    pad_planes(x_img, (c_n, h, wd), (p.pad_h as usize, p.pad_w as usize), dst);
+}
+
 /// `dst [C, H + 2 ph, W + 2 pw] (+ tail)` = `x [C, H, W]` with zero borders; every element of
 /// dst is written (it may be a reused buffer).
-pub(super) fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), dst: &mut [f32]) {
+fn pad_planes(x: &[f32], (c_n, h, wd): (usize, usize, usize), (ph, pw): (usize, usize), dst: &mut [f32]) {
     let (wp, ps) = (wd + 2 * pw, (h + 2 * ph) * (wd + 2 * pw));
     let (planes, tail) = dst.split_at_mut(c_n * ps);
     tail.fill(0.0);

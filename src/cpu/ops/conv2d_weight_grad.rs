@@ -50,8 +50,7 @@ pub fn conv2d_weight_grad_stride1(kernel: MicroKernel, p: &Conv2dParams, x: &[f3
     assert!(handles(p) && kernel.is_available(), "conv2d_weight_grad_stride1: {p:?} with {kernel:?}");
     let xl = p.in_image_len();
     assert!(x.len() >= p.batch as usize * xl, "conv2d_weight_grad_stride1: x too short for {p:?}");
-    let (c_n, h, wd, ph, pw) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize, p.pad_h as usize, p.pad_w as usize);
-    let fill = |n: usize, xpad: &mut [f32]| super::conv2d::pad_planes(&x[n * xl..(n + 1) * xl], (c_n, h, wd), (ph, pw), xpad);
+    let fill = |n: usize, xpad: &mut [f32]| super::conv2d::pad_image(p, &x[n * xl..(n + 1) * xl], xpad);
     weight_grad_of_padded(kernel, p, &fill, g, dw);
 }
 
@@ -75,7 +74,7 @@ pub(super) fn weight_grad_of_padded(kernel: MicroKernel, p: &Conv2dParams, fill:
 /// `dw_t [k, oc] += col(x_img) g_img^T` for one image, whose padded input `fill` writes.
 fn accumulate_image(kernel: MicroKernel, p: &Conv2dParams, fill: &dyn Fn(&mut [f32]), g_img: &[f32], dw_t: &mut [f32]) {
     let (c_n, h, wd) = (p.in_channels as usize, p.in_h as usize, p.in_w as usize);
-    let (kh, kw, ph, pw) = (p.kernel_h as usize, p.kernel_w as usize, p.pad_h as usize, p.pad_w as usize);
+    let (ph, pw) = (p.pad_h as usize, p.pad_w as usize);
     let (oc, k, plane) = (p.out_channels as usize, p.col_rows(), p.out_plane());
     let (wp, ps) = (wd + 2 * pw, (h + 2 * ph) * (wd + 2 * pw));
     let panels = oc.div_ceil(NR);
@@ -84,7 +83,7 @@ fn accumulate_image(kernel: MicroKernel, p: &Conv2dParams, fill: &dyn Fn(&mut [f
     pack_g_transposed(g_img, oc, plane, gpack);
     with_col_buffer(c_n * ps, |xpad| {
         fill(xpad);
-        let rows: Vec<usize> = (0..k).map(|r| (r / (kh * kw)) * ps + ((r / kw) % kh) * wp + r % kw).collect();
+        let rows = super::conv2d::padded_row_offsets(p);
         let work = Work { kernel, p, xpad, rows: &rows, gpack, oc, wp };
         let a_panels = k.div_ceil(MR);
         let tasks = (4 * rayon::current_num_threads()).min(a_panels).max(1);
