@@ -337,8 +337,10 @@ fn sighup_to_the_launcher_stops_every_rank_with_a_checkpoint_and_exits_129_cpu()
     kill_pids(&ranks, "CONT");
     let (code, text) = wait(child, Duration::from_secs(120));
     assert_eq!(code, Some(129), "a hung-up group exits 129 after its checkpoint:\n{text}");
-    assert!(text.contains("interrupted by SIGHUP"), "{text}");
-    assert!(text.contains("send SIGTERM again to quit at once"), "the ranks got SIGTERM: {text}");
+    // The launcher says what it sent. (Rank 0's own "send SIGTERM again" line is not certain:
+    // a stop on any rank stops the group after the same step, and rank 0 may finish and exit
+    // before its signal watcher, which polls every 50 ms, prints.)
+    assert!(text.contains("interrupted by SIGHUP (the ranks were sent SIGTERM)"), "{text}");
     assert_group_stopped_resumably(&out, &text);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -192,7 +192,10 @@ fn interrupted_line(args: &TrainArgs, plan: &Plan, signal: i32) -> String {
         .ok()
         .map(|phase| super::cli::output_dir(args, phase, resumed.as_deref()))
         .and_then(|out| super::checkpoint::list(&out).pop());
-    let group = format!("data-parallel training ({} ranks) interrupted by {}", plan.world, signals::signal_name(signal));
+    let mut group = format!("data-parallel training ({} ranks) interrupted by {}", plan.world, signals::signal_name(signal));
+    if signals::forwarded(signal) != signal {
+        group += &format!(" (the ranks were sent {})", signals::signal_name(signals::forwarded(signal)));
+    }
     match newest {
         Some(ckpt) => format!("{group}: the newest checkpoint is {0}; continue with --resume {0}", ckpt.display()),
         None => format!("{group}: no checkpoint was written"),
