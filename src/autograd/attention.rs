@@ -34,6 +34,15 @@ pub fn attention_bf16(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> R
     Ok(tape.constant(ops::attention_bf16(q.value(), k.value(), v.value(), heads)?))
 }
 
+/// `ops::attention_queries` (queries at positions of their own against every key); inference
+/// only.
+pub fn attention_queries(tape: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+    if [q, k, v].iter().any(|x| x.requires_grad()) {
+        return Err(Error::msg("attention_queries is inference only: an input needs a gradient"));
+    }
+    Ok(tape.constant(ops::attention_queries(q.value(), k.value(), v.value(), heads)?))
+}
+
 /// `ops::attention_packed_to` (q, k, v as the column blocks of one fused projection; f32 or bf16
 /// numerics; the output in `o_dtype`): inference only, so an error where the input needs a
 /// gradient.

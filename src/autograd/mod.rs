@@ -11,6 +11,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod shape;
+pub mod index;
 pub mod softmax;
 pub mod unary;
 

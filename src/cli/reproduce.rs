@@ -287,6 +287,9 @@ pub fn table2_markdown(t: &Table2) -> String {
     s += &provenance_markdown(p);
     s += &scope_markdown(&t.scope);
     s += "The training-time column of the paper is not measured by this command (see `fdm train`).\n";
+    if p.device == "cpu" {
+        s += "MACs are what the engine ran: on the CPU each pass computes the transformer's last block (and the logits) only at the positions still unknown, the only ones the sampler reads, so PUT counts fewer MACs than full passes would.\n";
+    }
     s
 }
 

@@ -137,6 +137,14 @@ pub fn fdm_macs(cfg: &ModelConfig) -> CostReport {
 
 /// One transformer forward over all `seq_len` tokens (150,726,508,544 for paper, spec §3.6).
 pub fn transformer_pass_macs(cfg: &ModelConfig) -> CostReport {
+    transformer_pass_macs_at(cfg, cfg.transformer.seq_len)
+}
+
+/// One pass that needs the logits at `rows` positions only (`Transformer::forward_at`, as the
+/// sampler runs it on the CPU): every block but the last at all positions; the last block's
+/// keys and values at all, its queries, attention rows, projection and MLP, and `to_logits`, at
+/// `rows`. `rows` = seq_len is the full pass.
+pub fn transformer_pass_macs_at(cfg: &ModelConfig, rows: usize) -> CostReport {
     let spec = ParamSpec::inference(cfg);
     let t = &cfg.transformer;
     let l = t.seq_len;
@@ -144,16 +152,18 @@ pub fn transformer_pass_macs(cfg: &ModelConfig) -> CostReport {
     c.layer("generator.emb_proj", l);
     for n in 0..t.n_layer {
         let p = format!("generator.blocks.{n}");
-        for proj in ["query", "key", "value"] {
+        let q = if n + 1 == t.n_layer { rows } else { l };
+        c.layer(&format!("{p}.attn.query"), q);
+        for proj in ["key", "value"] {
             c.layer(&format!("{p}.attn.{proj}"), l);
         }
-        c.raw(format!("{p}.attn.scores"), l * l * t.n_embd); // QK^T, all heads
-        c.raw(format!("{p}.attn.weighted_values"), l * l * t.n_embd); // AV, all heads
-        c.layer(&format!("{p}.attn.proj"), l);
-        c.layer(&format!("{p}.mlp.0"), l);
-        c.layer(&format!("{p}.mlp.2"), l);
+        c.raw(format!("{p}.attn.scores"), q * l * t.n_embd); // QK^T, all heads
+        c.raw(format!("{p}.attn.weighted_values"), q * l * t.n_embd); // AV, all heads
+        c.layer(&format!("{p}.attn.proj"), q);
+        c.layer(&format!("{p}.mlp.0"), q);
+        c.layer(&format!("{p}.mlp.2"), q);
     }
-    c.layer("generator.to_logits", l);
+    c.layer("generator.to_logits", if t.n_layer == 0 { l } else { rows });
     c.report
 }
 

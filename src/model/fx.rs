@@ -29,6 +29,19 @@ pub fn attention_packed(t: &Tape, qkv: &Var, heads: usize, bf16: bool, o_dtype: 
     op(if bf16 { "attention_bf16" } else { "attention" }, || att::attention_packed(t, qkv, heads, bf16, o_dtype), |_| macs)
 }
 
+/// `attention` of q (B x U x H*Dh) at U positions against the keys and values of all L
+/// (B x L x H*Dh); inference only, on the CPU.
+pub fn attention_queries(t: &Tape, q: &Var, k: &Var, v: &Var, heads: usize) -> Result<Var> {
+    let (sq, sk) = (q.shape(), k.shape());
+    let macs = 2 * (sq[0] * sq[1] * sk[1] * sq[2]) as u64;
+    op("attention", || att::attention_queries(t, q, k, v, heads), |_| macs)
+}
+
+/// Rows `idx` of x seen as rows x width (`x`'s last dimension), as `shape`; inference only.
+pub fn gather_rows(t: &Tape, x: &Var, idx: &[u32], shape: &[usize]) -> Result<Var> {
+    op("gather_rows", || crate::autograd::index::gather_rows(t, x, idx, shape), |_| 0)
+}
+
 pub fn add(t: &Tape, a: &Var, b: &Var) -> Result<Var> {
     op("add", || binary::add(t, a, b), |_| 0)
 }

@@ -4,7 +4,7 @@
 //! `to_logits` (D -> 512 classes = the unmasked half of the codebook). Non-causal, no dropout.
 //! Linear weights start N(0, 0.02), biases 0 (spec §3.4).
 
-use super::fx::{add, attention, attention_bf16, attention_packed, Tape, Var};
+use super::fx::{add, attention, attention_bf16, attention_packed, attention_queries, gather_rows, Tape, Var};
 use super::presets::TransformerConfig;
 use crate::error::{Error, Result};
 use crate::DType;
@@ -85,6 +85,25 @@ impl Block {
     }
 }
 
+impl Block {
+    /// `forward` of the last block where only the rows `rows` (`u` per sequence, flat
+    /// `b * L + position` indices) are read afterwards: keys and values at every position,
+    /// queries, projection, MLP and `next` only at those rows. Returns the stream and `next` of
+    /// those rows, `[B, u, D]`, with the bits `forward` gives them (each row's products and
+    /// softmax are the same; `tests/transformer_rows.rs`). f32 inference on the CPU only.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_at(&self, t: &Tape, p: &Bound, x: &Var, h: &Var, rows: &[u32], u: usize, next: (&LayerNorm, DType), n_head: usize) -> Result<(Var, Var)> {
+        let (b, d) = (x.shape()[0], x.shape()[2]);
+        let q = self.query.forward(t, p, &gather_rows(t, h, rows, &[b, u, d])?)?;
+        let (k, v) = (self.key.forward(t, p, h)?, self.value.forward(t, p, h)?);
+        let a = self.proj.forward(t, p, &attention_queries(t, &q, &k, &v, n_head)?)?;
+        let x = gather_rows(t, x, rows, &[b, u, d])?;
+        let (x, h) = self.ln2.add_forward_to(t, p, &x, &a, DType::F32)?;
+        let m = self.out.forward_after_gelu2(t, p, &self.fc.forward(t, p, &h)?)?;
+        next.0.add_forward_to(t, p, &x, &m, next.1)
+    }
+}
+
 /// The dtype a LayerNorm whose only reader is `reader` writes: bf16 where the Linear's weight is
 /// bf16 (it rounds its input to bf16 anyway: the same numbers without its cast), else f32.
 fn input_dtype(p: &Bound, reader: &Linear) -> DType {
@@ -151,6 +170,50 @@ impl Transformer {
 
     /// `feat`: B x L x e_dim token features (row-major over the grid) -> logits B x L x vocab.
     pub fn forward(&self, t: &Tape, p: &Bound, feat: &Var) -> Result<Var> {
+        self.check_features(feat)?;
+        let (_, h) = self.stream(t, p, feat, self.blocks.len())?;
+        self.to_logits.forward(t, p, &h)
+    }
+
+    /// The logits at `u` positions of each sequence only: `rows[i * u + r]` (< L) is the r-th
+    /// position read in sequence i (repeats allowed) -> B x u x vocab, the numbers `forward`
+    /// gives at those positions. The sampler reads logits only at unknown positions (a few
+    /// percent of the grid late in a fill), so on the CPU in f32 the last block runs its
+    /// queries, projection and MLP, and the final LayerNorm and `to_logits` run, at those rows
+    /// only (keys and values still at all); elsewhere this is `forward` and a gather. Inference
+    /// only: an error where the features or a Linear need a gradient.
+    pub fn forward_at(&self, t: &Tape, p: &Bound, feat: &Var, rows: &[u32], u: usize) -> Result<Var> {
+        self.check_features(feat)?;
+        if feat.requires_grad() || self.linears().any(|l| l.needs_grad(p)) {
+            return Err(Error::msg("Transformer::forward_at is inference only: the features or weights need a gradient"));
+        }
+        let (b, l) = (feat.shape()[0], self.cfg.seq_len);
+        if rows.len() != b * u {
+            return Err(Error::shape("Transformer::forward_at", format!("{} rows for {b} sequences of {u}", rows.len())));
+        }
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= l) {
+            return Err(Error::shape("Transformer::forward_at", format!("position {bad} outside the sequence of {l}")));
+        }
+        let flat: Vec<u32> = rows.iter().enumerate().map(|(i, &r)| ((i / u.max(1)) * l) as u32 + r).collect();
+        let Some(last) = self.blocks.last().filter(|_| self.prunes(p, feat)) else {
+            let logits = self.forward(t, p, feat)?;
+            let v = logits.shape()[2];
+            return gather_rows(t, &logits, &flat, &[b, u, v]);
+        };
+        let (x, h) = self.stream(t, p, feat, self.blocks.len() - 1)?;
+        let next = (&self.ln_f, input_dtype(p, &self.to_logits));
+        let (_, h) = last.forward_at(t, p, &x, &h, &flat, u, next, self.cfg.n_head)?;
+        self.to_logits.forward(t, p, &h)
+    }
+
+    /// Whether `forward_at` can prune the last block: f32 weights and features on the CPU.
+    fn prunes(&self, p: &Bound, feat: &Var) -> bool {
+        let weight = p.var(self.to_logits.weight).value();
+        let f32_weights = self.blocks.iter().all(|b| input_dtype(p, &b.query) == DType::F32) && input_dtype(p, &self.to_logits) == DType::F32;
+        f32_weights && matches!(weight.device(), crate::Device::Cpu) && matches!(feat.value().device(), crate::Device::Cpu)
+    }
+
+    fn check_features(&self, feat: &Var) -> Result<()> {
         let s = feat.shape();
         if s.len() != 3 || s[1] != self.cfg.seq_len || s[2] != self.cfg.embed_dim {
             return Err(Error::shape(
@@ -158,9 +221,15 @@ impl Transformer {
                 format!("features {s:?}, expected B x {} x {}", self.cfg.seq_len, self.cfg.embed_dim),
             ));
         }
+        Ok(())
+    }
+
+    /// The residual stream after the first `n` blocks and the LayerNorm that reads it next (the
+    /// following block's ln1, or the final LayerNorm after the last block).
+    fn stream(&self, t: &Tape, p: &Bound, feat: &Var, n: usize) -> Result<(Var, Var)> {
         let mut x = add(t, &self.emb_proj.forward(t, p, feat)?, p.var(self.pos_emb))?;
         let mut h = self.blocks.first().map_or(&self.ln_f, |b| &b.ln1).forward(t, p, &x)?;
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (i, block) in self.blocks.iter().enumerate().take(n) {
             // The next block's ln1 is read by its q/k/v projections (the stack, or the query,
             // key and value Linears, which share one precision); the final LayerNorm by to_logits.
             let next = match self.blocks.get(i + 1) {
@@ -169,6 +238,12 @@ impl Transformer {
             };
             (x, h) = block.forward(t, p, &x, &h, next, self.cfg.n_head)?;
         }
-        self.to_logits.forward(t, p, &h)
+        Ok((x, h))
+    }
+
+    /// Every Linear of the transformer.
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        let blocks = self.blocks.iter().flat_map(|b| [&b.query, &b.key, &b.value, &b.proj, &b.fc, &b.out]);
+        [&self.emb_proj, &self.to_logits].into_iter().chain(blocks)
     }
 }

@@ -150,6 +150,38 @@ pub fn attention_packed_to(qkv: &Tensor, heads: usize, bf16: bool, o_dtype: DTyp
     }
 }
 
+/// `attention` for queries at positions of their own: q `[B, U, W]` against k and v
+/// `[B, L, W]`, output `[B, U, W]`. A query row gets the bits `attention` gives the same row in a
+/// full call (the same products and softmax per query). Inference only, and on the CPU only:
+/// the sampler uses it to run the transformer's last block only at the positions whose logits
+/// it reads; on CUDA the whole pass runs as one captured graph of full-size kernels instead.
+pub fn attention_queries(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    const OP: &str = "attention_queries";
+    for (name, t) in [("q", q), ("k", k), ("v", v)] {
+        expect_rank(OP, name, t, 3)?;
+        expect_f32(OP, t)?;
+    }
+    expect_same_shape(OP, "k", k, "v", v)?;
+    expect_same_device(OP, &[q, k, v])?;
+    let (b, u, w) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+    let l = k.shape()[1];
+    if k.shape()[0] != b || k.shape()[2] != w {
+        return Err(Error::shape(OP, format!("q {:?} and k {:?} differ in batch or width", q.shape(), k.shape())));
+    }
+    if heads == 0 || w % heads != 0 {
+        return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
+    }
+    if !matches!(q.storage(), Storage::Cpu(_)) {
+        return Err(Error::msg("attention_queries runs on the CPU only (CUDA runs the full attention)"));
+    }
+    let p = AttentionParams::new(b, l, heads, w / heads);
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let mut out = vec![0f32; b * u * w];
+    let mut lse = vec![0f32; b * heads * u];
+    cpu_fwd::attention_queries_fast(&p, u, q.cpu_f32()?, k.cpu_f32()?, v.cpu_f32()?, &mut out, &mut lse);
+    Tensor::from_vec(out, &[b, u, w])
+}
+
 /// Gradients (dq, dk, dv) from the forward's inputs, `out`, `lse` and the output gradient.
 pub fn attention_backward(
     q: &Tensor,

@@ -16,6 +16,12 @@
 //!
 //! Inference runs on a no-grad tape: nothing is recorded and no gradient buffer exists.
 //!
+//! The host loop asks the transformer for the logits at the positions it reads only (the unknown
+//! ones in a fill, the revisited ones in a sweep; `Transformer::forward_at`), each image's
+//! positions in increasing order and padded with repeats to the longest list (a padded row is
+//! flagged known, so it is never picked). On the CPU that runs the last block at those rows only,
+//! with the bits the full pass gives them, so the tokens are those of a full pass.
+//!
 //! On a CUDA device the fill runs with its state on the device (`ops::sampling_device`): the
 //! host knows every pass's pick counts in advance (min(n, unknown left) per image), so it draws
 //! every pass's uniforms in the same order as the host loop, uploads them once, and reads nothing
@@ -114,6 +120,9 @@ pub fn sample(input: SamplerInput<'_>, opts: &SamplerOptions, rng: &mut Rng, on_
     let initial = table.clone();
     let mut st = LoopState { table, known: visible, passes: 0, fill_order: vec![Vec::new(); b], graph_replays: 0, graph_note: None };
     let run = |x: &Tensor| -> Result<Tensor> { Ok(model.transformer.forward(tape, params, &tape.constant(x.clone()))?.value().clone()) };
+    let run_at = |x: &Tensor, rows: &Rows| -> Result<Tensor> {
+        Ok(model.transformer.forward_at(tape, params, &tape.constant(x.clone()), &rows.positions, rows.per_image)?.value().clone())
+    };
 
     if matches!(st.table.device(), crate::Device::Cuda(_)) {
         let ctx = FillContext { model, run: &run, opts, dims: (b, l, c), total };
@@ -121,28 +130,29 @@ pub fn sample(input: SamplerInput<'_>, opts: &SamplerOptions, rng: &mut Rng, on_
     }
     while st.known.iter().any(|k| !k) {
         let active: Vec<usize> = (0..b).filter(|&i| st.known[i * l..(i + 1) * l].iter().any(|k| !k)).collect();
-        let logits = run(&st.rows_of(&active, l, c)?)?;
-        let known_active: Vec<bool> = active.iter().flat_map(|&i| st.known[i * l..(i + 1) * l].iter().copied()).collect();
-        let chosen = profile::op("choose_positions", || ops::sampling::choose_positions(&logits, &known_active, opts.tokens_per_pass), |_| 0)?;
-        let mut picks = Vec::new(); // (active slot, image, position)
-        for (slot, (&img, positions)) in active.iter().zip(&chosen).enumerate() {
-            for &pos in positions {
-                if !st.known[img * l + pos as usize] {
-                    picks.push((slot, img, pos as usize));
+        let rows = Rows::new(active.iter().map(|&i| (0..l as u32).filter(|&pos| !st.known[i * l + pos as usize]).collect()));
+        let logits = run_at(&st.rows_of(&active, l, c)?, &rows)?;
+        let chosen = profile::op("choose_positions", || ops::sampling::choose_positions(&logits, &rows.padding, opts.tokens_per_pass), |_| 0)?;
+        let mut picks = Vec::new();
+        for (slot, (&img, chosen_rows)) in active.iter().zip(&chosen).enumerate() {
+            for &row in chosen_rows {
+                let pos = rows.position(slot, row as usize);
+                if !st.known[img * l + pos] {
+                    picks.push(Pick { slot, img, pos, row: row as usize });
                 }
             }
         }
-        let drawn = draw(model, &logits, &picks, l, opts, rng)?;
+        let drawn = draw(model, &logits, &picks, rows.per_image, opts, rng)?;
         st.write(model, &picks, &drawn, l, &mut tokens)?;
-        for &(_, img, pos) in &picks {
-            st.known[img * l + pos] = true;
-            st.fill_order[img].push(pos as u32);
+        for pick in &picks {
+            st.known[pick.img * l + pick.pos] = true;
+            st.fill_order[pick.img].push(pick.pos as u32);
         }
         st.passes += 1;
         on_pass(st.passes, total);
     }
     for _ in 0..opts.gibbs_sweeps {
-        gibbs_sweep(&mut st, &initial, &run, model, opts, rng, &mut tokens, (b, l, c), &mut |p| on_pass(p, total))?;
+        gibbs_sweep(&mut st, &initial, &run_at, model, opts, rng, &mut tokens, (b, l, c), &mut |p| on_pass(p, total))?;
     }
     Ok(Sampled { table: st.table, tokens, passes: st.passes, fill_order: st.fill_order, graph_replays: st.graph_replays, graph_note: st.graph_note })
 }
@@ -236,6 +246,41 @@ fn fill_on_device(
     Ok(())
 }
 
+/// One drawn position: its active slot, image, position and row in the pass's logits.
+struct Pick {
+    slot: usize,
+    img: usize,
+    pos: usize,
+    row: usize,
+}
+
+/// The positions whose logits a pass reads, `per_image` per active image: `positions[slot *
+/// per_image + row]`, each image's list padded with repeats of its last position, the padding
+/// flagged in `padding` (for `choose_positions`, as known positions).
+struct Rows {
+    per_image: usize,
+    positions: Vec<u32>,
+    padding: Vec<bool>,
+}
+
+impl Rows {
+    fn new(lists: impl Iterator<Item = Vec<u32>>) -> Rows {
+        let lists: Vec<Vec<u32>> = lists.collect();
+        let per_image = lists.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let (mut positions, mut padding) = (Vec::new(), Vec::new());
+        for list in &lists {
+            let pad = *list.last().unwrap_or(&0);
+            positions.extend(list.iter().copied().chain(std::iter::repeat(pad)).take(per_image));
+            padding.extend((0..per_image).map(|r| r >= list.len()));
+        }
+        Rows { per_image, positions, padding }
+    }
+
+    fn position(&self, slot: usize, row: usize) -> usize {
+        self.positions[slot * self.per_image + row] as usize
+    }
+}
+
 struct LoopState {
     table: Tensor,
     known: Vec<bool>,
@@ -257,32 +302,32 @@ impl LoopState {
     }
 
     /// Write the codebook rows of `drawn` tokens at the picked positions.
-    fn write(&mut self, model: &InpaintingModel, picks: &[(usize, usize, usize)], drawn: &[u32], l: usize, tokens: &mut [u32]) -> Result<()> {
+    fn write(&mut self, model: &InpaintingModel, picks: &[Pick], drawn: &[u32], l: usize, tokens: &mut [u32]) -> Result<()> {
         if picks.is_empty() {
             return Ok(());
         }
         let shape = self.table.shape().to_vec();
         let rows = model.codec.quantizer.rows(&model.store, drawn)?;
-        let idx: Vec<u32> = picks.iter().map(|&(_, img, pos)| (img * l + pos) as u32).collect();
+        let idx: Vec<u32> = picks.iter().map(|p| (p.img * l + p.pos) as u32).collect();
         let flat = self.table.reshape(&[shape[0] * shape[1], shape[2]])?;
         self.table = ops::index::scatter_rows(&flat, &idx, &rows)?.reshape(&shape)?;
-        for (&(_, img, pos), &tok) in picks.iter().zip(drawn) {
-            tokens[img * l + pos] = tok;
+        for (p, &tok) in picks.iter().zip(drawn) {
+            tokens[p.img * l + p.pos] = tok;
         }
         Ok(())
     }
 }
 
-/// One token per pick from the logits of its (active slot, position) row, uniforms drawn in
-/// pick order.
-fn draw(model: &InpaintingModel, logits: &Tensor, picks: &[(usize, usize, usize)], l: usize, opts: &SamplerOptions, rng: &mut Rng) -> Result<Vec<u32>> {
+/// One token per pick from the logits of its (active slot, row) row of `logits` (A x
+/// `per_image` x vocab), uniforms drawn in pick order.
+fn draw(model: &InpaintingModel, logits: &Tensor, picks: &[Pick], per_image: usize, opts: &SamplerOptions, rng: &mut Rng) -> Result<Vec<u32>> {
     if picks.is_empty() {
         return Ok(Vec::new());
     }
     let v = model.cfg.transformer.vocab;
-    let rows: Vec<u32> = picks.iter().map(|&(slot, _, pos)| (slot * l + pos) as u32).collect();
+    let rows: Vec<u32> = picks.iter().map(|p| (p.slot * per_image + p.row) as u32).collect();
     let a = logits.shape()[0];
-    let selected = ops::index::gather_rows(&logits.reshape(&[a * l, v])?, &rows)?;
+    let selected = ops::index::gather_rows(&logits.reshape(&[a * per_image, v])?, &rows)?;
     let u: Vec<f32> = picks.iter().map(|_| rng.uniform()).collect();
     profile::op("topk_sample", || ops::sampling::topk_sample(&selected, &u, opts.top_k, opts.temperature), |_| 0)
 }
@@ -291,7 +336,7 @@ fn draw(model: &InpaintingModel, logits: &Tensor, picks: &[(usize, usize, usize)
 fn gibbs_sweep(
     st: &mut LoopState,
     initial: &Tensor,
-    run: &dyn Fn(&Tensor) -> Result<Tensor>,
+    run_at: &dyn Fn(&Tensor, &Rows) -> Result<Tensor>,
     model: &InpaintingModel,
     opts: &SamplerOptions,
     rng: &mut Rng,
@@ -310,15 +355,16 @@ fn gibbs_sweep(
         let active: Vec<usize> = (0..b).filter(|&i| !chunk(i).is_empty()).collect();
         let mut picks = Vec::new();
         for (slot, &img) in active.iter().enumerate() {
-            picks.extend(chunk(img).iter().map(|&p| (slot, img, p as usize)));
+            picks.extend(chunk(img).iter().enumerate().map(|(row, &p)| Pick { slot, img, pos: p as usize, row }));
         }
         // Hide the revisited tokens: their rows go back to the encoder features.
-        let idx: Vec<u32> = picks.iter().map(|&(_, img, pos)| (img * l + pos) as u32).collect();
+        let idx: Vec<u32> = picks.iter().map(|p| (p.img * l + p.pos) as u32).collect();
         let hidden = ops::index::gather_rows(&init_flat, &idx)?;
         let shape = st.table.shape().to_vec();
         st.table = ops::index::scatter_rows(&st.table.reshape(&[b * l, c])?, &idx, &hidden)?.reshape(&shape)?;
-        let logits = run(&st.rows_of(&active, l, c)?)?;
-        let drawn = draw(model, &logits, &picks, l, opts, rng)?;
+        let rows = Rows::new(active.iter().map(|&img| chunk(img).to_vec()));
+        let logits = run_at(&st.rows_of(&active, l, c)?, &rows)?;
+        let drawn = draw(model, &logits, &picks, rows.per_image, opts, rng)?;
         st.write(model, &picks, &drawn, l, tokens)?;
         st.passes += 1;
         on_pass(st.passes);

@@ -20,6 +20,11 @@
 //!   (`[batch, heads, seq_len]`), which the backward uses to rebuild `p_ij` block by block.
 //!   Summation order differs from the f64 oracle (f32 FMA chains of L terms); the existing
 //!   1e-5 tolerance holds on the model shapes (`tests/attention*.rs`).
+//! * `attention_queries_ref` / `attention_queries_fast`: the same with queries at `lq` positions
+//!   of their own (q and out `[batch, lq, heads * head_dim]`) against the `seq_len` keys and
+//!   values of `p`. Each query's column goes through the same products and softmax as in the
+//!   full call, so a query row gets the bits the full call gives it; the sampler uses this to
+//!   compute the last block only where logits are read (`model/transformer.rs`).
 
 use super::attention_panels as panels;
 use super::gemm_kernel::{MicroKernel, NR};
@@ -61,17 +66,27 @@ impl Dims {
     pub fn panel(&self) -> usize {
         self.l * self.dh
     }
+    /// The same heads over `lq` tokens: the queries' sizes where they are not the keys'.
+    pub fn with_queries(self, lq: usize) -> Dims {
+        Dims { l: lq, ..self }
+    }
 }
 
 /// The obvious loop nest in f64: one score row at a time.
 pub fn attention_ref(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+    attention_queries_ref(p, p.seq_len as usize, q, k, v, out)
+}
+
+/// `attention_ref` with `lq` queries per batch item (q and out `[batch, lq, heads*head_dim]`).
+pub fn attention_queries_ref(p: &AttentionParams, lq: usize, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     let d = Dims::of(p);
+    let dq = d.with_queries(lq);
     let scale = p.scale as f64;
     let mut scores = vec![0f64; d.l];
     for b in 0..d.b {
         for h in 0..d.h {
-            for i in 0..d.l {
-                let qi = &q[d.at(b, i, h)..][..d.dh];
+            for i in 0..dq.l {
+                let qi = &q[dq.at(b, i, h)..][..d.dh];
                 for (j, s) in scores.iter_mut().enumerate() {
                     let kj = &k[d.at(b, j, h)..][..d.dh];
                     *s = scale
@@ -91,7 +106,7 @@ pub fn attention_ref(p: &AttentionParams, q: &[f32], k: &[f32], v: &[f32], out: 
                         .for_each(|(a, &x)| *a += s * x as f64);
                 }
                 for (c, a) in acc.iter().enumerate() {
-                    out[d.at(b, i, h) + c] = (a / total) as f32;
+                    out[dq.at(b, i, h) + c] = (a / total) as f32;
                 }
             }
         }
@@ -107,8 +122,23 @@ pub fn attention_fast(
     out: &mut [f32],
     lse: &mut [f32],
 ) {
+    attention_queries_fast(p, p.seq_len as usize, q, k, v, out, lse)
+}
+
+/// `attention_fast` with `lq` queries per batch item: q and out `[batch, lq, heads*head_dim]`,
+/// `lse` `[batch, heads, lq]`; k and v as `p` says.
+pub fn attention_queries_fast(
+    p: &AttentionParams,
+    lq: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
     let d = Dims::of(p);
-    if d.b * d.h * d.l * d.dh == 0 {
+    let dq = d.with_queries(lq);
+    if d.b * d.h * d.l * d.dh * dq.l == 0 {
         return;
     }
     let kernel = MicroKernel::detect();
@@ -117,7 +147,7 @@ pub fn attention_fast(
     let ka_len = panels::tokens_as_a_len(d);
     let pack_len = ka_len + panels::channels_as_a_len(d);
     let packs_len = d.b * d.h * pack_len;
-    with_call_buffer(packs_len + d.b * d.h * d.panel(), |buf| {
+    with_call_buffer(packs_len + d.b * d.h * dq.panel(), |buf| {
         let (packs, out_heads) = buf.split_at_mut(packs_len);
         packs
             .par_chunks_mut(pack_len)
@@ -129,8 +159,8 @@ pub fn attention_fast(
             });
         let packs = &*packs;
         out_heads
-            .par_chunks_mut(d.panel())
-            .zip(lse.par_chunks_mut(d.l))
+            .par_chunks_mut(dq.panel())
+            .zip(lse.par_chunks_mut(dq.l))
             .enumerate()
             .for_each(|(bh, (oh, lse_bh))| {
                 let kv = packs[bh * pack_len..][..pack_len].split_at(ka_len);
@@ -141,23 +171,23 @@ pub fn attention_fast(
                         let rows = Rows::new(d, bh, blk * QUERY_BLOCK, ls.len());
                         let len = panels::rows_as_b_len(d, rows.n) + (d.l + d.dh) * NR;
                         with_scratch(len, |buf| {
-                            forward_query_block(kernel, d, p.scale, rows, q, kv, buf, o, ls)
+                            forward_query_block(kernel, (d, dq), p.scale, rows, q, kv, buf, o, ls)
                         });
                     });
             });
-        scatter_heads(d, 1, out_heads, out);
+        scatter_heads(dq, 1, out_heads, out);
     });
 }
 
 /// One block of queries against every key, 16 queries (one panel) at a time:
 /// `S^T = scale K Q^T` (`[L][16]`), softmax down the columns, `O^T = V^T P^T` (`[dh][16]`),
-/// stored transposed and divided by the column sums. `(ka, va)`: the head's K and V packs;
-/// `buf`: scratch; `o`: the block's rows of the head-major output `[n, dh]`; `lse`: its `n`
-/// log-sum-exps.
+/// stored transposed and divided by the column sums. `(d, dq)`: the keys' and the queries'
+/// sizes; `(ka, va)`: the head's K and V packs; `buf`: scratch; `o`: the block's rows of the
+/// head-major output `[n, dh]`; `lse`: its `n` log-sum-exps.
 #[allow(clippy::too_many_arguments)]
 fn forward_query_block(
     kernel: MicroKernel,
-    d: Dims,
+    (d, dq): (Dims, Dims),
     scale: f32,
     rows: Rows,
     q: &[f32],
@@ -168,7 +198,7 @@ fn forward_query_block(
 ) {
     let (qb, rest) = buf.split_at_mut(panels::rows_as_b_len(d, rows.n));
     let (st, ot) = rest.split_at_mut(d.l * NR);
-    panels::pack_rows_as_b(d, q, rows.b, rows.h, rows.i0, rows.n, qb);
+    panels::pack_rows_as_b(dq, q, rows.b, rows.h, rows.i0, rows.n, qb);
     for (jp, qp) in qb.chunks_exact(d.dh * NR).enumerate() {
         panels::panel_scores(kernel, d, ka, qp, scale, st);
         let max = vmath::column_max(st);
