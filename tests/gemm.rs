@@ -229,3 +229,34 @@ fn fused_micro_kernels_give_the_recipe_bits_cpu() {
         }
     }
 }
+
+/// Products one k slice deep (k <= 256) with A stored row-major take the shallow path
+/// (`gemm_shallow.rs`: B packed by the caller, A packed per row panel inside the tasks). The
+/// same product with A stored transposed takes the blocked path, whose packed panels hold the
+/// same values: both must give the same bits, and match the oracle. Edge rows and columns, a
+/// wider C, alpha and beta, every kernel, threads on and off, and the shallow path's limits
+/// (k = 256, n x k at its 65536-float B budget) on both sides.
+#[test]
+fn shallow_gemm_gives_the_blocked_paths_bits_cpu() {
+    let shapes = [(1024, 64, 64), (1024, 256, 64), (1024, 64, 256), (7, 5, 3), (100, 17, 33), (13, 256, 256), (61, 257, 255), (6, 16, 1)];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for (alpha, beta, extra) in [(1.0, 0.0, 0), (0.5, 2.0, 3)] {
+            let p = GemmParams::with_trans(m, n, k, false, true).alpha(alpha).beta(beta).leading_dims(k, k, n + extra);
+            let pt = GemmParams::with_trans(m, n, k, true, true).alpha(alpha).beta(beta).leading_dims(m, k, n + extra);
+            let (a, b, c0) = operands(&p, 40 + i as u64);
+            let a_t = transpose(&a, m, k);
+            let mut want = c0.clone();
+            gemm_ref(&p, &a, &b, &mut want);
+            for kernel in kernels() {
+                for parallel in [true, false] {
+                    let (mut shallow, mut blocked) = (c0.clone(), c0.clone());
+                    gemm_with(kernel, parallel, &p, &a, &b, &mut shallow);
+                    gemm_with(kernel, parallel, &pt, &a_t, &b, &mut blocked);
+                    let what = format!("m {m} n {n} k {k} alpha {alpha} beta {beta} {kernel:?} parallel={parallel}");
+                    assert!(shallow.iter().zip(&blocked).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: bits differ from the blocked path");
+                    assert_close(&shallow, &want, TOL_CPU_F32, &what);
+                }
+            }
+        }
+    }
+}

@@ -19,12 +19,13 @@
 
 use super::gemm_kernel::{compute_tile, MicroKernel, MR, NR};
 use super::gemm_pack::pack_rows_transposed;
+use super::gemm_shallow;
 use crate::params::gemm::GemmParams;
 use rayon::prelude::*;
 use std::cell::Cell;
 
 /// Depth of one packed slice: a 16 x 256 B micro-panel is 16 KiB, half the L1.
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 /// Rows of C per task at most: a 144 x 256 packed A block is 144 KiB, a slice of the L2.
 const MC: usize = 144;
 /// Columns of B per packed block: 3072 x 256 floats = 3 MiB, well inside the L3.
@@ -112,6 +113,9 @@ fn gemm_single(kernel: MicroKernel, parallel: bool, p: &GemmParams, a: &[f32], b
     if k == 0 || p.alpha == 0.0 {
         scale_c(c, m, n, p.ldc as usize, p.beta);
         return;
+    }
+    if gemm_shallow::applies(p) {
+        return gemm_shallow::gemm_shallow(kernel, parallel, p, a, b, c);
     }
     let mut a_buf = take_buf(&PACK_A);
     let mut b_buf = take_buf(&PACK_B);
@@ -296,7 +300,7 @@ pub(super) fn pack_a(parallel: bool, p: &GemmParams, a: &[f32], pc: usize, kc: u
 
 /// Pack op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels (`dst[panel][q*NR + j]`), zero-padded.
 #[allow(clippy::too_many_arguments)]
-fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
+pub(super) fn pack_b(parallel: bool, p: &GemmParams, b: &[f32], pc: usize, kc: usize, jc: usize, nc: usize, dst: &mut [f32]) {
     let ldb = p.ldb as usize;
     let pack_panel = |(panel, d): (usize, &mut [f32])| {
         let j0 = jc + panel * NR;
@@ -348,7 +352,7 @@ thread_local! {
     // Reused between calls to avoid page-faulting fresh megabytes on every GEMM. Taken out while
     // in use, so a nested call on the same thread (rayon work stealing) gets its own buffer.
     static PACK_A: Cell<PackBuf> = Cell::new(PackBuf::default());
-    static PACK_B: Cell<PackBuf> = Cell::new(PackBuf::default());
+    pub(super) static PACK_B: Cell<PackBuf> = Cell::new(PackBuf::default());
 }
 
 fn take_buf(key: &'static std::thread::LocalKey<Cell<PackBuf>>) -> PackBuf {

@@ -3,6 +3,7 @@ pub mod index;
 pub mod gemm;
 pub mod gemm_kernel;
 mod gemm_pack;
+mod gemm_shallow;
 mod gemm_neon;
 pub mod gemm_rows;
 pub mod linear;
