@@ -25,11 +25,14 @@ fn params(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<AttentionP
     }
     expect_same_device(OP, &[q, k, v])?;
     let (b, l, w) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+    head_params(OP, b, l, w, heads)
+}
+
+/// The params of `b` sequences of `l` keys, `w` channels split into `heads` heads; an error
+/// naming `op` where `w` does not split.
+fn head_params(op: &'static str, b: usize, l: usize, w: usize, heads: usize) -> Result<AttentionParams> {
     if heads == 0 || w % heads != 0 {
-        return Err(Error::shape(
-            OP,
-            format!("width {w} is not a multiple of heads = {heads}"),
-        ));
+        return Err(Error::shape(op, format!("width {w} is not a multiple of heads = {heads}")));
     }
     Ok(AttentionParams::new(b, l, heads, w / heads))
 }
@@ -137,11 +140,9 @@ pub fn attention_packed_to(qkv: &Tensor, heads: usize, bf16: bool, o_dtype: DTyp
         }
         Storage::Cuda(_) => {
             expect_f32(OP, qkv)?;
-            if heads == 0 || w % heads != 0 {
-                return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
-            }
+            let d = head_params(OP, b, l, w, heads)?.head_dim as usize;
             let qkv = qkv.contiguous()?;
-            let (s, d) = (qkv.cuda_dense()?, w / heads);
+            let s = qkv.cuda_dense()?;
             if bf16 {
                 return Tensor::from_cuda(cuda::attention_fwd_bf16_packed(s, b, l, heads, d, o_dtype)?, &[b, l, w]);
             }
@@ -164,17 +165,13 @@ pub fn attention_queries(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Re
     expect_same_shape(OP, "k", k, "v", v)?;
     expect_same_device(OP, &[q, k, v])?;
     let (b, u, w) = (q.shape()[0], q.shape()[1], q.shape()[2]);
-    let l = k.shape()[1];
     if k.shape()[0] != b || k.shape()[2] != w {
         return Err(Error::shape(OP, format!("q {:?} and k {:?} differ in batch or width", q.shape(), k.shape())));
     }
-    if heads == 0 || w % heads != 0 {
-        return Err(Error::shape(OP, format!("width {w} is not a multiple of heads = {heads}")));
-    }
+    let p = head_params(OP, b, k.shape()[1], w, heads)?;
     if !matches!(q.storage(), Storage::Cpu(_)) {
         return Err(Error::msg("attention_queries runs on the CPU only (CUDA runs the full attention)"));
     }
-    let p = AttentionParams::new(b, l, heads, w / heads);
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let mut out = vec![0f32; b * u * w];
     let mut lse = vec![0f32; b * heads * u];
