@@ -8,7 +8,7 @@
 //! `FDM_BLESS=1 cargo test --release --test image_io`.
 
 use fdm::io::image::{
-    check_mask_matches, contact_sheet, hole_fraction, load_image, load_mask, mask_from_luma, require_hole,
+    has_readable_extension, READABLE_EXTENSIONS, check_mask_matches, contact_sheet, hole_fraction, load_image, load_mask, mask_from_luma, require_hole,
     save_contact_sheet, save_image, save_mask_png, save_png, tensor_to_rgb8, thumbnail,
 };
 use fdm::io::mask_draw::{test_masks, MaskCanvas};
@@ -103,6 +103,54 @@ fn image_modes_convert_as_documented_cpu() {
         v[1]
     );
     assert_eq!(v[1], v[2 + 1], "replicated across channels");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// WebP (lossless), BMP, TIFF and GIF read back the exact pixels the `image` crate wrote, as
+/// photos and as masks; the folder listers take their extensions; a format that is not read
+/// (AVIF here) is an error naming the ones that are.
+#[test]
+fn image_other_formats_read_exactly_cpu() {
+    let dir = test_dir("formats");
+    let (w, h) = (7u32, 5u32);
+    // At most 35 colours, so GIF's palette holds them all and the round trip is exact too.
+    let rgb = ::image::RgbImage::from_fn(w, h, |x, y| ::image::Rgb([x as u8 * 36, y as u8 * 60, (x * y) as u8 * 9 + 3]));
+    let luma = ::image::GrayImage::from_fn(w, h, |x, y| ::image::Luma([if (2..5).contains(&x) && y >= 2 { 255 } else { 0 }]));
+    for ext in ["webp", "bmp", "tiff", "tif", "gif"] {
+        let (photo, mask) = (dir.join(format!("photo.{ext}")), dir.join(format!("mask.{ext}")));
+        rgb.save(&photo).unwrap();
+        let as_rgb = if ext == "gif" { ::image::DynamicImage::ImageLuma8(luma.clone()).to_rgb8() } else { rgb.clone() };
+        if ext == "gif" {
+            as_rgb.save(&mask).unwrap();
+        } else {
+            luma.save(&mask).unwrap();
+        }
+        assert!(has_readable_extension(&photo), "{ext}");
+        let img = load_image(&photo).unwrap_or_else(|e| panic!("{ext}: {e}"));
+        assert_eq!((img.width, img.height), (7, 5), "{ext}");
+        let v = img.tensor.to_vec_f32().unwrap();
+        for (x, y, p) in rgb.enumerate_pixels() {
+            for c in 0..3 {
+                assert_eq!(at(&v, 5, 7, c, y as usize, x as usize), p[c] as f32, "{ext} ({x}, {y}) channel {c}");
+            }
+        }
+        let m = load_mask(&mask, false).unwrap_or_else(|e| panic!("{ext} mask: {e}")).to_vec_f32().unwrap();
+        let holes: Vec<usize> = m.iter().enumerate().filter(|(_, &v)| v == 0.0).map(|(i, _)| i).collect();
+        let expected: Vec<usize> = luma.enumerate_pixels().filter(|p| p.2[0] == 255).map(|p| (p.1 * w + p.0) as usize).collect();
+        assert_eq!(holes, expected, "{ext} mask: white = hole");
+    }
+    for name in ["a.PNG", "b.Jpeg", "c.webp", "d.TIF", "e.gif", "f.bmp"] {
+        assert!(has_readable_extension(Path::new(name)), "{name}");
+    }
+    for name in ["a.avif", "b.heic", "c.txt", "noext"] {
+        assert!(!has_readable_extension(Path::new(name)), "{name}");
+    }
+    assert_eq!(READABLE_EXTENSIONS.len(), 8);
+    // The start of an AVIF file: its format is recognised and not read; the error says which are.
+    let avif = dir.join("photo.avif");
+    std::fs::write(&avif, [&[0u8, 0, 0, 0x1c][..], b"ftypavif", &[0u8; 40][..]].concat()).unwrap();
+    let err = load_image(&avif).unwrap_err().to_string();
+    assert!(err.contains("photo.avif") && err.contains("readable formats: PNG, JPEG, WebP, BMP, TIFF, GIF"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

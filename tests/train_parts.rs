@@ -288,6 +288,22 @@ fn data_scan_skips_a_truncated_jpeg_cpu() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The scan takes every readable format by extension (any case) and leaves other files alone.
+#[test]
+fn data_scan_reads_every_readable_format_cpu() {
+    let dir = scratch("formats");
+    let img = ::image::RgbImage::from_fn(40, 30, |x, y| ::image::Rgb([x as u8 * 6, y as u8 * 8, 90]));
+    for name in ["a.png", "b.JPG", "c.webp", "d.bmp", "e.tiff", "f.gif"] {
+        img.save_with_format(dir.join(name), ::image::ImageFormat::from_path(name.to_lowercase()).unwrap()).unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), b"not a photo").unwrap();
+    let ds = Dataset::scan(&dir, 0.1).unwrap();
+    let names: Vec<String> = ds.files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["a.png", "b.JPG", "c.webp", "d.bmp", "e.tiff", "f.gif"]);
+    assert!(ds.skipped.is_empty() && ds.sizes.iter().all(|&s| s == (40, 30)), "{:?} {:?}", ds.skipped, ds.sizes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn data_resizes_the_shorter_side_and_crops_cpu() {
     let dir = scratch("resize");

@@ -50,7 +50,7 @@ enum Command {
 
 #[derive(Args)]
 struct InpaintArgs {
-    /// Photos to inpaint (PNG/JPEG, any size; RGBA and grey are converted with a note).
+    /// Photos to inpaint (PNG, JPEG, WebP, BMP, TIFF or GIF, any size; RGBA and grey are converted with a note).
     images: Vec<PathBuf>,
     /// Mask for the photos: white = hole to fill, black = keep (grey thresholded at 128).
     #[arg(long)]

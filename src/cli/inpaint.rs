@@ -79,7 +79,7 @@ fn check_distinct_names(jobs: &[Job]) -> Result<()> {
     Ok(())
 }
 
-/// Pair `<image-dir>/<stem>.*` with `<mask-dir>/<stem>.*` (PNG/JPEG); unpaired images are an error.
+/// Pair `<image-dir>/<stem>.*` with `<mask-dir>/<stem>.*` (any readable format); unpaired images are an error.
 pub fn paired_jobs(image_dir: &Path, mask_dir: &Path) -> Result<Vec<Job>> {
     let images = list_images(image_dir, "image")?;
     let masks: std::collections::BTreeMap<String, PathBuf> = list_images(mask_dir, "mask")?.into_iter().collect();

@@ -25,7 +25,7 @@ pub struct InspectArgs {
     /// Weights file to load (default: the bundled tiny model); with --random-init, the file to write.
     #[arg(long, value_name = "W")]
     pub weights: Option<PathBuf>,
-    /// Photo (PNG/JPEG); resized to the model's 256 x 256 when it has another size.
+    /// Photo (PNG, JPEG, WebP, BMP, TIFF or GIF); resized to the model's 256 x 256 when it has another size.
     #[arg(long, value_name = "I")]
     pub image: Option<PathBuf>,
     /// Mask of the same size as the image: white = hole, black = keep (grey thresholded at 128).

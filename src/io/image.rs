@@ -1,5 +1,7 @@
-//! Images and masks in and out (PNG / JPEG through the `image` crate).
+//! Images and masks in and out (through the `image` crate).
 //!
+//! * Read: PNG, JPEG, WebP, BMP, TIFF and GIF (its first frame), the format found from the
+//!   file's content; folders are searched by `READABLE_EXTENSIONS`. Written: PNG and JPEG.
 //! * Images load as `[3, H, W]` f32 CPU tensors in [0, 255] (spec §0's dataset range), any size,
 //!   any mode: RGB as is; RGBA / grey+alpha drop the alpha channel (not composited; a note
 //!   says so); grey is replicated to three channels; 16-bit and float images keep their precision
@@ -33,6 +35,28 @@ pub struct LoadedImage {
     pub notes: Vec<String>,
 }
 
+/// File extensions (lower case) of the formats `load_image` and `load_mask` read; the folder
+/// modes (`fdm inpaint --image-dir`, `fdm train --data`, `fdm eval`) list files by them.
+pub const READABLE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"];
+
+/// Whether `path` has one of `READABLE_EXTENSIONS` (any case).
+pub fn has_readable_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| READABLE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The decoder's error, with the readable formats named when the format itself is the problem
+/// (an AVIF or HEIC photo, say), so the user knows what to convert it to.
+fn decode_err(path: &Path, e: ::image::ImageError) -> ImageError {
+    match e {
+        ::image::ImageError::Unsupported(_) => {
+            codec_err(path, format!("{e} (readable formats: PNG, JPEG, WebP, BMP, TIFF, GIF)"))
+        }
+        e => codec_err(path, e),
+    }
+}
+
 fn codec_err(path: &Path, e: impl std::fmt::Display) -> ImageError {
     ImageError::Codec {
         path: path.to_path_buf(),
@@ -50,18 +74,18 @@ pub fn read_image_bytes(path: &Path) -> Result<Vec<u8>, ImageError> {
     Ok(bytes)
 }
 
-/// Decode a PNG or JPEG (format from its content), turned upright by its EXIF orientation: phone
+/// Decode a readable image (format from its content), turned upright by its EXIF orientation: phone
 /// photos store the sensor's rotation there, and viewers and mask editors show the upright
 /// picture, so that is the one a mask is drawn on. Returns the orientation applied, if any.
 fn decode(path: &Path) -> Result<(DynamicImage, Option<Orientation>), ImageError> {
     let io = |source| ImageError::Io { path: path.to_path_buf(), source };
     let bytes = read_image_bytes(path)?;
     let reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(io)?;
-    let mut decoder = reader.into_decoder().map_err(|e| codec_err(path, e))?;
+    let mut decoder = reader.into_decoder().map_err(|e| decode_err(path, e))?;
     // The allocation check `ImageReader::decode` makes (default limits) before decoding.
     ::image::Limits::default().reserve(decoder.total_bytes()).map_err(|e| codec_err(path, e))?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| codec_err(path, e))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(path, e))?;
     if orientation == Orientation::NoTransforms {
         return Ok((img, None));
     }
@@ -109,7 +133,7 @@ pub fn image_to_tensor(img: &DynamicImage) -> Result<(Tensor, Vec<String>), Imag
     Ok((t, notes))
 }
 
-/// Load a PNG or JPEG (format from the file's content) as `[3, H, W]` f32 in [0, 255].
+/// Load a readable image (format from the file's content) as `[3, H, W]` f32 in [0, 255].
 pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
     let path = path.as_ref();
     let (img, turned) = decode(path)?;

@@ -1,6 +1,6 @@
 //! Files in and out: weights (safetensors, memory-mapped, atomic saves), images and masks
-//! (PNG/JPEG), NumPy `.npy` arrays, a small mask drawer and atomic whole-file writes; typed errors
-//! callers can branch on.
+//! (read: PNG, JPEG, WebP, BMP, TIFF, GIF; written: PNG, JPEG), NumPy `.npy` arrays, a small
+//! mask drawer and atomic whole-file writes; typed errors callers can branch on.
 pub mod atomic;
 pub mod error;
 pub mod image;

@@ -19,7 +19,6 @@ use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// The end of the stem of `fdm inpaint`'s contact sheet, `<stem>_sheet.png` (not a sample); the
 /// inpaint command names its sheets with it, so the two cannot drift apart.
 pub const SHEET_SUFFIX: &str = "_sheet";
@@ -52,11 +51,7 @@ pub fn list_images(dir: &Path, role: &str) -> Result<Vec<(String, PathBuf)>> {
         let path = entry
             .map_err(|e| Error::msg(format!("{role} folder {}: {e}", dir.display())))?
             .path();
-        let is_image = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if !path.is_file() || !is_image {
+        if !path.is_file() || !crate::io::image::has_readable_extension(&path) {
             continue;
         }
         let stem = path

@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// phase1a | phase1b | phase2 | phase3 (phase1b, phase2 and phase3 need --init: the previous
     /// phase's final weights).
     pub phase: String,
-    /// Folder of training photos (PNG/JPEG, searched recursively).
+    /// Folder of training photos (PNG, JPEG, WebP, BMP, TIFF, GIF; searched recursively).
     #[arg(long)]
     pub data: PathBuf,
     /// Training and model preset: tiny or paper.

@@ -1,7 +1,7 @@
 //! The training data pipeline (spec §6.6, §6.7): a folder of photos, per-epoch seeded shuffling,
 //! resize + random crop + horizontal flip, the phase's masks, and background decoding.
 //!
-//! * `Dataset::scan` lists every PNG/JPEG under a folder (recursively, sorted by path) and reads
+//! * `Dataset::scan` lists every readable image (`io::image::READABLE_EXTENSIONS`) under a folder (recursively, sorted by path) and reads
 //!   each file's header (and checks that a JPEG is not cut off: `io::jpeg`); unreadable files
 //!   are skipped and counted, and more than
 //!   `max_unreadable_fraction` of them (10 % by default) is an error, as is an empty folder.
@@ -59,11 +59,7 @@ pub struct Dataset {
 const NAMED_SKIPS: usize = 5;
 
 fn is_photo(p: &Path) -> bool {
-    let ext = p
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+    crate::io::image::has_readable_extension(p)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -93,7 +89,7 @@ fn probe(path: &Path) -> std::result::Result<(u32, u32), String> {
 }
 
 impl Dataset {
-    /// Every readable PNG/JPEG under `root` (module docs).
+    /// Every readable image under `root` (module docs).
     pub fn scan(root: &Path, max_unreadable_fraction: f32) -> Result<Dataset> {
         if !root.is_dir() {
             return Err(Error::msg(format!(
