@@ -4,7 +4,7 @@ mod elementwise_common;
 use elementwise_common::*;
 
 use fdm::autograd::{binary as ag, Tape};
-use fdm::cpu::ops::binary::{apply_f64, binary_fast, binary_ref};
+use fdm::cpu::ops::binary::{apply_f64, binary_fast, binary_fast_new, binary_ref};
 use fdm::ops::binary::{self as ops, add, div, maximum, minimum, mul, sub};
 use fdm::params::binary::{BinaryOp, BinaryParams};
 use fdm::shape::broadcast_shape;
@@ -105,6 +105,35 @@ fn binary_fast_matches_ref_cpu() -> Result<()> {
                 TOL_CPU_F32,
                 &format!("{op:?} {sa:?} {sb:?} fast vs ref"),
             );
+        }
+    }
+    Ok(())
+}
+
+/// The output the ops return (`binary_fast_new`: a new buffer, not zeroed) holds the bits of
+/// `binary_fast` into a buffer, for outputs on one thread and split across threads, empty ones,
+/// and each stride pattern of the inner loop.
+#[test]
+fn binary_new_buffer_matches_in_place_cpu() -> Result<()> {
+    let cases: [(&[usize], &[usize]); 7] = [
+        (&[0, 5], &[0, 5]),
+        (&[7], &[7]),
+        (&[3, 11], &[11]),
+        (&[3, 11], &[3, 1]),
+        (&[5, 3], &[1, 5, 1]),
+        (&[2, 64, 33, 17], &[1, 64, 1, 1]),
+        (&[4, 16, 128, 128], &[4, 1, 128, 128]),
+    ];
+    for (k, (sa, sb)) in cases.iter().enumerate() {
+        let shape = broadcast_shape("test", sa, sb)?;
+        let (a, b) = (rand(300 + k as u64, sa, -2.0, 2.0), rand(400 + k as u64, sb, 0.5, 2.0));
+        for op in OPS {
+            let p = BinaryParams::new(op, &shape, sa, sb)?;
+            let mut want = vec![f32::NAN; p.numel()];
+            binary_fast(&p, &vals(&a), &vals(&b), &mut want);
+            let got = binary_fast_new(&p, &vals(&a), &vals(&b));
+            assert_eq!(got.len(), want.len(), "{op:?} {sa:?} {sb:?}");
+            assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()), "{op:?} {sa:?} {sb:?}");
         }
     }
     Ok(())

@@ -5,8 +5,8 @@ use elementwise_common::*;
 
 use fdm::autograd::unary as ag;
 use fdm::cpu::ops::unary::{
-    erf_f64, erfc_f32, erfc_f64, forward_f64, unary_backward_fast, unary_backward_ref, unary_fast,
-    unary_ref,
+    erf_f64, erfc_f32, erfc_f64, forward_f64, unary_backward_fast, unary_backward_fast_new, unary_backward_ref,
+    unary_fast, unary_fast_new, unary_ref,
 };
 use fdm::ops::unary::{self as ops, clamp, gelu, gelu2, leaky_relu, relu, sigmoid};
 use fdm::params::unary::{UnaryOp, UnaryParams};
@@ -170,6 +170,28 @@ fn unary_fast_matches_ref_cpu() {
         unary_backward_ref(&p, &x, &g, &mut dr);
         unary_backward_fast(&p, &x, &yf, &g, &mut df);
         assert_close(&df, &dr, TOL_CPU_F32, &format!("{} backward", op.name()));
+    }
+}
+
+/// The outputs the ops return (`*_fast_new`: new buffers, not zeroed) hold the bits of the
+/// `*_fast` kernels into a buffer: empty, short, and split across threads with a partial last
+/// chunk (GELU2 takes its copy-then-in-place path).
+#[test]
+fn unary_new_buffer_matches_in_place_cpu() {
+    for n in [0, 1, 7, (1 << 15) + 3] {
+        for op in UnaryOp::ALL {
+            let (lo, hi) = range(op);
+            let (a, b) = constants(op);
+            let x = random_vec(op as u64 + 11, n, lo, hi);
+            let g = random_vec(op as u64 + 211, n, -1.0, 1.0);
+            let p = UnaryParams::new(op, n, a, b);
+            let (mut y, mut dx) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            unary_fast(&p, &x, &mut y);
+            unary_backward_fast(&p, &x, &y, &g, &mut dx);
+            let same = |u: &[f32], v: &[f32]| u.len() == v.len() && u.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same(&unary_fast_new(&p, &x), &y), "{} forward, n = {n}", op.name());
+            assert!(same(&unary_backward_fast_new(&p, &x, &y, &g), &dx), "{} backward, n = {n}", op.name());
+        }
     }
 }
 

@@ -24,9 +24,7 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let params = BinaryParams::new(op, &shape, a.shape(), b.shape())?;
     match (a.storage(), b.storage()) {
         (Storage::Cpu(_), Storage::Cpu(_)) => {
-            let mut out = vec![0f32; params.numel()];
-            cpu::binary_fast(&params, a.cpu_f32()?, b.cpu_f32()?, &mut out);
-            Tensor::from_vec(out, &shape)
+            Tensor::from_vec(cpu::binary_fast_new(&params, a.cpu_f32()?, b.cpu_f32()?), &shape)
         }
         _ => {
             let r = params.rank();

@@ -19,9 +19,7 @@ pub fn unary(op: UnaryOp, x: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
     let p = UnaryParams::new(op, x.numel(), alpha, beta);
     match x.storage() {
         Storage::Cpu(_) => {
-            let mut y = vec![0f32; x.numel()];
-            cpu::unary_fast(&p, x.cpu_f32()?, &mut y);
-            Tensor::from_vec(y, x.shape())
+            Tensor::from_vec(cpu::unary_fast_new(&p, x.cpu_f32()?), x.shape())
         }
         Storage::Cuda(_) => {
             Tensor::from_cuda(cuda::unary_fwd(x.cuda_dense()?, &p)?, x.shape())
@@ -54,9 +52,7 @@ pub fn unary_backward(
     let p = UnaryParams::new(op, x.numel(), alpha, beta);
     match (x.storage(), y.storage(), g.storage()) {
         (Storage::Cpu(_), Storage::Cpu(_), Storage::Cpu(_)) => {
-            let mut dx = vec![0f32; x.numel()];
-            cpu::unary_backward_fast(&p, x.cpu_f32()?, y.cpu_f32()?, g.cpu_f32()?, &mut dx);
-            Tensor::from_vec(dx, x.shape())
+            Tensor::from_vec(cpu::unary_backward_fast_new(&p, x.cpu_f32()?, y.cpu_f32()?, g.cpu_f32()?), x.shape())
         }
         _ => {
             let (x, y, g) = (x.cuda_dense()?, y.cuda_dense()?, g.cuda_dense()?);

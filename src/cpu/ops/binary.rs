@@ -5,8 +5,10 @@
 //! `binary_ref` unravels every index and computes in f64 (the oracle). `binary_fast` walks the
 //! output in rows of the innermost collapsed dim, with an inner loop specialised on the inner
 //! strides (both 1 = same-shape; one of them 0 = row-vector / per-channel / per-pixel broadcast),
-//! and splits large outputs across threads with rayon.
+//! and splits large outputs across threads with rayon. `binary_fast_new` returns a new output
+//! without zeroing it first (`out_buf`).
 
+use super::out_buf::{filled_vec, OutElem};
 use crate::params::binary::{BinaryOp, BinaryParams};
 use rayon::prelude::*;
 
@@ -111,6 +113,16 @@ pub fn binary_ref(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
 
 /// What runs: row-wise with specialised inner loops, rayon over large outputs.
 pub fn binary_fast(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
+    binary_into(p, a, b, out);
+}
+
+/// `binary_fast` into a new vector of `p.numel()` values, not zeroed first.
+pub fn binary_fast_new(p: &BinaryParams, a: &[f32], b: &[f32]) -> Vec<f32> {
+    // SAFETY: `run` writes every element of its output (each row of `inner` elements once).
+    unsafe { filled_vec(p.numel(), |out| binary_into(p, a, b, out)) }
+}
+
+fn binary_into<O: OutElem>(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [O]) {
     match BinaryOp::from_u32(p.op).expect("valid binary op") {
         BinaryOp::Add => run(p, a, b, out, |x, y| x + y),
         BinaryOp::Sub => run(p, a, b, out, |x, y| x - y),
@@ -120,11 +132,11 @@ pub fn binary_fast(p: &BinaryParams, a: &[f32], b: &[f32], out: &mut [f32]) {
     }
 }
 
-fn run<F: Fn(f32, f32) -> f32 + Sync + Copy>(
+fn run<O: OutElem, F: Fn(f32, f32) -> f32 + Sync + Copy>(
     p: &BinaryParams,
     a: &[f32],
     b: &[f32],
-    out: &mut [f32],
+    out: &mut [O],
     f: F,
 ) {
     let r = p.rank();
@@ -135,7 +147,7 @@ fn run<F: Fn(f32, f32) -> f32 + Sync + Copy>(
     }
     // Rows per task: enough work per task to amortise scheduling.
     let rows_per_task = (PAR_MIN / inner).max(1);
-    let do_rows = |first_row: usize, chunk: &mut [f32]| {
+    let do_rows = |first_row: usize, chunk: &mut [O]| {
         for (k, row_out) in chunk.chunks_mut(inner).enumerate() {
             let (oa, ob) = row_offsets(p, first_row + k);
             inner_loop(row_out, &a[oa..], &b[ob..], sa, sb, f);
@@ -152,8 +164,8 @@ fn run<F: Fn(f32, f32) -> f32 + Sync + Copy>(
 
 /// One output row. The three common stride pairs get their own loop so they vectorise.
 #[inline(always)]
-fn inner_loop<F: Fn(f32, f32) -> f32>(
-    out: &mut [f32],
+fn inner_loop<O: OutElem, F: Fn(f32, f32) -> f32>(
+    out: &mut [O],
     a: &[f32],
     b: &[f32],
     sa: usize,
@@ -166,18 +178,18 @@ fn inner_loop<F: Fn(f32, f32) -> f32>(
             .iter_mut()
             .zip(&a[..n])
             .zip(&b[..n])
-            .for_each(|((o, &x), &y)| *o = f(x, y)),
+            .for_each(|((o, &x), &y)| o.put(f(x, y))),
         (1, 0) => {
             let y = b[0];
-            out.iter_mut().zip(&a[..n]).for_each(|(o, &x)| *o = f(x, y));
+            out.iter_mut().zip(&a[..n]).for_each(|(o, &x)| o.put(f(x, y)));
         }
         (0, 1) => {
             let x = a[0];
-            out.iter_mut().zip(&b[..n]).for_each(|(o, &y)| *o = f(x, y));
+            out.iter_mut().zip(&b[..n]).for_each(|(o, &y)| o.put(f(x, y)));
         }
         _ => out
             .iter_mut()
             .enumerate()
-            .for_each(|(i, o)| *o = f(a[i * sa], b[i * sb])),
+            .for_each(|(i, o)| o.put(f(a[i * sa], b[i * sb]))),
     }
 }

@@ -13,6 +13,7 @@ mod conv2d_phases;
 pub mod conv2d_weight_grad;
 pub mod conv_transpose2d;
 pub mod binary;
+pub mod out_buf;
 pub mod concat;
 pub mod embedding;
 pub mod layernorm;

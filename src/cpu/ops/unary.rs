@@ -12,8 +12,10 @@
 //! `_ref` computes in f64 (the oracle; its erf is a power series / continued fraction accurate to
 //! ~1e-15). `_fast` computes in f32, one loop specialised per op, with rayon over large
 //! tensors; its erf is the Chebyshev-fitted `erfc` of Numerical Recipes (fractional error
-//! < 1.2e-7 everywhere), evaluated in f64.
+//! < 1.2e-7 everywhere), evaluated in f64. `unary_fast_new` and `unary_backward_fast_new`
+//! return a new output without zeroing it first (`out_buf`).
 
+use super::out_buf::{filled_vec, OutElem};
 use super::vmath;
 use crate::params::unary::{UnaryOp, UnaryParams};
 use rayon::prelude::*;
@@ -338,8 +340,8 @@ macro_rules! for_each_op {
 
 /// `y[i] = f(x[i])` with rayon over chunks of large slices.
 #[inline(always)]
-fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
-    let chunk = |yc: &mut [f32], xc: &[f32]| yc.iter_mut().zip(xc).for_each(|(o, &v)| *o = f(v));
+fn map1<O: OutElem>(x: &[f32], y: &mut [O], f: impl Fn(f32) -> f32 + Sync) {
+    let chunk = |yc: &mut [O], xc: &[f32]| yc.iter_mut().zip(xc).for_each(|(o, &v)| o.put(f(v)));
     if x.len() >= PAR_MIN {
         y.par_chunks_mut(PAR_CHUNK)
             .zip(x.par_chunks(PAR_CHUNK))
@@ -350,7 +352,7 @@ fn map1(x: &[f32], y: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
 }
 
 /// `f(y_chunk, x_chunk)` over matching chunks, with rayon over chunks of large slices.
-fn map_chunks(x: &[f32], y: &mut [f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+fn map_chunks<O: OutElem>(x: &[f32], y: &mut [O], f: impl Fn(&mut [O], &[f32]) + Sync) {
     if x.len() >= PAR_MIN {
         y.par_chunks_mut(PAR_CHUNK)
             .zip(x.par_chunks(PAR_CHUNK))
@@ -362,14 +364,23 @@ fn map_chunks(x: &[f32], y: &mut [f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
 
 /// What runs: f32, one specialised loop per op, rayon over chunks of large tensors.
 pub fn unary_fast(p: &UnaryParams, x: &[f32], y: &mut [f32]) {
+    unary_into(p, x, y);
+}
+
+/// `unary_fast` into a new vector of `x.len()` values, not zeroed first.
+pub fn unary_fast_new(p: &UnaryParams, x: &[f32]) -> Vec<f32> {
+    // SAFETY: `map1` and `map_chunks` cover the output with chunks matching `x`'s, and every
+    // chunk is written in full (`put` per element, or `copy_in` then in place).
+    unsafe { filled_vec(x.len(), |y| unary_into(p, x, y)) }
+}
+
+fn unary_into<O: OutElem>(p: &UnaryParams, x: &[f32], y: &mut [O]) {
+    assert_eq!(x.len(), y.len(), "unary: input and output lengths differ");
     let (a, b) = (p.alpha, p.beta);
     if p.kind() == UnaryOp::Gelu2 {
         // The transformer MLP's activation: exp-bound, so it takes the 8-lane exp of vmath
         // (about 1 ulp) instead of one libm call per element.
-        return map_chunks(x, y, |yc, xc| {
-            yc.copy_from_slice(xc);
-            vmath::x_sigmoid_kx(yc, GELU2_K as f32);
-        });
+        return map_chunks(x, y, |yc, xc| vmath::x_sigmoid_kx(O::copy_in(yc, xc), GELU2_K as f32));
     }
     for_each_op!(p.kind(), OP => map1(x, y, |v| forward_f32(OP, a, b, v)))
 }
@@ -385,21 +396,32 @@ pub fn unary_backward_ref(p: &UnaryParams, x: &[f32], g: &[f32], dx: &mut [f32])
 /// What runs: f32 backward from input `x`, output `y = f(x)` and output gradient `g`, one
 /// specialised loop per op.
 pub fn unary_backward_fast(p: &UnaryParams, x: &[f32], y: &[f32], g: &[f32], dx: &mut [f32]) {
+    unary_backward_into(p, x, y, g, dx);
+}
+
+/// `unary_backward_fast` into a new vector of `x.len()` values, not zeroed first.
+pub fn unary_backward_fast_new(p: &UnaryParams, x: &[f32], y: &[f32], g: &[f32]) -> Vec<f32> {
+    // SAFETY: `backward_loop` writes every element of its output, in chunks matching `x`'s.
+    unsafe { filled_vec(x.len(), |dx| unary_backward_into(p, x, y, g, dx)) }
+}
+
+fn unary_backward_into<O: OutElem>(p: &UnaryParams, x: &[f32], y: &[f32], g: &[f32], dx: &mut [O]) {
+    assert!(x.len() == dx.len() && y.len() == dx.len() && g.len() == dx.len(), "unary backward: lengths differ");
     let (a, b) = (p.alpha, p.beta);
     for_each_op!(p.kind(), OP => backward_loop(x, y, g, dx, |xv, yv, gv| backward_f32(OP, a, b, xv, yv, gv)))
 }
 
 #[inline(always)]
-fn backward_loop(
+fn backward_loop<O: OutElem>(
     x: &[f32],
     y: &[f32],
     g: &[f32],
-    dx: &mut [f32],
+    dx: &mut [O],
     f: impl Fn(f32, f32, f32) -> f32 + Sync,
 ) {
-    let chunk = |dc: &mut [f32], xc: &[f32], yc: &[f32], gc: &[f32]| {
+    let chunk = |dc: &mut [O], xc: &[f32], yc: &[f32], gc: &[f32]| {
         for (((d, &xv), &yv), &gv) in dc.iter_mut().zip(xc).zip(yc).zip(gc) {
-            *d = f(xv, yv, gv);
+            d.put(f(xv, yv, gv));
         }
     };
     if x.len() >= PAR_MIN {
