@@ -47,6 +47,10 @@ fn check_fast_vs_ref(p: &LinearParams, seed: u64, with_backward: bool) {
     linear_fast(p, &x, &w, None, &mut no_bias);
     linear_ref(p, &x, &w, None, &mut want);
     assert_close(&no_bias, &want, TOL_CPU_F32, &format!("linear without bias {p:?}"));
+    // The op's new-buffer form (bias rows as the first write, no zeroing) has the same bits.
+    let same = |u: &[f32], v: &[f32]| u.len() == v.len() && u.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same(&linear_fast_new(p, &x, &w, Some(&b)), &got), "linear_fast_new {p:?}");
+    assert!(same(&linear_fast_new(p, &x, &w, None), &no_bias), "linear_fast_new without bias {p:?}");
     if !with_backward {
         return;
     }
@@ -63,7 +67,7 @@ fn check_fast_vs_ref(p: &LinearParams, seed: u64, with_backward: bool) {
 
 #[test]
 fn linear_fast_matches_ref_cpu() {
-    for (i, &(rows, inf, outf)) in [(1, 1, 1), (7, 13, 5), (37, 19, 300), (300, 65, 17), (256, 512, 512)].iter().enumerate() {
+    for (i, &(rows, inf, outf)) in [(1, 1, 1), (7, 13, 5), (37, 19, 300), (300, 65, 17), (256, 512, 512), (3, 4, 0), (0, 4, 3)].iter().enumerate() {
         check_fast_vs_ref(&LinearParams::new(rows, inf, outf, true), 10 * i as u64, true);
     }
     // The transformer's q/k/v/proj at 1024 tokens (the MLP shapes are covered in tests/gemm.rs).

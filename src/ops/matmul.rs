@@ -276,8 +276,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     } else {
         (x, w)
     };
-    let mut y = vec![0f32; numel(&out_shape)];
-    cpu_linear::linear_fast(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?, &mut y);
+    let y = cpu_linear::linear_fast_new(&p, x.cpu_f32()?, w.cpu_f32()?, b.as_ref().map(|b| b.cpu_f32()).transpose()?);
     Tensor::from_vec(y, &out_shape)
 }
 

@@ -6,6 +6,7 @@
 //! The fast versions are GEMMs with the transposes folded into packing (no copies of W).
 
 use super::gemm::gemm_fast;
+use super::out_buf::{filled_vec, OutElem};
 use crate::params::gemm::GemmParams;
 use crate::params::linear::LinearParams;
 use rayon::prelude::*;
@@ -43,7 +44,7 @@ pub fn linear_backward_ref(p: &LinearParams, x: &[f32], w: &[f32], g: &[f32], dx
 /// y = x W^T + b: the bias is written into y first and the GEMM accumulates onto it (beta = 1),
 /// so no second pass over y is needed.
 pub fn linear_fast(p: &LinearParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    let (rows, inf, outf) = p.dims();
+    let (rows, _, outf) = p.dims();
     let y = &mut y[..rows * outf];
     let beta = match b {
         Some(b) if outf > 0 => {
@@ -52,6 +53,35 @@ pub fn linear_fast(p: &LinearParams, x: &[f32], w: &[f32], b: Option<&[f32]>, y:
         }
         _ => 0.0,
     };
+    product_onto(p, x, w, beta, y);
+}
+
+/// `linear_fast` into a new vector. With a bias, the bias rows are the buffer's first write, so
+/// it is not zeroed first (`out_buf`); without one it is zeroed, as the GEMM's output buffer.
+pub fn linear_fast_new(p: &LinearParams, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let (rows, _, outf) = p.dims();
+    let Some(b) = b.filter(|_| outf > 0) else {
+        let mut y = vec![0f32; rows * outf];
+        product_onto(p, x, w, 0.0, &mut y);
+        return y;
+    };
+    let b = &b[..outf];
+    // SAFETY: the rows of `outf` elements cover the whole buffer (`rows * outf`), and each is
+    // written in full by `copy_in`.
+    let mut y = unsafe {
+        filled_vec(rows * outf, |y| {
+            y.par_chunks_mut(outf).for_each(|row| {
+                OutElem::copy_in(row, b);
+            })
+        })
+    };
+    product_onto(p, x, w, 1.0, &mut y);
+    y
+}
+
+/// `y = x W^T + beta y` (beta 0: y is written without being read).
+fn product_onto(p: &LinearParams, x: &[f32], w: &[f32], beta: f32, y: &mut [f32]) {
+    let (rows, inf, outf) = p.dims();
     gemm_fast(&GemmParams::with_trans(rows, outf, inf, false, true).beta(beta), x, w, y);
 }
 
