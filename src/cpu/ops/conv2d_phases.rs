@@ -24,6 +24,7 @@
 //! discriminator (1.253 steps/s both), so it was not kept.
 
 use super::gemm_kernel::MicroKernel;
+use super::im2col::{copy_strided, valid_outputs};
 use super::{conv2d, conv2d_weight_grad};
 use crate::params::conv2d::Conv2dParams;
 use rayon::prelude::*;
@@ -115,8 +116,12 @@ impl PhaseView {
                     continue;
                 };
                 let src = &x_img[(c * h + iy) * wd..][..wd];
-                for (x, d) in row.iter_mut().enumerate() {
-                    *d = (x * sw + t).checked_sub(pw).and_then(|ix| src.get(ix)).map_or(0.0, |&v| v);
+                // Columns lo..hi read src[x s_w + t - pw], inside the row; the rest are padding.
+                let (lo, hi) = valid_outputs(t, pw, sw, wd, wq);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if hi > lo {
+                    copy_strided(&mut row[lo..hi], &src[lo * sw + t - pw..], sw);
                 }
             }
         });

@@ -25,7 +25,7 @@ pub fn column_chunks(p: &Conv2dParams) -> Vec<(usize, usize)> {
 
 /// Output indices `o` (along one axis) whose input index `o*stride + k - pad` lies in
 /// `0..in_len`, as a range clipped to `0..out_len`.
-fn valid_outputs(k: usize, pad: usize, stride: usize, in_len: usize, out_len: usize) -> (usize, usize) {
+pub(super) fn valid_outputs(k: usize, pad: usize, stride: usize, in_len: usize, out_len: usize) -> (usize, usize) {
     let lo = if k >= pad { 0 } else { (pad - k).div_ceil(stride) };
     let hi = if in_len + pad <= k { 0 } else { (in_len - 1 + pad - k) / stride + 1 };
     let hi = hi.min(out_len);
@@ -110,7 +110,7 @@ pub fn col2im_chunk_add(p: &Conv2dParams, dcol: &[f32], q0: usize, cols: usize, 
 /// `dst[t] = src[t * stride]` for every t. Stride 1 (every stride-1 convolution) is one slice
 /// copy; the general case steps through `src` without a bounds check per element (measured:
 /// the element-wise indexed loop was 9 % of a tiny phase-1a training step on its own).
-fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+pub(super) fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
     if stride == 1 {
         dst.copy_from_slice(&src[..dst.len()]);
     } else {
