@@ -31,7 +31,7 @@ fn params(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<AttentionP
 /// The params of `b` sequences of `l` keys, `w` channels split into `heads` heads; an error
 /// naming `op` where `w` does not split.
 fn head_params(op: &'static str, b: usize, l: usize, w: usize, heads: usize) -> Result<AttentionParams> {
-    if heads == 0 || w % heads != 0 {
+    if heads == 0 || !w.is_multiple_of(heads) {
         return Err(Error::shape(op, format!("width {w} is not a multiple of heads = {heads}")));
     }
     Ok(AttentionParams::new(b, l, heads, w / heads))

@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 
 fn rows_params(op: &'static str, table: &Tensor, idx: &[u32]) -> Result<RowsParams> {
     let width = *table.shape().last().ok_or_else(|| Error::shape(op, "table must have at least one dimension"))?;
-    let rows = if width == 0 { 0 } else { table.numel() / width };
+    let rows = table.numel().checked_div(width).unwrap_or(0);
     if let Some(&bad) = idx.iter().find(|&&r| r as usize >= rows) {
         return Err(Error::shape(op, format!("row index {bad} out of range for {rows} rows")));
     }
