@@ -21,6 +21,39 @@ fn setup(name: &str) -> PathBuf {
 
 const PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/photos/dev_005.jpg");
 
+/// A 16-bit photo (here 16-bit RGB TIFF, of another size than the model's) gets 16-bit PNG samples
+/// whose known pixels are the photo's exact 16-bit values, not values cut to 8 bits.
+#[test]
+fn inpaint_keeps_sixteen_bit_known_pixels_cpu() {
+    let dir = setup("deep");
+    let (w, h) = (300u32, 200u32);
+    let photo = ::image::ImageBuffer::<::image::Rgb<u16>, Vec<u16>>::from_fn(w, h, |x, y| {
+        ::image::Rgb([(x * 211 + y * 7) as u16, (y * 301 + x) as u16 ^ 0x5a5a, (x * y * 13 + 1) as u16])
+    });
+    let path = dir.join("deep.tiff");
+    photo.save(&path).unwrap();
+    let mask = dir.join("mask.png");
+    write_mask(&mask, (200, 300), (80, 120, 100, 160));
+    let out = dir.join("out");
+    let weights = dir.join("w.safetensors");
+    let (ok, log) = fdm(&["inpaint", path.to_str().unwrap(), "--mask", mask.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--out", out.to_str().unwrap(), "-n", "1", "--seed", "2", "--device", "cpu"]);
+    assert!(ok, "{log}");
+    assert!(log.contains("samples written as 16-bit PNG"), "{log}");
+    let sample = ::image::open(out.join("deep_0.png")).unwrap();
+    assert_eq!(sample.color(), ::image::ColorType::Rgb16, "{log}");
+    let sample = sample.into_rgb16();
+    let mut changed = 0;
+    for (x, y, p) in photo.enumerate_pixels() {
+        let hole = (80..120).contains(&y) && (100..160).contains(&x);
+        if !hole {
+            assert_eq!(sample.get_pixel(x, y), p, "known pixel ({x}, {y})");
+        } else if sample.get_pixel(x, y) != p {
+            changed += 1;
+        }
+    }
+    assert!(changed > 0, "the hole was filled");
+}
+
 #[test]
 fn inpaint_writes_samples_sheet_and_tokens_cpu() {
     let dir = setup("basic");

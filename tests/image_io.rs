@@ -9,7 +9,7 @@
 
 use fdm::io::image::{
     has_readable_extension, READABLE_EXTENSIONS, check_mask_matches, contact_sheet, hole_fraction, load_image, load_mask, mask_from_luma, require_hole,
-    save_contact_sheet, save_image, save_mask_png, save_png, tensor_to_rgb8, thumbnail,
+    save_contact_sheet, save_image, save_mask_png, save_png, save_png16, tensor_to_rgb8, thumbnail,
 };
 use fdm::io::mask_draw::{test_masks, MaskCanvas};
 use fdm::io::ImageError;
@@ -151,6 +151,32 @@ fn image_other_formats_read_exactly_cpu() {
     std::fs::write(&avif, [&[0u8, 0, 0, 0x1c][..], b"ftypavif", &[0u8; 40][..]].concat()).unwrap();
     let err = load_image(&avif).unwrap_err().to_string();
     assert!(err.contains("photo.avif") && err.contains("readable formats: PNG, JPEG, WebP, BMP, TIFF, GIF"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every 16-bit value survives loading (scaled to [0, 255] in f32) and `save_png16`; grey is
+/// replicated; out-of-range values and NaN clamp like the 8-bit save.
+#[test]
+fn image_sixteen_bit_round_trip_is_exact_cpu() {
+    let dir = test_dir("png16");
+    let all = ::image::ImageBuffer::<::image::Luma<u16>, Vec<u16>>::from_fn(256, 256, |x, y| ::image::Luma([(y * 256 + x) as u16]));
+    all.save(dir.join("all.png")).unwrap();
+    let loaded = load_image(dir.join("all.png")).unwrap();
+    assert!(loaded.deep);
+    save_png16(&loaded.tensor, dir.join("back.png")).unwrap();
+    let back = ::image::open(dir.join("back.png")).unwrap();
+    assert_eq!(back.color(), ::image::ColorType::Rgb16);
+    for (x, y, p) in back.into_rgb16().enumerate_pixels() {
+        let v = (y * 256 + x) as u16;
+        assert_eq!(p.0, [v, v, v], "value {v}");
+    }
+    assert!(!load_image(asset("photos/dev_005.jpg")).unwrap().deep);
+    let odd = Tensor::from_vec(vec![-3.0, 255.5, f32::NAN, 128.0, 0.0, 1.0], &[3, 1, 2]).unwrap();
+    save_png16(&odd, dir.join("odd.png")).unwrap();
+    let odd = ::image::open(dir.join("odd.png")).unwrap().into_rgb16();
+    assert_eq!(odd.get_pixel(0, 0).0, [0, 0, 0], "-3 and NaN write 0");
+    assert_eq!(odd.get_pixel(1, 0).0, [65535, 32896, 257]);
+    assert!(matches!(save_png16(&Tensor::zeros(&[1, 2, 2]), dir.join("x.png")), Err(ImageError::Shape { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -4,7 +4,7 @@
 //! layout), which skips samples whose output already exists, so an interrupted run resumes.
 
 use crate::device::Device;
-use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, save_contact_sheet, save_png, thumbnail};
+use crate::io::image::{hole_fraction, load_image, load_mask, require_hole, save_contact_sheet, save_png, save_png16, thumbnail};
 use crate::metrics::folders::{list_images, SHEET_SUFFIX};
 use crate::model::inpainting::{InpaintingModel, Precision};
 use crate::pipeline::inpaint::{check_replay_tokens, InpaintOptions};
@@ -138,11 +138,16 @@ const SHEET_COLUMNS: usize = 8;
 const SHEET_TILE: usize = 1024;
 
 /// Write one batch's samples (`<stem>_<k>.png`, with --save-tokens `<stem>_<k>.txt`), `first`
-/// being the index of its first sample.
-fn save_batch(run: &InpaintRun, name: &str, outputs: &[PathBuf], first: usize, batch: &PhotoResult) -> Result<()> {
+/// being the index of its first sample. A photo of more than 8 bits per channel (`deep`) gets
+/// 16-bit PNGs, so that its known pixels keep their values.
+fn save_batch(run: &InpaintRun, name: &str, outputs: &[PathBuf], first: usize, batch: &PhotoResult, deep: bool) -> Result<()> {
     for (i, img) in batch.images.iter().enumerate() {
         let k = first + i;
-        save_png(img, &outputs[k])?;
+        if deep {
+            save_png16(img, &outputs[k])?;
+        } else {
+            save_png(img, &outputs[k])?;
+        }
         if run.save_tokens {
             write_tokens(&run.out.join(format!("{name}_{k}.txt")), &batch.tokens[i])?;
         }
@@ -240,6 +245,9 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
         for note in &loaded.notes {
             println!("{name}: note: {note}");
         }
+        if loaded.deep {
+            println!("{name}: note: more than 8 bits per channel: samples written as 16-bit PNG");
+        }
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} passes {per_sec} {elapsed}").expect("valid template").progress_chars("=> "),
         );
@@ -261,7 +269,7 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
                 bar.set_position(p as u64);
             },
             &mut |first, batch| {
-                save_batch(run, &name, &outputs, first, &batch).map_err(|e| fdm_error(&e))?;
+                save_batch(run, &name, &outputs, first, &batch, loaded.deep).map_err(|e| fdm_error(&e))?;
                 let room = SHEET_SAMPLES.saturating_sub(sheet.len() - 2);
                 for img in batch.images.iter().take(room) {
                     sheet.push(tile(img)?);

@@ -9,6 +9,9 @@
 //! * Images save from `[3, H, W]` in [0, 255] by **rounding to nearest and clamping** to 0..255
 //!   (NaN is written as 0). The official code truncates when it writes uint8 (spec §9.16); this
 //!   engine rounds its own outputs, which differs by at most one grey level.
+//!   `save_png16` writes 16-bit RGB PNG (`round(v * 65535 / 255)`): `fdm inpaint` uses it for
+//!   photos of more than 8 bits per channel (`LoadedImage::deep`), whose 16-bit values come
+//!   back exactly, so their known pixels are not cut to 8 bits.
 //! * Mask files follow the official convention (spec §6.7, §9.1): **white = hole**, black =
 //!   known; the file is read as luminance (alpha ignored) and a pixel is white when its 8-bit
 //!   luma is >= 128, so anti-aliased or JPEG-compressed masks binarise cleanly. `invert` swaps
@@ -33,6 +36,9 @@ pub struct LoadedImage {
     pub height: usize,
     /// Human-readable notes (alpha dropped, grey replicated, 16-bit kept), empty for plain RGB.
     pub notes: Vec<String>,
+    /// More than 8 bits per channel in the file (16-bit or float): results derived from it are
+    /// written with `save_png16`, so its known pixels are not cut to 8 bits.
+    pub deep: bool,
 }
 
 /// File extensions (lower case) of the formats `load_image` and `load_mask` read; the folder
@@ -141,39 +147,53 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
     if let Some(o) = turned {
         notes.push(format!("turned upright by its EXIF orientation ({o:?})"));
     }
+    let deep = !matches!(img.color(), ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8);
     Ok(LoadedImage {
         width: img.width() as usize,
         height: img.height() as usize,
         tensor,
         notes,
+        deep,
     })
 }
 
-/// `[3, H, W]` in [0, 255] -> (W, H, interleaved RGB bytes), rounding and clamping.
-pub fn tensor_to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>), ImageError> {
+/// `[3, H, W]` -> (W, H, interleaved RGB values), checking the shape for `op`.
+fn planar_to_interleaved(t: &Tensor, op: &'static str) -> Result<(u32, u32, Vec<f32>), ImageError> {
     let s = t.shape();
     if s.len() != 3 || s[0] != 3 || s[1] == 0 || s[2] == 0 {
         return Err(ImageError::Shape {
-            op: "tensor_to_rgb8",
+            op,
             detail: format!("expected a non-empty [3, H, W] image, got {s:?}"),
         });
     }
     let (h, w) = (s[1], s[2]);
     let v = t.to_vec_f32()?;
     let n = h * w;
-    let mut out = vec![0u8; 3 * n];
-    for i in 0..n {
-        for c in 0..3 {
-            // `as u8` saturates and maps NaN to 0.
-            out[3 * i + c] = v[c * n + i].round().clamp(0.0, 255.0) as u8;
-        }
-    }
+    let out = (0..3 * n).map(|i| v[(i % 3) * n + i / 3]).collect();
     Ok((w as u32, h as u32, out))
+}
+
+/// `[3, H, W]` in [0, 255] -> (W, H, interleaved RGB bytes), rounding and clamping.
+pub fn tensor_to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>), ImageError> {
+    let (w, h, v) = planar_to_interleaved(t, "tensor_to_rgb8")?;
+    // `as u8` saturates and maps NaN to 0.
+    Ok((w, h, v.iter().map(|x| x.round().clamp(0.0, 255.0) as u8).collect()))
 }
 
 /// Save `[3, H, W]` in [0, 255] as PNG (rounded and clamped, see module docs).
 pub fn save_png(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
     save_image_as(t, path.as_ref(), ImageFormat::Png)
+}
+
+/// Save `[3, H, W]` in [0, 255] as a 16-bit RGB PNG: `round(v * 65535 / 255)`, clamped (NaN as
+/// 0). A 16-bit input's values (`v = u * 255 / 65535` in f32) come back as exactly `u`.
+pub fn save_png16(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
+    let path = path.as_ref();
+    let (w, h, v) = planar_to_interleaved(t, "save_png16")?;
+    // `as u16` saturates and maps NaN to 0.
+    let words: Vec<u16> = v.iter().map(|&x| (x as f64 * 65535.0 / 255.0).round() as u16).collect();
+    let img = ::image::ImageBuffer::<::image::Rgb<u16>, Vec<u16>>::from_raw(w, h, words).expect("buffer length is 3 * W * H by construction");
+    write_encoded(path, |out| img.write_to(&mut std::io::Cursor::new(out), ImageFormat::Png))
 }
 
 /// Save `[3, H, W]` in [0, 255] as PNG or JPEG (quality 95), chosen by the file extension.
