@@ -111,6 +111,11 @@ fn planar_from_interleaved(rgb: impl Iterator<Item = [f32; 3]>, w: usize, h: usi
     Ok(Tensor::from_vec(out, &[3, h, w])?)
 }
 
+/// 8 bits per channel (what `to_rgb8` keeps exactly).
+fn is_eight_bit(color: ColorType) -> bool {
+    matches!(color, ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8)
+}
+
 /// Convert a decoded image to `[3, H, W]` in [0, 255], with notes on what changed.
 pub fn image_to_tensor(img: &DynamicImage) -> Result<(Tensor, Vec<String>), ImageError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -122,11 +127,7 @@ pub fn image_to_tensor(img: &DynamicImage) -> Result<(Tensor, Vec<String>), Imag
     if !color.has_color() {
         notes.push("grey image replicated to three channels".to_string());
     }
-    let eight_bit = matches!(
-        color,
-        ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8
-    );
-    let t = if eight_bit {
+    let t = if is_eight_bit(color) {
         let rgb = img.to_rgb8();
         planar_from_interleaved(rgb.pixels().map(|p| [p[0] as f32, p[1] as f32, p[2] as f32]), w, h)?
     } else {
@@ -147,7 +148,7 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
     if let Some(o) = turned {
         notes.push(format!("turned upright by its EXIF orientation ({o:?})"));
     }
-    let deep = !matches!(img.color(), ColorType::L8 | ColorType::La8 | ColorType::Rgb8 | ColorType::Rgba8);
+    let deep = !is_eight_bit(img.color());
     Ok(LoadedImage {
         width: img.width() as usize,
         height: img.height() as usize,
@@ -157,8 +158,8 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<LoadedImage, ImageError> {
     })
 }
 
-/// `[3, H, W]` -> (W, H, interleaved RGB values), checking the shape for `op`.
-fn planar_to_interleaved(t: &Tensor, op: &'static str) -> Result<(u32, u32, Vec<f32>), ImageError> {
+/// `[3, H, W]` -> (W, H, interleaved RGB values converted by `f`), checking the shape for `op`.
+fn interleaved<T>(t: &Tensor, op: &'static str, f: impl Fn(f32) -> T) -> Result<(u32, u32, Vec<T>), ImageError> {
     let s = t.shape();
     if s.len() != 3 || s[0] != 3 || s[1] == 0 || s[2] == 0 {
         return Err(ImageError::Shape {
@@ -169,15 +170,14 @@ fn planar_to_interleaved(t: &Tensor, op: &'static str) -> Result<(u32, u32, Vec<
     let (h, w) = (s[1], s[2]);
     let v = t.to_vec_f32()?;
     let n = h * w;
-    let out = (0..3 * n).map(|i| v[(i % 3) * n + i / 3]).collect();
+    let out = (0..3 * n).map(|i| f(v[(i % 3) * n + i / 3])).collect();
     Ok((w as u32, h as u32, out))
 }
 
 /// `[3, H, W]` in [0, 255] -> (W, H, interleaved RGB bytes), rounding and clamping.
 pub fn tensor_to_rgb8(t: &Tensor) -> Result<(u32, u32, Vec<u8>), ImageError> {
-    let (w, h, v) = planar_to_interleaved(t, "tensor_to_rgb8")?;
     // `as u8` saturates and maps NaN to 0.
-    Ok((w, h, v.iter().map(|x| x.round().clamp(0.0, 255.0) as u8).collect()))
+    interleaved(t, "tensor_to_rgb8", |x| x.round().clamp(0.0, 255.0) as u8)
 }
 
 /// Save `[3, H, W]` in [0, 255] as PNG (rounded and clamped, see module docs).
@@ -189,9 +189,8 @@ pub fn save_png(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
 /// 0). A 16-bit input's values (`v = u * 255 / 65535` in f32) come back as exactly `u`.
 pub fn save_png16(t: &Tensor, path: impl AsRef<Path>) -> Result<(), ImageError> {
     let path = path.as_ref();
-    let (w, h, v) = planar_to_interleaved(t, "save_png16")?;
     // `as u16` saturates and maps NaN to 0.
-    let words: Vec<u16> = v.iter().map(|&x| (x as f64 * 65535.0 / 255.0).round() as u16).collect();
+    let (w, h, words) = interleaved(t, "save_png16", |x| (x as f64 * 65535.0 / 255.0).round() as u16)?;
     let img = ::image::ImageBuffer::<::image::Rgb<u16>, Vec<u16>>::from_raw(w, h, words).expect("buffer length is 3 * W * H by construction");
     write_encoded(path, |out| img.write_to(&mut std::io::Cursor::new(out), ImageFormat::Png))
 }
