@@ -8,6 +8,7 @@ pub mod error;
 pub mod shape;
 pub mod storage;
 pub mod host_alloc;
+pub mod host_threads;
 pub mod tensor;
 pub mod device;
 pub mod rng;

@@ -237,7 +237,15 @@ fn positive_finite(s: &str) -> std::result::Result<f32, String> {
 /// Errors are printed as one line, `error: what: why: cause` (`cli::one_line`), and the exit
 /// status is 1.
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse().command) {
+    fdm::host_threads::pool_setup();
+    let command = Cli::parse().command;
+    // Every command but training runs on a pool thread (`host_threads`: far fewer thread
+    // wake-ups per op); training waits on its data loader, so its runner puts each step there.
+    let result = match command {
+        Command::Train(_) => run(command),
+        _ => fdm::host_threads::on_pool(move || run(command)),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", fdm::cli::one_line(&e));

@@ -115,7 +115,8 @@ pub fn run(
         let batch = loader.next_batch()?;
         let step = tr.step;
         let (lr, lr_d) = (tr.gen.lr(), tr.dis.as_ref().map(|d| d.lr()));
-        let out = tr.train_step(&batch).map_err(|e| {
+        // On a pool thread (`host_threads`); the wait for the batch above stays outside.
+        let out = crate::host_threads::on_pool(|| tr.train_step(&batch)).map_err(|e| {
             let keep = last_ckpt
                 .as_ref()
                 .map(|p| format!("the last good checkpoint is {}", p.display()))
