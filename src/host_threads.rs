@@ -14,10 +14,15 @@
 //! threads get the main thread's usual 8 MiB stack (`pool_setup`, effective when called before
 //! the pool's first use, as the `fdm` binary does at start).
 //!
-//! Not for code that waits on another thread that itself needs the pool (the training data
-//! loader's channel: its batches are built by pool jobs, so with a one-thread pool a pool thread
-//! waiting for them would wait forever). The training runner therefore puts each step on the
-//! pool, not its whole loop.
+//! Not for code that waits on another thread that itself needs the pool, nor for code that
+//! waits on other tasks sharing the pool:
+//! * the training data loader's channel: its batches are built by pool jobs, so with a
+//!   one-thread pool a pool thread waiting for them would wait forever. The training runner
+//!   therefore puts each step on the pool, not its whole loop;
+//! * a data-parallel step, which waits inside for the other ranks' gradients: ranks that share a
+//!   pool (threads of one process, as the tests run them) could deadlock, a pool thread waiting
+//!   in a parallel op taking up another rank's step, which then waits for the first. A group's
+//!   steps run where they are called.
 
 use std::sync::Once;
 

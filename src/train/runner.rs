@@ -18,7 +18,7 @@ use super::config::Phase;
 use super::data::{Batch, BatchSource, Loader};
 use super::dist;
 use super::progress::{timed, train_rate, Progress, Writing};
-use super::trainer::Trainer;
+use super::trainer::{StepOutput, Trainer};
 use crate::error::{Error, Result};
 use crate::io::image as img_io;
 use crate::ops;
@@ -115,8 +115,7 @@ pub fn run(
         let batch = loader.next_batch()?;
         let step = tr.step;
         let (lr, lr_d) = (tr.gen.lr(), tr.dis.as_ref().map(|d| d.lr()));
-        // On a pool thread (`host_threads`); the wait for the batch above stays outside.
-        let out = crate::host_threads::on_pool(|| tr.train_step(&batch)).map_err(|e| {
+        let out = step_on_pool(tr, &batch).map_err(|e| {
             let keep = last_ckpt
                 .as_ref()
                 .map(|p| format!("the last good checkpoint is {}", p.display()))
@@ -289,4 +288,17 @@ fn write_samples(tr: &Trainer, batch: &Batch, preview: Option<&Tensor>, path: &P
         .map(|c| c.to_device(&crate::Device::Cpu))
         .collect::<Result<Vec<_>>>()?;
     img_io::save_contact_sheet(&cells, columns, path).map_err(|e| Error::msg(e.to_string()))
+}
+
+/// One training step, on a pool thread when this process is the only rank (`host_threads`; the
+/// wait for the batch stays outside). With several ranks the step waits inside for the others'
+/// gradients, and ranks that share a pool (threads of one process, as the tests run them) could
+/// deadlock there: a pool thread waiting in a parallel op may take up another rank's step, which
+/// then waits for the first. So a group's steps run where they are called.
+fn step_on_pool(tr: &mut Trainer, batch: &Batch) -> Result<StepOutput> {
+    if tr.comm.world() > 1 {
+        tr.train_step(batch)
+    } else {
+        crate::host_threads::on_pool(|| tr.train_step(batch))
+    }
 }
