@@ -21,7 +21,7 @@ fn on_pool_runs_on_a_pool_thread_cpu() {
     // Nested: already on the pool, it stays on that thread.
     let same = on_pool(|| {
         let outer = rayon::current_thread_index();
-        on_pool(|| rayon::current_thread_index()) == outer
+        on_pool(rayon::current_thread_index) == outer
     });
     assert!(same);
 }

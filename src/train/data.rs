@@ -1,9 +1,9 @@
 //! The training data pipeline (spec §6.6, §6.7): a folder of photos, per-epoch seeded shuffling,
 //! resize + random crop + horizontal flip, the phase's masks, and background decoding.
 //!
-//! * `Dataset::scan` lists every readable image (`io::image::READABLE_EXTENSIONS`) under a folder (recursively, sorted by path) and reads
-//!   each file's header (and checks that a JPEG is not cut off: `io::jpeg`); unreadable files
-//!   are skipped and counted, and more than
+//! * `Dataset::scan` lists every readable image (`io::image::READABLE_EXTENSIONS`) under a folder
+//!   (recursively, sorted by path) and reads each file's header (and checks that a JPEG is not
+//!   cut off: `io::jpeg`); unreadable files are skipped and counted, and more than
 //!   `max_unreadable_fraction` of them (10 % by default) is an error, as is an empty folder.
 //! * Order: epoch `e` visits the images in the permutation drawn by
 //!   `Rng::new(seed).fork(ORDER).fork(e)`; with `drop_last` an epoch has floor(N / B) batches
@@ -58,10 +58,6 @@ pub struct Dataset {
 /// Skipped files named in a note; the rest are counted.
 const NAMED_SKIPS: usize = 5;
 
-fn is_photo(p: &Path) -> bool {
-    crate::io::image::has_readable_extension(p)
-}
-
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Error::msg(format!("cannot read data folder {}: {e}", dir.display())))?;
@@ -71,7 +67,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             .path();
         if path.is_dir() {
             walk(&path, out)?;
-        } else if is_photo(&path) {
+        } else if crate::io::image::has_readable_extension(&path) {
             out.push(path);
         }
     }
