@@ -1,4 +1,5 @@
-//! Host-memory tuning of glibc's malloc for the engine's buffers.
+//! Host memory for the engine's buffers: a tuning of glibc's malloc (below) and a global
+//! allocator that reuses large freed blocks ([`ReusingAlloc`], installed by the `fdm` binary).
 //!
 //! Every op returns a fresh output buffer, and at the shapes of the models many of them are large
 //! (a paper-preset transformer block allocates about 36 MB per pass: 2 MB activations, 8 MB MLP
@@ -58,4 +59,141 @@ fn apply() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn apply() {
     let _ = user_chose;
+}
+
+/// Blocks at least this large are kept for reuse by [`ReusingAlloc`].
+pub const REUSE_MIN_BYTES: usize = 4 << 20;
+/// Most freed bytes [`ReusingAlloc`] keeps at once.
+pub const REUSE_MAX_BYTES: usize = 1 << 30;
+/// Most freed blocks [`ReusingAlloc`] keeps at once.
+const SLOTS: usize = 64;
+
+/// A global allocator that keeps freed large blocks and hands them back for a request of the
+/// same size and alignment; everything else goes to the system allocator.
+///
+/// Why: a block above glibc's mmap threshold (32 MiB at most; smaller blocks too on the threads
+/// of rayon's pool, whose arenas grow by 64 MiB heaps) is mapped fresh by the kernel on every
+/// allocation, faulted in and cleared page by page on first touch, and unmapped when freed. The
+/// codec's activations at batch 4 are 64 MiB each, so every training step paid that for each of
+/// them (10 % of a phase-1a step in page faults and page clearing). Training and sampling repeat
+/// the same shapes, so the sizes repeat exactly and an exact-size cache serves them.
+///
+/// The cost: up to [`REUSE_MAX_BYTES`] of freed memory stays with the process. A block that
+/// would exceed it, or finds no free slot, goes back to the system at once.
+///
+/// The `fdm` binary installs it with `#[global_allocator]`; a library user may do the same.
+pub struct ReusingAlloc {
+    cache: std::sync::Mutex<BlockCache>,
+}
+
+/// The kept blocks: `(address, size, alignment)`, size 0 marking an empty slot.
+struct BlockCache {
+    blocks: [(usize, usize, usize); SLOTS],
+    bytes: usize,
+}
+
+impl ReusingAlloc {
+    pub const fn new() -> ReusingAlloc {
+        ReusingAlloc { cache: std::sync::Mutex::new(BlockCache { blocks: [(0, 0, 0); SLOTS], bytes: 0 }) }
+    }
+
+    /// Freed bytes kept now.
+    pub fn kept_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Give every kept block back to the system.
+    pub fn release_kept(&self) {
+        let blocks = {
+            let mut cache = self.lock();
+            cache.bytes = 0;
+            std::mem::replace(&mut cache.blocks, [(0, 0, 0); SLOTS])
+        };
+        for (addr, size, align) in blocks.into_iter().filter(|&(_, size, _)| size > 0) {
+            // SAFETY: a kept block came from `System` with this size and alignment (`keep`),
+            // and taking the array out of the cache made this the only copy of its address.
+            unsafe { System.dealloc(addr as *mut u8, Layout::from_size_align_unchecked(size, align)) }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BlockCache> {
+        // Nothing panics while the lock is held, so poisoning cannot occur; take it regardless.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A kept block of exactly this layout, taken out of the cache.
+    fn take(&self, layout: Layout) -> Option<*mut u8> {
+        let mut cache = self.lock();
+        let slot = cache.blocks.iter().position(|&(_, size, align)| size == layout.size() && align == layout.align())?;
+        let (addr, size, _) = std::mem::replace(&mut cache.blocks[slot], (0, 0, 0));
+        cache.bytes -= size;
+        Some(addr as *mut u8)
+    }
+
+    /// Keep a freed block; false when it does not fit (the caller frees it).
+    fn keep(&self, ptr: *mut u8, layout: Layout) -> bool {
+        let mut cache = self.lock();
+        if cache.bytes + layout.size() > REUSE_MAX_BYTES {
+            return false;
+        }
+        let Some(slot) = cache.blocks.iter().position(|&(_, size, _)| size == 0) else { return false };
+        cache.blocks[slot] = (ptr as usize, layout.size(), layout.align());
+        cache.bytes += layout.size();
+        true
+    }
+}
+
+impl Default for ReusingAlloc {
+    fn default() -> Self {
+        ReusingAlloc::new()
+    }
+}
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+// SAFETY: every block handed out is either fresh from `System` for this layout or a block
+// `System` gave for exactly this size and alignment, freed by its owner and not handed out since
+// (taken out of the cache under its lock). Blocks go back to `System` with their own layout.
+unsafe impl GlobalAlloc for ReusingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= REUSE_MIN_BYTES {
+            if let Some(ptr) = self.take(layout) {
+                return ptr;
+            }
+        }
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= REUSE_MIN_BYTES {
+            if let Some(ptr) = self.take(layout) {
+                ptr.write_bytes(0, layout.size());
+                return ptr;
+            }
+        }
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() >= REUSE_MIN_BYTES && self.keep(ptr, layout) {
+            return;
+        }
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.size() < REUSE_MIN_BYTES && new_size < REUSE_MIN_BYTES {
+            return System.realloc(ptr, layout, new_size);
+        }
+        // A large block on either side: move through this allocator so that a kept block can
+        // serve the new size and the old one can be kept.
+        // SAFETY (of the layout): the caller guarantees `new_size` is valid with this alignment.
+        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+        let new = self.alloc(new_layout);
+        if !new.is_null() {
+            std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+            self.dealloc(ptr, layout);
+        }
+        new
+    }
 }

@@ -1,7 +1,8 @@
 //! What the model and sampling benches share: the fixed photo, the two fixed masks, freshly
 //! initialised models of either preset (the cost of a pass does not depend on the weights), the
 //! CUDA probe that turns every `cuda_*` bench into a `SKIP` line without a GPU, and the criterion
-//! settings (criterion's minimum of 10 samples; short warm-ups for the multi-second benches).
+//! settings (criterion's minimum of 10 samples; short warm-ups for the multi-second benches), and
+//! the `fdm` binary's global allocator.
 #![allow(dead_code)] // each bench binary uses part of this
 
 use criterion::Criterion;
@@ -12,6 +13,10 @@ use fdm::model::inpainting::{InpaintingModel, Precision};
 use fdm::model::presets::ModelConfig;
 use fdm::{Device, Tensor};
 use std::time::Duration;
+
+/// The `fdm` binary's allocator, so that the benches time what the command line runs.
+#[global_allocator]
+static ALLOCATOR: fdm::host_alloc::ReusingAlloc = fdm::host_alloc::ReusingAlloc::new();
 
 pub const SEED: u64 = 7;
 

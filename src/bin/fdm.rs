@@ -8,6 +8,10 @@ use fdm::pipeline::inpaint::InpaintOptions;
 use fdm::pipeline::sampler::SamplerOptions;
 use std::path::PathBuf;
 
+/// Large freed buffers are reused rather than unmapped and mapped again (`host_alloc`).
+#[global_allocator]
+static ALLOCATOR: fdm::host_alloc::ReusingAlloc = fdm::host_alloc::ReusingAlloc::new();
+
 /// The bundled tiny model, trained by `fdm train` on the bundled photos (see README).
 const BUNDLED_WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/weights/fdm-tiny.safetensors");
 
