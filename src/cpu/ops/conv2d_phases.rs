@@ -24,7 +24,8 @@
 //! discriminator (1.253 steps/s both), so it was not kept.
 
 use super::gemm_kernel::MicroKernel;
-use super::im2col::{copy_strided, valid_outputs};
+use super::im2col::valid_outputs;
+use super::strided::copy_strided;
 use super::{conv2d, conv2d_weight_grad};
 use crate::params::conv2d::Conv2dParams;
 use rayon::prelude::*;

@@ -7,6 +7,7 @@
 //! `col[r][q] = x[c, oh*stride_h + i - pad_h, ow*stride_w + j - pad_w]`, 0 in the padding.
 //! A chunk holds columns `q0 .. q0+cols` only, stored `[rows, cols]` row-major.
 
+use super::strided::{add_strided, copy_strided};
 use crate::params::conv2d::Conv2dParams;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -105,27 +106,6 @@ pub fn col2im_chunk_add(p: &Conv2dParams, dcol: &[f32], q0: usize, cols: usize, 
             }
         }
     });
-}
-
-/// `dst[t] = src[t * stride]` for every t. Stride 1 (every stride-1 convolution) is one slice
-/// copy; the general case steps through `src` without a bounds check per element (measured:
-/// the element-wise indexed loop was 9 % of a tiny phase-1a training step on its own).
-pub(super) fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
-    if stride == 1 {
-        dst.copy_from_slice(&src[..dst.len()]);
-    } else {
-        dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &s)| *d = s);
-    }
-}
-
-/// `dst[t * stride] += src[t]` for every t (the adjoint of `copy_strided`; stride 1 is a
-/// vectorised slice add).
-fn add_strided(dst: &mut [f32], src: &[f32], stride: usize) {
-    if stride == 1 {
-        dst[..src.len()].iter_mut().zip(src).for_each(|(d, &s)| *d += s);
-    } else {
-        dst.iter_mut().step_by(stride).zip(src).for_each(|(d, &s)| *d += s);
-    }
 }
 
 thread_local! {

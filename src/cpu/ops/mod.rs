@@ -8,6 +8,7 @@ mod gemm_neon;
 pub mod gemm_rows;
 pub mod linear;
 pub mod im2col;
+pub mod strided;
 pub mod conv2d;
 mod conv2d_phases;
 pub mod conv2d_weight_grad;
