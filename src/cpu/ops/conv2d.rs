@@ -26,6 +26,7 @@ use super::conv2d_phases::{self, phase_view};
 use super::conv2d_weight_grad;
 use super::gemm_kernel::{MicroKernel, NR};
 use super::gemm_rows::{gemm_b_in_place, BInPlace};
+use super::reduce::sum_f64;
 use super::im2col::{col2im_chunk_add, column_chunks, im2col_chunk, with_col_buffer};
 use crate::params::conv2d::Conv2dParams;
 use crate::params::gemm::GemmParams;
@@ -353,10 +354,12 @@ pub fn conv2d_backward_bias_fast(p: &Conv2dParams, g: &[f32], db: &mut [f32]) {
     channel_sums(g, p.batch as usize, p.out_channels as usize, p.out_plane(), db);
 }
 
-/// `out[c] = sum_{n, q} t[n, c, q]` for a dense `[batch, channels, plane]` tensor (f64 sums).
+/// `out[c] = sum_{n, q} t[n, c, q]` for a dense `[batch, channels, plane]` tensor (f64 sums,
+/// each plane's over independent partial sums: one chain of dependent adds was 2 % of a
+/// phase-1a step).
 pub fn channel_sums(t: &[f32], batch: usize, channels: usize, plane: usize, out: &mut [f32]) {
     out[..channels].par_iter_mut().enumerate().for_each(|(c, v)| {
-        let s: f64 = (0..batch).map(|n| t[(n * channels + c) * plane..][..plane].iter().map(|&e| e as f64).sum::<f64>()).sum();
+        let s: f64 = (0..batch).map(|n| sum_f64(&t[(n * channels + c) * plane..][..plane])).sum();
         *v = s as f32;
     });
 }

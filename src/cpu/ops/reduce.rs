@@ -61,7 +61,7 @@ pub fn reduce_ref(p: &ReduceParams, x: &[f32], out: &mut [f32]) {
 }
 
 /// Sum of a contiguous slice in f64 with four independent accumulators.
-fn sum_f64(xs: &[f32]) -> f64 {
+pub(super) fn sum_f64(xs: &[f32]) -> f64 {
     let mut acc = [0f64; 4];
     let mut it = xs.chunks_exact(4);
     for c in &mut it {
