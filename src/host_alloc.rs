@@ -78,23 +78,45 @@ const SLOTS: usize = 64;
 /// them (10 % of a phase-1a step in page faults and page clearing). Training and sampling repeat
 /// the same shapes, so the sizes repeat exactly and an exact-size cache serves them.
 ///
-/// The cost: up to [`REUSE_MAX_BYTES`] of freed memory stays with the process. A block that
-/// would exceed it, or finds no free slot, goes back to the system at once.
+/// The cost: up to [`REUSE_MAX_BYTES`] of freed memory stays with the process. When a freed
+/// block would exceed that or find every slot taken, the blocks kept longest go back to the
+/// system first (the newest are the likeliest to be asked for again).
 ///
 /// The `fdm` binary installs it with `#[global_allocator]`; a library user may do the same.
 pub struct ReusingAlloc {
     cache: std::sync::Mutex<BlockCache>,
 }
 
-/// The kept blocks: `(address, size, alignment)`, size 0 marking an empty slot.
+/// One kept block; `size == 0` marks an empty slot. `age` orders blocks by when they were kept.
+#[derive(Clone, Copy)]
+struct Block {
+    addr: usize,
+    size: usize,
+    align: usize,
+    age: u64,
+}
+
+const EMPTY: Block = Block { addr: 0, size: 0, align: 0, age: 0 };
+
 struct BlockCache {
-    blocks: [(usize, usize, usize); SLOTS],
+    blocks: [Block; SLOTS],
     bytes: usize,
+    clock: u64,
+}
+
+impl Block {
+    /// Return the block to the system.
+    ///
+    /// # Safety
+    /// The block came from `System` with this size and alignment and is owned by the caller.
+    unsafe fn free(self) {
+        System.dealloc(self.addr as *mut u8, Layout::from_size_align_unchecked(self.size, self.align))
+    }
 }
 
 impl ReusingAlloc {
     pub const fn new() -> ReusingAlloc {
-        ReusingAlloc { cache: std::sync::Mutex::new(BlockCache { blocks: [(0, 0, 0); SLOTS], bytes: 0 }) }
+        ReusingAlloc { cache: std::sync::Mutex::new(BlockCache { blocks: [EMPTY; SLOTS], bytes: 0, clock: 0 }) }
     }
 
     /// Freed bytes kept now.
@@ -107,12 +129,12 @@ impl ReusingAlloc {
         let blocks = {
             let mut cache = self.lock();
             cache.bytes = 0;
-            std::mem::replace(&mut cache.blocks, [(0, 0, 0); SLOTS])
+            std::mem::replace(&mut cache.blocks, [EMPTY; SLOTS])
         };
-        for (addr, size, align) in blocks.into_iter().filter(|&(_, size, _)| size > 0) {
-            // SAFETY: a kept block came from `System` with this size and alignment (`keep`),
-            // and taking the array out of the cache made this the only copy of its address.
-            unsafe { System.dealloc(addr as *mut u8, Layout::from_size_align_unchecked(size, align)) }
+        for block in blocks.into_iter().filter(|b| b.size > 0) {
+            // SAFETY: a kept block came from `System` with its layout (`keep`), and taking the
+            // array out of the cache made this the only copy of its address.
+            unsafe { block.free() }
         }
     }
 
@@ -121,25 +143,52 @@ impl ReusingAlloc {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A kept block of exactly this layout, taken out of the cache.
+    /// The newest kept block of exactly this layout, taken out of the cache.
     fn take(&self, layout: Layout) -> Option<*mut u8> {
         let mut cache = self.lock();
-        let slot = cache.blocks.iter().position(|&(_, size, align)| size == layout.size() && align == layout.align())?;
-        let (addr, size, _) = std::mem::replace(&mut cache.blocks[slot], (0, 0, 0));
-        cache.bytes -= size;
-        Some(addr as *mut u8)
+        let (slot, _) = cache
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.size == layout.size() && b.align == layout.align())
+            .max_by_key(|(_, b)| b.age)?;
+        let block = std::mem::replace(&mut cache.blocks[slot], EMPTY);
+        cache.bytes -= block.size;
+        Some(block.addr as *mut u8)
     }
 
-    /// Keep a freed block; false when it does not fit (the caller frees it).
+    /// Keep a freed block, first giving back the oldest kept blocks while it would not fit;
+    /// false when it is larger than the whole cache (the caller frees it).
     fn keep(&self, ptr: *mut u8, layout: Layout) -> bool {
-        let mut cache = self.lock();
-        if cache.bytes + layout.size() > REUSE_MAX_BYTES {
+        if layout.size() > REUSE_MAX_BYTES {
             return false;
         }
-        let Some(slot) = cache.blocks.iter().position(|&(_, size, _)| size == 0) else { return false };
-        cache.blocks[slot] = (ptr as usize, layout.size(), layout.align());
-        cache.bytes += layout.size();
-        true
+        let mut evicted = [EMPTY; SLOTS];
+        let kept = {
+            let mut cache = self.lock();
+            let mut n = 0;
+            while cache.bytes + layout.size() > REUSE_MAX_BYTES || cache.blocks.iter().all(|b| b.size > 0) {
+                let oldest = (0..SLOTS).filter(|&i| cache.blocks[i].size > 0).min_by_key(|&i| cache.blocks[i].age);
+                let Some(oldest) = oldest else { break };
+                evicted[n] = std::mem::replace(&mut cache.blocks[oldest], EMPTY);
+                cache.bytes -= evicted[n].size;
+                n += 1;
+            }
+            // The loop above leaves a slot empty; `if let` only to keep the allocator panic-free.
+            let slot = cache.blocks.iter().position(|b| b.size == 0);
+            if let Some(slot) = slot {
+                cache.clock += 1;
+                cache.blocks[slot] = Block { addr: ptr as usize, size: layout.size(), align: layout.align(), age: cache.clock };
+                cache.bytes += layout.size();
+            }
+            slot.is_some()
+        };
+        // Freed outside the lock, so other threads' allocations do not wait on the unmapping.
+        for block in evicted.into_iter().filter(|b| b.size > 0) {
+            // SAFETY: taken out of the cache above, so owned here; kept blocks came from `System`.
+            unsafe { block.free() }
+        }
+        kept
     }
 }
 
@@ -182,18 +231,16 @@ unsafe impl GlobalAlloc for ReusingAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.size() < REUSE_MIN_BYTES && new_size < REUSE_MIN_BYTES {
-            return System.realloc(ptr, layout, new_size);
+        // A kept block of the new size serves it; otherwise the system allocator resizes (for a
+        // mapped block that is a remap, no copy).
+        if new_size >= REUSE_MIN_BYTES {
+            // SAFETY (of the layout): the caller guarantees `new_size` is valid with this alignment.
+            if let Some(new) = self.take(Layout::from_size_align_unchecked(new_size, layout.align())) {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+                return new;
+            }
         }
-        // A large block on either side: move through this allocator so that a kept block can
-        // serve the new size and the old one can be kept.
-        // SAFETY (of the layout): the caller guarantees `new_size` is valid with this alignment.
-        let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-        let new = self.alloc(new_layout);
-        if !new.is_null() {
-            std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-            self.dealloc(ptr, layout);
-        }
-        new
+        System.realloc(ptr, layout, new_size)
     }
 }

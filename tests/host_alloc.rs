@@ -1,5 +1,6 @@
 //! `host_alloc::ReusingAlloc`: large freed blocks come back for the same layout, zeroed when
-//! asked, contents survive `realloc` across the size boundary, and the cache keeps to its limits.
+//! asked, contents survive `realloc` across the size boundary, and the cache keeps to its limits
+//! by giving back its oldest blocks.
 use fdm::host_alloc::{ReusingAlloc, REUSE_MAX_BYTES, REUSE_MIN_BYTES};
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -59,44 +60,64 @@ fn other_sizes_alignments_and_small_blocks_are_not_served_from_the_cache_cpu() {
 }
 
 #[test]
-fn cache_keeps_to_its_byte_and_slot_limits_cpu() {
+fn cache_keeps_to_its_limits_by_giving_back_the_oldest_blocks_cpu() {
     let a = ReusingAlloc::new();
     // Byte limit: blocks of 1/8 of it, never touched (so never faulted in).
     let big = layout(REUSE_MAX_BYTES / 8);
     let blocks: Vec<*mut u8> = (0..10).map(|_| unsafe { a.alloc(big) }).collect();
     assert!(blocks.iter().all(|p| !p.is_null()));
     blocks.iter().for_each(|&p| unsafe { a.dealloc(p, big) });
-    assert_eq!(a.kept_bytes(), REUSE_MAX_BYTES, "eight blocks fill it, the other two are freed");
+    assert_eq!(a.kept_bytes(), REUSE_MAX_BYTES, "eight blocks fill it");
+    // The newest eight are kept (newest handed out first); the first two went back.
+    let again: Vec<*mut u8> = (0..8).map(|_| unsafe { a.alloc(big) }).collect();
+    let expected: Vec<*mut u8> = blocks[2..].iter().rev().copied().collect();
+    assert_eq!(again, expected);
+    assert_eq!(a.kept_bytes(), 0);
+    again.iter().for_each(|&p| unsafe { a.dealloc(p, big) });
+    // A block larger than the whole cache is not kept and evicts nothing.
+    let huge = layout(REUSE_MAX_BYTES + 4096);
+    unsafe {
+        let p = a.alloc(huge);
+        a.dealloc(p, huge);
+    }
+    assert_eq!(a.kept_bytes(), REUSE_MAX_BYTES);
     a.release_kept();
 
-    // Slot limit: more small-enough blocks than slots.
+    // Slot limit: more blocks than slots; the cache stays full of the newest.
     let l = layout(REUSE_MIN_BYTES);
     let blocks: Vec<*mut u8> = (0..80).map(|_| unsafe { a.alloc(l) }).collect();
     blocks.iter().for_each(|&p| unsafe { a.dealloc(p, l) });
     let kept = a.kept_bytes();
     assert!(kept < 80 * l.size() && kept % l.size() == 0 && kept > 0, "kept {kept} bytes");
+    assert_eq!(unsafe { a.alloc(l) }, blocks[79], "the newest block comes back first");
+    unsafe { a.dealloc(blocks[79], l) };
     a.release_kept();
     assert_eq!(a.kept_bytes(), 0);
 }
 
 #[test]
-fn realloc_keeps_contents_across_the_size_boundary_cpu() {
+fn realloc_keeps_contents_and_takes_a_kept_block_of_the_new_size_cpu() {
     let a = ReusingAlloc::new();
     let pattern = |i: usize| (i * 7 + 3) as u8;
     unsafe {
+        // A kept block of the size the realloc will ask for.
+        let large = REUSE_MIN_BYTES * 2;
+        let waiting = a.alloc(layout(large));
+        a.dealloc(waiting, layout(large));
+
         let small = layout(1000);
         let p = a.alloc(small);
         (0..small.size()).for_each(|i| *p.add(i) = pattern(i));
-        // small -> large
-        let large = REUSE_MIN_BYTES * 2;
+        // small -> large: served by the kept block
         let p = a.realloc(p, small, large);
+        assert_eq!(p, waiting);
+        assert_eq!(a.kept_bytes(), 0);
         assert!((0..small.size()).all(|i| *p.add(i) == pattern(i)));
         (0..large).for_each(|i| *p.add(i) = pattern(i));
-        // large -> larger: the old block is kept, the contents move
+        // large -> larger, no kept block of that size: the system allocator resizes
         let larger = large + 12345;
         let q = a.realloc(p, layout(large), larger);
         assert!((0..large).all(|i| *q.add(i) == pattern(i)));
-        assert_eq!(a.kept_bytes(), large);
         // larger -> small
         let r = a.realloc(q, layout(larger), 500);
         assert!((0..500).all(|i| *r.add(i) == pattern(i)));

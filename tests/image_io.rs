@@ -197,6 +197,39 @@ fn image_save_rounds_and_clamps_cpu() {
 }
 
 #[test]
+fn image_save_rounding_equals_round_then_clamp_everywhere_cpu() {
+    // Every multiple of 1/64 from -4 to 260, the f32 neighbours of each half, and the edges.
+    let mut vals: Vec<f32> = (-256..=260 * 64).map(|k| k as f32 / 64.0).collect();
+    for k in -2..=257 {
+        let half = k as f32 + 0.5;
+        vals.extend([half, f32::from_bits(half.to_bits() - 1), f32::from_bits(half.to_bits() + 1)]);
+    }
+    vals.extend([0.49999997, -0.0, f32::MIN_POSITIVE, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 255.49998, 255.5, 1e30]);
+    while vals.len() % 3 != 0 {
+        vals.push(7.0);
+    }
+    let n = vals.len() / 3;
+    let t = Tensor::from_vec(vals.clone(), &[3, 1, n]).unwrap();
+    let (_, _, bytes) = tensor_to_rgb8(&t).unwrap();
+    for (i, &v) in vals.iter().enumerate() {
+        let (c, x) = (i / n, i % n);
+        assert_eq!(bytes[3 * x + c], v.round().clamp(0.0, 255.0) as u8, "value {v:e}");
+    }
+}
+
+#[test]
+fn host_values_borrow_dense_cpu_tensors_and_copy_views_cpu() {
+    let t = Tensor::from_vec((0..6).map(|v| v as f32).collect(), &[2, 3]).unwrap();
+    let v = t.host_f32().unwrap();
+    assert!(matches!(v, std::borrow::Cow::Borrowed(_)));
+    assert_eq!(&*v, &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    let view = t.transpose(0, 1).unwrap();
+    let v = view.host_f32().unwrap();
+    assert!(matches!(v, std::borrow::Cow::Owned(_)));
+    assert_eq!(&*v, &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+}
+
+#[test]
 fn image_png_round_trip_is_exact_cpu() {
     let dir = test_dir("roundtrip");
     let photo = load_image(asset("photos/dev_018.jpg")).unwrap().tensor;

@@ -11,6 +11,7 @@ use crate::pipeline::inpaint::{check_replay_tokens, InpaintOptions};
 use crate::pipeline::photo::{inpaint_photo_batched, visible_patches, PhotoResult};
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -124,9 +125,12 @@ pub fn write_tokens(path: &Path, tokens: &[u32]) -> Result<()> {
 
 /// The input with holes painted white, for the contact sheet.
 fn holes_shown(image: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    let (img, m) = (image.to_vec_f32()?, mask.to_vec_f32()?);
-    let n = m.len();
-    let v: Vec<f32> = img.iter().enumerate().map(|(i, &x)| if m[i % n] < 0.5 { 255.0 } else { x }).collect();
+    let (img, m) = (image.host_f32()?, mask.host_f32()?);
+    let mut v = img.into_owned();
+    // One mask plane per channel plane.
+    v.par_chunks_mut(m.len().max(1)).for_each(|plane| {
+        plane.iter_mut().zip(m.iter()).filter(|(_, &m)| m < 0.5).for_each(|(x, _)| *x = 255.0);
+    });
     Ok(Tensor::from_vec(v, image.shape())?)
 }
 
@@ -162,7 +166,7 @@ fn fdm_error(e: &anyhow::Error) -> crate::error::Error {
 
 /// The mask as an RGB picture in the file convention (hole white).
 fn mask_picture(mask: &Tensor) -> Result<Tensor> {
-    let v: Vec<f32> = mask.to_vec_f32()?.iter().map(|&m| if m < 0.5 { 255.0 } else { 0.0 }).collect();
+    let v: Vec<f32> = mask.host_f32()?.iter().map(|&m| if m < 0.5 { 255.0 } else { 0.0 }).collect();
     let n = v.len();
     let (h, w) = (mask.shape()[1], mask.shape()[2]);
     Ok(Tensor::from_vec(v.iter().cycle().take(3 * n).copied().collect(), &[3, h, w])?)

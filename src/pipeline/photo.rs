@@ -143,7 +143,7 @@ pub fn visible_patches(model: &InpaintingModel, mask: &Tensor) -> Result<Vec<boo
 /// Resize a binary mask [1, H, W] to [1, s, s]: hole wherever any covered source pixel is a hole.
 pub fn conservative_mask(mask: &Tensor, s: usize) -> Result<Tensor> {
     let (h, w) = (mask.shape()[1], mask.shape()[2]);
-    let src = mask.to_vec_f32()?;
+    let src = mask.host_f32()?;
     let span = |i: usize, n: usize| (i * n / s, ((i + 1) * n).div_ceil(s).max(i * n / s + 1).min(n));
     let mut out = vec![1.0f32; s * s];
     for y in 0..s {
