@@ -2,6 +2,7 @@
 //! CPU loops (`cpu::ops`) or the CUDA launcher (`cuda::ops`). Nothing here loops over elements.
 pub mod binary;
 pub mod index;
+pub mod composite;
 pub mod concat;
 pub mod embedding;
 pub mod layernorm;

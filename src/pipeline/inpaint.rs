@@ -115,7 +115,7 @@ pub fn inpaint(
 
 /// `out` at holes, `input` at visible pixels: `out (1 - m) + input m`, exact at binary m.
 pub fn composite(out: &Tensor, input: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    ops::binary::add(&ops::binary::mul(out, &masks::one_minus(mask)?)?, &ops::binary::mul(input, mask)?)
+    ops::composite::mask_composite(out, input, mask)
 }
 
 /// What `dequantize_and_decode` produced.

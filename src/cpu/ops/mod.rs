@@ -36,3 +36,4 @@ pub mod image_grad;
 pub mod optim;
 pub mod codebook;
 pub mod sampling;
+pub mod composite;
