@@ -144,8 +144,10 @@ const SHEET_TILE: usize = 1024;
 /// Write one batch's samples (`<stem>_<k>.png`, with --save-tokens `<stem>_<k>.txt`), `first`
 /// being the index of its first sample. A photo of more than 8 bits per channel (`deep`) gets
 /// 16-bit PNGs, so that its known pixels keep their values.
+/// The samples are encoded in parallel: a PNG encoder runs on one thread, and a 12-megapixel
+/// sample takes it about 0.2 s.
 fn save_batch(run: &InpaintRun, name: &str, outputs: &[PathBuf], first: usize, batch: &PhotoResult, deep: bool) -> Result<()> {
-    for (i, img) in batch.images.iter().enumerate() {
+    batch.images.par_iter().enumerate().try_for_each(|(i, img)| {
         let k = first + i;
         if deep {
             save_png16(img, &outputs[k])?;
@@ -155,8 +157,8 @@ fn save_batch(run: &InpaintRun, name: &str, outputs: &[PathBuf], first: usize, b
         if run.save_tokens {
             write_tokens(&run.out.join(format!("{name}_{k}.txt")), &batch.tokens[i])?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// An error of this command as the pipeline's error type (its message chain kept).
@@ -275,9 +277,8 @@ pub fn run(model: &InpaintingModel, run: &InpaintRun, device: &Device) -> Result
             &mut |first, batch| {
                 save_batch(run, &name, &outputs, first, &batch, loaded.deep).map_err(|e| fdm_error(&e))?;
                 let room = SHEET_SAMPLES.saturating_sub(sheet.len() - 2);
-                for img in batch.images.iter().take(room) {
-                    sheet.push(tile(img)?);
-                }
+                let tiles = batch.images[..room.min(batch.images.len())].par_iter().map(tile).collect::<Result<Vec<_>, _>>()?;
+                sheet.extend(tiles);
                 Ok(())
             },
         )
