@@ -88,7 +88,7 @@ fn cache_keeps_to_its_limits_by_giving_back_the_oldest_blocks_cpu() {
     let blocks: Vec<*mut u8> = (0..80).map(|_| unsafe { a.alloc(l) }).collect();
     blocks.iter().for_each(|&p| unsafe { a.dealloc(p, l) });
     let kept = a.kept_bytes();
-    assert!(kept < 80 * l.size() && kept % l.size() == 0 && kept > 0, "kept {kept} bytes");
+    assert!(kept < 80 * l.size() && kept.is_multiple_of(l.size()) && kept > 0, "kept {kept} bytes");
     assert_eq!(unsafe { a.alloc(l) }, blocks[79], "the newest block comes back first");
     unsafe { a.dealloc(blocks[79], l) };
     a.release_kept();

@@ -34,7 +34,7 @@ const PIECE: usize = 1 << 16;
 /// `composite_ref` into a new vector, in parallel.
 pub fn composite_fast(channels: usize, plane: usize, out: &[f32], input: &[f32], mask: &[f32]) -> Vec<f32> {
     assert_eq!(out.len(), input.len(), "composite: out and input differ in length");
-    assert!(channels > 0 && plane > 0 && out.len() % (channels * plane) == 0, "composite: not whole images");
+    assert!(channels > 0 && plane > 0 && out.len().is_multiple_of(channels * plane), "composite: not whole images");
     assert_eq!(mask.len(), out.len() / channels, "composite: one mask plane per image");
     // SAFETY: every element is written: the pieces cover each plane, and the planes the vector.
     unsafe {
