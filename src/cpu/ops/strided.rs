@@ -7,7 +7,7 @@
 //! writing the untouched odd elements back unchanged (a blend, not `+ 0.0`, which would turn
 //! -0.0 into +0.0). Element-wise loops over `step_by` were 5-6 % of a tiny phase-1a step.
 
-use super::vmath::{simd, Simd};
+use super::vmath::simd;
 
 /// `dst[t] = src[t * stride]` for every t (`src` holds at least `(dst.len()-1)*stride + 1`).
 pub fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
@@ -18,7 +18,7 @@ pub fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
     let done = match (stride, simd()) {
         // SAFETY: `simd()` checked AVX2 at run time.
         #[cfg(target_arch = "x86_64")]
-        (2, Simd::Avx2Fma) => unsafe { avx2::gather_even(dst, src) },
+        (2, super::vmath::Simd::Avx2Fma) => unsafe { avx2::gather_even(dst, src) },
         _ => 0,
     };
     dst[done..].iter_mut().zip(src[done * stride..].iter().step_by(stride)).for_each(|(d, &s)| *d = s);
@@ -34,7 +34,7 @@ pub fn add_strided(dst: &mut [f32], src: &[f32], stride: usize) {
     let done = match (stride, simd()) {
         // SAFETY: `simd()` checked AVX2 at run time.
         #[cfg(target_arch = "x86_64")]
-        (2, Simd::Avx2Fma) => unsafe { avx2::scatter_add_even(dst, src) },
+        (2, super::vmath::Simd::Avx2Fma) => unsafe { avx2::scatter_add_even(dst, src) },
         _ => 0,
     };
     dst[done * stride..].iter_mut().step_by(stride).zip(&src[done..]).for_each(|(d, &s)| *d += s);
