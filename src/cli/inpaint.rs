@@ -11,8 +11,8 @@ use crate::pipeline::inpaint::{check_replay_tokens, InpaintOptions};
 use crate::pipeline::photo::{inpaint_photo_batched, visible_patches, PhotoResult};
 use crate::tensor::Tensor;
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
